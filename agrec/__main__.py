@@ -1,0 +1,5 @@
+import sys
+
+from agrec.cli import main
+
+sys.exit(main())

@@ -1,0 +1,60 @@
+"""Command line: ``agrec run --config configs/ml100k-quick.yaml`` (also ``python -m agrec run``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import yaml
+
+from agrec.errors import AgrecError
+
+
+def _parse_sets(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise AgrecError(f"--set expects KEY=VALUE (e.g. data.min_seq_len=5), got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)  # typed: 5 -> int, true -> bool, [a, b] -> list
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="agrec", description="AGRec workbench")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run the pipeline's notebooks with papermill into reports/<dataset>/<profile>/")
+    r.add_argument("--config", required=True, help="YAML profile, e.g. configs/ml100k-quick.yaml")
+    r.add_argument("--stages", help="comma-separated subset of stages (default: the profile's pipeline.stages)")
+    r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a profile key, e.g. --set seed=7 (repeatable)")
+    r.add_argument("--force", action="store_true", help="recompute the stages even if their artefacts are current")
+    sub.add_parser("info", help="print library versions")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            from agrec.pipeline import run_pipeline
+
+            stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
+            run_pipeline(args.config, stages=stages, overrides=_parse_sets(args.sets), force=args.force)
+        elif args.command == "info":
+            from agrec.rundir import library_versions
+
+            for k, v in library_versions().items():
+                print(f"{k:24s} {v}")
+    except AgrecError as e:
+        print(f"agrec: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("agrec: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

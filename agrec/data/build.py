@@ -1,0 +1,121 @@
+"""Turn a flat list of interaction events into a :class:`SeqDataset` (shared by every loader)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from agrec.data.dataset import SeqDataset
+from agrec.errors import DataError
+
+
+def natural_order(ids: Sequence[str]) -> list[str]:
+    """Ids in numeric order when every id is an integer literal, else in the given order.
+
+    MovieLens ids 1..943 then become indices 0..942, which keeps tables readable; string ids keep
+    their first-appearance order. Either way the result is deterministic.
+    """
+    ids = list(ids)
+    if ids and all(s.lstrip("-").isdigit() for s in ids):
+        return sorted(ids, key=int)
+    return ids
+
+
+def reject_duplicates(source: Path, frame: pd.DataFrame) -> None:
+    """Raise on repeated (user, item, time) rows; ``frame`` has columns user, item, time, line."""
+    dup = frame.duplicated(subset=["user", "item", "time"], keep=False)
+    if dup.any():
+        rows = frame[dup].sort_values(["user", "item", "time", "line"]).head(2)
+        r = rows.iloc[0]
+        raise DataError(
+            f"{source}: duplicate interaction (user {str(r['user'])!r}, item {str(r['item'])!r}, timestamp {r['time']:g}) "
+            f"on lines {', '.join(str(x) for x in rows['line'])}; {int(dup.sum())} rows are duplicates. "
+            f"Remove the repeated rows (a repeat consumption needs its own timestamp)")
+
+
+def build_dataset(
+    name: str,
+    source: Path,
+    users: np.ndarray,
+    items: np.ndarray,
+    times: np.ndarray | None,
+    min_seq_len: int,
+    item_order: Sequence[str] | None = None,
+    line_numbers: np.ndarray | None = None,
+    check_duplicates: bool = True,
+) -> tuple[SeqDataset, list[str]]:
+    """Group events by user, order them in time and filter short users.
+
+    Args:
+        users, items: raw ids as strings, shape ``[n_events]``, in file order.
+        times: timestamps as float64, shape ``[n_events]``, or None when file order is the time order.
+        item_order: preferred order of item ids (e.g. the item file's); items with interactions that
+            are not listed come after, in first-appearance order.
+        line_numbers: the source line of each event, for error messages (defaults to 1-based rows).
+        check_duplicates: reject repeated (user, item, timestamp) events; only meaningful with times.
+
+    Returns:
+        The dataset (without text / codes; loaders attach those) and the list of kept item ids.
+    """
+    n = len(users)
+    if line_numbers is None:
+        line_numbers = np.arange(1, n + 1)
+    if n == 0:
+        raise DataError(f"{source}: no interactions")
+
+    frame = pd.DataFrame({"user": users, "item": items, "line": line_numbers})
+    if times is not None:
+        frame["time"] = times
+        if check_duplicates:
+            reject_duplicates(source, frame)
+
+    user_ids = natural_order(pd.unique(frame["user"]))
+    user_pos = {u: i for i, u in enumerate(user_ids)}
+    u_idx = frame["user"].map(user_pos).to_numpy()
+    # Stable order: user, then time, then file line, so equal timestamps keep the file's order.
+    keys = [frame["line"].to_numpy()]
+    if times is not None:
+        keys.append(frame["time"].to_numpy())
+    keys.append(u_idx)
+    order = np.lexsort(keys)
+    frame = frame.iloc[order]
+    u_sorted = u_idx[order]
+
+    counts = np.bincount(u_sorted, minlength=len(user_ids))
+    keep_user = counts >= min_seq_len
+    n_filtered_users = int((~keep_user).sum())
+    n_filtered_inter = int(counts[~keep_user].sum())
+    notes: list[str] = []
+    if n_filtered_users:
+        notes.append(f"filtered {n_filtered_users} user(s) with fewer than {min_seq_len} interactions "
+                     f"({n_filtered_inter} interactions)")
+    kept = keep_user[u_sorted]
+    frame = frame[kept]
+    u_sorted = u_sorted[kept]
+    if len(frame) == 0:
+        raise DataError(f"{source}: no user has at least {min_seq_len} interactions (data.min_seq_len)")
+
+    present = pd.unique(frame["item"])
+    present_set = set(present)
+    if item_order is not None:
+        ordered = [i for i in item_order if i in present_set]
+        listed = set(ordered)
+        ordered += [i for i in present if i not in listed]
+    else:
+        ordered = natural_order(present)
+    item_pos = {it: i for i, it in enumerate(ordered)}
+    i_idx = frame["item"].map(item_pos).to_numpy().astype(np.int64)
+
+    new_user_ids = [u for u, k in zip(user_ids, keep_user) if k]
+    remap = np.cumsum(keep_user) - 1
+    u_new = remap[u_sorted]
+    bounds = np.flatnonzero(np.diff(u_new)) + 1
+    sequences = np.split(i_idx, bounds)
+    timestamps = np.split(frame["time"].to_numpy(dtype=np.float64), bounds) if times is not None else None
+    ds = SeqDataset(name=name, user_ids=new_user_ids, item_ids=list(ordered), sequences=sequences,
+                    timestamps=timestamps, n_filtered_users=n_filtered_users,
+                    n_filtered_interactions=n_filtered_inter, notes=notes)
+    return ds, list(ordered)

@@ -1,0 +1,40 @@
+"""Configuration of the data stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from agrec.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """Which dataset to load and how to split it.
+
+    ``format``: ``movielens`` (the embedded MovieLens-100k from the ``recbole`` wheel, or RecBole
+    atomic files in ``path``), ``lcrec`` (LC-Rec / LETTER JSON files ``X.inter.json``,
+    ``X.item.json``, optional ``X.index.json``) or ``tabular`` (CSV/TSV interactions + item table).
+    """
+
+    dataset: str = "ml-100k"          # name of the dataset; also the file prefix for lcrec/movielens
+    format: Literal["movielens", "lcrec", "tabular"] = "movielens"
+    path: str | None = None           # folder with the files; None = embedded MovieLens-100k
+    # Leave-one-out needs >= 3 items (train >= 1, valid, test); SASRec/LC-Rec practice is 5-core data.
+    min_seq_len: int = 3
+    require_text: bool = True         # every item must have text (False when codes are given)
+    # tabular layout only
+    inter_file: str = "interactions.csv"
+    item_file: str | None = "items.csv"
+    user_col: str = "user_id"
+    item_col: str = "item_id"
+    time_col: str = "timestamp"
+    sort_by_time: bool = False        # False: a file whose rows are not chronological per user is an error
+    text_cols: list[str] | None = None  # item-table columns joined into the item text; None = all but id
+
+    def __post_init__(self) -> None:
+        if not self.dataset or "/" in self.dataset:
+            raise ConfigError(f"data.dataset must be a non-empty name without '/', got {self.dataset!r}")
+        if self.min_seq_len < 3:
+            raise ConfigError(f"data.min_seq_len must be >= 3 for a leave-one-out split "
+                              f"(train, validation, test), got {self.min_seq_len}")

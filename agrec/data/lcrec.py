@@ -1,0 +1,142 @@
+"""LC-Rec / LETTER JSON layout, as used for the paper's Amazon and Yelp datasets.
+
+Files in one folder, ``X`` being the dataset name:
+
+- ``X.inter.json``: ``{user: [item, ...]}``, each list chronological (required);
+- ``X.item.json``: ``{item: {"title", "description", "brand", "categories", ...}}`` (item text);
+- ``X.index.json``: ``{item: ["<a_1>", "<b_2>", ...]}`` precomputed semantic IDs (optional).
+
+A folder with only ``inter`` + ``index`` loads too: the semantic-ID stage then uses the given codes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from agrec.data.build import build_dataset
+from agrec.data.dataset import SeqDataset
+from agrec.errors import DataError
+
+TEXT_FIELDS = ("title", "brand", "categories", "description")
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file; a :class:`DataError` names the file, line and column of a syntax error."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        with path.open(encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def load_lcrec(folder: Path, dataset: str, min_seq_len: int, require_text: bool) -> SeqDataset:
+    inter_path = folder / f"{dataset}.inter.json"
+    item_path = folder / f"{dataset}.item.json"
+    index_path = folder / f"{dataset}.index.json"
+    inter = read_json(inter_path)
+    if not isinstance(inter, dict):
+        raise DataError(f"{inter_path}: expected an object {{user: [items]}}, got {type(inter).__name__}")
+    users: list[str] = []
+    items: list[str] = []
+    for user, seq in inter.items():
+        if not isinstance(seq, list):
+            raise DataError(f"{inter_path}: user {user!r}: expected a list of items, got {type(seq).__name__}")
+        if len(seq) == 0:
+            raise DataError(f"{inter_path}: user {user!r} has an empty sequence")
+        for pos, it in enumerate(seq):
+            if isinstance(it, bool) or not isinstance(it, (str, int)):
+                raise DataError(f"{inter_path}: user {user!r}, position {pos}: item id must be a string or an "
+                                f"integer, got {it!r}")
+        users.extend([str(user)] * len(seq))
+        items.extend(str(it) for it in seq)
+
+    has_items = item_path.is_file()
+    has_index = index_path.is_file()
+    if not has_items and not has_index:
+        raise DataError(f"{folder}: found {inter_path.name} but neither {item_path.name} (item text) nor "
+                        f"{index_path.name} (semantic IDs); one of them is required")
+    item_meta = read_json(item_path) if has_items else None
+    if item_meta is not None and not isinstance(item_meta, dict):
+        raise DataError(f"{item_path}: expected an object {{item: {{fields}}}}, got {type(item_meta).__name__}")
+    index = read_json(index_path) if has_index else None
+    if index is not None and not isinstance(index, dict):
+        raise DataError(f"{index_path}: expected an object {{item: [codes]}}, got {type(index).__name__}")
+
+    item_order = list(map(str, item_meta)) if item_meta is not None else (list(map(str, index)) if index else None)
+    # The lists' order is the time order; no timestamps exist, so repeats (Yelp) are legitimate.
+    ds, kept = build_dataset(dataset, inter_path, np.asarray(users, dtype=object), np.asarray(items, dtype=object),
+                             None, min_seq_len, item_order=item_order)
+
+    if index is not None:
+        codes = []
+        for it in kept:
+            c = index.get(it)
+            if c is None:
+                raise DataError(f"{index_path}: item {it!r} (used in {inter_path.name}) has no codes")
+            if not isinstance(c, list) or not c or not all(isinstance(t, str) for t in c):
+                raise DataError(f"{index_path}: item {it!r}: codes must be a non-empty list of token strings, "
+                                f"got {c!r}")
+            codes.append(list(c))
+        ds.item_codes = codes
+
+    if item_meta is not None:
+        rows, texts, missing = [], [], []
+        for it in kept:
+            meta = item_meta.get(it)
+            if meta is None:
+                if require_text and index is None:
+                    raise DataError(f"{item_path}: item {it!r} (used in {inter_path.name}) has no entry; "
+                                    f"every interacted item needs text (or give {index_path.name})")
+                missing.append(it)
+                meta = {}
+            if not isinstance(meta, dict):
+                raise DataError(f"{item_path}: item {it!r}: expected an object of fields, got {type(meta).__name__}")
+            text = lcrec_text(meta)
+            if not text and require_text and index is None:
+                raise DataError(f"{item_path}: item {it!r} has no text (title, brand, categories, description "
+                                f"are all empty)")
+            rows.append({"item_id": it, **{k: meta.get(k, "") for k in TEXT_FIELDS}})
+            texts.append(text)
+        if missing:
+            ds.notes.append(f"{len(missing)} item(s) have no entry in {item_path.name}; their text is empty")
+        ds.item_info = pd.DataFrame(rows, index=pd.RangeIndex(len(rows), name="item"))
+        if "categories" in ds.item_info.columns:
+            ds.item_info["genres"] = [_categories(c) for c in ds.item_info["categories"]]
+        ds.item_text = texts
+        unused = len(item_meta) - (len(kept) - len(missing))
+        if unused > 0:
+            ds.notes.append(f"{unused} item(s) of {item_path.name} have no interactions and are not in the catalogue")
+    return ds
+
+
+def lcrec_text(meta: dict) -> str:
+    """LC-Rec's item text: title, brand, categories and description, the latter truncated."""
+    parts = []
+    for key in TEXT_FIELDS:
+        v = meta.get(key)
+        if v is None or v == "":
+            continue
+        if isinstance(v, list):
+            v = ", ".join(str(x) for x in v)
+        v = " ".join(str(v).split())
+        if key == "description":
+            v = v[:500]
+        parts.append(f"{key.capitalize()}: {v}")
+    return ". ".join(parts)
+
+
+def _categories(c: Any) -> list[str]:
+    if isinstance(c, list):
+        return [str(x) for x in c]
+    if isinstance(c, str) and c:
+        return [x.strip() for x in c.split(",") if x.strip()]
+    return []

@@ -1,0 +1,131 @@
+"""MovieLens-100k (embedded) and RecBole atomic files (``X.inter`` / ``X.item``).
+
+The embedded copy ships inside the ``recbole==1.2.1`` wheel (``recbole/dataset_example/ml-100k/``).
+It is found through the installed distribution's file list, without importing RecBole (whose own
+imports pull in its training stack, which is not installed here).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from agrec.data.build import build_dataset
+from agrec.data.dataset import SeqDataset
+from agrec.errors import DataError
+
+EMBEDDED_DATASET = "ml-100k"
+
+
+def embedded_ml100k_dir() -> Path:
+    """Folder holding ``ml-100k.inter`` and ``ml-100k.item`` inside the installed ``recbole`` wheel."""
+    try:
+        dist = importlib.metadata.distribution("recbole")
+    except importlib.metadata.PackageNotFoundError:
+        raise DataError("the embedded MovieLens-100k comes from the 'recbole' wheel, which is not installed; "
+                        "install it without its dependencies: pip install --no-deps recbole==1.2.1") from None
+    folder = Path(dist.locate_file("recbole/dataset_example/ml-100k"))
+    if not (folder / "ml-100k.inter").is_file():
+        raise DataError(f"{folder}: the installed recbole wheel has no ml-100k.inter (expected recbole==1.2.1)")
+    return folder
+
+
+def read_atomic(path: Path) -> pd.DataFrame:
+    """Read a RecBole atomic file: tab-separated, header ``name:type`` (token, float, token_seq …).
+
+    Columns keep their bare names (``item_id``); token columns stay strings so ids are not mangled.
+    """
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    with path.open(encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split("\t")
+    names, dtypes = [], {}
+    for col in header:
+        if ":" not in col:
+            raise DataError(f"{path}: header column {col!r} is not of the form name:type (RecBole atomic file)")
+        name, typ = col.split(":", 1)
+        names.append(name)
+        dtypes[name] = "float64" if typ == "float" else "string"
+    try:
+        df = pd.read_csv(path, sep="\t", header=0, names=names, dtype=dtypes, keep_default_na=False,
+                         quoting=3, engine="c")
+    except ValueError as e:
+        raise DataError(f"{path}: cannot parse: {e}") from None
+    return df
+
+
+def load_atomic(folder: Path | None, dataset: str, min_seq_len: int, require_text: bool) -> SeqDataset:
+    """Load ``<dataset>.inter`` and ``<dataset>.item`` from ``folder`` (None = embedded MovieLens-100k)."""
+    if folder is None:
+        if dataset != EMBEDDED_DATASET:
+            raise DataError(f"data.path is not set and only '{EMBEDDED_DATASET}' is embedded (got dataset "
+                            f"{dataset!r}); set data.path to the folder holding {dataset}.inter")
+        folder = embedded_ml100k_dir()
+    inter_path = folder / f"{dataset}.inter"
+    item_path = folder / f"{dataset}.item"
+    inter = read_atomic(inter_path)
+    for col in ("user_id", "item_id"):
+        if col not in inter.columns:
+            raise DataError(f"{inter_path}: missing column '{col}' (header has {list(inter.columns)})")
+    times = inter["timestamp"].to_numpy(np.float64) if "timestamp" in inter.columns else None
+    # Line numbers for messages: header is line 1.
+    lines = np.arange(2, len(inter) + 2)
+    if times is not None and np.isnan(times).any():
+        bad = int(np.flatnonzero(np.isnan(times))[0])
+        raise DataError(f"{inter_path}: line {lines[bad]}: empty timestamp")
+
+    item_table = read_atomic(item_path) if item_path.is_file() else None
+    item_order = list(item_table["item_id"]) if item_table is not None else None
+    ds, kept = build_dataset(dataset, inter_path, inter["user_id"].to_numpy(str), inter["item_id"].to_numpy(str),
+                             times, min_seq_len, item_order=item_order, line_numbers=lines)
+    if item_table is None:
+        if require_text:
+            raise DataError(f"{item_path}: file not found (item text is required; set data.require_text: false "
+                            f"if codes come from elsewhere)")
+        return ds
+    if item_table["item_id"].duplicated().any():
+        dup = item_table["item_id"][item_table["item_id"].duplicated()].iloc[0]
+        raise DataError(f"{item_path}: item id {dup!r} is listed twice")
+    info = item_table.set_index("item_id")
+    missing = [i for i in kept if i not in info.index]
+    if missing and require_text:
+        raise DataError(f"{item_path}: item {missing[0]!r} (used in {inter_path.name}) has no row here; "
+                        f"{len(missing)} interacted item(s) lack text")
+    info = info.reindex(kept)
+    ds.item_info = _movielens_info(info)
+    ds.item_text = [_movielens_text(r) for r in ds.item_info.itertuples()]
+    unused = len(item_table) - len(kept) + len(missing)
+    if unused:
+        ds.notes.append(f"{unused} item(s) of {item_path.name} have no interactions and are not in the catalogue")
+    return ds
+
+
+def _movielens_info(info: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame(index=pd.RangeIndex(len(info), name="item"))
+    out["item_id"] = list(info.index)
+    rename = {"movie_title": "title", "release_year": "year", "class": "genres"}
+    for src, dst in rename.items():
+        if src in info.columns:
+            out[dst] = info[src].fillna("").to_numpy()
+    for col in info.columns:
+        if col not in rename:
+            out[col] = info[col].to_numpy()
+    if "genres" in out.columns:
+        # RecBole token_seq: space-separated tokens ("Children's", "Sci-Fi" are single tokens).
+        out["genres"] = [g.split() if isinstance(g, str) else [] for g in out["genres"]]
+    return out
+
+
+def _movielens_text(row) -> str:
+    parts = []
+    title = getattr(row, "title", "")
+    year = getattr(row, "year", "")
+    if title:
+        parts.append(f"{title} ({year})" if year else str(title))
+    genres = getattr(row, "genres", None)
+    if genres:
+        parts.append("Genres: " + ", ".join(genres))
+    return ". ".join(parts)

@@ -1,0 +1,23 @@
+"""Exceptions that carry a user-facing message naming the file, record or key at fault.
+
+Every error a user can cause with bad input derives from :class:`AgrecError`, so the CLI can print it
+as one line instead of a traceback from deep inside pandas or torch.
+"""
+
+from __future__ import annotations
+
+
+class AgrecError(Exception):
+    """Base class of all errors caused by user input (files, configs, arguments)."""
+
+
+class DataError(AgrecError, ValueError):
+    """A data file is missing or malformed; the message names the file and the offending record."""
+
+
+class ConfigError(AgrecError, ValueError):
+    """A YAML profile or config value is invalid; the message names the file and the key."""
+
+
+class StageError(AgrecError, RuntimeError):
+    """A pipeline stage (a notebook) failed; the message names the stage and the failing cell."""

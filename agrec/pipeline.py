@@ -1,0 +1,108 @@
+"""Runs the pipeline's notebooks in order with papermill: ``agrec run --config …``.
+
+Each stage is a parameterised notebook (``notebooks/NN_<stage>.ipynb``); papermill injects the
+profile path and overrides, executes it in a fresh kernel and writes the executed copy into the
+report folder. The notebook calls into ``agrec`` and writes its figures/tables there too. A failed
+stage stops the run with the stage name and the failing cell; its partial notebook is kept as
+``NN_<stage>.FAILED.ipynb`` for inspection and no ``NN_<stage>.ipynb`` is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from agrec.config import STAGE_NOTEBOOKS, Profile, load_profile
+from agrec.errors import AgrecError, StageError
+from agrec.rundir import RunDir
+
+
+def default_notebooks_dir() -> Path:
+    """``notebooks/`` of the source checkout this package runs from."""
+    return Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any], stage: str,
+                     kernel_name: str = "python3", timeout_s: int | None = None,
+                     progress_bar: bool | None = None) -> Path:
+    """Execute ``notebook`` with papermill into ``output`` atomically.
+
+    On a cell error, raise :class:`StageError` naming the stage, the cell and the exception, and
+    keep the partial notebook as ``<output stem>.FAILED.ipynb``.
+    """
+    import papermill as pm  # heavy import; only the runner needs it
+
+    if not notebook.is_file():
+        raise StageError(f"stage '{stage}': notebook {notebook} not found")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    failed = output.with_name(output.stem + ".FAILED.ipynb")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".tmp.ipynb", dir=output.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    if progress_bar is None:
+        progress_bar = sys.stderr.isatty()
+    try:
+        pm.execute_notebook(str(notebook), str(tmp), parameters=parameters, cwd=str(notebook.parent),
+                            kernel_name=kernel_name, progress_bar=progress_bar, execution_timeout=timeout_s,
+                            log_output=False)
+    except pm.PapermillExecutionError as e:
+        os.replace(tmp, failed)
+        raise StageError(f"stage '{stage}' failed in {notebook.name}, cell {e.cell_index} "
+                         f"(execution count {e.exec_count}): {e.ename}: {e.evalue}\n"
+                         f"the partial notebook is at {failed}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _tidy_papermill_metadata(tmp, notebook, output)
+    os.replace(tmp, output)
+    failed.unlink(missing_ok=True)
+    return output
+
+
+def _tidy_papermill_metadata(executed: Path, notebook: Path, output: Path) -> None:
+    """Record the final, repository-relative paths instead of the temp file's absolute path."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    meta = nb.metadata.get("papermill", {})
+    meta["input_path"] = os.path.relpath(notebook, output.parent)
+    meta["output_path"] = output.name
+    nbformat.write(nb, executed)
+
+
+def run_pipeline(config_path: str | Path, stages: list[str] | None = None, overrides: dict[str, Any] | None = None,
+                 force: bool = False, notebooks_dir: Path | None = None,
+                 log: Callable[[str], None] = print) -> Profile:
+    """Execute the profile's stages (or ``stages``) in pipeline order; returns the loaded profile."""
+    profile = load_profile(config_path, overrides)
+    wanted = stages if stages is not None else profile.pipeline.stages
+    unknown = [s for s in wanted if s not in STAGE_NOTEBOOKS]
+    if unknown:
+        raise AgrecError(f"unknown stage(s) {unknown}; known stages: {list(STAGE_NOTEBOOKS)}")
+    ordered = [s for s in STAGE_NOTEBOOKS if s in wanted]
+    nb_dir = notebooks_dir or default_notebooks_dir()
+    run = RunDir(profile.run_dir)
+    if force:
+        for s in ordered:
+            run.invalidate(s)
+    log(f"agrec run: profile '{profile.name}' ({profile.source}), dataset '{profile.data.dataset}', "
+        f"seed {profile.seed}")
+    log(f"  run dir:    {profile.run_dir}")
+    log(f"  report dir: {profile.report_dir}")
+    # Relative to the notebooks' folder (the kernel's cwd), so executed reports carry no machine paths.
+    params = {"config_path": os.path.relpath(profile.source, nb_dir), "overrides": dict(overrides or {})}
+    t_all = time.perf_counter()
+    for i, stage in enumerate(ordered, 1):
+        nb = nb_dir / STAGE_NOTEBOOKS[stage]
+        out = profile.report_dir / nb.name
+        log(f"[{i}/{len(ordered)}] {stage}: {nb.name} ...")
+        t0 = time.perf_counter()
+        execute_notebook(nb, out, params, stage, kernel_name=profile.pipeline.kernel_name,
+                         timeout_s=profile.pipeline.stage_timeout_s)
+        log(f"[{i}/{len(ordered)}] {stage}: done in {time.perf_counter() - t0:.1f} s -> {out}")
+    log(f"agrec run: {len(ordered)} stage(s) done in {time.perf_counter() - t_all:.1f} s")
+    return profile

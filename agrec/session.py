@@ -1,0 +1,47 @@
+"""What a notebook opens first: the profile, its run directory and its report writer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agrec.config import Profile, load_profile
+from agrec.report import Report
+from agrec.rundir import RunDir
+from agrec.seed import seed_everything
+
+
+@dataclass
+class Session:
+    profile: Profile
+    run: RunDir
+    report: Report
+
+    @property
+    def seed(self) -> int:
+        return self.profile.seed
+
+
+def open_session(config_path: str | Path, *, dataset: str | None = None, data_dir: str | Path | None = None,
+                 seed: int | None = None, run_dir: str | Path | None = None, report_dir: str | Path | None = None,
+                 overrides: dict[str, Any] | None = None) -> Session:
+    """Load a profile with a notebook's parameter overrides and seed every RNG.
+
+    ``dataset``, ``data_dir`` and ``seed`` are shortcuts for the overrides ``data.dataset``,
+    ``data.path`` and ``seed``; ``data_dir``, ``run_dir`` and ``report_dir`` are relative to the
+    current folder (unlike paths inside the profile, which are relative to the profile file).
+    None means "as in the profile".
+    """
+    ov: dict[str, Any] = dict(overrides or {})
+    if dataset is not None:
+        ov["data.dataset"] = dataset
+    if data_dir is not None:
+        ov["data.path"] = str(Path(data_dir).resolve())
+    if seed is not None:
+        ov["seed"] = seed
+    profile = load_profile(config_path, ov)
+    seed_everything(profile.seed)
+    run = RunDir(Path(run_dir).resolve() if run_dir is not None else profile.run_dir)
+    report = Report(Path(report_dir).resolve() if report_dir is not None else profile.report_dir)
+    return Session(profile=profile, run=run, report=report)

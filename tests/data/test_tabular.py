@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+from agrec.data import DataConfig, load_dataset
+from agrec.errors import DataError
+
+ITEMS = "item_id,title,genre\na,Alpha,x\nb,Beta,y\nc,Gamma,x\nd,Delta,z\n"
+
+
+def make(tmp_path, inter: str, items: str = ITEMS, inter_name="interactions.csv"):
+    (tmp_path / inter_name).write_text(inter)
+    (tmp_path / "items.csv").write_text(items)
+    return tmp_path
+
+
+def load(folder, **kw):
+    return load_dataset(DataConfig(dataset="mine", format="tabular", **kw), folder)
+
+
+def test_loads_chronological_csv(tmp_path):
+    ds = load(make(tmp_path, "user_id,item_id,timestamp\n1,a,10\n2,b,5\n1,b,11\n1,c,11\n2,c,6\n2,d,7\n9,a,1\n"))
+    assert ds.n_users == 2 and ds.n_items == 4
+    assert ds.n_filtered_users == 1 and "filtered 1 user(s)" in ds.notes[0]
+    assert [ds.item_ids[i] for i in ds.sequences[0]] == ["a", "b", "c"]  # equal times keep file order
+    assert ds.item_text[0] == "title: Alpha. genre: x"
+
+
+def test_tsv_and_dates(tmp_path):
+    inter = "user_id\titem_id\ttimestamp\nu\ta\t2024-01-01\nu\tb\t2024-01-02\nu\tc\t2024-01-03 10:00\n"
+    ds = load(make(tmp_path, inter, inter_name="i.tsv"), inter_file="i.tsv")
+    assert np.all(np.diff(ds.timestamps[0]) > 0)
+
+
+def test_non_chronological_csv_is_refused_with_line(tmp_path):
+    folder = make(tmp_path, "user_id,item_id,timestamp\n1,a,10\n1,b,12\n2,a,1\n1,c,11\n")
+    with pytest.raises(DataError, match=r"interactions\.csv: line 5: user '1' has timestamp 11, earlier than the "
+                                        r"row before it for this user \(12\)"):
+        load(folder)
+    ds = load(folder, sort_by_time=True, min_seq_len=3)
+    assert [ds.item_ids[i] for i in ds.sequences[0]] == ["a", "c", "b"]
+
+
+def test_duplicate_rows_are_refused_with_lines(tmp_path):
+    folder = make(tmp_path, "user_id,item_id,timestamp\n1,a,10\n1,b,11\n1,a,10\n1,c,12\n")
+    with pytest.raises(DataError, match=r"duplicate interaction \(user '1', item 'a', timestamp 10\) on lines 2, 4"):
+        load(folder)
+
+
+def test_bad_timestamp(tmp_path):
+    folder = make(tmp_path, "user_id,item_id,timestamp\n1,a,10\n1,b,soon\n1,c,12\n")
+    with pytest.raises(DataError, match=r"line 3: column 'timestamp' value 'soon' is neither a number nor a date"):
+        load(folder)
+
+
+def test_missing_column(tmp_path):
+    folder = make(tmp_path, "user,item_id,timestamp\n1,a,10\n")
+    with pytest.raises(DataError, match=r"interactions\.csv: missing column 'user_id'"):
+        load(folder)
+
+
+def test_item_without_text_row(tmp_path):
+    folder = make(tmp_path, "user_id,item_id,timestamp\n1,a,1\n1,b,2\n1,zz,3\n")
+    with pytest.raises(DataError, match=r"items\.csv: item 'zz' \(used in interactions\.csv\) has no row"):
+        load(folder)
+
+
+def test_missing_interactions_file(tmp_path):
+    (tmp_path / "items.csv").write_text(ITEMS)
+    with pytest.raises(DataError, match=r"interactions\.csv: file not found"):
+        load(tmp_path)

@@ -1,0 +1,47 @@
+import pytest
+
+from agrec.io import atomic_dir, atomic_path, atomic_write_text
+
+
+def test_atomic_write_replaces_whole_file(tmp_path):
+    p = tmp_path / "sub" / "a.txt"
+    atomic_write_text(p, "one")
+    atomic_write_text(p, "two")
+    assert p.read_text() == "two"
+    assert sorted(x.name for x in p.parent.iterdir()) == ["a.txt"]
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    p = tmp_path / "fig.png"
+    with pytest.raises(RuntimeError):
+        with atomic_path(p) as tmp:
+            assert tmp.suffix == ".png"  # writers that infer the format from the suffix keep working
+            tmp.write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_write_keeps_the_previous_version(tmp_path):
+    p = tmp_path / "a.txt"
+    atomic_write_text(p, "good")
+    with pytest.raises(RuntimeError):
+        with atomic_path(p) as tmp:
+            tmp.write_text("bad")
+            raise RuntimeError
+    assert p.read_text() == "good"
+    assert [x.name for x in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_atomic_dir(tmp_path):
+    d = tmp_path / "ckpt"
+    with atomic_dir(d) as tmp:
+        (tmp / "w.bin").write_text("1")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(d) as tmp:
+            (tmp / "w.bin").write_text("2")
+            raise RuntimeError
+    assert (d / "w.bin").read_text() == "1"
+    with atomic_dir(d) as tmp:
+        (tmp / "x.bin").write_text("3")
+    assert sorted(x.name for x in d.iterdir()) == ["x.bin"]  # replaced whole, not merged
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["ckpt"]

@@ -1,0 +1,70 @@
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from agrec.cli import main
+from agrec.errors import StageError
+from agrec.pipeline import run_pipeline
+
+from conftest import CI_PROFILE
+
+
+def _dirs(tmp_path):
+    return {"pipeline.runs_dir": str(tmp_path / "runs"), "pipeline.reports_dir": str(tmp_path / "reports")}
+
+
+def test_run_executes_data_stage_into_report_dir(tmp_path):
+    logs = []
+    prof = run_pipeline(CI_PROFILE, overrides=_dirs(tmp_path), log=logs.append)
+    rep = tmp_path / "reports" / "ml-100k" / "ci"
+    assert prof.report_dir == rep
+    assert (rep / "01_data.ipynb").is_file()
+    for f in ("figures/seq_length_hist.png", "figures/item_popularity.png",
+              "tables/dataset_statistics.md", "tables/dataset_statistics.csv", "tables/split_sizes.csv"):
+        assert (rep / f).is_file(), f
+    res = json.loads((rep / "results" / "data.json").read_text())
+    assert (res["users"], res["items"], res["interactions"]) == (943, 1682, 100000)
+    assert res["split"] == {"train": 98114, "valid": 943, "test": 943}
+    assert any("[1/1] data: done" in line for line in logs)
+    rec = json.loads((tmp_path / "runs" / "ml-100k" / "ci" / "data" / "stage.json").read_text())
+    assert rec["seed"] == 2024 and rec["versions"]["torch"] and rec["config"]["data"]["dataset"] == "ml-100k"
+    # nothing temporary left in the report folder
+    assert not [p for p in rep.rglob("*") if p.name.startswith(".")]
+
+
+def test_failed_stage_names_stage_and_cell_and_leaves_no_output(tmp_path):
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("config_path = None\noverrides = {}", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("x = 1"),
+                nbformat.v4.new_code_cell("raise ValueError('boom in cell')")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, nb_dir / "01_data.ipynb")
+    with pytest.raises(StageError, match=r"stage 'data' failed in 01_data\.ipynb, cell \d+ .*ValueError: boom in cell"):
+        run_pipeline(CI_PROFILE, overrides=_dirs(tmp_path), notebooks_dir=nb_dir, log=lambda s: None)
+    rep = tmp_path / "reports" / "ml-100k" / "ci"
+    assert not (rep / "01_data.ipynb").exists()
+    assert (rep / "01_data.FAILED.ipynb").is_file()
+    assert sorted(p.name for p in rep.iterdir()) == ["01_data.FAILED.ipynb"]
+
+
+def test_cli_reports_bad_profile_in_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ndata:\n  formatt: lcrec\n")
+    assert main(["run", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"agrec: error: {bad}: unknown key(s) data.formatt"
+
+
+def test_cli_set_overrides_are_typed(tmp_path, capsys):
+    assert main(["run", "--config", str(CI_PROFILE), "--set", "data.min_seq_len=two"]) == 2
+    assert "key 'data.min_seq_len' expects int, got 'two'" in capsys.readouterr().err
+
+
+def test_python_dash_m_entry_point():
+    out = subprocess.run([sys.executable, "-m", "agrec", "--help"], capture_output=True, text=True, check=True)
+    assert "run" in out.stdout
