@@ -28,7 +28,11 @@ def test_run_executes_data_stage_into_report_dir(tmp_path):
     res = json.loads((rep / "results" / "data.json").read_text())
     assert (res["users"], res["items"], res["interactions"]) == (943, 1682, 100000)
     assert res["split"] == {"train": 98114, "valid": 943, "test": 943}
-    assert any("[1/1] data: done" in line for line in logs)
+    assert any("data: done" in line for line in logs)
+    assert any("semantic_ids: done" in line for line in logs)  # the stage after data
+    assert (rep / "02_tokenization.ipynb").is_file()
+    sem = json.loads((rep / "results" / "semantic_ids.json").read_text())
+    assert sem["collision_free"] and sem["collision_rate_after"] == 0.0 and sem["n_items"] == 1682
     rec = json.loads((tmp_path / "runs" / "ml-100k" / "ci" / "data" / "stage.json").read_text())
     assert rec["seed"] == 2024 and rec["versions"]["torch"] and rec["config"]["data"]["dataset"] == "ml-100k"
     # nothing temporary left in the report folder

@@ -94,6 +94,85 @@ class CodeTable:
             raise ValueError(f"{self.n_collisions()} collision(s): the table is not a bijection")
         return inv
 
+    # -- LC-Rec / LETTER / AGRec index.json -------------------------------------------------------
+    @classmethod
+    def from_tokens(cls, tokens: list[list[str]], item_ids: list[str] | None = None,
+                    codebook_sizes: tuple[int, ...] | None = None, source: str = "codes") -> "CodeTable":
+        """Build a table from per-item token lists (``[["<a_1>", "<b_2>", …], …]``, row ``i`` = item ``i``).
+
+        Every item must have the same number of tokens, and token ``l`` must be of level ``l``
+        (letter ``a`` first). ``codebook_sizes`` defaults to the largest code seen per level + 1.
+        Duplicates are kept (see :func:`agrec.semantic_ids.dedup.make_collision_free`). A malformed
+        entry is a :class:`DataError` naming ``source`` and the item.
+        """
+        def name(i: int) -> str:
+            return repr(item_ids[i]) if item_ids is not None else f"#{i}"
+
+        if item_ids is not None and len(item_ids) != len(tokens):
+            raise DataError(f"{source}: {len(tokens)} code lists for {len(item_ids)} item ids")
+        if not tokens:
+            raise DataError(f"{source}: no items")
+        n_levels = len(tokens[0]) if isinstance(tokens[0], (list, tuple)) else 0
+        codes = np.zeros((len(tokens), n_levels), dtype=np.int64)
+        for i, toks in enumerate(tokens):
+            if not isinstance(toks, (list, tuple)) or len(toks) == 0:
+                raise DataError(f"{source}: item {name(i)}: codes must be a non-empty list of tokens, got {toks!r}")
+            if len(toks) != n_levels:
+                raise DataError(f"{source}: item {name(i)} has {len(toks)} codes, item {name(0)} has {n_levels}; "
+                                f"every item needs the same number of levels")
+            for lvl, tok in enumerate(toks):
+                if not isinstance(tok, str):
+                    raise DataError(f"{source}: item {name(i)}: code {tok!r} is not a string like '<a_12>'")
+                m = _TOKEN_RE.match(tok)
+                if m is None:
+                    raise DataError(f"{source}: item {name(i)}: {tok!r} is not a code token of the form <a_12>")
+                if LEVEL_LETTERS.index(m.group(1)) != lvl:
+                    raise DataError(f"{source}: item {name(i)}: token {lvl + 1} is {tok!r}, expected level "
+                                    f"'{LEVEL_LETTERS[lvl]}' (<{LEVEL_LETTERS[lvl]}_…>) at that position")
+                codes[i, lvl] = int(m.group(2))
+        seen = tuple(int(v) + 1 for v in codes.max(axis=0))
+        if codebook_sizes is None:
+            codebook_sizes = seen
+        elif len(codebook_sizes) != n_levels or any(k < s for s, k in zip(seen, codebook_sizes)):
+            raise DataError(f"{source}: codes need codebook sizes of at least {list(seen)}, "
+                            f"got {list(codebook_sizes)}")
+        return cls(codes=codes, codebook_sizes=tuple(codebook_sizes),
+                   item_ids=[str(x) for x in item_ids] if item_ids is not None else None)
+
+    @classmethod
+    def from_index_json(cls, path: str | Path, item_ids: list[str] | None = None,
+                        codebook_sizes: tuple[int, ...] | None = None) -> "CodeTable":
+        """Read an LC-Rec ``X.index.json`` (``{item_id: ["<a_1>", "<b_2>", …]}``).
+
+        Rows follow ``item_ids`` when given (each must be in the file; extra entries in the file are
+        ignored), else the file's order. Collisions in the file are kept; make the table
+        collision-free with :func:`agrec.semantic_ids.dedup.make_collision_free`.
+        """
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError(f"{path}: file not found") from None
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        if not isinstance(data, dict):
+            raise DataError(f"{path}: expected an object {{item: [codes]}}, got {type(data).__name__}")
+        if item_ids is None:
+            item_ids = [str(k) for k in data]
+        missing = [i for i in item_ids if str(i) not in data]
+        if missing:
+            raise DataError(f"{path}: item {missing[0]!r} has no codes ({len(missing)} item(s) missing)")
+        return cls.from_tokens([data[str(i)] for i in item_ids], item_ids, codebook_sizes, source=str(path))
+
+    def to_index_json(self, path: str | Path | None = None) -> dict[str, list[str]]:
+        """The LC-Rec ``X.index.json`` mapping ``{item_id: [tokens]}`` (item ids default to the row
+        index); written atomically to ``path`` when given."""
+        ids = self.item_ids if self.item_ids is not None else [str(i) for i in range(self.n_items)]
+        index = {str(ids[i]): self.item_tokens(i) for i in range(self.n_items)}
+        if path is not None:
+            atomic_write_json(path, index, indent=None)
+        return index
+
     # -- persistence -------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {"codebook_sizes": list(self.codebook_sizes), "codes": self.codes.tolist(), "item_ids": self.item_ids}

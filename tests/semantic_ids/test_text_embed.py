@@ -1,0 +1,109 @@
+"""Item text templates, text embeddings (MiniLM offline, mean-pooled LM states) and the embedding cache."""
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from agrec.data.dataset import SeqDataset
+from agrec.errors import ConfigError, DataError
+from agrec.semantic_ids import embed as embed_mod
+from agrec.semantic_ids.embed import EmbeddingSpec, embed_texts, encode_minilm, mean_pooled_lm_embeddings
+from agrec.semantic_ids.text import TEMPLATES, item_texts, render
+
+
+def toy_ds(info, text=None):
+    n = len(info)
+    return SeqDataset(name="toy", user_ids=["u"], item_ids=[str(i) for i in range(n)],
+                      sequences=[np.arange(n)], item_text=text, item_info=pd.DataFrame(info))
+
+
+def test_movielens_and_amazon_templates():
+    row = {"title": "Heat", "year": "1995", "genres": ["Action", "Crime"]}
+    assert render(TEMPLATES["movielens"], row) == "Heat (1995). Genres: Action, Crime"
+    assert render(TEMPLATES["movielens"], {"title": "Heat", "year": "", "genres": []}) == "Heat"
+    amz = {"title": "Strings", "brand": "", "categories": ["Guitar", "Parts"], "description": "x " * 400}
+    out = render(TEMPLATES["amazon"], amz)
+    assert out.startswith("Title: Strings. Categories: Guitar, Parts. Description: x x")
+    assert "Brand" not in out and len(out) == len("Title: Strings. Categories: Guitar, Parts. Description: ") + 499
+    # braces inside values are text, not fields
+    assert render("{title}[ by {brand}]", {"title": "a {b}", "brand": "c"}) == "a {b} by c"
+
+
+def test_item_texts_auto_custom_and_errors():
+    ds = toy_ds({"title": ["A", "B"], "genres": [["x"], []]}, text=["loader A", "loader B"])
+    assert item_texts(ds) == ["loader A", "loader B"]
+    assert item_texts(ds, "{title}[: {genres}]") == ["A: x", "B"]
+    with pytest.raises(ConfigError, match=r"field 'brand' is not an item column"):
+        item_texts(ds, "{brand}")
+    with pytest.raises(DataError, match=r"item '1' has an empty text"):
+        item_texts(ds, "[{genres}]")
+    with pytest.raises(DataError, match="has no item text"):
+        item_texts(toy_ds({"title": ["A"]}))
+
+
+@pytest.fixture(scope="module")
+def tiny_lm():
+    """A 2-layer Llama with a word-level tokenizer, built in memory (nothing downloaded)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    words = "<unk> the a movie about space war love story dog cat comedy drama".split()
+    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>")  # no pad token on purpose
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(words), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
+    return LlamaForCausalLM(cfg).eval(), tok
+
+
+def test_mean_pooled_lm_is_padding_invariant(tiny_lm):
+    model, tok = tiny_lm
+    texts = ["a movie about space war", "dog", "the love story of a cat and a dog comedy drama"]
+    batched = mean_pooled_lm_embeddings(model, tok, texts, batch_size=3, normalize=False, progress=False)
+    assert batched.shape == (3, 16) and batched.dtype == np.float32
+    alone = np.stack([mean_pooled_lm_embeddings(model, tok, [t], normalize=False, progress=False)[0] for t in texts])
+    np.testing.assert_allclose(batched, alone, rtol=1e-4, atol=1e-5)
+    # the mean over the text's own tokens, computed directly
+    ids = torch.tensor([tok("dog")["input_ids"]])
+    h = model.model(input_ids=ids).last_hidden_state[0].mean(0).detach().numpy()
+    np.testing.assert_allclose(batched[1], h, rtol=1e-4, atol=1e-5)
+    normed = mean_pooled_lm_embeddings(model, tok, texts, batch_size=2, progress=False)
+    np.testing.assert_allclose(np.linalg.norm(normed, axis=1), 1.0, rtol=1e-5)
+    assert model.training is False
+
+
+def test_minilm_loads_offline_and_embeds_meaningfully():
+    e = encode_minilm(["Toy Story (1995). Genres: Animation, Children's, Comedy",
+                       "Toy Story 2 (1999). Genres: Animation, Children's, Comedy",
+                       "Heat (1995). Genres: Action, Crime, Thriller"], progress=False)
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    assert e.shape == (3, 384) and e.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, rtol=1e-5)
+    cos = e @ e.T
+    assert cos[0, 1] > cos[0, 2] + 0.2
+
+
+def test_embedding_cache_run_folder_and_shared(tmp_path, monkeypatch):
+    calls = []
+
+    def fake(texts, batch_size, max_length, normalize, progress, device="cpu"):
+        calls.append(list(texts))
+        return np.arange(len(texts) * 4, dtype=np.float32).reshape(len(texts), 4)
+
+    monkeypatch.setattr(embed_mod, "encode_minilm", fake)
+    spec = EmbeddingSpec("minilm", None, 256, True)
+    shared = tmp_path / "cache"
+    a, info = embed_texts(["x", "y"], spec, tmp_path / "run1", shared_cache=shared, progress=False)
+    assert info["source"] == "computed" and len(calls) == 1
+    b, info = embed_texts(["x", "y"], spec, tmp_path / "run1", shared_cache=shared, progress=False)
+    assert info["source"] == "run" and len(calls) == 1
+    c, info = embed_texts(["x", "y"], spec, tmp_path / "run2", shared_cache=shared, progress=False)
+    assert info["source"] == "shared_cache" and len(calls) == 1
+    np.testing.assert_array_equal(a, c)
+    _, info = embed_texts(["x", "z"], spec, tmp_path / "run1", shared_cache=shared, progress=False)
+    assert info["source"] == "computed" and len(calls) == 2  # other texts, other key
+    assert spec.key(["x", "y"]) != EmbeddingSpec("minilm", None, 128, True).key(["x", "y"])
+    assert spec.key(["xy"]) != spec.key(["x", "y"])
