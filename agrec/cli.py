@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a profile key, e.g. --set seed=7 (repeatable)")
     r.add_argument("--force", action="store_true", help="recompute the stages even if their artefacts are current")
+    rp = sub.add_parser("report", help="run every stage, export HTML and write index.md (the main job)")
+    rp.add_argument("--config", required=True, help="YAML profile, e.g. configs/ml100k-quick.yaml")
+    rp.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a profile key (repeatable)")
+    rp.add_argument("--force", action="store_true", help="recompute every stage")
     sw = sub.add_parser("sweep", help="run one stage's notebook over a parameter grid into reports/…/sweeps/<stage>/")
     sw.add_argument("--config", required=True, help="YAML profile")
     sw.add_argument("--stage", required=True, help="the stage whose notebook is swept, e.g. decode")
@@ -59,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
 
             stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
             run_pipeline(args.config, stages=stages, overrides=_parse_sets(args.sets), force=args.force)
+        elif args.command == "report":
+            from agrec.pipeline import build_report
+
+            build_report(args.config, overrides=_parse_sets(args.sets), force=args.force)
         elif args.command == "sweep":
             from agrec.pipeline import run_sweep
 

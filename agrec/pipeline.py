@@ -179,3 +179,28 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+def build_report(config_path: str | Path, overrides: dict[str, Any] | None = None, force: bool = False,
+                 stages: list[str] | None = None, notebooks_dir: Path | None = None,
+                 log: Callable[[str], None] = print) -> Profile:
+    """Run every stage, export each executed notebook to HTML and write ``index.md``.
+
+    This is ``agrec report`` and the README's main job: it regenerates
+    ``reports/<dataset>/<profile>/`` end to end.
+    """
+    from agrec.htmlreport import export_html, install_static_assets, write_index
+
+    profile = load_profile(config_path, overrides)
+    install_static_assets(profile.reports_root)  # fail early, before hours of compute, if npm assets are absent
+    run_pipeline(config_path, stages=stages, overrides=overrides, force=force, notebooks_dir=notebooks_dir, log=log)
+    wanted = stages if stages is not None else profile.pipeline.stages
+    nb_names = [STAGE_NOTEBOOKS[s] for s in STAGE_NOTEBOOKS if s in wanted]
+    for name in nb_names:
+        nb = profile.report_dir / name
+        export_html(nb, nb.with_suffix(".html"), profile.reports_root)
+    summary = profile.report_dir / "tables" / "results.md"
+    write_index(profile.report_dir, f"AGRec report: {profile.data.dataset} / {profile.name}",
+                summary.read_text() if summary.is_file() else None)
+    log(f"agrec report: {profile.report_dir / 'index.md'}")
+    return profile
