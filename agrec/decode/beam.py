@@ -25,8 +25,10 @@ No Python runs per token or per beam: the trie, the exclusion masks and the FSM 
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -88,10 +90,7 @@ def mixed_log_probs(log_p_llm: torch.Tensor, p_g: torch.Tensor, on: torch.Tensor
         ``(log p̂, log p_LLM)``, both ``[..., C]``, -inf at invalid slots. ``log p̂`` equals ``log p_LLM``
         bit for bit when ``alpha == 0`` or the beam is off the FSM.
     """
-    lp = torch.where(valid, log_p_llm, float("-inf"))
-    if renormalize:
-        lp = lp - torch.logsumexp(lp, dim=-1, keepdim=True)
-        lp = torch.where(valid, lp, float("-inf"))
+    lp = _mask(log_p_llm, valid, renormalize)
     if alpha <= 0.0:
         return lp, lp
     # logaddexp keeps tiny probabilities exact and is the identity for the alpha = 0 / 1 edge terms.
@@ -99,6 +98,14 @@ def mixed_log_probs(log_p_llm: torch.Tensor, p_g: torch.Tensor, on: torch.Tensor
     log_1ma = math.log1p(-alpha) if alpha < 1.0 else float("-inf")
     mixed = torch.logaddexp(lp + log_1ma, torch.log(p_g) + log_a)
     return torch.where(valid & on.unsqueeze(-1), mixed, lp), lp
+
+
+def _mask(log_p: torch.Tensor, valid: torch.Tensor, renormalize: bool) -> torch.Tensor:
+    """-inf at invalid slots; with ``renormalize`` the valid slots are renormalised to sum to one."""
+    lp = torch.where(valid, log_p, float("-inf"))
+    if renormalize:
+        lp = torch.where(valid, lp - torch.logsumexp(lp, dim=-1, keepdim=True), float("-inf"))
+    return lp
 
 
 # -- public entry point ------------------------------------------------------------------------------------
@@ -114,7 +121,9 @@ def generate_items(model: torch.nn.Module, prompts: Sequence[Sequence[int]], tri
             holds the code tokens; used in eval mode (restored afterwards).
         prompts: one list of token ids per user (no padding; batched internally with left padding).
         trie: :class:`ItemTrie` of all items (the same vocabulary ids as the model's code tokens).
-        fsm_inputs: ``(top_items [U, n], top_scores [U, n])`` from the GNN, or None when ``cfg.alpha`` is 0.
+        fsm_inputs: ``(top_items [U, n], top_scores [U, n])`` from the GNN (-1 pads short lists; with
+            ``n > cfg.top_n`` each user's ``top_n`` best-scored are kept), or None when ``cfg.alpha`` is 0
+            (then it is ignored).
         cfg: :class:`DecodeConfig` (paper defaults when None).
         exclude: per user, item ids that must not be returned (their history, DESIGN §4.6), or None. They are
             removed from that user's search, not filtered afterwards (see README "History exclusion").
@@ -150,7 +159,15 @@ def generate_items(model: torch.nn.Module, prompts: Sequence[Sequence[int]], tri
         if top_items.ndim != 2 or top_items.shape[0] != n_users or top_scores.shape != top_items.shape:
             raise AgrecError(f"fsm_inputs must be ([{n_users}, n], [{n_users}, n]) tensors, got "
                              f"{tuple(top_items.shape)} and {tuple(top_scores.shape)}")
+        if top_items.shape[1] > cfg.top_n:  # keep each user's top_n best-scored candidates
+            key = torch.where(top_items >= 0, top_scores.float(), float("-inf"))
+            keep = torch.sort(key, dim=1, descending=True, stable=True).indices[:, :cfg.top_n]
+            top_items, top_scores = top_items.gather(1, keep), top_scores.gather(1, keep)
 
+    if cfg.kv == "shared" and "flash" in str(getattr(getattr(model, "config", None), "_attn_implementation", "")):
+        # flash-attention kernels take no custom 4-D mask: fall back to one KV cache copy per beam
+        warnings.warn("flash attention cannot take the tree mask of kv='shared'; decoding with kv='expand'")
+        cfg = dataclasses.replace(cfg, kv="expand")
     device = _device(model)
     trie = trie.to(device)
     L = trie.n_levels
@@ -252,9 +269,9 @@ def _decode_batch(model, prompts, trie: ItemTrie, fsm: RankableFSM | None, cfg: 
             z = logits.clone()
             zc = z[..., trie.code_tokens]
             z[..., trie.code_tokens] = (1.0 - alpha) * zc + alpha * g_tok
-            lp_mixed = torch.log_softmax(z, dim=-1).gather(-1, ctok)
-            lhat, _ = mixed_log_probs(lp_mixed, lp_mixed.exp(), on, cvalid, 0.0, cfg.renormalize)
-            lp_llm = torch.where(cvalid, lp_llm, float("-inf"))
+            # released code: mixed on and off the FSM (off: g = floor on every code token)
+            lhat = _mask(torch.log_softmax(z, dim=-1).gather(-1, ctok), cvalid, cfg.renormalize)
+            lp_llm = _mask(lp_llm, cvalid, cfg.renormalize)
             p_g = fsm.graph_logits(fstate, t, ctok)
         else:
             lp_all = torch.log_softmax(logits, dim=-1).gather(-1, ctok)
@@ -268,7 +285,7 @@ def _decode_batch(model, prompts, trie: ItemTrie, fsm: RankableFSM | None, cfg: 
         width = min(B, M * C)
         top, flat = torch.sort(cand, dim=1, descending=True, stable=True)
         top, flat = top[:, :width], flat[:, :width]
-        parent, slot = flat // C, flat % C
+        parent = flat // C
         alive = top > float("-inf")
         pick = lambda x: x.view(U, M * C).gather(1, flat)  # noqa: E731
         node, token, score = pick(child), pick(ctok), top

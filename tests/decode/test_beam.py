@@ -3,11 +3,16 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import EOS, make_tiny
+from tiny_lm import EOS, make_tiny
 
 from agrec.decode import DecodeConfig, ItemTrie, RankableFSM, generate_items, mixed_log_probs
 from agrec.decode.hf import hf_generate_items
 from agrec.errors import AgrecError
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return make_tiny()
 
 
 def lm_probs(model, prompt, item_tokens):
@@ -79,6 +84,16 @@ def test_alpha1_sum_ranks_gnn_top_n_first_in_gnn_order(state):
         assert (res.scores[:, 6:] > math.log(1e-5)).any()
 
 
+def test_fsm_keeps_the_top_n_best_scored_candidates(tiny):
+    items, scores = gnn_inputs(tiny, n=9, seed=5)
+    shuffled = torch.randperm(9, generator=torch.Generator().manual_seed(1))
+    cfg = DecodeConfig(alpha=0.6, beam_size=8, top_n=4)
+    wide = generate_items(tiny.model, tiny.prompts, tiny.trie, fsm_inputs=(items[:, shuffled], scores[:, shuffled]),
+                          cfg=cfg)
+    best = generate_items(tiny.model, tiny.prompts, tiny.trie, fsm_inputs=(items[:, :4], scores[:, :4]), cfg=cfg)
+    assert torch.equal(wide.items, best.items) and torch.equal(wide.scores, best.scores)
+
+
 # -- every score is Eq. 4-5, recomputed independently ---------------------------------------------------------
 @pytest.mark.parametrize("kw", [dict(mix="prob", state="prefix", agg="sum", alpha=0.5),
                                 dict(mix="prob", state="prefix", agg="max", alpha=0.3),
@@ -86,7 +101,7 @@ def test_alpha1_sum_ranks_gnn_top_n_first_in_gnn_order(state):
                                 dict(mix="prob", state="prefix", agg="sum", alpha=[0.0, 0.8, 0.2]),
                                 dict(mix="prob", state="prefix", agg="sum", alpha=0.5, renormalize=True),
                                 dict(mix="logit", state="last_token", agg="max", alpha=0.4),
-                                dict(mix="logit", state="prefix", agg="sum", alpha=0.7)])
+                                dict(mix="logit", state="prefix", agg="sum", alpha=0.7, renormalize=True)])
 def test_scores_and_trace_match_independent_recomputation(kw):
     tiny = make_tiny(seed=3, n_users=4)
     items, scores = gnn_inputs(tiny, n=5, seed=3)
@@ -127,7 +142,8 @@ def test_scores_and_trace_match_independent_recomputation(kw):
                     g = fsm.select([u]).graph_logits(state, d, code.view(1, 1, -1))[0, 0]
                     z = logits[d].clone()
                     z[code] = (1 - a) * z[code] + a * g
-                    p_hat = float(torch.softmax(z, -1)[toks[d]])
+                    q = torch.softmax(z, -1)
+                    p_hat = float(q[toks[d]] / (q[children].sum() if cfg.renormalize else 1.0))
                     pg = float(g[code.tolist().index(toks[d])])
                 seen_on += on
                 seen_off += not on

@@ -1,9 +1,9 @@
-"""Tiny randomly initialised Llama models and synthetic code tables for the decoder tests."""
+"""Tiny randomly initialised Llama models and synthetic code tables for the decoder tests (a helper module,
+not a conftest: tests/conftest.py is imported by name elsewhere)."""
 
 from dataclasses import dataclass
 
 import numpy as np
-import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -56,8 +56,3 @@ def make_tiny(seed: int = 0, sizes: tuple[int, ...] = (8, 6, 6), n_items: int = 
         hist = rng.choice(n_items, size=int(rng.integers(min_items, max_items + 1)), replace=False)
         prompts.append([BOS] + tokens[hist].reshape(-1).tolist())
     return Tiny(model=model, tokens=tokens, trie=ItemTrie.build(tokens), prompts=prompts)
-
-
-@pytest.fixture(scope="module")
-def tiny() -> Tiny:
-    return make_tiny()
