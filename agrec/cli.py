@@ -21,6 +21,16 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        if "=" not in item:
+            raise AgrecError(f"--grid expects KEY=V1,V2,… (e.g. decode.alpha=0,0.5), got {item!r}")
+        key, values = item.split("=", 1)
+        grid[key.strip()] = [yaml.safe_load(v) for v in values.split(",") if v.strip()]
+    return grid
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agrec", description="AGRec workbench")
     sub = p.add_subparsers(dest="command", required=True)
@@ -30,6 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a profile key, e.g. --set seed=7 (repeatable)")
     r.add_argument("--force", action="store_true", help="recompute the stages even if their artefacts are current")
+    rp = sub.add_parser("report", help="run every stage, export HTML and write index.md (the main job)")
+    rp.add_argument("--config", required=True, help="YAML profile, e.g. configs/ml100k-quick.yaml")
+    rp.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a profile key (repeatable)")
+    rp.add_argument("--force", action="store_true", help="recompute every stage")
+    sw = sub.add_parser("sweep", help="run one stage's notebook over a parameter grid into reports/…/sweeps/<stage>/")
+    sw.add_argument("--config", required=True, help="YAML profile")
+    sw.add_argument("--stage", required=True, help="the stage whose notebook is swept, e.g. decode")
+    sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,…", required=True,
+                    help="a profile key and its values, e.g. --grid decode.alpha=0,0.2,0.4 (repeatable: cartesian product)")
+    sw.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a profile key for every point (repeatable)")
     sub.add_parser("info", help="print library versions")
     return p
 
@@ -42,6 +64,15 @@ def main(argv: list[str] | None = None) -> int:
 
             stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
             run_pipeline(args.config, stages=stages, overrides=_parse_sets(args.sets), force=args.force)
+        elif args.command == "report":
+            from agrec.pipeline import build_report
+
+            build_report(args.config, overrides=_parse_sets(args.sets), force=args.force)
+        elif args.command == "sweep":
+            from agrec.pipeline import run_sweep
+
+            summary = run_sweep(args.config, args.stage, _parse_grid(args.grid), overrides=_parse_sets(args.sets))
+            print(summary.to_string(index=False))
         elif args.command == "info":
             from agrec.rundir import library_versions
 

@@ -81,8 +81,13 @@ class Profile:
         return self._resolve(self.pipeline.runs_dir) / self.data.dataset / self.name
 
     @property
+    def reports_root(self) -> Path:
+        """The reports folder shared by all datasets/profiles (holds ``_static/`` for HTML)."""
+        return self._resolve(self.pipeline.reports_dir)
+
+    @property
     def report_dir(self) -> Path:
-        return self._resolve(self.pipeline.reports_dir) / self.data.dataset / self.name
+        return self.reports_root / self.data.dataset / self.name
 
     def data_path(self) -> Path | None:
         return None if self.data.path is None else self._resolve(self.data.path)

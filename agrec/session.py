@@ -42,6 +42,22 @@ def open_session(config_path: str | Path, *, dataset: str | None = None, data_di
         ov["seed"] = seed
     profile = load_profile(config_path, ov)
     seed_everything(profile.seed)
+    _inline_figures()
     run = RunDir(Path(run_dir).resolve() if run_dir is not None else profile.run_dir)
     report = Report(Path(report_dir).resolve() if report_dir is not None else profile.report_dir)
     return Session(profile=profile, run=run, report=report)
+
+
+def _inline_figures() -> None:
+    """Inside a notebook kernel, show matplotlib Figure objects as PNG outputs.
+
+    The inline backend registers its PNG formatter only once pyplot is set up; the library builds
+    figures with ``matplotlib.figure.Figure`` (no global state), so it is switched on here.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    ip = get_ipython()
+    if ip is not None and getattr(ip, "kernel", None) is not None:
+        ip.run_line_magic("matplotlib", "inline")

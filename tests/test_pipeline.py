@@ -72,3 +72,26 @@ def test_cli_set_overrides_are_typed(tmp_path, capsys):
 def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "agrec", "--help"], capture_output=True, text=True, check=True)
     assert "run" in out.stdout
+
+
+def test_sweep_runs_a_stage_per_grid_point(tmp_path):
+    from agrec.pipeline import run_sweep
+
+    summary = run_sweep(CI_PROFILE, "data", {"data.min_seq_len": [3, 100]}, overrides=_dirs(tmp_path),
+                        log=lambda s: None)
+    assert summary["data.min_seq_len"].tolist() == [3, 100]
+    assert summary["users"].tolist()[0] == 943
+    assert summary["users"].tolist()[1] == summary["users"].tolist()[0] - summary["filtered_users"].tolist()[1]
+    sweep = tmp_path / "reports" / "ml-100k" / "ci" / "sweeps" / "data"
+    assert (sweep / "data.min_seq_len=100" / "01_data.ipynb").is_file()
+    assert (sweep / "data.min_seq_len=100" / "figures" / "seq_length_hist.png").is_file()
+    assert (sweep / "summary.csv").is_file()
+
+
+def test_sweep_validates_every_point_first(tmp_path):
+    from agrec.errors import ConfigError
+    from agrec.pipeline import run_sweep
+
+    with pytest.raises(ConfigError, match="data.min_seq_len must be >= 3"):
+        run_sweep(CI_PROFILE, "data", {"data.min_seq_len": [3, 1]}, overrides=_dirs(tmp_path), log=lambda s: None)
+    assert not (tmp_path / "reports").exists()

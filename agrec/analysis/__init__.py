@@ -1,0 +1,1 @@
+"""Analysis helpers for the paper's figures: complementarity (Fig. 1), homogeneity (Fig. 2), t-SNE."""

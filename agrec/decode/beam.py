@@ -1,0 +1,379 @@
+"""GNN-augmented, trie-constrained beam search (paper Eq. 4-5, DESIGN §4.5), batched over users.
+
+Per batch of users:
+
+1. Each prompt is encoded **once** (left padding, ``logits_to_keep=1``). With ``kv="shared"`` (default) the
+   beams never copy the prompt's KV cache: every decoding step feeds the beams' last tokens of a user as extra
+   query positions of that user's row, with a 4-D attention mask that lets each beam see the prompt, its own
+   ancestors and itself (tree attention). ``kv="expand"`` instead repeats the prompt cache per beam and
+   reorders it, like Hugging Face does after its prefill; it is the fallback for attention kernels that
+   reject custom 4-D masks (e.g. flash-attention-2).
+2. At step ``t`` each beam's candidates are its trie children (a gather, see :class:`ItemTrie`), minus the
+   items excluded for that user. ``p_LLM`` is the LM's softmax over the whole vocabulary taken at those
+   tokens -- masked, not renormalised, as Hugging Face's constrained beam search does it (``renormalize``
+   divides by the candidates' total instead).
+3. ``p̂ = (1-α)·p_LLM + α·p_G`` while the beam's prefix is on the user's FSM (``mix="prob"``, Eq. 4), and
+   ``p̂ = p_LLM`` when it is off; the score is ``Σ log p̂`` (Eq. 5). ``p_G``'s floor can only lift trie
+   children: a token outside the trie is never a candidate. ``mix="logit"`` is the released code instead:
+   ``softmax((1-α)·z + α·g)`` over the vocabulary, with ``g`` on every code token, ``g = floor`` off the FSM.
+4. The top ``beam_size`` candidates over all beams of a user survive (a stable sort: ties go to the lower
+   beam, then the lower token id, so results are deterministic). Beams without candidates die: they are
+   dropped, never padded with junk tokens. After ``L`` steps every live beam is exactly one item.
+
+No Python runs per token or per beam: the trie, the exclusion masks and the FSM are tensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from agrec.decode.config import DecodeConfig
+from agrec.decode.fsm import OFF, RankableFSM
+from agrec.decode.trie import ItemTrie
+from agrec.errors import AgrecError
+
+
+@dataclass
+class DecodeTrace:
+    """Token-level record of each returned item's path (``[U, K, L]`` each; entries of missing items are 0/NaN).
+
+    ``p_llm`` is the LM's probability of the token as it enters Eq. 4 (the softmax over the whole vocabulary,
+    or over the candidates with ``renormalize``; the unmixed one for ``mix="logit"``), ``p_g`` the FSM's ``p_G`` (``mix="prob"``) or the
+    graph logit ``g`` (``mix="logit"``), NaN while off the FSM; ``p_hat`` the mixed probability whose log
+    entered the score; ``on`` whether the prefix before the token was on the FSM.
+    """
+
+    tokens: torch.Tensor
+    p_llm: torch.Tensor
+    p_g: torch.Tensor
+    p_hat: torch.Tensor
+    on: torch.Tensor
+
+
+@dataclass
+class DecodeResult:
+    """Top-K items of each user.
+
+    Attributes:
+        items: ``[U, K]`` int64 item ids, best first; -1 where fewer than K items were reachable.
+        scores: ``[U, K]`` float32 beam scores ``Σ log p̂`` (-inf where ``items`` is -1).
+        trace: the token-level trace when asked for, else None.
+    """
+
+    items: torch.Tensor
+    scores: torch.Tensor
+    trace: DecodeTrace | None = None
+
+
+# -- the per-step scoring rule (pure; tested with hand-computed numbers) ---------------------------------------
+def mixed_log_probs(log_p_llm: torch.Tensor, p_g: torch.Tensor, on: torch.Tensor, valid: torch.Tensor,
+                    alpha: float, renormalize: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 4 in log space for candidate tokens.
+
+    Args:
+        log_p_llm: ``[..., C]`` LM log-probabilities of the candidates (log-softmax over the whole vocabulary).
+        p_g: ``[..., C]`` the FSM's ``p_G`` of the candidates (``floor`` for tokens outside the state).
+        on: ``[...]`` whether the beam's prefix is on the FSM.
+        valid: ``[..., C]`` False for padding slots / excluded candidates.
+        alpha: the mixing weight in [0, 1].
+        renormalize: renormalise ``p_LLM`` over the valid candidates first.
+    Returns:
+        ``(log p̂, log p_LLM)``, both ``[..., C]``, -inf at invalid slots. ``log p̂`` equals ``log p_LLM``
+        bit for bit when ``alpha == 0`` or the beam is off the FSM.
+    """
+    lp = _mask(log_p_llm, valid, renormalize)
+    if alpha <= 0.0:
+        return lp, lp
+    # logaddexp keeps tiny probabilities exact and is the identity for the alpha = 0 / 1 edge terms.
+    log_a = math.log(alpha)
+    log_1ma = math.log1p(-alpha) if alpha < 1.0 else float("-inf")
+    mixed = torch.logaddexp(lp + log_1ma, torch.log(p_g) + log_a)
+    return torch.where(valid & on.unsqueeze(-1), mixed, lp), lp
+
+
+def _mask(log_p: torch.Tensor, valid: torch.Tensor, renormalize: bool) -> torch.Tensor:
+    """-inf at invalid slots; with ``renormalize`` the valid slots are renormalised to sum to one."""
+    lp = torch.where(valid, log_p, float("-inf"))
+    if renormalize:
+        lp = torch.where(valid, lp - torch.logsumexp(lp, dim=-1, keepdim=True), float("-inf"))
+    return lp
+
+
+# -- public entry point ------------------------------------------------------------------------------------
+@torch.no_grad()
+def generate_items(model: torch.nn.Module, prompts: Sequence[Sequence[int]], trie: ItemTrie,
+                   fsm_inputs: tuple[torch.Tensor, torch.Tensor] | None = None, cfg: DecodeConfig | None = None,
+                   exclude: Sequence[np.ndarray | Sequence[int] | None] | None = None, k: int | None = None,
+                   trace: bool = False, pad_token_id: int = 0) -> DecodeResult:
+    """Decode the top-``k`` items of each user.
+
+    Args:
+        model: a Hugging Face causal LM (e.g. ``LlamaForCausalLM``, possibly peft-wrapped) whose vocabulary
+            holds the code tokens; used in eval mode (restored afterwards).
+        prompts: one list of token ids per user (no padding; batched internally with left padding).
+        trie: :class:`ItemTrie` of all items (the same vocabulary ids as the model's code tokens).
+        fsm_inputs: ``(top_items [U, n], top_scores [U, n])`` from the GNN (-1 pads short lists; with
+            ``n > cfg.top_n`` each user's ``top_n`` best-scored are kept), or None when ``cfg.alpha`` is 0
+            (then it is ignored).
+        cfg: :class:`DecodeConfig` (paper defaults when None).
+        exclude: per user, item ids that must not be returned (their history, DESIGN §4.6), or None. They are
+            removed from that user's search, not filtered afterwards (see README "History exclusion").
+        k: items to return per user, at most ``cfg.beam_size`` (default: ``beam_size``).
+        trace: also return the token-level :class:`DecodeTrace` of each returned item.
+        pad_token_id: the id used to left-pad prompts (never attended to).
+    Returns:
+        :class:`DecodeResult` with ``items [U, k]`` and ``scores [U, k]`` on the CPU.
+    """
+    cfg = cfg or DecodeConfig()
+    k = cfg.beam_size if k is None else int(k)
+    n_users = len(prompts)
+    if not 1 <= k <= cfg.beam_size:
+        raise AgrecError(f"k must be in 1..beam_size={cfg.beam_size} (a beam search of width B returns at most "
+                         f"B items), got k={k}")
+    vocab = _vocab_size(model)
+    if int(trie.code_tokens.max()) >= vocab:
+        raise AgrecError(f"the trie uses token id {int(trie.code_tokens.max())} but the model's vocabulary has "
+                         f"{vocab} tokens: were the code tokens added to the model?")
+    for u, p in enumerate(prompts):
+        if len(p) == 0:
+            raise AgrecError(f"prompts[{u}] is empty")
+        lo, hi = min(p), max(p)
+        if lo < 0 or hi >= vocab:
+            raise AgrecError(f"prompts[{u}] holds token id {lo if lo < 0 else hi}, outside the vocabulary 0..{vocab-1}")
+    if exclude is not None and len(exclude) != n_users:
+        raise AgrecError(f"exclude has {len(exclude)} entries for {n_users} prompts")
+    top_items = top_scores = None
+    if cfg.uses_graph:
+        if fsm_inputs is None:
+            raise AgrecError(f"alpha={cfg.alpha} mixes in the GNN, so fsm_inputs=(top_items, top_scores) is needed")
+        top_items, top_scores = (torch.as_tensor(x) for x in fsm_inputs)
+        if top_items.ndim != 2 or top_items.shape[0] != n_users or top_scores.shape != top_items.shape:
+            raise AgrecError(f"fsm_inputs must be ([{n_users}, n], [{n_users}, n]) tensors, got "
+                             f"{tuple(top_items.shape)} and {tuple(top_scores.shape)}")
+        if top_items.shape[1] > cfg.top_n:  # keep each user's top_n best-scored candidates
+            key = torch.where(top_items >= 0, top_scores.float(), float("-inf"))
+            keep = torch.sort(key, dim=1, descending=True, stable=True).indices[:, :cfg.top_n]
+            top_items, top_scores = top_items.gather(1, keep), top_scores.gather(1, keep)
+
+    if cfg.kv == "shared" and "flash" in str(getattr(getattr(model, "config", None), "_attn_implementation", "")):
+        # flash-attention kernels take no custom 4-D mask: fall back to one KV cache copy per beam
+        warnings.warn("flash attention cannot take the tree mask of kv='shared'; decoding with kv='expand'")
+        cfg = dataclasses.replace(cfg, kv="expand")
+    device = _device(model)
+    trie = trie.to(device)
+    L = trie.n_levels
+    items = torch.full((n_users, k), -1, dtype=torch.int64)
+    scores = torch.full((n_users, k), float("-inf"))
+    tr = None
+    if trace:
+        tr = DecodeTrace(tokens=torch.zeros(n_users, k, L, dtype=torch.int64), p_llm=torch.zeros(n_users, k, L),
+                         p_g=torch.full((n_users, k, L), float("nan")), p_hat=torch.zeros(n_users, k, L),
+                         on=torch.zeros(n_users, k, L, dtype=torch.bool))
+    # Longest prompts first, so a batch pads little; results go back to the caller's order.
+    order = sorted(range(n_users), key=lambda u: -len(prompts[u]))
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, n_users, cfg.batch_size):
+            rows = order[start:start + cfg.batch_size]
+            fsm = None
+            if top_items is not None:
+                fsm = RankableFSM.build(trie, top_items[rows].to(device), top_scores[rows].to(device),
+                                        tau=cfg.tau, agg=cfg.agg, state=cfg.state, floor=cfg.floor)
+            ex = [exclude[u] for u in rows] if exclude is not None else None
+            out = _decode_batch(model, [prompts[u] for u in rows], trie, fsm, cfg, ex, k, trace, pad_token_id)
+            idx = torch.tensor(rows)
+            items[idx], scores[idx] = out.items.cpu(), out.scores.cpu()
+            if trace:
+                for f in ("tokens", "p_llm", "p_g", "p_hat", "on"):
+                    getattr(tr, f)[idx] = getattr(out.trace, f).cpu()
+    finally:
+        model.train(was_training)
+    return DecodeResult(items=items, scores=scores, trace=tr)
+
+
+# -- one batch ---------------------------------------------------------------------------------------------
+def _decode_batch(model, prompts, trie: ItemTrie, fsm: RankableFSM | None, cfg: DecodeConfig, exclude, k: int,
+                  trace: bool, pad_token_id: int) -> DecodeResult:
+    device = trie.device
+    U, B, L = len(prompts), cfg.beam_size, trie.n_levels
+    P = max(len(p) for p in prompts)
+    input_ids = torch.full((U, P), pad_token_id, dtype=torch.int64)
+    attn = torch.zeros((U, P), dtype=torch.int64)
+    for u, p in enumerate(prompts):
+        input_ids[u, P - len(p):] = torch.as_tensor(p, dtype=torch.int64)
+        attn[u, P - len(p):] = 1
+    input_ids, attn = input_ids.to(device), attn.to(device)
+    n_real = attn.sum(1)                                                      # [U] real prompt tokens
+    lm = _LM(model)
+    cache = lm.new_cache()
+    position_ids = (attn.cumsum(1) - 1).clamp_min(0)
+    logits = lm(input_ids=input_ids, attention_mask=attn, position_ids=position_ids, cache=cache,
+                last_only=True)[:, -1:, :]                                    # [U, 1, V]
+
+    remaining = trie.remaining_counts(list(exclude)) if exclude is not None and any(
+        e is not None and len(e) for e in exclude) else None
+    ar_u = torch.arange(U, device=device)
+
+    # Beam state: [U, M] with M = 1 before the first token.
+    node = torch.zeros(U, 1, dtype=torch.int64, device=device)
+    score = torch.zeros(U, 1, device=device)
+    alive = torch.ones(U, 1, dtype=torch.bool, device=device)
+    fstate = fsm.initial_state(1) if fsm is not None else None
+    anc = torch.zeros(U, 1, 0, dtype=torch.int64, device=device)   # kv="shared": cache slots of each beam's path
+    kv_len = P
+    steps = []                                                      # per step: parent, token, p_llm, p_g, p_hat, on
+
+    for t in range(L):
+        if t > 0:
+            tok_in = torch.where(alive, token, pad_token_id)            # dead beams feed a harmless pad token
+            M = tok_in.shape[1]
+            pos = (n_real.unsqueeze(1) + (t - 1)).expand(U, M)
+            if cfg.kv == "shared":
+                own = kv_len + torch.arange(M, device=device).expand(U, M)
+                allowed = torch.zeros(U, M, kv_len + M, dtype=torch.bool, device=device)
+                allowed[:, :, :P] = attn.bool().unsqueeze(1)
+                allowed.scatter_(2, torch.cat([anc, own.unsqueeze(-1)], dim=-1), True)
+                mask = torch.zeros(allowed.shape, dtype=lm.dtype, device=device).masked_fill_(
+                    ~allowed, torch.finfo(lm.dtype).min).unsqueeze(1)
+                logits = lm(input_ids=tok_in, attention_mask=mask, position_ids=pos, cache=cache)   # [U, M, V]
+                kv_len += M
+                anc = torch.cat([anc, own.unsqueeze(-1)], dim=-1)
+            else:
+                mask2d = torch.cat([attn.repeat_interleave(M, 0),
+                                    torch.ones(U * M, t, dtype=attn.dtype, device=device)], dim=1)
+                logits = lm(input_ids=tok_in.reshape(U * M, 1), attention_mask=mask2d,
+                            position_ids=pos.reshape(U * M, 1), cache=cache).view(U, M, -1)
+        M = node.shape[1]
+        C = int(trie.max_children[t])
+        child, ctok, cvalid = trie.children(node, C)                     # [U, M, C]
+        cvalid = cvalid & alive.unsqueeze(-1)
+        if remaining is not None:
+            cvalid = cvalid & (remaining.gather(1, child.view(U, -1)).view(U, M, C) > 0)
+
+        alpha = cfg.alpha_at(t)
+        logits = logits.float()
+        on = (fstate >= 0) if fstate is not None else torch.zeros(U, M, dtype=torch.bool, device=device)
+        if cfg.mix == "logit" and fsm is not None and alpha > 0:
+            lp_llm = torch.log_softmax(logits, dim=-1).gather(-1, ctok)
+            g_tok = _graph_logit_vectors(fsm, fstate, t, trie)       # [U, M, n_code]
+            z = logits.clone()
+            zc = z[..., trie.code_tokens]
+            z[..., trie.code_tokens] = (1.0 - alpha) * zc + alpha * g_tok
+            # released code: mixed on and off the FSM (off: g = floor on every code token)
+            lhat = _mask(torch.log_softmax(z, dim=-1).gather(-1, ctok), cvalid, cfg.renormalize)
+            lp_llm = _mask(lp_llm, cvalid, cfg.renormalize)
+            p_g = fsm.graph_logits(fstate, t, ctok)
+        else:
+            lp_all = torch.log_softmax(logits, dim=-1).gather(-1, ctok)
+            if fsm is not None:
+                p_g = fsm.weights(fstate, t, ctok)
+            else:
+                p_g = torch.full_like(lp_all, float("nan"))
+            lhat, lp_llm = mixed_log_probs(lp_all, p_g, on, cvalid, alpha, cfg.renormalize)
+
+        cand = (score.unsqueeze(-1) + lhat).view(U, M * C)
+        width = min(B, M * C)
+        top, flat = torch.sort(cand, dim=1, descending=True, stable=True)
+        top, flat = top[:, :width], flat[:, :width]
+        parent = flat // C
+        alive = top > float("-inf")
+        pick = lambda x: x.view(U, M * C).gather(1, flat)  # noqa: E731
+        node, token, score = pick(child), pick(ctok), top
+        if trace:
+            steps.append((parent, token, pick(lp_llm).exp(), pick(p_g), pick(lhat).exp(), on.gather(1, parent)))
+        if fstate is not None:
+            fstate = fsm.next_state(fstate.gather(1, parent), t, token)
+        if t + 1 < L:
+            if cfg.kv == "shared":
+                anc = anc.gather(1, parent.unsqueeze(-1).expand(U, width, anc.shape[-1]))
+            else:  # rows u*M + beam; at t = 0 (M = 1) this repeats each prompt's cache once per beam
+                cache.reorder_cache((ar_u.unsqueeze(1) * M + parent).reshape(-1))
+
+    item = torch.where(alive, trie.leaf_item[node], -1)
+    kk = min(k, item.shape[1])
+    items = torch.full((U, k), -1, dtype=torch.int64, device=device)
+    scores = torch.full((U, k), float("-inf"), device=device)
+    items[:, :kk] = item[:, :kk]
+    scores[:, :kk] = torch.where(alive[:, :kk], score[:, :kk], float("-inf"))
+    tr = _backtrack(steps, U, k, kk, alive, device) if trace else None
+    return DecodeResult(items=items, scores=scores, trace=tr)
+
+
+def _graph_logit_vectors(fsm: RankableFSM, state: torch.Tensor, depth: int, trie: ItemTrie) -> torch.Tensor:
+    """``g`` over all code tokens ``[U, M, n_code]`` (released code: floor, then each edge's aggregate)."""
+    tokens, _, g = fsm.allowed(state, depth)                                      # [U, M, n]
+    U, M, n = tokens.shape
+    K = trie.code_tokens.numel()
+    col = torch.searchsorted(trie.code_tokens, tokens.clamp_min(0))
+    col = torch.where(tokens >= 0, col, K)                                       # K = a dump column
+    out = torch.full((U, M, K + 1), fsm.floor, device=tokens.device)
+    out.scatter_(2, col, torch.where(tokens >= 0, g, fsm.floor))
+    return out[..., :K]
+
+
+def _backtrack(steps, U: int, k: int, kk: int, alive: torch.Tensor, device) -> DecodeTrace:
+    L = len(steps)
+    shape = (U, k, L)
+    tr = DecodeTrace(tokens=torch.zeros(shape, dtype=torch.int64, device=device),
+                     p_llm=torch.zeros(shape, device=device), p_g=torch.full(shape, float("nan"), device=device),
+                     p_hat=torch.zeros(shape, device=device), on=torch.zeros(shape, dtype=torch.bool, device=device))
+    beam = torch.arange(kk, device=device).expand(U, kk)
+    ok = alive[:, :kk]
+    for t in range(L - 1, -1, -1):
+        parent, token, p_llm, p_g, p_hat, on = steps[t]
+        tr.tokens[:, :kk, t] = torch.where(ok, token.gather(1, beam), 0)
+        tr.p_llm[:, :kk, t] = torch.where(ok, p_llm.gather(1, beam), 0.0)
+        o = on.gather(1, beam) & ok
+        tr.on[:, :kk, t] = o
+        tr.p_g[:, :kk, t] = torch.where(o, p_g.gather(1, beam), float("nan"))
+        tr.p_hat[:, :kk, t] = torch.where(ok, p_hat.gather(1, beam), 0.0)
+        beam = parent.gather(1, beam)
+    return tr
+
+
+# -- model plumbing ----------------------------------------------------------------------------------------
+class _LM:
+    """A thin adapter over a Hugging Face causal LM: the cache keyword (``cache`` in transformers >= 5.2x,
+    ``past_key_values`` before), ``logits_to_keep`` when the model has it, and the compute dtype."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        params = inspect.signature(type(base).forward).parameters
+        self.cache_kw = "cache" if "cache" in params else "past_key_values"
+        self.has_keep = "logits_to_keep" in params
+        self.dtype = next(model.parameters()).dtype
+        if not self.dtype.is_floating_point:
+            self.dtype = torch.float32
+
+    def new_cache(self):
+        from transformers import DynamicCache
+        return DynamicCache()
+
+    def __call__(self, *, input_ids, attention_mask, position_ids, cache, last_only: bool = False):
+        kw = {self.cache_kw: cache, "use_cache": True}
+        if last_only and self.has_keep:
+            kw["logits_to_keep"] = 1
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kw)
+        return out.logits
+
+
+def _vocab_size(model: torch.nn.Module) -> int:
+    emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if emb is not None and hasattr(emb, "weight"):
+        return int(emb.weight.shape[0])
+    return int(model.config.vocab_size)
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device

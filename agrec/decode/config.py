@@ -1,0 +1,76 @@
+"""Configuration of the GNN-steered, trie-constrained beam search (DESIGN §3, §4.5)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from agrec.errors import ConfigError
+
+# The paper's alpha per dataset (paper §5 / the authors' test.sh comment); MovieLens-100k is not in the paper,
+# there alpha is chosen on validation.
+PAPER_ALPHA: dict[str, float] = {"Instruments": 0.4, "Arts": 0.2, "Games": 0.7, "Yelp": 0.7}
+
+
+@dataclass
+class DecodeConfig:
+    """How the decoder mixes the LM with the GNN's rankable FSM.
+
+    ``alpha`` is Eq. 4's mixing weight: one number, or one per code level (level 0 = first code).
+    ``mix="prob"`` is the paper (Eq. 4 on probabilities); ``mix="logit"`` is the authors' released code
+    (WangXFng/AGRec ``model/modeling_trie.py``: ``(1-α)·z + α·g`` on the raw logits of the code tokens, then
+    one softmax). ``state="prefix"`` keys FSM states by the whole generated prefix (paper); ``"last_token"``
+    by the last generated code only, as the released code does (``LightGCN_embeddings.py`` keys ``logists`` by
+    token). ``agg`` combines the weights of the top-n items that share a token: ``"sum"`` (the path product of
+    p_G is then exactly the item's softmax weight) or ``"max"`` (released code).
+    """
+
+    alpha: float | list[float] = 0.4     # paper: 0.4 Instruments (the released test.sh default), see PAPER_ALPHA
+    top_n: int = 10                      # paper §4: n = 10 GNN items; released LightGCN_embeddings.py top_k = 10
+    tau: float = 1.0                     # temperature of w = softmax(top-n scores / tau); 1 = plain softmax
+    agg: Literal["sum", "max"] = "sum"
+    mix: Literal["prob", "logit"] = "prob"
+    state: Literal["prefix", "last_token"] = "prefix"
+    floor: float = 1e-5                  # paper: tokens outside the FSM state score 1e-5 (modeling_trie.py init)
+    beam_size: int = 20                  # paper / released test.sh --num_beams 20
+    renormalize: bool = False            # False: p_LLM is masked, not renormalised (Hugging Face's behaviour)
+    batch_size: int = 16                 # users per forward pass
+    kv: Literal["shared", "expand"] = "shared"  # prompt KV shared by all beams (tree mask) or copied per beam
+
+    def __post_init__(self) -> None:
+        alphas = self.alpha if isinstance(self.alpha, (list, tuple)) else [self.alpha]
+        if isinstance(self.alpha, (list, tuple)):
+            self.alpha = [float(a) for a in self.alpha]
+            if not self.alpha:
+                raise ConfigError("decode.alpha: an empty per-level list; give one number or one per level")
+        for a in alphas:
+            if not (0.0 <= float(a) <= 1.0) or math.isnan(float(a)):
+                raise ConfigError(f"decode.alpha must be in [0, 1], got {self.alpha}")
+        if self.top_n < 1:
+            raise ConfigError(f"decode.top_n must be >= 1, got {self.top_n}")
+        if not (self.tau > 0) or math.isinf(self.tau):
+            raise ConfigError(f"decode.tau must be a positive number, got {self.tau}")
+        for name, value, allowed in (("agg", self.agg, ("sum", "max")), ("mix", self.mix, ("prob", "logit")),
+                                     ("state", self.state, ("prefix", "last_token")),
+                                     ("kv", self.kv, ("shared", "expand"))):
+            if value not in allowed:
+                raise ConfigError(f"decode.{name} must be one of {list(allowed)}, got {value!r}")
+        if not (0.0 < self.floor < 1.0):
+            raise ConfigError(f"decode.floor must be in (0, 1), got {self.floor}")
+        if self.beam_size < 1:
+            raise ConfigError(f"decode.beam_size must be >= 1, got {self.beam_size}")
+        if self.batch_size < 1:
+            raise ConfigError(f"decode.batch_size must be >= 1, got {self.batch_size}")
+
+    def alpha_at(self, level: int) -> float:
+        """Alpha of code level ``level`` (the last entry of a per-level list repeats for deeper levels)."""
+        if isinstance(self.alpha, list):
+            return float(self.alpha[min(level, len(self.alpha) - 1)])
+        return float(self.alpha)
+
+    @property
+    def uses_graph(self) -> bool:
+        """Whether any level mixes in the GNN (alpha > 0); with alpha = 0 everywhere no FSM is needed."""
+        alphas = self.alpha if isinstance(self.alpha, list) else [self.alpha]
+        return any(a > 0 for a in alphas)

@@ -1,0 +1,314 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from tiny_lm import EOS, make_tiny
+
+from agrec.decode import DecodeConfig, ItemTrie, RankableFSM, generate_items, mixed_log_probs
+from agrec.decode.hf import hf_generate_items
+from agrec.errors import AgrecError
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return make_tiny()
+
+
+def lm_probs(model, prompt, item_tokens):
+    """Teacher-forced next-token distributions ``[L, V]`` of one item after one prompt (no cache, no padding)."""
+    ids = torch.tensor([list(prompt) + list(item_tokens[:-1])])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, len(prompt) - 1:].float()
+    return logits
+
+
+def gnn_inputs(tiny, n=5, seed=0):
+    """Deterministic 'GNN' top-n per user: random distinct items with decreasing scores."""
+    g = torch.Generator().manual_seed(seed)
+    U = len(tiny.prompts)
+    items = torch.stack([torch.randperm(tiny.trie.n_items, generator=g)[:n] for _ in range(U)])
+    scores = torch.sort(torch.randn(U, n, generator=g) * 2, dim=1, descending=True).values
+    return items, scores
+
+
+# -- Eq. 4 in isolation ---------------------------------------------------------------------------------------
+def test_mixed_log_probs_hand_computed():
+    lp = torch.log(torch.tensor([[0.5, 0.2, 0.1], [0.5, 0.2, 0.1]]))
+    pg = torch.tensor([[0.7, 1e-5, 0.3], [0.7, 1e-5, 0.3]])
+    valid = torch.tensor([[True, True, False], [True, True, False]])
+    on = torch.tensor([True, False])
+    lhat, lpl = mixed_log_probs(lp, pg, on, valid, alpha=0.4)
+    assert lhat[0].exp().tolist()[:2] == pytest.approx([0.6 * 0.5 + 0.4 * 0.7, 0.6 * 0.2 + 0.4 * 1e-5], rel=1e-6)
+    assert lhat[0, 2] == float("-inf") and lhat[1, 2] == float("-inf")     # the floor never revives a masked token
+    assert torch.equal(lhat[1], lpl[1])                                       # off the FSM: p_LLM, bit for bit
+    r, _ = mixed_log_probs(lp, pg, on, valid, alpha=0.4, renormalize=True)
+    assert r[1].exp().tolist()[:2] == pytest.approx([0.5 / 0.7, 0.2 / 0.7], rel=1e-6)
+    a0, _ = mixed_log_probs(lp, pg, on, valid, alpha=0.0)
+    assert torch.equal(a0[:, :2], lp[:, :2])
+    a1, _ = mixed_log_probs(lp, pg, on, valid, alpha=1.0)
+    assert a1[0, :2].exp().tolist() == pytest.approx([0.7, 1e-5], rel=1e-6)
+
+
+# -- alpha = 0 is Hugging Face's constrained beam search --------------------------------------------------------
+@pytest.mark.parametrize("beams,sizes,kv", [(5, (8, 6, 6), "shared"), (5, (8, 6, 6), "expand"),
+                                            (20, (24, 6, 6), "shared"), (20, (24, 6, 6), "expand")])
+def test_alpha0_reproduces_hf_generate(beams, sizes, kv):
+    # HF pads its beam with junk when fewer than `beams` valid continuations exist; the root has >= beams
+    # children here, so every HF hypothesis is a real item and the comparison is exact (see agrec/decode/hf.py).
+    tiny = make_tiny(seed=1, sizes=sizes, n_items=250, n_users=7, min_items=1, max_items=5)
+    ours = generate_items(tiny.model, tiny.prompts, tiny.trie, cfg=DecodeConfig(alpha=0.0, beam_size=beams,
+                                                                                 batch_size=3, kv=kv))
+    hf = hf_generate_items(tiny.model, tiny.prompts, tiny.trie, num_beams=beams, eos_token_id=EOS, batch_size=4)
+    assert (hf.items >= 0).all()
+    assert torch.equal(ours.items, hf.items)
+    torch.testing.assert_close(ours.scores, hf.scores, atol=2e-5, rtol=1e-5)
+
+
+# -- alpha = 1 ranks the GNN's top-n first --------------------------------------------------------------------
+@pytest.mark.parametrize("state", ["prefix", "last_token"])
+def test_alpha1_sum_ranks_gnn_top_n_first_in_gnn_order(state):
+    tiny = make_tiny(seed=2, n_users=5)
+    items, scores = gnn_inputs(tiny, n=6, seed=2)
+    perm = torch.randperm(6, generator=torch.Generator().manual_seed(0))     # the FSM needs no sorted input
+    cfg = DecodeConfig(alpha=1.0, agg="sum", mix="prob", state=state, beam_size=10, top_n=6)
+    res = generate_items(tiny.model, tiny.prompts, tiny.trie, fsm_inputs=(items[:, perm], scores[:, perm]),
+                         cfg=cfg)
+    if state == "prefix":
+        assert torch.equal(res.items[:, :6], items)                           # GNN order, exactly
+        torch.testing.assert_close(res.scores[:, :6], torch.log_softmax(scores, dim=1), atol=1e-5, rtol=1e-5)
+        assert (res.scores[:, 6:] < math.log(1e-5) + 1e-6).all()              # the rest pay the floor
+    else:
+        # the released code's last-token state lets items that merely share a code with a top-n item ride on
+        # its weight, so non-top items escape the floor: the guarantee is lost
+        assert (res.scores[:, 6:] > math.log(1e-5)).any()
+
+
+def test_fsm_keeps_the_top_n_best_scored_candidates(tiny):
+    items, scores = gnn_inputs(tiny, n=9, seed=5)
+    shuffled = torch.randperm(9, generator=torch.Generator().manual_seed(1))
+    cfg = DecodeConfig(alpha=0.6, beam_size=8, top_n=4)
+    wide = generate_items(tiny.model, tiny.prompts, tiny.trie, fsm_inputs=(items[:, shuffled], scores[:, shuffled]),
+                          cfg=cfg)
+    best = generate_items(tiny.model, tiny.prompts, tiny.trie, fsm_inputs=(items[:, :4], scores[:, :4]), cfg=cfg)
+    assert torch.equal(wide.items, best.items) and torch.equal(wide.scores, best.scores)
+
+
+# -- every score is Eq. 4-5, recomputed independently ---------------------------------------------------------
+@pytest.mark.parametrize("kw", [dict(mix="prob", state="prefix", agg="sum", alpha=0.5),
+                                dict(mix="prob", state="prefix", agg="max", alpha=0.3),
+                                dict(mix="prob", state="last_token", agg="sum", alpha=0.6),
+                                dict(mix="prob", state="prefix", agg="sum", alpha=[0.0, 0.8, 0.2]),
+                                dict(mix="prob", state="prefix", agg="sum", alpha=0.5, renormalize=True),
+                                dict(mix="logit", state="last_token", agg="max", alpha=0.4),
+                                dict(mix="logit", state="prefix", agg="sum", alpha=0.7, renormalize=True)])
+def test_scores_and_trace_match_independent_recomputation(kw):
+    tiny = make_tiny(seed=3, n_users=4)
+    items, scores = gnn_inputs(tiny, n=5, seed=3)
+    cfg = DecodeConfig(beam_size=8, batch_size=3, tau=0.7, **kw)
+    res = generate_items(tiny.model, tiny.prompts, tiny.trie, fsm_inputs=(items, scores), cfg=cfg, trace=True)
+    fsm = RankableFSM.build(tiny.trie, items, scores, tau=cfg.tau, agg=cfg.agg, state=cfg.state)
+    trie, L, tr = tiny.trie, tiny.trie.n_levels, res.trace
+    seen_on = seen_off = 0
+    for u in range(len(tiny.prompts)):
+        for j in range(cfg.beam_size):
+            item = int(res.items[u, j])
+            assert item >= 0
+            toks = trie.item_tokens[item].tolist()
+            assert tr.tokens[u, j].tolist() == toks
+            logits = lm_probs(tiny.model, tiny.prompts[u], toks)
+            state = torch.zeros(1, 1, dtype=torch.int64)
+            total, was_off = 0.0, False
+            for d in range(L):
+                a = cfg.alpha_at(d)
+                children = trie.allowed_tokens(toks[:d])
+                on = int(state) >= 0
+                assert bool(tr.on[u, j, d]) == on
+                if cfg.state == "prefix":
+                    assert not (was_off and on)                               # off is absorbing
+                was_off |= not on
+                p_llm = torch.softmax(logits[d], -1)
+                p = p_llm[children]
+                if cfg.renormalize:
+                    p = p / p.sum()
+                pl = float(p[children.index(toks[d])])
+                assert float(tr.p_llm[u, j, d]) == pytest.approx(pl, rel=1e-4)
+                if cfg.mix == "prob":
+                    dist = fsm.select([u]).distribution(0, toks[:d])
+                    pg = (dist or {}).get(toks[d], cfg.floor)
+                    p_hat = (1 - a) * pl + a * pg if on else pl
+                else:
+                    code = trie.code_tokens
+                    g = fsm.select([u]).graph_logits(state, d, code.view(1, 1, -1))[0, 0]
+                    z = logits[d].clone()
+                    z[code] = (1 - a) * z[code] + a * g
+                    q = torch.softmax(z, -1)
+                    p_hat = float(q[toks[d]] / (q[children].sum() if cfg.renormalize else 1.0))
+                    pg = float(g[code.tolist().index(toks[d])])
+                seen_on += on
+                seen_off += not on
+                if on:
+                    assert float(tr.p_g[u, j, d]) == pytest.approx(pg, rel=1e-4)
+                else:
+                    assert math.isnan(float(tr.p_g[u, j, d]))
+                assert float(tr.p_hat[u, j, d]) == pytest.approx(p_hat, rel=1e-4)
+                total += math.log(p_hat)
+                state = fsm.select([u]).next_state(state, d, torch.tensor([[toks[d]]]))
+            assert float(res.scores[u, j]) == pytest.approx(total, rel=1e-4, abs=1e-4)
+    assert seen_on and seen_off                                               # both branches were exercised
+    assert (res.scores[:, :-1] >= res.scores[:, 1:]).all()
+
+
+def test_off_fsm_is_the_lm_alone():
+    """Off the FSM p̂ is p_LLM exactly: alpha changes nothing for items none of whose prefixes are top-n."""
+    tiny = make_tiny(seed=4, n_users=3)
+    trie = tiny.trie
+    # every user's top-n = items whose first code is 3 (token 3 + N_SPECIAL); others leave the FSM at the root
+    first = trie.item_tokens[:, 0]
+    pool = torch.nonzero(first == int(first.min())).flatten()[:4]
+    items = pool.expand(3, -1).clone()
+    scores = torch.tensor([[3.0, 2.0, 1.0, 0.0]]).expand(3, -1).clone()
+    plain = generate_items(tiny.model, tiny.prompts, trie, cfg=DecodeConfig(alpha=0.0, beam_size=6), trace=True)
+    mixed = generate_items(tiny.model, tiny.prompts, trie, fsm_inputs=(items, scores),
+                           cfg=DecodeConfig(alpha=0.5, beam_size=30, top_n=4), trace=True)
+    checked = 0
+    for u in range(3):
+        for j in range(6):
+            it = int(plain.items[u, j])
+            if trie.item_tokens[it, 0] == first.min():
+                continue
+            checked += 1
+            m = mixed.items[u].tolist().index(it)
+            # root is on the FSM: p̂ = .5 p + .5 * 1e-5 for the first code, then p_LLM alone
+            p0 = float(plain.trace.p_llm[u, j, 0])
+            expect = math.log(0.5 * p0 + 0.5 * 1e-5) + float(plain.trace.p_llm[u, j, 1:].log().sum())
+            assert float(mixed.scores[u, m]) == pytest.approx(expect, rel=1e-5)
+            assert mixed.trace.on[u, m].tolist() == [True, False, False]
+            assert torch.equal(mixed.trace.p_hat[u, m, 1:], mixed.trace.p_llm[u, m, 1:])
+    assert checked >= 10
+
+
+# -- exhaustive search = brute force; dead beams are dropped; K larger than what exists -----------------------
+@pytest.mark.parametrize("renormalize", [False, True])
+def test_exhaustive_beam_equals_brute_force_ranking(renormalize):
+    tiny = make_tiny(seed=5, sizes=(2, 3, 2), n_items=9, n_users=3)
+    res = generate_items(tiny.model, tiny.prompts, tiny.trie,
+                         cfg=DecodeConfig(alpha=0.0, beam_size=12, renormalize=renormalize))
+    for u, prompt in enumerate(tiny.prompts):
+        brute = []
+        for i in range(9):
+            toks = tiny.trie.item_tokens[i].tolist()
+            logits = lm_probs(tiny.model, prompt, toks)
+            s = 0.0
+            for d in range(3):
+                p = torch.softmax(logits[d], -1)
+                if renormalize:
+                    p = p / p[tiny.trie.allowed_tokens(toks[:d])].sum()
+                s += math.log(float(p[toks[d]]))
+            brute.append((s, i))
+        brute.sort(key=lambda x: -x[0])
+        assert res.items[u, :9].tolist() == [i for _, i in brute]
+        assert res.scores[u, :9].tolist() == pytest.approx([s for s, _ in brute], rel=1e-5)
+        assert res.items[u, 9:].tolist() == [-1, -1, -1]                      # K > reachable items: padded
+        assert res.scores[u, 9:].tolist() == [float("-inf")] * 3
+
+
+def test_dead_beams_are_dropped_not_padded():
+    # the root has 2 children and the beam is 16: HF would fill 14 slots with junk at the first step
+    tiny = make_tiny(seed=6, sizes=(2, 2, 2), n_items=5, n_users=2)
+    res = generate_items(tiny.model, tiny.prompts, tiny.trie, cfg=DecodeConfig(alpha=0.0, beam_size=16), k=16,
+                         trace=True)
+    for u in range(2):
+        got = res.items[u][res.items[u] >= 0].tolist()
+        assert sorted(got) == list(range(5)) and res.items[u, :5].tolist() == got
+        assert (res.items[u, 5:] == -1).all() and torch.isinf(res.scores[u, 5:]).all()
+
+
+# -- history exclusion ----------------------------------------------------------------------------------------
+def test_exclusion_is_a_search_over_the_remaining_items():
+    tiny = make_tiny(seed=7, n_users=4)
+    rng = np.random.default_rng(0)
+    exclude = [rng.choice(tiny.trie.n_items, size=40, replace=False) for _ in tiny.prompts]
+    exclude[1] = np.array([], dtype=np.int64)
+    cfg = DecodeConfig(alpha=0.0, beam_size=10)
+    res = generate_items(tiny.model, tiny.prompts, tiny.trie, cfg=cfg, exclude=exclude)
+    for u, prompt in enumerate(tiny.prompts):
+        keep = np.setdiff1d(np.arange(tiny.trie.n_items), exclude[u])
+        sub = ItemTrie.build(tiny.tokens[keep])
+        ref = generate_items(tiny.model, [prompt], sub, cfg=cfg)
+        assert res.items[u].tolist() == keep[ref.items[0].numpy()].tolist()
+        torch.testing.assert_close(res.scores[u], ref.scores[0], atol=1e-5, rtol=1e-5)
+        assert not set(res.items[u].tolist()) & set(exclude[u].tolist())
+
+
+# -- property: only real items, whatever the model, table and settings ------------------------------------------
+def test_outputs_are_always_real_distinct_items():
+    for seed in range(6):
+        rng = np.random.default_rng(100 + seed)
+        sizes = tuple(int(x) for x in rng.integers(2, 7, size=int(rng.integers(2, 5))))
+        n_items = int(min(np.prod(sizes), rng.integers(5, 80)))
+        tiny = make_tiny(seed=100 + seed, sizes=sizes, n_items=n_items, n_users=5, init=float(rng.choice([0.02, 1.0])))
+        n = int(min(n_items, rng.integers(1, 8)))
+        items, scores = gnn_inputs(tiny, n=n, seed=seed)
+        beam = int(rng.integers(1, 25))
+        exclude = [rng.choice(n_items, size=int(rng.integers(0, n_items)), replace=False) for _ in range(5)]
+        cfg = DecodeConfig(alpha=float(rng.uniform()), beam_size=beam, agg=str(rng.choice(["sum", "max"])),
+                           mix=str(rng.choice(["prob", "logit"])), state=str(rng.choice(["prefix", "last_token"])),
+                           renormalize=bool(rng.integers(2)), kv=str(rng.choice(["shared", "expand"])), batch_size=2)
+        res = generate_items(tiny.model, tiny.prompts, tiny.trie, fsm_inputs=(items, scores), cfg=cfg,
+                             exclude=exclude, trace=True)
+        for u in range(5):
+            row = res.items[u].tolist()
+            valid = [i for i in row if i >= 0]
+            assert row == valid + [-1] * (beam - len(valid))                 # -1 only as tail padding
+            assert len(set(valid)) == len(valid) and all(0 <= i < n_items for i in valid)
+            assert not set(valid) & set(exclude[u].tolist())
+            # no dead ends (exclusion prunes emptied prefixes), so the beam is as full as the items allow
+            assert len(valid) == min(beam, n_items - len(exclude[u]))
+            for j, i in enumerate(valid):                                    # the search spelled the item
+                assert res.trace.tokens[u, j].tolist() == tiny.tokens[i].tolist()
+            s = res.scores[u, :len(valid)]
+            assert torch.isfinite(s).all() and (s[:-1] >= s[1:]).all()
+
+
+# -- determinism, batching, errors ------------------------------------------------------------------------------
+def test_deterministic_and_batch_invariant(tiny):
+    items, scores = gnn_inputs(tiny)
+    cfg = DecodeConfig(alpha=0.4, beam_size=8, top_n=5, batch_size=4)
+    a = generate_items(tiny.model, tiny.prompts, tiny.trie, fsm_inputs=(items, scores), cfg=cfg)
+    b = generate_items(tiny.model, tiny.prompts, tiny.trie, fsm_inputs=(items, scores), cfg=cfg)
+    assert torch.equal(a.items, b.items) and torch.equal(a.scores, b.scores)
+    one = generate_items(tiny.model, tiny.prompts, tiny.trie, fsm_inputs=(items, scores),
+                         cfg=DecodeConfig(alpha=0.4, beam_size=8, top_n=5, batch_size=1, kv="expand"))
+    assert torch.equal(a.items, one.items)
+    torch.testing.assert_close(a.scores, one.scores, atol=1e-5, rtol=1e-5)
+
+
+def test_bad_arguments_are_refused(tiny):
+    m, p, t = tiny.model, tiny.prompts, tiny.trie
+    with pytest.raises(AgrecError, match="k must be in 1..beam_size=4"):
+        generate_items(m, p, t, cfg=DecodeConfig(alpha=0.0, beam_size=4), k=5)
+    with pytest.raises(AgrecError, match="fsm_inputs"):
+        generate_items(m, p, t, cfg=DecodeConfig(alpha=0.2))
+    with pytest.raises(AgrecError, match=r"prompts\[1\] is empty"):
+        generate_items(m, [p[0], []], t, cfg=DecodeConfig(alpha=0.0))
+    with pytest.raises(AgrecError, match=r"prompts\[0\] holds token id 999"):
+        generate_items(m, [[999]], t, cfg=DecodeConfig(alpha=0.0))
+    with pytest.raises(AgrecError, match="exclude has 1 entries"):
+        generate_items(m, p, t, cfg=DecodeConfig(alpha=0.0), exclude=[[1]])
+    with pytest.raises(AgrecError, match="were the code tokens added"):
+        generate_items(m, p, ItemTrie.build(np.array([[5, 500]])), cfg=DecodeConfig(alpha=0.0))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu(tiny):
+    items, scores = gnn_inputs(tiny)
+    cfg = DecodeConfig(alpha=0.4, beam_size=8, top_n=5)
+    cpu = generate_items(tiny.model, tiny.prompts, tiny.trie, fsm_inputs=(items, scores), cfg=cfg)
+    model = tiny.model.to("cuda")
+    try:
+        gpu = generate_items(model, tiny.prompts, tiny.trie, fsm_inputs=(items, scores), cfg=cfg)
+    finally:
+        tiny.model.to("cpu")
+    assert torch.equal(cpu.items, gpu.items)
+    torch.testing.assert_close(cpu.scores, gpu.scores, atol=1e-4, rtol=1e-4)
