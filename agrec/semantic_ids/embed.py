@@ -194,10 +194,10 @@ def _read_cached(path: Path, n: int) -> np.ndarray | None:
 
 
 def embed_texts(texts: Sequence[str], spec: EmbeddingSpec, folder: Path, batch_size: int = 64,
-                shared_cache: Path | None = None, progress: bool = True,
-                device: str = "cpu") -> tuple[np.ndarray, dict[str, Any]]:
+                shared_cache: Path | None = None, progress: bool = True, device: str = "cpu",
+                refresh: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
     """Embeddings ``[N, D]`` of ``texts``, from ``folder/embeddings.npy`` or the shared cache when their
-    key matches, else computed and written to both.
+    key matches, else computed and written to both (``refresh=True``: always computed).
 
     Returns the matrix and a small record ``{"key", "encoder", "shape", "source"}`` where source is
     ``run``, ``shared_cache`` or ``computed``.
@@ -207,7 +207,7 @@ def embed_texts(texts: Sequence[str], spec: EmbeddingSpec, folder: Path, batch_s
     run_file, meta_file = folder / "embeddings.npy", folder / "embeddings.json"
     meta = {"key": key, "encoder": spec.encoder, "lm_model": spec.lm_model if spec.encoder == "lm" else None,
             "max_length": spec.max_length, "normalize": spec.normalize}
-    if meta_file.is_file():
+    if meta_file.is_file() and not refresh:
         try:
             old = json.loads(meta_file.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
@@ -216,7 +216,7 @@ def embed_texts(texts: Sequence[str], spec: EmbeddingSpec, folder: Path, batch_s
         if arr is not None:
             return arr, {**meta, "shape": list(arr.shape), "source": "run"}
     arr, source = None, "computed"
-    if shared_cache is not None:
+    if shared_cache is not None and not refresh:
         arr = _read_cached(shared_cache / f"{key}.npy", len(texts))
         source = "shared_cache" if arr is not None else source
     if arr is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
@@ -178,11 +179,28 @@ def _cmap(n: int):
     return matplotlib.colormaps["tab20"].resampled(max(n, 1)) if n > 20 else matplotlib.colormaps["tab20"]
 
 
-def save_plotly_html(fig, path: str | Path, embed_plotlyjs: bool = False) -> Path:
-    """Write an interactive HTML file. By default plotly.js is loaded from its CDN (the file stays a few
-    hundred KB, fit for a committed report); ``embed_plotlyjs=True`` embeds it (+4.8 MB, works offline).
-    Offline, the executed notebook shows the same figure in Jupyter."""
+def save_plotly_html(fig, path: str | Path, static_dir: str | Path | None = None) -> Path:
+    """Write an interactive HTML file of a plotly figure.
+
+    With ``static_dir`` (the reports' ``_static/`` folder, which ``agrec report`` also fills for the
+    notebooks' HTML), plotly.js is copied there once from the installed plotly package and referenced
+    relatively: the file renders offline and stays small. Without it, plotly.js comes from its CDN.
+    """
+    import shutil
+
+    import plotly
+
     path = Path(path)
+    src: str | bool = "cdn"
+    if static_dir is not None:
+        static_dir = Path(static_dir)
+        js = static_dir / "plotly.min.js"
+        if not js.is_file():
+            bundled = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+            static_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_path(js) as tmp:
+                shutil.copyfile(bundled, tmp)
+        src = Path(os.path.relpath(js, path.parent)).as_posix()
     with atomic_path(path) as tmp:
-        fig.write_html(str(tmp), include_plotlyjs=True if embed_plotlyjs else "cdn", full_html=True)
+        fig.write_html(str(tmp), include_plotlyjs=src, full_html=True)
     return path

@@ -79,7 +79,8 @@ def prepare_semantic_ids(session: Session, force: bool = False, progress: bool =
     """Run (or reuse) the stage and return all its outputs.
 
     The stage depends on the ``data`` and ``semantic_ids`` sections and the seed. Embeddings are reused
-    on their own key (encoder + texts), so changing only the quantiser does not re-embed.
+    on their own key (encoder + texts), so changing only the quantiser does not re-embed; ``force``
+    recomputes them too.
     """
     profile, run = session.profile, session.run
     cfg: SemanticIdConfig = profile.semantic_ids
@@ -91,10 +92,11 @@ def prepare_semantic_ids(session: Session, force: bool = False, progress: bool =
     run.invalidate(STAGE)
 
     with torch_threads(cfg.cpu_threads):
-        return _compute(session, ds, folder, key, progress)
+        return _compute(session, ds, folder, key, progress, refresh=force)
 
 
-def _compute(session: Session, ds: SeqDataset, folder: Path, key: str, progress: bool) -> SemanticIds:
+def _compute(session: Session, ds: SeqDataset, folder: Path, key: str, progress: bool,
+             refresh: bool) -> SemanticIds:
     profile, run = session.profile, session.run
     cfg: SemanticIdConfig = profile.semantic_ids
     texts = _texts_or_none(ds, cfg)
@@ -104,7 +106,7 @@ def _compute(session: Session, ds: SeqDataset, folder: Path, key: str, progress:
         shared = Path(profile._resolve(cfg.embedding_cache)) if cfg.embedding_cache else None
         spec = EmbeddingSpec(cfg.encoder, cfg.lm_model if cfg.encoder == "lm" else None, cfg.max_length, cfg.normalize)
         emb, emb_info = embed_texts(texts, spec, folder, cfg.embed_batch_size, shared, progress,
-                                    device=str(resolve_device(cfg.device)))
+                                    device=str(resolve_device(cfg.device)), refresh=refresh)
         t_embed = time.perf_counter() - t0
         atomic_write_json(folder / TEXTS, texts, indent=None)
 

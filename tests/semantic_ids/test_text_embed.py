@@ -105,5 +105,23 @@ def test_embedding_cache_run_folder_and_shared(tmp_path, monkeypatch):
     np.testing.assert_array_equal(a, c)
     _, info = embed_texts(["x", "z"], spec, tmp_path / "run1", shared_cache=shared, progress=False)
     assert info["source"] == "computed" and len(calls) == 2  # other texts, other key
+    _, info = embed_texts(["x", "z"], spec, tmp_path / "run1", shared_cache=shared, progress=False, refresh=True)
+    assert info["source"] == "computed" and len(calls) == 3  # refresh (the stage's force) ignores caches
     assert spec.key(["x", "y"]) != EmbeddingSpec("minilm", None, 128, True).key(["x", "y"])
     assert spec.key(["xy"]) != spec.key(["x", "y"])
+
+
+def test_code_tree_html_works_offline(tmp_path):
+    from agrec.semantic_ids import CodeTable
+    from agrec.semantic_ids.plots import code_tree_figure, save_plotly_html
+
+    t = CodeTable(codes=[[0, 0], [0, 1], [1, 0]], codebook_sizes=(2, 2))
+    fig = code_tree_figure(t, ["<A>", "B", "C"])
+    tr = fig.data[0]
+    assert list(tr.ids) == ["a0", "a1", "a0/b0", "a0/b1", "a1/b0", "item0", "item1", "item2"]
+    assert list(tr.values) == [2, 1, 1, 1, 1, 1, 1, 1] and tr.parents[5] == "a0/b0"
+    assert tr.hovertext[5] == "&lt;A&gt;<br><a_0><b_0>"  # titles escaped, full ID shown
+    out = save_plotly_html(fig, tmp_path / "rep" / "figures" / "tree.html", static_dir=tmp_path / "_static")
+    html = out.read_text()
+    assert 'src="../../_static/plotly.min.js"' in html and "cdn.plot.ly" not in html
+    assert (tmp_path / "_static" / "plotly.min.js").stat().st_size > 1_000_000
