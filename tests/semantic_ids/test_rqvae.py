@@ -133,3 +133,20 @@ def test_bad_embeddings_are_refused():
         train_rqvae(x, RQVAEConfig(epochs=1), seed=0, progress=False)
     with pytest.raises(DataError, match=r"must be \[n_items >= 2, dim\]"):
         residual_kmeans(np.zeros(5, dtype=np.float32), RQVAEConfig(), seed=0)
+
+
+def test_checkpoint_rule_and_patience():
+    from agrec.semantic_ids.train import _better
+
+    best = {"collision_rate": 0.10, "eval_recon": 0.5}
+    assert _better({"collision_rate": 0.09, "eval_recon": 0.9}, best, tol=0.0)      # fewer collisions wins
+    assert not _better({"collision_rate": 0.10, "eval_recon": 0.6}, best, tol=0.0)  # tie: higher recon loses
+    assert _better({"collision_rate": 0.10, "eval_recon": 0.4}, best, tol=0.0)      # tie: lower recon wins
+    assert _better({"collision_rate": 0.11, "eval_recon": 0.4}, best, tol=0.02)     # within tol: recon decides
+    assert not _better({"collision_rate": 0.13, "eval_recon": 0.1}, best, tol=0.02)
+    # patience 1: stop at the first evaluation that does not improve
+    x = clustered(n=64)
+    res = train_rqvae(x, RQVAEConfig(n_levels=1, codebook_size=2, code_dim=4, epochs=200, eval_every=1,
+                                     patience=1), seed=0, progress=False)
+    assert res.summary["epochs_run"] < 200
+    assert res.log["epoch"].tolist() == list(range(res.summary["epochs_run"] + 1))

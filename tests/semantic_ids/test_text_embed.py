@@ -125,3 +125,17 @@ def test_code_tree_html_works_offline(tmp_path):
     html = out.read_text()
     assert 'src="../../_static/plotly.min.js"' in html and "cdn.plot.ly" not in html
     assert (tmp_path / "_static" / "plotly.min.js").stat().st_size > 1_000_000
+
+
+def test_lm_encoder_from_a_local_checkpoint(tmp_path, tiny_lm):
+    model, tok = tiny_lm
+    model.save_pretrained(tmp_path / "lm")
+    tok.save_pretrained(tmp_path / "lm")
+    spec = EmbeddingSpec("lm", f"path:{tmp_path / 'lm'}", 64, True)
+    texts = ["a movie about space", "a dog story"]
+    e, info = embed_texts(texts, spec, tmp_path / "run", batch_size=2, progress=False)
+    assert info["source"] == "computed" and e.shape == (2, 16)
+    np.testing.assert_allclose(e, mean_pooled_lm_embeddings(model, tok, texts, progress=False), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="folder not found"):
+        embed_texts(texts, EmbeddingSpec("lm", f"path:{tmp_path / 'nope'}", 64, True), tmp_path / "run2",
+                    progress=False)
