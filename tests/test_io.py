@@ -45,3 +45,14 @@ def test_atomic_dir(tmp_path):
         (tmp / "x.bin").write_text("3")
     assert sorted(x.name for x in d.iterdir()) == ["x.bin"]  # replaced whole, not merged
     assert sorted(x.name for x in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        p = atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(mask)
+    assert p.stat().st_mode & 0o777 == 0o644

@@ -1,0 +1,54 @@
+"""α curves (paper Fig. 7): HR@10 and NDCG@10 against the mixing weight α."""
+
+from __future__ import annotations
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+METRICS = ("HR@10", "NDCG@10")
+
+
+def alpha_curve_figure(curve: pd.DataFrame, chosen_alpha: float | None = None, title: str = "",
+                       tau: float | None = None) -> Figure:
+    """Two panels (HR@10, NDCG@10) with one line per target.
+
+    Args:
+        curve: long format with columns alpha, tau, target, metric, value (``DecodeReport.curve_frame``).
+        chosen_alpha: marked with a vertical line (the α chosen on validation).
+        tau: plot this τ only (default: the first τ in ``curve``).
+    """
+    tau = curve["tau"].iloc[0] if tau is None else tau
+    c = curve[curve["tau"] == tau]
+    fig = Figure(figsize=(9, 3.4))
+    axes = fig.subplots(1, 2)
+    for ax, metric in zip(axes, METRICS):
+        for target, style in (("valid", "-o"), ("test", "--s")):
+            d = c[(c["metric"] == metric) & (c["target"] == target)].sort_values("alpha")
+            ax.plot(d["alpha"], d["value"], style, label=target, ms=4)
+        if chosen_alpha is not None:
+            ax.axvline(chosen_alpha, color="#999999", ls=":", label=f"chosen α={chosen_alpha:g}")
+        ax.set_xlabel("α (weight of the GNN's FSM)")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[0].legend(frameon=False)
+    fig.suptitle(title or f"α curve (τ={tau:g})")
+    return fig
+
+
+def alpha_curves_across_runs(curves: dict[str, pd.DataFrame], target: str = "test") -> Figure:
+    """One line per run (dataset/profile) for each metric, on ``target``."""
+    fig = Figure(figsize=(9, 3.4))
+    axes = fig.subplots(1, 2)
+    for label, curve in curves.items():
+        tau = curve["tau"].iloc[0]
+        for ax, metric in zip(axes, METRICS):
+            d = curve[(curve["metric"] == metric) & (curve["target"] == target) & (curve["tau"] == tau)]
+            d = d.sort_values("alpha")
+            ax.plot(d["alpha"], d["value"], "-o", ms=4, label=label)
+    for ax, metric in zip(axes, METRICS):
+        ax.set_xlabel("α")
+        ax.set_ylabel(f"{metric} ({target})")
+        ax.grid(alpha=0.3)
+    axes[0].legend(frameon=False, fontsize=8)
+    fig.suptitle("α curves across runs")
+    return fig
