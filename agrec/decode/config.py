@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from agrec.errors import ConfigError
@@ -74,3 +74,36 @@ class DecodeConfig:
         """Whether any level mixes in the GNN (alpha > 0); with alpha = 0 everywhere no FSM is needed."""
         alphas = self.alpha if isinstance(self.alpha, list) else [self.alpha]
         return any(a > 0 for a in alphas)
+
+
+@dataclass
+class EvalConfig:
+    """How the decode stage evaluates AGRec and its ablations (DESIGN §4.6, issue "the heart").
+
+    α (and τ) are chosen on the validation item, by ``select_metric``; test numbers are computed for
+    every grid point too (for the α curve) but never used to choose.
+    """
+
+    alpha_grid: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0])
+    tau_grid: list[float] = field(default_factory=lambda: [1.0])
+    select_metric: str = "NDCG@10"
+    ks: list[int] = field(default_factory=lambda: [5, 10])
+    gnn: str = "lightgcn"                 # the GNN of the main AGRec row and of the α curve
+    compare_gnns: list[str] = field(default_factory=lambda: ["lightgcn", "sgl", "xsimgcl"])
+    released_code_variants: bool = True   # rows with mix="logit" and state="last_token" at the chosen α
+    exclude_history: bool = True          # False keeps history items (repeat consumption, e.g. Yelp)
+    max_users: int | None = None          # evaluate the first N users only (CI); None = all
+
+    def __post_init__(self) -> None:
+        if not self.alpha_grid or any(not (0.0 <= a <= 1.0) for a in self.alpha_grid):
+            raise ConfigError(f"evaluation.alpha_grid must be a non-empty list of values in [0, 1], got {self.alpha_grid}")
+        if not self.tau_grid or any(not (t > 0) for t in self.tau_grid):
+            raise ConfigError(f"evaluation.tau_grid must be a non-empty list of positive values, got {self.tau_grid}")
+        if not self.ks or any(k < 1 for k in self.ks):
+            raise ConfigError(f"evaluation.ks must be positive cut-offs, got {self.ks}")
+        name, _, k = self.select_metric.partition("@")
+        if name not in ("HR", "NDCG") or not k.isdigit() or int(k) not in self.ks:
+            raise ConfigError(f"evaluation.select_metric must be HR@K or NDCG@K with K in evaluation.ks {self.ks}, "
+                              f"got {self.select_metric!r}")
+        if self.max_users is not None and self.max_users < 1:
+            raise ConfigError(f"evaluation.max_users must be >= 1 or null, got {self.max_users}")
