@@ -25,10 +25,12 @@ import yaml
 
 from agrec.data.config import DataConfig
 from agrec.errors import ConfigError
+from agrec.gnn.config import GNNConfig
 
 # Stages of the pipeline in data-flow order, each with the notebook that runs it (agrec.pipeline).
 STAGE_NOTEBOOKS: dict[str, str] = {
     "data": "01_data.ipynb",
+    "gnn": "03_gnn.ipynb",
 }
 STAGES: tuple[str, ...] = tuple(STAGE_NOTEBOOKS)
 
@@ -60,6 +62,7 @@ class Profile:
     name: str                                   # the profile's name: runs/<dataset>/<name>/
     seed: int = 2024
     data: DataConfig = field(default_factory=DataConfig)
+    gnn: GNNConfig = field(default_factory=GNNConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     # The file this profile was read from (None when built in code); not a YAML key.
     source: str | None = field(default=None, metadata={"internal": True})
