@@ -26,11 +26,13 @@ import yaml
 from agrec.data.config import DataConfig
 from agrec.errors import ConfigError
 from agrec.semantic_ids.config import SemanticIdConfig
+from agrec.gnn.config import GNNConfig
 
 # Stages of the pipeline in data-flow order, each with the notebook that runs it (agrec.pipeline).
 STAGE_NOTEBOOKS: dict[str, str] = {
     "data": "01_data.ipynb",
     "semantic_ids": "02_tokenization.ipynb",
+    "gnn": "03_gnn.ipynb",
 }
 STAGES: tuple[str, ...] = tuple(STAGE_NOTEBOOKS)
 
@@ -63,6 +65,7 @@ class Profile:
     seed: int = 2024
     data: DataConfig = field(default_factory=DataConfig)
     semantic_ids: SemanticIdConfig = field(default_factory=SemanticIdConfig)
+    gnn: GNNConfig = field(default_factory=GNNConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     # The file this profile was read from (None when built in code); not a YAML key.
     source: str | None = field(default=None, metadata={"internal": True})

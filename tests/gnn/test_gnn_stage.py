@@ -1,0 +1,74 @@
+"""The gnn stage: per-model caching under run/gnn/<model>/, metrics with valid and test, reload."""
+
+import json
+
+import pytest
+import torch
+
+from agrec.config import load_profile
+from agrec.errors import ConfigError
+from agrec.gnn.stage import read_curves, read_metrics, run_gnn_stage, train_gnn
+from agrec.session import open_session
+
+from conftest import CI_PROFILE
+
+TINY = {"gnn.models": ["lightgcn", "xsimgcl"], "gnn.train.epochs": 2, "gnn.train.eval_every": 1,
+        "gnn.train.progress": False, "gnn.lightgcn.embedding_dim": 8, "gnn.xsimgcl.embedding_dim": 8,
+        "gnn.sgl.embedding_dim": 8}
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One run directory for the module: the data stage runs once."""
+    return tmp_path_factory.mktemp("gnn_stage")
+
+
+def session(root, **extra):
+    return open_session(CI_PROFILE, run_dir=root / "run", report_dir=root / "rep", overrides={**TINY, **extra})
+
+
+def test_stage_trains_listed_models_and_reuses_them(shared):
+    tmp_path = shared
+    s = session(tmp_path)
+    models = run_gnn_stage(s)
+    assert list(models) == ["lightgcn", "xsimgcl"]
+    folder = s.run.root / "gnn" / "lightgcn"
+    assert {p.name for p in folder.iterdir()} == {"weights.safetensors", "curves.csv", "metrics.json"}
+    rec = read_metrics(s, "lightgcn")
+    assert set(rec["valid"]) >= {"HR@5", "NDCG@5", "HR@10", "NDCG@10"} and set(rec["test"]) == set(rec["valid"])
+    assert rec["epochs_run"] == 2 and 1 <= rec["best_epoch"] <= 2
+    assert len(read_curves(s, "lightgcn")) == 2
+    assert s.run.is_done("gnn", s.profile.section_hash("data", "gnn"))
+    stamp = (folder / "metrics.json").stat().st_mtime_ns
+
+    # cached: same weights back, nothing rewritten
+    again = train_gnn(session(tmp_path), "lightgcn")
+    assert (folder / "metrics.json").stat().st_mtime_ns == stamp
+    assert not again.training
+    torch.testing.assert_close(again.item_embeddings(), models["lightgcn"].item_embeddings(), rtol=0, atol=0)
+
+    # another model's settings do not retrain LightGCN; its own do
+    train_gnn(session(tmp_path, **{"gnn.xsimgcl.eps": 0.1}), "lightgcn")
+    assert (folder / "metrics.json").stat().st_mtime_ns == stamp
+    assert read_metrics(session(tmp_path, **{"gnn.xsimgcl.eps": 0.1}), "xsimgcl") is None
+    s2 = session(tmp_path, **{"gnn.lightgcn.reg_weight": 0.01})
+    assert read_metrics(s2, "lightgcn") is None
+    train_gnn(s2, "lightgcn")
+    assert json.loads((folder / "metrics.json").read_text())["config_hash"] != rec["config_hash"]
+
+
+def test_default_model_is_the_profiles(shared):
+    s = session(shared, **{"gnn.model": "sgl", "gnn.models": []})
+    assert s.profile.gnn.stage_models() == ["sgl"]
+    assert train_gnn(s).name == "sgl"
+
+
+def test_gnn_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="gnn.models: unknown model"):
+        load_profile(CI_PROFILE, {"gnn.models": ["gcn"]})
+    with pytest.raises(ConfigError, match="gnn.xsimgcl.cl_layer"):
+        load_profile(CI_PROFILE, {"gnn.xsimgcl.cl_layer": 5})
+    with pytest.raises(ConfigError, match="gnn.train.valid_metric"):
+        load_profile(CI_PROFILE, {"gnn.train.valid_metric": "MRR@10"})
+    with pytest.raises(ConfigError, match="gnn.lightgcn.dim"):
+        load_profile(CI_PROFILE, {"gnn.lightgcn.dim": 5})
