@@ -25,10 +25,12 @@ import yaml
 
 from agrec.data.config import DataConfig
 from agrec.errors import ConfigError
+from agrec.lm.config import LMConfig
 
 # Stages of the pipeline in data-flow order, each with the notebook that runs it (agrec.pipeline).
 STAGE_NOTEBOOKS: dict[str, str] = {
     "data": "01_data.ipynb",
+    "lm": "04_finetune.ipynb",
 }
 STAGES: tuple[str, ...] = tuple(STAGE_NOTEBOOKS)
 
@@ -60,6 +62,7 @@ class Profile:
     name: str                                   # the profile's name: runs/<dataset>/<name>/
     seed: int = 2024
     data: DataConfig = field(default_factory=DataConfig)
+    lm: LMConfig = field(default_factory=LMConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     # The file this profile was read from (None when built in code); not a YAML key.
     source: str | None = field(default=None, metadata={"internal": True})
