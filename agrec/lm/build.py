@@ -83,7 +83,8 @@ def load_checkpoint_model(folder: Path, cfg: LMConfig, codes: CodeTable, base_di
             if path is None:
                 raise BackboneError(f"{folder}: a LoRA checkpoint of 'tiny' must keep its base model in {TINY_BASE}/")
             base, _ = load_pretrained(path, cfg.dtype)
-            resize_embeddings(base, len(tokenizer), seed=0)  # the trained rows are overwritten by the adapter
+            # every added row is a code token, whose trained values the adapter holds
+            resize_embeddings(base, len(tokenizer), seed=0, mean_resizing=False)
         if trainable and cfg.gradient_checkpointing:
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         base.config.use_cache = False

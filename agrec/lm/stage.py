@@ -96,8 +96,14 @@ def _expected_manifest(cfg: LMConfig, codes: CodeTable, key: str, base_dir: Path
 
 
 def _save_fn(built: BuiltLM, tiny_base) -> Callable:
+    from peft import PeftModel
+
     def save(model, folder: Path) -> None:
-        model.save_pretrained(folder)
+        if isinstance(model, PeftModel):
+            # the resized embedding need not be saved whole: the code-token rows are in the adapter
+            model.save_pretrained(folder, save_embedding_layers=False)
+        else:
+            model.save_pretrained(folder)
         built.tokenizer.save_pretrained(folder)
         if tiny_base is not None:
             tiny_base.save_pretrained(folder / TINY_BASE)
@@ -188,7 +194,8 @@ def train_lm(session: Session, force: bool = False, codes: CodeTable | None = No
     result = trainer.fit(resume=resume)
     if env.is_main:
         _write_curves(folder, result)
-        run.mark_done(STAGE, key, profile, **_record(result, folder, train, valid, codes, time.perf_counter() - t_start))
+        run.mark_done(STAGE, key, profile, **_record(cfg, result, folder, train, valid, codes,
+                                                     time.perf_counter() - t_start))
     env.barrier()
     return load_lm(session, codes=codes) if load else None
 
@@ -199,11 +206,16 @@ def _write_curves(folder: Path, result: TrainResult) -> None:
             df.to_csv(tmp, index=False)
 
 
-def _record(result: TrainResult, folder: Path, train, valid, codes: CodeTable, wall_s: float) -> dict:
+def _record(cfg: LMConfig, result: TrainResult, folder: Path, train: Samples, valid: Samples, codes: CodeTable,
+            wall_s: float) -> dict:
     st = result.state
     final = st.evals[-1] if st.evals else {}
     return {
         "checkpoint": str(result.selected.relative_to(folder)),
+        "backbone": cfg.backbone,
+        "finetune": cfg.finetune_mode,
+        "prompt": cfg.prompt_format,
+        "samples": cfg.samples,
         "params": result.params,
         "precision": result.precision,
         "world_size": result.world,

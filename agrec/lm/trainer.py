@@ -333,12 +333,12 @@ class Trainer:
 
             bar = tqdm(total=total, initial=state.global_step, desc="lm", unit="step", mininterval=2.0,
                        dynamic_ncols=True)
-        pending: list[tuple[int, int, float, torch.Tensor, int, int]] = []
+        pending: list[tuple[int, int, float, torch.Tensor, int, int, float]] = []
 
         def flush() -> None:
-            for epoch, step, lr, loss_sum, n_sup, n_tok in pending:
+            for epoch, step, lr, loss_sum, n_sup, n_tok, elapsed in pending:
                 state.steps.append({"epoch": epoch, "step": step, "lr": lr, "loss": float(loss_sum) / n_sup,
-                                    "supervised_tokens": n_sup, "tokens": n_tok})
+                                    "supervised_tokens": n_sup, "tokens": n_tok, "train_time_s": elapsed})
             pending.clear()
 
         last: Path | None = ckpt
@@ -373,7 +373,7 @@ class Trainer:
                 state.global_step += 1
                 state.step_in_epoch = s + 1
                 state.train_tokens += n_tok
-                pending.append((epoch, state.global_step, lr, loss_sum, n_sup, n_tok))
+                pending.append((epoch, state.global_step, lr, loss_sum, n_sup, n_tok, state.train_time_s))
                 if state.global_step % cfg.log_every == 0 or state.step_in_epoch == len(plan):
                     flush()
                     if bar is not None:

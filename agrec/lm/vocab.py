@@ -79,17 +79,19 @@ def code_vocab(tokenizer, codes: CodeTable, added: int = 0) -> CodeVocab:
     return _vocab_from_ids(codes, [int(i) for i in ids], added)
 
 
-def resize_embeddings(model, n_tokens: int, seed: int) -> None:
+def resize_embeddings(model, n_tokens: int, seed: int, mean_resizing: bool = True) -> None:
     """Grow the model's embeddings (and tied/untied output layer) to ``n_tokens`` rows.
 
     New rows are drawn around the mean of the old ones (transformers' ``mean_resizing``) under a
-    fixed seed, so a run is reproducible; they are trained afterwards either way.
+    fixed seed, so a run is reproducible; they are trained afterwards either way. Without
+    ``mean_resizing`` (a model whose new rows are about to be overwritten from a checkpoint) they are
+    left as the default initialisation, which is much cheaper for large vocabularies.
     """
     if model.get_input_embeddings().weight.shape[0] == n_tokens:
         return
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model.resize_token_embeddings(n_tokens, mean_resizing=True)
+        model.resize_token_embeddings(n_tokens, mean_resizing=mean_resizing)
 
 
 def item_codes_text(vocab: CodeVocab, tokenizer, item: int) -> str:
