@@ -27,12 +27,16 @@ from agrec.data.config import DataConfig
 from agrec.errors import ConfigError
 from agrec.semantic_ids.config import SemanticIdConfig
 from agrec.gnn.config import GNNConfig
+from agrec.lm.config import LMConfig
+from agrec.decode.config import DecodeConfig, EvalConfig
 
 # Stages of the pipeline in data-flow order, each with the notebook that runs it (agrec.pipeline).
 STAGE_NOTEBOOKS: dict[str, str] = {
     "data": "01_data.ipynb",
     "semantic_ids": "02_tokenization.ipynb",
     "gnn": "03_gnn.ipynb",
+    "lm": "04_finetune.ipynb",
+    "decode": "05_decode.ipynb",
 }
 STAGES: tuple[str, ...] = tuple(STAGE_NOTEBOOKS)
 
@@ -66,6 +70,9 @@ class Profile:
     data: DataConfig = field(default_factory=DataConfig)
     semantic_ids: SemanticIdConfig = field(default_factory=SemanticIdConfig)
     gnn: GNNConfig = field(default_factory=GNNConfig)
+    lm: LMConfig = field(default_factory=LMConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     # The file this profile was read from (None when built in code); not a YAML key.
     source: str | None = field(default=None, metadata={"internal": True})

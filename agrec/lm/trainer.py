@@ -1,0 +1,422 @@
+"""The fine-tuning loop: data-parallel, gradient accumulation, bf16 autocast, checkpoints, exact resume.
+
+A plain PyTorch loop rather than HF ``Trainer`` or ``accelerate.Accelerator``: the loss is normalised
+by the number of supervised tokens of the whole (global, accumulated) batch, the batch plan is a
+pure function of (seed, epoch), and resume restores every piece of state — which is what makes an
+interrupted-then-resumed run reproduce the uninterrupted one exactly. ``Accelerator`` also keeps
+process-wide state that cannot be re-configured within one process (a notebook training two
+configurations). The loop still runs under ``accelerate launch`` and ``torchrun`` alike
+(:mod:`agrec.lm.distributed`).
+
+Batching: each epoch draws a permutation of the samples from ``(seed, epoch)``; it is cut into
+global batches of ``batch_size x grad_accum x world`` sequences, each split into ``grad_accum x world``
+micro-batches (micro-batch ``j`` of process ``r`` is part ``j * world + r``). So ``world`` processes
+with ``batch_size`` b see the same global batches as one process with ``world * b``. A last global
+batch too small to give every micro-batch a sequence is dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from agrec.io import atomic_dir, atomic_write_json
+from agrec.lm.checkpoint import MANIFEST, STATE, check_manifest, load_tree, read_manifest, save_tree
+from agrec.lm.config import LMConfig
+from agrec.lm.distributed import DistEnv
+from agrec.lm.finetune import parameter_counts, unwrap
+from agrec.lm.loss import SupervisedNLL
+from agrec.lm.prompts import IGNORE, Samples
+
+CHECKPOINTS = "checkpoints"
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raised by the ``stop_after_step`` hook (tests simulate a crash with it)."""
+
+
+@dataclass
+class TrainState:
+    """Counters and history that a checkpoint restores besides weights and optimizer."""
+
+    epoch: int = 0               # epochs completed
+    step_in_epoch: int = 0       # optimizer steps completed in the current epoch
+    global_step: int = 0
+    train_tokens: int = 0        # non-padding input tokens processed, all processes
+    train_time_s: float = 0.0    # wall time inside training steps (no evaluation, no saving)
+    steps: list[dict] = field(default_factory=list)  # one row per optimizer step
+    evals: list[dict] = field(default_factory=list)  # one row per evaluation (epoch end)
+
+
+@dataclass
+class TrainResult:
+    selected: Path               # the checkpoint the stage hands on
+    state: TrainState
+    params: dict[str, int]
+    precision: str
+    world: int
+
+    def steps_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.state.steps)
+
+    def evals_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.state.evals)
+
+
+def cpu_supports_bf16() -> bool:
+    """True on CPUs with native bf16 arithmetic (AVX512-BF16 or AMX), where autocast pays off."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``fp32`` or ``bf16`` for ``lm.precision`` on ``device``."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_supports_bf16() else "fp32"
+
+
+def lr_lambda(warmup: int, total: int, schedule: str) -> Callable[[int], float]:
+    """Multiplier of the base learning rate for optimizer step ``s`` (0-based): linear warm-up over
+    ``warmup`` steps, then cosine or linear decay to 0 at ``total`` (or constant)."""
+
+    def f(s: int) -> float:
+        if s < warmup:
+            return (s + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (s - warmup) / max(1, total - warmup))
+        if schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0 - progress
+
+    return f
+
+
+def collate(samples: Samples, idx: np.ndarray, pad_id: int, device: torch.device):
+    """Right-padded ``(input_ids, attention_mask, labels)``, each ``LongTensor[B, T]``."""
+    seqs = [samples.input_ids[i] for i in idx]
+    T = max(len(s) for s in seqs)
+    ids = np.full((len(seqs), T), pad_id, dtype=np.int64)
+    labels = np.full((len(seqs), T), IGNORE, dtype=np.int64)
+    mask = np.zeros((len(seqs), T), dtype=np.int64)
+    for r, i in enumerate(idx):
+        n = len(samples.input_ids[i])
+        ids[r, :n] = samples.input_ids[i]
+        labels[r, :n] = samples.labels[i]
+        mask[r, :n] = 1
+    return (torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device), torch.from_numpy(labels).to(device))
+
+
+def epoch_plan(n: int, seed: int, epoch: int, batch_size: int, grad_accum: int, world: int) -> list[list[np.ndarray]]:
+    """The epoch's global batches, each a list of ``grad_accum * world`` index arrays (see module doc)."""
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    per_step = batch_size * grad_accum * world
+    parts = grad_accum * world
+    plan = []
+    for s in range(0, n, per_step):
+        chunk = perm[s:s + per_step]
+        if len(chunk) < parts:
+            break
+        plan.append(np.array_split(chunk, parts))
+    return plan
+
+
+class Trainer:
+    """Trains one model; see the module docstring.
+
+    Args:
+        build_model: ``build_model(checkpoint_or_None) -> model`` (the trainable model, fresh or loaded
+            from a checkpoint folder through ``from_pretrained``).
+        save_model: ``save_model(model, folder)`` writes the model and tokenizer (``save_pretrained``).
+        train, valid: tokenized samples (valid: exactly ``n_levels`` supervised tokens at the end).
+        manifest: what describes the run (stored in, and checked against, every checkpoint).
+        out_dir: the stage folder; checkpoints go to ``out_dir/checkpoints/``.
+    """
+
+    def __init__(self, build_model: Callable, save_model: Callable, train: Samples, valid: Samples,
+                 cfg: LMConfig, manifest: dict, out_dir: Path, seed: int, n_levels: int, pad_id: int,
+                 env: DistEnv | None = None, log: Callable[[str], None] = print):
+        if len(train) == 0:
+            raise ValueError("no training samples")
+        self.build_model, self.save_model = build_model, save_model
+        self.train, self.valid = train, valid
+        self.cfg, self.manifest, self.seed = cfg, manifest, seed
+        self.out_dir = Path(out_dir)
+        self.ckpt_dir = self.out_dir / CHECKPOINTS
+        self.n_levels, self.pad_id = n_levels, pad_id
+        self.env = env or DistEnv()
+        self.log = log if self.env.is_main else (lambda s: None)
+        self.precision = resolve_precision(cfg.precision, self.env.device)
+        self._n_sup = train.n_supervised
+        self._lengths = train.lengths
+        self.stop_after_step: int | None = None  # test hook: raise TrainingInterrupted after this step
+
+    # -- plan -------------------------------------------------------------------------------------
+    def plan(self, epoch: int) -> list[list[np.ndarray]]:
+        return epoch_plan(len(self.train), self.seed, epoch, self.cfg.batch_size, self.cfg.grad_accum, self.env.world)
+
+    def total_steps(self) -> int:
+        total = sum(len(self.plan(e)) for e in range(self.cfg.epochs))
+        return min(total, self.cfg.max_steps) if self.cfg.max_steps else total
+
+    # -- checkpoints --------------------------------------------------------------------------------
+    def checkpoints(self) -> list[tuple[int, Path]]:
+        """(global step, folder) of the complete checkpoints, oldest first."""
+        out = []
+        if self.ckpt_dir.is_dir():
+            for d in self.ckpt_dir.iterdir():
+                if d.is_dir() and not d.name.startswith(".") and (d / f"{STATE}.json").is_file():
+                    state = load_tree(d, STATE)
+                    out.append((int(state["state"]["global_step"]), d))
+        return sorted(out)
+
+    def _save(self, name: str, model, optimizer, scheduler, state: TrainState) -> Path:
+        rng = {"cpu": torch.get_rng_state()}
+        if self.env.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.env.device)
+        rngs = [rng]
+        if self.env.distributed:
+            rngs = [None] * self.env.world
+            torch.distributed.all_gather_object(rngs, rng)
+        folder = self.ckpt_dir / name
+        if self.env.is_main:
+            with atomic_dir(folder) as tmp:
+                self.save_model(model, tmp)
+                atomic_write_json(tmp / MANIFEST, {**self.manifest, "epoch": state.epoch,
+                                                   "global_step": state.global_step})
+                names = [n for n, p in model.named_parameters() if p.requires_grad]
+                save_tree(tmp, STATE, {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                       "state": asdict(state), "rng": rngs, "param_names": names,
+                                       "world": self.env.world})
+        self.env.barrier()
+        return folder
+
+    def _prune(self, state: TrainState, keep: set[Path]) -> None:
+        """Drop mid-epoch checkpoints older than the newest epoch checkpoint, and epoch checkpoints
+        beyond ``keep_checkpoints`` (never one in ``keep``)."""
+        if not self.env.is_main:
+            return
+        ckpts = self.checkpoints()
+        epochs = [d for _, d in ckpts if d.name.startswith("epoch-")]
+        doomed = []
+        if epochs:
+            last_epoch_step = max(s for s, d in ckpts if d == epochs[-1])
+            doomed += [d for s, d in ckpts if d.name.startswith("step-") and s <= last_epoch_step]
+        if self.cfg.keep_checkpoints:
+            doomed += epochs[:-self.cfg.keep_checkpoints]
+        for d in doomed:
+            if d not in keep:
+                shutil.rmtree(d, ignore_errors=True)
+
+    def latest_resumable(self) -> Path | None:
+        """The newest checkpoint of this very run (matching manifest), or None."""
+        for _, d in reversed(self.checkpoints()):
+            check_manifest(read_manifest(d), self.manifest, d)
+            return d
+        return None
+
+    # -- evaluation ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, loss_mod: SupervisedNLL) -> dict[str, float]:
+        """Teacher-forced validation: mean NLL of the target's code tokens, per-level token accuracy
+        (argmax over the whole vocabulary) and next-item accuracy (every level right, i.e. greedy
+        decoding returns the target). Sharded over processes."""
+        L = self.n_levels
+        was_training = loss_mod.training
+        loss_mod.eval()
+        idx = np.arange(len(self.valid))[self.env.rank::self.env.world]
+        idx = idx[np.argsort(self.valid.lengths[idx], kind="stable")]  # less padding
+        nll = torch.zeros((), dtype=torch.float64)
+        correct = torch.zeros(L + 1, dtype=torch.float64)
+        for s in range(0, len(idx), self.cfg.eval_batch_size):
+            batch = collate(self.valid, idx[s:s + self.cfg.eval_batch_size], self.pad_id, self.env.device)
+            with self._autocast():
+                logits, targets = loss_mod.supervised_logits(*batch)
+            logits = logits.float()
+            nll += F.cross_entropy(logits, targets, reduction="sum").double().cpu()
+            hit = (logits.argmax(-1) == targets).view(-1, L)
+            correct[:L] += hit.sum(0).double().cpu()
+            correct[L] += hit.all(1).sum().double().cpu()
+        sums = self.env.all_reduce_sum(torch.cat([nll.view(1), correct, torch.tensor([len(idx)], dtype=torch.float64)]))
+        n = max(1.0, float(sums[-1]))
+        out = {"val_loss": float(sums[0]) / (n * L)}
+        for lvl in range(L):
+            out[f"val_acc_l{lvl}"] = float(sums[1 + lvl]) / n
+        out["val_item_acc"] = float(sums[1 + L]) / n
+        loss_mod.train(was_training)
+        return out
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.env.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # -- training -----------------------------------------------------------------------------------
+    def fit(self, resume: bool = True) -> TrainResult:
+        """Train (or resume) to the end; return the selected checkpoint and the history."""
+        # Denormal floats (Adam's second moments of tiny gradients, near-zero attention weights) are
+        # 10-100x slower on x86 CPUs; flushing them to zero made tiny's steps ~1.5x faster here.
+        flush = self.env.device.type == "cpu" and torch.set_flush_denormal(True)
+        threads = torch.get_num_threads()
+        if self.cfg.num_threads:
+            torch.set_num_threads(self.cfg.num_threads)
+        try:
+            return self._fit(resume)
+        finally:
+            torch.set_num_threads(threads)
+            if flush:
+                torch.set_flush_denormal(False)
+
+    def _fit(self, resume: bool) -> TrainResult:
+        cfg, env = self.cfg, self.env
+        ckpt = self.latest_resumable() if resume else None
+        if not resume and env.is_main and self.ckpt_dir.exists():
+            shutil.rmtree(self.ckpt_dir)
+        env.barrier()
+        model = self.build_model(ckpt)
+        if ckpt is None:  # dropout streams: seeded per process, restored from the checkpoint on resume
+            torch.manual_seed(self.seed + env.rank)
+        model.to(env.device)
+        model.train()
+        params = parameter_counts(model)
+        trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        # no weight decay on norms and biases (1-D), as usual for transformers
+        groups = [{"params": [p for n, p in trainable if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+                  {"params": [p for n, p in trainable if p.ndim < 2], "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
+                                      foreach=env.device.type == "cuda")
+        total = self.total_steps()
+        warmup = int(round(cfg.warmup_ratio * total))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup, total, cfg.schedule))
+        state = TrainState()
+        if ckpt is not None:
+            tree = load_tree(ckpt, STATE)
+            if tree["world"] != env.world:
+                raise RuntimeError(f"{ckpt} was written by {tree['world']} process(es); resume it with the same "
+                                   f"number (now {env.world}) or set lm.resume=false")
+            if tree["param_names"] != [n for n, _ in trainable]:
+                raise RuntimeError(f"{ckpt}: the trainable parameters differ from this model's")
+            optimizer.load_state_dict(tree["optimizer"])
+            scheduler.load_state_dict(tree["scheduler"])
+            state = TrainState(**tree["state"])
+            rng = tree["rng"][env.rank]
+            torch.set_rng_state(rng["cpu"])
+            if "cuda" in rng and env.device.type == "cuda":
+                torch.cuda.set_rng_state(rng["cuda"], env.device)
+            self.log(f"lm: resuming from {ckpt.name} (epoch {state.epoch}, step {state.global_step} of {total})")
+        loss_mod = SupervisedNLL(model)
+        ddp = None
+        if env.distributed:
+            ddp = torch.nn.parallel.DistributedDataParallel(
+                loss_mod, device_ids=[env.device.index] if env.device.type == "cuda" else None)
+        runner = ddp or loss_mod
+        params_list = [p for _, p in trainable]
+
+        bar = None
+        if env.is_main and cfg.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, initial=state.global_step, desc="lm", unit="step", mininterval=2.0,
+                       dynamic_ncols=True)
+        pending: list[tuple[int, int, float, torch.Tensor, int, int, float]] = []
+
+        def flush() -> None:
+            for epoch, step, lr, loss_sum, n_sup, n_tok, elapsed in pending:
+                state.steps.append({"epoch": epoch, "step": step, "lr": lr, "loss": float(loss_sum) / n_sup,
+                                    "supervised_tokens": n_sup, "tokens": n_tok, "train_time_s": elapsed})
+            pending.clear()
+
+        last: Path | None = ckpt
+        done = state.global_step >= total
+        stopped_early = False
+        for epoch in range(state.epoch, cfg.epochs):
+            if done:
+                break
+            plan = self.plan(epoch)
+            for s in range(state.step_in_epoch, len(plan)):
+                parts = plan[s]
+                n_sup = int(sum(self._n_sup[p].sum() for p in parts))
+                n_tok = int(sum(self._lengths[p].sum() for p in parts))
+                t0 = time.perf_counter()
+                local = torch.zeros((), device=env.device)
+                for j in range(cfg.grad_accum):
+                    batch = collate(self.train, parts[j * env.world + env.rank], self.pad_id, env.device)
+                    sync = ddp is None or j == cfg.grad_accum - 1
+                    with (contextlib.nullcontext() if sync else ddp.no_sync()):
+                        with self._autocast():
+                            nll = runner(*batch)
+                        (nll * (env.world / max(1, n_sup))).backward()
+                    local += nll.detach()
+                if cfg.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(params_list, cfg.max_grad_norm)
+                lr = scheduler.get_last_lr()[0]
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                loss_sum = env.all_reduce_sum(local)
+                state.train_time_s += time.perf_counter() - t0
+                state.global_step += 1
+                state.step_in_epoch = s + 1
+                state.train_tokens += n_tok
+                pending.append((epoch, state.global_step, lr, loss_sum, n_sup, n_tok, state.train_time_s))
+                if state.global_step % cfg.log_every == 0 or state.step_in_epoch == len(plan):
+                    flush()
+                    if bar is not None:
+                        bar.update(state.global_step - bar.n)
+                        bar.set_postfix(epoch=epoch + 1, loss=f"{state.steps[-1]['loss']:.4f}",
+                                        tok_s=f"{state.train_tokens / max(state.train_time_s, 1e-9):,.0f}")
+                if self.stop_after_step is not None and state.global_step >= self.stop_after_step:
+                    flush()
+                    if bar is not None:
+                        bar.close()
+                    raise TrainingInterrupted(f"stopped after step {state.global_step}")
+                if cfg.max_steps and state.global_step >= cfg.max_steps:
+                    stopped_early = state.step_in_epoch < len(plan)
+                    done = True
+                    break
+                if cfg.save_every_steps and state.global_step % cfg.save_every_steps == 0 \
+                        and state.step_in_epoch < len(plan):
+                    flush()
+                    last = self._save(f"step-{state.global_step:07d}", model, optimizer, scheduler, state)
+            flush()
+            row = {"epoch": epoch + 1, "step": state.global_step, **self.evaluate(loss_mod),
+                   "train_loss": float(np.mean([r["loss"] for r in state.steps if r["epoch"] == epoch]))}
+            state.evals.append(row)
+            self.log(f"lm: epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}, val loss "
+                     f"{row['val_loss']:.4f}, val next-item acc {row['val_item_acc']:.4f}")
+            if stopped_early:  # max_steps inside an epoch: a checkpoint of the partial epoch
+                last = self._save(f"step-{state.global_step:07d}", model, optimizer, scheduler, state)
+                break
+            state.epoch, state.step_in_epoch = epoch + 1, 0
+            last = self._save(f"epoch-{epoch + 1:03d}", model, optimizer, scheduler, state)
+            self._prune(state, keep={self._select(state, last)})
+        if bar is not None:
+            bar.close()
+        if last is None:
+            raise RuntimeError("training finished without a checkpoint")
+        selected = self._select(state, last)
+        self._prune(state, keep={selected, last})
+        return TrainResult(selected=selected, state=state, params=params, precision=self.precision, world=env.world)
+
+    def _select(self, state: TrainState, last: Path) -> Path:
+        """``last``, or with ``select: best`` the epoch checkpoint of the lowest validation loss."""
+        if self.cfg.select == "last" or not state.evals:
+            return last
+        best = min(state.evals, key=lambda r: r["val_loss"])
+        folder = self.ckpt_dir / f"epoch-{best['epoch']:03d}"
+        return folder if folder.is_dir() else last

@@ -1,0 +1,62 @@
+"""The training entry point under torchrun: 2 CPU processes (gloo) reproduce a 1-process run."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+
+from conftest import CI_PROFILE, ROOT
+
+SETS = ["lm.codes=random", "lm.max_users=40", "lm.epochs=1", "lm.lr=3.0e-3", "lm.precision=fp32",
+        "lm.tiny.hidden_size=32", "lm.tiny.num_layers=1", "lm.tiny.num_heads=2", "lm.tiny.num_kv_heads=2",
+        "lm.tiny.intermediate_size=64", "lm.progress=false", "lm.num_threads=1"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(cmd, run_dir, batch_size):
+    args = cmd + ["-m", "agrec.lm.train", "--config", str(CI_PROFILE), "--run-dir", str(run_dir)]
+    for kv in SETS + [f"lm.batch_size={batch_size}"]:
+        args += ["--set", kv]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout
+
+
+def test_two_gloo_processes_train_like_one_process_with_the_global_batch(tmp_path):
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                "--master_port", str(_free_port())]
+    out = _run(torchrun, tmp_path / "ddp", batch_size=4)
+    assert "lm: done on 2 process(es)" in out
+    # the 1-process reference runs in this process (saves a second interpreter start)
+    from agrec.cli import _parse_sets
+    from agrec.lm.stage import train_lm
+    from agrec.session import open_session
+
+    session = open_session(CI_PROFILE, run_dir=tmp_path / "single", report_dir=tmp_path / "rep",
+                           overrides=_parse_sets(SETS + ["lm.batch_size=8"]))
+    train_lm(session, load=False, log=lambda s: None)
+    ddp_rec = json.loads((tmp_path / "ddp" / "lm" / "stage.json").read_text())
+    one_rec = json.loads((tmp_path / "single" / "lm" / "stage.json").read_text())
+    assert ddp_rec["world_size"] == 2 and one_rec["world_size"] == 1
+    assert ddp_rec["steps"] == one_rec["steps"] > 5
+    a = pd.read_csv(tmp_path / "ddp" / "lm" / "loss_curve.csv")
+    b = pd.read_csv(tmp_path / "single" / "lm" / "loss_curve.csv")
+    # same global batches, gradients averaged over the processes: the same run up to float rounding
+    np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-4)
+    assert (a["supervised_tokens"] == b["supervised_tokens"]).all()
+    va = pd.read_csv(tmp_path / "ddp" / "lm" / "val_curve.csv").iloc[-1]
+    vb = pd.read_csv(tmp_path / "single" / "lm" / "val_curve.csv").iloc[-1]
+    np.testing.assert_allclose(va["val_loss"], vb["val_loss"], rtol=1e-4)
+    # one checkpoint, written once, loadable as a standard save_pretrained folder
+    ck = tmp_path / "ddp" / "lm" / ddp_rec["checkpoint"]
+    assert (ck / "model.safetensors").is_file() and (ck / "tokenizer.json").is_file()

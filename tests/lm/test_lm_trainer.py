@@ -1,0 +1,143 @@
+"""The training loop: determinism, exact resume, gradient accumulation, save -> reload, refusals."""
+
+import numpy as np
+import pytest
+import torch
+
+from agrec.lm.build import load_checkpoint_model
+from agrec.lm.checkpoint import CheckpointMismatch, load_tree
+from agrec.lm.config import LoRASettings
+from agrec.lm.stage import load_bundle, make_training_job
+from agrec.lm.trainer import TrainingInterrupted, epoch_plan, lr_lambda
+
+from lm_helpers import make_standin_checkpoint, tiny_cfg, toy_sequences, toy_table
+
+CODES = toy_table()
+SEQS = toy_sequences()
+
+
+def job(tmp_path, name, cfg, codes=CODES, key="k"):
+    return make_training_job(cfg, codes, [s[:-1] for s in SEQS], [s[:-1] for s in SEQS], [int(s[-1]) for s in SEQS],
+                             tmp_path / name, seed=7, run_key=key, base_dir=tmp_path, log=lambda s: None)
+
+
+def losses(result):
+    """The per-step rows without their wall-clock column."""
+    return [{k: v for k, v in r.items() if k != "train_time_s"} for r in result.state.steps]
+
+
+def logits(model, ids):
+    model.eval()
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def test_epoch_plan_is_a_function_of_seed_and_epoch_and_splits_global_batches():
+    a = epoch_plan(10, seed=1, epoch=0, batch_size=2, grad_accum=2, world=1)
+    # global batches of 4 = 2 micro-batches of 2; the last 2 samples still give each micro-batch one
+    assert [[len(m) for m in p] for p in a] == [[2, 2], [2, 2], [1, 1]]
+    assert sorted(np.concatenate([np.concatenate(p) for p in a]).tolist()) == list(range(10))
+    # with 9 samples the last one cannot feed 2 micro-batches: dropped
+    assert [[len(m) for m in p] for p in epoch_plan(9, 1, 0, 2, 2, 1)] == [[2, 2], [2, 2]]
+    b = epoch_plan(10, seed=1, epoch=0, batch_size=2, grad_accum=2, world=1)
+    assert all(np.array_equal(x, y) for p, q in zip(a, b) for x, y in zip(p, q))
+    c = epoch_plan(10, seed=1, epoch=1, batch_size=2, grad_accum=2, world=1)
+    assert not all(np.array_equal(x, y) for p, q in zip(a, c) for x, y in zip(p, q))
+    # two processes with batch b see the global batches of one process with batch 2b
+    one = epoch_plan(11, seed=3, epoch=0, batch_size=4, grad_accum=1, world=1)
+    two = epoch_plan(11, seed=3, epoch=0, batch_size=2, grad_accum=1, world=2)
+    assert [sorted(np.concatenate(p)) for p in one] == [sorted(np.concatenate(p)) for p in two]
+
+
+def test_lr_schedule_warms_up_then_decays():
+    f = lr_lambda(warmup=2, total=6, schedule="cosine")
+    assert [round(f(s), 4) for s in range(7)] == [0.5, 1.0, 1.0, 0.8536, 0.5, 0.1464, 0.0]
+    g = lr_lambda(warmup=0, total=4, schedule="linear")
+    assert [g(s) for s in range(4)] == [1.0, 0.75, 0.5, 0.25]
+
+
+def test_tiny_learns_and_interrupted_run_resumes_exactly(tmp_path):
+    cfg = tiny_cfg(epochs=3)
+    full = job(tmp_path, "full", cfg)
+    res = full.trainer.fit()
+    assert [r["epoch"] for r in res.state.evals] == [1, 2, 3]
+    assert res.state.evals[-1]["val_loss"] < res.state.evals[0]["val_loss"]
+    assert res.selected.name == "epoch-003"
+    assert sorted(p.name for p in (tmp_path / "full" / "checkpoints").iterdir()) == ["epoch-001", "epoch-002",
+                                                                                     "epoch-003"]
+    steps_per_epoch = len(full.trainer.plan(0))
+    # the same run, killed two steps into epoch 2 (after the epoch-1 checkpoint) ...
+    broken = job(tmp_path, "broken", cfg)
+    broken.trainer.stop_after_step = steps_per_epoch + 2
+    with pytest.raises(TrainingInterrupted):
+        broken.trainer.fit()
+    # ... and resumed by a fresh process: the loss of every step is the uninterrupted run's, exactly
+    resumed = job(tmp_path, "broken", cfg).trainer.fit(resume=True)
+    assert losses(resumed) == losses(res)
+    assert resumed.state.evals == res.state.evals
+    a = load_checkpoint_model(res.selected, cfg, CODES, tmp_path).model
+    b = load_checkpoint_model(resumed.selected, cfg, CODES, tmp_path).model
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_save_then_reload_gives_identical_logits_and_mismatches_are_refused(tmp_path):
+    cfg = tiny_cfg(epochs=1)
+    j = job(tmp_path, "run", cfg)
+    res = j.trainer.fit()
+    ids = torch.tensor([j.prompt.prompt_ids([0, 1, 2]), j.prompt.prompt_ids([3, 4, 5])])
+    want = logits(j.built.model, ids)
+    reloaded = load_checkpoint_model(res.selected, cfg, CODES, tmp_path)
+    assert torch.equal(logits(reloaded.model, ids), want)
+    bundle = load_bundle(res.selected, cfg, CODES, "k", tmp_path)
+    assert torch.equal(logits(bundle.model, ids), want)
+    assert bundle.item_token_ids.shape == (CODES.n_items, 2) and not bundle.model.training
+    assert bundle.prompt_ids([0, 1, 2]) == ids[0].tolist()
+    # refusals name what differs
+    other = toy_table(seed=5)
+    with pytest.raises(CheckpointMismatch, match="another code table"):
+        load_bundle(res.selected, cfg, other, "k", tmp_path)
+    with pytest.raises(CheckpointMismatch, match=r"another lm config \(lm.lr: 0.003 in the checkpoint, 0.01 now"):
+        load_bundle(res.selected, tiny_cfg(epochs=1, lr=1.0e-2), CODES, "k", tmp_path)
+    with pytest.raises(CheckpointMismatch, match="tokenizer does not match"):
+        bigger = toy_table(n_items=12)
+        bigger.codebook_sizes = (4, 5)  # one more code token: another vocabulary
+        import agrec.lm.checkpoint as ck
+        found = ck.read_manifest(res.selected)
+        ck.check_manifest(found, {**found, "vocab_size": found["vocab_size"] + 1}, res.selected)
+    with pytest.raises(CheckpointMismatch, match="belongs to another run"):
+        load_bundle(res.selected, cfg, CODES, "another-key", tmp_path)
+
+
+def test_gradient_accumulation_matches_a_larger_batch(tmp_path):
+    big = job(tmp_path, "big", tiny_cfg(epochs=1, batch_size=8)).trainer.fit()
+    acc = job(tmp_path, "acc", tiny_cfg(epochs=1, batch_size=4, grad_accum=2)).trainer.fit()
+    a = [r["loss"] for r in big.state.steps]
+    b = [r["loss"] for r in acc.state.steps]
+    assert len(a) == len(b) > 2
+    np.testing.assert_allclose(b, a, rtol=1e-5)
+
+
+def test_lora_run_resumes_exactly_from_a_mid_epoch_checkpoint(tmp_path):
+    make_standin_checkpoint(tmp_path / "standin")
+    cfg = tiny_cfg(backbone="path:standin", epochs=2, save_every_steps=2, lr=1.0e-3,
+                   lora=LoRASettings(r=4, alpha=8, dropout=0.05))
+    assert cfg.finetune_mode == "lora" and cfg.prompt_format == "lcrec"
+    full = job(tmp_path, "full", cfg).trainer.fit()
+    broken = job(tmp_path, "broken", cfg)
+    broken.trainer.stop_after_step = 3
+    with pytest.raises(TrainingInterrupted):
+        broken.trainer.fit()
+    assert [p.name for _, p in broken.trainer.checkpoints()] == ["step-0000002"]
+    state = load_tree(tmp_path / "broken" / "checkpoints" / "step-0000002", "trainer_state")
+    assert state["state"]["global_step"] == 2 and state["state"]["step_in_epoch"] == 2
+    resumed = job(tmp_path, "broken", cfg).trainer.fit(resume=True)
+    assert losses(resumed) == losses(full) and resumed.state.evals == full.state.evals
+    # mid-epoch checkpoints are dropped once an epoch checkpoint follows them
+    assert [p.name for _, p in job(tmp_path, "broken", cfg).trainer.checkpoints()] == ["epoch-001", "epoch-002"]
+    # the adapter checkpoint reloads with plain peft as well
+    from peft import AutoPeftModelForCausalLM
+
+    ours = load_checkpoint_model(resumed.selected, cfg, CODES, tmp_path).model
+    theirs = AutoPeftModelForCausalLM.from_pretrained(resumed.selected)
+    ids = torch.tensor([[5, 9, 14, 3]])
+    assert torch.equal(logits(ours, ids), logits(theirs, ids))
