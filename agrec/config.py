@@ -23,6 +23,7 @@ from typing import Any
 import dacite
 import yaml
 
+from agrec.analysis.config import AnalysisConfig
 from agrec.data.config import DataConfig
 from agrec.errors import ConfigError
 from agrec.semantic_ids.config import SemanticIdConfig
@@ -31,6 +32,7 @@ from agrec.semantic_ids.config import SemanticIdConfig
 STAGE_NOTEBOOKS: dict[str, str] = {
     "data": "01_data.ipynb",
     "semantic_ids": "02_tokenization.ipynb",
+    "analysis": "06_analysis.ipynb",
 }
 STAGES: tuple[str, ...] = tuple(STAGE_NOTEBOOKS)
 
@@ -63,6 +65,7 @@ class Profile:
     seed: int = 2024
     data: DataConfig = field(default_factory=DataConfig)
     semantic_ids: SemanticIdConfig = field(default_factory=SemanticIdConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     # The file this profile was read from (None when built in code); not a YAML key.
     source: str | None = field(default=None, metadata={"internal": True})
