@@ -23,12 +23,13 @@ from typing import Any
 import dacite
 import yaml
 
+from agrec.analysis.config import AnalysisConfig
 from agrec.data.config import DataConfig
+from agrec.decode.config import DecodeConfig, EvalConfig
 from agrec.errors import ConfigError
-from agrec.semantic_ids.config import SemanticIdConfig
 from agrec.gnn.config import GNNConfig
 from agrec.lm.config import LMConfig
-from agrec.decode.config import DecodeConfig, EvalConfig
+from agrec.semantic_ids.config import SemanticIdConfig
 
 # Stages of the pipeline in data-flow order, each with the notebook that runs it (agrec.pipeline).
 STAGE_NOTEBOOKS: dict[str, str] = {
@@ -37,6 +38,7 @@ STAGE_NOTEBOOKS: dict[str, str] = {
     "gnn": "03_gnn.ipynb",
     "lm": "04_finetune.ipynb",
     "decode": "05_decode.ipynb",
+    "analysis": "06_analysis.ipynb",
 }
 STAGES: tuple[str, ...] = tuple(STAGE_NOTEBOOKS)
 
@@ -73,6 +75,7 @@ class Profile:
     lm: LMConfig = field(default_factory=LMConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     # The file this profile was read from (None when built in code); not a YAML key.
     source: str | None = field(default=None, metadata={"internal": True})

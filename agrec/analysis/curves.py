@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -52,3 +54,25 @@ def alpha_curves_across_runs(curves: dict[str, pd.DataFrame], target: str = "tes
     axes[0].legend(frameon=False, fontsize=8)
     fig.suptitle("α curves across runs")
     return fig
+
+
+def scan_alpha_curves(runs_root: str | Path) -> dict[str, pd.DataFrame]:
+    """The α curve of every run that has one: ``runs/<dataset>/<profile>/decode/results.json``.
+
+    Returns ``{"<dataset>/<profile>": curve}`` (long format, see :func:`alpha_curve_figure`), sorted by label;
+    a results file that cannot be read is an :class:`AgrecError` naming it."""
+    import json
+
+    from agrec.errors import AgrecError
+
+    out: dict[str, pd.DataFrame] = {}
+    for path in sorted(Path(runs_root).glob("*/*/decode/results.json")):
+        try:
+            d = json.loads(path.read_text())
+            recs = [{"alpha": p["alpha"], "tau": p["tau"], "target": t, "metric": m, "value": v}
+                    for p in d["curve"] for t in ("valid", "test") for m, v in p[t].items()]
+        except (ValueError, KeyError, TypeError) as e:
+            raise AgrecError(f"{path}: not a decode results file ({type(e).__name__}: {e})") from None
+        if recs:
+            out[f"{path.parents[2].name}/{path.parents[1].name}"] = pd.DataFrame(recs)
+    return out

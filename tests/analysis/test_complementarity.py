@@ -32,3 +32,25 @@ def test_buckets_cover_every_user():
 def test_quantile_edges_include_max():
     edges = quantile_edges(np.array([1, 2, 3, 4, 100]), 2)
     assert edges[0] == 1.0 and edges[-1] == 101.0
+
+
+def test_breakdown_by_activity_and_popularity():
+    from agrec.analysis.complementarity import complementarity_breakdown, complementarity_figure, target_popularity
+
+    train = [np.array([0, 1]), np.array([1, 2, 3]), np.array([1]), np.array([0, 2, 4, 5])]
+    targets = np.array([1, 0, 5, 3])
+    pop = target_popularity(train, targets, n_items=6)
+    np.testing.assert_array_equal(pop, [3, 2, 1, 1])       # item 1 thrice, item 0 twice, items 5 and 3 once
+    lm = np.array([[1, 9], [9, 9], [5, 9], [9, 9]])        # hits users 0, 2
+    gnn = np.array([[9, 1], [0, 9], [9, 9], [9, 9]])       # hits users 0, 1
+    lengths = np.array([2, 3, 1, 4])
+    out = complementarity_breakdown(lm, gnn, targets, lengths, pop, k=2, activity_buckets=2, popularity_buckets=2)
+    assert out["overall"] == {"LLM only": 1, "GNN only": 1, "both": 1, "neither": 1}
+    act = out["by_activity"]                                # quantile edges [1, 2, 5): {1} and {2, 3, 4}
+    assert act["history length"].tolist() == ["[1, 2)", "[2, 5)"]
+    assert act[["users", "LLM only", "GNN only", "both", "neither"]].values.tolist() == [[1, 1, 0, 0, 0],
+                                                                                         [3, 0, 1, 1, 1]]
+    popdf = out["by_popularity"]                            # edges [1, 4): one bucket (median = min)
+    assert popdf["users"].sum() == 4
+    fig = complementarity_figure(out["overall"], act, popdf)
+    assert len(fig.axes) == 3
