@@ -69,7 +69,7 @@ class GraphRecommender(nn.Module):
 
     def _apply(self, fn, *args, **kwargs):  # moves the adjacency with .to()/.cuda()
         out = super()._apply(fn, *args, **kwargs)
-        self.adjacency = self.adjacency.to(self.user_embedding.device)
+        self.adjacency = self.adjacency.to(device=self.user_embedding.device, dtype=self.user_embedding.dtype)
         self._cache = None
         return out
 

@@ -58,7 +58,7 @@ def test_edge_dropout_view_uses_the_degrees_of_the_kept_edges():
     assert dense[0, 3].item() == 0.0
 
 
-@pytest.mark.parametrize("width", [1, 130])  # 130 > the CPU block width (64) and not a multiple of it
+@pytest.mark.parametrize("width", [1, 130])
 def test_lightgcn_propagation_equals_hand_computation(width):
     g = tiny_graph()
     model = LightGCN(LightGCNConfig(embedding_dim=width, n_layers=2), g)

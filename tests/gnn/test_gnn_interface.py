@@ -88,3 +88,22 @@ def test_eval_cache_is_dropped_when_weights_change(model):
     assert not torch.equal(model.item_embeddings(), before)
     with pytest.raises(AgrecError, match="has shape"):
         model.load_state_dict({"user_embedding": torch.zeros(3, 8), "item_embedding": torch.zeros(30, 8)})
+
+
+def test_evaluation_masks_history_unless_told_not_to():
+    from agrec.data.split import LeaveOneOutSplit
+    from agrec.gnn.evaluate import evaluate_gnn, history_exclusion
+    from agrec.gnn.graph import InteractionGraph
+    from agrec.gnn.lightgcn import LightGCN
+
+    # repeat consumption: user 0 watched item 3 in training and again as the validation item
+    split = LeaveOneOutSplit(train=[np.array([3, 4]), np.array([5, 6])], valid=np.array([3, 7]),
+                             test=np.array([8, 9]))
+    assert [a.tolist() for a in history_exclusion(split, "test")] == [[3, 4, 3], [5, 6, 7]]
+    model = LightGCN(LightGCNConfig(embedding_dim=1, n_layers=0), InteractionGraph.from_split(split, 12))
+    with torch.no_grad():  # 0 layers: scores are plain dot products; item 3 scores highest, then 11, 10, ...
+        model.user_embedding.fill_(1.0)
+        model.item_embedding.copy_(torch.tensor([[0.0]] * 3 + [[100.0]] + [[float(i)] for i in range(4, 12)]))
+    masked = evaluate_gnn(model, split, "valid", ks=(1, 10))
+    kept = evaluate_gnn(model, split, "valid", ks=(1, 10), exclude_history=False)
+    assert masked["HR@1"] == 0.0 and kept["HR@1"] == 0.5  # user 0's target is its own training item

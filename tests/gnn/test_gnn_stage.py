@@ -72,3 +72,16 @@ def test_gnn_config_errors_name_the_key():
         load_profile(CI_PROFILE, {"gnn.train.valid_metric": "MRR@10"})
     with pytest.raises(ConfigError, match="gnn.lightgcn.dim"):
         load_profile(CI_PROFILE, {"gnn.lightgcn.dim": 5})
+
+
+def test_agrec_run_knows_the_stage_and_its_notebook():
+    import nbformat
+
+    from agrec.config import STAGE_NOTEBOOKS
+    from agrec.pipeline import default_notebooks_dir
+
+    assert list(STAGE_NOTEBOOKS).index("gnn") == list(STAGE_NOTEBOOKS).index("data") + 1
+    nb = nbformat.read(default_notebooks_dir() / STAGE_NOTEBOOKS["gnn"], as_version=4)
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1 and 'config_path = "../configs/ml100k-ci.yaml"' in params[0].source
+    assert "gnn" in load_profile(CI_PROFILE).pipeline.stages
