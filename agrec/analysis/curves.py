@@ -21,7 +21,7 @@ def alpha_curve_figure(curve: pd.DataFrame, chosen_alpha: float | None = None, t
     """
     tau = curve["tau"].iloc[0] if tau is None else tau
     c = curve[curve["tau"] == tau]
-    fig = Figure(figsize=(9, 3.4))
+    fig = Figure(figsize=(9, 3.4), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, METRICS):
         for target, style in (("valid", "-o"), ("test", "--s")):
@@ -39,7 +39,7 @@ def alpha_curve_figure(curve: pd.DataFrame, chosen_alpha: float | None = None, t
 
 def alpha_curves_across_runs(curves: dict[str, pd.DataFrame], target: str = "test") -> Figure:
     """One line per run (dataset/profile) for each metric, on ``target``."""
-    fig = Figure(figsize=(9, 3.4))
+    fig = Figure(figsize=(9, 3.4), layout="constrained")
     axes = fig.subplots(1, 2)
     for label, curve in curves.items():
         tau = curve["tau"].iloc[0]
