@@ -18,7 +18,7 @@ def _dirs(tmp_path):
 
 def test_run_executes_data_stage_into_report_dir(tmp_path):
     logs = []
-    prof = run_pipeline(CI_PROFILE, stages=["data"], overrides=_dirs(tmp_path), log=logs.append)
+    prof = run_pipeline(CI_PROFILE, stages=["data", "semantic_ids"], overrides=_dirs(tmp_path), log=logs.append)
     rep = tmp_path / "reports" / "ml-100k" / "ci"
     assert prof.report_dir == rep
     assert (rep / "01_data.ipynb").is_file()
