@@ -3,8 +3,8 @@
 ``train_lm(session)`` trains (resuming an interrupted run of the same configuration) and returns an
 :class:`~agrec.lm.bundle.LMBundle`; ``load_lm(session)`` loads the trained model of a finished run.
 Artefacts in ``<run>/lm/``: ``checkpoints/epoch-NNN/`` (standard ``save_pretrained`` folders),
-``loss_curve.csv`` (one row per optimizer step), ``val_curve.csv`` (one row per epoch) and the stage
-record naming the selected checkpoint.
+``loss_curve.csv`` (one row per optimizer step), ``val_curve.csv`` (one row per epoch),
+``codes.json`` (the code table trained with) and the stage record naming the selected checkpoint.
 
 Runs as one process, or data-parallel under ``torchrun`` / ``accelerate launch`` through
 ``python -m agrec.lm.train`` (same stage, same artefacts).
@@ -45,6 +45,7 @@ from agrec.session import Session
 STAGE = "lm"
 LOSS_CSV = "loss_curve.csv"
 VAL_CSV = "val_curve.csv"
+CODES_JSON = "codes.json"
 
 
 def stage_key(session: Session, codes: CodeTable) -> str:
@@ -194,6 +195,7 @@ def train_lm(session: Session, force: bool = False, codes: CodeTable | None = No
     result = trainer.fit(resume=resume)
     if env.is_main:
         _write_curves(folder, result)
+        codes.save(folder / CODES_JSON)  # the exact item <-> code table the model was trained with
         run.mark_done(STAGE, key, profile, **_record(cfg, result, folder, train, valid, codes,
                                                      time.perf_counter() - t_start))
     env.barrier()

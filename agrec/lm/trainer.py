@@ -34,7 +34,7 @@ from agrec.io import atomic_dir, atomic_write_json
 from agrec.lm.checkpoint import MANIFEST, STATE, check_manifest, load_tree, read_manifest, save_tree
 from agrec.lm.config import LMConfig
 from agrec.lm.distributed import DistEnv
-from agrec.lm.finetune import parameter_counts, unwrap
+from agrec.lm.finetune import parameter_counts
 from agrec.lm.loss import SupervisedNLL
 from agrec.lm.prompts import IGNORE, Samples
 
@@ -180,9 +180,9 @@ class Trainer:
         out = []
         if self.ckpt_dir.is_dir():
             for d in self.ckpt_dir.iterdir():
-                if d.is_dir() and not d.name.startswith(".") and (d / f"{STATE}.json").is_file():
-                    state = load_tree(d, STATE)
-                    out.append((int(state["state"]["global_step"]), d))
+                # folders are renamed into place complete (atomic_dir); the manifest carries the step
+                if d.is_dir() and not d.name.startswith(".") and (d / f"{STATE}.safetensors").is_file():
+                    out.append((int(read_manifest(d)["global_step"]), d))
         return sorted(out)
 
     def _save(self, name: str, model, optimizer, scheduler, state: TrainState) -> Path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from agrec.errors import AgrecError
@@ -97,11 +96,3 @@ def resize_embeddings(model, n_tokens: int, seed: int, mean_resizing: bool = Tru
 def item_codes_text(vocab: CodeVocab, tokenizer, item: int) -> str:
     """The item's code tokens as text, e.g. ``"<a_3><b_7><c_1>"``."""
     return "".join(tokenizer.convert_ids_to_tokens(vocab.item_token_ids[item].tolist()))
-
-
-def level_of_token(vocab: CodeVocab, vocab_size: int) -> np.ndarray:
-    """``int8[vocab_size]``: the code level of each vocabulary id, -1 for non-code tokens."""
-    out = np.full(vocab_size, -1, dtype=np.int8)
-    for lvl, ids in enumerate(vocab.level_token_ids):
-        out[ids.numpy()] = lvl
-    return out

@@ -56,8 +56,9 @@ def test_lr_schedule_warms_up_then_decays():
     assert [g(s) for s in range(4)] == [1.0, 0.75, 0.5, 0.25]
 
 
-def test_tiny_learns_and_interrupted_run_resumes_exactly(tmp_path):
-    cfg = tiny_cfg(epochs=3)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_tiny_learns_and_interrupted_run_resumes_exactly(tmp_path, precision):
+    cfg = tiny_cfg(epochs=3, precision=precision)
     full = job(tmp_path, "full", cfg)
     res = full.trainer.fit()
     assert [r["epoch"] for r in res.state.evals] == [1, 2, 3]
