@@ -31,6 +31,13 @@ def _parse_grid(items: list[str]) -> dict[str, list[Any]]:
     return grid
 
 
+def _reuse_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reuse-only", action="store_true",
+                   help="compute nothing: fail with the reasons if a stage is not current")
+    p.add_argument("--verify", action="store_true",
+                   help="rehash every artefact before reusing it (default: sizes, and hashes of changed files)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agrec", description="AGRec workbench")
     sub = p.add_subparsers(dest="command", required=True)
@@ -40,11 +47,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a profile key, e.g. --set seed=7 (repeatable)")
     r.add_argument("--force", action="store_true", help="recompute the stages even if their artefacts are current")
+    _reuse_flags(r)
     rp = sub.add_parser("report", help="run every stage, export HTML and write index.md (the main job)")
     rp.add_argument("--config", required=True, help="YAML profile, e.g. configs/ml100k-quick.yaml")
     rp.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="override a profile key (repeatable)")
     rp.add_argument("--force", action="store_true", help="recompute every stage")
+    _reuse_flags(rp)
+    st = sub.add_parser("status", help="one line per stage: current / stale (and why) / missing")
+    st.add_argument("--config", required=True, help="YAML profile")
+    st.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a profile key (repeatable)")
+    st.add_argument("--stages", help="comma-separated subset of stages (default: the profile's pipeline.stages)")
+    st.add_argument("--verify", action="store_true", help="rehash every artefact (default: sizes, and hashes of "
+                                                          "files whose modification time changed)")
     sw = sub.add_parser("sweep", help="run one stage's notebook over a parameter grid into reports/…/sweeps/<stage>/")
     sw.add_argument("--config", required=True, help="YAML profile")
     sw.add_argument("--stage", required=True, help="the stage whose notebook is swept, e.g. decode")
@@ -56,18 +72,41 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that temporary files are removed and kernels shut down."""
+
+
+def _raise_terminated(signum, frame):  # noqa: ARG001 (signal handler signature)
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         if args.command == "run":
             from agrec.pipeline import run_pipeline
 
             stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
-            run_pipeline(args.config, stages=stages, overrides=_parse_sets(args.sets), force=args.force)
+            run_pipeline(args.config, stages=stages, overrides=_parse_sets(args.sets), force=args.force,
+                         reuse_only=args.reuse_only, verify=args.verify)
         elif args.command == "report":
             from agrec.pipeline import build_report
 
-            build_report(args.config, overrides=_parse_sets(args.sets), force=args.force)
+            build_report(args.config, overrides=_parse_sets(args.sets), force=args.force,
+                         reuse_only=args.reuse_only, verify=args.verify)
+        elif args.command == "status":
+            from agrec.pipeline import status
+
+            stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
+            results = status(args.config, overrides=_parse_sets(args.sets), stages=stages, verify=args.verify)
+            for r in results:
+                print(r.line())
+            return 0 if all(r.current for r in results) else 1
         elif args.command == "sweep":
             from agrec.pipeline import run_sweep
 
@@ -81,9 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     except AgrecError as e:
         print(f"agrec: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("agrec: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        what = "terminated" if isinstance(e, Terminated) else "interrupted"
+        print(f"agrec: {what}; finished stages are kept, the interrupted one left no record: rerun the same "
+              f"command to continue from it", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     return 0
 
 

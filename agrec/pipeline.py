@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -21,10 +22,12 @@ from typing import TYPE_CHECKING, Any, Callable
 from agrec.config import STAGE_NOTEBOOKS, Profile, load_profile
 from agrec.errors import AgrecError, StageError
 from agrec.io import atomic_path, atomic_write_json
-from agrec.rundir import RunDir, library_versions
+from agrec.rundir import RunDir, ensure_writable, library_versions
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from agrec.lineage import StageStatus
 
 
 def default_notebooks_dir() -> Path:
@@ -32,13 +35,38 @@ def default_notebooks_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "notebooks"
 
 
+def _kernel_manager_class(kernel_log: Path | None):
+    """A kernel manager whose kernel process writes its own stdout/stderr to ``kernel_log``.
+
+    What cells print reaches the notebook through the kernel protocol either way; the process streams
+    only carry the kernel's housekeeping (the "running over TCP without encryption" warning, and the
+    ZMQ tracebacks of a kernel shut down mid-cell by Ctrl-C), which would otherwise flood the terminal.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    if kernel_log is None:
+        return AsyncKernelManager
+
+    class _LoggedKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            kernel_log.parent.mkdir(parents=True, exist_ok=True)
+            with open(kernel_log, "ab") as f:  # the child keeps its own copy of the descriptor
+                kw.setdefault("stdout", f)
+                kw.setdefault("stderr", f)
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    return _LoggedKernelManager
+
+
 def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any], stage: str,
                      kernel_name: str = "python3", timeout_s: int | None = None,
-                     progress_bar: bool | None = None) -> Path:
+                     progress_bar: bool | None = None, kernel_log: Path | None = None) -> Path:
     """Execute ``notebook`` with papermill into ``output`` atomically.
 
     On a cell error, raise :class:`StageError` naming the stage, the cell and the exception, and
-    keep the partial notebook as ``<output stem>.FAILED.ipynb``.
+    keep the partial notebook as ``<output stem>.FAILED.ipynb``. On an interrupt (Ctrl-C, SIGTERM through
+    :func:`agrec.cli.main`) the kernel is shut down and nothing is left in the report folder.
+    ``kernel_log``: where the kernel process's own output goes (None: the terminal).
     """
     import papermill as pm  # heavy import; only the runner needs it
 
@@ -52,14 +80,31 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any], s
     if progress_bar is None:
         progress_bar = sys.stderr.isatty()
     try:
+        # papermill's own log would repeat what StageError says, or chatter while an interrupt shuts the kernel down
+        logging.getLogger("papermill").setLevel(logging.CRITICAL)
         pm.execute_notebook(str(notebook), str(tmp), parameters=parameters, cwd=str(notebook.parent),
                             kernel_name=kernel_name, progress_bar=progress_bar, execution_timeout=timeout_s,
-                            log_output=False)
+                            log_output=False, kernel_manager_class=_kernel_manager_class(kernel_log))
     except pm.PapermillExecutionError as e:
         os.replace(tmp, failed)
         raise StageError(f"stage '{stage}' failed in {notebook.name}, cell {e.cell_index} "
                          f"(execution count {e.exec_count}): {e.ename}: {e.evalue}\n"
                          f"the partial notebook is at {failed}") from None
+    except KeyboardInterrupt:
+        tmp.unlink(missing_ok=True)
+        # tasks of the shut-down kernel client are abandoned on purpose; asyncio would report each at exit
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        raise
+    except Exception as e:
+        from nbclient.exceptions import DeadKernelError
+
+        if not isinstance(e, DeadKernelError):
+            tmp.unlink(missing_ok=True)
+            raise
+        os.replace(tmp, failed)
+        raise StageError(f"stage '{stage}': the kernel running {notebook.name} died (killed, or out of memory?); "
+                         f"its own output is in {kernel_log or 'the terminal'}; the partial notebook is at "
+                         f"{failed}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -80,10 +125,57 @@ def _tidy_papermill_metadata(executed: Path, notebook: Path, output: Path) -> No
     nbformat.write(nb, executed)
 
 
+def report_key(profile: Profile, run: RunDir, stage: str, notebook: Path, params: dict[str, Any]) -> str:
+    """What a stage's executed notebook depends on: the notebook's own content, its parameters, the
+    stage's config key and the digests of its record and its upstream records. A report whose key
+    matches need not be executed again."""
+    from agrec.fingerprint import sha256_file, sha256_json
+    from agrec.lineage import REPORT_ONLY, config_key, upstream
+
+    digests = {s: run.digest(s) for s in (*upstream(profile, stage), stage) if not (s == stage and s in REPORT_ONLY)}
+    return sha256_json({"notebook": sha256_file(notebook), "params": params, "config": config_key(profile, stage),
+                        "digests": digests})[:32]
+
+
+def _report_key_of(output: Path) -> str | None:
+    """The report key stamped into an executed notebook (None if absent or unreadable)."""
+    try:
+        meta = json.loads(output.read_text(encoding="utf-8")).get("metadata", {})
+    except (OSError, ValueError, AttributeError):
+        return None
+    key = meta.get("agrec", {}).get("report_key") if isinstance(meta, dict) else None
+    return key if isinstance(key, str) else None
+
+
+def _stamp_report_key(output: Path, key: str) -> None:
+    import nbformat
+
+    nb = nbformat.read(output, as_version=4)
+    nb.metadata.setdefault("agrec", {})["report_key"] = key
+    with atomic_path(output) as tmp:
+        nbformat.write(nb, tmp)
+
+
+def _previous_timings(path: Path) -> dict[str, float]:
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+        return {k: float(v) for k, v in old.get("stages_s", {}).items()}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}
+
+
 def run_pipeline(config_path: str | Path, stages: list[str] | None = None, overrides: dict[str, Any] | None = None,
                  force: bool = False, notebooks_dir: Path | None = None,
-                 log: Callable[[str], None] = print) -> Profile:
-    """Execute the profile's stages (or ``stages``) in pipeline order; returns the loaded profile."""
+                 log: Callable[[str], None] = print, reuse_only: bool = False, verify: bool = False) -> Profile:
+    """Execute the profile's stages (or ``stages``) in pipeline order; returns the loaded profile.
+
+    A stage whose artefacts are current (:mod:`agrec.lineage`) and whose executed notebook was made from
+    them is not executed again; a stage that is stale says why and recomputes. ``force`` recomputes the
+    listed stages; ``reuse_only`` refuses to compute anything (a named error lists what is not current);
+    ``verify`` rehashes every artefact instead of trusting unchanged sizes and modification times.
+    """
+    from agrec.lineage import REPORT_ONLY, pipeline_status, stage_status
+
     profile = load_profile(config_path, overrides)
     wanted = stages if stages is not None else profile.pipeline.stages
     unknown = [s for s in wanted if s not in STAGE_NOTEBOOKS]
@@ -92,31 +184,76 @@ def run_pipeline(config_path: str | Path, stages: list[str] | None = None, overr
     ordered = [s for s in STAGE_NOTEBOOKS if s in wanted]
     nb_dir = notebooks_dir or default_notebooks_dir()
     run = RunDir(profile.run_dir)
-    if force:
-        for s in ordered:
-            run.invalidate(s)
     log(f"agrec run: profile '{profile.name}' ({profile.source}), dataset '{profile.data.dataset}', "
         f"seed {profile.seed}")
     log(f"  run dir:    {profile.run_dir}")
     log(f"  report dir: {profile.report_dir}")
+    if reuse_only:
+        if force:
+            raise AgrecError("--reuse-only and --force contradict each other")
+        stale = [st for st in pipeline_status(profile, run, ordered, verify=verify) if not st.current]
+        if stale:
+            raise AgrecError("--reuse-only: these stages are not current and would be recomputed:\n  "
+                             + "\n  ".join(st.line() for st in stale)
+                             + "\nrun without --reuse-only to recompute them (or restore the files named)")
+    ensure_writable(profile.run_dir)
+    ensure_writable(profile.report_dir)
+    if force:
+        for s in ordered:
+            run.invalidate(s)
     # Relative to the notebooks' folder (the kernel's cwd), so executed reports carry no machine paths.
     params = {"config_path": os.path.relpath(profile.source, nb_dir), "overrides": dict(overrides or {})}
+    timings_path = profile.report_dir / "results" / "pipeline.json"
+    previous = _previous_timings(timings_path)
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
+    reused: list[str] = []
     for i, stage in enumerate(ordered, 1):
         nb = nb_dir / STAGE_NOTEBOOKS[stage]
         out = profile.report_dir / nb.name
-        log(f"[{i}/{len(ordered)}] {stage}: {nb.name} ...")
+        tag = f"[{i}/{len(ordered)}] {stage}"
+        if not nb.is_file():
+            raise StageError(f"stage '{stage}': notebook {nb} not found")
+        st = stage_status(profile, run, stage, verify=verify)
+        if st.current and out.is_file() and _report_key_of(out) == report_key(profile, run, stage, nb, params):
+            log(f"{tag}: current, reused ({out.name})")
+            reused.append(stage)
+            if stage in previous:
+                timings[stage] = previous[stage]
+            continue
+        if st.state == "stale":
+            log(f"{tag}: stale ({'; '.join(st.reasons)}): recomputing")
+        elif st.state == "missing" and stage not in REPORT_ONLY:
+            log(f"{tag}: not computed yet")
+        else:
+            log(f"{tag}: artefacts current; the report is refreshed")
+        if not st.current and stage not in REPORT_ONLY:
+            # The notebook must recompute, whatever its own quicker checks would conclude (e.g. an artefact
+            # whose content changed under an unchanged mtime, found with --verify).
+            run.invalidate(stage)
+        log(f"{tag}: {nb.name} ...")
         t0 = time.perf_counter()
         execute_notebook(nb, out, params, stage, kernel_name=profile.pipeline.kernel_name,
-                         timeout_s=profile.pipeline.stage_timeout_s)
+                         timeout_s=profile.pipeline.stage_timeout_s,
+                         kernel_log=profile.run_dir / "logs" / f"{nb.stem}.kernel.log")
+        _stamp_report_key(out, report_key(profile, run, stage, nb, params))
         timings[stage] = round(time.perf_counter() - t0, 1)
-        log(f"[{i}/{len(ordered)}] {stage}: done in {timings[stage]:.1f} s -> {out}")
+        log(f"{tag}: done in {timings[stage]:.1f} s -> {out}")
     total = round(time.perf_counter() - t_all, 1)
-    atomic_write_json(profile.report_dir / "results" / "pipeline.json",
-                      {"stages_s": timings, "total_s": total, "versions": library_versions()})
-    log(f"agrec run: {len(ordered)} stage(s) done in {total:.1f} s")
+    atomic_write_json(timings_path, {"stages_s": timings, "reused": reused, "total_s": total,
+                                     "versions": library_versions()})
+    log(f"agrec run: {len(ordered)} stage(s) in {total:.1f} s"
+        + (f" ({len(reused)} reused: {', '.join(reused)})" if reused else ""))
     return profile
+
+
+def status(config_path: str | Path, overrides: dict[str, Any] | None = None, stages: list[str] | None = None,
+           verify: bool = False) -> list["StageStatus"]:
+    """``agrec status``: per stage, current / stale (and why) / missing."""
+    from agrec.lineage import pipeline_status
+
+    profile = load_profile(config_path, overrides)
+    return pipeline_status(profile, RunDir(profile.run_dir), stages, verify=verify)
 
 
 def _grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -183,7 +320,7 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def build_report(config_path: str | Path, overrides: dict[str, Any] | None = None, force: bool = False,
                  stages: list[str] | None = None, notebooks_dir: Path | None = None,
-                 log: Callable[[str], None] = print) -> Profile:
+                 log: Callable[[str], None] = print, reuse_only: bool = False, verify: bool = False) -> Profile:
     """Run every stage, export each executed notebook to HTML and write ``index.md``.
 
     This is ``agrec report`` and the README's main job: it regenerates
@@ -193,12 +330,16 @@ def build_report(config_path: str | Path, overrides: dict[str, Any] | None = Non
 
     profile = load_profile(config_path, overrides)
     install_static_assets(profile.reports_root)  # fail early, before hours of compute, if npm assets are absent
-    run_pipeline(config_path, stages=stages, overrides=overrides, force=force, notebooks_dir=notebooks_dir, log=log)
+    run_pipeline(config_path, stages=stages, overrides=overrides, force=force, notebooks_dir=notebooks_dir, log=log,
+                 reuse_only=reuse_only, verify=verify)
     wanted = stages if stages is not None else profile.pipeline.stages
     nb_names = [STAGE_NOTEBOOKS[s] for s in STAGE_NOTEBOOKS if s in wanted]
     for name in nb_names:
         nb = profile.report_dir / name
-        export_html(nb, nb.with_suffix(".html"), profile.reports_root)
+        html = nb.with_suffix(".html")
+        # an HTML page newer than its notebook was exported from it (the notebook is only rewritten when rerun)
+        if force or not html.is_file() or html.stat().st_mtime_ns < nb.stat().st_mtime_ns:
+            export_html(nb, html, profile.reports_root)
     summary = profile.report_dir / "tables" / "results.md"
     write_index(profile.report_dir, f"AGRec report: {profile.data.dataset} / {profile.name}",
                 summary.read_text() if summary.is_file() else None)

@@ -95,3 +95,100 @@ def test_sweep_validates_every_point_first(tmp_path):
     with pytest.raises(ConfigError, match="data.min_seq_len must be >= 3"):
         run_sweep(CI_PROFILE, "data", {"data.min_seq_len": [3, 1]}, overrides=_dirs(tmp_path), log=lambda s: None)
     assert not (tmp_path / "reports").exists()
+
+
+# -- reuse, status, interrupts (content-keyed runs) ------------------------------------------------------------
+
+TOY_PROFILE = """name: toy
+seed: 7
+data: {{dataset: Toy, format: lcrec, path: {data}, min_seq_len: 3}}
+pipeline:
+  stages: [data]
+  runs_dir: {root}/runs
+  reports_dir: {root}/reports
+"""
+
+
+@pytest.fixture
+def toy_profile(tmp_path, lcrec_dir):
+    p = tmp_path / "toy.yaml"
+    p.write_text(TOY_PROFILE.format(data=lcrec_dir, root=tmp_path))
+    return p
+
+
+def test_untouched_rerun_reuses_the_stage_and_its_report_and_a_data_edit_recomputes(toy_profile, lcrec_dir, capsys):
+    logs = []
+    run_pipeline(toy_profile, log=logs.append)
+    rep = toy_profile.parent / "reports" / "Toy" / "toy"
+    nb = rep / "01_data.ipynb"
+    stamp = nb.stat().st_mtime_ns
+    assert main(["status", "--config", str(toy_profile)]) == 0
+    assert capsys.readouterr().out == "data          current\n"
+
+    logs.clear()
+    run_pipeline(toy_profile, log=logs.append)
+    assert "[1/1] data: current, reused (01_data.ipynb)" in logs
+    assert nb.stat().st_mtime_ns == stamp  # not executed again
+    timing = json.loads((rep / "results" / "pipeline.json").read_text())
+    assert timing["reused"] == ["data"] and timing["stages_s"]["data"] > 0  # the computing run's time is kept
+
+    inter = json.loads((lcrec_dir / "Toy.inter.json").read_text())
+    inter["7"] = [1, 2, 3]
+    (lcrec_dir / "Toy.inter.json").write_text(json.dumps(inter))
+    assert main(["status", "--config", str(toy_profile)]) == 1
+    assert capsys.readouterr().out == "data          stale (data: Toy.inter.json changed)\n"
+    assert main(["run", "--config", str(toy_profile), "--reuse-only"]) == 2
+    err = capsys.readouterr().err
+    assert "--reuse-only: these stages are not current" in err and "data: Toy.inter.json changed" in err
+    logs.clear()
+    run_pipeline(toy_profile, log=logs.append)
+    assert "[1/1] data: stale (data: Toy.inter.json changed): recomputing" in logs
+    assert json.loads((rep / "results" / "data.json").read_text())["users"] == 4
+    assert main(["status", "--config", str(toy_profile)]) == 0
+
+
+def test_report_notebook_edited_by_hand_is_regenerated(toy_profile):
+    run_pipeline(toy_profile, log=lambda s: None)
+    nb = toy_profile.parent / "reports" / "Toy" / "toy" / "01_data.ipynb"
+    nb.write_text("{}")
+    logs = []
+    run_pipeline(toy_profile, log=logs.append)
+    assert "[1/1] data: artefacts current; the report is refreshed" in logs
+    assert nbformat.read(nb, as_version=4).metadata["agrec"]["report_key"]
+
+
+def _sleeping_notebooks(folder):
+    folder.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("config_path = None\noverrides = {}", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("import pathlib, time\npathlib.Path('started').write_text('1')\n"
+                                          "for i in range(600):\n    time.sleep(0.1)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, folder / "01_data.ipynb")
+    return folder
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_interrupt_leaves_one_line_no_temp_files_no_record(tmp_path, toy_profile, sig):
+    import os
+    import signal
+    import time
+
+    nbs = _sleeping_notebooks(tmp_path / "nbs")
+    code = ("import sys; from pathlib import Path; import agrec.pipeline as p\n"
+            f"p.default_notebooks_dir = lambda: Path({str(nbs)!r})\n"
+            f"from agrec.cli import main; sys.exit(main(['run', '--config', {str(toy_profile)!r}]))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while not (nbs / "started").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert (nbs / "started").exists(), "the stage never started"
+    os.killpg(proc.pid, getattr(signal, sig))  # the whole process group, like Ctrl-C in a terminal
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == (130 if sig == "SIGINT" else 143)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("agrec: ") and "rerun the same command" in lines[0], err
+    rep = toy_profile.parent / "reports" / "Toy" / "toy"
+    assert not rep.exists() or list(rep.iterdir()) == []
+    assert not (toy_profile.parent / "runs" / "Toy" / "toy" / "data" / "stage.json").exists()

@@ -22,13 +22,14 @@ from agrec.decode.evaluate import TARGETS, Evaluator, Row, build_inputs, choose,
 from agrec.decode.trie import ItemTrie
 from agrec.errors import AgrecError
 from agrec.io import atomic_write_bytes, atomic_write_json
+from agrec.lineage import DECODE_SECTIONS, config_key
 from agrec.session import Session
 
 STAGE = "decode"
 RESULTS = "results.json"
 RANKINGS = "rankings"
 # Every section the decoded rankings depend on.
-SECTIONS = ("data", "semantic_ids", "gnn", "lm", "decode", "evaluation")
+SECTIONS = DECODE_SECTIONS
 
 
 @dataclass
@@ -91,12 +92,12 @@ def read_report(session: Session) -> DecodeReport:
 def evaluate_decoding(session: Session, force: bool = False, log: Callable[[str], None] = print) -> DecodeReport:
     """Run (or reuse) the decode stage of ``session``'s profile; see the module docstring."""
     from agrec.data.stage import prepare_data
-    from agrec.gnn.stage import train_gnn
+    from agrec.gnn.stage import run_gnn_stage, train_gnn
     from agrec.lm.stage import train_lm
 
     profile, run = session.profile, session.run
-    key = profile.section_hash(*SECTIONS)
-    if not force and run.is_done(STAGE, key):
+    key = config_key(profile, STAGE)
+    if not force and run.is_current(STAGE, key, profile):
         return read_report(session)
     run.invalidate(STAGE)
     folder = run.stage_dir(STAGE)
@@ -111,8 +112,9 @@ def evaluate_decoding(session: Session, force: bool = False, log: Callable[[str]
     inputs = {t: build_inputs(split, bundle.prompt_ids, t, users, ev_cfg.exclude_history) for t in TARGETS}
     gnns = list(dict.fromkeys([ev_cfg.gnn, *ev_cfg.compare_gnns]))
     scores = {}
+    trained = run_gnn_stage(session)  # the whole stage, so that its record (an input of this one) exists
     for g in gnns:
-        model = train_gnn(session, g)
+        model = trained[g] if g in trained else train_gnn(session, g)
         scores[g] = {t: gnn_scores(model, users) for t in TARGETS}
     ev = Evaluator(bundle.model, trie, bundle.pad_token_id, inputs, scores, dec_cfg, ev_cfg.ks, log=log)
     log(f"decode: {n_users} users, {ds.n_items} items, beam {dec_cfg.beam_size}, top_n {dec_cfg.top_n}")

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 from safetensors.torch import load_file, save_file
 
+import agrec
 from agrec.data.stage import prepare_data
 from agrec.errors import AgrecError, ConfigError
 from agrec.gnn.base import GraphRecommender
@@ -31,6 +32,7 @@ from agrec.gnn.graph import InteractionGraph
 from agrec.gnn.registry import build_model
 from agrec.gnn.trainer import fit, resolve_device
 from agrec.io import atomic_path, atomic_write_json
+from agrec.lineage import config_key
 from agrec.session import Session
 
 STAGE = "gnn"
@@ -38,10 +40,12 @@ WEIGHTS, CURVES, METRICS, CHECKPOINT = "weights.safetensors", "curves.csv", "met
 
 
 def model_key(session: Session, name: str) -> str:
-    """Hash of what model ``name`` depends on: data, gnn.train, gnn.<name>, seed."""
+    """Hash of what model ``name`` depends on: data (section and the data stage's artefacts), gnn.train,
+    gnn.<name>, seed, agrec version."""
     d = session.profile.to_dict()
     payload = {"data": d["data"], "train": _without_runtime(d["gnn"]["train"]), name: d["gnn"][name],
-               "seed": session.profile.seed}
+               "seed": session.profile.seed, "data_digest": session.run.digest("data"),
+               "agrec": agrec.__version__}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -103,7 +107,8 @@ def train_gnn(session: Session, model: str | None = None, force: bool = False,
     folder = model_dir(session, name)
     key = model_key(session, name)
     net = _build(session, name, graph)
-    if not force and read_metrics(session, name) is not None and (folder / WEIGHTS).is_file():
+    rec = None if force else read_metrics(session, name)
+    if rec is not None and _weights_intact(folder / WEIGHTS, rec):
         net.load_state_dict(load_file(folder / WEIGHTS, device=str(net.device)))
         return net.eval()
 
@@ -120,8 +125,10 @@ def train_gnn(session: Session, model: str | None = None, force: bool = False,
                   metadata={"model": name, "config_hash": key})
     with atomic_path(folder / CURVES) as tmp:
         result.curves.to_csv(tmp, index=False)
+    from agrec.fingerprint import sha256_file
+
     atomic_write_json(folder / METRICS, {
-        "model": name, "config_hash": key, "seed": profile.seed,
+        "model": name, "config_hash": key, "seed": profile.seed, "weights_sha256": sha256_file(folder / WEIGHTS),
         "valid": valid, "test": test,
         "best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
         "train_seconds": result.train_seconds, "seconds_per_epoch": result.seconds_per_epoch,
@@ -133,6 +140,17 @@ def train_gnn(session: Session, model: str | None = None, force: bool = False,
     return net
 
 
+def _weights_intact(path: Path, metrics: dict[str, Any]) -> bool:
+    """The weights file exists and has the sha256 its metrics record lists (a damaged file is retrained,
+    never loaded)."""
+    from agrec.fingerprint import sha256_file
+
+    if not path.is_file():
+        return False
+    want = metrics.get("weights_sha256")
+    return want is None or sha256_file(path) == want
+
+
 def run_gnn_stage(session: Session, force: bool = False, progress: bool | None = None) -> dict[str, GraphRecommender]:
     """Train every GNN the profile lists (``gnn.models`` and ``gnn.model``); mark the stage done.
 
@@ -140,9 +158,12 @@ def run_gnn_stage(session: Session, force: bool = False, progress: bool | None =
     """
     profile = session.profile
     names = profile.gnn.stage_models()
+    prepare_data(session)  # first, so that the stage's status sees the current data stage
+    key = config_key(profile, STAGE)
+    current = not force and session.run.is_current(STAGE, key, profile)
     models = {name: train_gnn(session, name, force=force, progress=progress) for name in names}
-    key = profile.section_hash("data", "gnn")
-    session.run.mark_done(STAGE, key, profile, models={n: read_metrics(session, n) for n in names})
+    if not current:
+        session.run.mark_done(STAGE, key, profile, models={n: read_metrics(session, n) for n in names})
     return models
 
 

@@ -80,11 +80,53 @@ def make_manifest(cfg: LMConfig, codes: CodeTable, vocab: CodeVocab, tokenizer, 
     }
 
 
+CHECKSUMS = "checksums.json"
+
+
+def write_checksums(folder: Path) -> None:
+    """List every file of a checkpoint folder with its size and sha256 (written last, inside the folder)."""
+    from agrec.fingerprint import sha256_file
+
+    files = {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != CHECKSUMS}
+    atomic_write_json(folder / CHECKSUMS, files)
+
+
+def checksum_problems(folder: Path) -> list[str]:
+    """What differs from the checkpoint's ``checksums.json`` (empty: intact; a checkpoint written before
+    checksums existed is taken as it is)."""
+    from agrec.fingerprint import sha256_file
+
+    path = folder / CHECKSUMS
+    if not path.is_file():
+        return []
+    try:
+        files = json.loads(path.read_text(encoding="utf-8"))
+        assert isinstance(files, dict)
+    except (OSError, ValueError, AssertionError):
+        return [f"{path} is unreadable"]
+    out = []
+    for rel, meta in files.items():
+        p = folder / rel
+        if not p.is_file():
+            out.append(f"{p} is missing")
+        elif p.stat().st_size != meta.get("size") or sha256_file(p) != meta.get("sha256"):
+            out.append(f"{p} is damaged (size or sha256 differs)")
+    return out
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
     p = folder / MANIFEST
     if not p.is_file():
         raise CheckpointMismatch(f"{folder} is not an LM checkpoint of this project: no {MANIFEST}")
-    return json.loads(p.read_text(encoding="utf-8"))
+    try:
+        found = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CheckpointMismatch(f"{p} is unreadable ({e}); delete the checkpoint folder or retrain with "
+                                 f"--force") from None
+    if not isinstance(found, dict):
+        raise CheckpointMismatch(f"{p} is not a checkpoint manifest (a JSON object)")
+    return found
 
 
 def check_manifest(found: dict[str, Any], expected: dict[str, Any], where: Path) -> None:

@@ -25,8 +25,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+import agrec
 from agrec.errors import AgrecError, DataError
 from agrec.io import atomic_path
+from agrec.lineage import config_key
 from agrec.lm.backbones import build_tiny_tokenizer, resolve_backbone_path
 from agrec.lm.build import TINY_BASE, BuiltLM, build_fresh, load_checkpoint_model
 from agrec.lm.bundle import LMBundle
@@ -49,10 +51,12 @@ CODES_JSON = "codes.json"
 
 
 def stage_key(session: Session, codes: CodeTable) -> str:
-    """Hash of what the trained model depends on: data section, lm section (without bookkeeping
-    keys), the code table and the seed."""
+    """Hash of what the trained model depends on: data section and the data stage's artefacts, lm section
+    (without bookkeeping keys), the code table, the seed and the agrec version. Checkpoints carry it, so
+    training resumes only from checkpoints of the same run."""
     p = session.profile
-    payload = {"data": asdict(p.data), "lm": training_config(p.lm), "codes": codes_fingerprint(codes), "seed": p.seed}
+    payload = {"data": asdict(p.data), "lm": training_config(p.lm), "codes": codes_fingerprint(codes), "seed": p.seed,
+               "data_digest": session.run.digest("data"), "agrec": agrec.__version__}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -173,7 +177,8 @@ def train_lm(session: Session, force: bool = False, codes: CodeTable | None = No
         codes = resolve_codes(session, ds.n_items, ds.item_ids, env)
     _check_codes(codes, ds.n_items)
     key = stage_key(session, codes)
-    if not force and run.is_done(STAGE, key):
+    record_key = config_key(profile, STAGE)
+    if not force and run.is_current(STAGE, record_key, profile, log=say):
         return load_lm(session, codes=codes) if load else None
     folder = run.stage_dir(STAGE)
     base_dir = _base_dir(session)
@@ -196,7 +201,7 @@ def train_lm(session: Session, force: bool = False, codes: CodeTable | None = No
     if env.is_main:
         _write_curves(folder, result)
         codes.save(folder / CODES_JSON)  # the exact item <-> code table the model was trained with
-        run.mark_done(STAGE, key, profile, **_record(cfg, result, folder, train, valid, codes,
+        run.mark_done(STAGE, record_key, profile, run_key=key, **_record(cfg, result, folder, train, valid, codes,
                                                      time.perf_counter() - t_start))
     env.barrier()
     return load_lm(session, codes=codes) if load else None

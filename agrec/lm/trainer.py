@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from agrec.io import atomic_dir, atomic_write_json
-from agrec.lm.checkpoint import MANIFEST, STATE, check_manifest, load_tree, read_manifest, save_tree
+from agrec.lm.checkpoint import (MANIFEST, STATE, check_manifest, checksum_problems, load_tree, read_manifest,
+                                 save_tree, write_checksums)
 from agrec.lm.config import LMConfig
 from agrec.lm.distributed import DistEnv
 from agrec.lm.finetune import parameter_counts
@@ -203,6 +204,7 @@ class Trainer:
                 save_tree(tmp, STATE, {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                        "state": asdict(state), "rng": rngs, "param_names": names,
                                        "world": self.env.world})
+                write_checksums(tmp)
         self.env.barrier()
         return folder
 
@@ -224,8 +226,13 @@ class Trainer:
                 shutil.rmtree(d, ignore_errors=True)
 
     def latest_resumable(self) -> Path | None:
-        """The newest checkpoint of this very run (matching manifest), or None."""
+        """The newest intact checkpoint of this very run (matching manifest), or None. A damaged checkpoint
+        (files differ from its checksums, unreadable manifest) is skipped with a message, never loaded."""
         for _, d in reversed(self.checkpoints()):
+            problems = checksum_problems(d)
+            if problems:
+                self.log(f"lm: not resuming from damaged checkpoint {d.name}: {problems[0]}")
+                continue
             check_manifest(read_manifest(d), self.manifest, d)
             return d
         return None

@@ -30,6 +30,7 @@ from agrec.data.dataset import SeqDataset
 from agrec.data.stage import prepare_data
 from agrec.errors import DataError
 from agrec.io import atomic_path, atomic_write_json
+from agrec.lineage import config_key
 from agrec.semantic_ids.codes import CodeTable
 from agrec.semantic_ids.config import RQVAEConfig, SemanticIdConfig
 from agrec.semantic_ids.dedup import make_collision_free
@@ -84,10 +85,10 @@ def prepare_semantic_ids(session: Session, force: bool = False, progress: bool =
     """
     profile, run = session.profile, session.run
     cfg: SemanticIdConfig = profile.semantic_ids
-    key = profile.section_hash("data", STAGE)
+    key = config_key(profile, STAGE)
     folder = run.stage_dir(STAGE)
     ds, _ = prepare_data(session)
-    if not force and run.is_done(STAGE, key):
+    if not force and run.is_current(STAGE, key, profile):
         return load_semantic_ids(folder, run.read_record(STAGE) or {})
     run.invalidate(STAGE)
 

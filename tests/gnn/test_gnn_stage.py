@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from agrec.lineage import stage_status
 from agrec.config import load_profile
 from agrec.errors import ConfigError
 from agrec.gnn.stage import read_curves, read_metrics, run_gnn_stage, train_gnn
@@ -38,7 +39,7 @@ def test_stage_trains_listed_models_and_reuses_them(shared):
     assert set(rec["valid"]) >= {"HR@5", "NDCG@5", "HR@10", "NDCG@10"} and set(rec["test"]) == set(rec["valid"])
     assert rec["epochs_run"] == 2 and 1 <= rec["best_epoch"] <= 2
     assert len(read_curves(s, "lightgcn")) == 2
-    assert s.run.is_done("gnn", s.profile.section_hash("data", "gnn"))
+    assert stage_status(s.profile, s.run, "gnn").current
     stamp = (folder / "metrics.json").stat().st_mtime_ns
 
     # cached: same weights back, nothing rewritten

@@ -81,6 +81,28 @@ def test_tiny_learns_and_interrupted_run_resumes_exactly(tmp_path, precision):
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
 
 
+def test_a_damaged_checkpoint_is_skipped_on_resume_and_the_run_stays_exact(tmp_path):
+    cfg = tiny_cfg(epochs=3)
+    res = job(tmp_path, "full", cfg).trainer.fit()
+    steps_per_epoch = len(job(tmp_path, "probe", cfg).trainer.plan(0))
+    broken = job(tmp_path, "broken", cfg)
+    broken.trainer.stop_after_step = 2 * steps_per_epoch + 1  # epoch-001 and epoch-002 written
+    with pytest.raises(TrainingInterrupted):
+        broken.trainer.fit()
+    ckpts = tmp_path / "broken" / "checkpoints"
+    assert (ckpts / "epoch-002" / "checksums.json").is_file()
+    victim = next(p for p in sorted((ckpts / "epoch-002").iterdir()) if p.suffix == ".safetensors")
+    victim.write_bytes(b"garbage" * 10)
+    logs = []
+    again = job(tmp_path, "broken", cfg)
+    again.trainer.log = logs.append
+    resumed = again.trainer.fit(resume=True)
+    assert any(line.startswith("lm: not resuming from damaged checkpoint epoch-002:") and victim.name in line
+               for line in logs), logs
+    assert any("resuming from epoch-001" in line for line in logs), logs
+    assert losses(resumed) == losses(res)  # resumed from epoch 1: still the uninterrupted run, exactly
+
+
 def test_save_then_reload_gives_identical_logits_and_mismatches_are_refused(tmp_path):
     cfg = tiny_cfg(epochs=1)
     j = job(tmp_path, "run", cfg)

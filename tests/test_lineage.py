@@ -1,0 +1,226 @@
+"""Content-keyed reuse and artefact integrity (agrec.lineage, agrec.rundir): a changed input or a damaged
+artefact is never reused silently."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from agrec.config import load_profile
+from agrec.data.stage import prepare_data
+from agrec.errors import AgrecError
+from agrec.fingerprint import FingerprintCache, sha256_file
+from agrec.lineage import pipeline_status, stage_status
+from agrec.rundir import RunDir, RunFolderError
+from agrec.semantic_ids.stage import prepare_semantic_ids
+from agrec.session import open_session
+
+from conftest import write_json
+
+PROFILE = """name: lin
+seed: 7
+data: {{dataset: Toy, format: lcrec, path: {data}, min_seq_len: 3}}
+semantic_ids: {{use_given_codes: true}}
+pipeline:
+  stages: [data, semantic_ids]
+  runs_dir: {root}/runs
+  reports_dir: {root}/reports
+"""
+
+
+@pytest.fixture
+def profile_path(tmp_path, lcrec_dir):
+    p = tmp_path / "lin.yaml"
+    p.write_text(PROFILE.format(data=lcrec_dir, root=tmp_path))
+    return p
+
+
+def _session(profile_path, **overrides):
+    return open_session(profile_path, overrides=overrides)
+
+
+def _states(s):
+    return {st.stage: st.state for st in pipeline_status(s.profile, s.run)}
+
+
+def test_fresh_run_is_missing_then_current_and_records_inputs_and_artefacts(profile_path, lcrec_dir):
+    s = _session(profile_path)
+    assert _states(s) == {"data": "missing", "semantic_ids": "missing"}
+    prepare_semantic_ids(s, progress=False)
+    assert _states(s) == {"data": "current", "semantic_ids": "current"}
+    rec = s.run.read_record("data")
+    assert rec["inputs"]["data:Toy.inter.json"] == "sha256:" + sha256_file(lcrec_dir / "Toy.inter.json")
+    assert rec["inputs"]["data:Toy.index.json"].startswith("sha256:")
+    assert set(rec["artefacts"]) == {"dataset.npz", "dataset.json", "split.npz"}
+    npz = s.run.root / "data" / "dataset.npz"
+    assert rec["artefacts"]["dataset.npz"] == {"size": npz.stat().st_size, "sha256": sha256_file(npz),
+                                               "mtime_ns": npz.stat().st_mtime_ns}
+    sem = s.run.read_record("semantic_ids")
+    assert sem["inputs"]["upstream:data"] == rec["digest"]
+    assert "codes.json" in sem["artefacts"]
+
+
+def test_editing_a_data_file_makes_data_and_downstream_stale_and_recomputes_exactly_those(profile_path, lcrec_dir):
+    s = _session(profile_path)
+    prepare_semantic_ids(s, progress=False)
+    ds0, _ = prepare_data(s)
+    inter = json.loads((lcrec_dir / "Toy.inter.json").read_text())
+    inter["9"] = [0, 1, 2, 4]  # a new user
+    write_json(lcrec_dir / "Toy.inter.json", inter)
+
+    st = {x.stage: x for x in pipeline_status(s.profile, s.run)}
+    assert st["data"].state == "stale" and st["data"].reasons == ["data: Toy.inter.json changed"]
+    assert st["semantic_ids"].state == "stale" and st["semantic_ids"].reasons == ["upstream data is stale"]
+
+    logs = []
+    stamp = s.run.record_path("semantic_ids").stat().st_mtime_ns
+    assert not s.run.is_current("data", s.run.read_record("data")["config_hash"], s.profile, log=logs.append)
+    assert logs == ["data: recomputing: data: Toy.inter.json changed"]
+    ds1, _ = prepare_data(s)
+    assert ds1.n_users == ds0.n_users + 1
+    # data is current again; semantic_ids now sees a changed upstream and recomputes when asked
+    st = {x.stage: x for x in pipeline_status(s.profile, s.run)}
+    assert st["data"].current and st["semantic_ids"].reasons == ["upstream data changed"]
+    prepare_semantic_ids(s, progress=False)
+    assert s.run.record_path("semantic_ids").stat().st_mtime_ns != stamp
+    assert _states(s) == {"data": "current", "semantic_ids": "current"}
+
+
+def test_an_optional_file_appearing_or_disappearing_is_a_change(profile_path, lcrec_dir):
+    s = _session(profile_path)
+    prepare_data(s)
+    (lcrec_dir / "Toy.item.json").unlink()
+    assert stage_status(s.profile, s.run, "data").reasons == ["data: Toy.item.json was removed"]
+
+
+def test_same_content_rewritten_is_still_current(profile_path, lcrec_dir):
+    s = _session(profile_path)
+    prepare_data(s)
+    p = lcrec_dir / "Toy.inter.json"
+    p.write_bytes(p.read_bytes())  # new mtime, same content: rehashed, found equal
+    os.utime(p, ns=(1, 1))
+    assert stage_status(s.profile, s.run, "data").current
+
+
+def test_config_change_names_the_section(profile_path):
+    s = _session(profile_path)
+    prepare_semantic_ids(s, progress=False)
+    s2 = _session(profile_path, seed=8)
+    st = {x.stage: x for x in pipeline_status(s2.profile, s2.run)}
+    assert st["data"].current  # the data stage does not depend on the seed
+    assert st["semantic_ids"].reasons == ["config changed: seed"]
+
+
+@pytest.mark.parametrize("name", ["dataset.npz", "split.npz", "dataset.json"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "delete"])
+def test_a_damaged_data_artefact_is_never_reused(profile_path, name, damage):
+    s = _session(profile_path)
+    ds0, split0 = prepare_data(s)
+    p = s.run.root / "data" / name
+    if damage == "truncate":
+        p.write_bytes(p.read_bytes()[:10])
+    elif damage == "garbage":
+        p.write_bytes(os.urandom(p.stat().st_size))  # same size, new content and mtime
+    else:
+        p.unlink()
+    st = stage_status(s.profile, s.run, "data")
+    assert st.state == "stale" and len(st.reasons) == 1 and str(p) in st.reasons[0]
+    assert "allow_pickle" not in st.reasons[0]
+    ds1, split1 = prepare_data(s)  # recomputed, not loaded
+    assert ds1.n_users == ds0.n_users and np.array_equal(split1.test, split0.test)
+    assert stage_status(s.profile, s.run, "data").current
+
+
+def test_same_size_garbage_with_the_old_mtime_is_caught_by_verify(profile_path):
+    s = _session(profile_path)
+    prepare_data(s)
+    p = s.run.root / "data" / "split.npz"
+    st0 = p.stat()
+    p.write_bytes(os.urandom(st0.st_size))
+    os.utime(p, ns=(st0.st_atime_ns, st0.st_mtime_ns))
+    assert stage_status(s.profile, s.run, "data").current  # the fast path trusts size + mtime
+    st = stage_status(s.profile, s.run, "data", verify=True)
+    assert st.reasons == [f"artefact {p} has changed content (sha256 differs from the record)"]
+
+
+@pytest.mark.parametrize("content", [b"", b"{not json", b"[1, 2]", b'{"stage": "other", "config_hash": "x"}',
+                                     os.urandom(64)])
+def test_a_garbage_record_means_no_record(profile_path, content):
+    s = _session(profile_path)
+    prepare_semantic_ids(s, progress=False)
+    s.run.record_path("data").write_bytes(content)
+    assert s.run.read_record("data") is None
+    st = {x.stage: x for x in pipeline_status(s.profile, s.run)}
+    assert st["data"].state == "missing" and "unreadable" in st["data"].reasons[0]
+    assert st["semantic_ids"].reasons == ["upstream data is missing"]
+    prepare_data(s)  # recomputes, no JSONDecodeError
+    assert stage_status(s.profile, s.run, "data").current
+
+
+def test_damaged_codes_json_recomputes_the_semantic_id_stage(profile_path):
+    s = _session(profile_path)
+    codes0 = prepare_semantic_ids(s, progress=False).codes
+    p = s.run.root / "semantic_ids" / "codes.json"
+    p.write_text("garbage")
+    st = stage_status(s.profile, s.run, "semantic_ids")
+    assert st.state == "stale" and str(p) in st.reasons[0]
+    codes1 = prepare_semantic_ids(s, progress=False).codes
+    assert np.array_equal(codes0.codes, codes1.codes)
+
+
+def test_an_agrec_version_change_is_a_reason(profile_path, monkeypatch):
+    import agrec
+
+    s = _session(profile_path)
+    prepare_data(s)
+    monkeypatch.setattr(agrec, "__version__", "99.0")
+    assert stage_status(s.profile, s.run, "data").reasons == ["code: agrec 0.1.0 -> 99.0"]
+
+
+def test_fingerprint_cache_uses_size_and_mtime_then_rehashes(tmp_path):
+    f = tmp_path / "x.bin"
+    f.write_bytes(b"abc")
+    cache = FingerprintCache(tmp_path / "fp.json")
+    h = cache.file(f)
+    assert h == "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    cache.save()
+    again = FingerprintCache(tmp_path / "fp.json")
+    st = f.stat()
+    f.write_bytes(b"xyz")
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert again.file(f) == h  # same size and mtime: the remembered hash (the documented fast path)
+    assert again.file(f, verify=True) != h
+    assert FingerprintCache(tmp_path / "missing.json").file(tmp_path / "nope") == "absent"
+    (tmp_path / "fp.json").write_text("garbage")
+    assert FingerprintCache(tmp_path / "fp.json").file(f) == again.file(f, verify=True)
+
+
+def test_read_only_run_folder_is_a_named_error(tmp_path, monkeypatch):
+    run = RunDir(tmp_path / "run")
+    run.stage_dir("data")
+    run.record_path("data").write_text("{}")
+
+    def refuse(self, missing_ok=False):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(type(run.record_path("data")), "unlink", refuse)
+    with pytest.raises(RunFolderError, match=r"run/data is not writable \(permission denied\)"):
+        run.invalidate("data")
+    assert isinstance(RunFolderError("x"), AgrecError)
+
+
+def test_status_of_a_profile_without_runs(profile_path):
+    prof = load_profile(profile_path)
+    lines = [st.line() for st in pipeline_status(prof, RunDir(prof.run_dir))]
+    assert lines == ["data          missing (no record)",
+                     "semantic_ids  missing (no record)"]
+
+
+def test_recomputing_data_from_the_same_inputs_keeps_downstream_current(profile_path):
+    s = _session(profile_path)
+    prepare_semantic_ids(s, progress=False)
+    digest = s.run.digest("data")
+    prepare_data(s, force=True)  # same files, same config: byte-identical artefacts, same digest
+    assert s.run.digest("data") == digest
+    assert stage_status(s.profile, s.run, "semantic_ids").current
