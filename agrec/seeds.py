@@ -125,7 +125,7 @@ def share_data_stage(sources: list[Path], dest: SeedRun, log: Callable[[str], No
 
 def run_seeds(config_path: str | Path, seeds: list[int], stages: list[str] | None = None,
               overrides: dict[str, Any] | None = None, force: bool = False, notebooks_dir: Path | None = None,
-              reference: str | None = None, log: Callable[[str], None] = print,
+              reference: str | None = None, n_resamples: int = 9999, log: Callable[[str], None] = print,
               run_pipeline: Callable[..., Any] | None = None) -> "SeedsSummary | None":
     """Run the pipeline (``agrec.pipeline.run_pipeline``) once per seed, sequentially, then aggregate the
     seeds whose decode stage has finished (None when none has, e.g. ``stages`` without decode)."""
@@ -144,7 +144,7 @@ def run_seeds(config_path: str | Path, seeds: list[int], stages: list[str] | Non
     if not finished:
         log("agrec seeds: no seed has a finished decode stage yet; no summary written")
         return None
-    return aggregate_seeds(config_path, seeds, overrides, reference=reference, log=log)
+    return aggregate_seeds(config_path, seeds, overrides, reference=reference, n_resamples=n_resamples, log=log)
 
 
 def discover_seeds(base: Profile) -> list[int]:
@@ -333,7 +333,8 @@ def write_summary(summary: SeedsSummary, base: Profile, metrics: list[str]) -> N
             f"{ref} − row over users). 'better': seeds in which {ref}'s mean is higher. Per-seed tests: "
             f"significance.md; method: agrec/analysis/significance.py.\n\n"
             + md.to_markdown(index=False) + "\n\n## Seeds\n\n"
-            + summary.seeds.drop(columns=["run_dir", "report_dir"]).to_markdown(index=False, floatfmt=".4f") + "\n")
+            + summary.seeds.drop(columns=["run_dir", "report_dir"]).astype({"seed": str})
+                     .to_markdown(index=False, floatfmt=".4f") + "\n")
     folder = summary.folder
     atomic_write_text(folder / "summary.md", text)
     _write_csv(folder / "summary.csv", t)
