@@ -151,8 +151,8 @@ def discover_seeds(base: Profile) -> list[int]:
     """Seeds with a decode record: the profile's own run and every ``seeds/<seed>/`` beside it."""
     found = []
     rec = RunDir(base.run_dir).read_record("decode")
-    if rec is not None:
-        found.append(int(rec["seed"]))
+    if rec is not None and int(rec.get("seed", -1)) == base.seed:  # another seed there is not one of the axis
+        found.append(base.seed)
     seeds_root = base.run_dir / SEEDS_DIR
     if seeds_root.is_dir():
         for d in sorted(seeds_root.iterdir()):
