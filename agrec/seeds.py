@@ -332,7 +332,7 @@ def write_summary(summary: SeedsSummary, base: Profile, metrics: list[str]) -> N
             f"McNemar for one seed; NDCG: Wilcoxon signed-rank; Δ CI: paired bootstrap BCa of the mean difference "
             f"{ref} − row over users). 'better': seeds in which {ref}'s mean is higher. Per-seed tests: "
             f"significance.md; method: agrec/analysis/significance.py.\n\n"
-            + md.to_markdown(index=False) + "\n\n## Seeds\n\n"
+            + md.to_markdown(index=False, disable_numparse=True) + "\n\n## Seeds\n\n"
             + summary.seeds.drop(columns=["run_dir", "report_dir"]).astype({"seed": str})
                      .to_markdown(index=False, floatfmt=".4f") + "\n")
     folder = summary.folder
@@ -343,9 +343,11 @@ def write_summary(summary: SeedsSummary, base: Profile, metrics: list[str]) -> N
     if not summary.tests.empty:
         sig = summary.tests.copy()
         sig["p_value"] = [format_p(p) for p in sig["p_value"]]
+        for c in ("reference_mean", "other_mean", "mean_diff", "ci_low", "ci_high"):  # HR tests have no interval
+            sig[c] = ["" if pd.isna(v) else f"{v:.4f}" for v in sig[c]]
         atomic_write_text(folder / "significance.md",
                           f"# Paired tests of {ref} against each row ({METRICS_TARGET})\n\n"
-                          + sig.to_markdown(index=False, floatfmt=".4f") + "\n")
+                          + sig.to_markdown(index=False, disable_numparse=True) + "\n")
 
 
 def _write_csv(path: Path, df: pd.DataFrame) -> None:
