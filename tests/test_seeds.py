@@ -193,3 +193,21 @@ def test_mean_sd_formatting():
     assert mean_sd(0.17923, 0.00514) == "0.1792 ± 0.0051"
     assert mean_sd(0.1, math.nan) == "0.1000"
     assert mean_sd(0.5, 0.0, digits=2) == "0.50 ± 0.00"
+
+
+def test_share_data_stage_only_from_the_same_data_config(tmp_path):
+    from agrec.seeds import plan_seeds, share_data_stage
+
+    main_prof = load_profile(CI_PROFILE, _dirs(tmp_path))
+    run = RunDir(main_prof.run_dir)
+    atomic_write_json(run.stage_dir("data") / "split.json", {"x": 1})
+    run.mark_done("data", "k", main_prof)
+    other = plan_seeds(CI_PROFILE, [7], {**_dirs(tmp_path), "data.min_seq_len": 5})[0]
+    assert share_data_stage([main_prof.run_dir], other, log=lambda s: None) is None
+    assert not (other.profile.run_dir / "data").exists()
+    same = plan_seeds(CI_PROFILE, [7], _dirs(tmp_path))[0]
+    assert share_data_stage([main_prof.run_dir], same, log=lambda s: None) == main_prof.run_dir
+    rec = RunDir(same.profile.run_dir).read_record("data")
+    assert (rec["seed"], rec["config_hash"], rec["copied_from"]) == (7, "k", "../..")
+    # a run that already has its data stage is left alone
+    assert share_data_stage([main_prof.run_dir], same, log=lambda s: None) is None
