@@ -192,14 +192,6 @@ def rows_gains(dec: "DecodeReport", rows: Sequence[str], target: str = "test",
     return users, targets, out
 
 
-def reference_row(dec: "DecodeReport", gnn: str) -> str:
-    """Name of the main AGRec row of a decode table (the row the others are tested against)."""
-    name = f"AGRec ({gnn})"
-    if name not in [r["name"] for r in dec.rows]:
-        raise AgrecError(f"{dec.folder}: the decode table has no row {name!r}")
-    return name
-
-
 def decode_significance(dec: "DecodeReport", reference: str, target: str = "test", ks: Iterable[int] = (5, 10),
                         n_resamples: int = 9999, seed: int = 0) -> "pd.DataFrame":
     """Paired tests of ``reference`` against every other row of one decode run on ``target``.
