@@ -68,6 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a profile key and its values, e.g. --grid decode.alpha=0,0.2,0.4 (repeatable: cartesian product)")
     sw.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="override a profile key for every point (repeatable)")
+    sd = sub.add_parser("seeds", help="run the pipeline once per seed and aggregate: mean ± sd and paired tests "
+                                     "into reports/<dataset>/<profile>/seeds/")
+    sd.add_argument("--config", required=True, help="YAML profile, e.g. configs/ml100k-quick.yaml")
+    sd.add_argument("--seeds", help="a count N (the profile's seed and the next N-1, e.g. 5) or a comma-separated "
+                                    "list of seeds (2024,7,11; '7,' for one); required unless --aggregate-only "
+                                    "(then default: every seed with a finished decode stage)")
+    sd.add_argument("--stages", help="comma-separated subset of stages (default: the profile's pipeline.stages)")
+    sd.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a profile key for every seed (repeatable)")
+    sd.add_argument("--force", action="store_true", help="recompute the stages even if their artefacts are current")
+    sd.add_argument("--aggregate-only", action="store_true",
+                    help="run nothing: rebuild the summary from the seeds whose decode stage has finished")
+    sd.add_argument("--reference", help="the row tested against the others (default: 'AGRec (<evaluation.gnn>)')")
     sub.add_parser("info", help="print library versions")
     return p
 
@@ -112,6 +125,24 @@ def main(argv: list[str] | None = None) -> int:
 
             summary = run_sweep(args.config, args.stage, _parse_grid(args.grid), overrides=_parse_sets(args.sets))
             print(summary.to_string(index=False))
+        elif args.command == "seeds":
+            from agrec.config import load_profile
+            from agrec.seeds import aggregate_seeds, parse_seeds, run_seeds
+
+            overrides = _parse_sets(args.sets)
+            base = load_profile(args.config, overrides)
+            seeds = parse_seeds(args.seeds, base.seed) if args.seeds else None
+            if args.aggregate_only:
+                summary = aggregate_seeds(args.config, seeds, overrides, reference=args.reference)
+            else:
+                if seeds is None:
+                    raise AgrecError("agrec seeds: --seeds is required (a count such as 5, or 2024,7,11) "
+                                     "unless --aggregate-only")
+                stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
+                summary = run_seeds(args.config, seeds, stages=stages, overrides=overrides, force=args.force,
+                                    reference=args.reference)
+            if summary is not None:
+                print((summary.folder / "summary.md").read_text())
         elif args.command == "info":
             from agrec.rundir import library_versions
 

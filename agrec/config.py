@@ -15,6 +15,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,10 @@ class PipelineConfig:
     reports_dir: str = "../reports"  # relative to the profile file
     kernel_name: str = "python3"
     stage_timeout_s: int = 3600      # per notebook cell, papermill's execution_timeout
+    # A sub-folder of the profile's run and report folders for a variant of the same profile, e.g.
+    # "seeds/7" (written by `agrec seeds` for every seed but the profile's own). None: the profile's
+    # own folders. Only plain names separated by "/" (see VARIANT_PART): never "..", absolute or empty.
+    variant: str | None = None
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.stages if s not in STAGES]
@@ -61,6 +66,22 @@ class PipelineConfig:
             raise ConfigError(f"pipeline.stages: a stage is listed twice: {self.stages}")
         if self.stage_timeout_s <= 0:
             raise ConfigError(f"pipeline.stage_timeout_s must be > 0, got {self.stage_timeout_s}")
+        if self.variant is not None:
+            variant_parts(self.variant)  # validates
+
+
+# One component of ``pipeline.variant``: starts with a letter or digit (so never "." or ".."), then
+# letters, digits, "_", "-", "." — safe as a folder name on every file system.
+VARIANT_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def variant_parts(variant: str) -> list[str]:
+    """The folder names of ``pipeline.variant`` (``"seeds/7"`` -> ``["seeds", "7"]``), validated."""
+    parts = variant.split("/") if isinstance(variant, str) else []
+    if not parts or not all(VARIANT_PART.fullmatch(p) for p in parts):
+        raise ConfigError(f"pipeline.variant must be folder names (letters, digits, '_', '-', '.'; not starting "
+                          f"with '.' or '-') separated by '/', e.g. 'seeds/7'; got {variant!r}")
+    return parts
 
 
 @dataclass
@@ -89,9 +110,14 @@ class Profile:
         base = Path(self.source).parent if self.source else Path.cwd()
         return (base / p).resolve()
 
+    def _variant(self, root: Path) -> Path:
+        """``root`` or, with ``pipeline.variant``, its sub-folder (the only place variants enter paths)."""
+        return root.joinpath(*variant_parts(self.pipeline.variant)) if self.pipeline.variant else root
+
     @property
     def run_dir(self) -> Path:
-        return self._resolve(self.pipeline.runs_dir) / self.data.dataset / self.name
+        """``<runs_dir>/<dataset>/<name>[/<pipeline.variant>]``."""
+        return self._variant(self._resolve(self.pipeline.runs_dir) / self.data.dataset / self.name)
 
     @property
     def reports_root(self) -> Path:
@@ -100,7 +126,8 @@ class Profile:
 
     @property
     def report_dir(self) -> Path:
-        return self.reports_root / self.data.dataset / self.name
+        """``<reports_dir>/<dataset>/<name>[/<pipeline.variant>]``."""
+        return self._variant(self.reports_root / self.data.dataset / self.name)
 
     def data_path(self) -> Path | None:
         return None if self.data.path is None else self._resolve(self.data.path)

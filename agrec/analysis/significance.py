@@ -1,0 +1,216 @@
+"""Paired, per-user significance tests of AGRec against each row of the decode table (scipy.stats).
+
+Every row of the decode stage ranks the same users on the same split, so two rows are compared user
+by user (paired), never as two independent means. Per user and cut-off K, a row's outcome is its hit
+(HR@K, 0/1) and its gain (NDCG@K, 1/log2(rank+1) or 0); the difference d_u = reference − other.
+
+One run (one seed):
+
+- **HR@K: exact McNemar test.** Only discordant users carry information: b = users hit by the reference
+  only, c = users hit by the other row only. Under H0 each discordant user is equally likely to fall
+  either way, so b ~ Binomial(b + c, 1/2); the two-sided exact p-value is ``scipy.stats.binomtest``'s
+  (b=8, c=2 -> 2·P(X <= 2 | 10, 1/2) = 0.109375).
+- **NDCG@K: Wilcoxon signed-rank test** on the per-user differences (``scipy.stats.wilcoxon``, zero
+  differences dropped — the "wilcox" convention, they carry no sign — exact null distribution for small
+  samples without ties, the normal approximation otherwise), and a **paired bootstrap 95 % CI of the
+  mean difference** (``scipy.stats.bootstrap`` with ``paired=True``: users are resampled with both
+  rows' values together; BCa interval; seeded, so reproducible).
+
+Several seeds (the same users, one run per seed): the unit of replication is still the *user*. A
+user's outcomes in different seeds are not independent — a user that AGRec hits and the LM misses in
+one seed tends to be so in the next — so treating users × seeds as independent strata (summing the
+discordant pairs over seeds, the Cochran–Mantel–Haenszel / exact conditional test on those strata) or
+combining the per-seed p-values with Fisher's or Stouffer's method (``scipy.stats.combine_pvalues``,
+which assumes independent p-values) counts the same users S times and is anti-conservative: if every
+user's discordance repeated in all S seeds, the summed McNemar statistic would grow by a factor S with
+no new evidence. Instead each user's difference is first averaged over the seeds,
+d̄_u = mean_s d_{u,s}, and the tests run over users on d̄:
+
+- **HR@K: exact sign test** on d̄ (``binomtest`` of #{d̄_u > 0} among #{d̄_u ≠ 0}); with one seed this
+  *is* the exact McNemar test above;
+- **NDCG@K: Wilcoxon signed-rank** on d̄ and the paired bootstrap CI of mean(d̄) over users.
+
+Both are valid under the null that, for every user, the two rows' outcomes are exchangeable (jointly
+over the seeds); they answer "does AGRec beat the other row on users like these, averaged over
+training seeds". The spread *between* seeds is reported beside them (sd over seeds, and in how many
+seeds the reference's mean beats the other row's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+import numpy as np
+from scipy import stats
+
+from agrec.errors import AgrecError
+from agrec.metrics import target_ranks
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from agrec.decode.stage import DecodeReport
+
+
+def user_gains(items: np.ndarray, targets: np.ndarray, ks: Iterable[int] = (5, 10)) -> dict[str, np.ndarray]:
+    """Per-user outcomes of one ranking: ``{"HR@K": hits [U], "NDCG@K": gains [U]}`` (float64).
+
+    Args:
+        items: ``[U, L]`` item ids best first (negative entries are padding).
+        targets: ``[U]`` the held-out item per user.
+
+    Their means are exactly :func:`agrec.metrics.evaluate_rankings`'s numbers.
+    """
+    ranks = target_ranks(np.asarray(items), np.asarray(targets))
+    out: dict[str, np.ndarray] = {}
+    for k in ks:
+        hit = (ranks >= 1) & (ranks <= k)
+        gain = np.zeros(len(ranks), dtype=np.float64)
+        gain[hit] = 1.0 / np.log2(ranks[hit] + 1.0)
+        out[f"HR@{k}"] = hit.astype(np.float64)
+        out[f"NDCG@{k}"] = gain
+    return out
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant counts ``b`` (reference only) and ``c``
+    (other only): ``binomtest(b, b + c, 0.5)``; 1.0 when there is no discordant pair."""
+    if b < 0 or c < 0:
+        raise ValueError(f"discordant counts must be >= 0, got b={b}, c={c}")
+    return 1.0 if b + c == 0 else float(stats.binomtest(int(b), int(b + c), 0.5).pvalue)
+
+
+def wilcoxon_p(d: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of the paired differences ``d [U]`` (zeros dropped);
+    1.0 when every difference is zero (nothing to rank)."""
+    d = np.asarray(d, dtype=np.float64)
+    if not np.any(d != 0):
+        return 1.0
+    return float(stats.wilcoxon(d, zero_method="wilcox").pvalue)
+
+
+def bootstrap_ci(x: np.ndarray, y: np.ndarray, confidence: float = 0.95, n_resamples: int = 9999,
+                 seed: int = 0) -> tuple[float, float]:
+    """Paired bootstrap CI (BCa) of mean(x − y): users are resampled with their two values together.
+
+    Args:
+        x, y: ``[U]`` per-user values of the two rows, aligned by user.
+        seed: seeds the resampling, so the interval is reproducible.
+
+    A degenerate sample (every difference equal, e.g. two identical rows) has the point interval.
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"x and y must be aligned 1-d arrays, got shapes {x.shape} and {y.shape}")
+    d = x - y
+    if np.all(d == d[0]):
+        return float(d[0]), float(d[0])
+
+    def mean_diff(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:  # vectorised over resamples
+        return np.mean(a - b, axis=axis)
+
+    res = stats.bootstrap((x, y), mean_diff, paired=True, vectorized=True, n_resamples=n_resamples,
+                          confidence_level=confidence, method="BCa", rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+@dataclass
+class PairedTest:
+    """The reference row against one other row on one metric, over ``n_seeds`` seed(s).
+
+    ``n_better`` / ``n_worse``: users whose (seed-averaged) outcome is higher / lower with the reference
+    (for HR with one seed: McNemar's b and c). ``test``: the test behind ``p_value``.
+    """
+
+    metric: str
+    n_users: int
+    n_seeds: int
+    reference_mean: float
+    other_mean: float
+    mean_diff: float
+    n_better: int
+    n_worse: int
+    test: str
+    p_value: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+def paired_test(ref: np.ndarray, other: np.ndarray, metric: str, confidence: float = 0.95,
+                n_resamples: int = 9999, seed: int = 0) -> PairedTest:
+    """Paired test of the reference against another row on ``metric`` (see the module docstring).
+
+    Args:
+        ref, other: per-user outcomes, ``[U]`` (one seed) or ``[S, U]`` (S seeds, same users in the same
+            order); hits (0/1) for ``HR@K``, gains for ``NDCG@K``.
+        metric: ``"HR@K"`` (exact McNemar / sign test) or ``"NDCG@K"`` (Wilcoxon + bootstrap CI).
+    """
+    ref, other = np.atleast_2d(np.asarray(ref, dtype=np.float64)), np.atleast_2d(np.asarray(other, dtype=np.float64))
+    if ref.shape != other.shape:
+        raise ValueError(f"{metric}: per-user outcomes are not aligned: {ref.shape} vs {other.shape}")
+    n_seeds, n_users = ref.shape
+    r, o = ref.mean(axis=0), other.mean(axis=0)  # seeds averaged per user: the user is the unit
+    d = r - o
+    better, worse = int((d > 0).sum()), int((d < 0).sum())
+    kind = metric.partition("@")[0]
+    lo = hi = None
+    if kind == "HR":
+        if not np.isin(ref, (0.0, 1.0)).all() or not np.isin(other, (0.0, 1.0)).all():
+            raise ValueError(f"{metric}: hits must be 0 or 1")
+        test = "McNemar exact" if n_seeds == 1 else "sign test (exact) on seed-averaged users"
+        p = mcnemar_exact(better, worse)
+    elif kind == "NDCG":
+        test = "Wilcoxon signed-rank" + ("" if n_seeds == 1 else " on seed-averaged users")
+        p = wilcoxon_p(d)
+        lo, hi = bootstrap_ci(r, o, confidence=confidence, n_resamples=n_resamples, seed=seed)
+    else:
+        raise ValueError(f"unknown metric {metric!r}: expected HR@K or NDCG@K")
+    return PairedTest(metric=metric, n_users=n_users, n_seeds=n_seeds, reference_mean=float(r.mean()),
+                      other_mean=float(o.mean()), mean_diff=float(d.mean()), n_better=better, n_worse=worse,
+                      test=test, p_value=p, ci_low=lo, ci_high=hi)
+
+
+def rows_gains(dec: "DecodeReport", rows: Sequence[str], target: str = "test",
+               ks: Iterable[int] = (5, 10)) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, np.ndarray]]]:
+    """Per-user outcomes of ``rows`` of one decode run, read from its saved rankings.
+
+    Returns ``(users [U], targets [U], {row: {metric: [U]}})``; raises :class:`AgrecError` when two rows
+    were not ranked for the same users and targets (they could not be paired).
+    """
+    users = targets = None
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for row in rows:
+        rk = dec.rankings(row, target)
+        if users is None:
+            users, targets = rk["users"], rk["targets"]
+        elif not (np.array_equal(rk["users"], users) and np.array_equal(rk["targets"], targets)):
+            raise AgrecError(f"{dec.folder}: rows {rows[0]!r} and {row!r} were ranked for different users or "
+                             f"targets on {target}; they cannot be compared per user")
+        out[row] = user_gains(rk["items"], rk["targets"], ks)
+    assert users is not None and targets is not None
+    return users, targets, out
+
+
+def decode_significance(dec: "DecodeReport", reference: str, target: str = "test", ks: Iterable[int] = (5, 10),
+                        n_resamples: int = 9999, seed: int = 0) -> "pd.DataFrame":
+    """Paired tests of ``reference`` against every other row of one decode run on ``target``.
+
+    One line per (row, metric): the means, their difference, users better/worse with the reference,
+    the test, its p-value and (NDCG) the bootstrap CI of the mean difference.
+    """
+    import pandas as pd
+
+    ks = list(ks)
+    names = [r["name"] for r in dec.rows]
+    if reference not in names:
+        raise AgrecError(f"{dec.folder}: no row {reference!r} in the decode table (rows: {names})")
+    _, _, gains = rows_gains(dec, names, target, ks)
+    recs = []
+    for name in names:
+        if name == reference:
+            continue
+        for metric in gains[reference]:
+            t = paired_test(gains[reference][metric], gains[name][metric], metric, n_resamples=n_resamples, seed=seed)
+            recs.append({"method": name, **asdict(t)})
+    return pd.DataFrame(recs)
