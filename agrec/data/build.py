@@ -97,7 +97,7 @@ def build_dataset(
         bad = ~np.isfinite(times)
         if bad.any():  # inf / nan would sort arbitrarily and poison time-aware statistics
             i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{source}: line {line_numbers[i]}: timestamp {times[i]!r} is not a finite number; "
+            raise DataError(f"{source}: line {line_numbers[i]}: timestamp {float(times[i])!r} is not a finite number; "
                             f"{int(bad.sum())} row(s) have one")
         frame["time"] = times
         if check_duplicates:

@@ -100,7 +100,7 @@ def load_atomic(folder: Path | None, dataset: str, min_seq_len: int, require_tex
     times = inter["timestamp"].to_numpy(np.float64) if "timestamp" in inter.columns else None
     if times is not None and not np.isfinite(times).all():
         bad = int(np.flatnonzero(~np.isfinite(times))[0])
-        what = "empty timestamp" if np.isnan(times[bad]) else f"timestamp {times[bad]!r} is not finite"
+        what = "empty timestamp" if np.isnan(times[bad]) else f"timestamp {float(times[bad])!r} is not finite"
         raise DataError(f"{inter_path}: line {lines[bad]}: {what}")
 
     item_table = read_atomic(item_path) if item_path.is_file() else None
