@@ -50,7 +50,8 @@ def _parse_times(path: Path, col: str, values: pd.Series) -> np.ndarray:
         secs, bad = num, num.isna()
     else:
         dt = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
-        secs, bad = (dt - pd.Timestamp(0, tz="UTC")).dt.total_seconds(), dt.isna()
+        epoch = pd.Timestamp(0, tz="UTC").as_unit(dt.dt.unit)  # dates before 1677 are not in ns
+        secs, bad = (dt - epoch).dt.total_seconds(), dt.isna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(f"{path}: line {row + 2}: column '{col}' value {values.iloc[row]!r} is neither a number "

@@ -98,3 +98,9 @@ def test_optional_empty_text_is_counted_not_used(tmp_path):
               require_text=False)
     assert ds.item_text is None
     assert "1 item(s) have no text (first: 'b'); item text is not used (data.require_text is false)" in ds.notes
+
+
+def test_dates_before_1677_and_odd_digit_timestamps(tmp_path):
+    # pandas parses '١٢٣' as the year 123; such dates are outside nanosecond range, which used to crash.
+    ds = load(make(tmp_path, "user_id,item_id,timestamp\n1,a,0123-01-01\n1,b,1500-01-01\n1,c,2024-01-01\n"))
+    assert ds.timestamps[0][0] == -58285699200.0 and np.all(np.diff(ds.timestamps[0]) > 0)
