@@ -3,31 +3,57 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Any
 
-import yaml
+from agrec.errors import AgrecError, ConfigError
 
-from agrec.errors import AgrecError
+# A profile key: dotted identifiers, e.g. data.min_seq_len or gnn.lightgcn.n_layers.
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _split_item(item: str, option: str, example: str) -> tuple[str, str]:
+    if "=" not in item:
+        raise ConfigError(f"{option} expects {example}, got {item!r}")
+    key, value = item.split("=", 1)
+    key = key.strip()
+    if not _KEY.fullmatch(key):
+        raise ConfigError(f"{option} {item!r}: {key!r} is not a profile key (dotted names such as "
+                          f"data.min_seq_len)")
+    return key, value
 
 
 def _parse_sets(items: list[str]) -> dict[str, Any]:
+    """``["seed=7", "data.min_seq_len=5"]`` -> ``{"seed": 7, "data.min_seq_len": 5}``; values are YAML
+    (typed: 5 -> int, true -> bool, [a, b] -> list). Any malformed item is a :class:`ConfigError`."""
+    from agrec.config import load_yaml
+
     out: dict[str, Any] = {}
     for item in items:
-        if "=" not in item:
-            raise AgrecError(f"--set expects KEY=VALUE (e.g. data.min_seq_len=5), got {item!r}")
-        key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)  # typed: 5 -> int, true -> bool, [a, b] -> list
+        key, value = _split_item(item, "--set", "KEY=VALUE (e.g. data.min_seq_len=5)")
+        if key in out:
+            raise ConfigError(f"--set: key {key!r} is given twice")
+        out[key] = load_yaml(value, source=f"--set {key}")
     return out
 
 
 def _parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    """``["decode.alpha=0,0.5"]`` -> ``{"decode.alpha": [0, 0.5]}`` (each value YAML, split on commas)."""
+    from agrec.config import load_yaml
+
     grid: dict[str, list[Any]] = {}
     for item in items:
-        if "=" not in item:
-            raise AgrecError(f"--grid expects KEY=V1,V2,… (e.g. decode.alpha=0,0.5), got {item!r}")
-        key, values = item.split("=", 1)
-        grid[key.strip()] = [yaml.safe_load(v) for v in values.split(",") if v.strip()]
+        key, values = _split_item(item, "--grid", "KEY=V1,V2,… (e.g. decode.alpha=0,0.5)")
+        if key in grid:
+            raise ConfigError(f"--grid: key {key!r} is given twice; list all its values in one --grid")
+        texts = [v.strip() for v in values.split(",") if v.strip()]
+        if not texts:
+            raise ConfigError(f"--grid {key}: no values (expected {key}=V1,V2,…)")
+        if len(set(texts)) != len(texts):
+            dup = next(t for t in texts if texts.count(t) > 1)
+            raise ConfigError(f"--grid {key}: value {dup!r} is listed twice")
+        grid[key] = [load_yaml(v, source=f"--grid {key}") for v in texts]
     return grid
 
 

@@ -1,8 +1,9 @@
 """Typed run configuration loaded from YAML profiles (``configs/*.yaml``).
 
 A profile is a tree of dataclasses, one per pipeline stage. Loading is strict: an unknown key, a
-value of the wrong type or an out-of-range value is a :class:`~agrec.errors.ConfigError` naming the
-file and the dotted key. Relative paths inside a profile are resolved against the profile file's
+duplicate key, a value of the wrong type (``true`` where a number is expected, ``.nan`` / ``.inf`` for a
+number), an out-of-range value or a name that would leave the run/report roots is a
+:class:`~agrec.errors.ConfigError` naming the file and the dotted key. Relative paths inside a profile are resolved against the profile file's
 folder, so a run does not depend on the current working directory.
 
 Stage configs live beside the code they configure (``agrec/data/config.py`` …); this module only
@@ -15,7 +16,9 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 import re
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +33,7 @@ from agrec.decode.config import DecodeConfig, EvalConfig
 from agrec.errors import ConfigError
 from agrec.gnn.config import GNNConfig
 from agrec.lm.config import LMConfig
+from agrec.paths import check_name, check_path, safe_join
 from agrec.semantic_ids.config import SemanticIdConfig
 
 # Stages of the pipeline in data-flow order, each with the notebook that runs it (agrec.pipeline).
@@ -59,6 +63,8 @@ class PipelineConfig:
     variant: str | None = None
 
     def __post_init__(self) -> None:
+        check_path(self.runs_dir, "pipeline.runs_dir")
+        check_path(self.reports_dir, "pipeline.reports_dir")
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
             raise ConfigError(f"pipeline.stages: unknown stage(s) {unknown}; known stages are {list(STAGES)}")
@@ -102,8 +108,7 @@ class Profile:
     source: str | None = field(default=None, metadata={"internal": True})
 
     def __post_init__(self) -> None:
-        if not self.name or "/" in self.name:
-            raise ConfigError(f"name must be a non-empty string without '/', got {self.name!r}")
+        check_name(self.name, "name")  # a folder below runs_dir / reports_dir
 
     # -- paths -------------------------------------------------------------------------------
     def _resolve(self, p: str) -> Path:
@@ -112,12 +117,14 @@ class Profile:
 
     def _variant(self, root: Path) -> Path:
         """``root`` or, with ``pipeline.variant``, its sub-folder (the only place variants enter paths)."""
-        return root.joinpath(*variant_parts(self.pipeline.variant)) if self.pipeline.variant else root
+        return safe_join(root, *variant_parts(self.pipeline.variant), key="pipeline.variant") \
+            if self.pipeline.variant else root
 
     @property
     def run_dir(self) -> Path:
         """``<runs_dir>/<dataset>/<name>[/<pipeline.variant>]``."""
-        return self._variant(self._resolve(self.pipeline.runs_dir) / self.data.dataset / self.name)
+        runs = self._resolve(self.pipeline.runs_dir)
+        return self._variant(safe_join(safe_join(runs, self.data.dataset, key="data.dataset"), self.name, key="name"))
 
     @property
     def reports_root(self) -> Path:
@@ -127,7 +134,8 @@ class Profile:
     @property
     def report_dir(self) -> Path:
         """``<reports_dir>/<dataset>/<name>[/<pipeline.variant>]``."""
-        return self._variant(self.reports_root / self.data.dataset / self.name)
+        return self._variant(safe_join(safe_join(self.reports_root, self.data.dataset, key="data.dataset"), self.name,
+                                       key="name"))
 
     def data_path(self) -> Path | None:
         return None if self.data.path is None else self._resolve(self.data.path)
@@ -162,6 +170,9 @@ def profile_from_dict(raw: dict[str, Any], source: str | Path | None = None) -> 
     unknown = _unknown_keys(Profile, raw)
     if unknown:
         raise ConfigError(f"{where}unknown key(s) {', '.join(unknown)}")
+    bad = _check_numbers(Profile, raw)  # dacite takes True for an int and NaN for a float
+    if bad:
+        raise ConfigError(f"{where}{bad}")
     try:
         prof = dacite.from_dict(Profile, raw, config=_DACITE)
     except dacite.UnexpectedDataError as e:  # defensive: _unknown_keys should have caught it
@@ -185,9 +196,10 @@ def load_profile(path: str | Path, overrides: dict[str, Any] | None = None) -> P
     if not path.is_file():
         raise ConfigError(f"{path}: profile file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        text = path.read_text(encoding="utf-8-sig")  # a BOM carries no data
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    raw = load_yaml(text, source=path)
     raw = {} if raw is None else raw
     if overrides:
         raw = apply_overrides(raw, overrides, source=path)
@@ -200,7 +212,10 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any], source: str 
     out = copy.deepcopy(raw)
     for dotted, value in overrides.items():
         node = out
-        parts = dotted.split(".")
+        parts = dotted.split(".") if isinstance(dotted, str) else [""]
+        if any(not p.strip() for p in parts):
+            raise ConfigError(f"{source or 'overrides'}: override key {dotted!r} is not a dotted key such as "
+                              f"data.min_seq_len (an empty part)")
         for p in parts[:-1]:
             nxt = node.setdefault(p, {})
             if not isinstance(nxt, dict):
@@ -208,6 +223,96 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any], source: str 
             node = nxt
         node[parts[-1]] = value
     return out
+
+
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key repeated in one mapping is an error (YAML 1.2 says keys are
+    unique; PyYAML silently keeps the last one, so a profile could say ``seed`` twice and mean either)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # "<<: *anchor" merges; explicit keys may override merged ones (YAML merge spec)
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise DuplicateKeyError(key, seen[key], line)
+                seen[key] = line
+            except TypeError:  # unhashable key, e.g. "? [a, b]": PyYAML reports it below
+                continue
+        return super().construct_mapping(node, deep=deep)
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: Any, first_line: int, line: int):
+        super().__init__(f"line {line}: duplicate key {key!r} (first given on line {first_line})")
+        self.key, self.first_line, self.line = key, first_line, line
+
+
+def load_yaml(text: str, source: str | Path | None = None) -> Any:
+    """Parse YAML text with :class:`StrictLoader`; any problem is a :class:`ConfigError` naming ``source``."""
+    where = f"{source}: " if source else ""
+    try:
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except DuplicateKeyError as e:
+        raise ConfigError(f"{where}{e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}not valid YAML: {e}") from None
+    except (ValueError, OverflowError, RecursionError) as e:  # e.g. a timestamp out of range
+        raise ConfigError(f"{where}not valid YAML: {e}") from None
+
+
+def _check_numbers(tp: Any, value: Any, key: str = "") -> str | None:
+    """The first place in ``value`` where the type ``tp`` expects a number and gets a bool, or a float
+    field gets NaN / ±inf; a message naming the dotted key, or None. Walks dataclasses, Optional /
+    unions, lists, tuples and dicts, so every int/float field of every section is covered."""
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, dict):
+            return None  # dacite reports the wrong type
+        hints = typing.get_type_hints(tp)
+        for k, v in value.items():
+            if k in hints:
+                bad = _check_numbers(hints[k], v, f"{key}.{k}" if key else str(k))
+                if bad:
+                    return bad
+        return None
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if isinstance(value, (list, tuple)):
+            seqs = [a for a in options if typing.get_origin(a) in (list, tuple)]
+            return _check_numbers(seqs[0], value, key) if seqs else None
+        if isinstance(value, dict):
+            maps = [a for a in options if dataclasses.is_dataclass(a) or typing.get_origin(a) is dict]
+            return _check_numbers(maps[0], value, key) if maps else None
+        scalars = [a for a in options if a in (int, float, bool)]
+        if bool in scalars or not scalars:
+            return None
+        return _check_numbers(float if float in scalars else int, value, key)
+    if origin in (list, tuple) and isinstance(value, (list, tuple)):
+        item_types = args if origin is tuple and args and args[-1] is not Ellipsis else (args[:1] * len(value))
+        for i, (t, v) in enumerate(zip(item_types, value)):
+            bad = _check_numbers(t, v, f"{key}[{i}]")
+            if bad:
+                return bad
+        return None
+    if origin is dict and isinstance(value, dict) and len(args) == 2:
+        for k, v in value.items():
+            bad = _check_numbers(args[1], v, f"{key}.{k}")
+            if bad:
+                return bad
+        return None
+    if origin is typing.Literal and isinstance(value, bool) and not any(a is value for a in args):
+        return f"key '{key}' expects one of {list(args)}, got {value!r} (bool)"  # True == 1 would pass
+    if tp in (int, float) and isinstance(value, bool):
+        return f"key '{key}' expects {tp.__name__}, got {value!r} (bool)"
+    if tp is float and isinstance(value, float) and not math.isfinite(value):
+        return f"key '{key}' expects a finite number, got {value!r}"
+    return None
 
 
 def _unknown_keys(cls: type, raw: dict[str, Any], prefix: str = "") -> list[str]:

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from agrec.config import STAGE_NOTEBOOKS, Profile, load_profile
-from agrec.errors import AgrecError, StageError
+from agrec.errors import AgrecError, ConfigError, StageError
 from agrec.io import atomic_path, atomic_write_json
+from agrec.paths import safe_component, safe_join
 from agrec.rundir import RunDir, ensure_writable, library_versions
 
 if TYPE_CHECKING:
@@ -261,9 +262,15 @@ def _grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
-def point_name(point: dict[str, Any]) -> str:
-    """Folder name of a sweep point: ``decode.alpha=0.3,decode.tau=1``."""
+def point_label(point: dict[str, Any]) -> str:
+    """What a sweep point is, for logs: ``decode.alpha=0.3,decode.tau=1``."""
     return ",".join(f"{k}={v}" for k, v in point.items())
+
+
+def point_name(point: dict[str, Any]) -> str:
+    """Folder name of a sweep point: its label when that is a safe folder name (``decode.alpha=0.3``),
+    else a sanitised label plus a short hash of it (grid values may hold ``/``, ``..`` or anything)."""
+    return safe_component(point_label(point), max_len=150)
 
 
 def run_sweep(config_path: str | Path, stage: str, grid: dict[str, list[Any]],
@@ -280,8 +287,11 @@ def run_sweep(config_path: str | Path, stage: str, grid: dict[str, list[Any]],
     if stage not in STAGE_NOTEBOOKS:
         raise AgrecError(f"unknown stage {stage!r}; known stages: {list(STAGE_NOTEBOOKS)}")
     if not grid or any(not isinstance(v, list) or not v for v in grid.values()):
-        raise AgrecError(f"a sweep grid maps keys to non-empty lists of values, got {grid!r}")
+        raise ConfigError(f"a sweep grid maps keys to non-empty lists of values, got {grid!r}")
     base = dict(overrides or {})
+    both = sorted(set(base) & set(grid))
+    if both:
+        raise ConfigError(f"key(s) {both} are both overridden (--set) and swept (--grid); give each key once")
     profile = load_profile(config_path, base)
     for point in _grid_points(grid):  # validate every point before running anything
         load_profile(config_path, {**base, **point})
@@ -290,15 +300,19 @@ def run_sweep(config_path: str | Path, stage: str, grid: dict[str, list[Any]],
     sweep_dir = profile.report_dir / "sweeps" / stage
     rows = []
     points = _grid_points(grid)
+    names = [point_name(p) for p in points]
+    if len(set(names)) != len(names):  # e.g. a value listed twice: the second would overwrite the first
+        dup = next(point_label(p) for p, n in zip(points, names) if names.count(n) > 1)
+        raise ConfigError(f"sweep point {dup} occurs twice in the grid")
     for i, point in enumerate(points, 1):
-        out_dir = sweep_dir / point_name(point)
-        log(f"[{i}/{len(points)}] {stage} {point_name(point)} ...")
+        out_dir = safe_join(sweep_dir, point_name(point), key="--grid")
+        log(f"[{i}/{len(points)}] {stage} {point_label(point)} ...")
         t0 = time.perf_counter()
         params = {"config_path": os.path.relpath(profile.source, nb_dir), "overrides": {**base, **point},
                   "report_dir": str(out_dir)}
         execute_notebook(nb, out_dir / nb.name, params, stage, kernel_name=profile.pipeline.kernel_name,
                          timeout_s=profile.pipeline.stage_timeout_s)
-        log(f"[{i}/{len(points)}] {stage} {point_name(point)}: done in {time.perf_counter() - t0:.1f} s")
+        log(f"[{i}/{len(points)}] {stage} {point_label(point)}: done in {time.perf_counter() - t0:.1f} s")
         res_path = out_dir / "results" / f"{stage}.json"
         res = json.loads(res_path.read_text()) if res_path.is_file() else {}
         rows.append({**point, **{k: v for k, v in _flatten(res).items() if isinstance(v, (int, float, str, bool))}})

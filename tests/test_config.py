@@ -85,3 +85,73 @@ def test_section_hash_tracks_content():
     assert a.section_hash("data") != b.section_hash("data")
     assert a.section_hash("data") != c.section_hash("data")
     assert a.section_hash("data", seed=False) == c.section_hash("data", seed=False)
+
+
+# -- strict YAML -----------------------------------------------------------------------------------
+
+def test_duplicate_key_names_file_key_and_lines(tmp_path):
+    p = write(tmp_path, "name: x\nseed: 1\nseed: 2\n")
+    with pytest.raises(ConfigError, match=r"p\.yaml: line 3: duplicate key 'seed' \(first given on line 2\)$"):
+        load_profile(p)
+
+
+def test_duplicate_nested_key_and_section(tmp_path):
+    with pytest.raises(ConfigError, match=r"p\.yaml: line 4: duplicate key 'min_seq_len' \(first given on line 3\)"):
+        load_profile(write(tmp_path, "name: x\ndata:\n  min_seq_len: 3\n  min_seq_len: 5\n"))
+    with pytest.raises(ConfigError, match=r"p\.yaml: line 3: duplicate key 'data' \(first given on line 2\)"):
+        load_profile(write(tmp_path, "name: x\ndata: {min_seq_len: 4}\ndata: {min_seq_len: 5}\n"))
+
+
+def test_merge_key_may_be_overridden(tmp_path):
+    prof = load_profile(write(tmp_path, "name: x\ndata:\n  <<: {min_seq_len: 4, require_text: false}\n  min_seq_len: 5\n"))
+    assert prof.data.min_seq_len == 5 and prof.data.require_text is False
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("seed: true", r"key 'seed' expects int, got True \(bool\)"),
+    ("data:\n  min_seq_len: false", r"key 'data\.min_seq_len' expects int, got False \(bool\)"),
+    ("decode:\n  alpha: [0.1, true]", r"key 'decode\.alpha\[1\]' expects float, got True \(bool\)"),
+    ("decode:\n  alpha: true", r"key 'decode\.alpha' expects float, got True \(bool\)"),
+    ("semantic_ids:\n  cpu_threads: true", r"key 'semantic_ids\.cpu_threads' expects int, got True \(bool\)"),
+    ("gnn:\n  train:\n    learning_rate: .nan", r"key 'gnn\.train\.learning_rate' expects a finite number, got nan"),
+    ("gnn:\n  train:\n    learning_rate: -.inf", r"key 'gnn\.train\.learning_rate' expects a finite number, got -inf"),
+    ("analysis:\n  tsne_perplexity: .inf", r"key 'analysis\.tsne_perplexity' expects a finite number, got inf"),
+])
+def test_bool_or_non_finite_where_a_number_is_expected(tmp_path, yaml_text, message):
+    with pytest.raises(ConfigError, match=r"p\.yaml: " + message):
+        load_profile(write(tmp_path, "name: x\n" + yaml_text + "\n"))
+
+
+def test_ints_still_allowed_for_floats(tmp_path):
+    prof = load_profile(write(tmp_path, "name: x\ndecode:\n  tau: 2\n  alpha: [0, 1]\n"))
+    assert prof.decode.tau == 2 and prof.decode.alpha == [0.0, 1.0]
+
+
+def test_bom_and_non_utf8_profiles(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_bytes(b"\xef\xbb\xbfname: x\nseed: 3\n")
+    assert load_profile(p).seed == 3
+    p.write_bytes(b"name: x\xe9\n")
+    with pytest.raises(ConfigError, match=r"p\.yaml: not UTF-8 text \(invalid continuation byte at byte 7\)"):
+        load_profile(p)
+
+
+def test_yaml_value_errors_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"p\.yaml: not valid YAML: month must be in 1\.\.12"):
+        load_profile(write(tmp_path, "name: x\nseed: 2001-13-45\n"))
+
+
+def test_override_key_with_an_empty_part(tmp_path):
+    with pytest.raises(ConfigError, match=r"override key 'data\.\.min_seq_len' is not a dotted key"):
+        load_profile(CI_PROFILE, {"data..min_seq_len": 5})
+
+
+def test_name_override_cannot_escape(tmp_path):
+    with pytest.raises(ConfigError, match=r"ml100k-ci\.yaml: name must be a plain folder name .* got '\.\.'"):
+        load_profile(CI_PROFILE, {"name": ".."})
+
+
+def test_user_item_time_columns_must_differ():
+    with pytest.raises(ConfigError, match=r"data\.user_col, data\.item_col and data\.time_col must be three "
+                                          r"different columns"):
+        profile_from_dict({"name": "x", "data": {"user_col": "id", "item_col": "id"}})

@@ -192,3 +192,37 @@ def test_interrupt_leaves_one_line_no_temp_files_no_record(tmp_path, toy_profile
     rep = toy_profile.parent / "reports" / "Toy" / "toy"
     assert not rep.exists() or list(rep.iterdir()) == []
     assert not (toy_profile.parent / "runs" / "Toy" / "toy" / "data" / "stage.json").exists()
+
+
+def test_sweep_point_folders_never_leave_the_sweep_folder(tmp_path, monkeypatch):
+    """Grid values holding '..', '/' or NUL become encoded folder names under sweeps/<stage>/."""
+    import agrec.pipeline as pipeline
+    from agrec.paths import is_under
+
+    outputs = []
+    monkeypatch.setattr(pipeline, "execute_notebook", lambda nb, out, *a, **k: outputs.append(out))
+    values = ["../../../../x", "/abs/path", "a\0b", "../a", ".._a", "plain"]
+    pipeline.run_sweep(CI_PROFILE, "data", {"pipeline.kernel_name": values}, overrides=_dirs(tmp_path),
+                       log=lambda s: None)
+    sweep = tmp_path / "reports" / "ml-100k" / "ci" / "sweeps" / "data"
+    folders = [o.parent for o in outputs]
+    assert all(f.parent == sweep and is_under(f, sweep) for f in folders)
+    assert len(set(folders)) == len(values)
+    assert folders[-1].name == "pipeline.kernel_name=plain"
+    assert folders[0].name.startswith("pipeline.kernel_name=.._.._.._.._x-")
+    assert sorted(p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*") if p.is_file()) == ["reports"]
+
+
+@pytest.mark.parametrize("grid, sets, message", [
+    ({"seed": [1, 2]}, {"seed": 3}, r"key\(s\) \['seed'\] are both overridden \(--set\) and swept \(--grid\)"),
+    ({"seed": [1, 1]}, {}, r"sweep point seed=1 occurs twice in the grid"),
+    ({"name": ["a", ".."]}, {}, r"name must be a plain folder name"),
+])
+def test_sweep_refuses_ambiguous_or_escaping_grids_before_running(tmp_path, grid, sets, message):
+    from agrec.errors import ConfigError
+    from agrec.pipeline import run_sweep
+
+    with pytest.raises(ConfigError, match=message):
+        run_sweep(CI_PROFILE, "data", grid, overrides={**_dirs(tmp_path), **sets}, notebooks_dir=tmp_path / "nb",
+                  log=lambda s: None)
+    assert list(tmp_path.iterdir()) == []

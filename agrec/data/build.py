@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -16,12 +17,36 @@ def natural_order(ids: Sequence[str]) -> list[str]:
     """Ids in numeric order when every id is an integer literal, else in the given order.
 
     MovieLens ids 1..943 then become indices 0..942, which keeps tables readable; string ids keep
-    their first-appearance order. Either way the result is deterministic.
+    their first-appearance order. Either way the result is deterministic. Only ASCII integer literals
+    (``-?[0-9]+``) count as numbers: ``"١٢٣"``, ``"²"`` or ``"--5"`` are ids like any other string.
     """
     ids = list(ids)
-    if ids and all(s.lstrip("-").isdigit() for s in ids):
+    if ids and all(isinstance(s, str) and _INT_ID.fullmatch(s) for s in ids):
         return sorted(ids, key=int)
     return ids
+
+
+_INT_ID = re.compile(r"-?[0-9]+", re.ASCII)
+
+
+def check_item_texts(texts: list[str], item_ids: Sequence[str], source: Path, require_text: bool,
+                     notes: list[str], optional_because: str) -> list[str] | None:
+    """Every item needs a non-empty text, or none is used.
+
+    ``texts[i]`` is item ``i``'s text ("" when it has none). When text is required, the first empty one is a
+    :class:`DataError` naming the item. Otherwise the empty ones are counted in ``notes`` and the dataset
+    gets no text at all (None): an empty string would be embedded like a real text and give all such
+    items one shared code.
+    """
+    empty = [i for i, t in enumerate(texts) if not t.strip()]
+    if not empty:
+        return texts
+    if require_text:
+        raise DataError(f"{source}: item {item_ids[empty[0]]!r} has an empty text; {len(empty)} item(s) have no "
+                        f"text (set data.require_text: false if codes come from elsewhere)")
+    notes.append(f"{len(empty)} item(s) have no text (first: {item_ids[empty[0]]!r}); item text is not used "
+                 f"({optional_because})")
+    return None
 
 
 def reject_duplicates(source: Path, frame: pd.DataFrame) -> None:
@@ -68,6 +93,12 @@ def build_dataset(
 
     frame = pd.DataFrame({"user": users, "item": items, "line": line_numbers})
     if times is not None:
+        times = np.asarray(times, dtype=np.float64)
+        bad = ~np.isfinite(times)
+        if bad.any():  # inf / nan would sort arbitrarily and poison time-aware statistics
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{source}: line {line_numbers[i]}: timestamp {float(times[i])!r} is not a finite number; "
+                            f"{int(bad.sum())} row(s) have one")
         frame["time"] = times
         if check_duplicates:
             reject_duplicates(source, frame)

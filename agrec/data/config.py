@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from agrec.errors import ConfigError
+from agrec.paths import check_name, check_path
 
 
 @dataclass
@@ -33,8 +34,17 @@ class DataConfig:
     text_cols: list[str] | None = None  # item-table columns joined into the item text; None = all but id
 
     def __post_init__(self) -> None:
-        if not self.dataset or "/" in self.dataset:
-            raise ConfigError(f"data.dataset must be a non-empty name without '/', got {self.dataset!r}")
+        # The dataset name is a folder below runs_dir / reports_dir and a file prefix inside data.path.
+        check_name(self.dataset, "data.dataset")
+        if self.path is not None:
+            check_path(self.path, "data.path")
+        check_path(self.inter_file, "data.inter_file")
+        if self.item_file is not None:
+            check_path(self.item_file, "data.item_file")
+        cols = {"data.user_col": self.user_col, "data.item_col": self.item_col, "data.time_col": self.time_col}
+        if len(set(cols.values())) < 3:
+            raise ConfigError(f"data.user_col, data.item_col and data.time_col must be three different columns, "
+                              f"got {cols}")
         if self.min_seq_len < 3:
             raise ConfigError(f"data.min_seq_len must be >= 3 for a leave-one-out split "
                               f"(train, validation, test), got {self.min_seq_len}")

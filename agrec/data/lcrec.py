@@ -12,13 +12,14 @@ A folder with only ``inter`` + ``index`` loads too: the semantic-ID stage then u
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from agrec.data.build import build_dataset
+from agrec.data.build import build_dataset, check_item_texts
 from agrec.data.dataset import SeqDataset
 from agrec.errors import DataError
 
@@ -26,16 +27,65 @@ TEXT_FIELDS = ("title", "brand", "categories", "description")
 
 
 def read_json(path: Path) -> Any:
-    """Parse a JSON file; a :class:`DataError` names the file, line and column of a syntax error."""
+    """Parse a JSON file strictly; a :class:`DataError` names the file and what is wrong.
+
+    Rejected beyond syntax errors: ``NaN`` / ``Infinity`` (accepted by Python's json, not JSON) and a key
+    repeated in one object (json keeps the last silently, e.g. a user listed twice). A UTF-8 BOM is skipped.
+    """
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        with path.open(encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except _NonStandardJSON as e:
+        line, col = _position(text, e.token)
+        raise DataError(f"{path}: line {line}, column {col}: {e.token} is not valid JSON (a number must be "
+                        f"finite)") from None
+    except _DuplicateKey as e:
+        raise DataError(f"{path}: key {e.key!r} appears twice in one object (JSON keeps only the last; "
+                        f"merge or rename them)") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply") from None
+
+
+class _NonStandardJSON(Exception):
+    def __init__(self, token: str):
+        self.token = token
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str):
+        self.key = key
+
+
+def _reject_constant(token: str) -> Any:
+    raise _NonStandardJSON(token)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)')
+
+
+def _position(text: str, token: str) -> tuple[int, int]:
+    """1-based line and column of the first ``token`` outside a JSON string."""
+    for m in _TOKENS.finditer(text):
+        if m.group(1) == token:
+            line = text.count("\n", 0, m.start(1)) + 1
+            return line, m.start(1) - (text.rfind("\n", 0, m.start(1)) + 1) + 1
+    return 0, 0
 
 
 def load_lcrec(folder: Path, dataset: str, min_seq_len: int, require_text: bool) -> SeqDataset:
@@ -100,6 +150,10 @@ def load_lcrec(folder: Path, dataset: str, min_seq_len: int, require_text: bool)
                 meta = {}
             if not isinstance(meta, dict):
                 raise DataError(f"{item_path}: item {it!r}: expected an object of fields, got {type(meta).__name__}")
+            for key in TEXT_FIELDS:
+                if not _is_text_value(meta.get(key)):
+                    raise DataError(f"{item_path}: item {it!r}: field {key!r} must be a string, a number or a list "
+                                    f"of them, got {meta.get(key)!r}")
             text = lcrec_text(meta)
             if not text and require_text and index is None:
                 raise DataError(f"{item_path}: item {it!r} has no text (title, brand, categories, description "
@@ -107,30 +161,43 @@ def load_lcrec(folder: Path, dataset: str, min_seq_len: int, require_text: bool)
             rows.append({"item_id": it, **{k: meta.get(k, "") for k in TEXT_FIELDS}})
             texts.append(text)
         if missing:
-            ds.notes.append(f"{len(missing)} item(s) have no entry in {item_path.name}; their text is empty")
+            ds.notes.append(f"{len(missing)} item(s) have no entry in {item_path.name}")
         ds.item_info = pd.DataFrame(rows, index=pd.RangeIndex(len(rows), name="item"))
         if "categories" in ds.item_info.columns:
             ds.item_info["genres"] = [_categories(c) for c in ds.item_info["categories"]]
-        ds.item_text = texts
+        ds.item_text = check_item_texts(texts, kept, item_path, require_text and index is None, ds.notes,
+                                        f"codes come from {index_path.name}" if index is not None
+                                        else "data.require_text is false")
         unused = len(item_meta) - (len(kept) - len(missing))
         if unused > 0:
             ds.notes.append(f"{unused} item(s) of {item_path.name} have no interactions and are not in the catalogue")
     return ds
 
 
+def _is_text_value(v: Any) -> bool:
+    scalar = (str, int, float)
+    return v is None or (isinstance(v, scalar) and not isinstance(v, bool)) or (
+        isinstance(v, list) and all(isinstance(x, scalar) and not isinstance(x, bool) for x in v))
+
+
 def lcrec_text(meta: dict) -> str:
-    """LC-Rec's item text: title, brand, categories and description, the latter truncated."""
+    """LC-Rec's item text: title, brand, categories and description, the latter truncated.
+
+    A field that is empty once blanks are collapsed (``""``, ``"  "``, ``[]``, ``["", " "]``) is left out
+    with its label, so an item with only empty fields has the empty text, never ``"Categories: "``.
+    """
     parts = []
     for key in TEXT_FIELDS:
         v = meta.get(key)
-        if v is None or v == "":
+        if v is None:
             continue
         if isinstance(v, list):
-            v = ", ".join(str(x) for x in v)
+            v = ", ".join(s for s in (" ".join(str(x).split()) for x in v) if s)
         v = " ".join(str(v).split())
         if key == "description":
             v = v[:500]
-        parts.append(f"{key.capitalize()}: {v}")
+        if v:
+            parts.append(f"{key.capitalize()}: {v}")
     return ". ".join(parts)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agrec.data.build import build_dataset
+from agrec.data.build import build_dataset, check_item_texts
 from agrec.data.dataset import SeqDataset
 from agrec.errors import DataError
 
@@ -40,21 +40,42 @@ def read_atomic(path: Path) -> pd.DataFrame:
     """
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
-    names, dtypes = [], {}
+    try:
+        with path.open(encoding="utf-8-sig") as f:  # a BOM carries no data
+            header = f.readline().rstrip("\r\n").split("\t")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    names, floats = [], []
     for col in header:
         if ":" not in col:
             raise DataError(f"{path}: header column {col!r} is not of the form name:type (RecBole atomic file)")
         name, typ = col.split(":", 1)
+        if typ not in ATOMIC_TYPES:
+            raise DataError(f"{path}: header column {col!r}: unknown type {typ!r} (RecBole types: "
+                            f"{', '.join(ATOMIC_TYPES)})")
+        if name in names:
+            raise DataError(f"{path}: line 1: column {name!r} appears twice in the header")
         names.append(name)
-        dtypes[name] = "float64" if typ == "float" else "string"
+        if typ == "float":
+            floats.append(name)
     try:
-        df = pd.read_csv(path, sep="\t", header=0, names=names, dtype=dtypes, keep_default_na=False,
-                         quoting=3, engine="c")
-    except ValueError as e:
+        df = pd.read_csv(path, sep="\t", header=0, names=names, dtype="string", keep_default_na=False,
+                         quoting=3, engine="c", encoding="utf-8-sig")
+    except (ValueError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot parse: {e}") from None
+    for name in floats:
+        # Parsed here rather than by read_csv so that a bad value is reported with its line.
+        text = df[name].fillna("").str.strip()
+        num = pd.to_numeric(text.where(text != "", None), errors="coerce")
+        bad = (text != "") & num.isna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"{path}: line {row + 2}: column '{name}' value {text.iloc[row]!r} is not a number")
+        df[name] = num.astype(np.float64)
     return df
+
+
+ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
 
 
 def load_atomic(folder: Path | None, dataset: str, min_seq_len: int, require_text: bool) -> SeqDataset:
@@ -70,15 +91,25 @@ def load_atomic(folder: Path | None, dataset: str, min_seq_len: int, require_tex
     for col in ("user_id", "item_id"):
         if col not in inter.columns:
             raise DataError(f"{inter_path}: missing column '{col}' (header has {list(inter.columns)})")
-    times = inter["timestamp"].to_numpy(np.float64) if "timestamp" in inter.columns else None
     # Line numbers for messages: header is line 1.
     lines = np.arange(2, len(inter) + 2)
-    if times is not None and np.isnan(times).any():
-        bad = int(np.flatnonzero(np.isnan(times))[0])
-        raise DataError(f"{inter_path}: line {lines[bad]}: empty timestamp")
+    for col in ("user_id", "item_id"):
+        empty = inter[col].isna() | (inter[col].str.strip() == "")
+        if empty.any():
+            raise DataError(f"{inter_path}: line {lines[int(np.flatnonzero(empty.to_numpy())[0])]}: empty '{col}'")
+    times = inter["timestamp"].to_numpy(np.float64) if "timestamp" in inter.columns else None
+    if times is not None and not np.isfinite(times).all():
+        bad = int(np.flatnonzero(~np.isfinite(times))[0])
+        what = "empty timestamp" if np.isnan(times[bad]) else f"timestamp {float(times[bad])!r} is not finite"
+        raise DataError(f"{inter_path}: line {lines[bad]}: {what}")
 
     item_table = read_atomic(item_path) if item_path.is_file() else None
+    if item_table is not None and "item_id" not in item_table.columns:
+        raise DataError(f"{item_path}: missing column 'item_id' (header has {list(item_table.columns)})")
     item_order = list(item_table["item_id"]) if item_table is not None else None
+    if item_table is not None and (item_table["item_id"].isna() | (item_table["item_id"] == "")).any():
+        row = int(np.flatnonzero((item_table["item_id"].isna() | (item_table["item_id"] == "")).to_numpy())[0])
+        raise DataError(f"{item_path}: line {row + 2}: empty 'item_id'")
     ds, kept = build_dataset(dataset, inter_path, inter["user_id"].to_numpy(str), inter["item_id"].to_numpy(str),
                              times, min_seq_len, item_order=item_order, line_numbers=lines)
     if item_table is None:
@@ -96,7 +127,8 @@ def load_atomic(folder: Path | None, dataset: str, min_seq_len: int, require_tex
                         f"{len(missing)} interacted item(s) lack text")
     info = info.reindex(kept)
     ds.item_info = _movielens_info(info)
-    ds.item_text = [_movielens_text(r) for r in ds.item_info.itertuples()]
+    ds.item_text = check_item_texts([_movielens_text(r) for r in ds.item_info.itertuples()], kept, item_path,
+                                    require_text, ds.notes, "data.require_text is false")
     unused = len(item_table) - len(kept) + len(missing)
     if unused:
         ds.notes.append(f"{unused} item(s) of {item_path.name} have no interactions and are not in the catalogue")
@@ -121,8 +153,8 @@ def _movielens_info(info: pd.DataFrame) -> pd.DataFrame:
 
 def _movielens_text(row) -> str:
     parts = []
-    title = getattr(row, "title", "")
-    year = getattr(row, "year", "")
+    title = " ".join(str(getattr(row, "title", "")).split())
+    year = " ".join(str(getattr(row, "year", "")).split())
     if title:
         parts.append(f"{title} ({year})" if year else str(title))
     genres = getattr(row, "genres", None)

@@ -11,24 +11,36 @@ timestamps, so we refuse rather than guess.
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from agrec.data.build import build_dataset, reject_duplicates
+from agrec.data.build import build_dataset, check_item_texts, reject_duplicates
 from agrec.data.dataset import SeqDataset
 from agrec.errors import DataError
 
 
 def _read_table(path: Path) -> pd.DataFrame:
+    """Every column as strings; a header naming a column twice is an error (pandas would rename the
+    second one ``name.1`` and the loader would silently use the first)."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    kind = "TSV" if sep == "\t" else "CSV"
     try:
-        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
-        raise DataError(f"{path}: cannot parse as {'TSV' if sep == chr(9) else 'CSV'}: {e}") from None
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            header = next(csv.reader(f, delimiter=sep), [])
+        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, csv.Error) as e:
+        raise DataError(f"{path}: cannot parse as {kind}: {e}") from None
+    seen = set()
+    for col in header:
+        if col in seen:
+            raise DataError(f"{path}: line 1: column {col!r} appears twice in the header")
+        seen.add(col)
+    return df
 
 
 def _parse_times(path: Path, col: str, values: pd.Series) -> np.ndarray:
@@ -38,12 +50,19 @@ def _parse_times(path: Path, col: str, values: pd.Series) -> np.ndarray:
         secs, bad = num, num.isna()
     else:
         dt = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
-        secs, bad = (dt - pd.Timestamp(0, tz="UTC")).dt.total_seconds(), dt.isna()
+        epoch = pd.Timestamp(0, tz="UTC").as_unit(dt.dt.unit)  # dates before 1677 are not in ns
+        secs, bad = (dt - epoch).dt.total_seconds(), dt.isna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(f"{path}: line {row + 2}: column '{col}' value {values.iloc[row]!r} is neither a number "
                         f"nor a date")
-    return secs.to_numpy(np.float64)
+    out = secs.to_numpy(np.float64)
+    inf = ~np.isfinite(out)
+    if inf.any():  # "inf", "1e400": a number, but not a point in time
+        row = int(np.flatnonzero(inf)[0])
+        raise DataError(f"{path}: line {row + 2}: column '{col}' value {values.iloc[row]!r} is not a finite "
+                        f"timestamp")
+    return out
 
 
 def load_tabular(folder: Path, inter_file: str, item_file: str | None, user_col: str, item_col: str,
@@ -116,7 +135,7 @@ def load_tabular(folder: Path, inter_file: str, item_file: str | None, user_col:
         if not text and require_text:
             raise DataError(f"{item_path}: item {it!r} has empty text in columns {cols}")
         texts.append(text)
-    ds.item_text = texts
+    ds.item_text = check_item_texts(texts, kept, item_path, require_text, ds.notes, "data.require_text is false")
     ds.item_info = info.reindex(kept).reset_index().rename(columns={item_col: "item_id"}).rename_axis("item")
     unused = len(table) - int(info.index.isin(kept).sum())
     if unused:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from agrec.errors import ConfigError
+from agrec.paths import check_path
 
 
 @dataclass
@@ -98,6 +99,8 @@ class SemanticIdConfig:
     rqvae: RQVAEConfig = field(default_factory=RQVAEConfig)
 
     def __post_init__(self) -> None:
+        if self.embedding_cache is not None:
+            check_path(self.embedding_cache, "semantic_ids.embedding_cache")
         if self.embed_batch_size < 1:
             raise ConfigError(f"semantic_ids.embed_batch_size must be >= 1, got {self.embed_batch_size}")
         if self.max_length < 8:

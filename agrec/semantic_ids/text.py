@@ -44,10 +44,11 @@ def _fields(fmt: str) -> list[str]:
 
 
 def _value(v: Any) -> str:
-    if v is None or (isinstance(v, float) and v != v):  # None / NaN
+    """A field as text: blanks collapsed, None / NaN / NA empty, lists joined without their empty entries."""
+    if isinstance(v, (list, tuple)) or (hasattr(v, "tolist") and getattr(v, "ndim", 0) == 1):
+        return ", ".join(s for s in (_value(x) for x in list(v)) if s)
+    if v is None or (not isinstance(v, str) and pd.api.types.is_scalar(v) and pd.isna(v)):
         return ""
-    if isinstance(v, (list, tuple)):
-        return ", ".join(str(x) for x in v)
     return " ".join(str(v).split())
 
 
@@ -92,9 +93,17 @@ def item_texts(ds: SeqDataset, template: str = "auto") -> list[str]:
         if not isinstance(info, pd.DataFrame) or len(info) != ds.n_items:
             raise DataError(f"{ds.name}: no item table to fill the template from ({len(info)} rows for "
                             f"{ds.n_items} items); use template: auto")
+        fields = _fields(fmt)
+        if not fields:  # every item would read the same
+            raise ConfigError(f"semantic_ids.template {template!r} uses no item field (e.g. {{title}})")
         records = info.to_dict("records")
-        texts = [render(fmt, r) for r in records]
+        texts = []
+        for i, r in enumerate(records):
+            text = render(fmt, r)
+            # Only labels ("Categories: ") and no field value: the text says nothing about the item.
+            texts.append(text if any(_value(r.get(f)) for f in fields) else "")
     for i, t in enumerate(texts):
         if not t.strip():
-            raise DataError(f"{ds.name}: item {ds.item_ids[i]!r} has an empty text (template {template!r})")
+            raise DataError(f"{ds.name}: item {ds.item_ids[i]!r} has an empty text (template {template!r}): "
+                            f"all its fields are empty")
     return texts

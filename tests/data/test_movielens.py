@@ -75,3 +75,47 @@ def test_dataset_not_embedded():
 def test_missing_data_folder(tmp_path):
     with pytest.raises(DataError, match="data folder not found"):
         load_dataset(DataConfig(format="lcrec", dataset="x"), tmp_path / "nope")
+
+
+ATOMIC_HEADER = "user_id:token\titem_id:token\ttimestamp:float\n"
+ATOMIC_ITEMS = "item_id:token\tmovie_title:token_seq\tclass:token_seq\na\tA\tx\nb\tB\ty\nc\tC\tz\n"
+
+
+def _atomic(tmp_path, inter, items=ATOMIC_ITEMS, require_text=True):
+    (tmp_path / "x.inter").write_bytes(inter.encode() if isinstance(inter, str) else inter)
+    if items is not None:
+        (tmp_path / "x.item").write_text(items)
+    return load_atomic(tmp_path, "x", min_seq_len=3, require_text=require_text)
+
+
+@pytest.mark.parametrize("rows, message", [
+    ("u\ta\t1\nu\tb\tinf\nu\tc\t3\n", r"x\.inter: line 3: timestamp inf is not finite"),
+    ("u\ta\t1\nu\tb\tabc\nu\tc\t3\n", r"x\.inter: line 3: column 'timestamp' value 'abc' is not a number"),
+    ("u\ta\t1\nu\nu\tc\t3\n", r"x\.inter: line 3: empty 'item_id'"),
+])
+def test_atomic_bad_rows_name_the_line(tmp_path, rows, message):
+    with pytest.raises(DataError, match=message):
+        _atomic(tmp_path, ATOMIC_HEADER + rows)
+
+
+@pytest.mark.parametrize("header, message", [
+    ("user_id:token\titem_id:token\titem_id:token\n", r"x\.inter: line 1: column 'item_id' appears twice"),
+    ("user_id:int\titem_id:token\n", r"x\.inter: header column 'user_id:int': unknown type 'int'"),
+])
+def test_atomic_bad_header(tmp_path, header, message):
+    with pytest.raises(DataError, match=message):
+        _atomic(tmp_path, header + "u\ta\n")
+
+
+def test_atomic_bom_crlf_and_odd_ids(tmp_path):
+    rows = "--5\ta\t1\n--5\tb\t2\n--5\tc\t3\n3\ta\t1\n3\tb\t2\n3\tc\t3\n"
+    ds = _atomic(tmp_path, b"\xef\xbb\xbf" + (ATOMIC_HEADER + rows).replace("\n", "\r\n").encode())
+    assert ds.user_ids == ["--5", "3"] and ds.item_text[0] == "A. Genres: x"
+
+
+def test_atomic_empty_item_text(tmp_path):
+    items = "item_id:token\tmovie_title:token_seq\trelease_year:token\na\tA\t1990\nb\t  \t1991\nc\tC\t1992\n"
+    with pytest.raises(DataError, match=r"x\.item: item 'b' has an empty text; 1 item\(s\) have no text"):
+        _atomic(tmp_path, ATOMIC_HEADER + "u\ta\t1\nu\tb\t2\nu\tc\t3\n", items)
+    with pytest.raises(DataError, match=r"x\.item: missing column 'item_id'"):
+        _atomic(tmp_path, ATOMIC_HEADER + "u\ta\t1\n", "id:token\tmovie_title:token_seq\na\tA\n")

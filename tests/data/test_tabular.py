@@ -68,3 +68,39 @@ def test_missing_interactions_file(tmp_path):
     (tmp_path / "items.csv").write_text(ITEMS)
     with pytest.raises(DataError, match=r"interactions\.csv: file not found"):
         load(tmp_path)
+
+
+@pytest.mark.parametrize("value, line", [("inf", 4), ("1e400", 4), ("-Infinity", 4)])
+def test_non_finite_timestamp_names_line(tmp_path, value, line):
+    folder = make(tmp_path, f"user_id,item_id,timestamp\n1,a,1\n1,b,2\n1,c,{value}\n")
+    with pytest.raises(DataError, match=rf"interactions\.csv: line {line}: column 'timestamp' value '{value}' is not "
+                                        rf"a finite timestamp"):
+        load(folder)
+
+
+@pytest.mark.parametrize("inter, items, name, col", [
+    ("user_id,item_id,timestamp,timestamp\n1,a,3,1\n", ITEMS, "interactions", "timestamp"),
+    ("user_id,item_id,timestamp\n1,a,1\n", "item_id,title,title\na,A,x\n", "items", "title"),
+])
+def test_duplicate_header_column(tmp_path, inter, items, name, col):
+    with pytest.raises(DataError, match=rf"{name}\.csv: line 1: column '{col}' appears twice in the header"):
+        load(make(tmp_path, inter, items))
+
+
+def test_bom_and_odd_ids(tmp_path):
+    inter = "\ufeffuser_id,item_id,timestamp\n--5,a,1\n--5,b,2\n--5,c,3\n١٢٣,a,1\n١٢٣,b,2\n١٢٣,c,3\n"
+    ds = load(make(tmp_path, inter))
+    assert ds.user_ids == ["--5", "١٢٣"]
+
+
+def test_optional_empty_text_is_counted_not_used(tmp_path):
+    ds = load(make(tmp_path, "user_id,item_id,timestamp\n1,a,1\n1,b,2\n1,c,3\n", "item_id,title\na,A\nb, \nc,C\n"),
+              require_text=False)
+    assert ds.item_text is None
+    assert "1 item(s) have no text (first: 'b'); item text is not used (data.require_text is false)" in ds.notes
+
+
+def test_dates_before_1677_and_odd_digit_timestamps(tmp_path):
+    # pandas parses '١٢٣' as the year 123; such dates are outside nanosecond range, which used to crash.
+    ds = load(make(tmp_path, "user_id,item_id,timestamp\n1,a,0123-01-01\n1,b,1500-01-01\n1,c,2024-01-01\n"))
+    assert ds.timestamps[0][0] == -58285699200.0 and np.all(np.diff(ds.timestamps[0]) > 0)
