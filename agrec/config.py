@@ -52,6 +52,10 @@ class PipelineConfig:
     reports_dir: str = "../reports"  # relative to the profile file
     kernel_name: str = "python3"
     stage_timeout_s: int = 3600      # per notebook cell, papermill's execution_timeout
+    # torch intra-op threads of every stage (None = torch's default, one per core). Fixed so that the
+    # numbers do not depend on the machine's core count (README "Reproducibility"); a stage's own
+    # semantic_ids.cpu_threads / lm.num_threads overrides it inside that stage.
+    num_threads: int | None = 1
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.stages if s not in STAGES]
@@ -61,6 +65,8 @@ class PipelineConfig:
             raise ConfigError(f"pipeline.stages: a stage is listed twice: {self.stages}")
         if self.stage_timeout_s <= 0:
             raise ConfigError(f"pipeline.stage_timeout_s must be > 0, got {self.stage_timeout_s}")
+        if self.num_threads is not None and (isinstance(self.num_threads, bool) or self.num_threads < 1):
+            raise ConfigError(f"pipeline.num_threads must be >= 1 or null, got {self.num_threads!r}")
 
 
 @dataclass
