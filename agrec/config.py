@@ -61,6 +61,10 @@ class PipelineConfig:
     # "seeds/7" (written by `agrec seeds` for every seed but the profile's own). None: the profile's
     # own folders. Only plain names separated by "/" (see VARIANT_PART): never "..", absolute or empty.
     variant: str | None = None
+    # torch intra-op threads of every stage (None = torch's default, one per core). Fixed so that the
+    # numbers do not depend on the machine's core count (README "Reproducibility"); a stage's own
+    # semantic_ids.cpu_threads / lm.num_threads overrides it inside that stage.
+    num_threads: int | None = 1
 
     def __post_init__(self) -> None:
         check_path(self.runs_dir, "pipeline.runs_dir")
@@ -74,6 +78,8 @@ class PipelineConfig:
             raise ConfigError(f"pipeline.stage_timeout_s must be > 0, got {self.stage_timeout_s}")
         if self.variant is not None:
             variant_parts(self.variant)  # validates
+        if self.num_threads is not None and (isinstance(self.num_threads, bool) or self.num_threads < 1):
+            raise ConfigError(f"pipeline.num_threads must be >= 1 or null, got {self.num_threads!r}")
 
 
 # One component of ``pipeline.variant``: starts with a letter or digit (so never "." or ".."), then

@@ -10,6 +10,7 @@ from agrec.config import Profile, load_profile
 from agrec.report import Report
 from agrec.rundir import RunDir
 from agrec.seed import seed_everything
+from agrec.threads import set_num_threads
 
 
 @dataclass
@@ -42,6 +43,7 @@ def open_session(config_path: str | Path, *, dataset: str | None = None, data_di
         ov["seed"] = seed
     profile = load_profile(config_path, ov)
     seed_everything(profile.seed)
+    set_num_threads(profile.pipeline.num_threads)
     _inline_figures()
     run = RunDir(Path(run_dir).resolve() if run_dir is not None else profile.run_dir)
     report = Report(Path(report_dir).resolve() if report_dir is not None else profile.report_dir)

@@ -45,6 +45,11 @@ class RQVAEConfig:
     # Checkpoint selection: lowest collision rate; rates within this absolute tolerance count as equal
     # and the lower reconstruction error wins (LC-Rec picks the lowest collision rate only).
     collision_tol: float = 0.0
+    # Precision of the RQ-VAE / residual k-means (parameters, inputs, codebooks). float64: rounding
+    # differences between CPUs (instruction set, thread count) start ~1e9 times smaller, so that the
+    # codes stay the same over training (README "Reproducibility"); the model is small enough that it
+    # costs little on a CPU.
+    dtype: Literal["float64", "float32"] = "float64"
 
     def __post_init__(self) -> None:
         checks = {
@@ -53,7 +58,7 @@ class RQVAEConfig:
             "kmeans_iters": self.kmeans_iters >= 1, "sinkhorn_epsilon": self.sinkhorn_epsilon >= 0.0,
             "sinkhorn_iters": self.sinkhorn_iters >= 1, "lr": self.lr > 0, "weight_decay": self.weight_decay >= 0,
             "epochs": self.epochs >= 0, "batch_size": self.batch_size >= 1, "eval_every": self.eval_every >= 1,
-            "collision_tol": 0.0 <= self.collision_tol <= 1.0,
+            "collision_tol": 0.0 <= self.collision_tol <= 1.0, "dtype": self.dtype in ("float64", "float32"),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -84,6 +89,9 @@ class SemanticIdConfig:
     template: str = "auto"
     embed_batch_size: int = 64
     max_length: int = 256                # tokens per text (longer texts are truncated)
+    # Precision of the encoder's forward pass; the embeddings are float32 either way. float64 makes
+    # them (nearly) independent of the CPU (agrec.semantic_ids.embed.EMBED_DTYPES) at 2x the cost.
+    embed_dtype: Literal["float64", "float32"] = "float64"
     normalize: bool = True               # L2-normalise embeddings (cosine geometry for the quantiser)
     # Folder shared between runs for embeddings, keyed by encoder + texts (relative to the profile);
     # None = only the run directory's copy. Lets CI and sweeps embed the catalogue once.
@@ -103,6 +111,8 @@ class SemanticIdConfig:
             check_path(self.embedding_cache, "semantic_ids.embedding_cache")
         if self.embed_batch_size < 1:
             raise ConfigError(f"semantic_ids.embed_batch_size must be >= 1, got {self.embed_batch_size}")
+        if self.embed_dtype not in ("float64", "float32"):
+            raise ConfigError(f"semantic_ids.embed_dtype must be float64 or float32, got {self.embed_dtype!r}")
         if self.max_length < 8:
             raise ConfigError(f"semantic_ids.max_length must be >= 8, got {self.max_length}")
         if self.cpu_threads is not None and self.cpu_threads < 1:

@@ -42,18 +42,22 @@ def kmeans_centroids(x: np.ndarray, k: int, seed: int, max_iter: int = 100) -> n
     plus small noise: they exist (the codebook has a fixed size) but rarely win an assignment.
     """
     from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
 
     x = np.asarray(x, dtype=np.float64)
     n_distinct = len(np.unique(x.round(decimals=8), axis=0))
     k_fit = max(1, min(k, n_distinct))
-    km = KMeans(n_clusters=k_fit, n_init=1, max_iter=max_iter, random_state=seed).fit(x)
+    # One OpenMP thread: scikit-learn's k-means adds per-thread partial sums in completion order, so
+    # with several threads its centroids can change from run to run; this problem is tiny anyway.
+    with threadpool_limits(1):
+        km = KMeans(n_clusters=k_fit, n_init=1, max_iter=max_iter, random_state=seed).fit(x)
     cent = km.cluster_centers_
     if k_fit < k:
         rng = np.random.default_rng(seed)
         extra = x[rng.integers(0, len(x), size=k - k_fit)]
         scale = float(x.std()) or 1.0
         cent = np.concatenate([cent, extra + rng.normal(0, 1e-3 * scale, size=extra.shape)])
-    return cent.astype(np.float32)
+    return cent
 
 
 class VectorQuantizer(nn.Module):
@@ -121,7 +125,7 @@ class ResidualQuantizer(nn.Module):
     @torch.no_grad()
     def kmeans_init(self, z: torch.Tensor, seed: int, max_iter: int = 100) -> None:
         """Set each codebook to the k-means centroids of the residuals its level sees on ``z`` ``[N, dim]``."""
-        r = z.detach().float()
+        r = z.detach().to(self.levels[0].codebook.dtype)
         for lvl, vq in enumerate(self.levels):
             cent = torch.from_numpy(kmeans_centroids(r.cpu().numpy(), vq.codebook_size, seed + lvl, max_iter))
             vq.codebook.data.copy_(cent.to(vq.codebook))

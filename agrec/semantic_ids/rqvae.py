@@ -47,7 +47,8 @@ def mlp(widths: list[int], dropout: float = 0.0) -> nn.Sequential:
 
 
 class RQVAE(nn.Module):
-    """Residual-quantised auto-encoder over item embeddings ``[B, in_dim]``."""
+    """Residual-quantised auto-encoder over item embeddings ``[B, in_dim]``, computed in
+    ``cfg.dtype`` (parameters and buffers; inputs are cast to it)."""
 
     def __init__(self, in_dim: int, cfg: RQVAEConfig):
         super().__init__()
@@ -60,6 +61,7 @@ class RQVAE(nn.Module):
         self.decoder = mlp([cfg.code_dim, *reversed(hidden), in_dim], cfg.dropout)
         self.register_buffer("x_mean", torch.zeros(in_dim))
         self.register_buffer("x_std", torch.ones(in_dim))
+        self.to(getattr(torch, cfg.dtype))  # parameters and buffers in the configured precision
 
     @torch.no_grad()
     def fit_standardizer(self, x: torch.Tensor) -> None:
@@ -69,7 +71,8 @@ class RQVAE(nn.Module):
         self.x_std.fill_(float(x.var(0).mean().sqrt().clamp_min(1e-8)))
 
     def standardize(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.x_mean) / self.x_std
+        """``(x - mean) / scale`` in the model's precision (inputs of another dtype are cast)."""
+        return (x.to(self.x_mean.dtype) - self.x_mean) / self.x_std
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``x`` ``[B, in_dim]`` -> (standardised reconstruction ``[B, in_dim]``, codes ``[B, L]``, quantisation loss)."""

@@ -16,7 +16,6 @@ instead of training (``semantic_ids.use_given_codes``), made collision-free the 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -40,6 +39,7 @@ from agrec.semantic_ids.rqvae import RQVAE
 from agrec.semantic_ids.text import item_texts
 from agrec.semantic_ids.train import QuantizeResult, resolve_device, residual_kmeans, train_rqvae
 from agrec.session import Session
+from agrec.threads import torch_threads
 
 STAGE = "semantic_ids"
 CODES = "codes.json"
@@ -105,7 +105,8 @@ def _compute(session: Session, ds: SeqDataset, folder: Path, key: str, progress:
     if texts is not None:
         t0 = time.perf_counter()
         shared = Path(profile._resolve(cfg.embedding_cache)) if cfg.embedding_cache else None
-        spec = EmbeddingSpec(cfg.encoder, cfg.lm_model if cfg.encoder == "lm" else None, cfg.max_length, cfg.normalize)
+        spec = EmbeddingSpec(cfg.encoder, cfg.lm_model if cfg.encoder == "lm" else None, cfg.max_length, cfg.normalize,
+                             cfg.embed_dtype)
         emb, emb_info = embed_texts(texts, spec, folder, cfg.embed_batch_size, shared, progress,
                                     device=str(resolve_device(cfg.device)), refresh=refresh)
         t_embed = time.perf_counter() - t0
@@ -152,20 +153,6 @@ def _compute(session: Session, ds: SeqDataset, folder: Path, key: str, progress:
     }
     run.mark_done(STAGE, key, profile, summary=record)
     return SemanticIds(codes=codes, raw_codes=raw, embeddings=emb, texts=texts, train_log=log, record=record)
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Run a block with ``n`` torch intra-op threads (None: leave as is); restores the old value."""
-    import torch
-
-    old = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _texts_or_none(ds: SeqDataset, cfg: SemanticIdConfig) -> list[str] | None:

@@ -52,14 +52,15 @@ def collision_rate(codes: np.ndarray) -> float:
     return 0.0 if n == 0 else 1.0 - len(np.unique(codes, axis=0)) / n
 
 
-def _check_input(emb: np.ndarray) -> torch.Tensor:
+def _check_input(emb: np.ndarray, dtype: str = "float32") -> torch.Tensor:
+    """``emb`` ``[N, D]`` as a torch tensor of ``dtype`` (``RQVAEConfig.dtype``), checked finite."""
     emb = np.asarray(emb)
     if emb.ndim != 2 or emb.shape[0] < 2:
         raise DataError(f"embeddings must be [n_items >= 2, dim], got shape {emb.shape}")
     if not np.isfinite(emb).all():
         bad = int(np.flatnonzero(~np.isfinite(emb).all(axis=1))[0])
         raise DataError(f"embeddings: row {bad} (item index {bad}) has a NaN or infinite value")
-    return torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))
+    return torch.from_numpy(np.ascontiguousarray(emb, dtype=np.dtype(dtype)))
 
 
 def _evaluate(model: RQVAE, x: torch.Tensor) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
@@ -102,7 +103,7 @@ def train_rqvae(emb: np.ndarray, cfg: RQVAEConfig, seed: int, progress: bool = T
     from tqdm.auto import tqdm
 
     dev = resolve_device(device)
-    x = _check_input(emb).to(dev)
+    x = _check_input(emb, cfg.dtype).to(dev)
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     model = RQVAE(x.shape[1], cfg).to(dev)
@@ -167,11 +168,11 @@ def residual_kmeans(emb: np.ndarray, cfg: RQVAEConfig, seed: int) -> QuantizeRes
     catalogues this is a fast, strong baseline; it is what RQ-VAE reduces to at epoch 0 with an identity
     encoder.
     """
-    x = _check_input(emb)
+    x = _check_input(emb, cfg.dtype)
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     rq = ResidualQuantizer(cfg.n_levels, cfg.codebook_size, x.shape[1], cfg.beta, cfg.sinkhorn_epsilon,
-                           cfg.sinkhorn_iters)
+                           cfg.sinkhorn_iters).to(x.dtype)
     rq.kmeans_init(x, seed, cfg.kmeans_iters)
     codes, z_q, dist = rq.quantize(x)
     c = codes.numpy().astype(np.int64)

@@ -150,3 +150,23 @@ def test_checkpoint_rule_and_patience():
                                      patience=1), seed=0, progress=False)
     assert res.summary["epochs_run"] < 200
     assert res.log["epoch"].tolist() == list(range(res.summary["epochs_run"] + 1))
+
+
+def test_rqvae_runs_in_the_configured_precision(tmp_path):
+    x = clustered(n=64)
+    cfg = RQVAEConfig(n_levels=2, codebook_size=4, code_dim=4, epochs=5, eval_every=5)
+    assert cfg.dtype == "float64"  # the default: see README "Reproducibility"
+    res = train_rqvae(x, cfg, seed=0, progress=False)
+    assert {p.dtype for p in res.model.state_dict().values()} == {torch.float64}
+    assert res.last_dist.dtype == np.float64
+    save_rqvae(tmp_path, res.model)
+    back = load_rqvae(tmp_path)
+    assert {p.dtype for p in back.state_dict().values()} == {torch.float64}
+    codes, _, _ = back.encode_codes(torch.from_numpy(x))  # float32 input is cast to the model's dtype
+    np.testing.assert_array_equal(codes.numpy(), res.codes)
+    res32 = train_rqvae(x, RQVAEConfig(**{**cfg.__dict__, "dtype": "float32"}), seed=0, progress=False)
+    assert {p.dtype for p in res32.model.state_dict().values()} == {torch.float32}
+    km = residual_kmeans(x, cfg, seed=1)
+    assert km.last_dist.dtype == np.float64
+    with pytest.raises(ConfigError, match="dtype"):
+        RQVAEConfig(dtype="float16")

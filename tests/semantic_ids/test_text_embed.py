@@ -89,7 +89,7 @@ def test_minilm_loads_offline_and_embeds_meaningfully():
 def test_embedding_cache_run_folder_and_shared(tmp_path, monkeypatch):
     calls = []
 
-    def fake(texts, batch_size, max_length, normalize, progress, device="cpu"):
+    def fake(texts, batch_size, max_length, normalize, progress, device="cpu", dtype="float64"):
         calls.append(list(texts))
         return np.arange(len(texts) * 4, dtype=np.float32).reshape(len(texts), 4)
 
@@ -139,3 +139,41 @@ def test_lm_encoder_from_a_local_checkpoint(tmp_path, tiny_lm):
     with pytest.raises(ConfigError, match="folder not found"):
         embed_texts(texts, EmbeddingSpec("lm", f"path:{tmp_path / 'nope'}", 64, True), tmp_path / "run2",
                     progress=False)
+
+
+class _FakeSentenceModel(torch.nn.Module):
+    """Stands in for SentenceTransformer: encode() returns its weight's rows in the model's dtype."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.w = torch.nn.Parameter(torch.randn(3, 5, dtype=torch.float32))
+        self.max_seq_length = 512
+        self.seen_dtype = None
+
+    def encode(self, texts, batch_size, show_progress_bar, convert_to_tensor, normalize_embeddings):
+        assert convert_to_tensor
+        self.seen_dtype = self.w.dtype
+        out = self.w[: len(texts)].detach()
+        return torch.nn.functional.normalize(out, dim=1) if normalize_embeddings else out
+
+
+def test_encode_minilm_forward_in_float64_returns_float32():
+    model = _FakeSentenceModel()
+    e64 = encode_minilm(["a", "b", "c"], model=model, progress=False)
+    assert model.seen_dtype == torch.float64 and e64.dtype == np.float32
+    # exactly the float64 result rounded once to float32
+    exact = torch.nn.functional.normalize(model.w.detach(), dim=1).numpy().astype(np.float32)
+    np.testing.assert_array_equal(e64, exact)
+    model32 = _FakeSentenceModel()
+    e32 = encode_minilm(["a", "b", "c"], model=model32, progress=False, dtype="float32")
+    assert model32.seen_dtype == torch.float32 and e32.dtype == np.float32
+    with pytest.raises(ConfigError, match="embed_dtype"):
+        encode_minilm(["a"], model=_FakeSentenceModel(), progress=False, dtype="float16")
+
+
+def test_embedding_key_depends_on_forward_dtype():
+    texts = ["x", "y"]
+    k64 = EmbeddingSpec("minilm", None, 256, True).key(texts)
+    assert EmbeddingSpec("minilm", None, 256, True, "float64").key(texts) == k64
+    assert EmbeddingSpec("minilm", None, 256, True, "float32").key(texts) != k64
