@@ -224,3 +224,24 @@ def test_recomputing_data_from_the_same_inputs_keeps_downstream_current(profile_
     prepare_data(s, force=True)  # same files, same config: byte-identical artefacts, same digest
     assert s.run.digest("data") == digest
     assert stage_status(s.profile, s.run, "semantic_ids").current
+
+
+def test_a_local_checkpoint_given_by_path_is_an_input_of_the_lm_stage(profile_path, tmp_path):
+    from agrec.lineage import _describe_input_change, stage_inputs
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text('{"a": 1}')
+    (ckpt / "model.safetensors").write_bytes(b"\0" * 64)
+    prof = load_profile(profile_path, {"lm.backbone": "path:ckpt"})
+    run = RunDir(prof.run_dir)
+    before = stage_inputs(prof, run, "lm")["checkpoint:path:ckpt"]
+    assert before.startswith("tree:")
+    (ckpt / "model.safetensors").write_bytes(b"\1" * 64)
+    after = stage_inputs(prof, run, "lm")["checkpoint:path:ckpt"]
+    assert after != before
+    assert _describe_input_change("checkpoint:path:ckpt", before, after) == "checkpoint path:ckpt changed"
+    (ckpt / "model.safetensors").unlink()
+    (ckpt / "config.json").unlink()
+    ckpt.rmdir()
+    assert stage_inputs(prof, run, "lm")["checkpoint:path:ckpt"] == "absent"
