@@ -25,7 +25,7 @@ import yaml
 
 from agrec.analysis.config import AnalysisConfig
 from agrec.data.config import DataConfig
-from agrec.decode.config import DecodeConfig, EvalConfig
+from agrec.decode.config import RENAMED_KEYS, DecodeConfig, EvalConfig
 from agrec.errors import ConfigError
 from agrec.gnn.config import GNNConfig
 from agrec.lm.config import LMConfig
@@ -134,7 +134,8 @@ def profile_from_dict(raw: dict[str, Any], source: str | Path | None = None) -> 
         raise ConfigError(f"{where}unknown key 'source'")
     unknown = _unknown_keys(Profile, raw)
     if unknown:
-        raise ConfigError(f"{where}unknown key(s) {', '.join(unknown)}")
+        renamed = [f"{k} is now {RENAMED_KEYS[k]}" for k in unknown if k in RENAMED_KEYS]
+        raise ConfigError(f"{where}unknown key(s) {', '.join(unknown)}" + (f" ({'; '.join(renamed)})" if renamed else ""))
     try:
         prof = dacite.from_dict(Profile, raw, config=_DACITE)
     except dacite.UnexpectedDataError as e:  # defensive: _unknown_keys should have caught it
