@@ -135,7 +135,8 @@ def profile_from_dict(raw: dict[str, Any], source: str | Path | None = None) -> 
     unknown = _unknown_keys(Profile, raw)
     if unknown:
         renamed = [f"{k} is now {RENAMED_KEYS[k]}" for k in unknown if k in RENAMED_KEYS]
-        raise ConfigError(f"{where}unknown key(s) {', '.join(unknown)}" + (f" ({'; '.join(renamed)})" if renamed else ""))
+        hint = f" ({'; '.join(renamed)})" if renamed else ""
+        raise ConfigError(f"{where}unknown key(s) {', '.join(unknown)}{hint}")
     try:
         prof = dacite.from_dict(Profile, raw, config=_DACITE)
     except dacite.UnexpectedDataError as e:  # defensive: _unknown_keys should have caught it

@@ -7,6 +7,8 @@
   checkpoint therefore ends bit-identical to an uninterrupted one.
 - The checkpoint (model, optimiser, best weights, curves, early-stopping counters) is written
   atomically after every evaluation and loaded with ``torch.load(weights_only=True)``.
+- :func:`fit_epochs` trains a fixed number of epochs without selection: the ``"refit"`` on train +
+  validation for the best epoch that :func:`fit` chose (``gnn.train.test_graph``).
 """
 
 from __future__ import annotations

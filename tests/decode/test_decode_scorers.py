@@ -68,8 +68,9 @@ def test_decode_stage_uses_each_targets_scores_and_a_row_per_scorer(tmp_path, mo
     s = open_session(CI_PROFILE, run_dir=tmp_path / "run", report_dir=tmp_path / "rep", overrides=overrides)
     ds, split = prepare_data(s)
     tiny = make_tiny(seed=0, sizes=(16, 16, 16), n_items=ds.n_items, n_users=1)
+    prompt = lambda h: [BOS] + tiny.tokens[np.asarray(h, dtype=np.int64)].reshape(-1).tolist()  # noqa: E731
     bundle = types.SimpleNamespace(model=tiny.model, item_token_ids=torch.as_tensor(tiny.tokens), pad_token_id=0,
-                                   prompt_ids=lambda h: [BOS] + tiny.tokens[np.asarray(h, dtype=np.int64)].reshape(-1).tolist())
+                                   prompt_ids=prompt)
     monkeypatch.setattr(lm_stage, "train_lm", lambda session: bundle)
     scorers = {"lightgcn": FakeScorer(split.n_users, ds.n_items, 1), "sasrec": FakeScorer(split.n_users, ds.n_items, 2)}
     monkeypatch.setattr(decode_stage, "load_scorer", lambda session, name: scorers[name])

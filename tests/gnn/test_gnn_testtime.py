@@ -132,6 +132,7 @@ def test_test_graph_is_validated_and_named():
 
 # -- the stage ----------------------------------------------------------------------------------------------
 TINY = {"gnn.models": ["lightgcn"], "gnn.train.epochs": 3, "gnn.train.eval_every": 1, "gnn.train.patience": 3,
+        "gnn.train.batch_size": 16384,
         "gnn.train.progress": False, "gnn.lightgcn.embedding_dim": 8}
 
 
