@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("--force", action="store_true", help="recompute the stages even if their artefacts are current")
     sd.add_argument("--aggregate-only", action="store_true",
                     help="run nothing: rebuild the summary from the seeds whose decode stage has finished")
-    sd.add_argument("--reference", help="the row tested against the others (default: 'AGRec (<evaluation.gnn>)')")
+    sd.add_argument("--reference", help="the row tested against the others (default: 'AGRec (<evaluation.scorer>)')")
     sub.add_parser("info", help="print library versions")
     return p
 

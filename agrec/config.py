@@ -29,7 +29,7 @@ import yaml
 
 from agrec.analysis.config import AnalysisConfig
 from agrec.data.config import DataConfig
-from agrec.decode.config import DecodeConfig, EvalConfig
+from agrec.decode.config import RENAMED_KEYS, DecodeConfig, EvalConfig
 from agrec.errors import ConfigError
 from agrec.gnn.config import GNNConfig
 from agrec.lm.config import LMConfig
@@ -175,7 +175,9 @@ def profile_from_dict(raw: dict[str, Any], source: str | Path | None = None) -> 
         raise ConfigError(f"{where}unknown key 'source'")
     unknown = _unknown_keys(Profile, raw)
     if unknown:
-        raise ConfigError(f"{where}unknown key(s) {', '.join(unknown)}")
+        renamed = [f"{k} is now {RENAMED_KEYS[k]}" for k in unknown if k in RENAMED_KEYS]
+        hint = f" ({'; '.join(renamed)})" if renamed else ""
+        raise ConfigError(f"{where}unknown key(s) {', '.join(unknown)}{hint}")
     bad = _check_numbers(Profile, raw)  # dacite takes True for an int and NaN for a float
     if bad:
         raise ConfigError(f"{where}{bad}")

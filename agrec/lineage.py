@@ -46,8 +46,8 @@ SECTIONS_OF: dict[str, tuple[str, ...]] = {
     "semantic_ids": ("data", "semantic_ids", "seed"),
     "gnn": ("data", "gnn", "seed"),
     "lm": ("data", "lm", "seed"),
-    "decode": DECODE_SECTIONS + ("seed",),
-    "analysis": DECODE_SECTIONS + ("analysis", "seed"),
+    "decode": DECODE_SECTIONS + ("baselines", "seed"),
+    "analysis": DECODE_SECTIONS + ("baselines", "analysis", "seed"),
 }
 
 
@@ -65,10 +65,12 @@ def config_key(profile: "Profile", stage: str) -> str:
         from agrec.lm.checkpoint import training_config
 
         return _hash({"data": profile.to_dict()["data"], "lm": training_config(profile.lm), "seed": profile.seed})
+    # "baselines" (SASRec, agrec/baselines) drives rows of the decode stage once a profile has the section.
+    extra = ("baselines",) if "baselines" in profile.to_dict() else ()
     if stage == "decode":
-        return profile.section_hash(*DECODE_SECTIONS)
+        return profile.section_hash(*DECODE_SECTIONS, *extra)
     if stage == "analysis":
-        return profile.section_hash(*DECODE_SECTIONS, "analysis")
+        return profile.section_hash(*DECODE_SECTIONS, *extra, "analysis")
     raise KeyError(f"unknown stage {stage!r}")
 
 

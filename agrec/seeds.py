@@ -199,7 +199,7 @@ def aggregate_seeds(config_path: str | Path, seeds: list[int] | None = None, ove
                          f"(run `agrec seeds` first)")
     if missing:
         log(f"agrec seeds: seed(s) {missing} have no finished decode stage; aggregating {[s.seed for s in done]}")
-    reference = reference or f"AGRec ({base.evaluation.gnn})"
+    reference = reference or f"AGRec ({base.evaluation.scorer})"
     ks = list(base.evaluation.ks)
     metrics = [f"{m}@{k}" for k in ks for m in ("HR", "NDCG")]
 

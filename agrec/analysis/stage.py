@@ -67,8 +67,9 @@ def gather_inputs(session: Session, log=print) -> AnalysisInputs:
     """Run (or reuse) every earlier stage and load the decode stage's rankings."""
     from agrec.data.stage import prepare_data
     from agrec.decode.stage import evaluate_decoding
-    from agrec.gnn.stage import train_gnn
+    from agrec.gnn.config import GNN_MODELS
     from agrec.lm.stage import train_lm
+    from agrec.scorers import agrec_row, load_scorer, only_row
     from agrec.semantic_ids.stage import prepare_semantic_ids
 
     profile = session.profile
@@ -76,12 +77,15 @@ def gather_inputs(session: Session, log=print) -> AnalysisInputs:
     ds, split = prepare_data(session)
     sem = prepare_semantic_ids(session, progress=False)
     bundle = train_lm(session)
-    gnn_name = profile.evaluation.gnn
-    gnn = train_gnn(session, gnn_name)
+    scorer = profile.evaluation.scorer
+    # The GNN whose scores the explorers and the case study show: the decode stage's own model for the target
+    # (the test-time model of gnn.train.test_graph for "test"); with a non-GNN scorer, the profile's gnn.model.
+    gnn_name = scorer if scorer in GNN_MODELS else profile.gnn.model
+    gnn = load_scorer(session, gnn_name).model(cfg.target)
     report = evaluate_decoding(session, log=log)
     rankings = {"lm": report.rankings("w/o Graph", cfg.target),
-                "gnn": report.rankings(f"GNN only ({gnn_name})", cfg.target),
-                "agrec": report.rankings(f"AGRec ({gnn_name})", cfg.target)}
+                "gnn": report.rankings(only_row(scorer), cfg.target),
+                "agrec": report.rankings(agrec_row(scorer), cfg.target)}
     settings = dataclasses.replace(profile.decode, alpha=float(report.chosen["alpha"]), tau=float(report.chosen["tau"]))
     codes = bundle.codes
     titles = [ds.item_title(i) for i in range(ds.n_items)]

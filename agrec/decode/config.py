@@ -7,6 +7,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from agrec.errors import ConfigError
+from agrec.gnn.config import GNN_MODELS
+
+# Top-n scorers that can drive the FSM (agrec/scorers.py): the gnn stage's GNNs and SASRec (agrec/baselines).
+SCORERS: tuple[str, ...] = (*GNN_MODELS, "sasrec")
+# Keys of earlier versions, with the key that replaced them (profile loading names the new key).
+RENAMED_KEYS: dict[str, str] = {"evaluation.gnn": "evaluation.scorer", "evaluation.compare_gnns": "evaluation.scorers"}
 
 # The paper's alpha per dataset (paper §5 / the authors' test.sh comment); MovieLens-100k is not in the paper,
 # there alpha is chosen on validation.
@@ -82,14 +88,19 @@ class EvalConfig:
 
     α (and τ) are chosen on the validation item, by ``select_metric``; test numbers are computed for
     every grid point too (for the α curve) but never used to choose.
+
+    ``scorer`` is the top-n scorer (a GNN or ``sasrec``, see :mod:`agrec.scorers`) of the α curve, the main
+    AGRec row and the analysis; every name in ``scorers`` gets its own-ranking row (``GNN only (<gnn>)`` /
+    ``SASRec only``) and an ``AGRec (<name>)`` row at the chosen α. (These replace ``gnn`` and
+    ``compare_gnns`` of earlier versions.)
     """
 
     alpha_grid: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0])
     tau_grid: list[float] = field(default_factory=lambda: [1.0])
     select_metric: str = "NDCG@10"
     ks: list[int] = field(default_factory=lambda: [5, 10])
-    gnn: str = "lightgcn"                 # the GNN of the main AGRec row and of the α curve
-    compare_gnns: list[str] = field(default_factory=lambda: ["lightgcn", "sgl", "xsimgcl"])
+    scorer: str = "lightgcn"              # the scorer of the main AGRec row and of the α curve
+    scorers: list[str] = field(default_factory=lambda: ["lightgcn", "sgl", "xsimgcl"])  # rows per scorer
     released_code_variants: bool = True   # rows with mix="logit" and state="last_token" at the chosen α
     exclude_history: bool = True          # False keeps history items (repeat consumption, e.g. Yelp)
     max_users: int | None = None          # evaluate the first N users only (CI); None = all
@@ -105,5 +116,11 @@ class EvalConfig:
         if name not in ("HR", "NDCG") or not k.isdigit() or int(k) not in self.ks:
             raise ConfigError(f"evaluation.select_metric must be HR@K or NDCG@K with K in evaluation.ks {self.ks}, "
                               f"got {self.select_metric!r}")
+        for key, names in (("scorer", [self.scorer]), ("scorers", self.scorers)):
+            unknown = [n for n in names if n not in SCORERS]
+            if unknown:
+                raise ConfigError(f"evaluation.{key}: unknown scorer(s) {unknown}; known: {list(SCORERS)}")
+        if len(set(self.scorers)) != len(self.scorers):
+            raise ConfigError(f"evaluation.scorers lists a scorer twice: {self.scorers}")
         if self.max_users is not None and self.max_users < 1:
             raise ConfigError(f"evaluation.max_users must be >= 1 or null, got {self.max_users}")

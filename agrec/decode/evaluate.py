@@ -4,12 +4,17 @@ Every row ranks all items for every evaluated user, with the user's own history 
 RecBole full-sort protocol, DESIGN §4.6) unless ``evaluation.exclude_history`` is false. α (and τ)
 are chosen on the validation item; the test item is only ever scored.
 
-Rows:
+The auxiliary models are top-n scorers (:mod:`agrec.scorers`: a GNN or SASRec), asked per target: the
+validation item is ranked with scores that saw the training split only, the test item with scores that
+may also have seen the validation item (``gnn.train.test_graph`` for the GNNs), never the test item.
+
+Rows (``<s>`` is a scorer of ``evaluation.scorers``; GNN rows keep their names ``GNN only (lightgcn)``):
 
 - ``w/o Graph``: plain trie-constrained beam search (α = 0);
-- ``GNN only (<gnn>)``: the GNN's full-sort ranking ("w/o Seq" in the paper);
-- ``AGRec (<gnn>)``: the GNN-steered beam search at the α, τ chosen on validation;
-- ``α = 1 (<gnn>)``: the decoder driven by the FSM alone (with ``agg="sum"`` its top-n equals the GNN's);
+- ``GNN only (<gnn>)`` / ``SASRec only``: the scorer's own full-sort ranking ("w/o Seq" in the paper);
+- ``AGRec (<s>)``: the beam search steered by ``<s>``'s FSM at the α, τ chosen on validation (with
+  ``evaluation.scorer``);
+- ``α = 1 (<scorer>)``: the decoder driven by the FSM alone (with ``agg="sum"`` its top-n equals the scorer's);
 - the released code's variants at the chosen α: ``mix="logit"``, ``state="last_token"``, and all of
   its choices together (logit mixing, last-token states, max aggregation).
 """
@@ -26,9 +31,11 @@ import torch
 from agrec.data.split import LeaveOneOutSplit
 from agrec.decode.beam import DecodeResult, generate_items
 from agrec.decode.config import DecodeConfig, EvalConfig
-from agrec.decode.rank import rank_by_scores, top_n_items
+from agrec.decode.rank import rank_by_scores
 from agrec.decode.trie import ItemTrie
+from agrec.errors import AgrecError
 from agrec.metrics import evaluate_rankings
+from agrec.scorers import only_row
 
 TARGETS = ("valid", "test")
 
@@ -58,14 +65,29 @@ def build_inputs(split: LeaveOneOutSplit, prompt_fn: Callable[[Sequence[int]], l
                       exclude=histories if exclude_history else None, targets=split.targets(target)[users])
 
 
-def gnn_scores(model: Any, users: np.ndarray, batch_size: int = 1024) -> torch.Tensor:
-    """Full-sort scores ``[U, n_items]`` of a GNN (``full_sort_predict``), computed in user batches."""
-    out = []
-    with torch.no_grad():
-        for s in range(0, len(users), batch_size):
-            ids = torch.as_tensor(users[s:s + batch_size], dtype=torch.long)
-            out.append(model.full_sort_predict(ids).float().cpu())
-    return torch.cat(out)
+def scorer_rankings(scorer: Any, inputs: dict[str, EvalInputs], k: int,
+                    batch_size: int = 512) -> dict[str, DecodeResult]:
+    """Per target, a scorer's top-``k`` items of each evaluated user, history excluded.
+
+    ``scorer.score_users(users, target)`` (:class:`agrec.scorers.TopNScorer`) is asked for ``target``'s own
+    scores — train-only for ``"valid"``, train + validation for ``"test"`` — in batches of ``batch_size``
+    users, and only the top ``k`` survive: memory is ``[batch_size, n_items] + [U, k]`` per scorer, not
+    ``[U, n_items]`` per target. ``k = max(top_n, beam_size)`` serves both the FSM (its first ``top_n``
+    columns equal :func:`top_n_items`) and the scorer's own row (its first ``beam_size`` columns).
+
+    Returns:
+        ``{target: DecodeResult(items [U, k], scores [U, k])}`` (-1 / -inf pad users with < k candidates).
+    """
+    out = {}
+    for target, inp in inputs.items():
+        parts = []
+        for s in range(0, len(inp.users), batch_size):
+            scores = scorer.score_users(inp.users[s:s + batch_size], target)
+            ex = None if inp.exclude is None else inp.exclude[s:s + batch_size]
+            parts.append(rank_by_scores(scores, k, ex))
+        out[target] = DecodeResult(items=torch.cat([p.items for p in parts]),
+                                   scores=torch.cat([p.scores for p in parts]))
+    return out
 
 
 @dataclass
@@ -84,49 +106,53 @@ class Evaluator:
     Args:
         model, trie, pad_token_id: the fine-tuned LM, the item trie over its code-token ids, its pad id.
         inputs: ``{"valid": EvalInputs, "test": EvalInputs}``.
-        gnn_scores: ``{gnn name: {target: scores [U, n_items]}}``.
+        rankings: ``{scorer name: {target: DecodeResult [U, K]}}`` from :func:`scorer_rankings` with
+            ``K >= max(decode.top_n, decode.beam_size)``.
         decode: the profile's decoding settings (beam size, top_n, agg …); α/τ/mix/state vary per row.
         ks: metric cut-offs.
     """
 
     def __init__(self, model: Any, trie: ItemTrie, pad_token_id: int, inputs: dict[str, EvalInputs],
-                 gnn_scores: dict[str, dict[str, torch.Tensor]], decode: DecodeConfig, ks: Sequence[int],
+                 rankings: dict[str, dict[str, DecodeResult]], decode: DecodeConfig, ks: Sequence[int],
                  log: Callable[[str], None] = print):
         self.model, self.trie, self.pad_token_id = model, trie, pad_token_id
-        self.inputs, self.scores, self.decode, self.ks, self.log = inputs, gnn_scores, decode, list(ks), log
+        self.inputs, self.rankings, self.decode, self.ks, self.log = inputs, rankings, decode, list(ks), log
         self.k = decode.beam_size
-        self._fsm_inputs: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+        for name, per_target in rankings.items():
+            for target, r in per_target.items():
+                if r.items.shape[1] < max(decode.top_n, self.k):
+                    raise AgrecError(f"rankings of {name!r} / {target} hold {r.items.shape[1]} items per user; "
+                                     f"decoding needs max(top_n, beam_size) = {max(decode.top_n, self.k)}")
 
-    def fsm_inputs(self, gnn: str, target: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """The GNN's top-n items and scores per user (history excluded), ``([U, n], [U, n])``."""
-        key = (gnn, target)
-        if key not in self._fsm_inputs:
-            self._fsm_inputs[key] = top_n_items(self.scores[gnn][target], self.decode.top_n,
-                                                self.inputs[target].exclude)
-        return self._fsm_inputs[key]
+    def fsm_inputs(self, scorer: str, target: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The scorer's top-n items and scores per user (history excluded), ``([U, n], [U, n])``."""
+        r = self.rankings[scorer][target]
+        return r.items[:, :self.decode.top_n], r.scores[:, :self.decode.top_n]
 
     def _score(self, row: Row, target: str, result: DecodeResult) -> None:
         row.results[target] = result
         row.metrics[target] = evaluate_rankings(result.items.numpy(), self.inputs[target].targets, self.ks)
 
-    def decode_row(self, name: str, gnn: str | None, targets: Sequence[str] = TARGETS, **settings: Any) -> Row:
-        """Beam search with ``settings`` (DecodeConfig fields) overriding the profile's on ``targets``."""
+    def decode_row(self, name: str, scorer: str | None, targets: Sequence[str] = TARGETS, **settings: Any) -> Row:
+        """Beam search steered by ``scorer``'s FSM with ``settings`` (DecodeConfig fields) overriding the
+        profile's, on ``targets``."""
         cfg = dataclasses.replace(self.decode, **settings)
-        row = Row(name=name, settings={"gnn": gnn if cfg.uses_graph else None, **settings})
+        row = Row(name=name, settings={"scorer": scorer if cfg.uses_graph else None, **settings})
         for target in targets:
             inp = self.inputs[target]
-            fsm = self.fsm_inputs(gnn, target) if (cfg.uses_graph and gnn is not None) else None
+            fsm = self.fsm_inputs(scorer, target) if (cfg.uses_graph and scorer is not None) else None
             result = generate_items(self.model, inp.prompts, self.trie, fsm_inputs=fsm, cfg=cfg, exclude=inp.exclude,
                                     k=self.k, pad_token_id=self.pad_token_id)
             self._score(row, target, result)
         self.log(f"  {name}: " + "  ".join(f"{t} {_fmt(row.metrics[t])}" for t in targets))
         return row
 
-    def gnn_row(self, gnn: str, targets: Sequence[str] = TARGETS) -> Row:
-        """The GNN's own full-sort ranking ("w/o Seq")."""
-        row = Row(name=f"GNN only ({gnn})", settings={"gnn": gnn})
+    def scorer_row(self, scorer: str, targets: Sequence[str] = TARGETS) -> Row:
+        """The scorer's own full-sort ranking ("w/o Seq"): ``GNN only (<gnn>)``, ``SASRec only``."""
+        row = Row(name=only_row(scorer), settings={"scorer": scorer})
         for target in targets:
-            self._score(row, target, rank_by_scores(self.scores[gnn][target], self.k, self.inputs[target].exclude))
+            r = self.rankings[scorer][target]
+            self._score(row, target, DecodeResult(items=r.items[:, :self.k], scores=r.scores[:, :self.k]))
         self.log(f"  {row.name}: " + "  ".join(f"{t} {_fmt(row.metrics[t])}" for t in targets))
         return row
 

@@ -18,11 +18,12 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from agrec.decode.evaluate import TARGETS, Evaluator, Row, build_inputs, choose, gnn_scores
+from agrec.decode.evaluate import TARGETS, Evaluator, Row, build_inputs, choose, scorer_rankings
 from agrec.decode.trie import ItemTrie
 from agrec.errors import AgrecError
 from agrec.io import atomic_write_bytes, atomic_write_json
 from agrec.lineage import DECODE_SECTIONS, config_key
+from agrec.scorers import agrec_row, load_scorer
 from agrec.session import Session
 
 STAGE = "decode"
@@ -37,7 +38,7 @@ class DecodeReport:
     """What the decode stage produced (also what ``results.json`` holds)."""
 
     rows: list[dict[str, Any]]          # name, settings, valid/test metrics
-    curve: list[dict[str, Any]]         # alpha, tau, valid/test metrics (main GNN)
+    curve: list[dict[str, Any]]         # alpha, tau, valid/test metrics (main scorer)
     chosen: dict[str, Any]              # the α/τ point chosen on validation
     n_users: int
     seconds: float
@@ -92,7 +93,7 @@ def read_report(session: Session) -> DecodeReport:
 def evaluate_decoding(session: Session, force: bool = False, log: Callable[[str], None] = print) -> DecodeReport:
     """Run (or reuse) the decode stage of ``session``'s profile; see the module docstring."""
     from agrec.data.stage import prepare_data
-    from agrec.gnn.stage import run_gnn_stage, train_gnn
+    from agrec.gnn.stage import run_gnn_stage
     from agrec.lm.stage import train_lm
 
     profile, run = session.profile, session.run
@@ -110,21 +111,22 @@ def evaluate_decoding(session: Session, force: bool = False, log: Callable[[str]
     n_users = split.n_users if ev_cfg.max_users is None else min(ev_cfg.max_users, split.n_users)
     users = np.arange(n_users)
     inputs = {t: build_inputs(split, bundle.prompt_ids, t, users, ev_cfg.exclude_history) for t in TARGETS}
-    gnns = list(dict.fromkeys([ev_cfg.gnn, *ev_cfg.compare_gnns]))
-    scores = {}
-    trained = run_gnn_stage(session)  # the whole stage, so that its record (an input of this one) exists
-    for g in gnns:
-        model = trained[g] if g in trained else train_gnn(session, g)
-        scores[g] = {t: gnn_scores(model, users) for t in TARGETS}
-    ev = Evaluator(bundle.model, trie, bundle.pad_token_id, inputs, scores, dec_cfg, ev_cfg.ks, log=log)
+    # Every scorer is asked per target (train-only scores for valid, train + validation for test); only
+    # its top max(top_n, beam) items per user are kept (see scorer_rankings).
+    names = list(dict.fromkeys([ev_cfg.scorer, *ev_cfg.scorers]))
+    depth = max(dec_cfg.top_n, dec_cfg.beam_size)
+    run_gnn_stage(session)  # the whole stage, so that its record (an input of this one) exists
+    rankings = {name: scorer_rankings(load_scorer(session, name), inputs, depth) for name in names}
+    ev = Evaluator(bundle.model, trie, bundle.pad_token_id, inputs, rankings, dec_cfg, ev_cfg.ks, log=log)
     log(f"decode: {n_users} users, {ds.n_items} items, beam {dec_cfg.beam_size}, top_n {dec_cfg.top_n}")
 
-    # α/τ curve with the main GNN; α = 0 does not depend on τ or the GNN, so it is decoded once.
+    # α/τ curve with the main scorer; α = 0 does not depend on τ or the scorer, so it is decoded once.
+    main_name = ev_cfg.scorer
     base = ev.decode_row("w/o Graph", None, alpha=0.0)
     curve, by_point = [], {}
     for tau in ev_cfg.tau_grid:
         for alpha in ev_cfg.alpha_grid:
-            row = base if alpha == 0 else ev.decode_row(f"α={alpha:g} τ={tau:g}", ev_cfg.gnn, alpha=alpha, tau=tau)
+            row = base if alpha == 0 else ev.decode_row(f"α={alpha:g} τ={tau:g}", main_name, alpha=alpha, tau=tau)
             curve.append({"alpha": alpha, "tau": tau, **{t: row.metrics[t] for t in TARGETS}})
             by_point[(alpha, tau)] = row
     best = choose(curve, ev_cfg.select_metric)
@@ -132,25 +134,25 @@ def evaluate_decoding(session: Session, force: bool = False, log: Callable[[str]
     log(f"decode: chose α={a:g}, τ={tau:g} on validation {ev_cfg.select_metric}")
 
     rows: list[Row] = [base]
-    for g in gnns:
-        rows.append(ev.gnn_row(g))
+    for name in names:
+        rows.append(ev.scorer_row(name))
     main = by_point[(a, tau)]
-    rows.append(Row(name=f"AGRec ({ev_cfg.gnn})", settings={**main.settings, "gnn": ev_cfg.gnn if a > 0 else None},
+    rows.append(Row(name=agrec_row(main_name), settings={**main.settings, "scorer": main_name if a > 0 else None},
                     results=main.results, metrics=main.metrics))
-    one = by_point.get((1.0, tau)) or ev.decode_row("α=1", ev_cfg.gnn, alpha=1.0, tau=tau)
-    rows.append(Row(name=f"α=1 ({ev_cfg.gnn})", settings=one.settings, results=one.results, metrics=one.metrics))
+    one = by_point.get((1.0, tau)) or ev.decode_row("α=1", main_name, alpha=1.0, tau=tau)
+    rows.append(Row(name=f"α=1 ({main_name})", settings=one.settings, results=one.results, metrics=one.metrics))
     if a > 0:
-        for g in gnns:
-            if g != ev_cfg.gnn:
-                rows.append(ev.decode_row(f"AGRec ({g})", g, alpha=a, tau=tau))
+        for name in names:
+            if name != main_name:
+                rows.append(ev.decode_row(agrec_row(name), name, alpha=a, tau=tau))
         if ev_cfg.released_code_variants:
-            rows.append(ev.decode_row("released code: mix=logit", ev_cfg.gnn, alpha=a, tau=tau, mix="logit"))
-            rows.append(ev.decode_row("released code: state=last_token", ev_cfg.gnn, alpha=a, tau=tau,
+            rows.append(ev.decode_row("released code: mix=logit", main_name, alpha=a, tau=tau, mix="logit"))
+            rows.append(ev.decode_row("released code: state=last_token", main_name, alpha=a, tau=tau,
                                       state="last_token"))
-            rows.append(ev.decode_row("released code: logit + last_token + max", ev_cfg.gnn, alpha=a, tau=tau,
+            rows.append(ev.decode_row("released code: logit + last_token + max", main_name, alpha=a, tau=tau,
                                       mix="logit", state="last_token", agg="max"))
     else:
-        log("decode: α = 0 won on validation, so the AGRec rows equal 'w/o Graph'; GNN and variant rows at "
+        log("decode: α = 0 won on validation, so the AGRec rows equal 'w/o Graph'; scorer and variant rows at "
             "α > 0 are in the curve")
 
     targets = {t: inputs[t].targets for t in TARGETS}

@@ -36,6 +36,7 @@ class GraphRecommender(nn.Module):
     """
 
     name: ClassVar[str] = "base"
+    config: Any  # the model's typed config (LightGCNConfig, …); subclasses are built as cls(config, graph)
 
     def __init__(self, graph: InteractionGraph, embedding_dim: int, n_layers: int):
         super().__init__()
@@ -85,6 +86,21 @@ class GraphRecommender(nn.Module):
                                  f"expects {tuple(p.shape)} (another dataset, split or embedding_dim?)")
         self._cache = None
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def on_graph(self, graph: InteractionGraph) -> "GraphRecommender":
+        """The same layer-0 embeddings propagated over another graph of the same users and items.
+
+        Returns a new model of this class (eval mode, same device; the weights are copied, so training
+        either one does not change the other) whose adjacency is ``graph``'s, normalised the same way.
+        This is the ``"propagate"`` test-time option: the training-split model scoring the test item
+        over the train + validation graph without retraining.
+        """
+        if (graph.n_users, graph.n_items) != (self.n_users, self.n_items):
+            raise AgrecError(f"{self.name}: the new graph has {graph.n_users} users x {graph.n_items} items, the "
+                             f"model {self.n_users} x {self.n_items}")
+        other = type(self)(self.config, graph)  # type: ignore[call-arg]
+        other.load_state_dict(self.state_dict())
+        return other.to(self.device).eval()
 
     # -- propagation -------------------------------------------------------------------------
     def ego_embeddings(self) -> torch.Tensor:

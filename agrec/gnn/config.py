@@ -13,6 +13,8 @@ from agrec.errors import ConfigError
 
 GNN_MODELS: tuple[str, ...] = ("lightgcn", "sgl", "xsimgcl")
 VALID_METRICS: tuple[str, ...] = ("HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20")
+# How the GNN scores the *test* item (see GNNTrainConfig.test_graph and agrec/gnn/testtime.py).
+TEST_GRAPHS: tuple[str, ...] = ("propagate", "refit", "train")
 
 
 def check_model_config(section: str, cfg: Any) -> None:
@@ -96,6 +98,18 @@ class GNNTrainConfig:
     (``learnRate=0.001``, ``batch_size=2048``, ``num.max.epoch=150``, evaluated every 5 epochs). Unlike
     that code, which picks the best epoch on the *test* items, the model is selected on validation
     NDCG@10 and training stops after ``patience`` evaluations without improvement.
+
+    ``test_graph`` says what the GNN may see when it scores the test item. The validation item is
+    always scored by the model trained on the training split. For the test item, where the LM's
+    prompt already contains the validation item, the leakage-free standard lets the GNN see it too:
+
+    - ``"propagate"`` (default): the trained layer-0 embeddings propagated over the train + validation
+      graph (same normalisation), no retraining;
+    - ``"refit"``: a model retrained on train + validation from the same seed for ``best_epoch`` epochs
+      (the count chosen on validation), no model selection;
+    - ``"train"``: the training-split model as it is (the validation item is not an edge), for comparison.
+
+    The test item is never an edge in any of them.
     """
 
     epochs: int = 150
@@ -107,6 +121,7 @@ class GNNTrainConfig:
     exclude_history: bool = True   # mask the user's history when ranking (False: repeat consumption)
     device: str = "cpu"            # "cpu", "cuda", "cuda:1", or "auto" (cuda when available)
     progress: bool = True          # tqdm progress bar over epochs
+    test_graph: str = "propagate"  # test-time scoring: "propagate" | "refit" | "train" (see above)
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "eval_every", "patience"):
@@ -116,6 +131,8 @@ class GNNTrainConfig:
             raise ConfigError(f"gnn.train.learning_rate must be > 0, got {self.learning_rate}")
         if self.valid_metric not in VALID_METRICS:
             raise ConfigError(f"gnn.train.valid_metric must be one of {list(VALID_METRICS)}, got {self.valid_metric!r}")
+        if self.test_graph not in TEST_GRAPHS:
+            raise ConfigError(f"gnn.train.test_graph must be one of {list(TEST_GRAPHS)}, got {self.test_graph!r}")
         if not (self.device in ("cpu", "cuda", "auto") or self.device.startswith("cuda:")):
             raise ConfigError(f"gnn.train.device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}")
 

@@ -1,4 +1,4 @@
-"""The user-item interaction graph of the *training* split and its normalised adjacency.
+"""The user-item interaction graph of a leave-one-out split and its normalised adjacency.
 
 Nodes are ordered users first (``0..n_users-1``), then items (``n_users..n_users+n_items-1``).
 The adjacency is the symmetric normalisation of LightGCN (He et al. 2020, Eq. 7):
@@ -8,9 +8,11 @@ The adjacency is the symmetric normalisation of LightGCN (He et al. 2020, Eq. 7)
 so that one propagation step is the paper's Eq. 2 (AGRec §3.2):
 ψ(v)^(l+1) = Σ_{u∈N_v} φ(u)^(l) / (√|N_v| √|N_u|), and symmetrically for φ(u).
 
-Only training interactions enter the graph: the validation and test items of a user are never
-edges, so neither can leak into the embeddings. Repeated interactions count once (an edge is
-binary, and |N_u| counts distinct neighbours, as in the paper).
+A graph holds what a model may see when it predicts a target (:meth:`InteractionGraph.from_split`):
+for the validation item, the training interactions only; for the test item, the training
+interactions plus each user's validation item (the test-time graph of ``gnn.train.test_graph``).
+The test item is never an edge. Repeated interactions count once (an edge is binary, and |N_u|
+counts distinct neighbours, as in the paper).
 """
 
 from __future__ import annotations
@@ -55,9 +57,18 @@ class InteractionGraph:
         return cls(n_users=n_users, n_items=n_items, users=keys // n_items, items=keys % n_items)
 
     @classmethod
-    def from_split(cls, split: LeaveOneOutSplit, n_items: int) -> "InteractionGraph":
-        """The graph of the training prefixes only (validation and test items are not edges)."""
+    def from_split(cls, split: LeaveOneOutSplit, n_items: int, target: str = "valid") -> "InteractionGraph":
+        """The graph a model may use to predict ``target``, as :meth:`LeaveOneOutSplit.history`:
+
+        - ``"valid"``: the training prefixes only (validation and test items are not edges);
+        - ``"test"``: the training prefixes plus each user's validation item (the test item is not an edge).
+        """
         users, items = split.train_pairs()
+        if target == "test":
+            users = np.concatenate([users, np.arange(split.n_users, dtype=np.int64)])
+            items = np.concatenate([items, np.asarray(split.valid, dtype=np.int64)])
+        elif target != "valid":
+            raise AgrecError(f"graph target must be 'valid' or 'test', got {target!r}")
         return cls.from_pairs(users, items, split.n_users, n_items)
 
     @property

@@ -2,14 +2,23 @@
 
 Layout under ``<run>/gnn/``:
 
-    <model>/weights.safetensors   the best (validation) layer-0 embeddings
+    <model>/weights.safetensors   the best (validation) layer-0 embeddings, trained on the training split
     <model>/curves.csv            per epoch: loss parts, seconds, validation metrics
     <model>/metrics.json          valid + test metrics, timing, config and its hash (written last)
     <model>/checkpoint.pt         resumable training state; removed once the model is finished
+    <model>/refit.safetensors     with ``gnn.train.test_graph: refit`` only: the model retrained on
+                                  train + validation for ``best_epoch`` epochs (refit_checkpoint.pt while it runs)
     stage.json                    the stage record, once every listed model is done
 
 Each model is cached on its own: its key hashes the ``data`` section, ``gnn.train``, its own
 ``gnn.<model>`` section and the seed, so changing SGL's settings does not retrain LightGCN.
+``gnn.train.test_graph`` is not part of that key (it does not change what is learnt on the training
+split): switching it re-scores the test item with the cached weights (and refits once for ``refit``).
+
+The validation item is scored by the training-split model; the test item by the model of
+``gnn.train.test_graph`` (:func:`gnn_for_target`). ``metrics.json`` holds ``test`` (that option's test
+metrics, the "GNN only" row) and ``test_by_graph`` (``train`` and ``propagate`` always — they cost one
+ranking each — and ``refit`` once computed), so the effect of the option is on record.
 """
 
 from __future__ import annotations
@@ -20,23 +29,27 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import agrec
 from agrec.data.stage import prepare_data
 from agrec.errors import AgrecError, ConfigError
 from agrec.gnn.base import GraphRecommender
-from agrec.gnn.config import GNN_MODELS
+from agrec.gnn.config import GNN_MODELS, TEST_GRAPHS
 from agrec.gnn.evaluate import evaluate_gnn
 from agrec.gnn.graph import InteractionGraph
 from agrec.gnn.registry import build_model
-from agrec.gnn.trainer import fit, resolve_device
+from agrec.fingerprint import sha256_file
+from agrec.gnn.trainer import fit, fit_epochs, resolve_device
 from agrec.io import atomic_path, atomic_write_json
 from agrec.lineage import config_key
 from agrec.session import Session
 
 STAGE = "gnn"
 WEIGHTS, CURVES, METRICS, CHECKPOINT = "weights.safetensors", "curves.csv", "metrics.json", "checkpoint.pt"
+REFIT_WEIGHTS, REFIT_CHECKPOINT = "refit.safetensors", "refit_checkpoint.pt"
+TEST_KS = (5, 10, 20)
 
 
 def model_key(session: Session, name: str) -> str:
@@ -50,8 +63,13 @@ def model_key(session: Session, name: str) -> str:
 
 
 def _without_runtime(train: dict[str, Any]) -> dict[str, Any]:
-    # Where it runs and whether a bar is shown do not change what is learnt.
-    return {k: v for k, v in train.items() if k not in ("progress", "device")}
+    # Where it runs and whether a bar is shown do not change what is learnt; nor does how the test
+    # item is scored afterwards (test_graph: the refit has its own key, see _refit_key).
+    return {k: v for k, v in train.items() if k not in ("progress", "device", "test_graph")}
+
+
+def _refit_key(session: Session, name: str, epochs: int) -> str:
+    return hashlib.sha256(f"{model_key(session, name)}:refit:{epochs}".encode()).hexdigest()[:16]
 
 
 def model_dir(session: Session, name: str) -> Path:
@@ -67,14 +85,22 @@ def _check_name(session: Session, model: str | None) -> str:
     return name
 
 
-def read_metrics(session: Session, model: str | None = None) -> dict[str, Any] | None:
-    """The metrics record of a finished model (None if it has not been trained with this config)."""
-    name = _check_name(session, model)
+def _read_record(session: Session, name: str) -> dict[str, Any] | None:
+    """metrics.json if its model was trained with this configuration (whatever its test_graph)."""
     path = session.run.root / STAGE / name / METRICS
-    if not path.is_file():
-        return None
-    rec = json.loads(path.read_text(encoding="utf-8"))
-    return rec if rec.get("config_hash") == model_key(session, name) else None
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # absent or damaged: the model is (re)trained
+    return rec if isinstance(rec, dict) and rec.get("config_hash") == model_key(session, name) else None
+
+
+def read_metrics(session: Session, model: str | None = None) -> dict[str, Any] | None:
+    """The metrics record of a finished model (None if it has not been trained with this config, or its
+    test metrics are not those of the profile's ``gnn.train.test_graph``)."""
+    name = _check_name(session, model)
+    rec = _read_record(session, name)
+    return rec if rec is not None and rec.get("test_graph") == session.profile.gnn.train.test_graph else None
 
 
 def read_curves(session: Session, model: str | None = None) -> pd.DataFrame:
@@ -94,61 +120,134 @@ def _build(session: Session, name: str, graph: InteractionGraph) -> GraphRecomme
 
 def train_gnn(session: Session, model: str | None = None, force: bool = False,
               progress: bool | None = None) -> GraphRecommender:
-    """Return the trained GNN ``model`` (default: the profile's ``gnn.model``) in eval mode.
+    """Return the GNN ``model`` (default: the profile's ``gnn.model``) trained on the training split, in eval
+    mode: the model that scores the validation item (:func:`gnn_for_target` gives the one for the test item).
 
     Reuses ``<run>/gnn/<model>/`` when it was produced by the same configuration; otherwise trains
     (resuming an interrupted run of the same configuration), evaluates on validation and — once,
-    after training — on test, and writes weights, curves and metrics.
+    after training — on test (with the test-time model of ``gnn.train.test_graph``), and writes weights,
+    curves and metrics.
     """
     name = _check_name(session, model)
     profile = session.profile
     ds, split = prepare_data(session)
-    graph = InteractionGraph.from_split(split, ds.n_items)
+    graph = InteractionGraph.from_split(split, ds.n_items, "valid")
     folder = model_dir(session, name)
     key = model_key(session, name)
     net = _build(session, name, graph)
-    rec = None if force else read_metrics(session, name)
+    rec = None if force else _read_record(session, name)
     if rec is not None and _weights_intact(folder / WEIGHTS, rec):
         net.load_state_dict(load_file(folder / WEIGHTS, device=str(net.device)))
-        return net.eval()
-
-    (folder / METRICS).unlink(missing_ok=True)
-    if force:
+        net.eval()
+    else:
+        (folder / METRICS).unlink(missing_ok=True)
+        for stale in (REFIT_WEIGHTS, REFIT_CHECKPOINT) + ((CHECKPOINT,) if force else ()):
+            (folder / stale).unlink(missing_ok=True)
+        result = fit(net, split, profile.gnn.train, profile.seed, checkpoint=folder / CHECKPOINT, key=key,
+                     progress=progress)
+        valid = evaluate_gnn(net, split, "valid", TEST_KS, exclude_history=profile.gnn.train.exclude_history)
+        with atomic_path(folder / WEIGHTS) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp),
+                      metadata={"model": name, "config_hash": key})
+        with atomic_path(folder / CURVES) as tmp:
+            result.curves.to_csv(tmp, index=False)
+        rec = {
+            "model": name, "config_hash": key, "seed": profile.seed, "valid": valid,
+            "weights_sha256": sha256_file(folder / WEIGHTS),
+            "best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
+            "train_seconds": result.train_seconds, "seconds_per_epoch": result.seconds_per_epoch,
+            "resumed_from": result.resumed_from, "n_edges": graph.n_edges,
+            "n_parameters": sum(p.numel() for p in net.parameters()),
+            "config": {"train": profile.to_dict()["gnn"]["train"], name: profile.to_dict()["gnn"][name]},
+        }
         (folder / CHECKPOINT).unlink(missing_ok=True)
-    result = fit(net, split, profile.gnn.train, profile.seed, checkpoint=folder / CHECKPOINT, key=key,
-                 progress=progress)
-    test = evaluate_gnn(net, split, "test", (5, 10, 20), exclude_history=profile.gnn.train.exclude_history)
-    valid = evaluate_gnn(net, split, "valid", (5, 10, 20), exclude_history=profile.gnn.train.exclude_history)
-
-    with atomic_path(folder / WEIGHTS) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp),
-                  metadata={"model": name, "config_hash": key})
-    with atomic_path(folder / CURVES) as tmp:
-        result.curves.to_csv(tmp, index=False)
-    from agrec.fingerprint import sha256_file
-
-    atomic_write_json(folder / METRICS, {
-        "model": name, "config_hash": key, "seed": profile.seed, "weights_sha256": sha256_file(folder / WEIGHTS),
-        "valid": valid, "test": test,
-        "best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
-        "train_seconds": result.train_seconds, "seconds_per_epoch": result.seconds_per_epoch,
-        "resumed_from": result.resumed_from, "n_edges": graph.n_edges,
-        "n_parameters": sum(p.numel() for p in net.parameters()),
-        "config": {"train": profile.to_dict()["gnn"]["train"], name: profile.to_dict()["gnn"][name]},
-    })
-    (folder / CHECKPOINT).unlink(missing_ok=True)
+    if rec.get("test_graph") != profile.gnn.train.test_graph:
+        _score_test(session, name, net, rec, progress)
     return net
 
 
-def _weights_intact(path: Path, metrics: dict[str, Any]) -> bool:
-    """The weights file exists and has the sha256 its metrics record lists (a damaged file is retrained,
-    never loaded)."""
-    from agrec.fingerprint import sha256_file
+def _score_test(session: Session, name: str, net: GraphRecommender, rec: dict[str, Any],
+                progress: bool | None) -> None:
+    """Fill ``rec``'s test metrics for the profile's test_graph (plus the cheap ``train`` and ``propagate``
+    ones) and write metrics.json (last: it marks the model finished)."""
+    profile = session.profile
+    mode = profile.gnn.train.test_graph
+    _, split = prepare_data(session)
+    exclude = profile.gnn.train.exclude_history  # test history = train + validation items (split.history)
+    by_graph = dict(rec.get("test_by_graph", {}))
+    for option in dict.fromkeys(("train", "propagate", mode)):
+        if option not in by_graph:
+            test_net = _test_model(session, name, net, option, int(rec["best_epoch"]), progress)
+            by_graph[option] = evaluate_gnn(test_net, split, "test", TEST_KS, exclude_history=exclude)
+    rec.update(test=by_graph[mode], test_graph=mode, test_by_graph=by_graph,
+               test_graph_edges=int(InteractionGraph.from_split(split, net.n_items, "test").n_edges))
+    if mode == "refit":
+        rec["refit"] = json.loads(load_metadata(model_dir(session, name) / REFIT_WEIGHTS)["refit"])
+    atomic_write_json(model_dir(session, name) / METRICS, rec)
 
-    if not path.is_file():
-        return False
-    want = metrics.get("weights_sha256")
-    return want is None or sha256_file(path) == want
+
+def gnn_for_target(session: Session, model: str | None = None, target: str = "test",
+                   progress: bool | None = None) -> GraphRecommender:
+    """The GNN that scores ``target``'s item (eval mode).
+
+    ``"valid"``: :func:`train_gnn`'s model (training split only). ``"test"``: the model of
+    ``gnn.train.test_graph`` — ``"propagate"``: the trained embeddings over the train + validation graph;
+    ``"refit"``: a model retrained on train + validation for the validation-chosen ``best_epoch``
+    (cached in ``<model>/refit.safetensors``); ``"train"``: :func:`train_gnn`'s model itself.
+    """
+    name = _check_name(session, model)
+    net = train_gnn(session, name, progress=progress)
+    if target == "valid":
+        return net
+    if target != "test":
+        raise AgrecError(f"target must be 'valid' or 'test', got {target!r}")
+    best_epoch = int(read_metrics(session, name)["best_epoch"])  # type: ignore[index]  # train_gnn wrote it
+    return _test_model(session, name, net, session.profile.gnn.train.test_graph, best_epoch, progress)
+
+
+def _test_model(session: Session, name: str, net: GraphRecommender, option: str, best_epoch: int,
+                progress: bool | None) -> GraphRecommender:
+    if option not in TEST_GRAPHS:
+        raise ConfigError(f"gnn.train.test_graph must be one of {list(TEST_GRAPHS)}, got {option!r}")
+    if option == "train":
+        return net
+    ds, split = prepare_data(session)
+    graph = InteractionGraph.from_split(split, ds.n_items, "test")
+    if option == "propagate":
+        return net.on_graph(graph)
+    return _refit(session, name, graph, best_epoch, progress)
+
+
+def _refit(session: Session, name: str, graph: InteractionGraph, epochs: int,
+           progress: bool | None) -> GraphRecommender:
+    """Retrain ``name`` from the same seed on ``graph`` (train + validation) for ``epochs`` (the best epoch
+    chosen on validation) epochs; cached in ``<model>/refit.safetensors``."""
+    profile = session.profile
+    folder = model_dir(session, name)
+    key = _refit_key(session, name, epochs)
+    net = _build(session, name, graph)
+    path = folder / REFIT_WEIGHTS
+    try:
+        if path.is_file() and load_metadata(path).get("config_hash") == key:
+            net.load_state_dict(load_file(path, device=str(net.device)))
+            return net.eval()
+    except Exception:  # noqa: BLE001  a damaged refit file (safetensors raises its own types) is refitted
+        net = _build(session, name, graph)
+    result = fit_epochs(net, profile.gnn.train, profile.seed, epochs, checkpoint=folder / REFIT_CHECKPOINT,
+                        key=key, progress=progress)
+    info = {"epochs": result.epochs_run, "train_seconds": result.train_seconds, "n_edges": graph.n_edges,
+            "resumed_from": result.resumed_from}
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp),
+                  metadata={"model": name, "config_hash": key, "refit": json.dumps(info)})
+    (folder / REFIT_CHECKPOINT).unlink(missing_ok=True)
+    return net
+
+
+def load_metadata(path: Path) -> dict[str, str]:
+    """The string metadata of a safetensors file."""
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
 
 
 def run_gnn_stage(session: Session, force: bool = False, progress: bool | None = None) -> dict[str, GraphRecommender]:
@@ -167,6 +266,15 @@ def run_gnn_stage(session: Session, force: bool = False, progress: bool | None =
     return models
 
 
+def _weights_intact(path: Path, metrics: dict[str, Any]) -> bool:
+    """The weights file exists and has the sha256 its metrics record lists (a damaged file is retrained,
+    never loaded)."""
+    if not path.is_file():
+        return False
+    want = metrics.get("weights_sha256")
+    return want is None or sha256_file(path) == want
+
+
 
 def results_table(session: Session, models: list[str] | None = None) -> pd.DataFrame:
     """One row per trained GNN: test HR@5/10, NDCG@5/10 (the ablation's "GNN only" rows), the
@@ -175,7 +283,7 @@ def results_table(session: Session, models: list[str] | None = None) -> pd.DataF
     metric = session.profile.gnn.train.valid_metric
     rows = []
     for name in names:
-        rec = read_metrics(session, name)
+        rec = read_metrics(session, name)  # "test": the test-time model of gnn.train.test_graph
         if rec is None:
             raise AgrecError(f"GNN {name!r} has not been trained with this configuration: run train_gnn first")
         rows.append({"model": name, **{k: rec["test"][k] for k in ("HR@5", "NDCG@5", "HR@10", "NDCG@10")},

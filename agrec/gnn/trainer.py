@@ -7,6 +7,8 @@
   checkpoint therefore ends bit-identical to an uninterrupted one.
 - The checkpoint (model, optimiser, best weights, curves, early-stopping counters) is written
   atomically after every evaluation and loaded with ``torch.load(weights_only=True)``.
+- :func:`fit_epochs` trains a fixed number of epochs without selection: the ``"refit"`` on train +
+  validation for the best epoch that :func:`fit` chose (``gnn.train.test_graph``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from agrec.data.split import LeaveOneOutSplit
+from agrec.errors import AgrecError
 from agrec.gnn.base import GraphRecommender
 from agrec.gnn.config import GNNTrainConfig
 from agrec.gnn.evaluate import evaluate_gnn
@@ -97,26 +100,9 @@ def fit(model: GraphRecommender, split: LeaveOneOutSplit, cfg: GNNTrainConfig, s
     try:
         while not done:
             epoch = state["epoch"]  # 0-based index of the epoch about to run
-            rng, gen = epoch_random(seed, epoch, device)
-            model.train()
-            t0 = time.perf_counter()
-            model.start_epoch(gen, rng)
-            sums: dict[str, float] = {}
-            n_batches = 0
-            for batch in bpr_batches(model.graph, cfg.batch_size, rng, device=device):
-                loss = model.calculate_loss(batch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
-                for name, value in model.loss_parts.items():
-                    sums[name] = sums.get(name, 0.0) + value
-                n_batches += 1
-            seconds = time.perf_counter() - t0
-            state["train_seconds"] += seconds
+            row = train_epoch(model, optimizer, cfg.batch_size, seed, epoch)
+            state["train_seconds"] += row["seconds"]
             state["epoch"] = epoch + 1
-            row: dict[str, float] = {"epoch": epoch + 1, **{k: v / max(n_batches, 1) for k, v in sums.items()},
-                                     "seconds": seconds}
             bar.update(1)
             if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
                 valid = evaluate_gnn(model, split, "valid", ks, exclude_history=cfg.exclude_history)
@@ -146,6 +132,71 @@ def fit(model: GraphRecommender, split: LeaveOneOutSplit, cfg: GNNTrainConfig, s
     model.eval()
     return FitResult(best_epoch=state["best_epoch"], best_valid=dict(state["best_valid"]),
                      epochs_run=state["epoch"], stopped_early=state["epoch"] < cfg.epochs,
+                     train_seconds=state["train_seconds"], curves=pd.DataFrame(state["rows"]),
+                     resumed_from=resumed_from)
+
+
+def train_epoch(model: GraphRecommender, optimizer: torch.optim.Optimizer, batch_size: int, seed: int,
+                epoch: int) -> dict[str, float]:
+    """One BPR epoch (0-based index ``epoch``) over every edge of ``model.graph``; all of its randomness
+    comes from ``(seed, epoch)``. Returns the curve row: ``epoch`` (1-based), mean loss parts, ``seconds``."""
+    rng, gen = epoch_random(seed, epoch, model.device)
+    model.train()
+    t0 = time.perf_counter()
+    model.start_epoch(gen, rng)
+    sums: dict[str, float] = {}
+    n_batches = 0
+    for batch in bpr_batches(model.graph, batch_size, rng, device=model.device):
+        loss = model.calculate_loss(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+        for name, value in model.loss_parts.items():
+            sums[name] = sums.get(name, 0.0) + value
+        n_batches += 1
+    seconds = time.perf_counter() - t0
+    return {"epoch": epoch + 1, **{k: v / max(n_batches, 1) for k, v in sums.items()}, "seconds": seconds}
+
+
+def fit_epochs(model: GraphRecommender, cfg: GNNTrainConfig, seed: int, epochs: int,
+               checkpoint: Path | None = None, key: str = "", progress: bool | None = None) -> FitResult:
+    """Train ``model`` on its graph for exactly ``epochs`` epochs and keep the last weights (eval mode).
+
+    The ``"refit"`` test-time option: the graph holds train + validation interactions, so no held-out
+    item is left to select on; ``epochs`` is the best epoch that :func:`fit` chose on validation. The
+    optimiser and epoch randomness are :func:`fit`'s (same ``seed`` -> same per-epoch draws), so on the
+    training graph ``fit_epochs(…, epochs=best_epoch)`` ends with exactly :func:`fit`'s best weights.
+    The checkpoint (same format, written every ``cfg.eval_every`` epochs) makes it resumable.
+    """
+    if epochs <= 0:
+        raise AgrecError(f"fit_epochs: epochs must be > 0, got {epochs}")
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+    state: dict[str, Any] = {"epoch": 0, "rows": [], "train_seconds": 0.0}
+    resumed_from = None
+    if checkpoint is not None and checkpoint.is_file():
+        saved = torch.load(checkpoint, map_location=model.device, weights_only=True)
+        if saved.get("key") == key and saved["state"]["epoch"] <= epochs:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            state = saved["state"]
+            resumed_from = state["epoch"]
+    bar = tqdm(total=epochs, initial=state["epoch"], desc=f"{model.name} refit", mininterval=1.0,
+               disable=not (cfg.progress if progress is None else progress), unit="epoch")
+    try:
+        while state["epoch"] < epochs:
+            row = train_epoch(model, optimizer, cfg.batch_size, seed, state["epoch"])
+            state["rows"].append(row)
+            state["train_seconds"] += row["seconds"]
+            state["epoch"] += 1
+            bar.update(1)
+            bar.set_postfix({"loss": f"{row['loss']:.4f}"})
+            if checkpoint is not None and (state["epoch"] % cfg.eval_every == 0 or state["epoch"] == epochs):
+                _save_checkpoint(checkpoint, key, model, optimizer, state)
+    finally:
+        bar.close()
+    model.eval()
+    return FitResult(best_epoch=epochs, best_valid={}, epochs_run=state["epoch"], stopped_early=False,
                      train_seconds=state["train_seconds"], curves=pd.DataFrame(state["rows"]),
                      resumed_from=resumed_from)
 
