@@ -50,6 +50,7 @@ def _parse_times(path: Path, col: str, values: pd.Series) -> np.ndarray:
         secs, bad = num, num.isna()
     else:
         dt = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+        dt[~values.str.isascii()] = pd.NaT  # dateutil reads '١٢٣' as the year 123; dates are written in ASCII
         epoch = pd.Timestamp(0, tz="UTC").as_unit(dt.dt.unit)  # dates before 1677 are not in ns
         secs, bad = (dt - epoch).dt.total_seconds(), dt.isna()
     if bad.any():

@@ -54,7 +54,7 @@ def run_loader(files: dict[str, bytes], cfg: DataConfig) -> None:
         try:
             ds = load_dataset(cfg, folder)
         except AgrecError as e:
-            event(f"refused: {type(e).__name__}")
+            event(f"refused: {type(e).__name__}: {str(e).split(': ', 1)[-1][:40]}")
         else:
             event("loaded")
             check_dataset(ds, cfg.min_seq_len)
@@ -81,69 +81,111 @@ def dumps(obj) -> bytes:
     return json.dumps(obj, allow_nan=True).encode()
 
 
-inter_json = st.dictionaries(id_text, st.one_of(st.lists(st.one_of(st.sampled_from(ODD_IDS), st.integers(-2, 9)),
-                                                         min_size=0, max_size=6), json_value), min_size=0, max_size=5)
-item_fields = st.dictionaries(st.sampled_from(["title", "brand", "categories", "description", "x"]),
-                              st.one_of(json_scalar, st.lists(json_scalar, max_size=3), json_value), max_size=4)
+good_id = st.sampled_from(["1", "2", "3", "10", "-1", "--5", "١٢٣", "²", "007", "a", "b", "💥"])
+item_id = st.one_of(good_id, st.integers(-2, 12))
+text_value = st.one_of(st.text(max_size=6), st.lists(st.text(max_size=4), max_size=3), st.none())
+
+
+def poison(data: st.DataObject, obj):
+    """Sometimes replace one value somewhere in ``obj`` by an arbitrary JSON value."""
+    if not data.draw(st.booleans()) or not isinstance(obj, (dict, list)) or not obj:
+        return obj
+    keys = list(obj) if isinstance(obj, dict) else list(range(len(obj)))
+    k = data.draw(st.sampled_from(keys))
+    if isinstance(obj[k], (dict, list)) and obj[k] and data.draw(st.booleans()):
+        obj[k] = poison(data, obj[k])
+    else:
+        obj[k] = data.draw(json_value)
+    return obj
 
 
 @SETTINGS
-@given(data=st.data(), inter=inter_json, with_items=st.booleans(), with_index=st.booleans(),
-       require_text=st.booleans())
-def test_lcrec_random_files(data, inter, with_items, with_index, require_text):
-    ids = sorted({str(i) for seq in inter.values() if isinstance(seq, list) for i in seq if not isinstance(i, dict)})
-    files = {"R.inter.json": mutate(data, dumps(inter))}
+@given(data=st.data(), users=st.dictionaries(good_id, st.lists(item_id, min_size=1, max_size=6), min_size=1, max_size=5),
+       with_items=st.booleans(), with_index=st.booleans(), require_text=st.booleans())
+def test_lcrec_random_files(data, users, with_items, with_index, require_text):
+    ids = sorted({str(i) for seq in users.values() for i in seq})
+    files = {"R.inter.json": mutate(data, dumps(poison(data, users)))}
     if with_items:
-        items = {i: data.draw(st.one_of(item_fields, json_value)) for i in ids[:6]}
-        files["R.item.json"] = mutate(data, dumps(items))
+        items = {}
+        for i in ids:  # mostly a plain title; sometimes random, possibly empty, fields
+            fields = {"title": f"t{i}"} if data.draw(st.integers(0, 3)) else {}
+            for k in ("brand", "categories", "description", "title"):
+                if data.draw(st.integers(0, 3)) == 0:
+                    fields[k] = data.draw(text_value)
+            items[i] = fields
+        files["R.item.json"] = mutate(data, dumps(poison(data, items)))
     if with_index:
-        index = {i: data.draw(st.one_of(st.lists(st.sampled_from(["<a_1>", "<b_2>", ""]), max_size=3), json_value))
-                 for i in ids[:6]}
-        files["R.index.json"] = mutate(data, dumps(index))
+        index = {i: [f"<a_{n % 3}>", f"<b_{n}>"] for n, i in enumerate(ids)}
+        files["R.index.json"] = mutate(data, dumps(poison(data, index)))
     run_loader(files, DataConfig(dataset="R", format="lcrec", require_text=require_text))
 
 
 # -- CSV / TSV --------------------------------------------------------------------------------------
 
-cells = st.one_of(st.sampled_from(ODD_IDS + ["inf", "-inf", "nan", "1e400", "2024-01-01", "soon", "3", "4.5"]),
+cells = st.one_of(st.sampled_from(ODD_IDS + ["inf", "-inf", "nan", "1e400", "2024-01-01", "0123-01-01", "soon", "3",
+                                             "4.5"]),
                   st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=5))
+title = st.one_of(st.sampled_from(["Alpha", "B c"]), st.text(max_size=4))
+ids_cell = st.sampled_from(["1", "2", "3", "-1", "--5", "١٢٣", "²", "a", "b"])
 
 
-def csv_text(data: st.DataObject, header: list[str], n_rows: int, sep: str) -> bytes:
-    rows = [sep.join(header)]
-    for _ in range(n_rows):
-        k = data.draw(st.integers(len(header) - 1, len(header) + 1))  # ragged rows happen
-        rows.append(sep.join(data.draw(cells).replace("\n", " ") for _ in range(max(k, 0))))
-    return ("\n".join(rows) + "\n").encode("utf-8", "surrogatepass")
+def table(data: st.DataObject, header: list[str], rows: list[list[str]], sep: str) -> bytes:
+    """A delimited file; sometimes a cell becomes arbitrary text or a row loses / gains a field."""
+    lines = [sep.join(header)]
+    damage = data.draw(st.booleans())  # half of the files are well-formed at this level
+    for row in rows:
+        if not damage:
+            pass
+        elif data.draw(st.integers(0, 9)) == 0:
+            row = row[:-1] if data.draw(st.booleans()) else row + [data.draw(cells)]
+        elif data.draw(st.integers(0, 4)) == 0 and row:
+            row = list(row)
+            row[data.draw(st.integers(0, len(row) - 1))] = data.draw(cells)
+        lines.append(sep.join(c.replace("\n", " ").replace("\r", " ") for c in row))
+    return ("\n".join(lines) + "\n").encode("utf-8", "surrogatepass")
+
+
+def random_header(data: st.DataObject, canonical: list[str], extra: list[str]) -> list[str]:
+    if data.draw(st.integers(0, 3)):
+        return canonical
+    return data.draw(st.lists(st.sampled_from(canonical + extra), min_size=1, max_size=5))
 
 
 @SETTINGS
-@given(data=st.data(), n_rows=st.integers(0, 12), tsv=st.booleans(), sort=st.booleans(), require_text=st.booleans())
+@given(data=st.data(), n_rows=st.integers(0, 14), tsv=st.booleans(), sort=st.booleans(), require_text=st.booleans())
 def test_tabular_random_files(data, n_rows, tsv, sort, require_text):
     sep, suffix = ("\t", "tsv") if tsv else (",", "csv")
-    cols = ["user_id", "item_id", "timestamp", "title", "x"]
-    header = data.draw(st.lists(st.sampled_from(cols), min_size=1, max_size=5))
-    inter = csv_text(data, header, n_rows, sep)
-    items = csv_text(data, data.draw(st.lists(st.sampled_from(cols), min_size=1, max_size=4)), 6, sep)
-    files = {f"i.{suffix}": mutate(data, inter), f"t.{suffix}": mutate(data, items)}
+    header = random_header(data, ["user_id", "item_id", "timestamp"], ["title", "user_id"])
+    users = data.draw(st.lists(ids_cell, min_size=1, max_size=2))  # few users, so some have 3+ rows
+    rows = [[data.draw(st.sampled_from(users)) if h == "user_id" else data.draw(ids_cell) if h == "item_id" else str(t)
+             for h in header] for t in range(n_rows)]
+    inter = table(data, header, rows, sep)
+    item_header = random_header(data, ["item_id", "title"], ["x", "title"])
+    item_rows = [[i if h == "item_id" else data.draw(title) for h in item_header]
+                 for i in ["1", "2", "3", "-1", "--5", "١٢٣", "²", "a", "b"]]
+    files = {f"i.{suffix}": mutate(data, inter), f"t.{suffix}": mutate(data, table(data, item_header, item_rows, sep))}
     run_loader(files, DataConfig(dataset="T", format="tabular", inter_file=f"i.{suffix}", item_file=f"t.{suffix}",
                                  sort_by_time=sort, require_text=require_text))
 
 
 # -- RecBole atomic files ---------------------------------------------------------------------------
 
-atomic_col = st.sampled_from(["user_id:token", "item_id:token", "timestamp:float", "rating:float",
-                              "movie_title:token_seq", "class:token_seq", "release_year:token", "x:int", "bad"])
+atomic_extra = ["rating:float", "class:token_seq", "release_year:token", "x:int", "bad", "user_id:token"]
 
 
 @SETTINGS
-@given(data=st.data(), n_rows=st.integers(0, 12), with_items=st.booleans(), require_text=st.booleans())
+@given(data=st.data(), n_rows=st.integers(0, 14), with_items=st.booleans(), require_text=st.booleans())
 def test_atomic_random_files(data, n_rows, with_items, require_text):
-    header = data.draw(st.lists(atomic_col, min_size=1, max_size=5))
-    files = {"A.inter": mutate(data, csv_text(data, header, n_rows, "\t"))}
+    header = random_header(data, ["user_id:token", "item_id:token", "timestamp:float"], atomic_extra)
+    users = data.draw(st.lists(ids_cell, min_size=1, max_size=2))
+    rows = [[data.draw(st.sampled_from(users)) if h.startswith("user_id:") else data.draw(ids_cell)
+             if h.startswith("item_id:") else str(t) for h in header] for t in range(n_rows)]
+    files = {"A.inter": mutate(data, table(data, header, rows, "\t"))}
     if with_items:
-        item_header = data.draw(st.lists(atomic_col, min_size=1, max_size=4))
-        files["A.item"] = mutate(data, csv_text(data, item_header, 6, "\t"))
+        item_header = random_header(data, ["item_id:token", "movie_title:token_seq", "class:token_seq"], atomic_extra)
+        item_rows = [[i if h.startswith("item_id:") else data.draw(title) for h in item_header]
+                     for i in ["1", "2", "3", "-1", "--5", "١٢٣", "²", "a", "b"]]
+        files["A.item"] = mutate(data, table(data, item_header, item_rows, "\t"))
     run_loader(files, DataConfig(dataset="A", format="movielens", require_text=require_text))
 
 

@@ -104,3 +104,9 @@ def test_dates_before_1677_and_odd_digit_timestamps(tmp_path):
     # pandas parses '١٢٣' as the year 123; such dates are outside nanosecond range, which used to crash.
     ds = load(make(tmp_path, "user_id,item_id,timestamp\n1,a,0123-01-01\n1,b,1500-01-01\n1,c,2024-01-01\n"))
     assert ds.timestamps[0][0] == -58285699200.0 and np.all(np.diff(ds.timestamps[0]) > 0)
+
+
+def test_non_ascii_digits_are_not_a_date(tmp_path):
+    folder = make(tmp_path, "user_id,item_id,timestamp\n1,a,١٢٣\n1,b,١٢٤\n1,c,١٢٥\n")
+    with pytest.raises(DataError, match=r"line 2: column 'timestamp' value '١٢٣' is neither a number nor a date"):
+        load(folder)
