@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 
-
 from agrec.progress import ENV_VAR, Follower, Task, follow, format_event
 
 
