@@ -12,7 +12,7 @@ the kernel it starts and follows the file in a thread (:func:`follow`), printing
 
 Event (one JSON object per line)::
 
-    {"task": "lightgcn", "unit": "epoch", "n": 3, "total": 4, "elapsed_s": 1.5, "rate": 2.0,
+    {"task": "lightgcn", "unit": "epoch", "n": 3, "n0": 0, "total": 4, "elapsed_s": 1.5, "rate": 2.0,
      "event": "update" | "end", "milestone": true, "info": {"loss": "0.4921"}}
 
 ``n`` counts units done in this task (resumed units included); ``rate`` is units per second over the units
@@ -89,7 +89,7 @@ class Task:
         self._last_write = now
         elapsed = now - self.t0
         done_here = self.n - self.n0
-        rec = {"task": self.name, "unit": self.unit, "n": self.n, "total": self.total,
+        rec = {"task": self.name, "unit": self.unit, "n": self.n, "n0": self.n0, "total": self.total,
                "elapsed_s": round(elapsed, 3), "rate": round(done_here / elapsed, 4) if elapsed > 0 else None,
                "event": event, "milestone": milestone, "info": {k: _short(v) for k, v in info.items()}}
         line = json.dumps(rec, separators=(",", ":")) + "\n"
@@ -127,7 +127,9 @@ def format_event(ev: dict[str, Any]) -> str:
     if rate:
         parts.append(f"{rate:.3g} {unit}/s" if rate >= 1 else f"{1 / rate:.3g} s/{unit}")
     elapsed = float(ev.get("elapsed_s") or 0.0)
-    if ev.get("event") == "end":
+    if ev.get("event") == "end" and n == ev.get("n0") and n:
+        parts = parts[:1] + ["nothing left to do (resumed from a checkpoint)"]
+    elif ev.get("event") == "end":
         parts.append(f"done in {_duration(elapsed)}")
     else:
         parts.append(f"{_duration(elapsed)} elapsed")

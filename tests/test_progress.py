@@ -42,6 +42,8 @@ def test_format_event_counts_rate_and_eta():
     assert format_event(ev) == "lm: step 40/120 (33%), 10 step/s, 4.0 s elapsed, ETA 8.0 s, loss=3.21"
     end = {**ev, "n": 120, "event": "end", "elapsed_s": 754.0, "rate": 0.5, "info": {}}
     assert format_event(end) == "lm: step 120/120 (100%), 2 s/step, done in 12:34"
+    resumed = {**end, "n0": 120, "rate": None}
+    assert format_event(resumed) == "lm: step 120/120 (100%), nothing left to do (resumed from a checkpoint)"
     assert format_event({"task": "decode", "unit": "user", "n": 7, "total": None, "elapsed_s": 1.0,
                          "rate": None, "event": "update"}) == "decode: 7 users, 1.0 s elapsed"
 
