@@ -108,6 +108,7 @@ def lab(run):
                 time.sleep(0.5)
         yield url, proc
     finally:
+        tree = _descendants(proc.pid)     # the kernels run in their own sessions: found by parentage, not group
         proc.send_signal(signal.SIGINT)   # jupyter_server shuts its kernels down on SIGINT x2 / SIGTERM
         proc.send_signal(signal.SIGTERM)
         try:
@@ -116,28 +117,45 @@ def lab(run):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
-        _assert_no_stray_processes(proc.pid, root)
+        _assert_gone(tree)
 
 
-def _assert_no_stray_processes(pgid: int, root: Path) -> None:
-    """Nothing of the server's process group (kernels included) is left running."""
+def _stat(pid: int) -> tuple[int, str] | None:
+    """(parent pid, start time) of a live process, None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (None if fields[0] == "Z" else (int(fields[1]), fields[19]))
+
+
+def _descendants(root: int) -> dict[int, str]:
+    """``{pid: start time}`` of every process below ``root`` (the server's kernels and their children)."""
+    children: dict[int, list[int]] = {}
+    started: dict[int, str] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and (st := _stat(int(d.name))) is not None:
+            children.setdefault(st[0], []).append(int(d.name))
+            started[int(d.name)] = st[1]
+    out, todo = {}, [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out[c] = started[c]
+            todo.append(c)
+    return out
+
+
+def _assert_gone(tree: dict[int, str]) -> None:
+    """None of ``tree`` (pid -> start time, so a reused pid is not mistaken for it) is still running."""
     deadline = time.monotonic() + 20
     while True:
-        left = []
-        for d in Path("/proc").iterdir():
-            if not d.name.isdigit():
-                continue
-            try:
-                if os.getpgid(int(d.name)) == pgid:
-                    left.append(int(d.name))
-            except (ProcessLookupError, PermissionError):
-                pass
+        left = [pid for pid, t in tree.items() if (st := _stat(pid)) is not None and st[1] == t]
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     for pid in left:
         os.kill(pid, signal.SIGKILL)
-    assert left == [], f"processes of the JupyterLab server still running: {left}"
+    assert left == [], f"processes started by the JupyterLab server still running: {left}"
 
 
 def _wait_kernel_idle(url: str, timeout_s: float = 120) -> None:
@@ -238,7 +256,7 @@ def _expected_tree(inp, user: int, top_n: int, tau: float, labels) -> list[tuple
 def test_live_explorers_in_jupyterlab(lab, inputs):
     from playwright.sync_api import sync_playwright
 
-    url, _ = lab
+    url, server = lab
     inp = inputs
     errors: list[str] = []
     with sync_playwright() as p:
@@ -301,5 +319,7 @@ def test_live_explorers_in_jupyterlab(lab, inputs):
             want = _expected_tree(inp, fsm_user, s.top_n, s.tau, inp.labels or {})
             assert got == want and len(got) > s.top_n                    # every prefix of the top-n items
             assert errors == []
+            # the notebook's kernel runs under the server (the fixture checks that it is gone after shutdown)
+            assert any("ipykernel" in Path(f"/proc/{pid}/cmdline").read_text() for pid in _descendants(server.pid))
         finally:
             browser.close()
