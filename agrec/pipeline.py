@@ -23,6 +23,8 @@ from agrec.config import STAGE_NOTEBOOKS, Profile, load_profile
 from agrec.errors import AgrecError, ConfigError, StageError
 from agrec.io import atomic_path, atomic_write_json
 from agrec.paths import safe_component, safe_join
+from agrec.progress import follow as follow_progress
+from agrec.progress import kernel_ipc_config
 from agrec.rundir import RunDir, ensure_writable, library_versions
 
 if TYPE_CHECKING:
@@ -78,14 +80,18 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any], s
     fd, tmp_name = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".tmp.ipynb", dir=output.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    if progress_bar is None:
-        progress_bar = sys.stderr.isatty()
+    if progress_bar is None:  # papermill's cells bar would fight the inner progress line for the terminal
+        progress_bar = False
     try:
         # papermill's own log would repeat what StageError says, or chatter while an interrupt shuts the kernel down
         logging.getLogger("papermill").setLevel(logging.CRITICAL)
-        pm.execute_notebook(str(notebook), str(tmp), parameters=parameters, cwd=str(notebook.parent),
-                            kernel_name=kernel_name, progress_bar=progress_bar, execution_timeout=timeout_s,
-                            log_output=False, kernel_manager_class=_kernel_manager_class(kernel_log))
+        # The stage's inner progress (epochs, users, items) is printed from the kernel's events file; the
+        # kernel talks to us over IPC sockets, not unencrypted TCP (whose ipykernel warning is noise here).
+        with follow_progress(output.with_name(f".{output.stem}.progress.jsonl"), stream=sys.stdout):
+            pm.execute_notebook(str(notebook), str(tmp), parameters=parameters, cwd=str(notebook.parent),
+                                kernel_name=kernel_name, progress_bar=progress_bar, execution_timeout=timeout_s,
+                                log_output=False, config=kernel_ipc_config(),
+                                kernel_manager_class=_kernel_manager_class(kernel_log))
     except pm.PapermillExecutionError as e:
         os.replace(tmp, failed)
         raise StageError(f"stage '{stage}' failed in {notebook.name}, cell {e.cell_index} "

@@ -114,6 +114,8 @@ def complementarity_figure(overall: dict[str, int], by_activity: pd.DataFrame, b
     n = sum(overall.values())
     bars = axes[0].bar(list(overall), list(overall.values()), color=[_COLOURS[g] for g in overall])
     axes[0].bar_label(bars, labels=[f"{v}\n({v / max(n, 1):.0%})" for v in overall.values()], fontsize=8)
+    # Two-word group names on two lines: side by side they run into each other ("LLM onlyGNN only").
+    axes[0].set_xticks(range(len(overall)), [g.replace(" ", "\n") for g in overall])
     axes[0].set_ylabel("users")
     axes[0].set_title(f"hit@{k}: LM alone (α=0) vs GNN alone", fontsize=10)
     axes[0].margins(y=0.25)

@@ -4,10 +4,16 @@ Both recompute live in a kernel (the beam explorer calls :func:`~agrec.decode.ge
 ``trace=True`` for one user). Their outputs are widget state only (``HTML`` tables and ``Image`` PNGs), so the
 HTML export, which embeds widget state, shows the last view without a kernel. Every view has a static twin:
 :meth:`BeamExplorer.figure` / :meth:`FSMViewer.figure` (matplotlib) for ``report.figure``.
+
+Response time (``benchmarks/explorer_speed.py``): one user's beam search is small matrices, so it runs on one
+thread (intra-op threads only add synchronisation, and on a busy machine they multiply the time); each user's GNN
+top-n is computed once; the matplotlib PNGs, the slowest part, are drawn when their tab is shown, not on
+every interaction. Every widget carries a stable CSS class (``agrec-<explorer>-<part>``) for the browser test.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 from dataclasses import dataclass
@@ -67,9 +73,26 @@ class ExplorerData:
         return int(hits[0])
 
     def fsm_inputs(self, row: int, top_n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The user's GNN top-``top_n`` (history excluded), ``([1, n], [1, n])``."""
-        ex = [self.exclude[row]] if self.exclude is not None else None
-        return top_n_items(self.gnn_scores[row:row + 1], top_n, ex)
+        """The user's GNN top-``top_n`` (history excluded), ``([1, n], [1, n])``; computed once per (user, n)."""
+        cache = self.__dict__.setdefault("_top_n_cache", {})
+        if (row, top_n) not in cache:
+            ex = [self.exclude[row]] if self.exclude is not None else None
+            cache[(row, top_n)] = top_n_items(self.gnn_scores[row:row + 1], top_n, ex)
+        return cache[(row, top_n)]
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run the block with ``n`` intra-op threads (None: unchanged), restoring the previous count."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _png(fig) -> bytes:
@@ -94,11 +117,12 @@ class BeamExplorer:
     """Decode one user with chosen α, top_n, mix and beam width; show the beams and per-step probabilities.
 
     ``view(...)`` is the pure part (tables + figure); ``widget()`` wraps it in controls whose callback is
-    :meth:`update` (call it directly to test).
+    :meth:`update` (call it directly to test). ``num_threads``: torch threads of one decode (None: torch's
+    setting; 1 suits the small per-user matrices of a tiny or small LM).
     """
 
-    def __init__(self, data: ExplorerData, n_show: int = 10):
-        self.data, self.n_show = data, n_show
+    def __init__(self, data: ExplorerData, n_show: int = 10, num_threads: int | None = 1):
+        self.data, self.n_show, self.num_threads = data, n_show, num_threads
         self._widget = None
 
     def decode(self, user: int, alpha: float, top_n: int, mix: str, beam_size: int) -> tuple[DecodeResult, Any]:
@@ -107,8 +131,9 @@ class BeamExplorer:
         cfg = dataclasses.replace(d.decode, alpha=float(alpha), top_n=int(top_n), mix=mix, beam_size=int(beam_size))
         fsm = d.fsm_inputs(row, int(top_n)) if cfg.uses_graph else None
         ex = [d.exclude[row]] if d.exclude is not None else None
-        res = generate_items(d.model, [d.prompts[row]], d.trie, fsm_inputs=fsm, cfg=cfg, exclude=ex, trace=True,
-                             pad_token_id=d.pad_token_id)
+        with torch_threads(self.num_threads):
+            res = generate_items(d.model, [d.prompts[row]], d.trie, fsm_inputs=fsm, cfg=cfg, exclude=ex, trace=True,
+                                 pad_token_id=d.pad_token_id)
         return res, fsm
 
     def view(self, user: int, alpha: float, top_n: int, mix: str = "prob", beam_size: int = 20
@@ -148,15 +173,29 @@ class BeamExplorer:
         self.status = w.HTML()
         self.beams_html, self.gnn_html, self.steps_html = w.HTML(), w.HTML(), w.HTML()
         self.image = w.Image(format="png")
+        self.tabs = w.Tab(children=[self.beams_html, self.image, self.steps_html, self.gnn_html])
+        for i, t in enumerate(("beams", "per-step probabilities", "token trace", "GNN top-n")):
+            self.tabs.set_title(i, t)
+        _classes("agrec-beam", {**self.controls, "status": self.status, "beams": self.beams_html,
+                                "image": self.image, "steps": self.steps_html, "gnn": self.gnn_html, "tabs": self.tabs})
+        self._image_args: tuple | None = None
         for c in self.controls.values():
             c.observe(self.update, names="value")
+        self.tabs.observe(lambda _: self._draw_image(), names="selected_index")
         self.update()
-        tabs = w.Tab(children=[self.beams_html, self.image, self.steps_html, self.gnn_html])
-        for i, t in enumerate(("beams", "per-step probabilities", "token trace", "GNN top-n")):
-            tabs.set_title(i, t)
+        self._draw_image(force=True)   # the initial view complete (the HTML export embeds it)
         self._widget = w.VBox([w.HBox(list(self.controls.values())[:3]), w.HBox(list(self.controls.values())[3:]),
-                               self.status, tabs])
+                               self.status, self.tabs])
+        self._widget.add_class("agrec-beam-explorer")
         return self._widget
+
+    def _draw_image(self, force: bool = False) -> None:
+        """Draw the per-step probability PNG if it is stale and its tab is shown (or ``force``)."""
+        if self._image_args is None or not (force or self.tabs.selected_index == 1):
+            return
+        steps, title = self._image_args
+        self.image.value = _png(case_study_figure(steps, title=title, n_beams=self.n_show))
+        self._image_args = None
 
     def update(self, change=None) -> dict[str, Any]:
         """Recompute the view from the controls' current values (the widgets' callback)."""
@@ -165,13 +204,15 @@ class BeamExplorer:
         hit = v["beams"]["hit"].any() if len(v["beams"]) else False
         rank = int(v["beams"].loc[v["beams"]["hit"], "rank"].iloc[0]) if hit else None
         target = int(self.data.targets[self.data.row_of(s["user"])])
-        self.status.value = (f"<b>target</b>: {self.data.titles[target]} — "
+        # The settings the tables show, first: a reader (and the browser test) sees which view is current.
+        self.status.value = (f'<span class="agrec-view">{view_label(s)}</span><br><b>target</b>: '
+                             f"{self.data.titles[target]} — "
                              + (f'<span style="color:#1a7f37">hit at rank {rank}</span>' if hit else "not in the beams"))
         self.beams_html.value = _html_table(v["beams"])
         self.steps_html.value = _html_table(v["steps"])
         self.gnn_html.value = _html_table(v["gnn"])
-        self.image.value = _png(case_study_figure(v["steps"], title=f"user {s['user']}, α={s['alpha']:g}",
-                                                  n_beams=self.n_show))
+        self._image_args = (v["steps"], f"user {s['user']}, α={s['alpha']:g}")
+        self._draw_image()
         self.last = v
         return v
 
@@ -182,6 +223,7 @@ class FSMViewer:
     def __init__(self, data: ExplorerData, explorer: BeamExplorer | None = None):
         self.data = data
         self.explorer = explorer or BeamExplorer(data)
+        self._fsm_cache: dict[tuple, tuple[pd.DataFrame, Any]] = {}
 
     def view(self, user: int, top_n: int, tau: float, alpha: float, beam_size: int = 20) -> dict[str, Any]:
         """``{"tree": DataFrame, "states": DataFrame}``: the FSM of ``user`` and where its beams (decoded at
@@ -189,9 +231,12 @@ class FSMViewer:
         d = self.data
         row = d.row_of(user)
         items, scores = d.fsm_inputs(row, int(top_n))
-        fsm = build_user_fsm(d.trie, items[0], scores[0], tau=float(tau), agg=d.decode.agg, state="prefix",
-                             floor=d.decode.floor)
-        tree = fsm_tree(fsm, d.titles, d.labels, top_items=items[0].tolist())
+        key = (row, int(top_n), float(tau))
+        if key not in self._fsm_cache:   # the tree depends on (user, top_n, τ) only, not on α
+            fsm = build_user_fsm(d.trie, items[0], scores[0], tau=float(tau), agg=d.decode.agg, state="prefix",
+                                 floor=d.decode.floor)
+            self._fsm_cache[key] = fsm_tree(fsm, d.titles, d.labels, top_items=items[0].tolist())
+        tree = self._fsm_cache[key]
         saved = d.decode
         d.decode = dataclasses.replace(saved, tau=float(tau))
         try:
@@ -223,23 +268,51 @@ class FSMViewer:
                                    max=1.0, step=0.05, description="α (beams)", continuous_update=False),
         }
         self.image = w.Image(format="png")
+        self.status = w.HTML()
         self.tree_html, self.states_html = w.HTML(), w.HTML()
+        # The nodes table (p_G per edge) first: it answers at once; the drawing is made when its tab is shown.
+        self.tabs = w.Tab(children=[self.tree_html, self.image, self.states_html])
+        for i, t in enumerate(("nodes", "tree", "beam states")):
+            self.tabs.set_title(i, t)
+        _classes("agrec-fsm", {**self.controls, "status": self.status, "nodes": self.tree_html, "image": self.image,
+                               "states": self.states_html, "tabs": self.tabs})
+        self._image_args: tuple | None = None
         for c in self.controls.values():
             c.observe(self.update, names="value")
+        self.tabs.observe(lambda _: self._draw_image(), names="selected_index")
         self.update()
-        tabs = w.Tab(children=[self.image, self.tree_html, self.states_html])
-        for i, t in enumerate(("tree", "nodes", "beam states")):
-            tabs.set_title(i, t)
-        return w.VBox([w.HBox(list(self.controls.values())[:2]), w.HBox(list(self.controls.values())[2:]), tabs])
+        self._draw_image(force=True)
+        box = w.VBox([w.HBox(list(self.controls.values())[:2]), w.HBox(list(self.controls.values())[2:]),
+                      self.status, self.tabs])
+        box.add_class("agrec-fsm-viewer")
+        return box
+
+    def _draw_image(self, force: bool = False) -> None:
+        if self._image_args is None or not (force or self.tabs.selected_index == 1):
+            return
+        self.image.value = _png(fsm_tree_figure(*self._image_args[:2], title=self._image_args[2]))
+        self._image_args = None
 
     def update(self, change=None) -> dict[str, Any]:
         s = {k: c.value for k, c in self.controls.items()}
         v = self.view(s["user"], s["top_n"], s["tau"], s["alpha"], self.data.decode.beam_size)
         tree = v["tree"].drop(columns=["parent"]).assign(prefix=lambda t: t["prefix"].map(
             lambda p: "".join(self.data.labels.get(int(x), str(x)) if self.data.labels else str(x) for x in p)))
+        self.status.value = f'<span class="agrec-view">{view_label(s)}</span>'
         self.tree_html.value = _html_table(tree)
         self.states_html.value = _html_table(v["states"])
-        self.image.value = _png(fsm_tree_figure(v["tree"], v["states"],
-                                                title=f"user {s['user']}: top-{s['top_n']}, τ={s['tau']:.3g}"))
+        self._image_args = (v["tree"], v["states"], f"user {s['user']}: top-{s['top_n']}, τ={s['tau']:.3g}")
+        self._draw_image()
         self.last = v
         return v
+
+
+def view_label(settings: Mapping[str, Any]) -> str:
+    """``user=12 · alpha=0.3 · top_n=10 · beam_size=20``: the controls' values, in a fixed format."""
+    return " · ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items())
+
+
+def _classes(prefix: str, widgets: Mapping[str, Any]) -> None:
+    """Stable CSS classes (``<prefix>-<name>``) on the explorer's widgets, for styling and browser tests."""
+    for name, wdg in widgets.items():
+        wdg.add_class(f"{prefix}-{name.replace('_', '-')}")

@@ -65,7 +65,7 @@ def homogeneity_figure(counts: dict[str, np.ndarray], n_beams: int, levels: int 
 
     first = next(iter(counts.values()))
     n_levels = first.shape[1] if levels is None else min(levels, first.shape[1])
-    fig = Figure(figsize=(4.2 * n_levels, 3.4))
+    fig = Figure(figsize=(4.2 * n_levels, 3.9), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, n_levels))
     for lvl, ax in enumerate(axes):
         hi = max(int(np.asarray(c)[:, lvl].max()) for c in counts.values())
@@ -76,7 +76,8 @@ def homogeneity_figure(counts: dict[str, np.ndarray], n_beams: int, levels: int 
             ax.hist(v, bins=bins, alpha=0.55, label=f"{name} (mean {v.mean():.2f})" if len(v) else name)
         ax.set_xlabel(f"distinct prefixes of length {lvl + 1}" if lvl else "distinct first codes")
         ax.set_ylabel("users")
-        ax.legend(frameon=False, fontsize=8)
+        # Above the panel, not inside it: the histograms fill the middle of the panel, where a legend would sit
+        # on the bars.
+        ax.legend(frameon=False, fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.0), borderaxespad=0.2)
     fig.suptitle(f"Token homogeneity of the top-{n_beams} beams", fontsize=11)
-    fig.tight_layout()
     return fig

@@ -40,6 +40,7 @@ from agrec.decode.config import DecodeConfig
 from agrec.decode.fsm import OFF, RankableFSM
 from agrec.decode.trie import ItemTrie
 from agrec.errors import AgrecError
+from agrec.progress import Task
 
 
 @dataclass
@@ -182,6 +183,7 @@ def generate_items(model: torch.nn.Module, prompts: Sequence[Sequence[int]], tri
     order = sorted(range(n_users), key=lambda u: -len(prompts[u]))
     was_training = model.training
     model.eval()
+    task = Task("decode", n_users, "user")  # the CLI's view (agrec.progress); a no-op in an interactive kernel
     try:
         for start in range(0, n_users, cfg.batch_size):
             rows = order[start:start + cfg.batch_size]
@@ -196,6 +198,8 @@ def generate_items(model: torch.nn.Module, prompts: Sequence[Sequence[int]], tri
             if trace:
                 for f in ("tokens", "p_llm", "p_g", "p_hat", "on"):
                     getattr(tr, f)[idx] = getattr(out.trace, f).cpu()
+            task.update(start + len(rows))
+        task.close(alpha=cfg.alpha)
     finally:
         model.train(was_training)
     return DecodeResult(items=items, scores=scores, trace=tr)

@@ -24,6 +24,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from agrec.progress import Task
+
 from agrec.data.split import LeaveOneOutSplit
 from agrec.errors import AgrecError
 from agrec.gnn.base import GraphRecommender
@@ -97,6 +99,7 @@ def fit(model: GraphRecommender, split: LeaveOneOutSplit, cfg: GNNTrainConfig, s
     done = state["epoch"] >= cfg.epochs or state["bad_evals"] >= cfg.patience
     bar = tqdm(total=cfg.epochs, initial=state["epoch"], desc=f"{model.name}", mininterval=1.0,
                disable=not (cfg.progress if progress is None else progress), unit="epoch")
+    task = Task(model.name, cfg.epochs, "epoch", initial=state["epoch"])  # the CLI's view (agrec.progress)
     try:
         while not done:
             epoch = state["epoch"]  # 0-based index of the epoch about to run
@@ -119,13 +122,16 @@ def fit(model: GraphRecommender, split: LeaveOneOutSplit, cfg: GNNTrainConfig, s
                     _save_checkpoint(checkpoint, key, model, optimizer, state)
                 bar.set_postfix({"loss": f"{row['loss']:.4f}", f"valid {cfg.valid_metric}": f"{score:.4f}",
                                  "best": f"{state['best_score']:.4f}@{state['best_epoch']}"})
+                task.update(epoch + 1, milestone=True, loss=row["loss"], **{f"valid_{cfg.valid_metric}": score})
                 if on_evaluate is not None:
                     on_evaluate(epoch + 1, valid)
             else:
                 state["rows"].append(row)
                 bar.set_postfix({"loss": f"{row['loss']:.4f}"})
+                task.update(epoch + 1, milestone=True, loss=row["loss"])
     finally:
         bar.close()
+        task.close(best_epoch=state["best_epoch"])
 
     if state["best_state"] is not None:
         model.load_state_dict(state["best_state"])

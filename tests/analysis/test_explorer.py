@@ -55,3 +55,23 @@ def test_fsm_viewer_widget_updates():
     viewer.controls["top_n"].value = 2
     assert (viewer.last["tree"]["item"] >= 0).sum() == 2
     assert viewer.image.value[:4] == b"\x89PNG"
+
+
+def test_images_are_drawn_when_their_tab_is_shown_and_status_names_the_view():
+    data = _data()
+    ex = BeamExplorer(data, n_show=4)
+    ex.widget()
+    first = ex.image.value
+    assert "agrec-beam-beams" in ex.beams_html._dom_classes and "agrec-beam-alpha" in ex.controls["alpha"]._dom_classes
+    ex.controls["alpha"].value = 0.0
+    assert ex.image.value == first                     # the PNG tab is hidden: not redrawn yet
+    assert 'class="agrec-view">user=7 · alpha=0 · top_n=5 · mix=prob · beam_size=6<' in ex.status.value
+    ex.tabs.selected_index = 1                          # showing the tab draws the current view
+    assert ex.image.value != first and ex.image.value[:4] == b"\x89PNG"
+    redrawn = ex.image.value
+    ex.controls["alpha"].value = 0.5                   # tab visible: drawn at once
+    assert ex.image.value != redrawn
+    viewer = FSMViewer(data, ex)
+    viewer.widget()
+    assert [viewer.tabs.get_title(i) for i in range(3)] == ["nodes", "tree", "beam states"]
+    assert 'agrec-view">user=7 · top_n=5' in viewer.status.value
