@@ -51,6 +51,33 @@ SECTIONS_OF: dict[str, tuple[str, ...]] = {
 }
 
 
+# The source folders (under agrec/) whose code computes each stage's artefacts; a change shows as a note.
+STAGE_SOURCES: dict[str, tuple[str, ...]] = {
+    "data": ("data",),
+    "semantic_ids": ("semantic_ids",),
+    "gnn": ("gnn",),
+    "lm": ("lm",),
+    "decode": ("decode", "scorers.py", "baselines"),
+    "analysis": ("analysis",),
+}
+
+
+def source_digest(stage: str) -> str:
+    """sha256 (16 hex digits) of the agrec source files that compute ``stage`` (see :data:`STAGE_SOURCES`).
+
+    Recorded with the stage. It is not part of the key (a comment or a refactoring would recompute
+    everything); ``agrec status`` notes when it differs, so an edited implementation never goes unnoticed.
+    """
+    root = Path(agrec.__file__).parent
+    h = hashlib.sha256()
+    for rel in STAGE_SOURCES.get(stage, ()):
+        base = root / rel
+        files = [base] if base.is_file() else sorted(base.rglob("*.py")) if base.is_dir() else []
+        for f in files:
+            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def _hash(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -226,6 +253,9 @@ def stage_status(profile: "Profile", run: "RunDir", stage: str, config_hash: str
                 reasons.append(msg)
     reasons.extend(run.artefact_problems(stage, rec, verify))
     notes = _version_notes(rec)
+    if rec.get("source_digest") not in (None, source_digest(stage)):
+        notes.append(f"the agrec code of this stage changed since it ran ({', '.join(STAGE_SOURCES[stage])}); "
+                     f"--force recomputes it")
     res = StageStatus(stage, "current" if not reasons else "stale", reasons, notes, rec.get("digest"))
     memo[stage] = res
     return res

@@ -160,7 +160,7 @@ class RunDir:
 
         ``inputs`` defaults to the stage's inputs as computed by :func:`agrec.lineage.stage_inputs`.
         """
-        from agrec.lineage import stage_inputs
+        from agrec.lineage import source_digest, stage_inputs
 
         if inputs is None:
             inputs = stage_inputs(profile, self, stage)
@@ -179,6 +179,7 @@ class RunDir:
             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "config": profile.to_dict(),
             "versions": library_versions(),
+            "source_digest": source_digest(stage),
             **extra,
         }
         try:

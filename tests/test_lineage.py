@@ -245,3 +245,16 @@ def test_a_local_checkpoint_given_by_path_is_an_input_of_the_lm_stage(profile_pa
     (ckpt / "config.json").unlink()
     ckpt.rmdir()
     assert stage_inputs(prof, run, "lm")["checkpoint:path:ckpt"] == "absent"
+
+
+def test_an_edited_implementation_is_noted_but_not_a_reason(profile_path, monkeypatch):
+    import agrec.lineage as lineage
+
+    s = _session(profile_path)
+    prepare_data(s)
+    assert s.run.read_record("data")["source_digest"] == lineage.source_digest("data")
+    assert stage_status(s.profile, s.run, "data").notes == []
+    monkeypatch.setattr(lineage, "source_digest", lambda stage: "0" * 16)
+    st = stage_status(s.profile, s.run, "data")
+    assert st.current and st.notes == ["the agrec code of this stage changed since it ran (data); --force "
+                                       "recomputes it"]
