@@ -24,6 +24,7 @@ import dacite
 import yaml
 
 from agrec.analysis.config import AnalysisConfig
+from agrec.baselines.config import BaselinesConfig
 from agrec.data.config import DataConfig
 from agrec.decode.config import DecodeConfig, EvalConfig
 from agrec.errors import ConfigError
@@ -75,6 +76,7 @@ class Profile:
     lm: LMConfig = field(default_factory=LMConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     # The file this profile was read from (None when built in code); not a YAML key.
