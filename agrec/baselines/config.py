@@ -47,6 +47,9 @@ class SASRecConfig:
     eval_every: int = 1             # epochs between validation evaluations
     patience: int = 11              # evaluations without improvement before stopping
     valid_metric: str = "NDCG@10"   # model selection on the validation item (never the test item)
+    # Mask the user's history when ranking (the project's protocol, as for the GNNs). RecBole's sequential
+    # full-sort evaluation masks nothing: False reproduces it (and suits data with repeat consumption).
+    exclude_history: bool = True
     device: str = "cpu"             # "cpu", "cuda", "cuda:N" or "auto" (cuda when available)
     progress: bool = True           # tqdm bar over epochs
 

@@ -90,10 +90,10 @@ def train_sasrec(session: Session, force: bool = False, progress: bool | None = 
     (folder / METRICS).unlink(missing_ok=True)
     key = sasrec_key(session)
     scorer = SASRecScorer(model, split)
-    result = fit(model, split, cfg, profile.seed, evaluate=lambda m: evaluate_sasrec(scorer, "valid", KS),
-                 progress=progress)
-    valid = evaluate_sasrec(scorer, "valid", KS)
-    test = evaluate_sasrec(scorer, "test", KS)
+    result = fit(model, split, cfg, profile.seed, progress=progress,
+                 evaluate=lambda m: evaluate_sasrec(scorer, "valid", KS, cfg.exclude_history))
+    valid = evaluate_sasrec(scorer, "valid", KS, cfg.exclude_history)
+    test = evaluate_sasrec(scorer, "test", KS, cfg.exclude_history)
 
     with atomic_path(folder / WEIGHTS) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp),
