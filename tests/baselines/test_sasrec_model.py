@@ -83,7 +83,8 @@ def prefix_pairs(train, L):
     return sorted((tuple(s[max(0, j - L):j]), int(s[j])) for s in train for j in range(1, len(s)))
 
 
-def window_pairs(w: "Windows", min_context: int):
+def window_pairs(w):
+    """(context, target) of every trained position of the windows, in project item ids."""
     out = []
     for inp, tgt in zip(w.inputs, w.targets):
         for p in np.flatnonzero(tgt >= 0):
@@ -98,16 +99,12 @@ def test_windows_train_each_target_once_with_recboles_context_at_stride_1(stride
     L = 4
     train = [rng.integers(0, N_ITEMS, size=n) for n in (1, 2, 4, 5, 6, 11)]
     w = training_windows(train, L, stride)
-    pairs = window_pairs(w, L)
+    pairs = window_pairs(w)
     assert sorted(t for _, t in pairs) == sorted(int(s[j]) for s in train for j in range(1, len(s)))
     assert int(w.n_targets.sum()) == sum(len(s) - 1 for s in train)
     if stride == 1:
         assert sorted(pairs) == prefix_pairs(train, L)
-    # each context is the items just before the target, at least L - stride + 1 of them (or all there are)
-    expected = {ctx: None for ctx, _ in prefix_pairs(train, L)}
-    for ctx, _ in pairs:
-        assert len(ctx) >= 1
-        assert any(full[-len(ctx):] == ctx for full in expected)
+    # each target is trained on the items just before it, at least L - stride + 1 of them (or all there are)
     for s in train:
         for j in range(1, len(s)):
             assert any(ctx == tuple(s[max(0, j - k):j]) and t == s[j]
@@ -136,7 +133,7 @@ def test_batches_cover_every_window_once_with_about_batch_size_targets():
     ("device", "tpu", "device"),
 ])
 def test_config_validation_names_the_key(key, value, match):
-    with pytest.raises(ConfigError, match=f"baselines.sasrec.*{match}|{match}"):
+    with pytest.raises(ConfigError, match=rf"^baselines\.sasrec\..*{match}"):
         SASRecConfig(**{key: value})
 
 
