@@ -28,6 +28,7 @@ import dacite
 import yaml
 
 from agrec.analysis.config import AnalysisConfig
+from agrec.baselines.config import BaselinesConfig
 from agrec.data.config import DataConfig
 from agrec.decode.config import RENAMED_KEYS, DecodeConfig, EvalConfig
 from agrec.errors import ConfigError
@@ -108,6 +109,7 @@ class Profile:
     lm: LMConfig = field(default_factory=LMConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     # The file this profile was read from (None when built in code); not a YAML key.

@@ -1,0 +1,85 @@
+"""The ``baselines`` section of a profile: SASRec's hyper-parameters and how it is trained.
+
+Kept apart from the models so that loading a profile does not import torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agrec.errors import ConfigError
+
+VALID_METRICS: tuple[str, ...] = ("HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20")
+
+
+@dataclass
+class SASRecConfig:
+    """SASRec (Kang & McAuley, ICDM 2018) trained with full-softmax cross-entropy.
+
+    Model defaults: RecBole 1.2.1 ``recbole/properties/model/SASRec.yaml`` (``n_layers: 2``, ``n_heads: 2``,
+    ``hidden_size: 64``, ``inner_size: 256``, ``hidden_dropout_prob: 0.5``, ``attn_dropout_prob: 0.5``,
+    ``hidden_act: gelu``, ``layer_norm_eps: 1e-12``, ``initializer_range: 0.02``, ``loss_type: CE``);
+    ``max_seq_length: 50``, ``learning_rate: 0.001``, ``train_batch_size: 2048``, ``eval_step: 1`` and
+    ``stopping_step: 10`` from RecBole 1.2.1 ``recbole/properties/overall.yaml`` / ``dataset/*.yaml``
+    (``MAX_ITEM_LIST_LENGTH: 50``), its ``epochs: 300`` as the budget. RecBole stops once ``stopping_step + 1``
+    evaluations in a row bring no improvement, so ``patience: 11`` is its ``stopping_step: 10``.
+
+    ``train_stride``: how the training sequences are cut (see :func:`agrec.baselines.sasrec.training_windows`).
+    1 trains exactly RecBole's (context, target) pairs — every prefix of a user's training sequence, truncated to
+    its last ``max_seq_length`` items, predicts the next item — but shares one forward pass among the prefixes of
+    a window; a larger stride trains fewer, cheaper windows in which every target still sees at least
+    ``max_seq_length - train_stride + 1`` preceding items.
+    """
+
+    hidden_size: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    inner_size: int = 256
+    hidden_dropout_prob: float = 0.5
+    attn_dropout_prob: float = 0.5
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    max_seq_length: int = 50
+    learning_rate: float = 1e-3
+    batch_size: int = 2048          # training targets (next-item predictions) per optimiser step
+    train_stride: int = 1
+    epochs: int = 300
+    eval_every: int = 1             # epochs between validation evaluations
+    patience: int = 11              # evaluations without improvement before stopping
+    valid_metric: str = "NDCG@10"   # model selection on the validation item (never the test item)
+    # Mask the user's history when ranking (the project's protocol, as for the GNNs). RecBole's sequential
+    # full-sort evaluation masks nothing: False reproduces it (and suits data with repeat consumption).
+    exclude_history: bool = True
+    device: str = "cpu"             # "cpu", "cuda", "cuda:N" or "auto" (cuda when available)
+    progress: bool = True           # tqdm bar over epochs
+
+    def __post_init__(self) -> None:
+        where = "baselines.sasrec"
+        for key in ("hidden_size", "n_layers", "n_heads", "inner_size", "max_seq_length", "batch_size",
+                    "train_stride", "epochs", "eval_every", "patience"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{where}.{key} must be > 0, got {getattr(self, key)}")
+        if self.hidden_size % self.n_heads:
+            raise ConfigError(f"{where}.hidden_size ({self.hidden_size}) must be divisible by n_heads "
+                              f"({self.n_heads})")
+        for key in ("hidden_dropout_prob", "attn_dropout_prob"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"{where}.{key} must be in [0, 1), got {getattr(self, key)}")
+        for key in ("layer_norm_eps", "initializer_range", "learning_rate"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"{where}.{key} must be > 0, got {getattr(self, key)}")
+        if self.train_stride > self.max_seq_length:
+            raise ConfigError(f"{where}.train_stride ({self.train_stride}) must be <= max_seq_length "
+                              f"({self.max_seq_length})")
+        if self.valid_metric not in VALID_METRICS:
+            raise ConfigError(f"{where}.valid_metric must be one of {list(VALID_METRICS)}, "
+                              f"got {self.valid_metric!r}")
+        if not (self.device in ("cpu", "cuda", "auto") or self.device.startswith("cuda:")):
+            raise ConfigError(f"{where}.device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}")
+
+
+@dataclass
+class BaselinesConfig:
+    """Profile section ``baselines``."""
+
+    sasrec: SASRecConfig = field(default_factory=SASRecConfig)

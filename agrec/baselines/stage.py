@@ -1,0 +1,121 @@
+"""Cached SASRec training under ``<run>/baselines/sasrec/`` and the scorer it yields.
+
+Layout:
+
+    weights.safetensors   the best (validation NDCG@10) weights
+    curves.csv            per epoch: loss, seconds, validation metrics
+    metrics.json          valid + test metrics, timing, config and its hash (written last)
+
+The key hashes the ``data`` section, ``baselines.sasrec`` (without where it runs and whether a bar is shown)
+and the seed; a folder whose ``metrics.json`` carries the current key is reused (:func:`is_reusable`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from safetensors.torch import load_file, save_file
+
+import agrec
+from agrec.baselines.sasrec import SASRec
+from agrec.baselines.scorer import SASRecScorer, evaluate_sasrec
+from agrec.baselines.trainer import fit
+from agrec.data.stage import prepare_data
+from agrec.errors import AgrecError
+from agrec.fingerprint import sha256_file
+from agrec.gnn.trainer import resolve_device
+from agrec.io import atomic_path, atomic_write_json
+from agrec.session import Session
+
+STAGE, MODEL = "baselines", "sasrec"
+WEIGHTS, CURVES, METRICS = "weights.safetensors", "curves.csv", "metrics.json"
+RUNTIME_KEYS = ("device", "progress")  # where it runs and whether a bar is shown do not change what is learnt
+KS = (5, 10, 20)
+
+
+def sasrec_key(session: Session) -> str:
+    """Hash of what the trained SASRec depends on: ``data`` (section and the data stage's artefacts),
+    ``baselines.sasrec`` (less runtime keys), seed, agrec version."""
+    d = session.profile.to_dict()
+    cfg = {k: v for k, v in d["baselines"]["sasrec"].items() if k not in RUNTIME_KEYS}
+    payload = {"data": d["data"], "sasrec": cfg, "seed": session.profile.seed,
+               "data_digest": session.run.digest("data"), "agrec": agrec.__version__}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def sasrec_dir(session: Session) -> Path:
+    return session.run.root / STAGE / MODEL
+
+
+def read_metrics(session: Session) -> dict[str, Any] | None:
+    """The metrics record of SASRec trained with this configuration, else None."""
+    path = sasrec_dir(session) / METRICS
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # absent or damaged: retrained
+    return rec if isinstance(rec, dict) and rec.get("config_hash") == sasrec_key(session) else None
+
+
+def is_reusable(session: Session) -> bool:
+    """The reuse check, in one place: the metrics record (written last) carries the current key, and the
+    weights are there with the sha256 that record lists (a damaged file is retrained, never loaded)."""
+    rec = read_metrics(session)
+    path = sasrec_dir(session) / WEIGHTS
+    if rec is None or not path.is_file():
+        return False
+    return rec.get("weights_sha256") in (None, sha256_file(path))
+
+
+def read_curves(session: Session) -> pd.DataFrame:
+    """Training curves of the finished SASRec (one row per epoch)."""
+    path = sasrec_dir(session) / CURVES
+    if not path.is_file():
+        raise AgrecError(f"no SASRec training curves at {path}: run train_sasrec first")
+    return pd.read_csv(path)
+
+
+def train_sasrec(session: Session, force: bool = False, progress: bool | None = None) -> SASRecScorer:
+    """Return the trained SASRec as a scorer (``score_users(users, "valid" | "test")``).
+
+    Reuses ``<run>/baselines/sasrec/`` when it was produced by the same configuration; otherwise trains on the
+    training split, selects the epoch on validation, evaluates once on test and writes weights, curves and
+    metrics (metrics last).
+    """
+    profile = session.profile
+    cfg = profile.baselines.sasrec
+    ds, split = prepare_data(session)
+    model = SASRec(cfg, ds.n_items, seed=profile.seed).to(resolve_device(cfg.device))
+    folder = sasrec_dir(session)
+    if not force and is_reusable(session):
+        model.load_state_dict(load_file(folder / WEIGHTS, device=str(model.device)))
+        return SASRecScorer(model.eval(), split)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / METRICS).unlink(missing_ok=True)
+    key = sasrec_key(session)
+    scorer = SASRecScorer(model, split)
+    result = fit(model, split, cfg, profile.seed, progress=progress,
+                 evaluate=lambda m: evaluate_sasrec(scorer, "valid", KS, cfg.exclude_history))
+    valid = evaluate_sasrec(scorer, "valid", KS, cfg.exclude_history)
+    test = evaluate_sasrec(scorer, "test", KS, cfg.exclude_history)
+
+    with atomic_path(folder / WEIGHTS) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp),
+                  metadata={"model": MODEL, "config_hash": key})
+    with atomic_path(folder / CURVES) as tmp:
+        result.curves.to_csv(tmp, index=False)
+    atomic_write_json(folder / METRICS, {
+        "model": MODEL, "config_hash": key, "seed": profile.seed, "valid": valid, "test": test,
+        "weights_sha256": sha256_file(folder / WEIGHTS),
+        "best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
+        "train_seconds": result.train_seconds, "seconds_per_epoch": result.seconds_per_epoch,
+        "n_windows": result.n_windows, "n_targets": result.n_targets,
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "config": profile.to_dict()["baselines"]["sasrec"],
+    })
+    return scorer
