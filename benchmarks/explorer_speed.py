@@ -11,6 +11,10 @@ drawn on every interaction), for 20 interactions each (alternately a new α and 
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/explorer_speed.py        # about 1 min on 2 busy cores
 
+With ``--config configs/ml100k-quick.yaml`` it times the *trained* model of that profile's finished run instead
+(its decode stage must be current; nothing is recomputed: the run's stages are reused as the notebook does),
+and writes ``benchmarks/results/explorer_speed_<profile>.json``.
+
 Writes ``benchmarks/results/explorer_speed.json``.
 """
 
@@ -61,7 +65,17 @@ def build(seed: int = 0) -> ExplorerData:
                         labels=None, decode=DecodeConfig(alpha=0.3, top_n=10, beam_size=20, tau=1.0))
 
 
-def interactions(n: int, seed: int = 1) -> list[tuple[str, object]]:
+def from_run(config: Path) -> ExplorerData:
+    """The explorers' data of a finished run (the analysis notebook's inputs, the stages reused)."""
+    from agrec.analysis.stage import explorer_data, gather_inputs
+    from agrec.session import open_session
+
+    session = open_session(config)
+    inp = gather_inputs(session, log=lambda s: None)
+    return explorer_data(inp)
+
+
+def interactions(n: int, seed: int = 1, n_users: int = N_USERS) -> list[tuple[str, object]]:
     """Alternately a new α and a new user (never the current value, so each one recomputes)."""
     rng = np.random.default_rng(seed)
     out, alpha, user = [], 0.3, 0
@@ -70,7 +84,7 @@ def interactions(n: int, seed: int = 1) -> list[tuple[str, object]]:
             alpha = float(rng.choice([a for a in np.round(np.arange(0, 1.0001, 0.05), 2) if a != alpha]))
             out.append(("alpha", alpha))
         else:
-            user = int(rng.choice([u for u in range(N_USERS) if u != user]))
+            user = int(rng.choice([u for u in range(n_users) if u != user]))
             out.append(("user", user))
     return out
 
@@ -88,32 +102,38 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--interactions", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "explorer_speed.json")
+    ap.add_argument("--config", type=Path, help="time the trained model of this profile's finished run")
+    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    data = build()
+    data = from_run(args.config) if args.config else build()
+    n_users = len(data.users)
+    out = args.out or ROOT / "benchmarks" / "results" / (
+        f"explorer_speed_{args.config.stem}.json" if args.config else "explorer_speed.json")
     explorer = BeamExplorer(data, n_show=10)
     explorer.widget(user=0)
     viewer = FSMViewer(data, explorer)
     viewer.widget(user=0)
-    steps = interactions(args.interactions)
+    steps = interactions(args.interactions, n_users=n_users)
     time_widget(explorer, steps[:2])                     # warm-up (first-call allocations, matplotlib fonts)
     beam = time_widget(explorer, steps)
     fsm = time_widget(viewer, steps)
     explorer.tabs.selected_index = 1                    # the per-step probability PNG tab shown
-    beam_png = time_widget(explorer, interactions(args.interactions, seed=2))
+    beam_png = time_widget(explorer, interactions(args.interactions, seed=2, n_users=n_users))
     # The parts of one beam-explorer interaction: the decode alone (what caching cannot remove).
     dec = []
     for i, (_, v) in enumerate(steps):
         t0 = time.perf_counter()
-        explorer.decode(int(i % N_USERS), 0.3 if i % 2 else 0.5, 10, "prob", 20)
+        explorer.decode(int(i % n_users), 0.3 if i % 2 else 0.5, 10, "prob", 20)
         dec.append(time.perf_counter() - t0)
     res = {
         "what": "one explorer interaction (new alpha or user) end to end: the widget callback with the default tab "
                 "shown (tables; PNGs are drawn only when their tab is shown), and with the PNG tab shown",
-        "model": "random-weight Llama of the quick profile's size: 4 layers x 128, 4 heads, MLP 512, "
-                 f"vocab {N_SPECIAL + sum(SIZES)}; {N_ITEMS} items x 4 code levels {SIZES}; prompts of "
-                 f"{HISTORY} items; beam 20, top_n 10",
+        "model": (f"the trained LM of {args.config} (its run's stages reused), {n_users} explorer users"
+                  if args.config else
+                  "random-weight Llama of the quick profile's size: 4 layers x 128, 4 heads, MLP 512, "
+                  f"vocab {N_SPECIAL + sum(SIZES)}; {N_ITEMS} items x 4 code levels {SIZES}; prompts of "
+                  f"{HISTORY} items; beam 20, top_n 10"),
         "interactions": args.interactions, "threads": args.threads,
         "beam_explorer_median_s": round(statistics.median(beam), 4),
         "beam_explorer_max_s": round(max(beam), 4),
@@ -124,8 +144,8 @@ def main() -> None:
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "torch": torch.__version__},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res, indent=2))
 
 
