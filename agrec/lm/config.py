@@ -109,7 +109,7 @@ class LMConfig:
     resume: bool = True               # continue from the newest matching checkpoint of an interrupted run
     log_every: int = 10               # optimizer steps between progress-bar updates
     progress: bool = True
-    num_threads: int | None = None    # torch intra-op threads (None = torch's default)
+    num_threads: int | None = None    # torch intra-op threads (None = pipeline.num_threads)
     cache_dir: str | None = None      # converted backbones; None = $AGREC_CACHE_DIR or ~/.cache/agrec
 
     tiny: TinyLlamaConfig = field(default_factory=TinyLlamaConfig)

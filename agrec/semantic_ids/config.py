@@ -98,7 +98,7 @@ class SemanticIdConfig:
     embedding_cache: str | None = None
     dedup: Literal["extra_level", "reassign"] = "extra_level"
     device: str = "auto"                 # "auto" (cuda if available), "cpu", "cuda", "cuda:1" …
-    # torch intra-op threads while this stage runs (None = torch's default). The RQ-VAE's MLP is too
+    # torch intra-op threads while this stage runs (None = pipeline.num_threads). The RQ-VAE's MLP is too
     # small to gain from threads; on a busy 2-core machine 2 threads were 1.7x (embedding) and 4x
     # (RQ-VAE) slower than 1 (OpenMP spin-waits; benchmarks/semantic_ids.py measures it).
     cpu_threads: int | None = None
