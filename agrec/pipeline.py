@@ -144,31 +144,31 @@ def report_key(profile: Profile, run: RunDir, stage: str, notebook: Path, params
                         "digests": digests})[:32]
 
 
-def _report_key_of(output: Path) -> str | None:
-    """The report key stamped into an executed notebook (None if absent or unreadable)."""
+def _report_meta(output: Path) -> dict[str, Any]:
+    """What the runner stamped into an executed notebook (``report_key``, ``seconds``); {} if unreadable."""
     try:
         meta = json.loads(output.read_text(encoding="utf-8")).get("metadata", {})
+        agrec_meta = meta.get("agrec", {}) if isinstance(meta, dict) else {}
+        return agrec_meta if isinstance(agrec_meta, dict) else {}
     except (OSError, ValueError, AttributeError):
-        return None
-    key = meta.get("agrec", {}).get("report_key") if isinstance(meta, dict) else None
+        return {}
+
+
+def _report_key_of(output: Path) -> str | None:
+    """The report key stamped into an executed notebook (None if absent or unreadable)."""
+    key = _report_meta(output).get("report_key")
     return key if isinstance(key, str) else None
 
 
-def _stamp_report_key(output: Path, key: str) -> None:
+def _stamp_report_key(output: Path, key: str, seconds: float) -> None:
+    """Record in the notebook the key of what it was made from and how long its execution took (a later
+    run that reuses it reports that time, not a time of some other computation)."""
     import nbformat
 
     nb = nbformat.read(output, as_version=4)
-    nb.metadata.setdefault("agrec", {})["report_key"] = key
+    nb.metadata.setdefault("agrec", {}).update(report_key=key, seconds=seconds)
     with atomic_path(output) as tmp:
         nbformat.write(nb, tmp)
-
-
-def _previous_timings(path: Path) -> dict[str, float]:
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-        return {k: float(v) for k, v in old.get("stages_s", {}).items()}
-    except (OSError, ValueError, AttributeError, TypeError):
-        return {}
 
 
 def run_pipeline(config_path: str | Path, stages: list[str] | None = None, overrides: dict[str, Any] | None = None,
@@ -211,7 +211,6 @@ def run_pipeline(config_path: str | Path, stages: list[str] | None = None, overr
     # Relative to the notebooks' folder (the kernel's cwd), so executed reports carry no machine paths.
     params = {"config_path": os.path.relpath(profile.source, nb_dir), "overrides": dict(overrides or {})}
     timings_path = profile.report_dir / "results" / "pipeline.json"
-    previous = _previous_timings(timings_path)
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
     reused: list[str] = []
@@ -225,8 +224,8 @@ def run_pipeline(config_path: str | Path, stages: list[str] | None = None, overr
         if st.current and out.is_file() and _report_key_of(out) == report_key(profile, run, stage, nb, params):
             log(f"{tag}: current, reused ({out.name})")
             reused.append(stage)
-            if stage in previous:
-                timings[stage] = previous[stage]
+            seconds = _report_meta(out).get("seconds")
+            timings[stage] = seconds if isinstance(seconds, (int, float)) else None
             continue
         if st.state == "stale":
             log(f"{tag}: stale ({'; '.join(st.reasons)}): recomputing")
@@ -243,10 +242,12 @@ def run_pipeline(config_path: str | Path, stages: list[str] | None = None, overr
         execute_notebook(nb, out, params, stage, kernel_name=profile.pipeline.kernel_name,
                          timeout_s=profile.pipeline.stage_timeout_s,
                          kernel_log=profile.run_dir / "logs" / f"{nb.stem}.kernel.log")
-        _stamp_report_key(out, report_key(profile, run, stage, nb, params))
         timings[stage] = round(time.perf_counter() - t0, 1)
+        _stamp_report_key(out, report_key(profile, run, stage, nb, params), timings[stage])
         log(f"{tag}: done in {timings[stage]:.1f} s -> {out}")
     total = round(time.perf_counter() - t_all, 1)
+    # stages_s: seconds of each notebook's execution; for a reused stage, those of the execution that made its
+    # report (which may itself have reused the stage's artefacts), None when unknown.
     atomic_write_json(timings_path, {"stages_s": timings, "reused": reused, "total_s": total,
                                      "versions": library_versions()})
     log(f"agrec run: {len(ordered)} stage(s) in {total:.1f} s"

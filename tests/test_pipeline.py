@@ -130,7 +130,7 @@ def test_untouched_rerun_reuses_the_stage_and_its_report_and_a_data_edit_recompu
     assert "[1/1] data: current, reused (01_data.ipynb)" in logs
     assert nb.stat().st_mtime_ns == stamp  # not executed again
     timing = json.loads((rep / "results" / "pipeline.json").read_text())
-    assert timing["reused"] == ["data"] and timing["stages_s"]["data"] > 0  # the computing run's time is kept
+    assert timing["reused"] == ["data"] and timing["stages_s"]["data"] > 0  # the time of the execution that made the report
 
     inter = json.loads((lcrec_dir / "Toy.inter.json").read_text())
     inter["7"] = [1, 2, 3]
