@@ -129,3 +129,16 @@ def test_profile_section_is_strict():
         load_profile(CI_PROFILE, {"baselines.sasrec.n_heads": 3})
     with pytest.raises(ConfigError, match="baselines.sasrec.hiden_size"):
         load_profile(CI_PROFILE, {"baselines.sasrec.hiden_size": 3})
+
+
+def test_damaged_weights_are_retrained_never_loaded(shared):
+    s = session(shared)
+    train_sasrec(s)
+    folder = s.run.root / "baselines" / "sasrec"
+    weights = folder / "weights.safetensors"
+    assert read_metrics(s)["weights_sha256"]
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)  # same size, damaged tail
+    stamp = (folder / "metrics.json").stat().st_mtime_ns
+    train_sasrec(s)  # not loaded: retrained
+    assert (folder / "metrics.json").stat().st_mtime_ns != stamp
+    assert read_metrics(s)["weights_sha256"] != "" and weights.stat().st_size > 0

@@ -87,3 +87,18 @@ def test_agrec_run_knows_the_stage_and_its_notebook():
     params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1 and 'config_path = "../configs/ml100k-ci.yaml"' in params[0].source
     assert "gnn" in load_profile(CI_PROFILE).pipeline.stages
+
+
+def test_damaged_weights_are_retrained_never_loaded(shared):
+    s = session(shared, **{"gnn.models": ["lightgcn"]})
+    train_gnn(s, "lightgcn")
+    folder = s.run.root / "gnn" / "lightgcn"
+    weights = folder / "weights.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[:-8] + b"\0" * 8)  # same size, damaged tail
+    st = stage_status(s.profile, s.run, "gnn")
+    assert not st.current and any(str(weights) in r for r in st.reasons)
+    stamp = (folder / "metrics.json").stat().st_mtime_ns
+    train_gnn(s, "lightgcn")  # the sha256 in metrics.json does not match: retrained, not loaded
+    assert (folder / "metrics.json").stat().st_mtime_ns != stamp
+    assert weights.read_bytes() == good  # the same seed and data give the same weights
