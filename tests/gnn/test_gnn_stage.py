@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from agrec.lineage import stage_status
 from agrec.config import load_profile
@@ -94,11 +95,16 @@ def test_damaged_weights_are_retrained_never_loaded(shared):
     train_gnn(s, "lightgcn")
     folder = s.run.root / "gnn" / "lightgcn"
     weights = folder / "weights.safetensors"
-    good = weights.read_bytes()
-    weights.write_bytes(good[:-8] + b"\0" * 8)  # same size, damaged tail
+    good = load_file(weights)
+    raw = weights.read_bytes()
+    weights.write_bytes(raw[:-8] + b"\0" * 8)  # same size, damaged tail
     st = stage_status(s.profile, s.run, "gnn")
     assert not st.current and any(str(weights) in r for r in st.reasons)
     stamp = (folder / "metrics.json").stat().st_mtime_ns
     train_gnn(s, "lightgcn")  # the sha256 in metrics.json does not match: retrained, not loaded
     assert (folder / "metrics.json").stat().st_mtime_ns != stamp
-    assert weights.read_bytes() == good  # the same seed and data give the same weights
+    again = load_file(weights)  # a complete, loadable file with the sha256 its new record lists
+    assert again.keys() == good.keys()
+    rec = json.loads((folder / "metrics.json").read_text())
+    from agrec.fingerprint import sha256_file
+    assert rec["weights_sha256"] == sha256_file(weights)
