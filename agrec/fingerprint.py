@@ -29,6 +29,25 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def iter_files(folder: str | os.PathLike, skip_hidden: bool = True) -> list[tuple[str, Path]]:
+    """``(relative posix path, path)`` of every regular file under ``folder``, sorted; with ``skip_hidden``,
+    files under a hidden name (temporary writes, caches) are left out."""
+    folder = Path(folder)
+    out = []
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder)
+        if (skip_hidden and any(part.startswith(".") for part in rel.parts)) or not p.is_file():
+            continue
+        out.append((rel.as_posix(), p))
+    return out
+
+
+def sha256_matches(path: str | os.PathLike, want: str | None) -> bool:
+    """``path`` exists and has the sha256 ``want`` (None: a record written before hashes were kept)."""
+    p = Path(path)
+    return p.is_file() and (want is None or sha256_file(p) == want)
+
+
 def sha256_json(obj: Any) -> str:
     """Hex sha256 of ``obj`` as canonical JSON (sorted keys)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
@@ -79,12 +98,7 @@ class FingerprintCache:
         folder = Path(folder)
         if not folder.is_dir():
             return "absent"
-        items = []
-        for p in sorted(folder.rglob("*")):
-            rel = p.relative_to(folder)
-            if any(part.startswith(".") for part in rel.parts) or not p.is_file():
-                continue
-            items.append([rel.as_posix(), self.sha256(p, verify)])
+        items = [[rel, self.sha256(p, verify)] for rel, p in iter_files(folder)]
         return "tree:" + sha256_json(items)
 
     def save(self) -> None:

@@ -16,12 +16,12 @@ stage; ``agrec run`` recomputes exactly the stages that are not current.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import agrec
+from agrec.fingerprint import sha256_json
 
 if TYPE_CHECKING:
     from agrec.config import Profile
@@ -78,10 +78,6 @@ def source_digest(stage: str) -> str:
     return h.hexdigest()[:16]
 
 
-def _hash(payload: Any) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def config_key(profile: "Profile", stage: str) -> str:
     """Hash of the configuration that determines a stage's artefacts."""
     if stage == "data":
@@ -91,7 +87,8 @@ def config_key(profile: "Profile", stage: str) -> str:
     if stage == "lm":
         from agrec.lm.checkpoint import training_config
 
-        return _hash({"data": profile.to_dict()["data"], "lm": training_config(profile.lm), "seed": profile.seed})
+        return sha256_json({"data": profile.to_dict()["data"], "lm": training_config(profile.lm),
+                            "seed": profile.seed})[:16]
     # "baselines" (SASRec, agrec/baselines) drives rows of the decode stage once a profile has the section.
     extra = ("baselines",) if "baselines" in profile.to_dict() else ()
     if stage == "decode":

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agrec.errors import AgrecError
-from agrec.fingerprint import FingerprintCache, sha256_file, sha256_json
+from agrec.fingerprint import FingerprintCache, iter_files, sha256_file, sha256_json
 from agrec.io import atomic_write_json
 from agrec.provenance import lock_hash
 
@@ -118,14 +118,10 @@ class RunDir:
         and hidden (temporary) files."""
         folder = self.root / stage
         out: dict[str, dict[str, Any]] = {}
-        if not folder.is_dir():
-            return out
-        for p in sorted(folder.rglob("*")):
-            rel = p.relative_to(folder)
-            if rel.as_posix() == self.RECORD or any(part.startswith(".") for part in rel.parts) or not p.is_file():
-                continue
-            st = p.stat()
-            out[rel.as_posix()] = {"size": st.st_size, "sha256": sha256_file(p), "mtime_ns": st.st_mtime_ns}
+        for rel, p in iter_files(folder):
+            if rel != self.RECORD:
+                st = p.stat()
+                out[rel] = {"size": st.st_size, "sha256": sha256_file(p), "mtime_ns": st.st_mtime_ns}
         return out
 
     def artefact_problems(self, stage: str, record: dict[str, Any], verify: bool = False) -> list[str]:

@@ -26,7 +26,7 @@ from agrec.baselines.scorer import SASRecScorer, evaluate_sasrec
 from agrec.baselines.trainer import fit
 from agrec.data.stage import prepare_data
 from agrec.errors import AgrecError
-from agrec.fingerprint import sha256_file
+from agrec.fingerprint import sha256_file, sha256_matches
 from agrec.gnn.trainer import resolve_device
 from agrec.io import atomic_path, atomic_write_json
 from agrec.session import Session
@@ -65,10 +65,7 @@ def is_reusable(session: Session) -> bool:
     """The reuse check, in one place: the metrics record (written last) carries the current key, and the
     weights are there with the sha256 that record lists (a damaged file is retrained, never loaded)."""
     rec = read_metrics(session)
-    path = sasrec_dir(session) / WEIGHTS
-    if rec is None or not path.is_file():
-        return False
-    return rec.get("weights_sha256") in (None, sha256_file(path))
+    return rec is not None and sha256_matches(sasrec_dir(session) / WEIGHTS, rec.get("weights_sha256"))
 
 
 def read_curves(session: Session) -> pd.DataFrame:

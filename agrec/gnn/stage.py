@@ -40,7 +40,7 @@ from agrec.gnn.config import GNN_MODELS, TEST_GRAPHS
 from agrec.gnn.evaluate import evaluate_gnn
 from agrec.gnn.graph import InteractionGraph
 from agrec.gnn.registry import build_model
-from agrec.fingerprint import sha256_file
+from agrec.fingerprint import sha256_file, sha256_matches
 from agrec.gnn.trainer import fit, fit_epochs, resolve_device
 from agrec.io import atomic_path, atomic_write_json
 from agrec.lineage import config_key
@@ -269,10 +269,7 @@ def run_gnn_stage(session: Session, force: bool = False, progress: bool | None =
 def _weights_intact(path: Path, metrics: dict[str, Any]) -> bool:
     """The weights file exists and has the sha256 its metrics record lists (a damaged file is retrained,
     never loaded)."""
-    if not path.is_file():
-        return False
-    want = metrics.get("weights_sha256")
-    return want is None or sha256_file(path) == want
+    return sha256_matches(path, metrics.get("weights_sha256"))
 
 
 

@@ -85,10 +85,10 @@ CHECKSUMS = "checksums.json"
 
 def write_checksums(folder: Path) -> None:
     """List every file of a checkpoint folder with its size and sha256 (written last, inside the folder)."""
-    from agrec.fingerprint import sha256_file
+    from agrec.fingerprint import iter_files, sha256_file
 
-    files = {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
-             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != CHECKSUMS}
+    files = {rel: {"size": p.stat().st_size, "sha256": sha256_file(p)}
+             for rel, p in iter_files(folder, skip_hidden=False) if p.name != CHECKSUMS}
     atomic_write_json(folder / CHECKSUMS, files)
 
 
