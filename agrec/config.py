@@ -28,6 +28,7 @@ import dacite
 import yaml
 
 from agrec.analysis.config import AnalysisConfig
+from agrec.canonical import canonical
 from agrec.baselines.config import BaselinesConfig
 from agrec.data.config import DataConfig
 from agrec.decode.config import RENAMED_KEYS, DecodeConfig, EvalConfig
@@ -150,9 +151,9 @@ class Profile:
 
     # -- serialisation -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d.pop("source", None)
-        return d
+        """The profile as plain data, in canonical form (:func:`agrec.canonical.canonical`: options still at
+        a neutral default are left out), which every config hash and stage record uses."""
+        return canonical(self)
 
     def section_hash(self, *sections: str, seed: bool = True) -> str:
         """A short stable hash of the named sections (and the seed, unless ``seed=False``), used to

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
+from agrec.canonical import canonical
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ def codes_fingerprint(codes: CodeTable) -> str:
 
 def training_config(cfg: LMConfig) -> dict[str, Any]:
     """The lm section without its bookkeeping keys: what a trained model depends on."""
-    return {k: v for k, v in asdict(cfg).items() if k not in BOOKKEEPING_KEYS}
+    return {k: v for k, v in canonical(cfg).items() if k not in BOOKKEEPING_KEYS}
 
 
 def make_manifest(cfg: LMConfig, codes: CodeTable, vocab: CodeVocab, tokenizer, run_key: str,

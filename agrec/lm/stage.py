@@ -16,7 +16,7 @@ import copy
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 import agrec
+from agrec.canonical import canonical
 from agrec.errors import AgrecError, DataError
 from agrec.io import atomic_path
 from agrec.lineage import config_key
@@ -55,7 +56,7 @@ def stage_key(session: Session, codes: CodeTable) -> str:
     (without bookkeeping keys), the code table, the seed and the agrec version. Checkpoints carry it, so
     training resumes only from checkpoints of the same run."""
     p = session.profile
-    payload = {"data": asdict(p.data), "lm": training_config(p.lm), "codes": codes_fingerprint(codes), "seed": p.seed,
+    payload = {"data": canonical(p.data), "lm": training_config(p.lm), "codes": codes_fingerprint(codes), "seed": p.seed,
                "data_digest": session.run.digest("data"), "agrec": agrec.__version__}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
