@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("--aggregate-only", action="store_true",
                     help="run nothing: rebuild the summary from the seeds whose decode stage has finished")
     sd.add_argument("--reference", help="the row tested against the others (default: 'AGRec (<evaluation.scorer>)')")
+    t2 = sub.add_parser("table2", help="our Table 2: the decode results of several dataset runs beside the "
+                                       "paper's published rows, with paired p-values")
+    t2.add_argument("--config", dest="configs", action="append", required=True,
+                    help="a profile whose decode stage has run (repeatable, one per dataset)")
+    t2.add_argument("--out", help="markdown file to write (default: <reports_dir>/table2.md of the first profile)")
     sub.add_parser("info", help="print library versions")
     return p
 
@@ -169,6 +174,12 @@ def main(argv: list[str] | None = None) -> int:
                                     reference=args.reference)
             if summary is not None:
                 print((summary.folder / "summary.md").read_text())
+        elif args.command == "table2":
+            from agrec.analysis.table2 import write_table2
+
+            path = write_table2(args.configs, args.out)
+            print(path.read_text())
+            print(f"written: {path}")
         elif args.command == "info":
             from agrec.rundir import library_versions
 
