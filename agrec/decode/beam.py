@@ -77,7 +77,7 @@ class DecodeResult:
 
 # -- the per-step scoring rule (pure; tested with hand-computed numbers) ---------------------------------------
 def mixed_log_probs(log_p_llm: torch.Tensor, p_g: torch.Tensor, on: torch.Tensor, valid: torch.Tensor,
-                    alpha: float, renormalize: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                    alpha: float | torch.Tensor, renormalize: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 4 in log space for candidate tokens.
 
     Args:
@@ -85,13 +85,19 @@ def mixed_log_probs(log_p_llm: torch.Tensor, p_g: torch.Tensor, on: torch.Tensor
         p_g: ``[..., C]`` the FSM's ``p_G`` of the candidates (``floor`` for tokens outside the state).
         on: ``[...]`` whether the beam's prefix is on the FSM.
         valid: ``[..., C]`` False for padding slots / excluded candidates.
-        alpha: the mixing weight in [0, 1].
+        alpha: the mixing weight in [0, 1]: one number, or ``[...]`` one per beam (a gated α, see
+            :func:`entropy_gate`).
         renormalize: renormalise ``p_LLM`` over the valid candidates first.
     Returns:
         ``(log p̂, log p_LLM)``, both ``[..., C]``, -inf at invalid slots. ``log p̂`` equals ``log p_LLM``
         bit for bit when ``alpha == 0`` or the beam is off the FSM.
     """
     lp = _mask(log_p_llm, valid, renormalize)
+    if isinstance(alpha, torch.Tensor):
+        a = alpha.to(lp.dtype).unsqueeze(-1)
+        # log(0) = -inf and log1p(-1) = -inf: logaddexp then returns the other term exactly
+        mixed = torch.logaddexp(lp + torch.log1p(-a), torch.log(p_g) + torch.log(a))
+        return torch.where(valid & on.unsqueeze(-1) & (a > 0), mixed, lp), lp
     if alpha <= 0.0:
         return lp, lp
     # logaddexp keeps tiny probabilities exact and is the identity for the alpha = 0 / 1 edge terms.
@@ -99,6 +105,23 @@ def mixed_log_probs(log_p_llm: torch.Tensor, p_g: torch.Tensor, on: torch.Tensor
     log_1ma = math.log1p(-alpha) if alpha < 1.0 else float("-inf")
     mixed = torch.logaddexp(lp + log_1ma, torch.log(p_g) + log_a)
     return torch.where(valid & on.unsqueeze(-1), mixed, lp), lp
+
+
+def entropy_gate(log_p_llm: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The LM's normalised entropy over each beam's valid candidates, ``H / log n`` in [0, 1].
+
+    Args:
+        log_p_llm: ``[..., C]`` LM log-probabilities of the candidates.
+        valid: ``[..., C]`` which candidates exist.
+    Returns:
+        ``[...]``: 1 where the LM spreads its mass evenly over the candidates, 0 where it puts all of it on one
+        (or where fewer than two candidates exist).
+    """
+    lp = _mask(log_p_llm, valid, renormalize=True)
+    p = lp.exp()
+    h = -(p * torch.where(valid, lp, 0.0)).sum(-1)
+    n = valid.sum(-1)
+    return torch.where(n > 1, h / torch.log(n.clamp_min(2).to(h.dtype)), torch.zeros_like(h)).clamp(0.0, 1.0)
 
 
 def _mask(log_p: torch.Tensor, valid: torch.Tensor, renormalize: bool) -> torch.Tensor:
@@ -283,7 +306,8 @@ def _decode_batch(model, prompts, trie: ItemTrie, fsm: RankableFSM | None, cfg: 
                 p_g = fsm.weights(fstate, t, ctok)
             else:
                 p_g = torch.full_like(lp_all, float("nan"))
-            lhat, lp_llm = mixed_log_probs(lp_all, p_g, on, cvalid, alpha, cfg.renormalize)
+            a_t = alpha * entropy_gate(lp_all, cvalid) if (cfg.alpha_gate == "entropy" and alpha > 0) else alpha
+            lhat, lp_llm = mixed_log_probs(lp_all, p_g, on, cvalid, a_t, cfg.renormalize)
 
         cand = (score.unsqueeze(-1) + lhat).view(U, M * C)
         width = min(B, M * C)

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from agrec.canonical import neutral
 from agrec.errors import ConfigError
 from agrec.gnn.config import GNN_MODELS
 
@@ -43,6 +44,10 @@ class DecodeConfig:
     renormalize: bool = False            # False: p_LLM is masked, not renormalised (Hugging Face's behaviour)
     batch_size: int = 16                 # users per forward pass
     kv: Literal["shared", "expand"] = "shared"  # prompt KV shared by all beams (tree mask) or copied per beam
+    # Not in the paper (an option of this project, issue 12): "entropy" scales α per beam and step by the LM's
+    # normalised entropy over the state's candidates, α·H/log(n): the graph weighs most where the LM is unsure,
+    # not at all where it is certain. "none": the paper's one α.
+    alpha_gate: Literal["none", "entropy"] = neutral("none")
 
     def __post_init__(self) -> None:
         alphas = self.alpha if isinstance(self.alpha, (list, tuple)) else [self.alpha]
@@ -59,7 +64,8 @@ class DecodeConfig:
             raise ConfigError(f"decode.tau must be a positive number, got {self.tau}")
         for name, value, allowed in (("agg", self.agg, ("sum", "max")), ("mix", self.mix, ("prob", "logit")),
                                      ("state", self.state, ("prefix", "last_token")),
-                                     ("kv", self.kv, ("shared", "expand"))):
+                                     ("kv", self.kv, ("shared", "expand")),
+                                     ("alpha_gate", self.alpha_gate, ("none", "entropy"))):
             if value not in allowed:
                 raise ConfigError(f"decode.{name} must be one of {list(allowed)}, got {value!r}")
         if not (0.0 < self.floor < 1.0):
@@ -68,6 +74,9 @@ class DecodeConfig:
             raise ConfigError(f"decode.beam_size must be >= 1, got {self.beam_size}")
         if self.batch_size < 1:
             raise ConfigError(f"decode.batch_size must be >= 1, got {self.batch_size}")
+        if self.alpha_gate != "none" and self.mix != "prob":
+            raise ConfigError(f"decode.alpha_gate={self.alpha_gate!r} scales Eq. 4's α, so it needs mix='prob' "
+                              f"(got mix={self.mix!r})")
 
     def alpha_at(self, level: int) -> float:
         """Alpha of code level ``level`` (the last entry of a per-level list repeats for deeper levels)."""
