@@ -191,6 +191,9 @@ def check_lcrec(folder: str | Path, dataset: str, registry: dict[str, DatasetRec
     rec = registry.get(dataset)
     report = CheckReport(dataset=dataset, folder=folder, record=rec)
     paths = {k: folder / f"{dataset}.{k}.json" for k in FILE_KINDS}
+    if not folder.is_dir():
+        report.add("files", "MISSING", f"{folder.name}/", "folder not found (data.path)")
+        return report
 
     # files
     for kind in FILE_KINDS:
@@ -307,10 +310,9 @@ def check_profile(profile: Any, registry: dict[str, DatasetRecord] | None = None
     if cfg.format != "lcrec":
         raise ConfigError(f"agrec data check: data.format is {cfg.format!r}; the check covers the LC-Rec layout "
                           f"(data.format: lcrec) of the paper's datasets")
-    path = profile.data_path()
-    if path is None or not path.is_dir():
-        raise DataError(f"{path}: data folder not found (data.path)")
-    return check_lcrec(path, cfg.dataset, registry, cfg.min_seq_len, profile.semantic_ids.dedup)
+    if profile.data_path() is None:
+        raise ConfigError("agrec data check: data.path is not set")
+    return check_lcrec(profile.data_path(), cfg.dataset, registry, cfg.min_seq_len, profile.semantic_ids.dedup)
 
 
 def registry_entry(report: CheckReport) -> str:

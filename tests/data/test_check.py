@@ -147,6 +147,17 @@ def test_missing_required_files(tmp_path):
     assert report.format().endswith("result: FAILED, 2 problem(s): X.inter.json missing; X.item.json missing\n")
 
 
+def test_missing_folder(tmp_path):
+    report = check_lcrec(tmp_path / "nowhere", "Instruments")      # the committed registry
+    assert report.format() == (
+        f"Instruments: {tmp_path / 'nowhere'} (LC-Rec layout)\n"
+        "registry: WangXFng/AGRec @ 63af6b2, data/Instruments/ (statistics measured on those files; the paper's "
+        "Table 1 is not recorded)\n"
+        "files\n"
+        "  MISSING   nowhere/                  folder not found (data.path)\n"
+        "result: FAILED, 1 problem(s): nowhere/ missing\n")
+
+
 def test_text_only_folder_needs_text_for_every_item(tmp_path):
     folder = tmp_path / "T"
     folder.mkdir()
