@@ -104,6 +104,8 @@ def inter_sequences(inter: Any, path: Path) -> dict[str, list[str]]:
     for user, seq in inter.items():
         if not isinstance(seq, list):
             raise DataError(f"{path}: user {user!r}: expected a list of items, got {type(seq).__name__}")
+        if not seq:
+            raise DataError(f"{path}: user {user!r} has an empty sequence")
         for pos, it in enumerate(seq):
             if isinstance(it, bool) or not isinstance(it, (str, int)):
                 raise DataError(f"{path}: user {user!r}, position {pos}: item id must be a string or an integer, "

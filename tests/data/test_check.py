@@ -135,6 +135,8 @@ def test_malformed_files_are_errors_naming_file_and_record(synth):
     assert lines[3] == ("ERROR", INDEX, f"{folder / INDEX}: item '5' has 3 codes, item '0' has 4; every item needs "
                                         f"the same number of levels")
     assert not any(ln.section in ("statistics", "coverage") for ln in report.lines)
+    (folder / INTER).write_text('{"0": [1, 2, 3], "1": []}')
+    assert check_lcrec(folder, "Synth", reg).lines[3].detail == f"{folder / INTER}: user '1' has an empty sequence"
 
 
 def test_missing_required_files(tmp_path):
