@@ -112,8 +112,41 @@ def build_parser() -> argparse.ArgumentParser:
     t2.add_argument("--config", dest="configs", action="append", required=True,
                     help="a profile whose decode stage has run (repeatable, one per dataset)")
     t2.add_argument("--out", help="markdown file to write (default: <reports_dir>/table2.md of the first profile)")
+    dp = sub.add_parser("data", help="dataset tools")
+    dsub = dp.add_subparsers(dest="data_command", required=True)
+    dc = dsub.add_parser("check", help="check a copy of an LC-Rec dataset against the registry of known datasets "
+                                       "(checksums, statistics, codes, coverage); exit code 1 if anything differs")
+    dc.add_argument("--config", help="YAML profile whose data section names the dataset (data.dataset, data.path)")
+    dc.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a profile key (repeatable)")
+    dc.add_argument("--path", help="instead of --config: the folder with <dataset>.inter.json / .item.json / "
+                                   ".index.json")
+    dc.add_argument("--dataset", help="with --path: the dataset name (the files' prefix)")
+    dc.add_argument("--registry", help="registry file (default: agrec/data/registry.yaml)")
     sub.add_parser("info", help="print library versions")
     return p
+
+
+def _data_check(args: argparse.Namespace) -> int:
+    """``agrec data check``: print the report; 0 when everything recorded matches, 1 otherwise."""
+    from agrec.data.check import check_lcrec, check_profile
+    from agrec.data.registry import load_registry
+
+    registry = load_registry(args.registry)
+    if args.config:
+        if args.path or args.dataset:
+            raise AgrecError("agrec data check: give --config, or --path with --dataset, not both")
+        from agrec.config import load_profile
+
+        report = check_profile(load_profile(args.config, _parse_sets(args.sets)), registry)
+    elif args.path and args.dataset:
+        if args.sets:
+            raise AgrecError("agrec data check: --set needs --config")
+        report = check_lcrec(args.path, args.dataset, registry)
+    else:
+        raise AgrecError("agrec data check: give --config PROFILE, or --path FOLDER with --dataset NAME")
+    print(report.format(), end="")
+    return 0 if report.ok else 1
 
 
 class Terminated(KeyboardInterrupt):
@@ -180,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
             path = write_table2(args.configs, args.out)
             print(path.read_text())
             print(f"written: {path}")
+        elif args.command == "data":
+            return _data_check(args)
         elif args.command == "info":
             from agrec.rundir import library_versions
 

@@ -119,8 +119,9 @@ def homogeneity_counts(inp: AnalysisInputs) -> dict[str, np.ndarray]:
 
 # -- t-SNE ---------------------------------------------------------------------------------------------------
 def item_representations(inp: AnalysisInputs, semantic_ids_folder) -> dict[str, np.ndarray]:
-    """``{name: [n_items, d]}``: RQ-VAE latents (when an RQ-VAE was trained), the text embeddings otherwise,
-    the GNN's item embeddings and the LM's averaged code-token embeddings."""
+    """``{name: [n_items, d]}``: RQ-VAE latents (when an RQ-VAE was trained), the text embeddings otherwise
+    (neither when the codes were given without item text), the GNN's item embeddings and the LM's averaged
+    code-token embeddings."""
     reps: dict[str, np.ndarray] = {}
     if inp.sem.embeddings is not None:
         z = rqvae_latents(semantic_ids_folder, inp.sem.embeddings)
@@ -131,13 +132,16 @@ def item_representations(inp: AnalysisInputs, semantic_ids_folder) -> dict[str, 
 
 
 def tsne_analysis(inp: AnalysisInputs, reps: dict[str, np.ndarray], seed: int) -> dict[str, Any]:
-    """t-SNE of a shared item sample in every representation, with first-code and genre labels."""
+    """t-SNE of a shared item sample in every representation, with first-code and genre labels (no genre
+    colouring when no item has a genre, e.g. an LC-Rec folder with codes and no item text)."""
     idx = sample_items(inp.ds.n_items, inp.cfg.tsne_items, seed)
     coords = {name: tsne_2d(x[idx], inp.cfg.tsne_perplexity, seed) for name, x in reps.items()}
     genres = first_genres(inp.ds.item_info, inp.ds.n_items)
     first = inp.bundle.codes.codes[:, 0]
-    return {"items": idx, "coords": coords,
-            "colourings": {"first code": [f"a_{int(first[i])}" for i in idx], "genre": [genres[i] for i in idx]},
+    colourings = {"first code": [f"a_{int(first[i])}" for i in idx]}
+    if any(g != "?" for g in genres):
+        colourings["genre"] = [genres[i] for i in idx]
+    return {"items": idx, "coords": coords, "colourings": colourings,
             "hover": [f"{inp.titles[i]} · {''.join(inp.bundle.codes.item_tokens(int(i)))}" for i in idx]}
 
 

@@ -1,12 +1,19 @@
-"""The data stage: load, split, save to the run directory, or reuse what is there."""
+"""The data stage: load, split, save to the run directory, or reuse what is there.
+
+For a dataset of the registry (:mod:`agrec.data.registry`) the record also says whether the files are the known
+ones (``registry``: per file matches / differs / absent, and the statistics), from the sha256s the stage computes
+anyway for its input fingerprints; the dataset's notes carry it as one line. ``agrec data check`` says how a copy
+differs.
+"""
 
 from __future__ import annotations
 
+from agrec.data.check import registry_summary, summary_note
 from agrec.data.dataset import SeqDataset
 from agrec.data.loaders import load_dataset
 from agrec.data.split import LeaveOneOutSplit, leave_one_out
 from agrec.data.stats import dataset_statistics
-from agrec.lineage import config_key
+from agrec.lineage import config_key, stage_inputs
 from agrec.data.store import load_saved_dataset, load_split, save_dataset, save_split
 from agrec.session import Session
 
@@ -27,7 +34,15 @@ def prepare_data(session: Session, force: bool = False) -> tuple[SeqDataset, Lea
     run.invalidate(STAGE)
     ds = load_dataset(profile.data, profile.data_path())
     split = leave_one_out(ds)
+    stats = dataset_statistics(ds)
+    inputs = stage_inputs(profile, run, STAGE)
+    extra = {}
+    summary = registry_summary(profile.data.dataset, inputs, stats) if profile.data.format == "lcrec" else None
+    if summary is not None:
+        ds.notes.append(summary_note(summary))
+        extra["registry"] = summary
     save_dataset(folder, ds)
     save_split(folder, split)
-    run.mark_done(STAGE, key, profile, statistics=dataset_statistics(ds), split_sizes=split.sizes(), notes=ds.notes)
+    run.mark_done(STAGE, key, profile, inputs=inputs, statistics=stats, split_sizes=split.sizes(), notes=ds.notes,
+                  **extra)
     return ds, split

@@ -63,19 +63,25 @@ def tsne_coordinates(embeddings: np.ndarray, seed: int, perplexity: float = 30.0
 
 
 def tsne_by_label(coords: np.ndarray, labels: Sequence[str], title: str) -> Figure:
-    """Scatter of ``coords [n, 2]`` coloured by ``labels`` (largest groups first in the legend)."""
+    """Scatter of ``coords [n, 2]`` coloured by ``labels`` (largest groups first in the legend). When every label
+    is ``unknown`` (no item has a genre: an LC-Rec folder with codes and no item text) the points are drawn in one
+    visible colour rather than the pale grey of a few unknowns among known genres."""
     fig = Figure(figsize=(7.5, 6))
     ax = fig.subplots()
     order = [g for g, _ in Counter(labels).most_common() if g not in ("other", "unknown")]
     lab = np.asarray(labels)
-    for g, color in (("other", "#D0D0D0"), ("unknown", "#E8E8E8")):
-        m = lab == g
-        if m.any():
-            ax.scatter(coords[m, 0], coords[m, 1], s=6, color=color, label=g, alpha=0.6, linewidths=0)
-    for k, g in enumerate(order):
-        m = lab == g
-        ax.scatter(coords[m, 0], coords[m, 1], s=9, color=PALETTE[k % len(PALETTE)], label=f"{g} ({m.sum()})",
+    if len(lab) and (lab == "unknown").all():
+        ax.scatter(coords[:, 0], coords[:, 1], s=9, color=PALETTE[0], label=f"no genres ({len(lab)} items)",
                    alpha=0.85, linewidths=0)
+    else:
+        for g, color in (("other", "#D0D0D0"), ("unknown", "#E8E8E8")):
+            m = lab == g
+            if m.any():
+                ax.scatter(coords[m, 0], coords[m, 1], s=6, color=color, label=g, alpha=0.6, linewidths=0)
+        for k, g in enumerate(order):
+            m = lab == g
+            ax.scatter(coords[m, 0], coords[m, 1], s=9, color=PALETTE[k % len(PALETTE)], label=f"{g} ({m.sum()})",
+                       alpha=0.85, linewidths=0)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.legend(frameon=False, fontsize=8, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5))

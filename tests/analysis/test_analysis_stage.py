@@ -83,3 +83,13 @@ def test_notebook_flow_on_synthetic_outputs(tmp_path):
     assert v["beams"]["item"].tolist() == case["beams"]["item"].tolist() + v["beams"]["item"].tolist()[4:]
     nums = A.summary_numbers(comp, pd.DataFrame([{"setting": "x", "users": 1, "mean L1": 2.0}]))
     assert nums["homogeneity"] == {"x": {"mean L1": 2.0}}
+
+
+def test_tsne_of_a_dataset_without_text_has_no_genre_colouring(tmp_path):
+    inp = make_inputs()
+    inp.ds.item_info = pd.DataFrame(index=range(inp.ds.n_items))    # codes given, no item text: no genres
+    inp.sem.embeddings = None
+    reps = A.item_representations(inp, tmp_path)
+    assert list(reps) == ["GNN (lightgcn)", "LM code tokens"]
+    ts = A.tsne_analysis(inp, reps, seed=0)
+    assert list(ts["colourings"]) == ["first code"] and len(ts["colourings"]["first code"]) == 40

@@ -108,3 +108,19 @@ def test_damaged_weights_are_retrained_never_loaded(shared):
     rec = json.loads((folder / "metrics.json").read_text())
     from agrec.fingerprint import sha256_file
     assert rec["weights_sha256"] == sha256_file(weights)
+
+
+def test_tsne_without_genres_draws_every_item_in_one_visible_colour():
+    import numpy as np
+
+    from agrec.gnn.plots import PALETTE, distinctive_genre, tsne_by_label
+
+    labels = distinctive_genre([[] for _ in range(5)])     # an LC-Rec folder with codes and no item text
+    assert labels == ["unknown"] * 5
+    ax = tsne_by_label(np.arange(10.0).reshape(5, 2), labels, "t").axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["no genres (5 items)"]
+    assert [tuple(c.get_facecolor()[0][:3]) for c in ax.collections] == [
+        tuple(int(PALETTE[0][i:i + 2], 16) / 255 for i in (1, 3, 5))]
+    # with genres, unknowns stay pale grey behind the known genres
+    ax = tsne_by_label(np.arange(10.0).reshape(5, 2), ["unknown", "A", "A", "B", "unknown"], "t").axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["unknown", "A (2)", "B (1)"]
