@@ -186,12 +186,13 @@ def per_token_nll(loss_mod, batch):
     return torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
-def test_packed_forward_equals_separate_forwards(attn):
+@pytest.mark.parametrize("attn,fast", [("sdpa", True), ("eager", True), ("sdpa", False)])
+def test_packed_forward_equals_separate_forwards(attn, fast):
     lengths = [9, 3, 12, 5, 2, 7, 4]
     s = random_samples(lengths, seed=1)
     model = tiny_llama(attn)
     loss_mod = SupervisedNLL(model)
+    loss_mod.fast = fast  # False: through the model's own forward (architectures outside PLAIN_HEAD_ARCHS)
     idx = np.arange(len(lengths))
     with torch.no_grad():
         packed = collate_packed(s, idx, 0, torch.device("cpu"), capacity=16)
@@ -269,3 +270,18 @@ def test_pack_with_a_lora_backbone_matches_pad_and_flash_attention_is_refused(tm
     unwrap(model).config._attn_implementation = "flash_attention_2"
     with pytest.raises(ConfigError, match="flash-attention kernels reject 4-D masks"):
         check_packable(model)
+
+
+@pytest.mark.parametrize("batching", ["bucket", "pack"])
+def test_bucket_and_pack_runs_resume_exactly(tmp_path, batching):
+    from agrec.lm.trainer import TrainingInterrupted
+
+    cfg = tiny_cfg(epochs=2, batching=batching)
+    full = job(tmp_path, "full", cfg).trainer.fit()
+    broken = job(tmp_path, "broken", cfg)
+    broken.trainer.stop_after_step = len(broken.trainer.plan(0)) + 1
+    with pytest.raises(TrainingInterrupted):
+        broken.trainer.fit()
+    resumed = job(tmp_path, "broken", cfg).trainer.fit(resume=True)
+    strip = lambda r: [{k: v for k, v in x.items() if k != "train_time_s"} for x in r.state.steps]  # noqa: E731
+    assert strip(resumed) == strip(full) and resumed.state.evals == full.state.evals
