@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from agrec.canonical import neutral
 from agrec.errors import ConfigError
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -100,6 +101,11 @@ class LMConfig:
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
     max_grad_norm: float = 1.0
     gradient_checkpointing: bool = False
+    # How samples become micro-batches (agrec/lm/batching.py): pad = one right-padded row per sample (the
+    # original loop); bucket = batches of similar length; pack = pad's batches packed into rows of
+    # pack_length tokens with a block-diagonal mask (the same run up to rounding, less padding).
+    batching: Literal["pad", "bucket", "pack"] = neutral("pad")
+    pack_length: int | None = neutral(None)  # pack: tokens per row; None = the longest training sample
     eval_batch_size: int = 64
 
     # -- checkpoints and bookkeeping --
@@ -128,6 +134,12 @@ class LMConfig:
             v = getattr(self, k)
             if v is not None and v <= 0:
                 raise ConfigError(f"lm.{k} must be > 0 or null, got {v}")
+        if self.pack_length is not None:
+            if self.pack_length <= 0:
+                raise ConfigError(f"lm.pack_length must be > 0 or null, got {self.pack_length}")
+            if self.batching != "pack":
+                raise ConfigError(f"lm.pack_length ({self.pack_length}) applies to lm.batching 'pack' only, "
+                                  f"got lm.batching {self.batching!r}")
         if self.lr <= 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
             raise ConfigError(f"lm.lr must be > 0, lm.weight_decay and lm.max_grad_norm >= 0; got "
                               f"{self.lr}, {self.weight_decay}, {self.max_grad_norm}")

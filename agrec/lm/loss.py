@@ -5,6 +5,9 @@ is a few tokens out of ~150, and the LM head (vocabulary x hidden) is a large sh
 so for the standard decoder-only architectures the head is applied to the gathered hidden states of
 those positions only. Other architectures (whose head may scale or soft-cap logits) go through the
 model's own forward.
+
+Packed micro-batches (``lm.batching: pack``) pass ``position_ids`` and ``segment_ids``; the block-diagonal
+causal mask is built here, in the form the model's attention takes (:mod:`agrec.lm.batching`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from agrec.lm.batching import attn_implementation, block_causal_mask
 from agrec.lm.finetune import unwrap
 from agrec.lm.prompts import IGNORE
 
@@ -34,28 +38,37 @@ class SupervisedNLL(nn.Module):
         base = unwrap(model)
         self.fast = type(base).__name__ in PLAIN_HEAD_ARCHS and hasattr(base, "model")
 
-    def supervised_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                          labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def supervised_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                          labels: torch.Tensor, position_ids: torch.Tensor | None = None,
+                          segment_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits that predict the supervised tokens and those tokens.
 
         Args:
             input_ids, attention_mask, labels: ``[B, T]`` (labels :data:`IGNORE` where unsupervised).
+            position_ids, segment_ids: ``[B, T]`` of a packed batch (``attention_mask`` None): each
+                token attends only to earlier tokens of its own segment.
         Returns:
             ``(logits [N, V], targets [N])`` in row-major order of the positions, where ``N`` is the
             number of supervised positions (position ``t`` predicts ``labels[:, t + 1]``).
         """
         targets = labels[:, 1:]
         keep = targets != IGNORE
+        extra = {}
+        if segment_ids is not None:
+            attention_mask = block_causal_mask(segment_ids, attn_implementation(self.model))
+            extra["position_ids"] = position_ids
         if self.fast:
             base = unwrap(self.model)
-            hidden = base.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+            hidden = base.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                                **extra).last_hidden_state
             logits = base.get_output_embeddings()(hidden[:, :-1][keep])
         else:
-            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra).logits
             logits = logits[:, :-1][keep]
         return logits, targets[keep]
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Summed NLL (a scalar, fp32) of the supervised tokens of the batch."""
-        logits, targets = self.supervised_logits(input_ids, attention_mask, labels)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor,
+                position_ids: torch.Tensor | None = None, segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Summed NLL (a scalar, fp32) of the supervised tokens of the batch (padded or packed)."""
+        logits, targets = self.supervised_logits(input_ids, attention_mask, labels, position_ids, segment_ids)
         return F.cross_entropy(logits.float(), targets, reduction="sum")

@@ -8,11 +8,13 @@ process-wide state that cannot be re-configured within one process (a notebook t
 configurations). The loop still runs under ``accelerate launch`` and ``torchrun`` alike
 (:mod:`agrec.lm.distributed`).
 
-Batching: each epoch draws a permutation of the samples from ``(seed, epoch)``; it is cut into
-global batches of ``batch_size x grad_accum x world`` sequences, each split into ``grad_accum x world``
-micro-batches (micro-batch ``j`` of process ``r`` is part ``j * world + r``). So ``world`` processes
-with ``batch_size`` b see the same global batches as one process with ``world * b``. A last global
-batch too small to give every micro-batch a sequence is dropped.
+Batching (``lm.batching``, :mod:`agrec.lm.batching`): each epoch draws a permutation of the samples
+from ``(seed, epoch)``; it is cut into global batches of ``batch_size x grad_accum x world`` sequences,
+each split into ``grad_accum x world`` micro-batches (micro-batch ``j`` of process ``r`` is part
+``j * world + r``). So ``world`` processes with ``batch_size`` b see the same global batches as one
+process with ``world * b``. A last global batch too small to give every micro-batch a sequence is
+dropped. ``bucket`` cuts the batches from the samples in length order instead; ``pack`` keeps the
+batches and packs each micro-batch into rows without padding between samples.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from agrec.errors import ConfigError
 from agrec.io import atomic_dir, atomic_write_json
+from agrec.lm.batching import bucket_plan, check_packable, collate_packed, epoch_plan
 from agrec.lm.checkpoint import (MANIFEST, STATE, check_manifest, checksum_problems, load_tree, read_manifest,
                                  save_tree, write_checksums)
 from agrec.lm.config import LMConfig
@@ -124,20 +128,6 @@ def collate(samples: Samples, idx: np.ndarray, pad_id: int, device: torch.device
     return (torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device), torch.from_numpy(labels).to(device))
 
 
-def epoch_plan(n: int, seed: int, epoch: int, batch_size: int, grad_accum: int, world: int) -> list[list[np.ndarray]]:
-    """The epoch's global batches, each a list of ``grad_accum * world`` index arrays (see module doc)."""
-    perm = np.random.default_rng([seed, epoch]).permutation(n)
-    per_step = batch_size * grad_accum * world
-    parts = grad_accum * world
-    plan = []
-    for s in range(0, n, per_step):
-        chunk = perm[s:s + per_step]
-        if len(chunk) < parts:
-            break
-        plan.append(np.array_split(chunk, parts))
-    return plan
-
-
 class Trainer:
     """Trains one model; see the module docstring.
 
@@ -166,11 +156,25 @@ class Trainer:
         self.precision = resolve_precision(cfg.precision, self.env.device)
         self._n_sup = train.n_supervised
         self._lengths = train.lengths
+        self.pack_length = int(cfg.pack_length or self._lengths.max())
+        if cfg.batching == "pack" and self._lengths.max() > self.pack_length:
+            raise ConfigError(f"lm.pack_length ({self.pack_length}) is shorter than the longest training sample "
+                              f"({int(self._lengths.max())} tokens); raise it or leave it null")
         self.stop_after_step: int | None = None  # test hook: raise TrainingInterrupted after this step
 
     # -- plan -------------------------------------------------------------------------------------
     def plan(self, epoch: int) -> list[list[np.ndarray]]:
-        return epoch_plan(len(self.train), self.seed, epoch, self.cfg.batch_size, self.cfg.grad_accum, self.env.world)
+        """The epoch's global batches, each a list of ``grad_accum * world`` sample-index arrays."""
+        args = (self.seed, epoch, self.cfg.batch_size, self.cfg.grad_accum, self.env.world)
+        if self.cfg.batching == "bucket":
+            return bucket_plan(self._lengths, *args)
+        return epoch_plan(len(self.train), *args)  # pad, and pack (same batches, packed rows)
+
+    def collate(self, idx: np.ndarray) -> tuple:
+        """One training micro-batch: the arguments of :class:`SupervisedNLL`'s forward."""
+        if self.cfg.batching == "pack":
+            return collate_packed(self.train, idx, self.pad_id, self.env.device, self.pack_length)
+        return collate(self.train, idx, self.pad_id, self.env.device)
 
     def total_steps(self) -> int:
         total = sum(len(self.plan(e)) for e in range(self.cfg.epochs))
@@ -299,6 +303,8 @@ class Trainer:
         model = self.build_model(ckpt)
         if ckpt is None:  # dropout streams: seeded per process, restored from the checkpoint on resume
             torch.manual_seed(self.seed + env.rank)
+        if cfg.batching == "pack":
+            check_packable(model)
         model.to(env.device)
         model.train()
         params = parameter_counts(model)
@@ -365,7 +371,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 local = torch.zeros((), device=env.device)
                 for j in range(cfg.grad_accum):
-                    batch = collate(self.train, parts[j * env.world + env.rank], self.pad_id, env.device)
+                    batch = self.collate(parts[j * env.world + env.rank])
                     sync = ddp is None or j == cfg.grad_accum - 1
                     with (contextlib.nullcontext() if sync else ddp.no_sync()):
                         with self._autocast():
