@@ -19,6 +19,18 @@ against the plainest HF loop. The first ``--warmup`` steps of each are not timed
 counts with its fastest round (the one least disturbed by other processes on a shared machine).
 Compare ratios measured in one run, not absolute numbers across runs.
 Results: benchmarks/results/lm_train.json and .md.
+
+``--packing`` measures ``lm.batching`` instead (results: benchmarks/results/lm_packing.json and .md):
+the tiny LM of the quick profile (fp32, batch 32, Eq. 7 windows of 21 items) on Amazon Instruments
+(``data/Instruments``, LC-Rec format with its ``Instruments.index.json`` codes) with ``pad``, ``bucket``
+and ``pack``, the last two also with batches of 80 samples (``:b80``, about the real tokens per step of
+MovieLens-100k's batches of 32), and on MovieLens-100k with ``pad`` for reference: the trainer's first optimizer steps of epoch 0
+(its plan, collation, loss, clipping, AdamW, schedule), all cases in one process, interleaved step
+by step so that other load on a shared machine falls on all alike; ``--rounds`` repetitions from
+fresh models, each step counted with its fastest round. Real (non-padding) tokens per second of
+step time.
+
+    nice -n 19 python benchmarks/lm_train.py --packing --threads 2 --steps 100 --rounds 1
 """
 
 from __future__ import annotations
@@ -175,6 +187,214 @@ def _markdown(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# -- lm.batching on short sequences (--packing) ---------------------------------------------------------
+# dataset:batching[:b<batch size>]; b80: ~2,700 real tokens per step on Instruments, as ML-100k's batches of 32
+PACKING_CASES = ["instruments:pad", "instruments:bucket", "instruments:pack", "instruments:bucket:b80",
+                 "instruments:pack:b80", "ml100k:pad"]
+INSTRUMENTS_PROFILE = """\
+# Amazon Instruments with the quick profile's tiny LM (written by benchmarks/lm_train.py --packing)
+name: bench
+seed: 2024
+data: {{dataset: Instruments, format: lcrec, path: {data}, min_seq_len: 3}}
+pipeline: {{stages: [data, semantic_ids, lm], num_threads: 2, runs_dir: runs, reports_dir: reports}}
+lm:
+  backbone: tiny
+  codes: semantic_ids      # the dataset's Instruments.index.json codes (de-duplicated)
+  samples: eq7
+  max_history: 20
+  batch_size: 32
+  lr: 1.0e-3
+  precision: fp32
+  tiny: {{hidden_size: 128, num_layers: 4, num_heads: 4, num_kv_heads: 4, intermediate_size: 512}}
+"""
+
+
+def _packing_profile(dataset: str, cache: Path) -> tuple[Path, dict]:
+    """The profile of ``dataset`` and its overrides (data and codes computed once under ``cache``)."""
+    if dataset == "ml100k":
+        emb = cache / "embeddings"
+        emb.mkdir(parents=True, exist_ok=True)
+        return PROFILES["tiny"], {"semantic_ids.embedding_cache": str(emb)}
+    path = cache / "instruments-tiny.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(INSTRUMENTS_PROFILE.format(data=ROOT / "data" / "Instruments"))
+    return path, {}
+
+
+def _packing_job(case: str, threads: int, n: int, cache: Path):
+    """The training job of one ``dataset:batching`` case (data and codes computed once under ``cache``)."""
+    from agrec.data.stage import prepare_data
+    from agrec.lm.stage import make_training_job, resolve_codes
+    from agrec.session import open_session
+
+    dataset, batching, *rest = case.split(":")
+    profile, overrides = _packing_profile(dataset, cache)
+    if rest:  # dataset:batching:b<N>: another batch size (samples per step)
+        overrides["lm.batch_size"] = int(rest[0].lstrip("b"))
+    overrides = {**overrides, "lm.batching": batching, "lm.num_threads": threads, "lm.max_steps": n,
+                 "lm.progress": False, "lm.grad_accum": 1, "lm.save_every_steps": 0, "lm.epochs": 1}
+    session = open_session(profile, run_dir=cache / f"run-{dataset}", report_dir=cache / f"rep-{dataset}",
+                           overrides=overrides)
+    ds, split = prepare_data(session)
+    codes = resolve_codes(session, ds.n_items, ds.item_ids)
+    tmp = Path(tempfile.mkdtemp(prefix="agrec-bench-"))
+    return make_training_job(session.profile.lm, codes, split.train, split.train[:32], split.valid[:32], tmp,
+                             session.profile.seed, "bench", Path(session.profile.source).parent, log=lambda s: None)
+
+
+def _trainer_steps(job, n: int):
+    """The trainer's optimizer steps on the first ``n`` batches of epoch 0, one per ``next()``: the same
+    collation, loss normalisation, clipping, AdamW and schedule as :meth:`Trainer.fit` (which cannot be
+    interleaved with other runs step by step). Yields ``(wall s, CPU s, real tokens, positions, loss)``; with
+    one thread the CPU seconds are the compute alone, without the waits for a busy machine's cores."""
+    import torch
+
+    from agrec.lm.loss import SupervisedNLL
+    from agrec.lm.trainer import lr_lambda
+
+    t, cfg = job.trainer, job.trainer.cfg
+    model = job.built.model
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trainable if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, foreach=False)
+    total = t.total_steps()
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(int(round(cfg.warmup_ratio * total)), total,
+                                                             cfg.schedule))
+    loss_mod = SupervisedNLL(model)
+    for parts in t.plan(0)[:n]:
+        idx = parts[0]
+        n_sup = int(t._n_sup[idx].sum())
+        t0, c0 = time.perf_counter(), time.process_time()
+        batch = t.collate(idx)
+        with t._autocast():
+            nll = loss_mod(*batch)
+        (nll / max(1, n_sup)).backward()
+        torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
+        yield dt, dc, int(t._lengths[idx].sum()), int(batch[0].numel()), float(nll.detach()) / max(1, n_sup)
+
+
+def run_packing_cases(cases: list[str], threads: int, steps: int, warmup: int, rounds: int, cache: Path) -> list[dict]:
+    """All cases in this process, interleaved step by step (so that load from other processes on a
+    shared machine falls on every case alike), ``rounds`` times from fresh models; each step counts
+    with its fastest round."""
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)  # as the trainer does on CPU
+    n = warmup + steps
+    times = {c: [] for c in cases}
+    cpu = {c: [] for c in cases}
+    info: dict[str, dict] = {}
+    for r in range(rounds):
+        jobs = {c: _packing_job(c, threads, n, cache) for c in cases}
+        for c, job in jobs.items():
+            if len(job.trainer.plan(0)) < n:
+                raise RuntimeError(f"{c}: an epoch has {len(job.trainer.plan(0))} steps, fewer than {n}")
+        torch.set_num_threads(threads)  # after the sessions, which apply pipeline.num_threads
+        iters = {c: _trainer_steps(job, n) for c, job in jobs.items()}
+        rows = {c: [] for c in cases}
+        for i in range(n):
+            for c in cases:
+                rows[c].append(next(iters[c]))
+            if (i + 1) % 10 == 0:
+                print(f"round {r + 1}: step {i + 1}/{n}", flush=True)
+        for c in cases:
+            times[c].append([x[0] for x in rows[c][warmup:]])
+            cpu[c].append([x[1] for x in rows[c][warmup:]])
+            job = jobs[c]
+            lengths = job.train.lengths
+            cur = {"case": c, "dataset": c.split(":")[0], "batching": c.split(":")[1], "threads": threads,
+                   "batch_size": job.trainer.cfg.batch_size,
+                   "pack_length": job.trainer.pack_length if c.split(":")[1] == "pack" else None,
+                   "train_samples": len(job.train), "vocab": len(job.built.tokenizer),
+                   "params": sum(q.numel() for q in job.built.model.parameters()), "mean_sample_len": round(float(lengths.mean()), 2),
+                   "max_sample_len": int(lengths.max()), "timed_steps": steps,
+                   "tokens": sum(x[2] for x in rows[c][warmup:]), "slots": sum(x[3] for x in rows[c][warmup:]),
+                   "losses": [round(x[4], 5) for x in rows[c]]}
+            if r and cur["losses"] != info[c]["losses"]:
+                raise RuntimeError(f"{c}: rounds trained differently (not deterministic)")
+            info[c] = cur
+        print(f"round {r + 1}: " + ", ".join(f"{c} {info[c]['tokens'] / sum(times[c][-1]):,.0f} tok/s" for c in cases),
+              flush=True)
+    results = []
+    for c in cases:
+        best = [min(rt[i] for rt in times[c]) for i in range(steps)]
+        best_cpu = [min(rt[i] for rt in cpu[c]) for i in range(steps)]
+        out = {k: v for k, v in info[c].items() if k != "losses"}
+        out.update(tokens_per_s=round(out["tokens"] / sum(best), 1), best_step_s=sum(best) / steps,
+                   tokens_per_cpu_s=round(out["tokens"] / sum(best_cpu), 1), best_step_cpu_s=sum(best_cpu) / steps,
+                   real_share=round(out["tokens"] / out["slots"], 4),
+                   round_tokens_per_s=[round(out["tokens"] / sum(rt), 1) for rt in times[c]],
+                   first_losses=info[c]["losses"][:5])
+        results.append(out)
+    return results
+
+
+def _packing_markdown(results: list[dict], command: str) -> str:
+    ref = {r["case"]: r for r in results}
+    base_i, base_m = ref.get("instruments:pad"), ref.get("ml100k:pad")
+    lines = [f"Command: `{command}`", "",
+             "| case | batch | vocab / params | samples | mean / max sample len | real tokens / step | real share of computed positions "
+             "| real tokens/s (wall) | / Instruments pad | / ML-100k pad | real tokens / CPU s | / Instruments pad "
+             "| / ML-100k pad | wall s / step | CPU s / step |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        rel_i = f"{r['tokens_per_s'] / base_i['tokens_per_s']:.2f}" if base_i else "-"
+        rel_m = f"{r['tokens_per_s'] / base_m['tokens_per_s']:.2f}" if base_m else "-"
+        crel_i = f"{r['tokens_per_cpu_s'] / base_i['tokens_per_cpu_s']:.2f}" if base_i else "-"
+        crel_m = f"{r['tokens_per_cpu_s'] / base_m['tokens_per_cpu_s']:.2f}" if base_m else "-"
+        name = r["case"] + (f" (rows of {r['pack_length']})" if r["pack_length"] else "")
+        lines.append(f"| {name} | {r['batch_size']} | {r['vocab']:,} / {r['params']:,} | {r['train_samples']:,} | {r['mean_sample_len']} / {r['max_sample_len']} | "
+                     f"{r['tokens'] / r['timed_steps']:,.0f} | {r['real_share']:.2f} | {r['tokens_per_s']:,.0f} | "
+                     f"{rel_i} | {rel_m} | {r['tokens_per_cpu_s']:,.0f} | {crel_i} | {crel_m} | "
+                     f"{r['best_step_s']:.4f} | {r['best_step_cpu_s']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_packing(args) -> int:
+    import platform
+
+    import torch
+
+    cache = Path(args.cache)
+    steps = args.steps or 100
+    rounds = args.rounds or 2
+    cases = args.cases if args.cases != DEFAULT_CASES else PACKING_CASES
+    results = run_packing_cases(cases, args.threads, steps, args.warmup, rounds, cache)
+    ref = {r["case"]: r for r in results}
+    ratios = {}
+    for r in results:
+        for base in ("instruments:pad", "ml100k:pad"):
+            if base in ref and r["case"] != base:
+                ratios[f"{r['case']} / {base}"] = round(r["tokens_per_s"] / ref[base]["tokens_per_s"], 3)
+                ratios[f"{r['case']} / {base} (CPU time)"] = round(
+                    r["tokens_per_cpu_s"] / ref[base]["tokens_per_cpu_s"], 3)
+    command = "nice -n 19 python benchmarks/lm_train.py " + " ".join(sys.argv[1:])
+    meta = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+            "torch": torch.__version__, "command": command, "steps": steps, "warmup": args.warmup, "rounds": rounds,
+            "threads": args.threads, "note": "shared machine; compare ratios within one run"}
+    out = Path(args.out if args.out != str(ROOT / "benchmarks" / "results" / "lm_train")
+               else ROOT / "benchmarks" / "results" / "lm_packing")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "ratios": ratios, "results": results}, indent=2)
+                                        + "\n")
+    md = _packing_markdown(results, command)
+    out.with_suffix(".md").write_text(
+        f"# lm.batching on short sequences: real tokens/s of the tiny LM\n\n{meta['machine']}, torch {meta['torch']}, "
+        f"{args.threads} thread(s), {steps} timed steps (+{args.warmup} warm-up) per case, {rounds} interleaved rounds "
+        f"(fastest round per step); {meta['note']}.\n\n" + md + "\nRatios: " +
+        ", ".join(f"{k} = {v}" for k, v in ratios.items()) + "\n")
+    print(md)
+    print(json.dumps(ratios, indent=1))
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", nargs="*", default=DEFAULT_CASES, help="backbone:precision:threads")
@@ -182,9 +402,15 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--rounds", type=int, default=None, help="repetitions, fastest per step kept (default 4 tiny, 2 smollm2)")
     p.add_argument("--no-loading", action="store_true", help="skip the SmolLM2 conversion/reload timing")
+    p.add_argument("--packing", action="store_true", help="lm.batching pad/bucket/pack on Instruments vs ML-100k pad")
+    p.add_argument("--threads", type=int, default=2, help="--packing: torch threads (the quick profile's 2)")
+    p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "agrec-bench-packing"),
+                   help="--packing: folder for the data and code stages, computed once")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "lm_train"))
     args = p.parse_args()
+    if args.packing:
+        return run_packing(args)
     if args.worker == "loading":
         print(json.dumps(run_smollm2_loading()))
         return 0
