@@ -142,7 +142,7 @@ def memory(args) -> dict:
 
 def speed(args) -> dict:
     from agrec.decode import DecodeConfig, generate_items
-    from agrec.decode.evaluate import EvalInputs, build_inputs, scorer_rankings
+    from agrec.decode.evaluate import build_inputs, scorer_rankings
 
     torch.set_num_threads(args.threads)
     split, n_items, tokens, trie, prompt, vocab = load_instruments(Path(args.data))

@@ -2,11 +2,9 @@
 decode stage's work on 2 gloo processes writes byte for byte the files of 1 process."""
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
