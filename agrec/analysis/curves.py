@@ -1,4 +1,9 @@
-"""α curves (paper Fig. 7): HR@10 and NDCG@10 against the mixing weight α."""
+"""α curves (paper Fig. 7): HR@10 and NDCG@10 against the mixing weight α.
+
+A curve may lack a target's metrics at some points (``evaluation.test_curve: false`` decodes the test item
+only where a table row needs it): the figures plot the points that exist, as markers joined only where
+the curve is complete.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +31,11 @@ def alpha_curve_figure(curve: pd.DataFrame, chosen_alpha: float | None = None, t
     for ax, metric in zip(axes, METRICS):
         for target, style in (("valid", "-o"), ("test", "--s")):
             d = c[(c["metric"] == metric) & (c["target"] == target)].sort_values("alpha")
-            ax.plot(d["alpha"], d["value"], style, label=target, ms=4)
+            if d.empty:
+                continue
+            partial = d["alpha"].nunique() < c["alpha"].nunique()
+            ax.plot(d["alpha"], d["value"], style[-1] if partial else style, ms=4,
+                    label=f"{target} (table points)" if partial else target)
         if chosen_alpha is not None:
             ax.axvline(chosen_alpha, color="#999999", ls=":", label=f"chosen α={chosen_alpha:g}")
         ax.set_xlabel("α (weight of the GNN's FSM)")
@@ -46,12 +55,16 @@ def alpha_curves_across_runs(curves: dict[str, pd.DataFrame], target: str = "tes
         for ax, metric in zip(axes, METRICS):
             d = curve[(curve["metric"] == metric) & (curve["target"] == target) & (curve["tau"] == tau)]
             d = d.sort_values("alpha")
-            ax.plot(d["alpha"], d["value"], "-o", ms=4, label=label)
+            if d.empty:
+                continue
+            full = d["alpha"].nunique() == curve.loc[curve["tau"] == tau, "alpha"].nunique()
+            ax.plot(d["alpha"], d["value"], "-o" if full else "o", ms=4, label=label)
     for ax, metric in zip(axes, METRICS):
         ax.set_xlabel("α")
         ax.set_ylabel(f"{metric} ({target})")
         ax.grid(alpha=0.3)
-    axes[0].legend(frameon=False, fontsize=8)
+    if axes[0].get_lines():
+        axes[0].legend(frameon=False, fontsize=8)
     fig.suptitle("α curves across runs")
     return fig
 
@@ -60,7 +73,8 @@ def scan_alpha_curves(runs_root: str | Path) -> dict[str, pd.DataFrame]:
     """The α curve of every run that has one: ``runs/<dataset>/<profile>/decode/results.json``.
 
     Returns ``{"<dataset>/<profile>": curve}`` (long format, see :func:`alpha_curve_figure`), sorted by label;
-    a results file that cannot be read is an :class:`AgrecError` naming it."""
+    a point without a target's metrics (``"test": null``) has no records for it. A results file that
+    cannot be read is an :class:`AgrecError` naming it."""
     import json
 
     from agrec.errors import AgrecError
@@ -70,7 +84,7 @@ def scan_alpha_curves(runs_root: str | Path) -> dict[str, pd.DataFrame]:
         try:
             d = json.loads(path.read_text())
             recs = [{"alpha": p["alpha"], "tau": p["tau"], "target": t, "metric": m, "value": v}
-                    for p in d["curve"] for t in ("valid", "test") for m, v in p[t].items()]
+                    for p in d["curve"] for t in ("valid", "test") for m, v in (p.get(t) or {}).items()]
         except (ValueError, KeyError, TypeError) as e:
             raise AgrecError(f"{path}: not a decode results file ({type(e).__name__}: {e})") from None
         if recs:

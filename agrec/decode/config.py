@@ -98,6 +98,12 @@ class EvalConfig:
     α (and τ) are chosen on the validation item, by ``select_metric``; test numbers are computed for
     every grid point too (for the α curve) but never used to choose.
 
+    At scale (issue 12, "Evaluation that scales") two options cut the decoding: ``select_users: N`` evaluates
+    the validation item of a subsample of N of the evaluated users (drawn from the profile's seed; every
+    row's validation metrics are then over that subsample, the test metrics over all evaluated users), and
+    ``test_curve: false`` decodes the test item only where a table row needs it (``w/o Graph``, the chosen
+    α, α = 1, the scorer and variant rows), so the α curve has test metrics only at those points.
+
     ``scorer`` is the top-n scorer (a GNN or ``sasrec``, see :mod:`agrec.scorers`) of the α curve, the main
     AGRec row and the analysis; every name in ``scorers`` gets its own-ranking row (``GNN only (<gnn>)`` /
     ``SASRec only``) and an ``AGRec (<name>)`` row at the chosen α. (These replace ``gnn`` and
@@ -113,6 +119,9 @@ class EvalConfig:
     released_code_variants: bool = True   # rows with mix="logit" and state="last_token" at the chosen α
     exclude_history: bool = True          # False keeps history items (repeat consumption, e.g. Yelp)
     max_users: int | None = None          # evaluate the first N users only (CI); None = all
+    # Issue 12 item 4; both defaults are the behaviour before they existed (every user, test on every point).
+    select_users: int | None = neutral(None)  # validation on a seeded subsample of N evaluated users; None = all
+    test_curve: bool = neutral(True)          # False: the test item is decoded only at the table's points
 
     def __post_init__(self) -> None:
         if not self.alpha_grid or any(not (0.0 <= a <= 1.0) for a in self.alpha_grid):
@@ -133,3 +142,7 @@ class EvalConfig:
             raise ConfigError(f"evaluation.scorers lists a scorer twice: {self.scorers}")
         if self.max_users is not None and self.max_users < 1:
             raise ConfigError(f"evaluation.max_users must be >= 1 or null, got {self.max_users}")
+        if self.select_users is not None and (isinstance(self.select_users, bool) or self.select_users < 1):
+            raise ConfigError(f"evaluation.select_users must be >= 1 or null, got {self.select_users}")
+        if not isinstance(self.test_curve, bool):
+            raise ConfigError(f"evaluation.test_curve must be true or false, got {self.test_curve!r}")

@@ -32,8 +32,10 @@ from agrec.data.split import LeaveOneOutSplit
 from agrec.decode.beam import DecodeResult, generate_items
 from agrec.decode.config import DecodeConfig, EvalConfig
 from agrec.decode.rank import rank_by_scores
+from agrec.decode.shard import SINGLE, all_gather_objects, shard_blocks
 from agrec.decode.trie import ItemTrie
 from agrec.errors import AgrecError
+from agrec.lm.distributed import DistEnv
 from agrec.metrics import evaluate_rankings
 from agrec.scorers import only_row
 
@@ -65,8 +67,8 @@ def build_inputs(split: LeaveOneOutSplit, prompt_fn: Callable[[Sequence[int]], l
                       exclude=histories if exclude_history else None, targets=split.targets(target)[users])
 
 
-def scorer_rankings(scorer: Any, inputs: dict[str, EvalInputs], k: int,
-                    batch_size: int = 512) -> dict[str, DecodeResult]:
+def scorer_rankings(scorer: Any, inputs: dict[str, EvalInputs], k: int, batch_size: int = 512,
+                    env: DistEnv | None = None) -> dict[str, DecodeResult]:
     """Per target, a scorer's top-``k`` items of each evaluated user, history excluded.
 
     ``scorer.score_users(users, target)`` (:class:`agrec.scorers.TopNScorer`) is asked for ``target``'s own
@@ -75,24 +77,38 @@ def scorer_rankings(scorer: Any, inputs: dict[str, EvalInputs], k: int,
     ``[U, n_items]`` per target. ``k = max(top_n, beam_size)`` serves both the FSM (its first ``top_n``
     columns equal :func:`top_n_items`) and the scorer's own row (its first ``beam_size`` columns).
 
+    With several processes (``env``), each scores a contiguous range of the same batches and every process
+    receives all of them (:mod:`agrec.decode.shard`), so the result does not depend on the process count.
+
     Returns:
         ``{target: DecodeResult(items [U, k], scores [U, k])}`` (-1 / -inf pad users with < k candidates).
     """
+    env = env or SINGLE
     out = {}
     for target, inp in inputs.items():
         parts = []
-        for s in range(0, len(inp.users), batch_size):
+        for s in shard_blocks(len(inp.users), batch_size, env.rank, env.world):
             scores = scorer.score_users(inp.users[s:s + batch_size], target)
             ex = None if inp.exclude is None else inp.exclude[s:s + batch_size]
             parts.append(rank_by_scores(scores, k, ex))
+            del scores  # one [batch_size, n_items] block at a time
+        parts = [p for per_rank in all_gather_objects(env, parts) for p in per_rank]
         out[target] = DecodeResult(items=torch.cat([p.items for p in parts]),
                                    scores=torch.cat([p.scores for p in parts]))
     return out
 
 
+def subset(inputs: EvalInputs, positions: np.ndarray) -> EvalInputs:
+    """The users at ``positions`` of ``inputs`` (a process's shard), in that order."""
+    pos = [int(i) for i in positions]
+    return EvalInputs(users=inputs.users[positions], prompts=[inputs.prompts[i] for i in pos],
+                      exclude=None if inputs.exclude is None else [inputs.exclude[i] for i in pos],
+                      targets=inputs.targets[positions])
+
+
 @dataclass
 class Row:
-    """One line of the ablation table: its rankings and metrics per target."""
+    """One line of the ablation table: its metrics per target, and its rankings unless a sink took them."""
 
     name: str
     settings: dict[str, Any]
@@ -110,13 +126,19 @@ class Evaluator:
             ``K >= max(decode.top_n, decode.beam_size)``.
         decode: the profile's decoding settings (beam size, top_n, agg …); α/τ/mix/state vary per row.
         ks: metric cut-offs.
+        sink: ``sink(row, target, result) -> metrics`` receives every decoded ranking as it is produced; the
+            default keeps it in ``row.results`` and scores it on ``inputs[target].targets``. The decode stage's
+            sink writes it to disk instead (and, sharded, gathers the processes' rows first), so that no
+            row's rankings stay in memory.
     """
 
     def __init__(self, model: Any, trie: ItemTrie, pad_token_id: int, inputs: dict[str, EvalInputs],
                  rankings: dict[str, dict[str, DecodeResult]], decode: DecodeConfig, ks: Sequence[int],
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print,
+                 sink: Callable[[Row, str, DecodeResult], dict[str, float]] | None = None):
         self.model, self.trie, self.pad_token_id = model, trie, pad_token_id
         self.inputs, self.rankings, self.decode, self.ks, self.log = inputs, rankings, decode, list(ks), log
+        self.sink = sink or self._keep
         self.k = decode.beam_size
         for name, per_target in rankings.items():
             for target, r in per_target.items():
@@ -129,15 +151,19 @@ class Evaluator:
         r = self.rankings[scorer][target]
         return r.items[:, :self.decode.top_n], r.scores[:, :self.decode.top_n]
 
-    def _score(self, row: Row, target: str, result: DecodeResult) -> None:
+    def _keep(self, row: Row, target: str, result: DecodeResult) -> dict[str, float]:
         row.results[target] = result
-        row.metrics[target] = evaluate_rankings(result.items.numpy(), self.inputs[target].targets, self.ks)
+        return evaluate_rankings(result.items.numpy(), self.inputs[target].targets, self.ks)
 
-    def decode_row(self, name: str, scorer: str | None, targets: Sequence[str] = TARGETS, **settings: Any) -> Row:
+    def _score(self, row: Row, target: str, result: DecodeResult) -> None:
+        row.metrics[target] = self.sink(row, target, result)
+
+    def decode_row(self, name: str, scorer: str | None, targets: Sequence[str] = TARGETS, into: Row | None = None,
+                   **settings: Any) -> Row:
         """Beam search steered by ``scorer``'s FSM with ``settings`` (DecodeConfig fields) overriding the
-        profile's, on ``targets``."""
+        profile's, on ``targets``; ``into`` adds targets to a row decoded before with the same settings."""
         cfg = dataclasses.replace(self.decode, **settings)
-        row = Row(name=name, settings={"scorer": scorer if cfg.uses_graph else None, **settings})
+        row = into or Row(name=name, settings={"scorer": scorer if cfg.uses_graph else None, **settings})
         for target in targets:
             inp = self.inputs[target]
             fsm = self.fsm_inputs(scorer, target) if (cfg.uses_graph and scorer is not None) else None

@@ -13,17 +13,24 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from agrec.decode.evaluate import TARGETS, Evaluator, Row, build_inputs, choose, scorer_rankings
+from agrec.data.split import LeaveOneOutSplit
+from agrec.decode.beam import DecodeResult
+from agrec.decode.config import DecodeConfig, EvalConfig
+from agrec.decode.evaluate import (TARGETS, EvalInputs, Evaluator, Row, build_inputs, choose, scorer_rankings,
+                                   subset)
+from agrec.decode.shard import SINGLE, broadcast_object, gather_rows, shard_positions
 from agrec.decode.trie import ItemTrie
 from agrec.errors import AgrecError
 from agrec.io import atomic_write_bytes, atomic_write_json
 from agrec.lineage import DECODE_SECTIONS, config_key
-from agrec.scorers import agrec_row, load_scorer
+from agrec.lm.distributed import DistEnv, init_distributed
+from agrec.metrics import evaluate_rankings
+from agrec.scorers import TopNScorer, agrec_row, load_scorer
 from agrec.session import Session
 
 STAGE = "decode"
@@ -43,6 +50,7 @@ class DecodeReport:
     n_users: int
     seconds: float
     folder: Path
+    n_valid_users: int | None = None    # evaluation.select_users: the validation subsample's size (None: n_users)
 
     def table(self, target: str = "test") -> pd.DataFrame:
         """Ablation table: one row per method, HR/NDCG columns on ``target``."""
@@ -50,13 +58,20 @@ class DecodeReport:
 
     def curve_frame(self) -> pd.DataFrame:
         """Long format: alpha, tau, target, metric, value."""
-        recs = [{"alpha": p["alpha"], "tau": p["tau"], "target": t, "metric": m, "value": v}
-                for p in self.curve for t in TARGETS for m, v in p[t].items()]
-        return pd.DataFrame(recs)
+        return curve_records(self.curve)
 
     def rankings(self, row: str, target: str) -> dict[str, np.ndarray]:
         """Per-user rankings of a row: ``users``, ``targets``, ``items [U, K]``, ``scores [U, K]``."""
         return load_rankings(self.folder, row, target)
+
+
+def curve_records(curve: list[dict[str, Any]]) -> pd.DataFrame:
+    """The α curve in long format (alpha, tau, target, metric, value); a point without a target's metrics
+    (``evaluation.test_curve: false`` leaves ``"test": null`` where no table row needed it) has no records
+    for that target."""
+    recs = [{"alpha": p["alpha"], "tau": p["tau"], "target": t, "metric": m, "value": v}
+            for p in curve for t in TARGETS for m, v in (p.get(t) or {}).items()]
+    return pd.DataFrame(recs, columns=["alpha", "tau", "target", "metric", "value"])
 
 
 def slug(name: str) -> str:
@@ -72,12 +87,46 @@ def load_rankings(folder: Path, row: str, target: str) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def _save_rankings(folder: Path, row: Row, users: np.ndarray, targets: dict[str, np.ndarray]) -> None:
-    for target, res in row.results.items():
-        buf = io.BytesIO()
-        np.savez_compressed(buf, users=users, targets=targets[target], items=res.items.numpy(),
-                            scores=res.scores.numpy())
-        atomic_write_bytes(folder / RANKINGS / f"{slug(row.name)}__{target}.npz", buf.getvalue())
+class RankingWriter:
+    """The decode stage's sink (:class:`Evaluator` ``sink``): each row's rankings go to disk as they are produced.
+
+    Every process hands in its shard's rows; rank 0 reassembles them (:func:`gather_rows`), writes
+    ``rankings/<row>__<target>.npz`` and computes the metrics, which every process receives (so that all
+    choose the same α). Memory: one row's ``[U, K]`` on rank 0 while it is written.
+    """
+
+    def __init__(self, folder: Path, env: DistEnv, inputs: dict[str, EvalInputs], positions: dict[str, np.ndarray],
+                 ks: list[int]):
+        self.folder, self.env, self.inputs, self.positions, self.ks = folder, env, inputs, positions, ks
+
+    def path(self, name: str, target: str) -> Path:
+        return self.folder / RANKINGS / f"{slug(name)}__{target}.npz"
+
+    def __call__(self, row: Row, target: str, result: DecodeResult) -> dict[str, float]:
+        inp = self.inputs[target]
+        full = gather_rows(self.env, self.positions[target], result.items, result.scores, len(inp.users))
+        metrics = None
+        if full is not None:
+            items, scores = full
+            metrics = evaluate_rankings(items.numpy(), inp.targets, self.ks)
+            buf = io.BytesIO()
+            np.savez_compressed(buf, users=inp.users, targets=inp.targets, items=items.numpy(), scores=scores.numpy())
+            atomic_write_bytes(self.path(row.name, target), buf.getvalue())
+        return broadcast_object(self.env, metrics)
+
+    def copy(self, source: Row, name: str) -> None:
+        """The rankings of ``source`` also under the row name ``name`` (a table row that is a curve point)."""
+        if self.env.is_main:
+            for target in source.metrics:
+                atomic_write_bytes(self.path(name, target), self.path(source.name, target).read_bytes())
+
+
+def validation_users(n_users: int, select_users: int | None, seed: int) -> np.ndarray:
+    """The users whose validation item is evaluated: all ``n_users``, or ``select_users`` of them drawn with
+    ``seed`` (sorted; the same for every process and every run of the profile)."""
+    if select_users is None or select_users >= n_users:
+        return np.arange(n_users)
+    return np.sort(np.random.default_rng(seed).choice(n_users, size=select_users, replace=False))
 
 
 def read_report(session: Session) -> DecodeReport:
@@ -87,48 +136,101 @@ def read_report(session: Session) -> DecodeReport:
         raise AgrecError(f"{path}: the decode stage has not run for this run directory")
     d = json.loads(path.read_text())
     return DecodeReport(rows=d["rows"], curve=d["curve"], chosen=d["chosen"], n_users=d["n_users"],
-                        seconds=d["seconds"], folder=folder)
+                        seconds=d["seconds"], folder=folder, n_valid_users=d.get("n_valid_users"))
 
 
 def evaluate_decoding(session: Session, force: bool = False, log: Callable[[str], None] = print) -> DecodeReport:
-    """Run (or reuse) the decode stage of ``session``'s profile; see the module docstring."""
+    """Run (or reuse) the decode stage of ``session``'s profile; see the module docstring.
+
+    Under ``torchrun`` (:mod:`agrec.decode.run`) every process decodes its shard of the users and rank 0
+    writes the artefacts and the record, exactly as one process would.
+    """
     from agrec.data.stage import prepare_data
     from agrec.gnn.stage import run_gnn_stage
     from agrec.lm.stage import train_lm
 
+    env = init_distributed()
+    say = log if env.is_main else (lambda s: None)
     profile, run = session.profile, session.run
     key = config_key(profile, STAGE)
-    if not force and run.is_current(STAGE, key, profile):
+    current = not force and run.is_current(STAGE, key, profile, log=print if env.is_main else None)
+    env.barrier()  # every process has looked before rank 0 invalidates
+    if current:
         return read_report(session)
-    run.invalidate(STAGE)
+    if env.is_main:
+        run.invalidate(STAGE)
+    env.barrier()
     folder = run.stage_dir(STAGE)
-    ev_cfg, dec_cfg = profile.evaluation, profile.decode
     t0 = time.perf_counter()
 
-    ds, split = prepare_data(session)
+    with env.main_first():
+        ds, split = prepare_data(session)
     bundle = train_lm(session)
     trie = ItemTrie.build(bundle.item_token_ids)
+    with env.main_first():
+        run_gnn_stage(session)  # the whole stage, so that its record (an input of this one) exists
+        names = list(dict.fromkeys([profile.evaluation.scorer, *profile.evaluation.scorers]))
+        scorers = {name: load_scorer(session, name) for name in names}
+    say(f"decode: {ds.n_items} items, beam {profile.decode.beam_size}, top_n {profile.decode.top_n}"
+        + (f", {env.world} processes" if env.distributed else ""))
+    report = decode_table(bundle.model, trie, bundle.pad_token_id, split, bundle.prompt_ids, scorers,
+                          profile.decode, profile.evaluation, folder, profile.seed, env=env, log=say, t0=t0)
+    if env.is_main:
+        run.mark_done(STAGE, key, profile, chosen=report.chosen, seconds=report.seconds)
+    env.barrier()
+    return report
+
+
+def decode_table(model: Any, trie: ItemTrie, pad_token_id: int, split: LeaveOneOutSplit,
+                 prompt_fn: Callable[[Sequence[int]], list[int]], scorers: dict[str, TopNScorer],
+                 dec_cfg: DecodeConfig, ev_cfg: EvalConfig, folder: Path, seed: int, env: DistEnv | None = None,
+                 log: Callable[[str], None] = print, t0: float | None = None) -> DecodeReport:
+    """The stage's work once its inputs exist: the α/τ curve, the choice, the table; writes ``folder``'s
+    rankings (as produced) and ``results.json`` (rank 0). ``scorers`` maps every name of ``evaluation.scorer``
+    and ``evaluation.scorers`` to its :class:`TopNScorer`; ``seed`` draws ``evaluation.select_users``."""
+    env = env or SINGLE
+    t0 = time.perf_counter() if t0 is None else t0
     n_users = split.n_users if ev_cfg.max_users is None else min(ev_cfg.max_users, split.n_users)
-    users = np.arange(n_users)
-    inputs = {t: build_inputs(split, bundle.prompt_ids, t, users, ev_cfg.exclude_history) for t in TARGETS}
+    users = {"valid": validation_users(n_users, ev_cfg.select_users, seed), "test": np.arange(n_users)}
+    inputs = {t: build_inputs(split, prompt_fn, t, users[t], ev_cfg.exclude_history) for t in TARGETS}
     # Every scorer is asked per target (train-only scores for valid, train + validation for test); only
     # its top max(top_n, beam) items per user are kept (see scorer_rankings).
     names = list(dict.fromkeys([ev_cfg.scorer, *ev_cfg.scorers]))
     depth = max(dec_cfg.top_n, dec_cfg.beam_size)
-    run_gnn_stage(session)  # the whole stage, so that its record (an input of this one) exists
-    rankings = {name: scorer_rankings(load_scorer(session, name), inputs, depth) for name in names}
-    ev = Evaluator(bundle.model, trie, bundle.pad_token_id, inputs, rankings, dec_cfg, ev_cfg.ks, log=log)
-    log(f"decode: {n_users} users, {ds.n_items} items, beam {dec_cfg.beam_size}, top_n {dec_cfg.top_n}")
+    rankings = {name: scorer_rankings(scorers[name], inputs, depth, env=env) for name in names}
+    # This process's users: whole batches of the single-process decode (agrec.decode.shard).
+    positions = {t: shard_positions(inputs[t].prompts, dec_cfg.batch_size, env.rank, env.world) for t in TARGETS}
+    mine = {t: subset(inputs[t], positions[t]) for t in TARGETS}
+    mine_rankings = {name: {t: DecodeResult(items=r.items[positions[t]], scores=r.scores[positions[t]])
+                            for t, r in per.items()} for name, per in rankings.items()}
+    del rankings
+    writer = RankingWriter(folder, env, inputs, positions, list(ev_cfg.ks))
+    ev = Evaluator(model, trie, pad_token_id, mine, mine_rankings, dec_cfg, ev_cfg.ks, log=log, sink=writer)
+    log(f"decode: {n_users} users" + (f" ({len(users['valid'])} for validation)" if ev_cfg.select_users else "")
+        + (f", this process {len(positions['test'])}" if env.distributed else ""))
 
     # α/τ curve with the main scorer; α = 0 does not depend on τ or the scorer, so it is decoded once.
+    # With test_curve false a point's test item waits until a table row needs it (then its entry gets it).
     main_name = ev_cfg.scorer
+    curve_targets = TARGETS if ev_cfg.test_curve else ("valid",)
     base = ev.decode_row("w/o Graph", None, alpha=0.0)
     curve, by_point = [], {}
     for tau in ev_cfg.tau_grid:
         for alpha in ev_cfg.alpha_grid:
-            row = base if alpha == 0 else ev.decode_row(f"α={alpha:g} τ={tau:g}", main_name, alpha=alpha, tau=tau)
-            curve.append({"alpha": alpha, "tau": tau, **{t: row.metrics[t] for t in TARGETS}})
+            row = base if alpha == 0 else ev.decode_row(f"α={alpha:g} τ={tau:g}", main_name, targets=curve_targets,
+                                                        alpha=alpha, tau=tau)
+            curve.append({"alpha": alpha, "tau": tau, **{t: row.metrics.get(t) for t in TARGETS}})
             by_point[(alpha, tau)] = row
+
+    def with_test(alpha: float, tau: float) -> Row:
+        row = by_point[(alpha, tau)]
+        if "test" not in row.metrics:
+            ev.decode_row(row.name, main_name, targets=("test",), into=row, alpha=alpha, tau=tau)
+            for p in curve:
+                if (p["alpha"], p["tau"]) == (alpha, tau):
+                    p["test"] = row.metrics["test"]
+        return row
+
     best = choose(curve, ev_cfg.select_metric)
     a, tau = best["alpha"], best["tau"]
     log(f"decode: chose α={a:g}, τ={tau:g} on validation {ev_cfg.select_metric}")
@@ -136,11 +238,17 @@ def evaluate_decoding(session: Session, force: bool = False, log: Callable[[str]
     rows: list[Row] = [base]
     for name in names:
         rows.append(ev.scorer_row(name))
-    main = by_point[(a, tau)]
+    main = with_test(a, tau)
     rows.append(Row(name=agrec_row(main_name), settings={**main.settings, "scorer": main_name if a > 0 else None},
-                    results=main.results, metrics=main.metrics))
-    one = by_point.get((1.0, tau)) or ev.decode_row("α=1", main_name, alpha=1.0, tau=tau)
-    rows.append(Row(name=f"α=1 ({main_name})", settings=one.settings, results=one.results, metrics=one.metrics))
+                    metrics=main.metrics))
+    writer.copy(main, rows[-1].name)
+    one_name = f"α=1 ({main_name})"
+    if (1.0, tau) in by_point:
+        one = with_test(1.0, tau)
+        rows.append(Row(name=one_name, settings=one.settings, metrics=one.metrics))
+        writer.copy(one, one_name)
+    else:
+        rows.append(ev.decode_row(one_name, main_name, alpha=1.0, tau=tau))
     if a > 0:
         for name in names:
             if name != main_name:
@@ -155,16 +263,14 @@ def evaluate_decoding(session: Session, force: bool = False, log: Callable[[str]
         log("decode: α = 0 won on validation, so the AGRec rows equal 'w/o Graph'; scorer and variant rows at "
             "α > 0 are in the curve")
 
-    targets = {t: inputs[t].targets for t in TARGETS}
-    saved = {id(r) for r in rows}
-    for row in rows + [r for r in by_point.values() if id(r) not in saved]:
-        _save_rankings(folder, row, users, targets)
     seconds = round(time.perf_counter() - t0, 1)
     rec_rows = [{"name": r.name, "settings": r.settings, "metrics": r.metrics, "rankings": slug(r.name)} for r in rows]
-    report = DecodeReport(rows=rec_rows, curve=curve, chosen=best, n_users=n_users, seconds=seconds, folder=folder)
-    atomic_write_json(folder / RESULTS, {"rows": rec_rows, "curve": curve, "chosen": best, "n_users": n_users,
-                                         "seconds": seconds,
-                                         "curve_rankings": {f"{p['alpha']:g},{p['tau']:g}": slug(by_point[(p['alpha'], p['tau'])].name)
-                                                            for p in curve}})
-    run.mark_done(STAGE, key, profile, chosen=best, seconds=seconds)
+    report = DecodeReport(rows=rec_rows, curve=curve, chosen=best, n_users=n_users, seconds=seconds, folder=folder,
+                          n_valid_users=len(users["valid"]) if ev_cfg.select_users is not None else None)
+    if env.is_main:
+        extra = {} if ev_cfg.select_users is None else {"n_valid_users": len(users["valid"])}
+        atomic_write_json(folder / RESULTS, {
+            "rows": rec_rows, "curve": curve, "chosen": best, "n_users": n_users, **extra, "seconds": seconds,
+            "curve_rankings": {f"{p['alpha']:g},{p['tau']:g}": slug(by_point[(p['alpha'], p['tau'])].name)
+                               for p in curve}})
     return report

@@ -31,3 +31,29 @@ def test_scan_names_a_broken_file(tmp_path):
     p.write_text("{}")
     with pytest.raises(AgrecError, match="results.json"):
         scan_alpha_curves(tmp_path)
+
+
+def test_a_curve_with_test_metrics_at_some_points_only_is_plotted_as_far_as_it_goes(tmp_path):
+    from agrec.analysis.curves import alpha_curve_figure
+    from agrec.decode.stage import curve_records
+
+    d = _results([0.0, 0.3, 0.5, 1.0])
+    d["curve"][1]["test"] = d["curve"][2]["test"] = None       # evaluation.test_curve: false, α = 0.3 / 0.5 not in the table
+    p = tmp_path / "ml-100k" / "big" / "decode" / "results.json"
+    p.parent.mkdir(parents=True)
+    p.write_text(json.dumps(d))
+    c = scan_alpha_curves(tmp_path)["ml-100k/big"]
+    assert sorted(c[c.target == "test"]["alpha"].unique()) == [0.0, 1.0] and len(c) == 4 * 2 + 2 * 2
+    assert curve_records(d["curve"]).equals(c)
+    fig = alpha_curve_figure(c, chosen_alpha=0.3)
+    lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines()}
+    assert list(lines["test (table points)"].get_xdata()) == [0.0, 1.0]
+    assert lines["test (table points)"].get_linestyle() == "None"      # markers only: no line across the gap
+    assert list(lines["valid"].get_xdata()) == [0.0, 0.3, 0.5, 1.0]
+    assert len(alpha_curves_across_runs({"x": c}).axes) == 2
+    # a curve without any test point (all None) still plots its validation line
+    for q in d["curve"]:
+        q["test"] = None
+    fig = alpha_curve_figure(curve_records(d["curve"]))
+    assert [ln.get_label() for ln in fig.axes[1].get_lines()] == ["valid"]
+    assert len(alpha_curves_across_runs({"x": curve_records(d["curve"])}, target="test").axes[0].get_lines()) == 0

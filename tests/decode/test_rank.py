@@ -36,3 +36,25 @@ def test_bad_inputs():
         rank_by_scores(torch.tensor([[0.0, float("nan")]]), 1)
     with pytest.raises(AgrecError, match=r"\[n_users, n_items\]"):
         rank_by_scores(torch.zeros(3), 1)
+
+
+def test_top_k_equals_the_full_stable_sort_with_ties_and_exclusions():
+    g = torch.Generator().manual_seed(0)
+    for trial in range(20):
+        U, n = 7, 50
+        s = torch.randint(0, 6, (U, n), generator=g).float()          # many ties
+        s[0] = 1.0                                                    # a row of one value
+        exclude = [np.arange(0, n, 2), None, np.array([], dtype=np.int64), np.arange(n - 3), np.array([3, 3]),
+                   np.arange(n), np.array([49])]
+        for k in (1, 5, 20, 50, 60):
+            r = rank_by_scores(s, k, exclude)
+            ref = s.clone()
+            for u, ex in enumerate(exclude):
+                if ex is not None and len(ex):
+                    ref[u, torch.as_tensor(ex)] = float("-inf")
+            top, idx = torch.sort(ref, dim=1, descending=True, stable=True)
+            kk = min(k, n)
+            expected = torch.where(top[:, :kk] > float("-inf"), idx[:, :kk], -1)
+            assert torch.equal(r.items[:, :kk], expected) and torch.equal(r.scores[:, :kk], top[:, :kk])
+            assert (r.items[:, kk:] == -1).all()
+    assert rank_by_scores(torch.zeros(2, 4), 2, [np.arange(4), [1]]).items.tolist() == [[-1, -1], [0, 2]]

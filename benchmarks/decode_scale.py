@@ -1,0 +1,180 @@
+"""Decode stage at Amazon scale: peak memory of the stage's own bookkeeping, and decode users/s.
+
+Issue 12 item 4 ("Evaluation that scales"). Instruments' real sequences (``data/Instruments``: 24,772 users,
+9,922 items, the authors' 4-level semantic IDs from ``Instruments.index.json`` plus a de-duplication level as the trie), a tiny random
+Llama over those code tokens, and four GNN-like scorers (random 64-d user/item embeddings, scores =
+⟨u, v⟩ computed per user batch like ``full_sort_predict``):
+
+- ``--mode memory``: the whole decode stage (:func:`agrec.decode.stage.evaluate_decoding`, the profile's α
+  grid, 4 scorers, the released-code variants) over **all** users, with the beam search replaced by a stub
+  that returns ``[U, 20]`` rankings at once (the LM is not what this measures: the scorers' top-k lists,
+  every row's rankings and metrics are). Prints the peak RSS (``ru_maxrss``) before and after the stage.
+  Runs against whichever ``agrec`` is first on ``PYTHONPATH`` (the code before / after the change).
+- ``--mode speed``: the real :func:`agrec.decode.generate_items` of the tiny LM at beam 20 (α = 0.4 with
+  the scorer's top-10 FSM, and α = 0) on ``--users`` validation prompts; prints users/s.
+
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/decode_scale.py --mode memory
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/decode_scale.py --mode speed --users 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+BOS = 2
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def load_instruments(data: Path, max_history: int = 20):
+    from agrec.data.split import LeaveOneOutSplit
+    from agrec.decode import ItemTrie
+
+    seqs = json.loads((data / "Instruments.inter.json").read_text())
+    seqs = [np.asarray(seqs[k], dtype=np.int64) for k in sorted(seqs, key=int)]
+    index = json.loads((data / "Instruments.index.json").read_text())
+    n_items = len(index)
+    codes, seen = [], {}
+    for i in range(n_items):  # a few items share a code sequence: a de-duplication level, as our RQ-VAE does
+        c = tuple(index[str(i)])
+        seen[c] = seen.get(c, -1) + 1
+        codes.append([*c, f"<e_{seen[c]}>"])
+    vocab = {tok: 3 + j for j, tok in enumerate(sorted({t for c in codes for t in c}))}
+    tokens = np.asarray([[vocab[t] for t in c] for c in codes], dtype=np.int64)
+    split = LeaveOneOutSplit(train=[s[:-2] for s in seqs], valid=np.array([s[-2] for s in seqs]),
+                             test=np.array([s[-1] for s in seqs]))
+
+    def prompt(h):
+        return [BOS] + tokens[np.asarray(h[-max_history:], dtype=np.int64)].reshape(-1).tolist()
+
+    return split, n_items, tokens, ItemTrie.build(tokens), prompt, 3 + len(vocab)
+
+
+class EmbeddingScorer:
+    """⟨u, v⟩ with fixed random embeddings; ``[len(users), n_items]`` per call, like a GNN's full_sort_predict."""
+
+    def __init__(self, n_users: int, n_items: int, seed: int, dim: int = 64):
+        g = torch.Generator().manual_seed(seed)
+        self.users, self.items = torch.randn(n_users, dim, generator=g), torch.randn(n_items, dim, generator=g)
+
+    def score_users(self, users, target):
+        shift = 0.0 if target == "valid" else 0.01
+        return self.users[torch.as_tensor(np.asarray(users, dtype=np.int64))] @ self.items.T + shift
+
+
+def tiny_llama(vocab: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256, pad_token_id=0,
+                      bos_token_id=BOS, eos_token_id=1, attn_implementation="sdpa")
+    return LlamaForCausalLM(cfg).eval()
+
+
+def memory(args) -> dict:
+    import agrec.data.stage as data_stage
+    import agrec.decode.evaluate as evaluate
+    import agrec.decode.stage as decode_stage
+    import agrec.gnn.stage as gnn_stage
+    import agrec.lm.stage as lm_stage
+    import agrec.rundir as rundir
+    from agrec.decode.beam import DecodeResult
+    from agrec.session import open_session
+
+    split, n_items, tokens, trie, prompt, vocab = load_instruments(Path(args.data))
+    names = ["lightgcn", "sgl", "xsimgcl", "sasrec"]
+    scorers = {n: EmbeddingScorer(split.n_users, n_items, i) for i, n in enumerate(names)}
+    bundle = types.SimpleNamespace(model=tiny_llama(vocab), item_token_ids=torch.as_tensor(tokens), pad_token_id=0,
+                                   prompt_ids=prompt)
+    calls = [0]
+
+    def stub_generate(model, prompts, trie, fsm_inputs=None, cfg=None, exclude=None, k=None, **kw):
+        # a deterministic function of (call, prompt): the same rankings whatever the user order or batching
+        calls[0] += 1
+        key = torch.tensor([sum(p) * 7919 + len(p) for p in prompts], dtype=torch.int64)
+        items = (key[:, None] + calls[0] * 104729 + torch.arange(k) * 31337) % n_items
+        return DecodeResult(items=items, scores=-torch.arange(k, dtype=torch.float32).expand(len(prompts), k).clone())
+
+    evaluate.generate_items = stub_generate
+    lm_stage.train_lm = lambda session: bundle
+    gnn_stage.run_gnn_stage = lambda session: None
+    data_stage.prepare_data = lambda session: (types.SimpleNamespace(n_items=n_items), split)
+    decode_stage.load_scorer = lambda session, name: scorers[name]
+    rundir.RunDir.mark_done = lambda self, *a, **k: None
+    run_dir = Path(tempfile.mkdtemp(prefix="decode_scale_"))
+    overrides = {"evaluation.alpha_grid": [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0], "evaluation.scorers": names,
+                 "evaluation.max_users": args.users}
+    s = open_session(ROOT / "configs" / "ml100k-ci.yaml", run_dir=run_dir, report_dir=run_dir / "rep",
+                     overrides=overrides)
+    before = peak_rss_mb()
+    t0 = time.perf_counter()
+    trace = []
+
+    def log(msg: str) -> None:  # --trace: current and peak RSS at every line the stage logs
+        if args.trace:
+            trace.append(f"{current_rss_mb():7.1f} {peak_rss_mb():7.1f} {time.perf_counter() - t0:6.1f}s {msg[:60]}")
+
+    rep = decode_stage.evaluate_decoding(s, force=True, log=log)
+    print("\n".join(trace), file=sys.stderr)
+    return {"users": rep.n_users, "items": n_items, "rows": len(rep.rows), "curve_points": len(rep.curve),
+            "peak_rss_before_stage_mb": round(before, 1), "peak_rss_after_stage_mb": round(peak_rss_mb(), 1),
+            "stage_s": round(time.perf_counter() - t0, 1), "run_dir": str(run_dir)}
+
+
+def speed(args) -> dict:
+    from agrec.decode import DecodeConfig, generate_items
+    from agrec.decode.evaluate import build_inputs, scorer_rankings
+
+    torch.set_num_threads(args.threads)
+    split, n_items, tokens, trie, prompt, vocab = load_instruments(Path(args.data))
+    model = tiny_llama(vocab)
+    users = np.arange(args.users)
+    inp = build_inputs(split, prompt, "valid", users)
+    fsm = scorer_rankings(EmbeddingScorer(split.n_users, n_items, 0), {"valid": inp}, 10)["valid"]
+    out = {"users": args.users, "threads": args.threads, "beam": 20, "batch_size": args.batch_size,
+           "prompt_tokens_mean": float(np.mean([len(p) for p in inp.prompts]))}
+    for alpha in (0.0, 0.4):
+        cfg = DecodeConfig(alpha=alpha, beam_size=20, top_n=10, batch_size=args.batch_size)
+        t0 = time.perf_counter()
+        generate_items(model, inp.prompts, trie, fsm_inputs=(fsm.items, fsm.scores), cfg=cfg, exclude=inp.exclude)
+        dt = time.perf_counter() - t0
+        out[f"users_per_s_alpha_{alpha:g}"] = round(args.users / dt, 1)
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--mode", choices=["memory", "speed"], required=True)
+    p.add_argument("--data", default=str(ROOT / "data" / "Instruments"))
+    p.add_argument("--users", type=int, default=None, help="memory: evaluated users (default all); speed: 64")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--trace", action="store_true", help="memory: RSS at every log line of the stage (stderr)")
+    args = p.parse_args()
+    if args.mode == "speed" and args.users is None:
+        args.users = 64
+    print(json.dumps(memory(args) if args.mode == "memory" else speed(args)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
