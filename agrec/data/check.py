@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agrec.data.lcrec import lcrec_text, read_json
+from agrec.data.lcrec import inter_sequences, lcrec_text, read_json
 from agrec.data.registry import (CODE_KEYS, FILE_KINDS, REGISTRY_FILE, STAT_KEYS, TEXT_KEYS, DatasetRecord,
                                  file_digests, load_registry)
 from agrec.errors import DataError
@@ -95,24 +95,6 @@ class CheckReport:
 
 
 # -- measurements -----------------------------------------------------------------------------------------------
-
-def inter_sequences(inter: Any, path: Path) -> dict[str, list[str]]:
-    """``{user: [item, ...]}`` with ids as strings; a :class:`DataError` for the same problems the loader refuses."""
-    if not isinstance(inter, dict):
-        raise DataError(f"{path}: expected an object {{user: [items]}}, got {type(inter).__name__}")
-    out = {}
-    for user, seq in inter.items():
-        if not isinstance(seq, list):
-            raise DataError(f"{path}: user {user!r}: expected a list of items, got {type(seq).__name__}")
-        if not seq:
-            raise DataError(f"{path}: user {user!r} has an empty sequence")
-        for pos, it in enumerate(seq):
-            if isinstance(it, bool) or not isinstance(it, (str, int)):
-                raise DataError(f"{path}: user {user!r}, position {pos}: item id must be a string or an integer, "
-                                f"got {it!r}")
-        out[str(user)] = [str(it) for it in seq]
-    return out
-
 
 def inter_statistics(seqs: dict[str, list[str]]) -> dict[str, Any]:
     """The values of :data:`STAT_KEYS` (``repeats``: interactions with an item the user already had)."""

@@ -88,26 +88,35 @@ def _position(text: str, token: str) -> tuple[int, int]:
     return 0, 0
 
 
+def inter_sequences(inter: Any, path: Path) -> dict[str, list[str]]:
+    """``{user: [item, ...]}`` with ids as strings; a :class:`DataError` for what the loader and
+    ``agrec data check`` refuse (not an object, a non-list or empty sequence, an id that is not a string/int)."""
+    if not isinstance(inter, dict):
+        raise DataError(f"{path}: expected an object {{user: [items]}}, got {type(inter).__name__}")
+    out = {}
+    for user, seq in inter.items():
+        if not isinstance(seq, list):
+            raise DataError(f"{path}: user {user!r}: expected a list of items, got {type(seq).__name__}")
+        if not seq:
+            raise DataError(f"{path}: user {user!r} has an empty sequence")
+        for pos, it in enumerate(seq):
+            if isinstance(it, bool) or not isinstance(it, (str, int)):
+                raise DataError(f"{path}: user {user!r}, position {pos}: item id must be a string or an integer, "
+                                f"got {it!r}")
+        out[str(user)] = [str(it) for it in seq]
+    return out
+
+
 def load_lcrec(folder: Path, dataset: str, min_seq_len: int, require_text: bool) -> SeqDataset:
     inter_path = folder / f"{dataset}.inter.json"
     item_path = folder / f"{dataset}.item.json"
     index_path = folder / f"{dataset}.index.json"
-    inter = read_json(inter_path)
-    if not isinstance(inter, dict):
-        raise DataError(f"{inter_path}: expected an object {{user: [items]}}, got {type(inter).__name__}")
+    seqs = inter_sequences(read_json(inter_path), inter_path)
     users: list[str] = []
     items: list[str] = []
-    for user, seq in inter.items():
-        if not isinstance(seq, list):
-            raise DataError(f"{inter_path}: user {user!r}: expected a list of items, got {type(seq).__name__}")
-        if len(seq) == 0:
-            raise DataError(f"{inter_path}: user {user!r} has an empty sequence")
-        for pos, it in enumerate(seq):
-            if isinstance(it, bool) or not isinstance(it, (str, int)):
-                raise DataError(f"{inter_path}: user {user!r}, position {pos}: item id must be a string or an "
-                                f"integer, got {it!r}")
-        users.extend([str(user)] * len(seq))
-        items.extend(str(it) for it in seq)
+    for user, seq in seqs.items():
+        users.extend([user] * len(seq))
+        items.extend(seq)
 
     has_items = item_path.is_file()
     has_index = index_path.is_file()
