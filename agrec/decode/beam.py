@@ -203,7 +203,7 @@ def generate_items(model: torch.nn.Module, prompts: Sequence[Sequence[int]], tri
                          p_g=torch.full((n_users, k, L), float("nan")), p_hat=torch.zeros(n_users, k, L),
                          on=torch.zeros(n_users, k, L, dtype=torch.bool))
     # Longest prompts first, so a batch pads little; results go back to the caller's order.
-    order = sorted(range(n_users), key=lambda u: -len(prompts[u]))
+    order = length_order(prompts)
     was_training = model.training
     model.eval()
     task = Task("decode", n_users, "user")  # the CLI's view (agrec.progress); a no-op in an interactive kernel
@@ -226,6 +226,12 @@ def generate_items(model: torch.nn.Module, prompts: Sequence[Sequence[int]], tri
     finally:
         model.train(was_training)
     return DecodeResult(items=items, scores=scores, trace=tr)
+
+
+def length_order(prompts: Sequence[Sequence[int]]) -> list[int]:
+    """The order in which :func:`generate_items` batches ``prompts``: longest first, ties by position (a stable
+    sort). :mod:`agrec.decode.shard` cuts its shards from the same order."""
+    return sorted(range(len(prompts)), key=lambda u: -len(prompts[u]))
 
 
 # -- one batch ---------------------------------------------------------------------------------------------

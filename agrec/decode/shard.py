@@ -19,15 +19,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from agrec.decode.beam import length_order
 from agrec.lm.distributed import DistEnv
 
 SINGLE = DistEnv()
-
-
-def length_order(prompts: Sequence[Sequence[int]]) -> list[int]:
-    """The order in which :func:`agrec.decode.beam.generate_items` batches ``prompts``: longest first, ties by
-    position (a stable sort)."""
-    return sorted(range(len(prompts)), key=lambda u: -len(prompts[u]))
 
 
 def shard_positions(prompts: Sequence[Sequence[int]], batch_size: int, rank: int, world: int) -> np.ndarray:
