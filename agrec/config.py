@@ -275,6 +275,11 @@ def load_yaml(text: str, source: str | Path | None = None) -> Any:
         raise ConfigError(f"{where}not valid YAML: {e}") from None
 
 
+def _mapping_for_list(key: str, value: dict) -> str:
+    # dacite iterates a mapping as if it were the list and fails with a bare ValueError
+    return f"key '{key}' expects a list, got a mapping {value!r}"
+
+
 def _check_numbers(tp: Any, value: Any, key: str = "") -> str | None:
     """The first place in ``value`` where the type ``tp`` expects a number and gets a bool, or a float
     field gets NaN / ±inf; a message naming the dotted key, or None. Walks dataclasses, Optional /
@@ -299,11 +304,15 @@ def _check_numbers(tp: Any, value: Any, key: str = "") -> str | None:
             return _check_numbers(seqs[0], value, key) if seqs else None
         if isinstance(value, dict):
             maps = [a for a in options if dataclasses.is_dataclass(a) or typing.get_origin(a) is dict]
+            if not maps and any(typing.get_origin(a) in (list, tuple) for a in options):
+                return _mapping_for_list(key, value)
             return _check_numbers(maps[0], value, key) if maps else None
         scalars = [a for a in options if a in (int, float, bool)]
         if bool in scalars or not scalars:
             return None
         return _check_numbers(float if float in scalars else int, value, key)
+    if origin in (list, tuple) and isinstance(value, dict):
+        return _mapping_for_list(key, value)
     if origin in (list, tuple) and isinstance(value, (list, tuple)):
         item_types = args if origin is tuple and args and args[-1] is not Ellipsis else (args[:1] * len(value))
         for i, (t, v) in enumerate(zip(item_types, value)):

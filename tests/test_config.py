@@ -155,3 +155,14 @@ def test_user_item_time_columns_must_differ():
     with pytest.raises(ConfigError, match=r"data\.user_col, data\.item_col and data\.time_col must be three "
                                           r"different columns"):
         profile_from_dict({"name": "x", "data": {"user_col": "id", "item_col": "id"}})
+
+
+def test_a_mapping_where_a_list_is_expected_is_a_named_config_error(tmp_path):
+    # found by tests/test_config_property.py: dacite raised a bare ValueError for {'': None}
+    from agrec.config import profile_from_dict
+
+    for raw in ({"name": "x", "data": {"text_cols": {"": None}}},
+                {"name": "x", "evaluation": {"alpha_grid": {"a": 0.1}}}):
+        key = "data.text_cols" if "data" in raw else "evaluation.alpha_grid"
+        with pytest.raises(ConfigError, match=rf"key '{key}' expects a list, got a mapping"):
+            profile_from_dict(raw)
