@@ -32,6 +32,7 @@ from agrec.canonical import canonical
 from agrec.baselines.config import BaselinesConfig
 from agrec.data.config import DataConfig
 from agrec.decode.config import RENAMED_KEYS, DecodeConfig, EvalConfig
+from agrec.decode.variants import parse_variants
 from agrec.errors import ConfigError
 from agrec.gnn.config import GNNConfig
 from agrec.lm.config import LMConfig
@@ -118,6 +119,7 @@ class Profile:
 
     def __post_init__(self) -> None:
         check_name(self.name, "name")  # a folder below runs_dir / reports_dir
+        parse_variants(self.evaluation, self.decode)  # every grid point of every decode variant is valid
 
     # -- paths -------------------------------------------------------------------------------
     def _resolve(self, p: str) -> Path:

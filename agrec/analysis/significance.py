@@ -196,8 +196,10 @@ def rows_gains(dec: "DecodeReport", rows: Sequence[str], target: str = "test",
 
 
 def decode_significance(dec: "DecodeReport", reference: str, target: str = "test", ks: Iterable[int] = (5, 10),
-                        n_resamples: int = 9999, seed: int = 0) -> "pd.DataFrame":
-    """Paired tests of ``reference`` against every other row of one decode run on ``target``.
+                        n_resamples: int = 9999, seed: int = 0, against: Sequence[str] | None = None
+                        ) -> "pd.DataFrame":
+    """Paired tests of ``reference`` against every other row of one decode run on ``target`` (or only the
+    rows named in ``against``).
 
     One line per (row, metric): the means, their difference, users better/worse with the reference,
     the test, its p-value and (NDCG) the bootstrap CI of the mean difference.
@@ -206,8 +208,11 @@ def decode_significance(dec: "DecodeReport", reference: str, target: str = "test
 
     ks = list(ks)
     names = [r["name"] for r in dec.rows]
-    if reference not in names:
-        raise AgrecError(f"{dec.folder}: no row {reference!r} in the decode table (rows: {names})")
+    for name in [reference, *(against or [])]:
+        if name not in names:
+            raise AgrecError(f"{dec.folder}: no row {name!r} in the decode table (rows: {names})")
+    if against is not None:
+        names = [reference, *[n for n in against if n != reference]]
     _, _, gains = rows_gains(dec, names, target, ks)
     recs = []
     for name in names:
@@ -217,3 +222,21 @@ def decode_significance(dec: "DecodeReport", reference: str, target: str = "test
             t = paired_test(gains[reference][metric], gains[name][metric], metric, n_resamples=n_resamples, seed=seed)
             recs.append({"method": name, **asdict(t)})
     return pd.DataFrame(recs)
+
+
+def parts_significance(dec: "DecodeReport", rows: Sequence[str], parts: Sequence[str], target: str = "test",
+                       ks: Iterable[int] = (5, 10), n_resamples: int = 9999, seed: int = 0) -> "pd.DataFrame":
+    """Paired tests of each AGRec row in ``rows`` (the main one and the decode variants) against each of its
+    ``parts`` (the LM alone, the scorer alone): :func:`decode_significance` per row, with a ``row`` column."""
+    import pandas as pd
+
+    frames = [decode_significance(dec, r, target, ks, n_resamples=n_resamples, seed=seed, against=parts)
+              .assign(row=r) for r in rows]
+    df = pd.concat(frames, ignore_index=True)
+    return df[["row", *[c for c in df.columns if c != "row"]]]
+
+
+def p_values_by_row(frame: "pd.DataFrame") -> dict[str, dict[str, dict[str, float]]]:
+    """``{row: {compared row: {metric: p}}}`` of a :func:`parts_significance` frame (what the decode record keeps)."""
+    return {row: {m: g.set_index("metric")["p_value"].to_dict() for m, g in f.groupby("method", sort=False)}
+            for row, f in frame.groupby("row", sort=False)}

@@ -1,8 +1,9 @@
 """Our Table 2: the decode stage's test rows of several dataset runs beside the paper's published rows.
 
 Each run contributes the rows that answer "does graph reasoning pay off here": the LM alone
-(``w/o Graph``), the GNN alone (``GNN only (<scorer>)``), ``SASRec only`` when the profile trained it, and
-``AGRec (<scorer>)`` at the α chosen on validation, with the paired p-values of AGRec against each row that the
+(``w/o Graph``), the GNN alone (``GNN only (<scorer>)``), ``SASRec only`` when the profile trained it,
+``AGRec (<scorer>)`` at the α chosen on validation, and one ``AGRec [<name>]`` row per decode variant
+(:mod:`agrec.decode.variants`). Every AGRec row carries the paired p-values against its two parts that the
 decode stage recorded (:mod:`agrec.analysis.significance`: exact McNemar for HR@K, Wilcoxon signed-rank for
 NDCG@K). Every number is read from a report folder's ``results/decode.json`` (what ``agrec run`` wrote), never
 recomputed here.
@@ -15,13 +16,14 @@ left empty rather than copied from memory. The protocol differences are part of 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
 
 from agrec.errors import AgrecError
+from agrec.scorers import only_row
 
 METRICS: tuple[str, ...] = ("HR@5", "NDCG@5", "HR@10", "NDCG@10")
 
@@ -55,6 +57,9 @@ class RunRows:
     chosen: dict[str, Any]
     n_users: int
     scorer: str
+    parts_p: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # AGRec row -> part row -> p
+    complementarity: dict[str, int] | None = None  # test HR@10 hits by group (results/analysis.json), if analysed
+    variant_alpha: dict[str, Any] = field(default_factory=dict)                    # "AGRec [x]" row -> its α
 
 
 def read_run(report_dir: str | Path, scorer: str = "lightgcn") -> RunRows:
@@ -75,9 +80,61 @@ def read_run(report_dir: str | Path, scorer: str = "lightgcn") -> RunRows:
         if not isinstance(r, dict) or not isinstance(r.get("test"), dict):
             raise AgrecError(f"{path}: row {name!r} has no test metrics")
         test[name] = r["test"]
-    return RunRows(dataset=folder.parent.name, profile=folder.name, folder=folder, rows=test,
+    variants = d.get("decode_variants") or {}
+    return RunRows(complementarity=_complementarity(folder), dataset=folder.parent.name, profile=folder.name, folder=folder, rows=test,
                    p_values=d.get("significance_test") or {}, chosen=d.get("chosen") or {},
-                   n_users=int(d.get("n_users", 0)), scorer=scorer)
+                   n_users=int(d.get("n_users", 0)), scorer=scorer, parts_p=d.get("significance_parts") or {},
+                   variant_alpha={v.get("row", f"AGRec [{k}]"): v.get("alpha") for k, v in variants.items()})
+
+
+COMPLEMENTARITY_GROUPS: tuple[str, ...] = ("LLM only", "GNN only", "both", "neither")
+
+
+def _complementarity(folder: Path) -> dict[str, int] | None:
+    """The analysis stage's overall complementarity counts (paper Fig. 1) of a report folder, or None where the
+    analysis stage has not run; a record without the four groups is an error that names the file."""
+    path = folder / "results" / "analysis.json"
+    if not path.is_file():
+        return None
+    try:
+        comp = json.loads(path.read_text()).get("complementarity")
+    except (json.JSONDecodeError, AttributeError):
+        raise AgrecError(f"{path}: not a JSON object with a 'complementarity' entry") from None
+    if comp is None:
+        return None
+    if not isinstance(comp, dict) or any(not isinstance(comp.get(g), int) for g in COMPLEMENTARITY_GROUPS):
+        raise AgrecError(f"{path}: 'complementarity' must hold integer counts of {list(COMPLEMENTARITY_GROUPS)}, "
+                         f"got {comp!r}")
+    return {g: comp[g] for g in COMPLEMENTARITY_GROUPS}
+
+
+def complementarity_table(runs: Sequence[RunRows]) -> pd.DataFrame:
+    """Per dataset run, the test users hit at 10 by the LM alone only, the GNN alone only, both and neither, with
+    each part's HR@10 and the union's (what a perfect switch between the two would reach)."""
+    recs = []
+    for run in runs:
+        c = run.complementarity
+        if c is None:
+            continue
+        n = sum(c.values())
+        recs.append({"dataset": run.dataset, "profile": run.profile, "users": n, **c,
+                     "LM HR@10": (c["LLM only"] + c["both"]) / n, "GNN HR@10": (c["GNN only"] + c["both"]) / n,
+                     "union HR@10": (n - c["neither"]) / n})
+    return pd.DataFrame(recs, columns=["dataset", "profile", "users", *COMPLEMENTARITY_GROUPS, "LM HR@10",
+                                       "GNN HR@10", "union HR@10"])
+
+
+def complementarity_markdown(df: pd.DataFrame) -> str:
+    if df.empty:
+        return ""
+    lines = ["| dataset | users | LM only | GNN only | both | neither | LM HR@10 | GNN HR@10 | union HR@10 |",
+             "|---|" + "---:|" * 8]
+    for _, r in df.iterrows():
+        lines.append(f"| {r['dataset']} | {r['users']:,} | {r['LLM only']:,} | {r['GNN only']:,} | {r['both']:,} | "
+                     f"{r['neither']:,} | {r['LM HR@10']:.4f} | {r['GNN HR@10']:.4f} | {r['union HR@10']:.4f} |")
+    return ("\n## Complementarity (test, hit@10)\n\nUsers whose test item the LM alone (α = 0) and the GNN alone rank "
+            "in their top 10 (paper Fig. 1; the analysis stage's `results/analysis.json`). Union: the HR@10 of a "
+            "perfect per-user switch between the two parts.\n\n" + "\n".join(lines) + "\n")
 
 
 def ours_rows(run: RunRows) -> list[tuple[str, str]]:
@@ -94,23 +151,40 @@ def _display(name: str) -> str:
     return {"lightgcn": "LightGCN", "sgl": "SGL", "xsimgcl": "XSimGCL", "sasrec": "SASRec"}.get(name, name)
 
 
+def part_p_values(run: RunRows, name: str) -> dict[str, dict[str, float]]:
+    """``{"LM": {metric: p}, "GNN": {metric: p}}`` of the AGRec row ``name`` against its two parts (the LM alone,
+    the scorer alone), from the decode record: ``significance_parts`` (every AGRec row, written when the profile
+    has decode variants) or, for the main row, ``significance_test`` (main AGRec vs every row)."""
+    parts = {"LM": "w/o Graph", "GNN": only_row(run.scorer)}
+    by_row = run.parts_p.get(name)
+    if by_row is None and name == f"AGRec ({run.scorer})":
+        by_row = run.p_values
+    by_row = by_row or {}
+    return {part: by_row.get(row, {}) for part, row in parts.items()}
+
+
+P_COLUMNS: tuple[str, ...] = ("p vs LM HR@10", "p vs LM NDCG@10", "p vs GNN HR@10", "p vs GNN NDCG@10")
+
+
 def table2(runs: Sequence[RunRows], paper: dict[str, dict[str, dict[str, float | None]]] | None = None) -> pd.DataFrame:
-    """Long table: dataset, row, source (ours / paper), HR@5 … NDCG@10, and p (AGRec vs the row, HR@10 /
-    NDCG@10) for our rows. The paper's rows of each run's dataset come after ours."""
+    """Long table: dataset, row, source (ours / paper), HR@5 … NDCG@10, the chosen α of AGRec rows, and for every
+    AGRec row (main and decode variants) the paired p-values against the LM alone and the scorer alone (HR@10,
+    NDCG@10). The paper's rows of each run's dataset come after ours."""
     paper = PAPER_ROWS if paper is None else paper
     recs = []
     for run in runs:
         main = f"AGRec ({run.scorer})"
         for name, label in ours_rows(run):
-            p = run.p_values.get(name, {}) if name != main else {}
+            is_agrec = name == main or name.startswith("AGRec [")
+            p = part_p_values(run, name) if is_agrec else {}
+            pcols = {f"p vs {part} {m}": p.get(part, {}).get(m) for part in ("LM", "GNN") for m in ("HR@10", "NDCG@10")}
+            alpha = run.chosen.get("alpha") if name == main else run.variant_alpha.get(name)
             recs.append({"dataset": run.dataset, "row": label, "source": f"ours ({run.profile})",
-                         **{m: run.rows[name].get(m) for m in METRICS},
-                         "p HR@10": p.get("HR@10"), "p NDCG@10": p.get("NDCG@10"),
-                         "alpha": run.chosen.get("alpha") if name == main else None})
+                         **{m: run.rows[name].get(m) for m in METRICS}, **pcols, "alpha": alpha})
         for name, metrics in paper.get(run.dataset, {}).items():
             recs.append({"dataset": run.dataset, "row": f"paper: {name}", "source": "paper",
-                         **{m: metrics.get(m) for m in METRICS}, "p HR@10": None, "p NDCG@10": None, "alpha": None})
-    return pd.DataFrame(recs, columns=["dataset", "row", "source", *METRICS, "p HR@10", "p NDCG@10", "alpha"])
+                         **{m: metrics.get(m) for m in METRICS}, **{c: None for c in P_COLUMNS}, "alpha": None})
+    return pd.DataFrame(recs, columns=["dataset", "row", "source", *METRICS, *P_COLUMNS, "alpha"])
 
 
 def to_markdown(df: pd.DataFrame) -> str:
@@ -119,17 +193,26 @@ def to_markdown(df: pd.DataFrame) -> str:
         return "" if v is None or pd.isna(v) else f"{v:.4f}".lstrip("0")
 
     def pv(v: Any) -> str:
-        return "" if v is None or pd.isna(v) else ("<1e-4" if v < 1e-4 else f"{v:.3g}")
+        return "" if v is None or pd.isna(v) else ("<1e-4" if v < 1e-4 else f"{v:.2g}")
 
-    lines = ["| dataset | row | " + " | ".join(METRICS) + " | p HR@10 | p NDCG@10 | α |",
-             "|---|---|" + "---:|" * (len(METRICS) + 3)]
+    def pair(r: Any, part: str) -> str:
+        h, n = pv(r[f"p vs {part} HR@10"]), pv(r[f"p vs {part} NDCG@10"])
+        return f"{h} / {n}" if h or n else ""
+
+    def alpha(v: Any) -> str:
+        if v is None or (not isinstance(v, (list, tuple)) and pd.isna(v)):
+            return ""
+        return "[" + ", ".join(f"{a:g}" for a in v) + "]" if isinstance(v, (list, tuple)) else f"{v:g}"
+
+    lines = ["| dataset | row | " + " | ".join(METRICS) + " | p vs LM (HR@10 / NDCG@10) | p vs GNN (HR@10 / NDCG@10) "
+             "| α |", "|---|---|" + "---:|" * (len(METRICS) + 3)]
     for _, r in df.iterrows():
-        a = "" if r["alpha"] is None or pd.isna(r["alpha"]) else f"{r['alpha']:g}"
         lines.append(f"| {r['dataset']} | {r['row']} | " + " | ".join(num(r[m]) for m in METRICS)
-                     + f" | {pv(r['p HR@10'])} | {pv(r['p NDCG@10'])} | {a} |")
+                     + f" | {pair(r, 'LM')} | {pair(r, 'GNN')} | {alpha(r['alpha'])} |")
     notes = "\n".join(f"- {n}" for n in PROTOCOL_NOTES)
-    return ("\n".join(lines) + "\n\np: paired tests of our AGRec row against that row on the same test users "
-            "(exact McNemar for HR@10, Wilcoxon signed-rank for NDCG@10). Protocol:\n\n" + notes + "\n")
+    return ("\n".join(lines) + "\n\np: paired tests of each AGRec row against its two parts, the LM alone (w/o Graph) "
+            "and the GNN alone, on the same test users (exact McNemar for HR@10, Wilcoxon signed-rank for NDCG@10). "
+            "α: chosen on validation NDCG@10 (a list: one α per code level). Protocol:\n\n" + notes + "\n")
 
 
 def write_table2(configs: Sequence[str | Path], out: str | Path | None = None) -> Path:
@@ -144,6 +227,7 @@ def write_table2(configs: Sequence[str | Path], out: str | Path | None = None) -
     df = table2(runs)
     path = Path(out) if out else profiles[0].reports_root / "table2.md"
     cmd = "agrec table2 " + " ".join(f"--config {c}" for c in configs)
-    atomic_write_text(path, f"# Table 2, ours\n\n`{cmd}`\n\n" + to_markdown(df))
+    comp = complementarity_table(runs)
+    atomic_write_text(path, f"# Table 2, ours\n\n`{cmd}`\n\n" + to_markdown(df) + complementarity_markdown(comp))
     atomic_write_text(path.with_suffix(".csv"), df.to_csv(index=False))
     return path

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from agrec.canonical import neutral
 from agrec.errors import ConfigError
@@ -48,6 +49,10 @@ class DecodeConfig:
     # normalised entropy over the state's candidates, α·H/log(n): the graph weighs most where the LM is unsure,
     # not at all where it is certain. "none": the paper's one α.
     alpha_gate: Literal["none", "entropy"] = neutral("none")
+    # Where the LM decodes: "cpu" (the default, and the behaviour before the option existed), "cuda" (under
+    # torchrun: this process's GPU), "cuda:N", or "auto" (cuda when available). Part of the stage's key: GPU
+    # kernels may order equal-probability beams differently.
+    device: str = neutral("cpu")
 
     def __post_init__(self) -> None:
         alphas = self.alpha if isinstance(self.alpha, (list, tuple)) else [self.alpha]
@@ -74,6 +79,9 @@ class DecodeConfig:
             raise ConfigError(f"decode.beam_size must be >= 1, got {self.beam_size}")
         if self.batch_size < 1:
             raise ConfigError(f"decode.batch_size must be >= 1, got {self.batch_size}")
+        if not isinstance(self.device, str) or not (self.device in ("cpu", "cuda", "auto")
+                                                     or re.fullmatch(r"cuda:\d+", self.device)):
+            raise ConfigError(f"decode.device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}")
         if self.alpha_gate != "none" and self.mix != "prob":
             raise ConfigError(f"decode.alpha_gate={self.alpha_gate!r} scales Eq. 4's α, so it needs mix='prob' "
                               f"(got mix={self.mix!r})")
@@ -122,6 +130,9 @@ class EvalConfig:
     # Issue 12 item 4; both defaults are the behaviour before they existed (every user, test on every point).
     select_users: int | None = neutral(None)  # validation on a seeded subsample of N evaluated users; None = all
     test_curve: bool = neutral(True)          # False: the test item is decoded only at the table's points
+    # Issue 12 item 3: other ways of letting the graph steer (per-level α, τ, top-n, entropy gate ...), each with
+    # its α chosen on validation and its own row "AGRec [<name>]" (agrec/decode/variants.py). None: none.
+    decode_variants: dict[str, Any] | None = neutral(None)
 
     def __post_init__(self) -> None:
         if not self.alpha_grid or any(not (0.0 <= a <= 1.0) for a in self.alpha_grid):

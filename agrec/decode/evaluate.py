@@ -146,10 +146,15 @@ class Evaluator:
                     raise AgrecError(f"rankings of {name!r} / {target} hold {r.items.shape[1]} items per user; "
                                      f"decoding needs max(top_n, beam_size) = {max(decode.top_n, self.k)}")
 
-    def fsm_inputs(self, scorer: str, target: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """The scorer's top-n items and scores per user (history excluded), ``([U, n], [U, n])``."""
+    def fsm_inputs(self, scorer: str, target: str, top_n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The scorer's top-n items and scores per user (history excluded), ``([U, n], [U, n])``; ``n`` is
+        ``top_n`` (a row's own setting, e.g. a decode variant's) or the profile's ``decode.top_n``."""
+        n = self.decode.top_n if top_n is None else top_n
         r = self.rankings[scorer][target]
-        return r.items[:, :self.decode.top_n], r.scores[:, :self.decode.top_n]
+        if r.items.shape[1] < n:
+            raise AgrecError(f"rankings of {scorer!r} / {target} hold {r.items.shape[1]} items per user; "
+                             f"top_n = {n} needs that many")
+        return r.items[:, :n], r.scores[:, :n]
 
     def _keep(self, row: Row, target: str, result: DecodeResult) -> dict[str, float]:
         row.results[target] = result
@@ -166,7 +171,7 @@ class Evaluator:
         row = into or Row(name=name, settings={"scorer": scorer if cfg.uses_graph else None, **settings})
         for target in targets:
             inp = self.inputs[target]
-            fsm = self.fsm_inputs(scorer, target) if (cfg.uses_graph and scorer is not None) else None
+            fsm = self.fsm_inputs(scorer, target, cfg.top_n) if (cfg.uses_graph and scorer is not None) else None
             result = generate_items(self.model, inp.prompts, self.trie, fsm_inputs=fsm, cfg=cfg, exclude=inp.exclude,
                                     k=self.k, pad_token_id=self.pad_token_id)
             self._score(row, target, result)

@@ -11,12 +11,13 @@ import io
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from agrec.data.split import LeaveOneOutSplit
 from agrec.decode.beam import DecodeResult
@@ -25,6 +26,7 @@ from agrec.decode.evaluate import (TARGETS, EvalInputs, Evaluator, Row, build_in
                                    subset)
 from agrec.decode.shard import SINGLE, broadcast_object, gather_rows, shard_positions
 from agrec.decode.trie import ItemTrie
+from agrec.decode.variants import DecodeVariant, alpha_label, choose_point, parse_variants
 from agrec.errors import AgrecError
 from agrec.io import atomic_write_bytes, atomic_write_json
 from agrec.lineage import DECODE_SECTIONS, config_key
@@ -51,6 +53,8 @@ class DecodeReport:
     seconds: float
     folder: Path
     n_valid_users: int | None = None    # evaluation.select_users: the validation subsample's size (None: n_users)
+    # evaluation.decode_variants: name -> {"row", "settings", "curve" (valid metrics per grid point), "chosen"}
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def table(self, target: str = "test") -> pd.DataFrame:
         """Ablation table: one row per method, HR/NDCG columns on ``target``."""
@@ -130,13 +134,18 @@ def validation_users(n_users: int, select_users: int | None, seed: int) -> np.nd
 
 
 def read_report(session: Session) -> DecodeReport:
-    folder = session.run.root / STAGE
+    return load_report(session.run.root / STAGE)
+
+
+def load_report(folder: Path) -> DecodeReport:
+    """The :class:`DecodeReport` of a decode stage folder (its ``results.json``)."""
     path = folder / RESULTS
     if not path.is_file():
         raise AgrecError(f"{path}: the decode stage has not run for this run directory")
     d = json.loads(path.read_text())
     return DecodeReport(rows=d["rows"], curve=d["curve"], chosen=d["chosen"], n_users=d["n_users"],
-                        seconds=d["seconds"], folder=folder, n_valid_users=d.get("n_valid_users"))
+                        seconds=d["seconds"], folder=folder, n_valid_users=d.get("n_valid_users"),
+                        variants=d.get("decode_variants") or {})
 
 
 def evaluate_decoding(session: Session, force: bool = False, log: Callable[[str], None] = print) -> DecodeReport:
@@ -166,6 +175,7 @@ def evaluate_decoding(session: Session, force: bool = False, log: Callable[[str]
     with env.main_first():
         ds, split = prepare_data(session)
     bundle = train_lm(session)
+    model = bundle.model.to(decode_device(profile.decode.device, env))
     trie = ItemTrie.build(bundle.item_token_ids)
     with env.main_first():
         run_gnn_stage(session)  # the whole stage, so that its record (an input of this one) exists
@@ -173,12 +183,29 @@ def evaluate_decoding(session: Session, force: bool = False, log: Callable[[str]
         scorers = {name: load_scorer(session, name) for name in names}
     say(f"decode: {ds.n_items} items, beam {profile.decode.beam_size}, top_n {profile.decode.top_n}"
         + (f", {env.world} processes" if env.distributed else ""))
-    report = decode_table(bundle.model, trie, bundle.pad_token_id, split, bundle.prompt_ids, scorers,
+    report = decode_table(model, trie, bundle.pad_token_id, split, bundle.prompt_ids, scorers,
                           profile.decode, profile.evaluation, folder, profile.seed, env=env, log=say, t0=t0)
     if env.is_main:
         run.mark_done(STAGE, key, profile, chosen=report.chosen, seconds=report.seconds)
     env.barrier()
     return report
+
+
+def decode_device(name: str, env: DistEnv | None = None) -> torch.device:
+    """The device of ``decode.device``: ``"cuda"`` / ``"auto"`` take this process's GPU under torchrun
+    (:func:`agrec.lm.distributed.init_distributed`) or the current one; ``"auto"`` falls back to the CPU."""
+    env = env or SINGLE
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise AgrecError(f"decode.device is {name!r} but torch sees no CUDA device (torch {torch.__version__}); "
+                         f"use 'cpu' or 'auto'")
+    if name in ("cuda", "auto"):
+        return env.device if env.device.type == "cuda" else torch.device("cuda", torch.cuda.current_device())
+    index = int(name.split(":")[1])
+    if index >= torch.cuda.device_count():
+        raise AgrecError(f"decode.device is {name!r} but only {torch.cuda.device_count()} CUDA device(s) are visible")
+    return torch.device(name)
 
 
 def decode_table(model: Any, trie: ItemTrie, pad_token_id: int, split: LeaveOneOutSplit,
@@ -196,7 +223,10 @@ def decode_table(model: Any, trie: ItemTrie, pad_token_id: int, split: LeaveOneO
     # Every scorer is asked per target (train-only scores for valid, train + validation for test); only
     # its top max(top_n, beam) items per user are kept (see scorer_rankings).
     names = list(dict.fromkeys([ev_cfg.scorer, *ev_cfg.scorers]))
-    depth = max(dec_cfg.top_n, dec_cfg.beam_size)
+    variants = parse_variants(ev_cfg, dec_cfg)
+    # Ranking depth: the largest top_n of the profile and its decode variants (a stable top-k, so the first
+    # columns do not depend on the depth), and the beam (the scorer rows' length).
+    depth = max(dec_cfg.top_n, dec_cfg.beam_size, *(int(v.settings.get("top_n", 0)) for v in variants))
     rankings = {name: scorer_rankings(scorers[name], inputs, depth, env=env) for name in names}
     # This process's users: whole batches of the single-process decode (agrec.decode.shard).
     positions = {t: shard_positions(inputs[t].prompts, dec_cfg.batch_size, env.rank, env.world) for t in TARGETS}
@@ -262,15 +292,56 @@ def decode_table(model: Any, trie: ItemTrie, pad_token_id: int, split: LeaveOneO
     else:
         log("decode: α = 0 won on validation, so the AGRec rows equal 'w/o Graph'; scorer and variant rows at "
             "α > 0 are in the curve")
+    variant_records = {}
+    for v in variants:
+        row, record = decode_variant(ev, v, base, main_name, ev_cfg.select_metric, log)
+        rows.append(row)
+        writer.copy(record.pop("_source"), row.name)
+        variant_records[v.name] = record
 
     seconds = round(time.perf_counter() - t0, 1)
     rec_rows = [{"name": r.name, "settings": r.settings, "metrics": r.metrics, "rankings": slug(r.name)} for r in rows]
     report = DecodeReport(rows=rec_rows, curve=curve, chosen=best, n_users=n_users, seconds=seconds, folder=folder,
-                          n_valid_users=len(users["valid"]) if ev_cfg.select_users is not None else None)
+                          n_valid_users=len(users["valid"]) if ev_cfg.select_users is not None else None,
+                          variants=variant_records)
     if env.is_main:
         extra = {} if ev_cfg.select_users is None else {"n_valid_users": len(users["valid"])}
+        if variants:
+            extra["decode_variants"] = variant_records
         atomic_write_json(folder / RESULTS, {
             "rows": rec_rows, "curve": curve, "chosen": best, "n_users": n_users, **extra, "seconds": seconds,
             "curve_rankings": {f"{p['alpha']:g},{p['tau']:g}": slug(by_point[(p['alpha'], p['tau'])].name)
                                for p in curve}})
     return report
+
+
+def decode_variant(ev: Evaluator, variant: DecodeVariant, base: Row, scorer: str, metric: str,
+                   log: Callable[[str], None] = print) -> tuple[Row, dict[str, Any]]:
+    """One decode variant (:mod:`agrec.decode.variants`): its grid on the validation item, the point with the
+    best validation ``metric``, that point on test. Returns its table row ``AGRec [<name>]`` and its record
+    (``settings``, ``curve`` of validation metrics, ``chosen``; ``_source`` is the decoded row whose rankings
+    the table row copies). A point with α = 0 everywhere and only graph settings changed is ``base``."""
+    curve, decoded = [], []
+    for alpha, tau in variant.points():
+        if variant.is_plain(alpha):
+            row = base
+        else:
+            row = ev.decode_row(f"{variant.row} α={alpha_label(alpha)} τ={tau:g}", scorer, targets=("valid",),
+                                alpha=alpha, tau=tau, **variant.settings)
+        curve.append({"alpha": alpha, "tau": tau, "valid": row.metrics["valid"]})
+        decoded.append(row)
+    i = choose_point(curve, metric)
+    alpha, tau = curve[i]["alpha"], curve[i]["tau"]
+    source = decoded[i]
+    if "test" not in source.metrics:
+        ev.decode_row(source.name, scorer, targets=("test",), into=source, alpha=alpha, tau=tau, **variant.settings)
+    log(f"decode: {variant.row}: chose α={alpha_label(alpha)}, τ={tau:g} on validation {metric}")
+    settings = {**source.settings, "scorer": source.settings.get("scorer"), "alpha": alpha, "tau": tau,
+                **variant.settings}
+    row = Row(name=variant.row, settings=settings, metrics=dict(source.metrics))
+    record = {"row": variant.row, "settings": variant.settings,
+              "grid": {"alpha": [list(a) if isinstance(a, tuple) else a for a in variant.alpha_grid],
+                       "tau": list(variant.tau_grid)},
+              "curve": curve, "chosen": curve[i],
+              "rankings": slug(variant.row), "_source": source}
+    return row, record

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from agrec.analysis.significance import (bootstrap_ci, decode_significance, mcnemar_exact, paired_test, user_gains,
-                                         wilcoxon_p)
+from agrec.analysis.significance import (bootstrap_ci, decode_significance, mcnemar_exact, p_values_by_row,
+                                         paired_test, parts_significance, user_gains, wilcoxon_p)
 from agrec.decode.stage import DecodeReport, slug
 from agrec.errors import AgrecError
 from agrec.metrics import evaluate_rankings
@@ -140,3 +140,27 @@ def test_decode_significance_from_saved_rankings(tmp_path):
              scores=np.zeros(lm.shape))
     with pytest.raises(AgrecError, match="different users"):
         decode_significance(dec, "AGRec (lightgcn)", ks=[5])
+
+
+def test_parts_significance_tests_each_agrec_row_against_both_parts(tmp_path):
+    (tmp_path / "rankings").mkdir()
+    users, targets = np.arange(10), np.arange(10)
+    hit = np.stack([targets, targets + 100], 1)
+    miss = np.stack([targets + 100, targets + 200], 1)
+    rows = {"w/o Graph": np.where((users >= 6)[:, None], hit, miss),            # users 6-9
+            "GNN only (lightgcn)": np.where((users < 1)[:, None], hit, miss),   # user 0
+            "AGRec (lightgcn)": np.where((users < 8)[:, None], hit, miss),      # users 0-7
+            "AGRec [gate]": np.where((users >= 3)[:, None], hit, miss)}         # users 3-9
+    dec = _fake_decode(tmp_path, rows, users, targets)
+    df = parts_significance(dec, ["AGRec (lightgcn)", "AGRec [gate]"], ["w/o Graph", "GNN only (lightgcn)"], ks=[5],
+                            n_resamples=99)
+    hr = df[df.metric == "HR@5"].set_index(["row", "method"])
+    assert len(df) == 8  # 2 rows x 2 parts x 2 metrics, the variant never against the main row
+    assert (hr.loc[("AGRec (lightgcn)", "w/o Graph"), ["n_better", "n_worse"]].tolist()) == [6, 2]
+    assert (hr.loc[("AGRec [gate]", "w/o Graph"), ["n_better", "n_worse"]].tolist()) == [3, 0]
+    assert (hr.loc[("AGRec [gate]", "GNN only (lightgcn)"), ["n_better", "n_worse"]].tolist()) == [7, 1]
+    p = p_values_by_row(df)
+    assert p["AGRec [gate]"]["w/o Graph"]["HR@5"] == pytest.approx(mcnemar_exact(3, 0))
+    assert set(p) == {"AGRec (lightgcn)", "AGRec [gate]"}
+    with pytest.raises(AgrecError, match="no row 'SASRec only'"):
+        parts_significance(dec, ["AGRec [gate]"], ["SASRec only"], ks=[5])

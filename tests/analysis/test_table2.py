@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 
 from agrec.analysis.table2 import read_run, table2, to_markdown
@@ -12,10 +13,10 @@ def _metrics(h5, n5, h10, n10):
     return {"HR@5": h5, "NDCG@5": n5, "HR@10": h10, "NDCG@10": n10}
 
 
-def _write(folder, rows, sig=None, chosen=None):
+def _write(folder, rows, sig=None, chosen=None, **extra):
     (folder / "results").mkdir(parents=True)
     d = {"n_users": 3, "chosen": chosen or {"alpha": 0.2, "tau": 1.0},
-         "rows": {k: {"valid": v, "test": v} for k, v in rows.items()}, "significance_test": sig or {}}
+         "rows": {k: {"valid": v, "test": v} for k, v in rows.items()}, "significance_test": sig or {}, **extra}
     (folder / "results" / "decode.json").write_text(json.dumps(d))
     return folder
 
@@ -32,12 +33,35 @@ def test_rows_in_order_with_p_values_and_paper(tmp_path):
     df = table2([run])
     assert list(df["row"]) == ["ours: LM alone (w/o Graph)", "ours: LightGCN alone", "ours: AGRec (LightGCN)",
                                "paper: TIGER", "paper: AGRec (Llama-3.2-1B)"]
-    assert df.loc[0, "p HR@10"] == 0.03 and df.loc[1, "p HR@10"] == 0.5
+    # the main row's tests against its parts come from significance_test (AGRec vs every row)
+    assert df.loc[2, "p vs LM HR@10"] == 0.03 and df.loc[2, "p vs GNN HR@10"] == 0.5
+    assert pd.isna(df.loc[2, "p vs GNN NDCG@10"]) and pd.isna(df.loc[0, "p vs LM HR@10"])
     assert df.loc[2, "alpha"] == 0.2 and df.loc[2, "HR@10"] == 0.12
     md = to_markdown(df)
-    assert "| Instruments | ours: LM alone (w/o Graph) | .0800 | .0600 | .1100 | .0750 | 0.03 | <1e-4 |  |" in md
+    assert "| Instruments | ours: LM alone (w/o Graph) | .0800 | .0600 | .1100 | .0750 |  |  |  |" in md
     assert "| Instruments | paper: AGRec (Llama-3.2-1B) |  |  | .1260 | .0950 |  |  |  |" in md
-    assert "| Instruments | ours: AGRec (LightGCN) | .0900 | .0700 | .1200 | .0800 |  |  | 0.2 |" in md
+    assert "| Instruments | ours: AGRec (LightGCN) | .0900 | .0700 | .1200 | .0800 | 0.03 / <1e-4 | 0.5 /  | 0.2 |" in md
+
+
+def test_variant_rows_carry_their_alpha_and_tests_against_both_parts(tmp_path):
+    parts = {"w/o Graph": {"HR@10": 0.001, "NDCG@10": 0.04}, "GNN only (lightgcn)": {"HR@10": 0.2, "NDCG@10": 0.3}}
+    folder = _write(tmp_path / "Games" / "cpu", {
+        "w/o Graph": _metrics(0.08, 0.06, 0.11, 0.075),
+        "GNN only (lightgcn)": _metrics(0.07, 0.05, 0.10, 0.065),
+        "AGRec (lightgcn)": _metrics(0.09, 0.07, 0.12, 0.08),
+        "AGRec [level 0]": _metrics(0.1, 0.08, 0.13, 0.09),
+    }, sig={"w/o Graph": {"HR@10": 0.5, "NDCG@10": 0.5}},
+        significance_parts={"AGRec (lightgcn)": {"w/o Graph": {"HR@10": 0.01}}, "AGRec [level 0]": parts},
+        decode_variants={"level 0": {"row": "AGRec [level 0]", "alpha": [0.4, 0.0], "tau": 1.0}})
+    df = table2([read_run(folder)])
+    assert list(df["row"]) == ["ours: LM alone (w/o Graph)", "ours: LightGCN alone", "ours: AGRec (LightGCN)",
+                               "ours: AGRec [level 0]"]
+    main, var = df.iloc[2], df.iloc[3]
+    assert main["p vs LM HR@10"] == 0.01  # significance_parts wins over significance_test
+    assert (var["p vs LM HR@10"], var["p vs LM NDCG@10"], var["p vs GNN HR@10"]) == (0.001, 0.04, 0.2)
+    assert var["alpha"] == [0.4, 0.0]
+    assert "| Games | ours: AGRec [level 0] | .1000 | .0800 | .1300 | .0900 | 0.001 / 0.04 | 0.2 / 0.3 | [0.4, 0] |" \
+        in to_markdown(df)
 
 
 def test_unknown_dataset_has_no_paper_rows(tmp_path):
@@ -57,3 +81,20 @@ def test_missing_or_broken_results_are_named(tmp_path):
     (bad / "decode.json").write_text(json.dumps({"rows": {"w/o Graph": {"valid": {}}}}))
     with pytest.raises(AgrecError, match="row 'w/o Graph' has no test metrics"):
         read_run(bad.parent)
+
+
+def test_complementarity_per_dataset_from_the_analysis_record(tmp_path):
+    from agrec.analysis.table2 import complementarity_markdown, complementarity_table
+
+    a = _write(tmp_path / "Instruments" / "cpu", {"w/o Graph": _metrics(0.1, 0.1, 0.1, 0.1)})
+    (a / "results" / "analysis.json").write_text(json.dumps(
+        {"complementarity": {"LLM only": 10, "GNN only": 5, "both": 15, "neither": 70}}))
+    b = _write(tmp_path / "Games" / "cpu", {"w/o Graph": _metrics(0.1, 0.1, 0.1, 0.1)})  # not analysed
+    df = complementarity_table([read_run(a), read_run(b)])
+    assert df["dataset"].tolist() == ["Instruments"]
+    r = df.iloc[0]
+    assert (r["users"], r["LM HR@10"], r["GNN HR@10"], r["union HR@10"]) == (100, 0.25, 0.20, 0.30)
+    assert "| Instruments | 100 | 10 | 5 | 15 | 70 | 0.2500 | 0.2000 | 0.3000 |" in complementarity_markdown(df)
+    (a / "results" / "analysis.json").write_text(json.dumps({"complementarity": {"LLM only": 10}}))
+    with pytest.raises(AgrecError, match="analysis.json: 'complementarity' must hold integer counts"):
+        read_run(a)
