@@ -1,7 +1,8 @@
 """Process-group set-up for data-parallel training under ``torchrun`` or ``accelerate launch``.
 
 Both launchers export ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``;
-:func:`init_distributed` reads them and joins the group (NCCL on GPUs, gloo on CPUs). Without them
+:func:`init_distributed` reads them and joins the group (NCCL on GPUs, gloo on CPUs or where processes share a
+GPU). Without them
 it is a single process. No launcher of our own: the standard ones already do this well.
 """
 
@@ -59,9 +60,19 @@ class DistEnv:
 
 
 def _device(local_rank: int) -> torch.device:
+    """``cuda:<local_rank mod the visible GPUs>`` where CUDA is available (so that N processes can share fewer
+    GPUs, e.g. two decoding shards on one), else the CPU."""
     if torch.cuda.is_available():
-        return torch.device("cuda", local_rank)
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device("cpu")
+
+
+def backend_for(device: torch.device, local_world: int) -> str:
+    """NCCL when every process of this node has a GPU of its own; gloo otherwise (CPUs, or more processes than
+    GPUs: NCCL refuses two ranks on one device)."""
+    if device.type == "cuda" and local_world <= torch.cuda.device_count():
+        return "nccl"
+    return "gloo"
 
 
 def init_distributed(timeout_s: int = 1800) -> DistEnv:
@@ -71,7 +82,7 @@ def init_distributed(timeout_s: int = 1800) -> DistEnv:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = _device(local_rank)
     if world > 1 and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
+        backend = backend_for(device, int(os.environ.get("LOCAL_WORLD_SIZE", world)))
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
