@@ -246,6 +246,11 @@ def run_pipeline(config_path: str | Path, stages: list[str] | None = None, overr
         _stamp_report_key(out, report_key(profile, run, stage, nb, params), timings[stage])
         log(f"{tag}: done in {timings[stage]:.1f} s -> {out}")
     total = round(time.perf_counter() - t_all, 1)
+    if len(reused) == len(ordered) and timings_path.is_file():
+        # Nothing ran: the record of the run that made these reports stays (rewriting it would replace its
+        # wall time by the seconds this check took).
+        log(f"agrec run: all {len(ordered)} stage(s) current, nothing executed; {timings_path.name} kept")
+        return profile
     # stages_s: seconds of each notebook's execution; for a reused stage, those of the execution that made its
     # report (which may itself have reused the stage's artefacts), None when unknown.
     atomic_write_json(timings_path, {"stages_s": timings, "reused": reused, "total_s": total,
