@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from agrec.canonical import neutral
 from agrec.errors import ConfigError
 
 VALID_METRICS: tuple[str, ...] = ("HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20")
@@ -43,6 +44,9 @@ class SASRecConfig:
     learning_rate: float = 1e-3
     batch_size: int = 2048          # training targets (next-item predictions) per optimiser step
     train_stride: int = 1
+    # "shuffle": batches of shuffled windows (RecBole's way, and the behaviour before the option existed);
+    # "bucket": windows of about one length per batch, batches shuffled (agrec/baselines/trainer.py target_batches)
+    batching: str = neutral("shuffle")
     epochs: int = 300
     eval_every: int = 1             # epochs between validation evaluations
     patience: int = 11              # evaluations without improvement before stopping
@@ -74,6 +78,8 @@ class SASRecConfig:
         if self.valid_metric not in VALID_METRICS:
             raise ConfigError(f"{where}.valid_metric must be one of {list(VALID_METRICS)}, "
                               f"got {self.valid_metric!r}")
+        if self.batching not in ("shuffle", "bucket"):
+            raise ConfigError(f"{where}.batching must be 'shuffle' or 'bucket', got {self.batching!r}")
         if not (self.device in ("cpu", "cuda", "auto") or self.device.startswith("cuda:")):
             raise ConfigError(f"{where}.device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}")
 

@@ -122,12 +122,37 @@ def test_batches_cover_every_window_once_with_about_batch_size_targets():
     assert all(np.array_equal(a, b) for a, b in zip(groups, again))
 
 
+def test_bucketed_batches_hold_windows_of_about_one_length():
+    rng = np.random.default_rng(3)
+    # Amazon-like: mostly short sequences, a few long ones
+    n = np.where(rng.random(400) < 0.05, 40, rng.integers(3, 10, size=400))
+    train = [np.arange(int(k)) % N_ITEMS for k in n]
+    w = training_windows(train, 20, 20)
+    lengths = (w.inputs > 0).sum(1)
+    shuffled = target_batches(w, 32, np.random.default_rng(1))
+    bucket = target_batches(w, 32, np.random.default_rng(1), "bucket")
+    assert sorted(np.concatenate(bucket).tolist()) == list(range(len(w)))
+    sizes = [int(w.n_targets[g].sum()) for g in bucket]  # the same grouping rule as shuffled batches
+    assert all(s < 32 + 20 for s in sizes) and sum(sizes) == int(w.n_targets.sum())
+    # inside a batch the windows are in length order, and the padded width (the longest window) shrinks
+    assert all((np.diff(lengths[g]) >= 0).all() for g in bucket)
+    width = lambda groups: sum(int(lengths[g].max()) * len(g) for g in groups)  # noqa: E731
+    assert width(bucket) < 0.6 * width(shuffled)
+    # the batches come in a shuffled order, the same for the same generator
+    assert not all(lengths[a].max() <= lengths[b].max() for a, b in zip(bucket, bucket[1:]))
+    again = target_batches(w, 32, np.random.default_rng(1), "bucket")
+    assert all(np.array_equal(a, b) for a, b in zip(bucket, again))
+    with pytest.raises(ValueError, match="batching must be"):
+        target_batches(w, 32, np.random.default_rng(1), "sorted")
+
+
 @pytest.mark.parametrize("key,value,match", [
     ("hidden_size", 0, "hidden_size must be > 0"),
     ("n_heads", 3, "divisible by n_heads"),
     ("hidden_dropout_prob", 1.0, r"hidden_dropout_prob must be in \[0, 1\)"),
     ("learning_rate", 0.0, "learning_rate must be > 0"),
     ("train_stride", 60, "train_stride"),
+    ("batching", "sorted", "batching must be 'shuffle' or 'bucket'"),
     ("patience", 0, "patience must be > 0"),
     ("valid_metric", "MRR@10", "valid_metric"),
     ("device", "tpu", "device"),
