@@ -224,14 +224,15 @@ def decode_significance(dec: "DecodeReport", reference: str, target: str = "test
     return pd.DataFrame(recs)
 
 
-def parts_significance(dec: "DecodeReport", rows: Sequence[str], parts: Sequence[str], target: str = "test",
+def parts_significance(dec: "DecodeReport", parts: dict[str, Sequence[str]], target: str = "test",
                        ks: Iterable[int] = (5, 10), n_resamples: int = 9999, seed: int = 0) -> "pd.DataFrame":
-    """Paired tests of each AGRec row in ``rows`` (the main one and the decode variants) against each of its
-    ``parts`` (the LM alone, the scorer alone): :func:`decode_significance` per row, with a ``row`` column."""
+    """Paired tests of each AGRec row against its parts: ``parts`` maps a row (the main AGRec row, the other
+    scorers' ``AGRec (<s>)`` rows, the decode variants) to the rows it combines (the LM alone and its scorer
+    alone); :func:`decode_significance` per row, with a ``row`` column."""
     import pandas as pd
 
-    frames = [decode_significance(dec, r, target, ks, n_resamples=n_resamples, seed=seed, against=parts)
-              .assign(row=r) for r in rows]
+    frames = [decode_significance(dec, r, target, ks, n_resamples=n_resamples, seed=seed, against=list(against))
+              .assign(row=r) for r, against in parts.items()]
     df = pd.concat(frames, ignore_index=True)
     return df[["row", *[c for c in df.columns if c != "row"]]]
 

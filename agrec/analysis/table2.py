@@ -81,10 +81,11 @@ def read_run(report_dir: str | Path, scorer: str = "lightgcn") -> RunRows:
             raise AgrecError(f"{path}: row {name!r} has no test metrics")
         test[name] = r["test"]
     variants = d.get("decode_variants") or {}
-    return RunRows(complementarity=_complementarity(folder), dataset=folder.parent.name, profile=folder.name, folder=folder, rows=test,
+    return RunRows(dataset=folder.parent.name, profile=folder.name, folder=folder, rows=test,
                    p_values=d.get("significance_test") or {}, chosen=d.get("chosen") or {},
                    n_users=int(d.get("n_users", 0)), scorer=scorer, parts_p=d.get("significance_parts") or {},
-                   variant_alpha={v.get("row", f"AGRec [{k}]"): v.get("alpha") for k, v in variants.items()})
+                   variant_alpha={v.get("row", f"AGRec [{k}]"): v.get("alpha") for k, v in variants.items()},
+                   complementarity=_complementarity(folder))
 
 
 COMPLEMENTARITY_GROUPS: tuple[str, ...] = ("LLM only", "GNN only", "both", "neither")
@@ -142,6 +143,8 @@ def ours_rows(run: RunRows) -> list[tuple[str, str]]:
     s = run.scorer
     want = [("w/o Graph", "ours: LM alone (w/o Graph)"), (f"GNN only ({s})", f"ours: {_display(s)} alone"),
             ("SASRec only", "ours: SASRec (full-softmax CE)"), (f"AGRec ({s})", f"ours: AGRec ({_display(s)})")]
+    if s != "sasrec":
+        want.append(("AGRec (sasrec)", "ours: AGRec (SASRec)"))
     # variants kept as options with their own rows (e.g. per-level α) follow the main AGRec row
     want += [(name, f"ours: {name}") for name in run.rows if name.startswith("AGRec [")]
     return [(name, label) for name, label in want if name in run.rows]
@@ -152,10 +155,11 @@ def _display(name: str) -> str:
 
 
 def part_p_values(run: RunRows, name: str) -> dict[str, dict[str, float]]:
-    """``{"LM": {metric: p}, "GNN": {metric: p}}`` of the AGRec row ``name`` against its two parts (the LM alone,
-    the scorer alone), from the decode record: ``significance_parts`` (every AGRec row, written when the profile
-    has decode variants) or, for the main row, ``significance_test`` (main AGRec vs every row)."""
-    parts = {"LM": "w/o Graph", "GNN": only_row(run.scorer)}
+    """``{"LM": {metric: p}, "scorer": {metric: p}}`` of the AGRec row ``name`` against its two parts (the LM
+    alone, its scorer alone), from the decode record: ``significance_parts`` (every AGRec row, written when the
+    profile has decode variants) or, for the main row, ``significance_test`` (main AGRec vs every row)."""
+    scorer = name[len("AGRec ("):-1] if name.startswith("AGRec (") else run.scorer  # variants steer with the main
+    parts = {"LM": "w/o Graph", "scorer": only_row(scorer)}
     by_row = run.parts_p.get(name)
     if by_row is None and name == f"AGRec ({run.scorer})":
         by_row = run.p_values
@@ -163,22 +167,24 @@ def part_p_values(run: RunRows, name: str) -> dict[str, dict[str, float]]:
     return {part: by_row.get(row, {}) for part, row in parts.items()}
 
 
-P_COLUMNS: tuple[str, ...] = ("p vs LM HR@10", "p vs LM NDCG@10", "p vs GNN HR@10", "p vs GNN NDCG@10")
+P_COLUMNS: tuple[str, ...] = ("p vs LM HR@10", "p vs LM NDCG@10", "p vs scorer HR@10", "p vs scorer NDCG@10")
 
 
 def table2(runs: Sequence[RunRows], paper: dict[str, dict[str, dict[str, float | None]]] | None = None) -> pd.DataFrame:
     """Long table: dataset, row, source (ours / paper), HR@5 … NDCG@10, the chosen α of AGRec rows, and for every
-    AGRec row (main and decode variants) the paired p-values against the LM alone and the scorer alone (HR@10,
-    NDCG@10). The paper's rows of each run's dataset come after ours."""
+    AGRec row (one per scorer, and the decode variants) the paired p-values against the LM alone and its scorer
+    alone (HR@10, NDCG@10). The paper's rows of each run's dataset come after ours."""
     paper = PAPER_ROWS if paper is None else paper
     recs = []
     for run in runs:
         main = f"AGRec ({run.scorer})"
         for name, label in ours_rows(run):
-            is_agrec = name == main or name.startswith("AGRec [")
+            is_agrec = name.startswith("AGRec (") or name.startswith("AGRec [")
             p = part_p_values(run, name) if is_agrec else {}
-            pcols = {f"p vs {part} {m}": p.get(part, {}).get(m) for part in ("LM", "GNN") for m in ("HR@10", "NDCG@10")}
-            alpha = run.chosen.get("alpha") if name == main else run.variant_alpha.get(name)
+            pcols = {f"p vs {part} {m}": p.get(part, {}).get(m) for part in ("LM", "scorer")
+                     for m in ("HR@10", "NDCG@10")}
+            # the AGRec (<scorer>) rows are decoded at the α chosen for the main one; each variant at its own
+            alpha = run.chosen.get("alpha") if name.startswith("AGRec (") else run.variant_alpha.get(name)
             recs.append({"dataset": run.dataset, "row": label, "source": f"ours ({run.profile})",
                          **{m: run.rows[name].get(m) for m in METRICS}, **pcols, "alpha": alpha})
         for name, metrics in paper.get(run.dataset, {}).items():
@@ -204,15 +210,16 @@ def to_markdown(df: pd.DataFrame) -> str:
             return ""
         return "[" + ", ".join(f"{a:g}" for a in v) + "]" if isinstance(v, (list, tuple)) else f"{v:g}"
 
-    lines = ["| dataset | row | " + " | ".join(METRICS) + " | p vs LM (HR@10 / NDCG@10) | p vs GNN (HR@10 / NDCG@10) "
-             "| α |", "|---|---|" + "---:|" * (len(METRICS) + 3)]
+    lines = ["| dataset | row | " + " | ".join(METRICS) + " | p vs LM (HR@10 / NDCG@10) | p vs its scorer alone "
+             "(HR@10 / NDCG@10) | α |", "|---|---|" + "---:|" * (len(METRICS) + 3)]
     for _, r in df.iterrows():
         lines.append(f"| {r['dataset']} | {r['row']} | " + " | ".join(num(r[m]) for m in METRICS)
-                     + f" | {pair(r, 'LM')} | {pair(r, 'GNN')} | {alpha(r['alpha'])} |")
+                     + f" | {pair(r, 'LM')} | {pair(r, 'scorer')} | {alpha(r['alpha'])} |")
     notes = "\n".join(f"- {n}" for n in PROTOCOL_NOTES)
     return ("\n".join(lines) + "\n\np: paired tests of each AGRec row against its two parts, the LM alone (w/o Graph) "
-            "and the GNN alone, on the same test users (exact McNemar for HR@10, Wilcoxon signed-rank for NDCG@10). "
-            "α: chosen on validation NDCG@10 (a list: one α per code level). Protocol:\n\n" + notes + "\n")
+            "and its scorer alone (the GNN, or SASRec), on the same test users (exact McNemar for HR@10, Wilcoxon "
+            "signed-rank for NDCG@10). α: chosen on validation NDCG@10 (a list: one α per code level). "
+            "Protocol:\n\n" + notes + "\n")
 
 
 def write_table2(configs: Sequence[str | Path], out: str | Path | None = None) -> Path:

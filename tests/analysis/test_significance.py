@@ -152,8 +152,8 @@ def test_parts_significance_tests_each_agrec_row_against_both_parts(tmp_path):
             "AGRec (lightgcn)": np.where((users < 8)[:, None], hit, miss),      # users 0-7
             "AGRec [gate]": np.where((users >= 3)[:, None], hit, miss)}         # users 3-9
     dec = _fake_decode(tmp_path, rows, users, targets)
-    df = parts_significance(dec, ["AGRec (lightgcn)", "AGRec [gate]"], ["w/o Graph", "GNN only (lightgcn)"], ks=[5],
-                            n_resamples=99)
+    both = ["w/o Graph", "GNN only (lightgcn)"]
+    df = parts_significance(dec, {"AGRec (lightgcn)": both, "AGRec [gate]": both}, ks=[5], n_resamples=99)
     hr = df[df.metric == "HR@5"].set_index(["row", "method"])
     assert len(df) == 8  # 2 rows x 2 parts x 2 metrics, the variant never against the main row
     assert (hr.loc[("AGRec (lightgcn)", "w/o Graph"), ["n_better", "n_worse"]].tolist()) == [6, 2]
@@ -163,4 +163,4 @@ def test_parts_significance_tests_each_agrec_row_against_both_parts(tmp_path):
     assert p["AGRec [gate]"]["w/o Graph"]["HR@5"] == pytest.approx(mcnemar_exact(3, 0))
     assert set(p) == {"AGRec (lightgcn)", "AGRec [gate]"}
     with pytest.raises(AgrecError, match="no row 'SASRec only'"):
-        parts_significance(dec, ["AGRec [gate]"], ["SASRec only"], ks=[5])
+        parts_significance(dec, {"AGRec [gate]": ["SASRec only"]}, ks=[5])

@@ -34,8 +34,8 @@ def test_rows_in_order_with_p_values_and_paper(tmp_path):
     assert list(df["row"]) == ["ours: LM alone (w/o Graph)", "ours: LightGCN alone", "ours: AGRec (LightGCN)",
                                "paper: TIGER", "paper: AGRec (Llama-3.2-1B)"]
     # the main row's tests against its parts come from significance_test (AGRec vs every row)
-    assert df.loc[2, "p vs LM HR@10"] == 0.03 and df.loc[2, "p vs GNN HR@10"] == 0.5
-    assert pd.isna(df.loc[2, "p vs GNN NDCG@10"]) and pd.isna(df.loc[0, "p vs LM HR@10"])
+    assert df.loc[2, "p vs LM HR@10"] == 0.03 and df.loc[2, "p vs scorer HR@10"] == 0.5
+    assert pd.isna(df.loc[2, "p vs scorer NDCG@10"]) and pd.isna(df.loc[0, "p vs LM HR@10"])
     assert df.loc[2, "alpha"] == 0.2 and df.loc[2, "HR@10"] == 0.12
     md = to_markdown(df)
     assert "| Instruments | ours: LM alone (w/o Graph) | .0800 | .0600 | .1100 | .0750 |  |  |  |" in md
@@ -50,15 +50,20 @@ def test_variant_rows_carry_their_alpha_and_tests_against_both_parts(tmp_path):
         "GNN only (lightgcn)": _metrics(0.07, 0.05, 0.10, 0.065),
         "AGRec (lightgcn)": _metrics(0.09, 0.07, 0.12, 0.08),
         "AGRec [level 0]": _metrics(0.1, 0.08, 0.13, 0.09),
+        "SASRec only": _metrics(0.1, 0.08, 0.13, 0.09),
+        "AGRec (sasrec)": _metrics(0.1, 0.08, 0.13, 0.09),
     }, sig={"w/o Graph": {"HR@10": 0.5, "NDCG@10": 0.5}},
-        significance_parts={"AGRec (lightgcn)": {"w/o Graph": {"HR@10": 0.01}}, "AGRec [level 0]": parts},
+        significance_parts={"AGRec (lightgcn)": {"w/o Graph": {"HR@10": 0.01}}, "AGRec [level 0]": parts,
+                            "AGRec (sasrec)": {"w/o Graph": {"HR@10": 0.7}, "SASRec only": {"HR@10": 0.02}}},
         decode_variants={"level 0": {"row": "AGRec [level 0]", "alpha": [0.4, 0.0], "tau": 1.0}})
     df = table2([read_run(folder)])
-    assert list(df["row"]) == ["ours: LM alone (w/o Graph)", "ours: LightGCN alone", "ours: AGRec (LightGCN)",
-                               "ours: AGRec [level 0]"]
-    main, var = df.iloc[2], df.iloc[3]
+    assert list(df["row"]) == ["ours: LM alone (w/o Graph)", "ours: LightGCN alone", "ours: SASRec (full-softmax CE)",
+                               "ours: AGRec (LightGCN)", "ours: AGRec (SASRec)", "ours: AGRec [level 0]"]
+    main, sas, var = df.iloc[3], df.iloc[4], df.iloc[5]
+    # AGRec (sasrec) is tested against SASRec alone, not LightGCN
+    assert (sas["p vs LM HR@10"], sas["p vs scorer HR@10"]) == (0.7, 0.02)
     assert main["p vs LM HR@10"] == 0.01  # significance_parts wins over significance_test
-    assert (var["p vs LM HR@10"], var["p vs LM NDCG@10"], var["p vs GNN HR@10"]) == (0.001, 0.04, 0.2)
+    assert (var["p vs LM HR@10"], var["p vs LM NDCG@10"], var["p vs scorer HR@10"]) == (0.001, 0.04, 0.2)
     assert var["alpha"] == [0.4, 0.0]
     assert "| Games | ours: AGRec [level 0] | .1000 | .0800 | .1300 | .0900 | 0.001 / 0.04 | 0.2 / 0.3 | [0.4, 0] |" \
         in to_markdown(df)
