@@ -52,6 +52,26 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return Path(path)
 
 
+def atomic_write_safetensors(path: str | os.PathLike, tensors: dict[str, Any],
+                             metadata: dict[str, str] | None = None) -> Path:
+    """Write ``tensors`` (name -> contiguous CPU tensor) and ``metadata`` as a safetensors file, atomically, with
+    a canonical header: the same tensors and metadata always give the same bytes.
+
+    safetensors serialises its JSON header from a hash map whose order changes from one map to the next, so
+    two writes of identical weights could differ in bytes (and in sha256). The header is re-serialised with
+    sorted keys into the same number of bytes (only the order changes; the data offsets are untouched).
+    """
+    from safetensors.torch import save
+
+    data = save(tensors, metadata=metadata)
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    canon = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if len(canon) <= n:  # equal up to the trailing spaces safetensors pads with; otherwise keep its own header
+        data = data[:8] + canon + b" " * (n - len(canon)) + data[8 + n:]
+    return atomic_write_bytes(path, data)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from agrec.io import atomic_dir, atomic_path, atomic_write_text
@@ -56,3 +58,25 @@ def test_written_files_get_normal_permissions(tmp_path):
     finally:
         os.umask(mask)
     assert p.stat().st_mode & 0o777 == 0o644
+
+
+def test_safetensors_bytes_do_not_depend_on_the_order_of_the_header(tmp_path):
+    import torch
+    from safetensors import safe_open
+
+    from agrec.io import atomic_write_safetensors
+
+    tensors = {"user_embedding": torch.arange(6.0).reshape(2, 3), "item_embedding": torch.ones(4, 3)}
+    meta = {"model": "lightgcn", "config_hash": "55d19d42684b929d", "refit": json.dumps({"epochs": 3, "é": "ü\""})}
+    blobs = set()
+    for i in range(12):  # safetensors' own header order varies from one write to the next
+        order = dict(sorted(meta.items(), reverse=bool(i % 2)))
+        path = atomic_write_safetensors(tmp_path / f"w{i}.safetensors", tensors, order)
+        blobs.add(path.read_bytes())
+    assert len(blobs) == 1
+    with safe_open(str(path), framework="pt") as f:
+        assert f.metadata() == meta
+        assert all(torch.equal(f.get_tensor(k), v) for k, v in tensors.items())
+    n = int.from_bytes(next(iter(blobs))[:8], "little")
+    header = json.loads(next(iter(blobs))[8:8 + n])
+    assert list(header) == sorted(header) and list(header["__metadata__"]) == sorted(meta)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 import agrec
 from agrec.baselines.sasrec import SASRec
@@ -28,7 +28,7 @@ from agrec.data.stage import prepare_data
 from agrec.errors import AgrecError
 from agrec.fingerprint import sha256_file, sha256_matches
 from agrec.gnn.trainer import resolve_device
-from agrec.io import atomic_path, atomic_write_json
+from agrec.io import atomic_path, atomic_write_json, atomic_write_safetensors
 from agrec.session import Session
 
 STAGE, MODEL = "baselines", "sasrec"
@@ -101,9 +101,8 @@ def train_sasrec(session: Session, force: bool = False, progress: bool | None = 
     valid = evaluate_sasrec(scorer, "valid", KS, cfg.exclude_history)
     test = evaluate_sasrec(scorer, "test", KS, cfg.exclude_history)
 
-    with atomic_path(folder / WEIGHTS) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp),
-                  metadata={"model": MODEL, "config_hash": key})
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_safetensors(folder / WEIGHTS, weights, metadata={"model": MODEL, "config_hash": key})
     with atomic_path(folder / CURVES) as tmp:
         result.curves.to_csv(tmp, index=False)
     atomic_write_json(folder / METRICS, {

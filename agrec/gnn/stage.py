@@ -30,7 +30,7 @@ from typing import Any
 
 import pandas as pd
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 import agrec
 from agrec.data.stage import prepare_data
@@ -42,7 +42,7 @@ from agrec.gnn.graph import InteractionGraph
 from agrec.gnn.registry import build_model
 from agrec.fingerprint import sha256_file, sha256_matches
 from agrec.gnn.trainer import fit, fit_epochs, resolve_device
-from agrec.io import atomic_path, atomic_write_json
+from agrec.io import atomic_path, atomic_write_json, atomic_write_safetensors
 from agrec.lineage import config_key
 from agrec.session import Session
 
@@ -146,9 +146,8 @@ def train_gnn(session: Session, model: str | None = None, force: bool = False,
         result = fit(net, split, profile.gnn.train, profile.seed, checkpoint=folder / CHECKPOINT, key=key,
                      progress=progress)
         valid = evaluate_gnn(net, split, "valid", TEST_KS, exclude_history=profile.gnn.train.exclude_history)
-        with atomic_path(folder / WEIGHTS) as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp),
-                      metadata={"model": name, "config_hash": key})
+        weights = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+        atomic_write_safetensors(folder / WEIGHTS, weights, metadata={"model": name, "config_hash": key})
         with atomic_path(folder / CURVES) as tmp:
             result.curves.to_csv(tmp, index=False)
         rec = {
@@ -237,9 +236,8 @@ def _refit(session: Session, name: str, graph: InteractionGraph, epochs: int,
                         key=key, progress=progress)
     info = {"epochs": result.epochs_run, "train_seconds": result.train_seconds, "n_edges": graph.n_edges,
             "resumed_from": result.resumed_from}
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp),
-                  metadata={"model": name, "config_hash": key, "refit": json.dumps(info)})
+    weights = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    atomic_write_safetensors(path, weights, metadata={"model": name, "config_hash": key, "refit": json.dumps(info)})
     (folder / REFIT_CHECKPOINT).unlink(missing_ok=True)
     return net
 
