@@ -28,6 +28,7 @@ from tqdm import tqdm
 from agrec.baselines.config import SASRecConfig
 from agrec.baselines.sasrec import SASRec
 from agrec.data.split import LeaveOneOutSplit
+from agrec.progress import Task
 
 
 @dataclass
@@ -138,6 +139,7 @@ def fit(model: SASRec, split: LeaveOneOutSplit, cfg: SASRecConfig, seed: int,
     bad_evals, epoch, train_seconds, rows = 0, 0, 0.0, []
     bar = tqdm(total=cfg.epochs, desc="sasrec", mininterval=1.0, unit="epoch",
                disable=not (cfg.progress if progress is None else progress))
+    task = Task("sasrec", cfg.epochs, "epoch")  # the CLI's view (agrec.progress); a no-op in a notebook
     try:
         while epoch < cfg.epochs and bad_evals < cfg.patience:
             rng, torch_seed = epoch_seeds(seed, epoch)
@@ -171,7 +173,12 @@ def fit(model: SASRec, split: LeaveOneOutSplit, cfg: SASRecConfig, seed: int,
                     bad_evals += 1
                 bar.set_postfix({"loss": f"{row['loss']:.4f}", f"valid {cfg.valid_metric}": f"{score:.4f}",
                                  "best": f"{best_score:.4f}@{best_epoch}"})
+                task.update(epoch, milestone=True, loss=f"{row['loss']:.4f}",
+                            **{f"valid_{cfg.valid_metric}": f"{score:.4f}"})
+            else:
+                task.update(epoch, loss=f"{row['loss']:.4f}")
             rows.append(row)
+        task.close(best_epoch=best_epoch)
     finally:
         bar.close()
     if best_state is not None:

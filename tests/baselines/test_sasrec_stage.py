@@ -142,3 +142,16 @@ def test_damaged_weights_are_retrained_never_loaded(shared):
     train_sasrec(s)  # not loaded: retrained
     assert (folder / "metrics.json").stat().st_mtime_ns != stamp
     assert read_metrics(s)["weights_sha256"] != "" and weights.stat().st_size > 0
+
+
+def test_training_reports_its_epochs_to_the_cli(tmp_path, monkeypatch):
+    from agrec.progress import ENV_VAR
+
+    events = tmp_path / "progress.jsonl"
+    monkeypatch.setenv(ENV_VAR, str(events))
+    _, res = trained(toy_split())
+    lines = [json.loads(x) for x in events.read_text().splitlines()]
+    evaluated = [e for e in lines if e["event"] == "update" and e["milestone"]]
+    assert [e["n"] for e in evaluated] == [1, 2, 3] and all(e["total"] == 3 for e in evaluated)  # eval_every 1
+    assert all(e["task"] == "sasrec" and "valid_NDCG@10" in e["info"] for e in evaluated)
+    assert lines[-1]["event"] == "end" and lines[-1]["info"] == {"best_epoch": res.best_epoch}
