@@ -294,9 +294,9 @@ def decode_table(model: Any, trie: ItemTrie, pad_token_id: int, split: LeaveOneO
             "α > 0 are in the curve")
     variant_records = {}
     for v in variants:
-        row, record = decode_variant(ev, v, base, main_name, ev_cfg.select_metric, log)
+        row, record, source = decode_variant(ev, v, base, main_name, ev_cfg.select_metric, log)
         rows.append(row)
-        writer.copy(record.pop("_source"), row.name)
+        writer.copy(source, row.name)
         variant_records[v.name] = record
 
     seconds = round(time.perf_counter() - t0, 1)
@@ -316,11 +316,12 @@ def decode_table(model: Any, trie: ItemTrie, pad_token_id: int, split: LeaveOneO
 
 
 def decode_variant(ev: Evaluator, variant: DecodeVariant, base: Row, scorer: str, metric: str,
-                   log: Callable[[str], None] = print) -> tuple[Row, dict[str, Any]]:
+                   log: Callable[[str], None] = print) -> tuple[Row, dict[str, Any], Row]:
     """One decode variant (:mod:`agrec.decode.variants`): its grid on the validation item, the point with the
-    best validation ``metric``, that point on test. Returns its table row ``AGRec [<name>]`` and its record
-    (``settings``, ``curve`` of validation metrics, ``chosen``; ``_source`` is the decoded row whose rankings
-    the table row copies). A point with α = 0 everywhere and only graph settings changed is ``base``."""
+    best validation ``metric``, that point on test. Returns its table row ``AGRec [<name>]``, its record
+    (``settings``, ``grid``, ``curve`` of validation metrics, ``chosen``) and the decoded row of the chosen point,
+    whose rankings the table row copies. A point with α = 0 everywhere and only graph settings changed is
+    ``base``."""
     curve, decoded = [], []
     for alpha, tau in variant.points():
         if variant.is_plain(alpha):
@@ -336,12 +337,11 @@ def decode_variant(ev: Evaluator, variant: DecodeVariant, base: Row, scorer: str
     if "test" not in source.metrics:
         ev.decode_row(source.name, scorer, targets=("test",), into=source, alpha=alpha, tau=tau, **variant.settings)
     log(f"decode: {variant.row}: chose α={alpha_label(alpha)}, τ={tau:g} on validation {metric}")
-    settings = {**source.settings, "scorer": source.settings.get("scorer"), "alpha": alpha, "tau": tau,
-                **variant.settings}
+    settings = {**source.settings, "alpha": alpha, "tau": tau, **variant.settings}
     row = Row(name=variant.row, settings=settings, metrics=dict(source.metrics))
     record = {"row": variant.row, "settings": variant.settings,
               "grid": {"alpha": [list(a) if isinstance(a, tuple) else a for a in variant.alpha_grid],
                        "tau": list(variant.tau_grid)},
               "curve": curve, "chosen": curve[i],
-              "rankings": slug(variant.row), "_source": source}
-    return row, record
+              "rankings": slug(variant.row)}
+    return row, record, source
