@@ -225,14 +225,26 @@ def decode_significance(dec: "DecodeReport", reference: str, target: str = "test
 
 
 def parts_significance(dec: "DecodeReport", parts: dict[str, Sequence[str]], target: str = "test",
-                       ks: Iterable[int] = (5, 10), n_resamples: int = 9999, seed: int = 0) -> "pd.DataFrame":
+                       ks: Iterable[int] = (5, 10), n_resamples: int = 9999, seed: int = 0,
+                       computed: dict[str, "pd.DataFrame"] | None = None) -> "pd.DataFrame":
     """Paired tests of each AGRec row against its parts: ``parts`` maps a row (the main AGRec row, the other
     scorers' ``AGRec (<s>)`` rows, the decode variants) to the rows it combines (the LM alone and its scorer
-    alone); :func:`decode_significance` per row, with a ``row`` column."""
+    alone); :func:`decode_significance` per row, with a ``row`` column.
+
+    ``computed``: frames :func:`decode_significance` already returned for some of these rows with the same
+    ``target``, ``ks``, ``n_resamples`` and ``seed`` (e.g. the main row against every row); their lines are
+    reused instead of recomputing the bootstrap."""
     import pandas as pd
 
-    frames = [decode_significance(dec, r, target, ks, n_resamples=n_resamples, seed=seed, against=list(against))
-              .assign(row=r) for r, against in parts.items()]
+    computed = computed or {}
+
+    def tests(r: str, against: Sequence[str]) -> "pd.DataFrame":
+        if r in computed:
+            done = computed[r]
+            return pd.concat([done[done["method"] == a] for a in against], ignore_index=True)
+        return decode_significance(dec, r, target, ks, n_resamples=n_resamples, seed=seed, against=list(against))
+
+    frames = [tests(r, against).assign(row=r) for r, against in parts.items()]
     df = pd.concat(frames, ignore_index=True)
     return df[["row", *[c for c in df.columns if c != "row"]]]
 

@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -159,6 +160,11 @@ def test_parts_significance_tests_each_agrec_row_against_both_parts(tmp_path):
     assert (hr.loc[("AGRec (lightgcn)", "w/o Graph"), ["n_better", "n_worse"]].tolist()) == [6, 2]
     assert (hr.loc[("AGRec [gate]", "w/o Graph"), ["n_better", "n_worse"]].tolist()) == [3, 0]
     assert (hr.loc[("AGRec [gate]", "GNN only (lightgcn)"), ["n_better", "n_worse"]].tolist()) == [7, 1]
+    # the main row's tests against every row are reused, line for line, instead of recomputed
+    main_vs_all = decode_significance(dec, "AGRec (lightgcn)", ks=[5], n_resamples=99)
+    reused = parts_significance(dec, {"AGRec (lightgcn)": both, "AGRec [gate]": both}, ks=[5], n_resamples=99,
+                                computed={"AGRec (lightgcn)": main_vs_all})
+    pd.testing.assert_frame_equal(reused, df)
     p = p_values_by_row(df)
     assert p["AGRec [gate]"]["w/o Graph"]["HR@5"] == pytest.approx(mcnemar_exact(3, 0))
     assert set(p) == {"AGRec (lightgcn)", "AGRec [gate]"}
