@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -5,7 +6,7 @@ import pytest
 import torch
 from tiny_lm import EOS, make_tiny
 
-from agrec.decode import DecodeConfig, ItemTrie, RankableFSM, generate_items, mixed_log_probs
+from agrec.decode import DecodeConfig, ItemTrie, RankableFSM, generate_items, generate_items_multi, mixed_log_probs
 from agrec.decode.hf import hf_generate_items
 from agrec.errors import AgrecError
 
@@ -312,3 +313,47 @@ def test_cuda_matches_cpu(tiny):
         tiny.model.to("cpu")
     assert torch.equal(cpu.items, gpu.items)
     torch.testing.assert_close(cpu.scores, gpu.scores, atol=1e-4, rtol=1e-4)
+
+
+# -- several runs sharing each batch's prompt encoding -----------------------------------------------------------
+def test_multi_runs_equal_separate_decodes_bit_for_bit():
+    # One prompt encoding per batch serves every run (the beam tokens of a run are cut off the cache before the
+    # next): each result must be the single-run decode exactly, for every kind of setting a table varies, with
+    # exclusions, traces, uneven prompt lengths (padding) and a last batch shorter than the others.
+    tiny = make_tiny(seed=3, n_users=11)
+    rng = np.random.default_rng(1)
+    exclude = [rng.choice(tiny.trie.n_items, size=15, replace=False) for _ in tiny.prompts]
+    items, scores = gnn_inputs(tiny, n=8, seed=2)
+    base = DecodeConfig(alpha=0.0, beam_size=6, top_n=5, batch_size=4)
+    settings = [dict(), dict(alpha=0.4), dict(alpha=[0.7, 0.0]), dict(alpha=0.3, top_n=8, tau=2.0),
+                dict(alpha=0.5, mix="logit"), dict(alpha=0.5, state="last_token", agg="max"),
+                dict(alpha=0.6, alpha_gate="entropy"), dict(alpha=0.2, renormalize=True), dict(alpha=1.0)]
+    cfgs = [dataclasses.replace(base, **s) for s in settings]
+    runs = [(c, (items, scores) if c.uses_graph else None) for c in cfgs]
+    multi = generate_items_multi(tiny.model, tiny.prompts, tiny.trie, runs, exclude=exclude, k=5, trace=True)
+    assert len(multi) == len(runs)
+    for (cfg, fsm), got in zip(runs, multi):
+        ref = generate_items(tiny.model, tiny.prompts, tiny.trie, fsm_inputs=fsm, cfg=cfg, exclude=exclude, k=5,
+                             trace=True)
+        assert torch.equal(got.items, ref.items), cfg
+        assert torch.equal(got.scores, ref.scores), cfg
+        for f in ("tokens", "p_llm", "p_hat", "on"):
+            assert torch.equal(getattr(got.trace, f), getattr(ref.trace, f)), (cfg, f)
+        assert torch.equal(got.trace.p_g.isnan(), ref.trace.p_g.isnan())
+    # the runs differ (a test that shares state wrongly would make them all equal the first)
+    assert not torch.equal(multi[0].items, multi[1].items)
+    # kv="expand" runs encode the prompt themselves and agree too
+    expand = [(dataclasses.replace(c, kv="expand"), f) for c, f in runs[:3]]
+    for (cfg, fsm), got in zip(expand, generate_items_multi(tiny.model, tiny.prompts, tiny.trie, expand,
+                                                             exclude=exclude)):
+        ref = generate_items(tiny.model, tiny.prompts, tiny.trie, fsm_inputs=fsm, cfg=cfg, exclude=exclude)
+        assert torch.equal(got.items, ref.items) and torch.equal(got.scores, ref.scores)
+
+
+def test_multi_runs_must_share_batch_size():
+    tiny = make_tiny(seed=3, n_users=3)
+    runs = [(DecodeConfig(alpha=0.0, beam_size=4, batch_size=2), None),
+            (DecodeConfig(alpha=0.0, beam_size=4, batch_size=3), None)]
+    with pytest.raises(AgrecError, match="batch_size"):
+        generate_items_multi(tiny.model, tiny.prompts, tiny.trie, runs)
+    assert generate_items_multi(tiny.model, tiny.prompts, tiny.trie, []) == []
