@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from agrec.data.split import LeaveOneOutSplit
-from agrec.decode.beam import DecodeResult, generate_items
+from agrec.decode.beam import DecodeResult, generate_items_multi
 from agrec.decode.config import DecodeConfig, EvalConfig
 from agrec.decode.rank import rank_by_scores
 from agrec.decode.shard import SINGLE, all_gather_objects, shard_blocks
@@ -163,19 +163,40 @@ class Evaluator:
     def _score(self, row: Row, target: str, result: DecodeResult) -> None:
         row.metrics[target] = self.sink(row, target, result)
 
+    def new_row(self, name: str, scorer: str | None, **settings: Any) -> Row:
+        """An empty row: the beam search steered by ``scorer``'s FSM with ``settings`` (DecodeConfig fields)
+        overriding the profile's; :meth:`decode_rows` fills in its targets."""
+        cfg = dataclasses.replace(self.decode, **settings)
+        return Row(name=name, settings={"scorer": scorer if cfg.uses_graph else None, **settings})
+
+    def decode_rows(self, rows: Sequence[Row], target: str) -> None:
+        """Decode ``rows`` (made by :meth:`new_row`) on ``target`` in one pass over its users: each batch's
+        prompts are encoded once for all of them (:func:`~agrec.decode.beam.generate_items_multi`, the same
+        rankings as one decode per row). A row listed twice is decoded once."""
+        rows = list({id(r): r for r in rows}.values())
+        if not rows:
+            return
+        inp = self.inputs[target]
+        runs = []
+        for row in rows:
+            settings = {k: v for k, v in row.settings.items() if k != "scorer"}
+            cfg = dataclasses.replace(self.decode, **settings)
+            scorer = row.settings.get("scorer")
+            fsm = self.fsm_inputs(scorer, target, cfg.top_n) if (cfg.uses_graph and scorer is not None) else None
+            runs.append((cfg, fsm))
+        results = generate_items_multi(self.model, inp.prompts, self.trie, runs, exclude=inp.exclude, k=self.k,
+                                       pad_token_id=self.pad_token_id)
+        for row, result in zip(rows, results):
+            self._score(row, target, result)
+            self.log(f"  {row.name}: {target} {_fmt(row.metrics[target])}")
+
     def decode_row(self, name: str, scorer: str | None, targets: Sequence[str] = TARGETS, into: Row | None = None,
                    **settings: Any) -> Row:
         """Beam search steered by ``scorer``'s FSM with ``settings`` (DecodeConfig fields) overriding the
         profile's, on ``targets``; ``into`` adds targets to a row decoded before with the same settings."""
-        cfg = dataclasses.replace(self.decode, **settings)
-        row = into or Row(name=name, settings={"scorer": scorer if cfg.uses_graph else None, **settings})
+        row = into or self.new_row(name, scorer, **settings)
         for target in targets:
-            inp = self.inputs[target]
-            fsm = self.fsm_inputs(scorer, target, cfg.top_n) if (cfg.uses_graph and scorer is not None) else None
-            result = generate_items(self.model, inp.prompts, self.trie, fsm_inputs=fsm, cfg=cfg, exclude=inp.exclude,
-                                    k=self.k, pad_token_id=self.pad_token_id)
-            self._score(row, target, result)
-        self.log(f"  {name}: " + "  ".join(f"{t} {_fmt(row.metrics[t])}" for t in targets))
+            self.decode_rows([row], target)
         return row
 
     def scorer_row(self, scorer: str, targets: Sequence[str] = TARGETS) -> Row:

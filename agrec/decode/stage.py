@@ -239,62 +239,59 @@ def decode_table(model: Any, trie: ItemTrie, pad_token_id: int, split: LeaveOneO
     log(f"decode: {n_users} users" + (f" ({len(users['valid'])} for validation)" if ev_cfg.select_users else "")
         + (f", this process {len(positions['test'])}" if env.distributed else ""))
 
-    # α/τ curve with the main scorer; α = 0 does not depend on τ or the scorer, so it is decoded once.
-    # With test_curve false a point's test item waits until a table row needs it (then its entry gets it).
+    # The rows are planned first and decoded in as few passes over the users as their dependencies allow (each
+    # pass encodes a batch's prompts once for all its rows, Evaluator.decode_rows): every validation point known
+    # before the choice (the α/τ curve, each decode variant's grid) in one pass; then the rows at the chosen α;
+    # then every test row in one pass. α = 0 does not depend on τ or the scorer, so it is one row.
     main_name = ev_cfg.scorer
-    curve_targets = TARGETS if ev_cfg.test_curve else ("valid",)
-    base = ev.decode_row("w/o Graph", None, alpha=0.0)
-    curve, by_point = [], {}
+    base = ev.new_row("w/o Graph", None, alpha=0.0)
+    by_point = {}
     for tau in ev_cfg.tau_grid:
         for alpha in ev_cfg.alpha_grid:
-            row = base if alpha == 0 else ev.decode_row(f"α={alpha:g} τ={tau:g}", main_name, targets=curve_targets,
-                                                        alpha=alpha, tau=tau)
-            curve.append({"alpha": alpha, "tau": tau, **{t: row.metrics.get(t) for t in TARGETS}})
-            by_point[(alpha, tau)] = row
-
-    def with_test(alpha: float, tau: float) -> Row:
-        row = by_point[(alpha, tau)]
-        if "test" not in row.metrics:
-            ev.decode_row(row.name, main_name, targets=("test",), into=row, alpha=alpha, tau=tau)
-            for p in curve:
-                if (p["alpha"], p["tau"]) == (alpha, tau):
-                    p["test"] = row.metrics["test"]
-        return row
-
+            by_point[(alpha, tau)] = base if alpha == 0 else ev.new_row(f"α={alpha:g} τ={tau:g}", main_name,
+                                                                        alpha=alpha, tau=tau)
+    plans = [(v, plan_variant(ev, v, base, main_name)) for v in variants]
+    ev.decode_rows([base, *by_point.values(), *(row for _, plan in plans for _, _, row in plan)], "valid")
+    curve = [{"alpha": alpha, "tau": tau, "valid": row.metrics["valid"]} for (alpha, tau), row in by_point.items()]
     best = choose(curve, ev_cfg.select_metric)
     a, tau = best["alpha"], best["tau"]
     log(f"decode: chose α={a:g}, τ={tau:g} on validation {ev_cfg.select_metric}")
 
-    rows: list[Row] = [base]
-    for name in names:
-        rows.append(ev.scorer_row(name))
-    main = with_test(a, tau)
-    rows.append(Row(name=agrec_row(main_name), settings={**main.settings, "scorer": main_name if a > 0 else None},
-                    metrics=main.metrics))
-    writer.copy(main, rows[-1].name)
+    # With test_curve false a curve point's test item is decoded only where a table row needs it.
+    test_rows = [base, *(by_point.values() if ev_cfg.test_curve else ())]
+    main = by_point[(a, tau)]
     one_name = f"α=1 ({main_name})"
-    if (1.0, tau) in by_point:
-        one = with_test(1.0, tau)
-        rows.append(Row(name=one_name, settings=one.settings, metrics=one.metrics))
-        writer.copy(one, one_name)
-    else:
-        rows.append(ev.decode_row(one_name, main_name, alpha=1.0, tau=tau))
+    one = by_point.get((1.0, tau)) or ev.new_row(one_name, main_name, alpha=1.0, tau=tau)
+    extra: list[Row] = [] if (1.0, tau) in by_point else [one]       # decoded on both targets
     if a > 0:
-        for name in names:
-            if name != main_name:
-                rows.append(ev.decode_row(agrec_row(name), name, alpha=a, tau=tau))
+        extra += [ev.new_row(agrec_row(name), name, alpha=a, tau=tau) for name in names if name != main_name]
         if ev_cfg.released_code_variants:
-            rows.append(ev.decode_row("released code: mix=logit", main_name, alpha=a, tau=tau, mix="logit"))
-            rows.append(ev.decode_row("released code: state=last_token", main_name, alpha=a, tau=tau,
-                                      state="last_token"))
-            rows.append(ev.decode_row("released code: logit + last_token + max", main_name, alpha=a, tau=tau,
-                                      mix="logit", state="last_token", agg="max"))
+            extra += [ev.new_row("released code: mix=logit", main_name, alpha=a, tau=tau, mix="logit"),
+                      ev.new_row("released code: state=last_token", main_name, alpha=a, tau=tau, state="last_token"),
+                      ev.new_row("released code: logit + last_token + max", main_name, alpha=a, tau=tau,
+                                 mix="logit", state="last_token", agg="max")]
     else:
         log("decode: α = 0 won on validation, so the AGRec rows equal 'w/o Graph'; scorer and variant rows at "
             "α > 0 are in the curve")
+    ev.decode_rows(extra, "valid")
+    chosen_variants = [(v, plan, choose_variant(v, plan, ev_cfg.select_metric, log)) for v, plan in plans]
+    ev.decode_rows([*test_rows, main, one, *extra, *(plan[i][2] for _, plan, i in chosen_variants)], "test")
+    for p in curve:
+        p["test"] = by_point[(p["alpha"], p["tau"])].metrics.get("test")
+
+    rows: list[Row] = [base]
+    for name in names:
+        rows.append(ev.scorer_row(name))
+    rows.append(Row(name=agrec_row(main_name), settings={**main.settings, "scorer": main_name if a > 0 else None},
+                    metrics=main.metrics))
+    writer.copy(main, rows[-1].name)
+    if one.name != one_name:
+        rows.append(Row(name=one_name, settings=one.settings, metrics=one.metrics))
+        writer.copy(one, one_name)
+    rows.extend(extra)
     variant_records = {}
-    for v in variants:
-        row, record, source = decode_variant(ev, v, base, main_name, ev_cfg.select_metric, log)
+    for v, plan, i in chosen_variants:
+        row, record, source = variant_row(v, plan, i)
         rows.append(row)
         writer.copy(source, row.name)
         variant_records[v.name] = record
@@ -315,28 +312,30 @@ def decode_table(model: Any, trie: ItemTrie, pad_token_id: int, split: LeaveOneO
     return report
 
 
-def decode_variant(ev: Evaluator, variant: DecodeVariant, base: Row, scorer: str, metric: str,
-                   log: Callable[[str], None] = print) -> tuple[Row, dict[str, Any], Row]:
-    """One decode variant (:mod:`agrec.decode.variants`): its grid on the validation item, the point with the
-    best validation ``metric``, that point on test. Returns its table row ``AGRec [<name>]``, its record
-    (``settings``, ``grid``, ``curve`` of validation metrics, ``chosen``) and the decoded row of the chosen point,
-    whose rankings the table row copies. A point with α = 0 everywhere and only graph settings changed is
-    ``base``."""
-    curve, decoded = [], []
-    for alpha, tau in variant.points():
-        if variant.is_plain(alpha):
-            row = base
-        else:
-            row = ev.decode_row(f"{variant.row} α={alpha_label(alpha)} τ={tau:g}", scorer, targets=("valid",),
-                                alpha=alpha, tau=tau, **variant.settings)
-        curve.append({"alpha": alpha, "tau": tau, "valid": row.metrics["valid"]})
-        decoded.append(row)
-    i = choose_point(curve, metric)
-    alpha, tau = curve[i]["alpha"], curve[i]["tau"]
-    source = decoded[i]
-    if "test" not in source.metrics:
-        ev.decode_row(source.name, scorer, targets=("test",), into=source, alpha=alpha, tau=tau, **variant.settings)
-    log(f"decode: {variant.row}: chose α={alpha_label(alpha)}, τ={tau:g} on validation {metric}")
+def plan_variant(ev: Evaluator, variant: DecodeVariant, base: Row, scorer: str) -> list[tuple[Any, float, Row]]:
+    """One decode variant's grid (:mod:`agrec.decode.variants`) as ``(alpha, tau, row)`` points to decode on
+    the validation item; a point with α = 0 everywhere and only graph settings changed is ``base``."""
+    return [(alpha, tau, base if variant.is_plain(alpha) else
+             ev.new_row(f"{variant.row} α={alpha_label(alpha)} τ={tau:g}", scorer, alpha=alpha, tau=tau,
+                        **variant.settings))
+            for alpha, tau in variant.points()]
+
+
+def choose_variant(variant: DecodeVariant, plan: list[tuple[Any, float, Row]], metric: str,
+                   log: Callable[[str], None] = print) -> int:
+    """The index of the plan's point with the best validation ``metric`` (ties to the earlier point)."""
+    i = choose_point([{"alpha": a, "tau": t, "valid": row.metrics["valid"]} for a, t, row in plan], metric)
+    log(f"decode: {variant.row}: chose α={alpha_label(plan[i][0])}, τ={plan[i][1]:g} on validation {metric}")
+    return i
+
+
+def variant_row(variant: DecodeVariant, plan: list[tuple[Any, float, Row]], i: int
+                ) -> tuple[Row, dict[str, Any], Row]:
+    """A decode variant's table row ``AGRec [<name>]`` once its chosen point ``i`` has its test metrics, its
+    record (``settings``, ``grid``, ``curve`` of validation metrics, ``chosen``) and the decoded row of the
+    chosen point, whose rankings the table row copies."""
+    curve = [{"alpha": a, "tau": t, "valid": row.metrics["valid"]} for a, t, row in plan]
+    alpha, tau, source = plan[i]
     settings = {**source.settings, "alpha": alpha, "tau": tau, **variant.settings}
     row = Row(name=variant.row, settings=settings, metrics=dict(source.metrics))
     record = {"row": variant.row, "settings": variant.settings,
