@@ -12,9 +12,16 @@ Llama over those code tokens, and four GNN-like scorers (random 64-d user/item e
   Runs against whichever ``agrec`` is first on ``PYTHONPATH`` (the code before / after the change).
 - ``--mode speed``: the real :func:`agrec.decode.generate_items` of the tiny LM at beam 20 (α = 0.4 with
   the scorer's top-10 FSM, and α = 0) on ``--users`` validation prompts; prints users/s.
+- ``--mode shared``: an α grid (0, .1, .2, .4, .7, 1) decoded one row at a time (:func:`generate_items` per
+  point) and in one pass sharing each batch's prompt encoding (:func:`generate_items_multi`), side by side in
+  one run on the same ``--users`` validation users (drawn like ``evaluation.select_users``); prints both rates
+  and whether the rankings are identical. With ``--config`` the profile's trained LM and main scorer are used
+  (their stages must have run), else the random tiny LM and scorer above.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/decode_scale.py --mode memory
     PYTHONPATH=$PWD .venv/bin/python benchmarks/decode_scale.py --mode speed --users 64
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/decode_scale.py --mode shared --users 2000 --threads 2 \
+        --batch-size 64 --config configs/instruments-cpu.yaml
 """
 
 from __future__ import annotations
@@ -161,18 +168,62 @@ def speed(args) -> dict:
     return out
 
 
+def shared(args) -> dict:
+    from agrec.decode import DecodeConfig, generate_items, generate_items_multi
+    from agrec.decode.evaluate import build_inputs, scorer_rankings
+    from agrec.decode.stage import validation_users
+
+    torch.set_num_threads(args.threads)
+    if args.config:
+        from agrec.data.stage import prepare_data
+        from agrec.decode import ItemTrie
+        from agrec.lm.stage import train_lm
+        from agrec.scorers import load_scorer
+        from agrec.session import open_session
+
+        session = open_session(args.config)
+        torch.set_num_threads(args.threads)
+        _, split = prepare_data(session)
+        bundle = train_lm(session)  # reuses the run's LM (the stage must be current)
+        model, trie, prompt = bundle.model, ItemTrie.build(bundle.item_token_ids), bundle.prompt_ids
+        scorer, seed = load_scorer(session, session.profile.evaluation.scorer), session.profile.seed
+    else:
+        split, n_items, tokens, trie, prompt, vocab = load_instruments(Path(args.data))
+        model, scorer, seed = tiny_llama(vocab), EmbeddingScorer(split.n_users, n_items, 0), 2024
+    users = validation_users(split.n_users, args.users, seed)
+    inp = build_inputs(split, prompt, "valid", users)
+    top = scorer_rankings(scorer, {"valid": inp}, 10)["valid"]
+    runs = [(DecodeConfig(alpha=a, beam_size=20, top_n=10, batch_size=args.batch_size),
+             (top.items, top.scores) if a > 0 else None) for a in (0.0, 0.1, 0.2, 0.4, 0.7, 1.0)]
+    t0 = time.perf_counter()
+    one = [generate_items(model, inp.prompts, trie, fsm_inputs=f, cfg=c, exclude=inp.exclude) for c, f in runs]
+    t_one = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    multi = generate_items_multi(model, inp.prompts, trie, runs, exclude=inp.exclude)
+    t_multi = time.perf_counter() - t0
+    same = all(torch.equal(a.items, b.items) and torch.equal(a.scores, b.scores) for a, b in zip(one, multi))
+    n = len(users) * len(runs)
+    return {"model": args.config or "random tiny", "users": len(users), "rows": len(runs), "threads": args.threads,
+            "batch_size": args.batch_size, "prompt_tokens_mean": float(np.mean([len(p) for p in inp.prompts])),
+            "user_decodes_per_s_one_row_at_a_time": round(n / t_one, 1),
+            "user_decodes_per_s_shared_prompt": round(n / t_multi, 1), "ratio": round(t_one / t_multi, 3),
+            "identical": same}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--mode", choices=["memory", "speed"], required=True)
+    p.add_argument("--mode", choices=["memory", "speed", "shared"], required=True)
+    p.add_argument("--config", default=None, help="shared: a profile whose data, LM and scorer stages ran")
     p.add_argument("--data", default=str(ROOT / "data" / "Instruments"))
     p.add_argument("--users", type=int, default=None, help="memory: evaluated users (default all); speed: 64")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--trace", action="store_true", help="memory: RSS at every log line of the stage (stderr)")
     args = p.parse_args()
-    if args.mode == "speed" and args.users is None:
+    if args.mode in ("speed", "shared") and args.users is None:
         args.users = 64
-    print(json.dumps(memory(args) if args.mode == "memory" else speed(args)))
+    run = {"memory": memory, "speed": speed, "shared": shared}[args.mode]
+    print(json.dumps(run(args)))
     return 0
 
 
