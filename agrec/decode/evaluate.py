@@ -190,15 +190,6 @@ class Evaluator:
             self._score(row, target, result)
             self.log(f"  {row.name}: {target} {_fmt(row.metrics[target])}")
 
-    def decode_row(self, name: str, scorer: str | None, targets: Sequence[str] = TARGETS, into: Row | None = None,
-                   **settings: Any) -> Row:
-        """Beam search steered by ``scorer``'s FSM with ``settings`` (DecodeConfig fields) overriding the
-        profile's, on ``targets``; ``into`` adds targets to a row decoded before with the same settings."""
-        row = into or self.new_row(name, scorer, **settings)
-        for target in targets:
-            self.decode_rows([row], target)
-        return row
-
     def scorer_row(self, scorer: str, targets: Sequence[str] = TARGETS) -> Row:
         """The scorer's own full-sort ranking ("w/o Seq"): ``GNN only (<gnn>)``, ``SASRec only``."""
         row = Row(name=only_row(scorer), settings={"scorer": scorer})

@@ -324,7 +324,7 @@ def plan_variant(ev: Evaluator, variant: DecodeVariant, base: Row, scorer: str) 
 def choose_variant(variant: DecodeVariant, plan: list[tuple[Any, float, Row]], metric: str,
                    log: Callable[[str], None] = print) -> int:
     """The index of the plan's point with the best validation ``metric`` (ties to the earlier point)."""
-    i = choose_point([{"alpha": a, "tau": t, "valid": row.metrics["valid"]} for a, t, row in plan], metric)
+    i = choose_point(_variant_curve(plan), metric)
     log(f"decode: {variant.row}: chose α={alpha_label(plan[i][0])}, τ={plan[i][1]:g} on validation {metric}")
     return i
 
@@ -334,7 +334,7 @@ def variant_row(variant: DecodeVariant, plan: list[tuple[Any, float, Row]], i: i
     """A decode variant's table row ``AGRec [<name>]`` once its chosen point ``i`` has its test metrics, its
     record (``settings``, ``grid``, ``curve`` of validation metrics, ``chosen``) and the decoded row of the
     chosen point, whose rankings the table row copies."""
-    curve = [{"alpha": a, "tau": t, "valid": row.metrics["valid"]} for a, t, row in plan]
+    curve = _variant_curve(plan)
     alpha, tau, source = plan[i]
     settings = {**source.settings, "alpha": alpha, "tau": tau, **variant.settings}
     row = Row(name=variant.row, settings=settings, metrics=dict(source.metrics))
@@ -344,3 +344,8 @@ def variant_row(variant: DecodeVariant, plan: list[tuple[Any, float, Row]], i: i
               "curve": curve, "chosen": curve[i],
               "rankings": slug(variant.row)}
     return row, record, source
+
+
+def _variant_curve(plan: list[tuple[Any, float, Row]]) -> list[dict[str, Any]]:
+    """A variant's validation curve: ``alpha``, ``tau`` and the validation metrics of each planned point."""
+    return [{"alpha": a, "tau": t, "valid": row.metrics["valid"]} for a, t, row in plan]
