@@ -177,7 +177,6 @@ def table2(runs: Sequence[RunRows], paper: dict[str, dict[str, dict[str, float |
     paper = PAPER_ROWS if paper is None else paper
     recs = []
     for run in runs:
-        main = f"AGRec ({run.scorer})"
         for name, label in ours_rows(run):
             is_agrec = name.startswith("AGRec (") or name.startswith("AGRec [")
             p = part_p_values(run, name) if is_agrec else {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agrec.canonical import neutral
+from agrec.devices import check_device
 from agrec.errors import ConfigError
 
 VALID_METRICS: tuple[str, ...] = ("HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20")
@@ -80,8 +81,7 @@ class SASRecConfig:
                               f"got {self.valid_metric!r}")
         if self.batching not in ("shuffle", "bucket"):
             raise ConfigError(f"{where}.batching must be 'shuffle' or 'bucket', got {self.batching!r}")
-        if not (self.device in ("cpu", "cuda", "auto") or self.device.startswith("cuda:")):
-            raise ConfigError(f"{where}.device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}")
+        check_device(self.device, f"{where}.device")
 
 
 @dataclass

@@ -25,9 +25,9 @@ from agrec.baselines.sasrec import SASRec
 from agrec.baselines.scorer import SASRecScorer, evaluate_sasrec
 from agrec.baselines.trainer import fit
 from agrec.data.stage import prepare_data
+from agrec.devices import resolve_device
 from agrec.errors import AgrecError
 from agrec.fingerprint import sha256_file, sha256_matches
-from agrec.gnn.trainer import resolve_device
 from agrec.io import atomic_path, atomic_write_json, atomic_write_safetensors
 from agrec.session import Session
 
@@ -86,7 +86,7 @@ def train_sasrec(session: Session, force: bool = False, progress: bool | None = 
     profile = session.profile
     cfg = profile.baselines.sasrec
     ds, split = prepare_data(session)
-    model = SASRec(cfg, ds.n_items, seed=profile.seed).to(resolve_device(cfg.device))
+    model = SASRec(cfg, ds.n_items, seed=profile.seed).to(resolve_device(cfg.device, "baselines.sasrec.device"))
     folder = sasrec_dir(session)
     if not force and is_reusable(session):
         model.load_state_dict(load_file(folder / WEIGHTS, device=str(model.device)))

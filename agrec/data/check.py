@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from agrec.data.lcrec import inter_sequences, lcrec_text, read_json
-from agrec.data.registry import (CODE_KEYS, FILE_KINDS, REGISTRY_FILE, STAT_KEYS, TEXT_KEYS, DatasetRecord,
-                                 file_digests, load_registry)
+from agrec.data.registry import FILE_KINDS, REGISTRY_FILE, DatasetRecord, file_digests, load_registry
 from agrec.errors import DataError
 
 FAILING = ("DIFFERS", "MISSING", "ERROR")

@@ -34,10 +34,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from agrec.decode.config import DecodeConfig
-from agrec.decode.fsm import OFF, RankableFSM
+from agrec.decode.fsm import RankableFSM
 from agrec.decode.trie import ItemTrie
 from agrec.errors import AgrecError
 from agrec.progress import Task

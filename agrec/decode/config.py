@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agrec.canonical import neutral
+from agrec.devices import check_device
 from agrec.errors import ConfigError
 from agrec.gnn.config import GNN_MODELS
 
@@ -79,9 +79,7 @@ class DecodeConfig:
             raise ConfigError(f"decode.beam_size must be >= 1, got {self.beam_size}")
         if self.batch_size < 1:
             raise ConfigError(f"decode.batch_size must be >= 1, got {self.batch_size}")
-        if not isinstance(self.device, str) or not (self.device in ("cpu", "cuda", "auto")
-                                                     or re.fullmatch(r"cuda:\d+", self.device)):
-            raise ConfigError(f"decode.device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}")
+        check_device(self.device, "decode.device")
         if self.alpha_gate != "none" and self.mix != "prob":
             raise ConfigError(f"decode.alpha_gate={self.alpha_gate!r} scales Eq. 4's α, so it needs mix='prob' "
                               f"(got mix={self.mix!r})")

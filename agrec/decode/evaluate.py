@@ -30,7 +30,7 @@ import torch
 
 from agrec.data.split import LeaveOneOutSplit
 from agrec.decode.beam import DecodeResult, generate_items_multi
-from agrec.decode.config import DecodeConfig, EvalConfig
+from agrec.decode.config import DecodeConfig
 from agrec.decode.rank import rank_by_scores
 from agrec.decode.shard import SINGLE, all_gather_objects, shard_blocks
 from agrec.decode.trie import ItemTrie

@@ -17,7 +17,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
 from agrec.data.split import LeaveOneOutSplit
 from agrec.decode.beam import DecodeResult
@@ -27,6 +26,7 @@ from agrec.decode.evaluate import (TARGETS, EvalInputs, Evaluator, Row, build_in
 from agrec.decode.shard import SINGLE, broadcast_object, gather_rows, shard_positions
 from agrec.decode.trie import ItemTrie
 from agrec.decode.variants import DecodeVariant, alpha_label, choose_point, parse_variants
+from agrec.devices import resolve_device
 from agrec.errors import AgrecError
 from agrec.io import atomic_write_bytes, atomic_write_json
 from agrec.lineage import DECODE_SECTIONS, config_key
@@ -175,7 +175,7 @@ def evaluate_decoding(session: Session, force: bool = False, log: Callable[[str]
     with env.main_first():
         ds, split = prepare_data(session)
     bundle = train_lm(session)
-    model = bundle.model.to(decode_device(profile.decode.device, env))
+    model = bundle.model.to(resolve_device(profile.decode.device, "decode.device", env.device))
     trie = ItemTrie.build(bundle.item_token_ids)
     with env.main_first():
         run_gnn_stage(session)  # the whole stage, so that its record (an input of this one) exists
@@ -189,23 +189,6 @@ def evaluate_decoding(session: Session, force: bool = False, log: Callable[[str]
         run.mark_done(STAGE, key, profile, chosen=report.chosen, seconds=report.seconds)
     env.barrier()
     return report
-
-
-def decode_device(name: str, env: DistEnv | None = None) -> torch.device:
-    """The device of ``decode.device``: ``"cuda"`` / ``"auto"`` take this process's GPU under torchrun
-    (:func:`agrec.lm.distributed.init_distributed`) or the current one; ``"auto"`` falls back to the CPU."""
-    env = env or SINGLE
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise AgrecError(f"decode.device is {name!r} but torch sees no CUDA device (torch {torch.__version__}); "
-                         f"use 'cpu' or 'auto'")
-    if name in ("cuda", "auto"):
-        return env.device if env.device.type == "cuda" else torch.device("cuda", torch.cuda.current_device())
-    index = int(name.split(":")[1])
-    if index >= torch.cuda.device_count():
-        raise AgrecError(f"decode.device is {name!r} but only {torch.cuda.device_count()} CUDA device(s) are visible")
-    return torch.device(name)
 
 
 def decode_table(model: Any, trie: ItemTrie, pad_token_id: int, split: LeaveOneOutSplit,

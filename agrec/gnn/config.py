@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from agrec.devices import check_device
 from agrec.errors import ConfigError
 
 GNN_MODELS: tuple[str, ...] = ("lightgcn", "sgl", "xsimgcl")
@@ -133,8 +134,7 @@ class GNNTrainConfig:
             raise ConfigError(f"gnn.train.valid_metric must be one of {list(VALID_METRICS)}, got {self.valid_metric!r}")
         if self.test_graph not in TEST_GRAPHS:
             raise ConfigError(f"gnn.train.test_graph must be one of {list(TEST_GRAPHS)}, got {self.test_graph!r}")
-        if not (self.device in ("cpu", "cuda", "auto") or self.device.startswith("cuda:")):
-            raise ConfigError(f"gnn.train.device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}")
+        check_device(self.device, "gnn.train.device")
 
 
 @dataclass

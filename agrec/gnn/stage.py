@@ -34,6 +34,7 @@ from safetensors.torch import load_file
 
 import agrec
 from agrec.data.stage import prepare_data
+from agrec.devices import resolve_device
 from agrec.errors import AgrecError, ConfigError
 from agrec.gnn.base import GraphRecommender
 from agrec.gnn.config import GNN_MODELS, TEST_GRAPHS
@@ -41,7 +42,7 @@ from agrec.gnn.evaluate import evaluate_gnn
 from agrec.gnn.graph import InteractionGraph
 from agrec.gnn.registry import build_model
 from agrec.fingerprint import sha256_file, sha256_matches
-from agrec.gnn.trainer import fit, fit_epochs, resolve_device
+from agrec.gnn.trainer import fit, fit_epochs
 from agrec.io import atomic_path, atomic_write_json, atomic_write_safetensors
 from agrec.lineage import config_key
 from agrec.session import Session
@@ -115,7 +116,7 @@ def read_curves(session: Session, model: str | None = None) -> pd.DataFrame:
 def _build(session: Session, name: str, graph: InteractionGraph) -> GraphRecommender:
     profile = session.profile
     return build_model(name, profile.gnn.model_config(name), graph, profile.seed,
-                       device=resolve_device(profile.gnn.train.device))
+                       device=resolve_device(profile.gnn.train.device, "gnn.train.device"))
 
 
 def train_gnn(session: Session, model: str | None = None, force: bool = False,

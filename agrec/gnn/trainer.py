@@ -52,13 +52,6 @@ class FitResult:
         return self.train_seconds / max(self.epochs_run, 1)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> cuda if available else cpu; anything else as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def epoch_random(seed: int, epoch: int, device: torch.device) -> tuple[np.random.Generator, torch.Generator]:
     """The NumPy and torch generators of one epoch, a pure function of ``(seed, epoch)``."""
     rng = np.random.default_rng([seed, epoch])

@@ -249,7 +249,7 @@ def load_lm(session: Session, codes: CodeTable | None = None, device: str | torc
     :class:`~agrec.lm.checkpoint.CheckpointMismatch` if the checkpoint does not match this run's
     tokenizer, code table or config (saying which).
     """
-    profile, run, cfg = session.profile, session.run, session.profile.lm
+    run, cfg = session.run, session.profile.lm
     rec = run.read_record(STAGE)
     if rec is None:
         raise AgrecError(f"no trained LM in {run.root / STAGE}: run train_lm(session) or "

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from agrec.devices import check_device
 from agrec.errors import ConfigError
 from agrec.paths import check_path
 
@@ -117,8 +118,7 @@ class SemanticIdConfig:
             raise ConfigError(f"semantic_ids.max_length must be >= 8, got {self.max_length}")
         if self.cpu_threads is not None and self.cpu_threads < 1:
             raise ConfigError(f"semantic_ids.cpu_threads must be >= 1 or null, got {self.cpu_threads}")
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ConfigError(f"semantic_ids.device must be auto, cpu, cuda or cuda:<n>, got {self.device!r}")
+        check_device(self.device, "semantic_ids.device")
         if not self.template:
             raise ConfigError("semantic_ids.template must be 'auto', a template name or a template string")
         if self.encoder == "lm" and not (self.lm_model == "smollm2-135m" or self.lm_model.startswith("path:")):

@@ -27,6 +27,7 @@ import pandas as pd
 
 from agrec.data.dataset import SeqDataset
 from agrec.data.stage import prepare_data
+from agrec.devices import resolve_device
 from agrec.errors import DataError
 from agrec.io import atomic_path, atomic_write_json
 from agrec.lineage import config_key
@@ -37,7 +38,7 @@ from agrec.semantic_ids.diagnostics import collision_stats
 from agrec.semantic_ids.embed import EmbeddingSpec, embed_texts
 from agrec.semantic_ids.rqvae import RQVAE
 from agrec.semantic_ids.text import item_texts
-from agrec.semantic_ids.train import QuantizeResult, resolve_device, residual_kmeans, train_rqvae
+from agrec.semantic_ids.train import QuantizeResult, residual_kmeans, train_rqvae
 from agrec.session import Session
 from agrec.threads import torch_threads
 
@@ -108,7 +109,7 @@ def _compute(session: Session, ds: SeqDataset, folder: Path, key: str, progress:
         spec = EmbeddingSpec(cfg.encoder, cfg.lm_model if cfg.encoder == "lm" else None, cfg.max_length, cfg.normalize,
                              cfg.embed_dtype)
         emb, emb_info = embed_texts(texts, spec, folder, cfg.embed_batch_size, shared, progress,
-                                    device=str(resolve_device(cfg.device)), refresh=refresh)
+                                    device=str(resolve_device(cfg.device, "semantic_ids.device")), refresh=refresh)
         t_embed = time.perf_counter() - t0
         atomic_write_json(folder / TEXTS, texts, indent=None)
 

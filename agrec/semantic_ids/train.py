@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from agrec.devices import resolve_device
 from agrec.errors import DataError
 from agrec.semantic_ids.config import RQVAEConfig
 from agrec.progress import Task
@@ -86,13 +87,6 @@ def _better(new: dict[str, float], best: dict[str, float] | None, tol: float) ->
     return False
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` -> ``cuda`` when available, else ``cpu``."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def train_rqvae(emb: np.ndarray, cfg: RQVAEConfig, seed: int, progress: bool = True,
                 device: str = "cpu") -> QuantizeResult:
     """Train an RQ-VAE on item embeddings ``[N, D]`` and return the codes of the selected checkpoint.
@@ -103,7 +97,7 @@ def train_rqvae(emb: np.ndarray, cfg: RQVAEConfig, seed: int, progress: bool = T
     """
     from tqdm.auto import tqdm
 
-    dev = resolve_device(device)
+    dev = resolve_device(device, "train_rqvae(device=...)")
     x = _check_input(emb, cfg.dtype).to(dev)
     t0 = time.perf_counter()
     torch.manual_seed(seed)

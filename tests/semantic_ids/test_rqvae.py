@@ -6,7 +6,7 @@ import torch
 from agrec.errors import ConfigError, DataError
 from agrec.semantic_ids.config import RQVAEConfig, SemanticIdConfig
 from agrec.semantic_ids.quantize import ResidualQuantizer, VectorQuantizer, kmeans_centroids, sinkhorn_assign
-from agrec.semantic_ids.rqvae import RQVAE, auto_hidden_dims
+from agrec.semantic_ids.rqvae import auto_hidden_dims
 from agrec.semantic_ids.stage import load_rqvae, save_rqvae
 from agrec.semantic_ids.train import collision_rate, residual_kmeans, train_rqvae
 
