@@ -16,7 +16,8 @@ Llama over those code tokens, and four GNN-like scorers (random 64-d user/item e
   point) and in one pass sharing each batch's prompt encoding (:func:`generate_items_multi`), side by side in
   one run on the same ``--users`` validation users (drawn like ``evaluation.select_users``); prints both rates
   and whether the rankings are identical. With ``--config`` the profile's trained LM and main scorer are used
-  (their stages must have run), else the random tiny LM and scorer above.
+  (their stages run first where they have not: a fresh run directory trains them), else the random tiny LM
+  and scorer above.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/decode_scale.py --mode memory
     PYTHONPATH=$PWD .venv/bin/python benchmarks/decode_scale.py --mode speed --users 64
@@ -184,7 +185,7 @@ def shared(args) -> dict:
         session = open_session(args.config)
         torch.set_num_threads(args.threads)
         _, split = prepare_data(session)
-        bundle = train_lm(session)  # reuses the run's LM (the stage must be current)
+        bundle = train_lm(session)  # the run's LM: reused when current, trained here otherwise
         model, trie, prompt = bundle.model, ItemTrie.build(bundle.item_token_ids), bundle.prompt_ids
         scorer, seed = load_scorer(session, session.profile.evaluation.scorer), session.profile.seed
     else:
