@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("--force", action="store_true", help="recompute the stages even if their artefacts are current")
     sd.add_argument("--aggregate-only", action="store_true",
                     help="run nothing: rebuild the summary from the seeds whose decode stage has finished")
-    sd.add_argument("--reference", help="the row tested against the others (default: 'AGRec (<evaluation.scorer>)')")
+    sd.add_argument("--reference", help="the row tested against the others (default: 'AGRec (<evaluation.scorer>)', "
+                    "written to seeds/; another row's aggregate goes to seeds/vs_<row slug>/)")
     t2 = sub.add_parser("table2", help="our Table 2: the decode results of several dataset runs beside the "
                                        "paper's published rows, with paired p-values")
     t2.add_argument("--config", dest="configs", action="append", required=True,

@@ -185,9 +185,13 @@ def aggregate_seeds(config_path: str | Path, seeds: list[int] | None = None, ove
                     write: bool = True) -> SeedsSummary:
     """Build (and write) the aggregate of the finished seeds among ``seeds`` (default: every seed with a
     decode record). A seed whose decode stage ran with another configuration (beyond seed and folder) is
-    an error: its numbers would not belong in this table."""
+    an error: its numbers would not belong in this table.
+
+    The aggregate against the default reference, ``AGRec (<evaluation.scorer>)``, goes to ``seeds/``; against
+    another row to ``seeds/vs_<row slug>/`` (``AGRec (sasrec)`` -> ``seeds/vs_agrec_sasrec/``), so that testing
+    another row never overwrites the main summary."""
     from agrec.analysis.significance import paired_test, user_gains
-    from agrec.decode.stage import RESULTS, SECTIONS, STAGE, load_rankings
+    from agrec.decode.stage import RESULTS, SECTIONS, STAGE, load_rankings, slug
 
     base = load_profile(config_path, overrides)
     seeds = discover_seeds(base) if seeds is None else seeds
@@ -199,7 +203,8 @@ def aggregate_seeds(config_path: str | Path, seeds: list[int] | None = None, ove
                          f"(run `agrec seeds` first)")
     if missing:
         log(f"agrec seeds: seed(s) {missing} have no finished decode stage; aggregating {[s.seed for s in done]}")
-    reference = reference or f"AGRec ({base.evaluation.scorer})"
+    default_reference = f"AGRec ({base.evaluation.scorer})"
+    reference = reference or default_reference
     ks = list(base.evaluation.ks)
     metrics = [f"{m}@{k}" for k in ks for m in ("HR", "NDCG")]
 
@@ -262,7 +267,10 @@ def aggregate_seeds(config_path: str | Path, seeds: list[int] | None = None, ove
                                   per_seed[s]["chosen"]["valid"][base.evaluation.select_metric],
                               "run_dir": str(per_seed[s]["sr"].profile.run_dir),
                               "report_dir": str(per_seed[s]["sr"].profile.report_dir)} for s in seed_list])
-    summary = SeedsSummary(table=table, tests=tests_df, seeds=seeds_df, reference=reference, folder=summary_dir(base))
+    folder = summary_dir(base)
+    if reference != default_reference:
+        folder = folder / f"vs_{slug(reference)}"
+    summary = SeedsSummary(table=table, tests=tests_df, seeds=seeds_df, reference=reference, folder=folder)
     if write:
         write_summary(summary, base, metrics)
         log(f"agrec seeds: {len(seed_list)} seed(s) aggregated -> {summary.folder / 'summary.md'}")

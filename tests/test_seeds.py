@@ -189,6 +189,25 @@ def test_aggregate_refuses_a_seed_run_with_another_config(tmp_path):
         aggregate_seeds(CI_PROFILE, [2024, 7], _dirs(tmp_path), reference="AGRec (sgl)", log=lambda s: None)
 
 
+def test_another_reference_gets_its_own_folder_and_leaves_the_main_summary(tmp_path):
+    fake = FakePipeline()
+    run_seeds(CI_PROFILE, [2024, 2025], stages=["decode"], overrides=_dirs(tmp_path), run_pipeline=fake,
+              log=lambda s: None, n_resamples=99)
+    seeds_dir = tmp_path / "reports" / "ml-100k" / "ci" / "seeds"
+    main_before = {p.name: p.read_bytes() for p in seeds_dir.iterdir() if p.is_file()}
+    sets = [a for k, v in _dirs(tmp_path).items() for a in ("--set", f"{k}={v}")]
+    assert main(["seeds", "--config", str(CI_PROFILE), "--aggregate-only", "--reference", "w/o Graph", *sets]) == 0
+    other = seeds_dir / "vs_w_o_graph"
+    assert sorted(p.name for p in other.iterdir()) == ["seeds.csv", "significance.csv", "significance.md",
+                                                       "summary.csv", "summary.md"]
+    assert {p.name: p.read_bytes() for p in seeds_dir.iterdir() if p.is_file()} == main_before
+    t = pd.read_csv(other / "summary.csv").set_index("method")
+    # against the LM alone: AGRec hits 0..19 + its seed's extra user (21, 22), the LM 10..24; per seed, the LM
+    # is better on 20..24 less AGRec's extra user (4 users) and worse on 0..9 (10 users) -> 0/2 seeds ahead
+    assert t.loc["AGRec (lightgcn)", "wins HR@10"] == "0/2" and pd.isna(t.loc["w/o Graph", "wins HR@10"])
+    assert "tests of **w/o Graph** against each row" in (other / "summary.md").read_text()
+
+
 def test_mean_sd_formatting():
     assert mean_sd(0.17923, 0.00514) == "0.1792 ± 0.0051"
     assert mean_sd(0.1, math.nan) == "0.1000"
