@@ -276,7 +276,15 @@ def _version_notes(rec: dict[str, Any]) -> list[str]:
     diff = [f"{k} {old.get(k)} -> {now[k]}" for k in ("torch", "transformers", "peft", "numpy",
                                                       "sentence-transformers", "scikit-learn")
             if k in old and old.get(k) != now.get(k)]
-    return [f"recorded with other library versions ({', '.join(diff)})"] if diff else []
+    notes = [f"recorded with other library versions ({', '.join(diff)})"] if diff else []
+    # A stage computed on another processor is still current (same inputs, same code), but its numbers are
+    # reproducible only up to float rounding there; say so instead of letting a rerun surprise the user.
+    machine = [f"{k} {old[k]!r} -> {now[k]!r}" for k in ("cpu", "torch_cpu_capability", "cuda_device")
+               if old.get(k) is not None and now.get(k) is not None and old[k] != now[k]]
+    if machine:
+        notes.append(f"computed on another machine ({', '.join(machine)}): a rerun here may give slightly "
+                     f"different numbers")
+    return notes
 
 
 def pipeline_status(profile: "Profile", run: "RunDir", stages: list[str] | None = None,

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from agrec.errors import AgrecError
 from agrec.fingerprint import FingerprintCache, iter_files, sha256_file, sha256_json
 from agrec.io import atomic_write_json
-from agrec.provenance import lock_hash
+from agrec.provenance import lock_hash, machine_info
 
 if TYPE_CHECKING:
     from agrec.config import Profile
@@ -49,6 +49,7 @@ def library_versions() -> dict[str, str | None]:
         except importlib.metadata.PackageNotFoundError:
             out[name] = None
     out["cpu_lock_sha256"] = lock_hash()  # the dependency lock of the checkout (agrec.provenance)
+    out.update(machine_info())             # the processor: exact reproduction holds only on the same kind
     return out
 
 

@@ -44,3 +44,28 @@ def test_lock_pins_every_dependency_within_pyproject_bounds():
         assert name in pins, f"{req.name} is not in {LOCK_FILE}: run `make lock`"
         assert req.specifier.contains(pins[name], prereleases=True), f"{req.name}=={pins[name]} violates {spec!r}"
     assert pins["torch"] == "2.13.0"  # the CPU path's torch, without the wheel's local tag (see Makefile)
+
+
+def test_cpu_model_names_the_processor_with_family_and_model(tmp_path):
+    from agrec.provenance import cpu_model
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+                    "model name\t: AMD EPYC\nflags\t\t: fpu avx2\n\nprocessor\t: 1\nmodel name\t: Other\n")
+    assert cpu_model(info) == "AMD EPYC (family 25, model 17)"
+    info.write_text("processor\t: 0\nmodel name\t: Some ARM core\n")
+    assert cpu_model(info) == "Some ARM core"
+
+
+def test_machine_info_reports_torch_dispatch_only_where_torch_is_loaded(monkeypatch):
+    import sys
+
+    import torch
+
+    from agrec.provenance import machine_info
+
+    info = machine_info()
+    assert info["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert info["torch_threads"] == torch.get_num_threads() and info["cpu_count"] >= 1
+    monkeypatch.delitem(sys.modules, "torch")
+    assert machine_info()["torch_cpu_capability"] is None and machine_info()["torch_threads"] is None
