@@ -8,6 +8,12 @@ decode stage recorded (:mod:`agrec.analysis.significance`: exact McNemar for HR@
 NDCG@K). Every number is read from a report folder's ``results/decode.json`` (what ``agrec run`` wrote), never
 recomputed here.
 
+Where the report folder also holds the aggregate of several seeds (``seeds/summary.csv``, written by
+``agrec seeds``), a row present there shows the mean ± sd over the seeds instead of the one run, and its
+p-values are the tests pooled over the seeds with the user as the unit: the main AGRec row's from
+``seeds/summary.csv``, another AGRec row's from ``seeds/vs_<row slug>/summary.csv`` (``agrec seeds
+--reference '<row>'``), left empty where that aggregate does not exist rather than mixed with one seed's.
+
 The paper's rows (``PAPER_ROWS``) carry only values we could verify against the paper's text; the others are
 left empty rather than copied from memory. The protocol differences are part of the table's caption
 (:data:`PROTOCOL_NOTES`).
@@ -46,6 +52,18 @@ PROTOCOL_NOTES: tuple[str, ...] = (
 
 
 @dataclass
+class SeedRows:
+    """The aggregate over seeds of one report folder (``seeds/``)."""
+
+    seeds: list[int]
+    mean: dict[str, dict[str, float]]                    # row -> metric -> mean over seeds
+    sd: dict[str, dict[str, float]]                      # row -> metric -> sample sd (NaN for one seed)
+    n_seeds: dict[str, int]                              # row -> seeds that have it
+    alpha: dict[str, str]                                # row -> its α per seed, as summary.csv writes it
+    pooled_p: dict[str, dict[str, dict[str, float]]]     # reference row -> other row -> metric -> pooled p
+
+
+@dataclass
 class RunRows:
     """The rows of one dataset run read from its report folder."""
 
@@ -60,6 +78,7 @@ class RunRows:
     parts_p: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # AGRec row -> part row -> p
     complementarity: dict[str, int] | None = None  # test HR@10 hits by group (results/analysis.json), if analysed
     variant_alpha: dict[str, Any] = field(default_factory=dict)                    # "AGRec [x]" row -> its α
+    seeds: SeedRows | None = None                  # the aggregate of `agrec seeds`, where the report has one
 
 
 def read_run(report_dir: str | Path, scorer: str = "lightgcn") -> RunRows:
@@ -85,7 +104,58 @@ def read_run(report_dir: str | Path, scorer: str = "lightgcn") -> RunRows:
                    p_values=d.get("significance_test") or {}, chosen=d.get("chosen") or {},
                    n_users=int(d.get("n_users", 0)), scorer=scorer, parts_p=d.get("significance_parts") or {},
                    variant_alpha={v.get("row", f"AGRec [{k}]"): v.get("alpha") for k, v in variants.items()},
-                   complementarity=_complementarity(folder))
+                   complementarity=_complementarity(folder), seeds=read_seeds(folder, scorer))
+
+
+def _read_summary(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise AgrecError(f"{path}: not a CSV table of `agrec seeds` ({e})") from None
+    need = ["method", "n_seeds", *(f"{m} {s}" for m in METRICS for s in ("mean", "sd"))]
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise AgrecError(f"{path}: missing column(s) {missing} (not written by `agrec seeds`?)")
+    if df["method"].duplicated().any():
+        raise AgrecError(f"{path}: row(s) {sorted(set(df.loc[df['method'].duplicated(), 'method']))} appear twice")
+    return df.set_index("method")
+
+
+def _pooled_p(df: pd.DataFrame) -> dict[str, dict[str, float]]:
+    cols = [m for m in METRICS if f"p {m}" in df.columns]
+    return {row: {m: float(df.loc[row, f"p {m}"]) for m in cols if pd.notna(df.loc[row, f"p {m}"])} for row in df.index}
+
+
+def read_seeds(report_dir: str | Path, scorer: str = "lightgcn") -> SeedRows | None:
+    """The ``agrec seeds`` aggregate of a report folder, or None where it has none. ``seeds/summary.csv`` tests
+    ``AGRec (<scorer>)`` against every row; each ``seeds/vs_<slug>/summary.csv`` tests the row of that slug."""
+    from agrec.decode.stage import slug
+
+    root = Path(report_dir) / "seeds"
+    main_path = root / "summary.csv"
+    if not main_path.is_file():
+        return None
+    df = _read_summary(main_path)
+    seeds_path = root / "seeds.csv"
+    try:
+        seeds = [int(s) for s in pd.read_csv(seeds_path)["seed"]]
+    except (OSError, KeyError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        raise AgrecError(f"{seeds_path}: expected the seeds of {main_path} in a 'seed' column (rerun "
+                         f"`agrec seeds --aggregate-only`)") from None
+    pooled = {f"AGRec ({scorer})": _pooled_p(df)}
+    for sub_dir in sorted(root.glob("vs_*")):
+        path = sub_dir / "summary.csv"
+        if not path.is_file():
+            continue
+        other = _read_summary(path)
+        refs = [row for row in other.index if f"vs_{slug(row)}" == sub_dir.name]
+        if len(refs) != 1:
+            raise AgrecError(f"{path}: no single row whose slug is {sub_dir.name[3:]!r} (found {refs})")
+        pooled[refs[0]] = _pooled_p(other)
+    alpha = {row: ("" if pd.isna(v) else str(v)) for row, v in df.get("alpha per seed", pd.Series(dtype=str)).items()}
+    return SeedRows(seeds=seeds, mean={r: {m: float(df.loc[r, f"{m} mean"]) for m in METRICS} for r in df.index},
+                    sd={r: {m: float(df.loc[r, f"{m} sd"]) for m in METRICS} for r in df.index},
+                    n_seeds={r: int(df.loc[r, "n_seeds"]) for r in df.index}, alpha=alpha, pooled_p=pooled)
 
 
 COMPLEMENTARITY_GROUPS: tuple[str, ...] = ("LLM only", "GNN only", "both", "neither")
@@ -154,12 +224,17 @@ def _display(name: str) -> str:
     return {"lightgcn": "LightGCN", "sgl": "SGL", "xsimgcl": "XSimGCL", "sasrec": "SASRec"}.get(name, name)
 
 
+def part_rows(run: RunRows, name: str) -> dict[str, str]:
+    """The two parts of the AGRec row ``name``: ``{"LM": "w/o Graph", "scorer": "<its scorer> only" row}``."""
+    scorer = name[len("AGRec ("):-1] if name.startswith("AGRec (") else run.scorer  # variants steer with the main
+    return {"LM": "w/o Graph", "scorer": only_row(scorer)}
+
+
 def part_p_values(run: RunRows, name: str) -> dict[str, dict[str, float]]:
     """``{"LM": {metric: p}, "scorer": {metric: p}}`` of the AGRec row ``name`` against its two parts (the LM
     alone, its scorer alone), from the decode record: ``significance_parts`` (every AGRec row, written when the
     profile has decode variants) or, for the main row, ``significance_test`` (main AGRec vs every row)."""
-    scorer = name[len("AGRec ("):-1] if name.startswith("AGRec (") else run.scorer  # variants steer with the main
-    parts = {"LM": "w/o Graph", "scorer": only_row(scorer)}
+    parts = part_rows(run, name)
     by_row = run.parts_p.get(name)
     if by_row is None and name == f"AGRec ({run.scorer})":
         by_row = run.p_values
@@ -168,34 +243,54 @@ def part_p_values(run: RunRows, name: str) -> dict[str, dict[str, float]]:
 
 
 P_COLUMNS: tuple[str, ...] = ("p vs LM HR@10", "p vs LM NDCG@10", "p vs scorer HR@10", "p vs scorer NDCG@10")
+SD_COLUMNS: tuple[str, ...] = tuple(f"{m} sd" for m in METRICS)
 
 
 def table2(runs: Sequence[RunRows], paper: dict[str, dict[str, dict[str, float | None]]] | None = None) -> pd.DataFrame:
     """Long table: dataset, row, source (ours / paper), HR@5 … NDCG@10, the chosen α of AGRec rows, and for every
     AGRec row (one per scorer, and the decode variants) the paired p-values against the LM alone and its scorer
-    alone (HR@10, NDCG@10). The paper's rows of each run's dataset come after ours."""
+    alone (HR@10, NDCG@10). The paper's rows of each run's dataset come after ours.
+
+    A row the run's seed aggregate has (:class:`SeedRows`) gets the mean over its seeds, their sd (``<metric> sd``),
+    their number (``seeds``), the α of each seed, and the pooled p-values of that aggregate; other rows are the
+    one run, ``seeds`` = 1."""
     paper = PAPER_ROWS if paper is None else paper
     recs = []
     for run in runs:
         for name, label in ours_rows(run):
             is_agrec = name.startswith("AGRec (") or name.startswith("AGRec [")
-            p = part_p_values(run, name) if is_agrec else {}
+            agg = run.seeds if run.seeds is not None and name in run.seeds.mean else None
+            if agg is not None:
+                pooled = agg.pooled_p.get(name, {})
+                p = {part: pooled.get(row, {}) for part, row in part_rows(run, name).items()} if is_agrec else {}
+                values, sds, n = agg.mean[name], agg.sd[name], agg.n_seeds[name]
+                alpha: Any = agg.alpha.get(name) or None
+            else:
+                p = part_p_values(run, name) if is_agrec else {}
+                values, sds, n = run.rows[name], {}, 1
+                # the AGRec (<scorer>) rows are decoded at the α chosen for the main one; each variant at its own
+                alpha = run.chosen.get("alpha") if name.startswith("AGRec (") else run.variant_alpha.get(name)
             pcols = {f"p vs {part} {m}": p.get(part, {}).get(m) for part in ("LM", "scorer")
                      for m in ("HR@10", "NDCG@10")}
-            # the AGRec (<scorer>) rows are decoded at the α chosen for the main one; each variant at its own
-            alpha = run.chosen.get("alpha") if name.startswith("AGRec (") else run.variant_alpha.get(name)
-            recs.append({"dataset": run.dataset, "row": label, "source": f"ours ({run.profile})",
-                         **{m: run.rows[name].get(m) for m in METRICS}, **pcols, "alpha": alpha})
+            recs.append({"dataset": run.dataset, "row": label, "source": f"ours ({run.profile})", "seeds": n,
+                         **{m: values.get(m) for m in METRICS}, **{f"{m} sd": sds.get(m) for m in METRICS},
+                         **pcols, "alpha": alpha})
         for name, metrics in paper.get(run.dataset, {}).items():
-            recs.append({"dataset": run.dataset, "row": f"paper: {name}", "source": "paper",
-                         **{m: metrics.get(m) for m in METRICS}, **{c: None for c in P_COLUMNS}, "alpha": None})
-    return pd.DataFrame(recs, columns=["dataset", "row", "source", *METRICS, *P_COLUMNS, "alpha"])
+            recs.append({"dataset": run.dataset, "row": f"paper: {name}", "source": "paper", "seeds": None,
+                         **{m: metrics.get(m) for m in METRICS}, **{c: None for c in SD_COLUMNS},
+                         **{c: None for c in P_COLUMNS}, "alpha": None})
+    return pd.DataFrame(recs, columns=["dataset", "row", "source", "seeds", *METRICS, *SD_COLUMNS, *P_COLUMNS,
+                                       "alpha"])
 
 
 def to_markdown(df: pd.DataFrame) -> str:
     """The table as GitHub markdown (empty cells where a value is unknown) followed by the protocol notes."""
     def num(v: Any) -> str:
         return "" if v is None or pd.isna(v) else f"{v:.4f}".lstrip("0")
+
+    def value(r: Any, m: str) -> str:
+        sd = r.get(f"{m} sd")
+        return num(r[m]) + ("" if sd is None or pd.isna(sd) else f" ± {num(sd)}")
 
     def pv(v: Any) -> str:
         return "" if v is None or pd.isna(v) else ("<1e-4" if v < 1e-4 else f"{v:.2g}")
@@ -205,20 +300,30 @@ def to_markdown(df: pd.DataFrame) -> str:
         return f"{h} / {n}" if h or n else ""
 
     def alpha(v: Any) -> str:
+        if isinstance(v, str):
+            return v                        # one α per seed, as the seed aggregate wrote them
         if v is None or (not isinstance(v, (list, tuple)) and pd.isna(v)):
             return ""
         return "[" + ", ".join(f"{a:g}" for a in v) + "]" if isinstance(v, (list, tuple)) else f"{v:g}"
 
-    lines = ["| dataset | row | " + " | ".join(METRICS) + " | p vs LM (HR@10 / NDCG@10) | p vs its scorer alone "
-             "(HR@10 / NDCG@10) | α |", "|---|---|" + "---:|" * (len(METRICS) + 3)]
+    def seeds(v: Any) -> str:
+        return "" if v is None or pd.isna(v) else str(int(v))
+
+    lines = ["| dataset | row | seeds | " + " | ".join(METRICS) + " | p vs LM (HR@10 / NDCG@10) | p vs its scorer "
+             "alone (HR@10 / NDCG@10) | α |", "|---|---|" + "---:|" * (len(METRICS) + 4)]
     for _, r in df.iterrows():
-        lines.append(f"| {r['dataset']} | {r['row']} | " + " | ".join(num(r[m]) for m in METRICS)
+        lines.append(f"| {r['dataset']} | {r['row']} | {seeds(r.get('seeds'))} | "
+                     + " | ".join(value(r, m) for m in METRICS)
                      + f" | {pair(r, 'LM')} | {pair(r, 'scorer')} | {alpha(r['alpha'])} |")
     notes = "\n".join(f"- {n}" for n in PROTOCOL_NOTES)
-    return ("\n".join(lines) + "\n\np: paired tests of each AGRec row against its two parts, the LM alone (w/o Graph) "
-            "and its scorer alone (the GNN, or SASRec), on the same test users (exact McNemar for HR@10, Wilcoxon "
-            "signed-rank for NDCG@10). α: chosen on validation NDCG@10 (a list: one α per code level). "
-            "Protocol:\n\n" + notes + "\n")
+    return ("\n".join(lines) + "\n\nseeds: 1 = one run (the profile's seed); more = mean ± sd (sample sd) over that many seeds "
+            "(`agrec seeds`, the report's seeds/summary.csv), with p pooled over the seeds, the user as the unit "
+            "(each user's outcome averaged over the seeds; exact sign test for HR@10, Wilcoxon signed-rank for "
+            "NDCG@10) — for an AGRec row other than the profile's main one only where `agrec seeds --reference` "
+            "has tested it. p for one run: paired tests of each AGRec row against its two parts, the LM alone "
+            "(w/o Graph) and its scorer alone (the GNN, or SASRec), on the same test users (exact McNemar for "
+            "HR@10, Wilcoxon signed-rank for NDCG@10). α: chosen on validation NDCG@10 (a list: one α per code "
+            "level; with seeds: one per seed). Protocol:\n\n" + notes + "\n")
 
 
 def write_table2(configs: Sequence[str | Path], out: str | Path | None = None) -> Path:

@@ -38,9 +38,9 @@ def test_rows_in_order_with_p_values_and_paper(tmp_path):
     assert pd.isna(df.loc[2, "p vs scorer NDCG@10"]) and pd.isna(df.loc[0, "p vs LM HR@10"])
     assert df.loc[2, "alpha"] == 0.2 and df.loc[2, "HR@10"] == 0.12
     md = to_markdown(df)
-    assert "| Instruments | ours: LM alone (w/o Graph) | .0800 | .0600 | .1100 | .0750 |  |  |  |" in md
-    assert "| Instruments | paper: AGRec (Llama-3.2-1B) |  |  | .1260 | .0950 |  |  |  |" in md
-    assert "| Instruments | ours: AGRec (LightGCN) | .0900 | .0700 | .1200 | .0800 | 0.03 / <1e-4 | 0.5 /  | 0.2 |" in md
+    assert "| Instruments | ours: LM alone (w/o Graph) | 1 | .0800 | .0600 | .1100 | .0750 |  |  |  |" in md
+    assert "| Instruments | paper: AGRec (Llama-3.2-1B) |  |  |  | .1260 | .0950 |  |  |  |" in md
+    assert "| Instruments | ours: AGRec (LightGCN) | 1 | .0900 | .0700 | .1200 | .0800 | 0.03 / <1e-4 | 0.5 /  | 0.2 |" in md
 
 
 def test_variant_rows_carry_their_alpha_and_tests_against_both_parts(tmp_path):
@@ -65,8 +65,71 @@ def test_variant_rows_carry_their_alpha_and_tests_against_both_parts(tmp_path):
     assert main["p vs LM HR@10"] == 0.01  # significance_parts wins over significance_test
     assert (var["p vs LM HR@10"], var["p vs LM NDCG@10"], var["p vs scorer HR@10"]) == (0.001, 0.04, 0.2)
     assert var["alpha"] == [0.4, 0.0]
-    assert "| Games | ours: AGRec [level 0] | .1000 | .0800 | .1300 | .0900 | 0.001 / 0.04 | 0.2 / 0.3 | [0.4, 0] |" \
+    assert "| Games | ours: AGRec [level 0] | 1 | .1000 | .0800 | .1300 | .0900 | 0.001 / 0.04 | 0.2 / 0.3 | [0.4, 0] |" \
         in to_markdown(df)
+
+
+def _write_seeds(folder, rows, sub=None, seeds=(2024, 2025, 2026)):
+    """A seeds/summary.csv as agrec.seeds writes it: rows name -> (means, sds, n, alpha, {metric: p})."""
+    out = folder / "seeds" / (sub or "")
+    out.mkdir(parents=True, exist_ok=True)
+    recs = []
+    for name, (means, sds, n, alpha, p) in rows.items():
+        rec = {"method": name, "n_seeds": n, "alpha per seed": alpha}
+        for m, v in means.items():
+            rec[f"{m} mean"], rec[f"{m} sd"] = v, sds[m]
+        rec.update({f"p {m}": v for m, v in p.items()})
+        recs.append(rec)
+    pd.DataFrame(recs).to_csv(out / "summary.csv", index=False)
+    pd.DataFrame({"seed": list(seeds)}).to_csv(folder / "seeds" / "seeds.csv", index=False)
+
+
+def test_rows_with_a_seed_aggregate_show_mean_sd_and_pooled_p(tmp_path):
+    one = _metrics(0.5, 0.5, 0.5, 0.5)           # the one run's numbers, which the aggregate replaces
+    folder = _write(tmp_path / "Instruments" / "cpu", {"w/o Graph": one, "GNN only (lightgcn)": one,
+                                                       "SASRec only": one, "AGRec (lightgcn)": one,
+                                                       "AGRec (sasrec)": one, "AGRec [top-n 30]": one},
+                    sig={"w/o Graph": {"HR@10": 0.9}})
+    sd = _metrics(0.001, 0.002, 0.003, 0.004)
+    _write_seeds(folder, {
+        "w/o Graph": (_metrics(0.08, 0.06, 0.11, 0.075), sd, 3, None, {"HR@10": 0.04, "NDCG@10": 0.01}),
+        "GNN only (lightgcn)": (_metrics(0.07, 0.05, 0.10, 0.065), sd, 3, None, {"HR@10": 1e-6, "NDCG@10": 2e-5}),
+        "SASRec only": (_metrics(0.09, 0.07, 0.12, 0.08), sd, 3, None, {"HR@10": 0.6, "NDCG@10": 0.7}),
+        "AGRec (lightgcn)": (_metrics(0.09, 0.07, 0.12, 0.085), sd, 3, "0.2, 0.2, 0.1", {}),
+        "AGRec (sasrec)": (_metrics(0.1, 0.08, 0.13, 0.09), sd, 3, "0.2, 0.2, 0.1", {"HR@10": 0.3}),
+    })
+    # AGRec (sasrec) tested against every row over the seeds: its own folder
+    _write_seeds(folder, {"w/o Graph": (one, sd, 3, None, {"HR@10": 0.002, "NDCG@10": 0.003}),
+                          "SASRec only": (one, sd, 3, None, {"HR@10": 0.02, "NDCG@10": 0.03}),
+                          "AGRec (sasrec)": (one, sd, 3, "0.2, 0.2, 0.1", {})}, sub="vs_agrec_sasrec")
+    run = read_run(folder)
+    assert run.seeds.seeds == [2024, 2025, 2026]
+    df = table2([run]).set_index("row")
+    main, sas, lm = df.loc["ours: AGRec (LightGCN)"], df.loc["ours: AGRec (SASRec)"], df.loc["ours: LM alone (w/o Graph)"]
+    assert (main["seeds"], main["NDCG@10"], main["NDCG@10 sd"], main["alpha"]) == (3, 0.085, 0.004, "0.2, 0.2, 0.1")
+    # pooled p of the main row from seeds/summary.csv, not the one run's significance_test (0.9)
+    assert (main["p vs LM HR@10"], main["p vs scorer NDCG@10"]) == (0.04, 2e-5)
+    # AGRec (sasrec) against its parts from seeds/vs_agrec_sasrec/, not its line in the main aggregate
+    assert (sas["p vs LM HR@10"], sas["p vs scorer HR@10"], sas["p vs scorer NDCG@10"]) == (0.002, 0.02, 0.03)
+    assert lm["HR@10"] == 0.11 and pd.isna(lm["p vs LM HR@10"])
+    # a row the aggregate lacks stays the one run, marked as such, with no pooled p borrowed
+    var = df.loc["ours: AGRec [top-n 30]"]
+    assert (var["seeds"], var["HR@10"]) == (1, 0.5) and pd.isna(var["HR@10 sd"]) and pd.isna(var["p vs LM HR@10"])
+    md = to_markdown(table2([run]))
+    assert ("| Instruments | ours: AGRec (LightGCN) | 3 | .0900 ± .0010 | .0700 ± .0020 | .1200 ± .0030 | "
+            ".0850 ± .0040 | 0.04 / 0.01 | <1e-4 / <1e-4 | 0.2, 0.2, 0.1 |") in md
+
+
+def test_a_broken_seed_aggregate_is_named(tmp_path):
+    folder = _write(tmp_path / "Instruments" / "cpu", {"w/o Graph": _metrics(0.1, 0.1, 0.1, 0.1)})
+    (folder / "seeds").mkdir()
+    (folder / "seeds" / "summary.csv").write_text("method,n_seeds\nw/o Graph,3\n")
+    with pytest.raises(AgrecError, match=r"seeds/summary.csv: missing column\(s\) \['HR@5 mean'"):
+        read_run(folder)
+    _write_seeds(folder, {"w/o Graph": (_metrics(0.1, 0.1, 0.1, 0.1), _metrics(0, 0, 0, 0), 3, None, {})})
+    (folder / "seeds" / "seeds.csv").write_text("not_seed\n1\n")
+    with pytest.raises(AgrecError, match="seeds/seeds.csv: expected the seeds"):
+        read_run(folder)
 
 
 def test_unknown_dataset_has_no_paper_rows(tmp_path):
