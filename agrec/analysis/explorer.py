@@ -204,15 +204,17 @@ class BeamExplorer:
         hit = v["beams"]["hit"].any() if len(v["beams"]) else False
         rank = int(v["beams"].loc[v["beams"]["hit"], "rank"].iloc[0]) if hit else None
         target = int(self.data.targets[self.data.row_of(s["user"])])
-        # The settings the tables show, first: a reader (and the browser test) sees which view is current.
-        self.status.value = (f'<span class="agrec-view">{view_label(s)}</span><br><b>target</b>: '
-                             f"{self.data.titles[target]} — "
-                             + (f'<span style="color:#1a7f37">hit at rank {rank}</span>' if hit else "not in the beams"))
         self.beams_html.value = _html_table(v["beams"])
         self.steps_html.value = _html_table(v["steps"])
         self.gnn_html.value = _html_table(v["gnn"])
         self._image_args = (v["steps"], f"user {s['user']}, α={s['alpha']:g}")
         self._draw_image()
+        # The settings label last: widget updates reach the browser in the order they are set, so once it
+        # shows these settings every table (and the image) already does. Set first, a reader (and the browser
+        # test, once, on a busy machine) could read a table of the previous settings under the new label.
+        self.status.value = (f'<span class="agrec-view">{view_label(s)}</span><br><b>target</b>: '
+                             f"{self.data.titles[target]} — "
+                             + (f'<span style="color:#1a7f37">hit at rank {rank}</span>' if hit else "not in the beams"))
         self.last = v
         return v
 
@@ -298,11 +300,11 @@ class FSMViewer:
         v = self.view(s["user"], s["top_n"], s["tau"], s["alpha"], self.data.decode.beam_size)
         tree = v["tree"].drop(columns=["parent"]).assign(prefix=lambda t: t["prefix"].map(
             lambda p: "".join(self.data.labels.get(int(x), str(x)) if self.data.labels else str(x) for x in p)))
-        self.status.value = f'<span class="agrec-view">{view_label(s)}</span>'
         self.tree_html.value = _html_table(tree)
         self.states_html.value = _html_table(v["states"])
         self._image_args = (v["tree"], v["states"], f"user {s['user']}: top-{s['top_n']}, τ={s['tau']:.3g}")
         self._draw_image()
+        self.status.value = f'<span class="agrec-view">{view_label(s)}</span>'   # last, as in BeamExplorer.update
         self.last = v
         return v
 
