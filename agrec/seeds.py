@@ -96,6 +96,18 @@ def summary_dir(base: Profile) -> Path:
     return base.report_dir / SEEDS_DIR
 
 
+def default_reference(scorer: str) -> str:
+    """The row the aggregate tests the others against unless told otherwise: ``AGRec (<evaluation.scorer>)``."""
+    return f"AGRec ({scorer})"
+
+
+def reference_subdir(reference: str) -> str:
+    """The sub-folder of ``seeds/`` holding the aggregate against another row: ``vs_<row slug>``."""
+    from agrec.decode.stage import slug
+
+    return f"vs_{slug(reference)}"
+
+
 def share_data_stage(sources: list[Path], dest: SeedRun, log: Callable[[str], None] = print) -> Path | None:
     """Copy the data stage into ``dest``'s run folder from the first source run that has it for the same
     ``data`` section (the stage does not depend on the seed). Nothing happens when ``dest`` already has
@@ -191,7 +203,7 @@ def aggregate_seeds(config_path: str | Path, seeds: list[int] | None = None, ove
     another row to ``seeds/vs_<row slug>/`` (``AGRec (sasrec)`` -> ``seeds/vs_agrec_sasrec/``), so that testing
     another row never overwrites the main summary."""
     from agrec.analysis.significance import paired_test, user_gains
-    from agrec.decode.stage import RESULTS, SECTIONS, STAGE, load_rankings, slug
+    from agrec.decode.stage import RESULTS, SECTIONS, STAGE, load_rankings
 
     base = load_profile(config_path, overrides)
     seeds = discover_seeds(base) if seeds is None else seeds
@@ -203,8 +215,7 @@ def aggregate_seeds(config_path: str | Path, seeds: list[int] | None = None, ove
                          f"(run `agrec seeds` first)")
     if missing:
         log(f"agrec seeds: seed(s) {missing} have no finished decode stage; aggregating {[s.seed for s in done]}")
-    default_reference = f"AGRec ({base.evaluation.scorer})"
-    reference = reference or default_reference
+    reference = reference or default_reference(base.evaluation.scorer)
     ks = list(base.evaluation.ks)
     metrics = [f"{m}@{k}" for k in ks for m in ("HR", "NDCG")]
 
@@ -268,8 +279,8 @@ def aggregate_seeds(config_path: str | Path, seeds: list[int] | None = None, ove
                               "run_dir": str(per_seed[s]["sr"].profile.run_dir),
                               "report_dir": str(per_seed[s]["sr"].profile.report_dir)} for s in seed_list])
     folder = summary_dir(base)
-    if reference != default_reference:
-        folder = folder / f"vs_{slug(reference)}"
+    if reference != default_reference(base.evaluation.scorer):
+        folder = folder / reference_subdir(reference)
     summary = SeedsSummary(table=table, tests=tests_df, seeds=seeds_df, reference=reference, folder=folder)
     if write:
         write_summary(summary, base, metrics)

@@ -129,9 +129,9 @@ def _pooled_p(df: pd.DataFrame) -> dict[str, dict[str, float]]:
 def read_seeds(report_dir: str | Path, scorer: str = "lightgcn") -> SeedRows | None:
     """The ``agrec seeds`` aggregate of a report folder, or None where it has none. ``seeds/summary.csv`` tests
     ``AGRec (<scorer>)`` against every row; each ``seeds/vs_<slug>/summary.csv`` tests the row of that slug."""
-    from agrec.decode.stage import slug
+    from agrec.seeds import SEEDS_DIR, default_reference, reference_subdir
 
-    root = Path(report_dir) / "seeds"
+    root = Path(report_dir) / SEEDS_DIR
     main_path = root / "summary.csv"
     if not main_path.is_file():
         return None
@@ -142,13 +142,13 @@ def read_seeds(report_dir: str | Path, scorer: str = "lightgcn") -> SeedRows | N
     except (OSError, KeyError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
         raise AgrecError(f"{seeds_path}: expected the seeds of {main_path} in a 'seed' column (rerun "
                          f"`agrec seeds --aggregate-only`)") from None
-    pooled = {f"AGRec ({scorer})": _pooled_p(df)}
+    pooled = {default_reference(scorer): _pooled_p(df)}
     for sub_dir in sorted(root.glob("vs_*")):
         path = sub_dir / "summary.csv"
         if not path.is_file():
             continue
         other = _read_summary(path)
-        refs = [row for row in other.index if f"vs_{slug(row)}" == sub_dir.name]
+        refs = [row for row in other.index if reference_subdir(row) == sub_dir.name]
         if len(refs) != 1:
             raise AgrecError(f"{path}: no single row whose slug is {sub_dir.name[3:]!r} (found {refs})")
         pooled[refs[0]] = _pooled_p(other)
