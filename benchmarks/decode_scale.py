@@ -174,7 +174,6 @@ def shared(args) -> dict:
     from agrec.decode.evaluate import build_inputs, scorer_rankings
     from agrec.decode.stage import validation_users
 
-    torch.set_num_threads(args.threads)
     if args.config:
         from agrec.data.stage import prepare_data
         from agrec.decode import ItemTrie
@@ -189,6 +188,7 @@ def shared(args) -> dict:
         model, trie, prompt = bundle.model, ItemTrie.build(bundle.item_token_ids), bundle.prompt_ids
         scorer, seed = load_scorer(session, session.profile.evaluation.scorer), session.profile.seed
     else:
+        torch.set_num_threads(args.threads)
         split, n_items, tokens, trie, prompt, vocab = load_instruments(Path(args.data))
         model, scorer, seed = tiny_llama(vocab), EmbeddingScorer(split.n_users, n_items, 0), 2024
     users = validation_users(split.n_users, args.users, seed)
@@ -214,7 +214,7 @@ def shared(args) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mode", choices=["memory", "speed", "shared"], required=True)
-    p.add_argument("--config", default=None, help="shared: a profile whose data, LM and scorer stages ran")
+    p.add_argument("--config", default=None, help="shared: a profile whose trained LM and main scorer are used (trained first where missing)")
     p.add_argument("--data", default=str(ROOT / "data" / "Instruments"))
     p.add_argument("--users", type=int, default=None, help="memory: evaluated users (default all); speed: 64")
     p.add_argument("--threads", type=int, default=1)
