@@ -54,7 +54,14 @@ def sha256_json(obj: Any) -> str:
 
 
 class FingerprintCache:
-    """``{absolute path: [size, mtime_ns, sha256]}`` kept in ``path`` (None: in memory only)."""
+    """``{absolute path: [size, mtime_ns, ctime_ns, inode, sha256]}`` kept in ``path`` (None: in memory only).
+
+    A file is rehashed unless all four of its stat fields are those recorded with its hash. The inode change
+    time and the inode are what a user cannot set back: a file edited in place with its size and modification
+    time restored (``touch -d``, ``os.utime``), or replaced by another file, is rehashed.
+    """
+
+    FIELDS = 5
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path is not None else None
@@ -63,22 +70,24 @@ class FingerprintCache:
         if self.path is not None and self.path.is_file():
             try:
                 raw = json.loads(self.path.read_text(encoding="utf-8"))
-                if isinstance(raw, dict):
+                if isinstance(raw, dict):  # entries of an older layout are dropped: those files are rehashed once
                     self._entries = {k: v for k, v in raw.items()
-                                     if isinstance(v, list) and len(v) == 3 and isinstance(v[2], str)}
+                                     if isinstance(v, list) and len(v) == self.FIELDS and isinstance(v[-1], str)}
             except (OSError, ValueError):
                 self._entries = {}  # a damaged cache is only a lost speed-up
 
     def sha256(self, path: str | os.PathLike, verify: bool = False) -> str:
-        """sha256 of ``path``, from the cache while its size and mtime are unchanged (``verify``: always hash)."""
+        """sha256 of ``path``, from the cache while its size, mtime, ctime and inode are unchanged (``verify``:
+        always hash)."""
         p = Path(path).resolve()
         st = p.stat()
         key = str(p)
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
         hit = self._entries.get(key)
-        if not verify and hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
-            return hit[2]
+        if not verify and hit is not None and hit[:-1] == stamp:
+            return hit[-1]
         digest = sha256_file(p)
-        self._entries[key] = [st.st_size, st.st_mtime_ns, digest]
+        self._entries[key] = [*stamp, digest]
         self._dirty = True
         return digest
 

@@ -36,6 +36,9 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     "decode": ("data", "semantic_ids", "gnn", "lm"),
     "analysis": ("data", "semantic_ids", "gnn", "lm", "decode"),
 }
+# The folders of the run directory that hold what a stage computed, when that is more than ``<run>/<stage>/``:
+# the decode stage trains and caches its SASRec rows under ``<run>/baselines/``.
+EXTRA_FOLDERS: dict[str, tuple[str, ...]] = {"decode": ("baselines",)}
 # Stages that write no record of their own: they only make a report from the upstream artefacts.
 REPORT_ONLY = frozenset({"analysis"})
 # Sections whose change reruns a stage (besides the seed, where the stage is stochastic).
@@ -60,6 +63,11 @@ STAGE_SOURCES: dict[str, tuple[str, ...]] = {
     "decode": ("decode", "scorers.py", "baselines"),
     "analysis": ("analysis",),
 }
+
+
+def stage_folders(stage: str) -> tuple[str, ...]:
+    """The run-directory folders whose content ``stage`` computed (what ``--force`` discards)."""
+    return (stage, *EXTRA_FOLDERS.get(stage, ()))
 
 
 def source_digest(stage: str) -> str:

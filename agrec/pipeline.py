@@ -26,6 +26,7 @@ from agrec.paths import safe_component, safe_join
 from agrec.progress import follow as follow_progress
 from agrec.progress import kernel_ipc_config
 from agrec.rundir import RunDir, ensure_writable, library_versions
+from agrec.runlock import locked
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -87,10 +88,12 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any], s
         logging.getLogger("papermill").setLevel(logging.CRITICAL)
         # The stage's inner progress (epochs, users, items) is printed from the kernel's events file; the
         # kernel talks to us over IPC sockets, not unencrypted TCP (whose ipykernel warning is noise here).
-        with follow_progress(output.with_name(f".{output.stem}.progress.jsonl"), stream=sys.stdout):
+        # Its connection file and sockets go to a private folder of this execution (mode 0700, removed after).
+        with follow_progress(output.with_name(f".{output.stem}.progress.jsonl"), stream=sys.stdout), \
+                tempfile.TemporaryDirectory(prefix="agrec-kernel-") as kernel_dir:
             pm.execute_notebook(str(notebook), str(tmp), parameters=parameters, cwd=str(notebook.parent),
                                 kernel_name=kernel_name, progress_bar=progress_bar, execution_timeout=timeout_s,
-                                log_output=False, config=kernel_ipc_config(),
+                                log_output=False, config=kernel_ipc_config(kernel_dir),
                                 kernel_manager_class=_kernel_manager_class(kernel_log))
     except pm.PapermillExecutionError as e:
         os.replace(tmp, failed)
@@ -181,7 +184,7 @@ def run_pipeline(config_path: str | Path, stages: list[str] | None = None, overr
     listed stages; ``reuse_only`` refuses to compute anything (a named error lists what is not current);
     ``verify`` rehashes every artefact instead of trusting unchanged sizes and modification times.
     """
-    from agrec.lineage import REPORT_ONLY, pipeline_status, stage_status
+    from agrec.lineage import pipeline_status
 
     profile = load_profile(config_path, overrides)
     wanted = stages if stages is not None else profile.pipeline.stages
@@ -205,9 +208,15 @@ def run_pipeline(config_path: str | Path, stages: list[str] | None = None, overr
                              + "\nrun without --reuse-only to recompute them (or restore the files named)")
     ensure_writable(profile.run_dir)
     ensure_writable(profile.report_dir)
-    if force:
-        for s in ordered:
-            run.invalidate(s)
+    with locked(profile.run_dir):
+        return _run_stages(profile, run, ordered, overrides, force, nb_dir, log, verify)
+
+
+def _run_stages(profile: Profile, run: RunDir, ordered: list[str], overrides: dict[str, Any] | None, force: bool,
+                nb_dir: Path, log: Callable[[str], None], verify: bool) -> Profile:
+    """The body of :func:`run_pipeline`, under the run folder's writer lock."""
+    from agrec.lineage import REPORT_ONLY, stage_folders, stage_status
+
     # Relative to the notebooks' folder (the kernel's cwd), so executed reports carry no machine paths.
     params = {"config_path": os.path.relpath(profile.source, nb_dir), "overrides": dict(overrides or {})}
     timings_path = profile.report_dir / "results" / "pipeline.json"
@@ -221,19 +230,25 @@ def run_pipeline(config_path: str | Path, stages: list[str] | None = None, overr
         if not nb.is_file():
             raise StageError(f"stage '{stage}': notebook {nb} not found")
         st = stage_status(profile, run, stage, verify=verify)
-        if st.current and out.is_file() and _report_key_of(out) == report_key(profile, run, stage, nb, params):
+        if force:
+            # One mechanism for every stage: whatever the stage keeps in the run folder (record, artefacts,
+            # checkpoints) goes, so its notebook finds nothing of the run it replaces to resume from or reuse.
+            for folder in stage_folders(stage):
+                run.discard(folder)
+            log(f"{tag}: forced: recomputing from nothing")
+        elif st.current and out.is_file() and _report_key_of(out) == report_key(profile, run, stage, nb, params):
             log(f"{tag}: current, reused ({out.name})")
             reused.append(stage)
             seconds = _report_meta(out).get("seconds")
             timings[stage] = seconds if isinstance(seconds, (int, float)) else None
             continue
-        if st.state == "stale":
+        elif st.state == "stale":
             log(f"{tag}: stale ({'; '.join(st.reasons)}): recomputing")
         elif st.state == "missing" and stage not in REPORT_ONLY:
             log(f"{tag}: not computed yet")
         else:
             log(f"{tag}: artefacts current; the report is refreshed")
-        if not st.current and stage not in REPORT_ONLY:
+        if not force and not st.current and stage not in REPORT_ONLY:
             # The notebook must recompute, whatever its own quicker checks would conclude (e.g. an artefact
             # whose content changed under an unchanged mtime, found with --verify).
             run.invalidate(stage)
@@ -310,12 +325,22 @@ def run_sweep(config_path: str | Path, stage: str, grid: dict[str, list[Any]],
     nb_dir = notebooks_dir or default_notebooks_dir()
     nb = nb_dir / STAGE_NOTEBOOKS[stage]
     sweep_dir = profile.report_dir / "sweeps" / stage
-    rows = []
     points = _grid_points(grid)
     names = [point_name(p) for p in points]
     if len(set(names)) != len(names):  # e.g. a value listed twice: the second would overwrite the first
         dup = next(point_label(p) for p, n in zip(points, names) if names.count(n) > 1)
         raise ConfigError(f"sweep point {dup} occurs twice in the grid")
+    with locked(profile.run_dir):  # a point's stage writes into the run folder like any run
+        rows = _run_points(profile, stage, points, base, nb, nb_dir, sweep_dir, log)
+    summary = pd.DataFrame(rows)
+    with atomic_path(sweep_dir / "summary.csv") as tmp:
+        summary.to_csv(tmp, index=False)
+    return summary
+
+
+def _run_points(profile: Profile, stage: str, points: list[dict[str, Any]], base: dict[str, Any], nb: Path,
+                nb_dir: Path, sweep_dir: Path, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    rows = []
     for i, point in enumerate(points, 1):
         out_dir = safe_join(sweep_dir, point_name(point), key="--grid")
         log(f"[{i}/{len(points)}] {stage} {point_label(point)} ...")
@@ -328,10 +353,7 @@ def run_sweep(config_path: str | Path, stage: str, grid: dict[str, list[Any]],
         res_path = out_dir / "results" / f"{stage}.json"
         res = json.loads(res_path.read_text()) if res_path.is_file() else {}
         rows.append({**point, **{k: v for k, v in _flatten(res).items() if isinstance(v, (int, float, str, bool))}})
-    summary = pd.DataFrame(rows)
-    with atomic_path(sweep_dir / "summary.csv") as tmp:
-        summary.to_csv(tmp, index=False)
-    return summary
+    return rows
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -246,12 +246,18 @@ def follow(path: Path, stream: IO[str] | None = None, tty: bool | None = None, i
         path.unlink(missing_ok=True)
 
 
-def kernel_ipc_config():
-    """traitlets config for papermill/nbclient: the kernel's sockets are local IPC files in Jupyter's runtime
-    folder instead of TCP ports, so ipykernel has no reason to warn "Kernel is running over TCP without
-    encryption" (it warns once per kernel; the runner starts one per stage)."""
+def kernel_ipc_config(folder: str | os.PathLike):
+    """traitlets config for papermill/nbclient: the kernel's sockets are local IPC files instead of TCP ports,
+    so ipykernel has no reason to warn "Kernel is running over TCP without encryption" (it warns once per
+    kernel; the runner starts one per stage).
+
+    The connection file and the sockets beside it (``kernel-ipc-N``) live in ``folder``, a private folder of
+    one execution: left to their defaults, the sockets are created in the working directory under the same
+    names by every kernel started there, so two runs from one folder would talk to each other's kernels.
+    """
     from traitlets.config import Config
 
     c = Config()
     c.KernelManager.transport = "ipc"
+    c.KernelManager.connection_file = os.path.join(os.fspath(folder), "kernel.json")
     return c

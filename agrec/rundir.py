@@ -23,12 +23,13 @@ import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agrec.errors import AgrecError
-from agrec.fingerprint import FingerprintCache, iter_files, sha256_file, sha256_json
+from agrec.fingerprint import FingerprintCache, iter_files, sha256_json
 from agrec.io import atomic_write_json
 from agrec.provenance import lock_hash, machine_info
 
@@ -122,14 +123,17 @@ class RunDir:
         for rel, p in iter_files(folder):
             if rel != self.RECORD:
                 st = p.stat()
-                out[rel] = {"size": st.st_size, "sha256": sha256_file(p), "mtime_ns": st.st_mtime_ns}
+                # hashed now, and kept in the fingerprint cache for the quick checks that follow
+                out[rel] = {"size": st.st_size, "sha256": self.fingerprints.sha256(p, verify=True),
+                            "mtime_ns": st.st_mtime_ns}
         return out
 
     def artefact_problems(self, stage: str, record: dict[str, Any], verify: bool = False) -> list[str]:
         """What is wrong with the artefacts a record lists: missing, truncated/grown, or changed content.
 
-        Sizes are always checked; a file whose modification time differs from the record is rehashed; with
-        ``verify`` every file is rehashed.
+        Sizes are always checked; a file is rehashed unless its size, modification time, inode change time and
+        inode are those it had when last hashed (:class:`FingerprintCache`); with ``verify`` every file is
+        rehashed.
         """
         folder = self.root / stage
         listed = record.get("artefacts")
@@ -147,9 +151,9 @@ class RunDir:
                 problems.append(f"artefact {p} has {st.st_size} bytes, the record says {meta.get('size')} "
                                 f"(truncated or overwritten)")
                 continue
-            if verify or st.st_mtime_ns != meta.get("mtime_ns"):
-                if sha256_file(p) != meta.get("sha256"):
-                    problems.append(f"artefact {p} has changed content (sha256 differs from the record)")
+            if self.fingerprints.sha256(p, verify) != meta.get("sha256"):
+                problems.append(f"artefact {p} has changed content (sha256 differs from the record)")
+        self.fingerprints.save()
         return problems
 
     # -- records ---------------------------------------------------------------------------------------------
@@ -200,10 +204,30 @@ class RunDir:
         return st.current
 
     def invalidate(self, stage: str) -> None:
+        """Remove the stage's record (its artefacts stay and may be resumed from: a stale stage's checkpoints)."""
         try:
             self.record_path(stage).unlink(missing_ok=True)
         except OSError as e:
             raise writable_error(self.record_path(stage).parent, e) from None
+
+    def discard(self, stage: str) -> None:
+        """Remove everything the stage left in the run folder: record, artefacts, checkpoints (``--force``).
+
+        A forced stage then starts from nothing of the run it replaces: no checkpoint to resume, no artefact
+        to reuse. The folder is renamed away first (one atomic step, so an interrupt leaves either the old
+        folder or none) and then deleted.
+        """
+        folder = self.root / stage
+        if not folder.exists():
+            return
+        trash = self.root / f".discarded-{stage}-{os.getpid()}"
+        try:
+            if trash.exists():
+                shutil.rmtree(trash)
+            os.replace(folder, trash)
+            shutil.rmtree(trash)
+        except OSError as e:
+            raise writable_error(folder, e) from None
 
 
 def ensure_writable(folder: Path) -> None:

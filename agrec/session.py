@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 from agrec.config import Profile, load_profile
 from agrec.report import Report
 from agrec.rundir import RunDir
+from agrec.runlock import acquire as acquire_lock
 from agrec.seed import seed_everything
 from agrec.threads import set_num_threads
 
@@ -27,7 +30,8 @@ class Session:
 def open_session(config_path: str | Path, *, dataset: str | None = None, data_dir: str | Path | None = None,
                  seed: int | None = None, run_dir: str | Path | None = None, report_dir: str | Path | None = None,
                  overrides: dict[str, Any] | None = None) -> Session:
-    """Load a profile with a notebook's parameter overrides and seed every RNG.
+    """Load a profile with a notebook's parameter overrides, seed every RNG and take the run folder's writer
+    lock (:mod:`agrec.runlock`; held until the process ends).
 
     ``dataset``, ``data_dir`` and ``seed`` are shortcuts for the overrides ``data.dataset``,
     ``data.path`` and ``seed``; ``data_dir``, ``run_dir`` and ``report_dir`` are relative to the
@@ -46,8 +50,18 @@ def open_session(config_path: str | Path, *, dataset: str | None = None, data_di
     set_num_threads(profile.pipeline.num_threads)
     _inline_figures()
     run = RunDir(Path(run_dir).resolve() if run_dir is not None else profile.run_dir)
+    if os.environ.get("RANK", "0") == "0":
+        # The session may compute and write stages: it is the run folder's writer until its process ends
+        # (a notebook kernel, a launcher). Under ``agrec run`` the runner holds the lock for its kernels; the
+        # other processes of a torchrun launch work under rank 0's.
+        acquire_lock(run.root, command=_session_command(config_path))
     report = Report(Path(report_dir).resolve() if report_dir is not None else profile.report_dir)
     return Session(profile=profile, run=run, report=report)
+
+
+def _session_command(config_path: str | Path) -> str | None:
+    """How a session's lock names a notebook kernel (None: the process's own command line)."""
+    return f"notebook kernel on {config_path}" if "ipykernel" in " ".join(sys.argv) else None
 
 
 def _inline_figures() -> None:

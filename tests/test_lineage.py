@@ -10,6 +10,7 @@ import pytest
 from agrec.config import load_profile
 from agrec.data.stage import prepare_data
 from agrec.errors import AgrecError
+from agrec import fingerprint as fingerprint_mod
 from agrec.fingerprint import FingerprintCache, sha256_file
 from agrec.lineage import pipeline_status, stage_status
 from agrec.rundir import RunDir, RunFolderError
@@ -132,16 +133,37 @@ def test_a_damaged_data_artefact_is_never_reused(profile_path, name, damage):
     assert stage_status(s.profile, s.run, "data").current
 
 
-def test_same_size_garbage_with_the_old_mtime_is_caught_by_verify(profile_path):
+def test_same_size_garbage_with_the_old_mtime_is_caught_without_verify(profile_path):
     s = _session(profile_path)
     prepare_data(s)
     p = s.run.root / "data" / "split.npz"
     st0 = p.stat()
     p.write_bytes(os.urandom(st0.st_size))
     os.utime(p, ns=(st0.st_atime_ns, st0.st_mtime_ns))
-    assert stage_status(s.profile, s.run, "data").current  # the fast path trusts size + mtime
-    st = stage_status(s.profile, s.run, "data", verify=True)
-    assert st.reasons == [f"artefact {p} has changed content (sha256 differs from the record)"]
+    assert (p.stat().st_size, p.stat().st_mtime_ns) == (st0.st_size, st0.st_mtime_ns)
+    # the inode change time moved (a user cannot set it back): the quick check rehashes the file
+    want = [f"artefact {p} has changed content (sha256 differs from the record)"]
+    assert stage_status(s.profile, s.run, "data").reasons == want
+    assert stage_status(s.profile, s.run, "data", verify=True).reasons == want
+
+
+def test_an_input_edited_in_place_with_size_and_mtime_restored_is_caught_without_verify(tmp_path, lcrec_dir):
+    prof = tmp_path / "toy.yaml"
+    prof.write_text(f"name: toy\nseed: 1\ndata: {{dataset: Toy, format: lcrec, path: {lcrec_dir}}}\n"
+                    f"pipeline: {{runs_dir: {tmp_path / 'runs'}, reports_dir: {tmp_path / 'reports'}}}\n")
+    s = open_session(prof)
+    prepare_data(s)
+    assert stage_status(s.profile, s.run, "data").current
+    f = lcrec_dir / "Toy.item.json"
+    st0 = f.stat()
+    text = f.read_text()
+    f.write_text(text.replace("Item 1", "Item 7"))     # same size
+    os.utime(f, ns=(st0.st_atime_ns, st0.st_mtime_ns))
+    assert stage_status(s.profile, s.run, "data").reasons == ["data: Toy.item.json changed"]
+    # an untouched file copied over another (new inode, same bytes) is rehashed and found unchanged
+    f.write_text(text)
+    os.utime(f, ns=(st0.st_atime_ns, st0.st_mtime_ns))
+    assert stage_status(s.profile, s.run, "data").current
 
 
 @pytest.mark.parametrize("content", [b"", b"{not json", b"[1, 2]", b'{"stage": "other", "config_hash": "x"}',
@@ -178,19 +200,24 @@ def test_an_agrec_version_change_is_a_reason(profile_path, monkeypatch):
     assert stage_status(s.profile, s.run, "data").reasons == ["code: agrec 0.1.0 -> 99.0"]
 
 
-def test_fingerprint_cache_uses_size_and_mtime_then_rehashes(tmp_path):
+def test_fingerprint_cache_uses_the_stat_fields_a_user_cannot_restore_then_rehashes(tmp_path, monkeypatch):
     f = tmp_path / "x.bin"
     f.write_bytes(b"abc")
     cache = FingerprintCache(tmp_path / "fp.json")
     h = cache.file(f)
     assert h == "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     cache.save()
+    hashed = []
+    real = fingerprint_mod.sha256_file
+    monkeypatch.setattr(fingerprint_mod, "sha256_file", lambda p: hashed.append(p) or real(p))
     again = FingerprintCache(tmp_path / "fp.json")
+    assert again.file(f) == h and hashed == []   # unchanged stat fields: the remembered hash, no hashing
     st = f.stat()
     f.write_bytes(b"xyz")
-    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert again.file(f) == h  # same size and mtime: the remembered hash (the documented fast path)
-    assert again.file(f, verify=True) != h
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))   # size and mtime restored; ctime moved
+    xyz = "sha256:3608bca1e44ea6c4d268eb6db02260269892c0b42b86bbf1e77a6fa16c3c9282"
+    assert again.file(f) == xyz and len(hashed) == 1
+    assert again.file(f, verify=True) == xyz and len(hashed) == 2
     assert FingerprintCache(tmp_path / "missing.json").file(tmp_path / "nope") == "absent"
     (tmp_path / "fp.json").write_text("garbage")
     assert FingerprintCache(tmp_path / "fp.json").file(f) == again.file(f, verify=True)

@@ -213,7 +213,10 @@ def test_sweep_point_folders_never_leave_the_sweep_folder(tmp_path, monkeypatch)
     assert len(set(folders)) == len(values)
     assert folders[-1].name == "pipeline.kernel_name=plain"
     assert folders[0].name.startswith("pipeline.kernel_name=.._.._.._.._x-")
-    assert sorted(p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*") if p.is_file()) == ["reports"]
+    # besides the run folder's writer lock, every file is under the sweep's report folder
+    assert sorted(p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*")
+                  if p.is_file() and p.name != ".lock") == ["reports"]
+    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob(".lock")] == ["runs/ml-100k/ci/.lock"]
 
 
 @pytest.mark.parametrize("grid, sets, message", [

@@ -1,0 +1,79 @@
+"""``--force`` recomputes a stage from nothing: no checkpoint resumed, no artefact of the replaced run reused."""
+
+import json
+import shutil
+import time
+
+import pytest
+
+from agrec.config import load_profile
+from agrec.lineage import stage_folders
+from agrec.pipeline import run_pipeline
+from agrec.rundir import RunDir
+
+from conftest import CI_PROFILE
+
+STAGES = ["data", "semantic_ids", "gnn", "lm", "decode", "analysis"]
+
+
+@pytest.fixture(scope="module")
+def ci_copy(tmp_path_factory):
+    """A copy of the CI profile's finished run (the shared one under runs/, computed if needed), with its own
+    run and report folders, so that forcing stages here leaves the shared run alone."""
+    run_pipeline(CI_PROFILE, log=lambda s: None)
+    shared = load_profile(CI_PROFILE)
+    root = tmp_path_factory.mktemp("force")
+    shutil.copytree(shared.run_dir, root / "runs" / "ml-100k" / "ci",
+                    ignore=shutil.ignore_patterns("seeds", ".lock", "logs"))
+    shutil.copytree(shared.report_dir, root / "reports" / "ml-100k" / "ci", ignore=shutil.ignore_patterns("seeds"))
+    overrides = {"pipeline.runs_dir": str(root / "runs"), "pipeline.reports_dir": str(root / "reports")}
+    return load_profile(CI_PROFILE, overrides), overrides
+
+
+def _files(run: RunDir, stage: str) -> dict[str, int]:
+    out = {}
+    for folder in stage_folders(stage):
+        for p in (run.root / folder).rglob("*"):
+            if p.is_file():
+                out[str(p.relative_to(run.root))] = p.stat().st_mtime_ns
+    return out
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_force_recomputes_the_stage_from_nothing(ci_copy, stage):
+    profile, overrides = ci_copy
+    run = RunDir(profile.run_dir)
+    assert all(run.read_record(s) is not None for s in STAGES if s != "analysis"), "the copy is a finished run"
+    before = _files(run, stage)
+    # What an earlier run leaves that a resuming or reusing stage would pick up: a file of the replaced run in
+    # each of the stage's folders. Forcing must remove it with everything else.
+    for folder in stage_folders(stage):
+        (run.root / folder).mkdir(parents=True, exist_ok=True)
+        (run.root / folder / "left-by-the-replaced-run.txt").write_text("old")
+    t0 = time.time_ns()
+    logs = []
+    run_pipeline(CI_PROFILE, stages=[stage], overrides=overrides, force=True, log=logs.append)
+    tag = f"[1/1] {stage}"
+    assert f"{tag}: forced: recomputing from nothing" in logs
+    assert not any("current, reused" in line for line in logs)
+    after = _files(run, stage)
+    assert not any(name.endswith("left-by-the-replaced-run.txt") for name in after)
+    if stage == "analysis":   # writes no run artefacts: its report was executed again
+        nb = profile.report_dir / "06_analysis.ipynb"
+        assert nb.stat().st_mtime_ns > t0
+        return
+    assert before and after
+    # every file the stage keeps was written by the forced run (a resumed LM would keep its old checkpoints)
+    old = sorted(name for name, mtime in after.items() if mtime < t0)
+    assert old == [], old
+    rec = run.read_record(stage)
+    assert rec is not None and set(rec["artefacts"]) == {n.split("/", 1)[1] for n in after
+                                                          if n.startswith(stage + "/") and not n.endswith("stage.json")
+                                                          and "/." not in "/" + n}
+    if stage == "gnn":    # trained from epoch 1 for every model, nothing resumed
+        for model in profile.gnn.models:
+            metrics = json.loads((run.root / "gnn" / model / "metrics.json").read_text())
+            assert metrics["resumed_from"] is None and metrics["epochs_run"] >= 1
+    if stage == "decode":  # the SASRec rows' model is retrained too
+        metrics = run.root / "baselines" / "sasrec" / "metrics.json"
+        assert metrics.stat().st_mtime_ns > t0
