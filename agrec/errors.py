@@ -21,3 +21,12 @@ class ConfigError(AgrecError, ValueError):
 
 class StageError(AgrecError, RuntimeError):
     """A pipeline stage (a notebook) failed; the message names the stage and the failing cell."""
+
+
+def shorten(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to about ``limit`` characters with the full length said, so that an error message
+    stays one short line whatever the size of the bad value it quotes."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit - 24]}… ({len(text)} characters)"

@@ -13,6 +13,9 @@ from typing import Any
 import pandas as pd
 
 from agrec.io import atomic_path, atomic_write_json, atomic_write_text
+from agrec.manifest import update_manifest
+
+RESULTS_KIND = "agrec report results"
 
 
 class Report:
@@ -34,5 +37,8 @@ class Report:
         return path
 
     def record(self, stage: str, results: dict[str, Any]) -> Path:
-        """Write ``results/<stage>.json``: the numbers this stage reports."""
-        return atomic_write_json(self.root / "results" / f"{stage}.json", results)
+        """Write ``results/<stage>.json``: the numbers this stage reports, with its sha256 in
+        ``results/manifest.json`` (what ``agrec table2`` checks before it reads a report's numbers)."""
+        path = atomic_write_json(self.root / "results" / f"{stage}.json", results)
+        update_manifest(path.parent, [path.name], RESULTS_KIND)
+        return path

@@ -20,7 +20,6 @@ over seeds, bootstrap CIs, in how many seeds AGRec's mean beats the row) and ``s
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -32,12 +31,18 @@ import numpy as np
 import pandas as pd
 
 from agrec.config import Profile, load_profile
-from agrec.errors import AgrecError
+from agrec.errors import AgrecError, shorten
+from agrec.manifest import MANIFEST, write_manifest
 from agrec.io import atomic_dir, atomic_path, atomic_write_json, atomic_write_text
 from agrec.rundir import RunDir
+from agrec.runlock import locked
 
+MANIFEST_KIND = "agrec seeds aggregate"
 SEEDS_DIR = "seeds"          # sub-folder of the profile's run/report folders holding the other seeds
 METRICS_TARGET = "test"      # the aggregate reports test numbers; validation only chose α
+
+
+MAX_SEEDS = 1000   # a bound on one command's seeds: each is a full pipeline run
 
 
 def parse_seeds(spec: str, profile_seed: int) -> list[int]:
@@ -45,22 +50,25 @@ def parse_seeds(spec: str, profile_seed: int) -> list[int]:
     text = str(spec).strip()
     try:
         if "," in text:
-            seeds = [int(s) for s in text.split(",") if s.strip()]
+            parts = [s for s in text.split(",") if s.strip()]
+            if len(parts) > MAX_SEEDS:
+                raise AgrecError(f"--seeds: {len(parts)} seeds listed, at most {MAX_SEEDS}")
+            seeds = [int(s) for s in parts]
         else:
             n = int(text)
-            if n < 1:
-                raise AgrecError(f"--seeds: a count must be >= 1, got {n}")
+            if not 1 <= n <= MAX_SEEDS:
+                raise AgrecError(f"--seeds: a count must be in [1, {MAX_SEEDS}], got {shorten(n)}")
             seeds = [profile_seed + i for i in range(n)]
     except ValueError:
         raise AgrecError(f"--seeds expects a count (5) or a comma-separated list of seeds (2024,7,11), "
-                         f"got {spec!r}") from None
+                         f"got {shorten(spec)}") from None
     if not seeds:
-        raise AgrecError(f"--seeds: no seed in {spec!r}")
+        raise AgrecError(f"--seeds: no seed in {shorten(spec)}")
     if len(set(seeds)) != len(seeds):
-        raise AgrecError(f"--seeds: a seed is listed twice: {seeds}")
+        raise AgrecError(f"--seeds: a seed is listed twice: {shorten(seeds)}")
     bad = [s for s in seeds if not 0 <= s < 2**32]
     if bad:
-        raise AgrecError(f"--seeds: seeds must be in [0, 2**32) (NumPy's range), got {bad}")
+        raise AgrecError(f"--seeds: seeds must be in [0, 2**32) (NumPy's range), got {shorten(bad)}")
     return seeds
 
 
@@ -145,6 +153,15 @@ def run_seeds(config_path: str | Path, seeds: list[int], stages: list[str] | Non
         from agrec.pipeline import run_pipeline
     plan = plan_seeds(config_path, seeds, overrides)
     base = load_profile(config_path, overrides)
+    with locked(base.run_dir):  # the seed folders live under it, and so does the aggregate's report folder
+        return _run_seeds(config_path, plan, base, seeds, stages, overrides, force, notebooks_dir, reference,
+                          n_resamples, log, run_pipeline)
+
+
+def _run_seeds(config_path: str | Path, plan: list[SeedRun], base: Profile, seeds: list[int],
+               stages: list[str] | None, overrides: dict[str, Any] | None, force: bool, notebooks_dir: Path | None,
+               reference: str | None, n_resamples: int, log: Callable[[str], None],
+               run_pipeline: Callable[..., Any]) -> "SeedsSummary | None":
     sources = [base.run_dir]
     for i, sr in enumerate(plan, 1):
         log(f"agrec seeds: [{i}/{len(plan)}] seed {sr.seed} -> {sr.profile.run_dir}")
@@ -203,7 +220,8 @@ def aggregate_seeds(config_path: str | Path, seeds: list[int] | None = None, ove
     another row to ``seeds/vs_<row slug>/`` (``AGRec (sasrec)`` -> ``seeds/vs_agrec_sasrec/``), so that testing
     another row never overwrites the main summary."""
     from agrec.analysis.significance import paired_test, user_gains
-    from agrec.decode.stage import RESULTS, SECTIONS, STAGE, load_rankings
+    from agrec.decode.stage import RESULTS, SECTIONS, STAGE, load_rankings, read_results
+    from agrec.lineage import stage_status
 
     base = load_profile(config_path, overrides)
     seeds = discover_seeds(base) if seeds is None else seeds
@@ -223,10 +241,17 @@ def aggregate_seeds(config_path: str | Path, seeds: list[int] | None = None, ove
     users_ref = targets_ref = None
     for sr in done:
         run = RunDir(sr.profile.run_dir)
+        folder = run.root / STAGE
         rec = run.read_record(STAGE) or {}
         _check_record(rec, sr, SECTIONS)
-        folder = run.root / STAGE
-        res = json.loads((folder / RESULTS).read_text())
+        # Only what `agrec status` calls current is aggregated: a hand-edited results.json, a truncated
+        # rankings file or a stage whose inputs changed would put numbers in the table that no run produced.
+        st = stage_status(sr.profile, run, STAGE)
+        if not st.current:
+            raise AgrecError(f"{folder}: seed {sr.seed}'s decode stage is {st.state} ({'; '.join(st.reasons)}), "
+                             f"so its numbers are not aggregated; rerun that seed (agrec seeds --seeds "
+                             f"{sr.seed}, … with the same options) and aggregate again")
+        res = read_results(folder)
         rows, gains = {}, {}
         for r in res["rows"]:
             rk = load_rankings(folder, r["name"], METRICS_TARGET)
@@ -283,7 +308,8 @@ def aggregate_seeds(config_path: str | Path, seeds: list[int] | None = None, ove
         folder = folder / reference_subdir(reference)
     summary = SeedsSummary(table=table, tests=tests_df, seeds=seeds_df, reference=reference, folder=folder)
     if write:
-        write_summary(summary, base, metrics)
+        with locked(base.run_dir):
+            write_summary(summary, base, metrics)
         log(f"agrec seeds: {len(seed_list)} seed(s) aggregated -> {summary.folder / 'summary.md'}")
     return summary
 
@@ -355,11 +381,14 @@ def write_summary(summary: SeedsSummary, base: Profile, metrics: list[str]) -> N
             + summary.seeds.drop(columns=["run_dir", "report_dir"]).astype({"seed": str})
                      .to_markdown(index=False, floatfmt=".4f") + "\n")
     folder = summary.folder
+    (folder / MANIFEST).unlink(missing_ok=True)   # while the files change, no manifest vouches for them
     atomic_write_text(folder / "summary.md", text)
     _write_csv(folder / "summary.csv", t)
     _write_csv(folder / "significance.csv", summary.tests)
     _write_csv(folder / "seeds.csv", summary.seeds)
+    written = ["summary.md", "summary.csv", "significance.csv", "seeds.csv"]
     if not summary.tests.empty:
+        written.append("significance.md")
         sig = summary.tests.copy()
         sig["p_value"] = [format_p(p) for p in sig["p_value"]]
         for c in ("reference_mean", "other_mean", "mean_diff", "ci_low", "ci_high"):  # HR tests have no interval
@@ -367,6 +396,9 @@ def write_summary(summary: SeedsSummary, base: Profile, metrics: list[str]) -> N
         atomic_write_text(folder / "significance.md",
                           f"# Paired tests of {ref} against each row ({METRICS_TARGET})\n\n"
                           + sig.to_markdown(index=False, disable_numparse=True) + "\n")
+    else:
+        (folder / "significance.md").unlink(missing_ok=True)
+    write_manifest(folder, written, MANIFEST_KIND)
 
 
 def _write_csv(path: Path, df: pd.DataFrame) -> None:

@@ -1,4 +1,5 @@
 import json
+import os
 import math
 
 import numpy as np
@@ -10,6 +11,7 @@ from agrec.config import load_profile
 from agrec.decode.stage import slug
 from agrec.errors import AgrecError, ConfigError
 from agrec.io import atomic_write_json
+from agrec.lineage import config_key, stage_status
 from agrec.rundir import RunDir
 from agrec.seeds import aggregate_seeds, mean_sd, parse_seeds, run_seeds, seed_overrides
 
@@ -50,7 +52,7 @@ def fake_decode(profile, hits: dict[str, np.ndarray], alpha: float):
     chosen = {"alpha": alpha, "tau": 1.0, "valid": {"NDCG@10": 0.1, "HR@10": 0.2}, "test": {}}
     atomic_write_json(folder / "results.json", {"rows": rows, "curve": [], "chosen": chosen, "n_users": U,
                                                 "seconds": 0.0})
-    run.mark_done("decode", "fake", profile, chosen=chosen)
+    run.mark_done("decode", config_key(profile, "decode"), profile, chosen=chosen)
 
 
 def seed_hits(seed):
@@ -77,6 +79,10 @@ class FakePipeline:
         if run.read_record("data") is None:
             atomic_write_json(run.stage_dir("data") / "split.json", {"built_by_seed": prof.seed})
             run.mark_done("data", prof.section_hash("data", seed=False), prof)
+        for stage in ("semantic_ids", "gnn", "lm"):   # current records upstream of decode, as a real run has
+            if stage_status(prof, run, stage).state != "current":
+                atomic_write_json(run.stage_dir(stage) / "out.json", {"seed": prof.seed})
+                run.mark_done(stage, config_key(prof, stage), prof)
         if stages is None or "decode" in stages:
             fake_decode(prof, seed_hits(prof.seed), alpha=0.1 * (prof.seed % 3 + 1))
         return prof
@@ -86,7 +92,8 @@ def test_parse_seeds():
     assert parse_seeds("3", 2024) == [2024, 2025, 2026]
     assert parse_seeds("2024,7,11", 2024) == [2024, 7, 11]
     assert parse_seeds("7,", 2024) == [7]
-    for bad, msg in (("0", ">= 1"), ("a,b", "count"), ("7,7", "twice"), ("-1,", r"\[0, 2\*\*32\)"), (",", "no seed")):
+    for bad, msg in (("0", r"a count must be in \[1, 1000\], got 0"), ("1001", "got 1001"), ("a,b", "count"),
+                     ("7,7", "twice"), ("-1,", r"\[0, 2\*\*32\)"), (",", "no seed")):
         with pytest.raises(AgrecError, match=msg):
             parse_seeds(bad, 2024)
 
@@ -198,8 +205,10 @@ def test_another_reference_gets_its_own_folder_and_leaves_the_main_summary(tmp_p
     sets = [a for k, v in _dirs(tmp_path).items() for a in ("--set", f"{k}={v}")]
     assert main(["seeds", "--config", str(CI_PROFILE), "--aggregate-only", "--reference", "w/o Graph", *sets]) == 0
     other = seeds_dir / "vs_w_o_graph"
-    assert sorted(p.name for p in other.iterdir()) == ["seeds.csv", "significance.csv", "significance.md",
-                                                       "summary.csv", "summary.md"]
+    assert sorted(p.name for p in other.iterdir()) == ["manifest.json", "seeds.csv", "significance.csv",
+                                                       "significance.md", "summary.csv", "summary.md"]
+    listed = json.loads((other / "manifest.json").read_text())["files"]
+    assert sorted(listed) == ["seeds.csv", "significance.csv", "significance.md", "summary.csv", "summary.md"]
     assert {p.name: p.read_bytes() for p in seeds_dir.iterdir() if p.is_file()} == main_before
     t = pd.read_csv(other / "summary.csv").set_index("method")
     # against the LM alone: AGRec hits 0..19 + its seed's extra user (21, 22), the LM 10..24; per seed, the LM
@@ -230,3 +239,35 @@ def test_share_data_stage_only_from_the_same_data_config(tmp_path):
     assert (rec["seed"], rec["config_hash"], rec["copied_from"]) == (7, "k", "../..")
     # a run that already has its data stage is left alone
     assert share_data_stage([main_prof.run_dir], same, log=lambda s: None) is None
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("edit_results", "has changed content"),
+    ("truncate_rankings", "has 10 bytes, the record says"),
+    ("upstream_changed", "upstream lm"),
+])
+def test_aggregate_refuses_a_seed_whose_decode_stage_is_not_current(tmp_path, damage, reason):
+    fake = FakePipeline()
+    run_seeds(CI_PROFILE, [2024, 7], stages=["decode"], overrides=_dirs(tmp_path), run_pipeline=fake,
+              log=lambda s: None, n_resamples=99)
+    seed7 = load_profile(CI_PROFILE, {**_dirs(tmp_path), "seed": 7, "pipeline.variant": "seeds/7"})
+    decode = seed7.run_dir / "decode"
+    if damage == "edit_results":   # the reported case: a hand-edited NDCG@10, same size and mtime restored
+        path = decode / "results.json"
+        st = path.stat()
+        text = path.read_text()
+        i = text.index('"NDCG@10": ') + len('"NDCG@10": ')
+        path.write_text(text[:i] + "0.9999" + text[i + 6:])
+        assert path.stat().st_size == st.st_size
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    elif damage == "truncate_rankings":
+        path = next((decode / "rankings").glob("*.npz"))
+        path.write_bytes(path.read_bytes()[:10])
+    else:
+        run = RunDir(seed7.run_dir)
+        atomic_write_json(run.stage_dir("lm") / "out.json", {"retrained": True})
+        run.mark_done("lm", config_key(seed7, "lm"), seed7)
+    with pytest.raises(AgrecError, match=rf"seeds/7/decode: seed 7's decode stage is stale \(.*{reason}"):
+        aggregate_seeds(CI_PROFILE, [2024, 7], _dirs(tmp_path), log=lambda s: None, n_resamples=99)
+    assert main(["seeds", "--config", str(CI_PROFILE), "--aggregate-only",
+                 *[a for k, v in _dirs(tmp_path).items() for a in ("--set", f"{k}={v}")]]) == 2

@@ -29,6 +29,8 @@ from typing import Any, Sequence
 import pandas as pd
 
 from agrec.errors import AgrecError
+from agrec.manifest import check_manifest
+from agrec.report import RESULTS_KIND
 from agrec.scorers import only_row
 
 METRICS: tuple[str, ...] = ("HR@5", "NDCG@5", "HR@10", "NDCG@10")
@@ -87,6 +89,8 @@ def read_run(report_dir: str | Path, scorer: str = "lightgcn") -> RunRows:
     path = folder / "results" / "decode.json"
     if not path.is_file():
         raise AgrecError(f"{path}: no decode results (run the pipeline's decode stage for this profile first)")
+    check_manifest(path.parent, RESULTS_KIND, [path.name],
+                   "rerun the stages that write the report's results (agrec run --config <profile>) to rewrite them")
     try:
         d = json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -116,6 +120,12 @@ def _read_summary(path: Path) -> pd.DataFrame:
     missing = [c for c in need if c not in df.columns]
     if missing:
         raise AgrecError(f"{path}: missing column(s) {missing} (not written by `agrec seeds`?)")
+    if df.empty:
+        raise AgrecError(f"{path}: the table has no rows (cut short?)")
+    bad = [c for c in [*need[1:], *(c for c in df.columns if c.startswith("p "))]
+           if not pd.api.types.is_numeric_dtype(df[c])]
+    if bad:
+        raise AgrecError(f"{path}: column(s) {bad} hold values that are not numbers")
     if df["method"].duplicated().any():
         raise AgrecError(f"{path}: row(s) {sorted(set(df.loc[df['method'].duplicated(), 'method']))} appear twice")
     return df.set_index("method")
@@ -129,13 +139,17 @@ def _pooled_p(df: pd.DataFrame) -> dict[str, dict[str, float]]:
 def read_seeds(report_dir: str | Path, scorer: str = "lightgcn") -> SeedRows | None:
     """The ``agrec seeds`` aggregate of a report folder, or None where it has none. ``seeds/summary.csv`` tests
     ``AGRec (<scorer>)`` against every row; each ``seeds/vs_<slug>/summary.csv`` tests the row of that slug."""
-    from agrec.seeds import SEEDS_DIR, default_reference, reference_subdir
+    from agrec.seeds import MANIFEST_KIND, SEEDS_DIR, default_reference, reference_subdir
 
     root = Path(report_dir) / SEEDS_DIR
     main_path = root / "summary.csv"
     if not main_path.is_file():
         return None
+    remedy = "rerun `agrec seeds --config <profile> --aggregate-only` (with the same --reference) to rewrite it"
+    check_manifest(root, MANIFEST_KIND, ["summary.csv", "seeds.csv"], remedy)
     df = _read_summary(main_path)
+    if default_reference(scorer) not in df.index:
+        raise AgrecError(f"{main_path}: no row {default_reference(scorer)!r}, the reference of the main aggregate")
     seeds_path = root / "seeds.csv"
     try:
         seeds = [int(s) for s in pd.read_csv(seeds_path)["seed"]]
@@ -147,6 +161,7 @@ def read_seeds(report_dir: str | Path, scorer: str = "lightgcn") -> SeedRows | N
         path = sub_dir / "summary.csv"
         if not path.is_file():
             continue
+        check_manifest(sub_dir, MANIFEST_KIND, ["summary.csv"], remedy)
         other = _read_summary(path)
         refs = [row for row in other.index if reference_subdir(row) == sub_dir.name]
         if len(refs) != 1:
@@ -334,9 +349,14 @@ def write_table2(configs: Sequence[str | Path], out: str | Path | None = None) -
     from agrec.io import atomic_write_text
 
     profiles = [load_profile(c) for c in configs]
+    path = Path(out) if out else profiles[0].reports_root / "table2.md"
+    if path.suffix != ".md" or path.is_dir():
+        raise AgrecError(f"--out {out}: expected a markdown file name ending in .md (the CSV goes beside it as "
+                         f".csv){'; that is a folder' if path.is_dir() else ''}")
+    if not path.parent.is_dir():
+        raise AgrecError(f"--out {out}: folder {path.parent} does not exist")
     runs = [read_run(p.report_dir, p.evaluation.scorer) for p in profiles]
     df = table2(runs)
-    path = Path(out) if out else profiles[0].reports_root / "table2.md"
     cmd = "agrec table2 " + " ".join(f"--config {c}" for c in configs)
     comp = complementarity_table(runs)
     atomic_write_text(path, f"# Table 2, ours\n\n`{cmd}`\n\n" + to_markdown(df) + complementarity_markdown(comp))

@@ -183,7 +183,9 @@ def check_lcrec(folder: str | Path, dataset: str, registry: dict[str, DatasetRec
         p = paths[kind]
         frec = rec.files.get(p.name) if rec is not None else None
         if not p.is_file():
-            if kind == "inter":
+            if frec is not None:   # the registry's copy of the dataset has this file: this copy is incomplete
+                report.add("files", "MISSING", p.name, f"recorded in the registry for {dataset}, not in {folder}")
+            elif kind == "inter":
                 report.add("files", "MISSING", p.name, "required (the interactions)")
             elif kind == "item" and not paths["index"].is_file():
                 report.add("files", "MISSING", p.name, f"required: neither {p.name} (item text) nor "

@@ -11,6 +11,7 @@ import io
 import json
 import re
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -83,12 +84,73 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
+RANKING_ARRAYS = ("users", "targets", "items")
+
+
 def load_rankings(folder: Path, row: str, target: str) -> dict[str, np.ndarray]:
+    """One row's rankings (``users [U]``, ``targets [U]``, ``items [U, K]``, ``scores [U, K]``); a file that is
+    missing, truncated or not what the stage writes is a named :class:`AgrecError`, never a numpy traceback."""
     path = folder / RANKINGS / f"{slug(row)}__{target}.npz"
     if not path.is_file():
         raise AgrecError(f"{path}: no rankings for row {row!r} / {target} (run the decode stage)")
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise AgrecError(f"{path}: cannot be read as the decode stage's rankings ({type(e).__name__}); the file "
+                         f"is damaged: rerun the decode stage") from None
+    missing = [k for k in RANKING_ARRAYS if k not in out]
+    if missing:
+        raise AgrecError(f"{path}: holds no {', '.join(missing)} (not written by the decode stage)")
+    n = len(out["users"])
+    if out["targets"].shape != (n,) or out["items"].ndim != 2 or out["items"].shape[0] != n:
+        raise AgrecError(f"{path}: users {out['users'].shape}, targets {out['targets'].shape} and items "
+                         f"{out['items'].shape} do not describe one ranking per user")
+    return out
+
+
+def read_results(folder: Path) -> dict[str, Any]:
+    """``results.json`` of a decode stage folder, checked for what its readers use: a named error for a file that
+    is missing, not JSON, or holds fields of the wrong type."""
+    path = folder / RESULTS
+    if not path.is_file():
+        raise AgrecError(f"{path}: the decode stage has not run for this run directory")
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise AgrecError(f"{path}: cannot be read ({e})") from None
+    except json.JSONDecodeError as e:
+        raise AgrecError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); rerun the decode stage") from None
+
+    def bad(what: str) -> AgrecError:
+        return AgrecError(f"{path}: {what} (not as the decode stage writes it; rerun it)")
+
+    if not isinstance(d, dict):
+        raise bad("the top level is not an object")
+    rows = d.get("rows")
+    if not isinstance(rows, list) or not rows:
+        raise bad("'rows' is not a non-empty list")
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict) or not isinstance(r.get("name"), str):
+            raise bad(f"row {i} has no name")
+        metrics = r.get("metrics")
+        if not isinstance(metrics, dict):
+            raise bad(f"row {r['name']!r} has no metrics")
+        for target, values in metrics.items():
+            if not isinstance(values, dict) or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in values.values()):
+                raise bad(f"row {r['name']!r}: {target} metrics are not numbers")
+        if not isinstance(r.get("settings", {}), dict):
+            raise bad(f"row {r['name']!r}: 'settings' is not an object")
+    chosen = d.get("chosen")
+    if not isinstance(chosen, dict) or "alpha" not in chosen or not isinstance(chosen.get("valid"), dict):
+        raise bad("'chosen' has no alpha and valid metrics")
+    for key in ("n_users", "seconds"):
+        if not isinstance(d.get(key), (int, float)) or isinstance(d.get(key), bool):
+            raise bad(f"{key!r} is not a number")
+    if not isinstance(d.get("curve"), list):
+        raise bad("'curve' is not a list")
+    return d
 
 
 class RankingWriter:
@@ -139,10 +201,7 @@ def read_report(session: Session) -> DecodeReport:
 
 def load_report(folder: Path) -> DecodeReport:
     """The :class:`DecodeReport` of a decode stage folder (its ``results.json``)."""
-    path = folder / RESULTS
-    if not path.is_file():
-        raise AgrecError(f"{path}: the decode stage has not run for this run directory")
-    d = json.loads(path.read_text())
+    d = read_results(folder)
     return DecodeReport(rows=d["rows"], curve=d["curve"], chosen=d["chosen"], n_users=d["n_users"],
                         seconds=d["seconds"], folder=folder, n_valid_users=d.get("n_valid_users"),
                         variants=d.get("decode_variants") or {})

@@ -14,11 +14,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from agrec.errors import ConfigError, DataError
+from agrec.fingerprint import sha256_file
 from agrec.io import atomic_path, atomic_write_json
 from agrec.progress import Task
 
@@ -220,14 +221,39 @@ def _encoder_version(encoder: str) -> str | None:
         return None
 
 
-def _read_cached(path: Path, n: int) -> np.ndarray | None:
+def _read_cached(path: Path, n: int, sha256: str | None, log: Callable[[str], None] = print) -> np.ndarray | None:
+    """A cached matrix, verified against the sha256 recorded when it was written; None (and a line saying why,
+    when a file is there) if it is absent, unrecorded, damaged or not an ``[n, D]`` float32 matrix of finite
+    values. A cache entry is recomputed, never trusted on its shape alone."""
     if not path.is_file():
+        return None
+    if sha256 is None:
+        log(f"embedding cache: {path} has no recorded sha256 (written by an older agrec, or its record is "
+            f"missing): recomputed")
+        return None
+    if sha256_file(path) != sha256:
+        log(f"embedding cache: {path} is damaged (its sha256 differs from the one recorded when it was "
+            f"written): recomputed")
         return None
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError):
-        return None  # a damaged cache entry is recomputed, not trusted
-    return arr if arr.ndim == 2 and arr.shape[0] == n and arr.dtype == np.float32 else None
+        log(f"embedding cache: {path} cannot be read as a .npy matrix: recomputed")
+        return None
+    if not (arr.ndim == 2 and arr.shape[0] == n and arr.dtype == np.float32 and np.isfinite(arr).all()):
+        log(f"embedding cache: {path} is not a [{n}, D] float32 matrix of finite values: recomputed")
+        return None
+    return arr
+
+
+def _shared_sha(entry: Path) -> str | None:
+    """The sha256 recorded beside a shared cache entry (``<key>.json``), None if absent or unreadable."""
+    try:
+        rec = json.loads(entry.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    sha = rec.get("sha256") if isinstance(rec, dict) else None
+    return sha if isinstance(sha, str) else None
 
 
 def embed_texts(texts: Sequence[str], spec: EmbeddingSpec, folder: Path, batch_size: int = 64,
@@ -247,14 +273,16 @@ def embed_texts(texts: Sequence[str], spec: EmbeddingSpec, folder: Path, batch_s
     if meta_file.is_file() and not refresh:
         try:
             old = json.loads(meta_file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
+        except (OSError, ValueError):
             old = {}
-        arr = _read_cached(run_file, len(texts)) if old.get("key") == key else None
+        old = old if isinstance(old, dict) else {}
+        arr = _read_cached(run_file, len(texts), old.get("sha256")) if old.get("key") == key else None
         if arr is not None:
-            return arr, {**meta, "shape": list(arr.shape), "source": "run"}
+            return arr, {**meta, "shape": list(arr.shape), "sha256": old["sha256"], "source": "run"}
     arr, source = None, "computed"
     if shared_cache is not None and not refresh:
-        arr = _read_cached(shared_cache / f"{key}.npy", len(texts))
+        entry = shared_cache / f"{key}.npy"
+        arr = _read_cached(entry, len(texts), _shared_sha(entry))
         source = "shared_cache" if arr is not None else source
     if arr is None:
         if spec.encoder == "minilm":
@@ -269,12 +297,16 @@ def embed_texts(texts: Sequence[str], spec: EmbeddingSpec, folder: Path, batch_s
         else:
             raise ConfigError(f"semantic_ids.encoder: unknown encoder {spec.encoder!r}")
         if shared_cache is not None:
-            _save_npy(shared_cache / f"{key}.npy", arr)
-    _save_npy(run_file, arr)
-    atomic_write_json(meta_file, {**meta, "shape": list(arr.shape)})
-    return arr, {**meta, "shape": list(arr.shape), "source": source}
+            entry = shared_cache / f"{key}.npy"
+            sha = _save_npy(entry, arr)
+            atomic_write_json(entry.with_suffix(".json"), {**meta, "shape": list(arr.shape), "sha256": sha})
+    sha = _save_npy(run_file, arr)
+    atomic_write_json(meta_file, {**meta, "shape": list(arr.shape), "sha256": sha})
+    return arr, {**meta, "shape": list(arr.shape), "sha256": sha, "source": source}
 
 
-def _save_npy(path: Path, arr: np.ndarray) -> None:
+def _save_npy(path: Path, arr: np.ndarray) -> str:
+    """Write ``arr`` atomically; return the file's sha256 (the check of every later read)."""
     with atomic_path(path, suffix=".tmp.npy") as tmp:
         np.save(tmp, arr, allow_pickle=False)
+        return sha256_file(tmp)

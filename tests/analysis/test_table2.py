@@ -5,8 +5,13 @@ import json
 import pandas as pd
 import pytest
 
-from agrec.analysis.table2 import read_run, table2, to_markdown
+from types import SimpleNamespace
+
+from agrec.analysis.table2 import METRICS, read_run, table2, to_markdown
 from agrec.errors import AgrecError
+from agrec.manifest import update_manifest, write_manifest
+from agrec.report import RESULTS_KIND, Report
+from agrec.seeds import MANIFEST_KIND, SeedsSummary, write_summary
 
 
 def _metrics(h5, n5, h10, n10):
@@ -14,10 +19,10 @@ def _metrics(h5, n5, h10, n10):
 
 
 def _write(folder, rows, sig=None, chosen=None, **extra):
-    (folder / "results").mkdir(parents=True)
+    """results/decode.json through the writer the decode notebook uses (agrec.report.Report.record)."""
     d = {"n_users": 3, "chosen": chosen or {"alpha": 0.2, "tau": 1.0},
          "rows": {k: {"valid": v, "test": v} for k, v in rows.items()}, "significance_test": sig or {}, **extra}
-    (folder / "results" / "decode.json").write_text(json.dumps(d))
+    Report(folder).record("decode", d)
     return folder
 
 
@@ -70,18 +75,21 @@ def test_variant_rows_carry_their_alpha_and_tests_against_both_parts(tmp_path):
 
 
 def _write_seeds(folder, rows, sub=None, seeds=(2024, 2025, 2026)):
-    """A seeds/summary.csv as agrec.seeds writes it: rows name -> (means, sds, n, alpha, {metric: p})."""
-    out = folder / "seeds" / (sub or "")
-    out.mkdir(parents=True, exist_ok=True)
+    """A seeds aggregate through its writer (agrec.seeds.write_summary): rows name -> (means, sds, n, alpha,
+    {metric: p})."""
     recs = []
     for name, (means, sds, n, alpha, p) in rows.items():
-        rec = {"method": name, "n_seeds": n, "alpha per seed": alpha}
+        rec = {"method": name, "n_seeds": n, "alpha per seed": alpha, "tau per seed": ""}
         for m, v in means.items():
             rec[f"{m} mean"], rec[f"{m} sd"] = v, sds[m]
         rec.update({f"p {m}": v for m, v in p.items()})
         recs.append(rec)
-    pd.DataFrame(recs).to_csv(out / "summary.csv", index=False)
-    pd.DataFrame({"seed": list(seeds)}).to_csv(folder / "seeds" / "seeds.csv", index=False)
+    seeds_df = pd.DataFrame({"seed": list(seeds), "alpha": 0.2, "tau": 1.0, "run_dir": "r", "report_dir": "r"})
+    out = folder / "seeds" / (sub or "")
+    ref = next(n for n, r in rows.items() if not r[4])   # the row without p-values is the reference
+    summary = SeedsSummary(table=pd.DataFrame(recs), tests=pd.DataFrame(), seeds=seeds_df, reference=ref, folder=out)
+    base = SimpleNamespace(data=SimpleNamespace(dataset=folder.parent.name), name=folder.name)
+    write_summary(summary, base, list(METRICS))
 
 
 def test_rows_with_a_seed_aggregate_show_mean_sd_and_pooled_p(tmp_path):
@@ -121,15 +129,74 @@ def test_rows_with_a_seed_aggregate_show_mean_sd_and_pooled_p(tmp_path):
 
 
 def test_a_broken_seed_aggregate_is_named(tmp_path):
-    folder = _write(tmp_path / "Instruments" / "cpu", {"w/o Graph": _metrics(0.1, 0.1, 0.1, 0.1)})
+    one, zero = _metrics(0.1, 0.1, 0.1, 0.1), _metrics(0, 0, 0, 0)
+    folder = _write(tmp_path / "Instruments" / "cpu", {"w/o Graph": one})
+    rows = {"AGRec (lightgcn)": (one, zero, 3, "0.2", {}), "w/o Graph": (one, zero, 3, None, {"HR@10": 0.04})}
     (folder / "seeds").mkdir()
-    (folder / "seeds" / "summary.csv").write_text("method,n_seeds\nw/o Graph,3\n")
-    with pytest.raises(AgrecError, match=r"seeds/summary.csv: missing column\(s\) \['HR@5 mean'"):
+    (folder / "seeds" / "summary.csv").write_text("method,n_seeds\nw/o Graph,3\n")   # not from the writer
+    with pytest.raises(AgrecError, match=r"seeds/manifest.json is missing"):
         read_run(folder)
-    _write_seeds(folder, {"w/o Graph": (_metrics(0.1, 0.1, 0.1, 0.1), _metrics(0, 0, 0, 0), 3, None, {})})
-    (folder / "seeds" / "seeds.csv").write_text("not_seed\n1\n")
-    with pytest.raises(AgrecError, match="seeds/seeds.csv: expected the seeds"):
+    _write_seeds(folder, rows)
+    assert read_run(folder).seeds.mean["w/o Graph"]["HR@10"] == 0.1
+    summary = folder / "seeds" / "summary.csv"
+    good = summary.read_text()
+    # a hand-edited number, a table cut to its header, a deleted seeds list: named, never a different table
+    summary.write_text(good.replace("0.1,", "0.9999,", 1))
+    with pytest.raises(AgrecError, match=r"seeds/summary.csv was changed after it was written"):
         read_run(folder)
+    summary.write_text(good.splitlines()[0] + "\n")
+    with pytest.raises(AgrecError, match=r"seeds/summary.csv was changed after it was written"):
+        read_run(folder)
+    summary.write_text(good)
+    (folder / "seeds" / "seeds.csv").unlink()
+    with pytest.raises(AgrecError, match=r"seeds/seeds.csv is missing \(listed in"):
+        read_run(folder)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "the table has no rows"),
+    ("method,n_seeds\nw/o Graph,3\n", r"missing column\(s\) \['HR@5 mean'"),
+    ("REPLACE_P", r"column\(s\) \['p HR@10'\] hold values that are not numbers"),
+])
+def test_a_seed_table_its_writer_would_not_write_is_named_even_with_a_matching_manifest(tmp_path, content, message):
+    one, zero = _metrics(0.1, 0.1, 0.1, 0.1), _metrics(0, 0, 0, 0)
+    folder = _write(tmp_path / "Instruments" / "cpu", {"w/o Graph": one})
+    _write_seeds(folder, {"AGRec (lightgcn)": (one, zero, 3, "0.2", {}),
+                          "w/o Graph": (one, zero, 3, None, {"HR@10": 0.04})})
+    summary = folder / "seeds" / "summary.csv"
+    df = pd.read_csv(summary)
+    if content == "REPLACE_P":
+        df["p HR@10"] = df["p HR@10"].astype(object)
+        df.loc[1, "p HR@10"] = "abc"
+        df.to_csv(summary, index=False)
+    elif content == "":
+        df.iloc[:0].to_csv(summary, index=False)
+    else:
+        summary.write_text(content)
+    names = ["summary.md", "summary.csv", "significance.csv", "seeds.csv"]
+    write_manifest(summary.parent, names, MANIFEST_KIND)   # forged: the content itself is checked too
+    with pytest.raises(AgrecError, match=message):
+        read_run(folder)
+
+
+def test_a_hand_edited_decode_result_is_named(tmp_path):
+    folder = _write(tmp_path / "Instruments" / "cpu", {"w/o Graph": _metrics(0.1, 0.1, 0.1, 0.1)})
+    path = folder / "results" / "decode.json"
+    path.write_text(path.read_text().replace("0.1", "0.9999", 1))
+    with pytest.raises(AgrecError, match=r"results/decode.json was changed after it was written"):
+        read_run(folder)
+
+
+def test_table2_out_must_be_a_markdown_file_in_an_existing_folder(tmp_path):
+    from agrec.analysis.table2 import write_table2
+
+    prof = tmp_path / "p.yaml"
+    prof.write_text("name: cpu\nseed: 1\ndata: {dataset: Instruments, format: lcrec, path: x}\n"
+                    f"pipeline: {{reports_dir: {tmp_path / 'reports'}, runs_dir: {tmp_path / 'runs'}}}\n")
+    for out, message in [(tmp_path, "that is a folder"), (tmp_path / "t.csv", "ending in .md"),
+                         (tmp_path / "nope" / "t.md", "does not exist")]:
+        with pytest.raises(AgrecError, match=message):
+            write_table2([prof], out)
 
 
 def test_unknown_dataset_has_no_paper_rows(tmp_path):
@@ -144,9 +211,14 @@ def test_missing_or_broken_results_are_named(tmp_path):
     bad = tmp_path / "Y" / "cpu" / "results"
     bad.mkdir(parents=True)
     (bad / "decode.json").write_text("{")
+    with pytest.raises(AgrecError, match="results/manifest.json is missing"):
+        read_run(bad.parent)
+    # with a manifest that vouches for them (forged here), the contents are still checked
+    update_manifest(bad, ["decode.json"], RESULTS_KIND)
     with pytest.raises(AgrecError, match="decode.json: not valid JSON"):
         read_run(bad.parent)
     (bad / "decode.json").write_text(json.dumps({"rows": {"w/o Graph": {"valid": {}}}}))
+    update_manifest(bad, ["decode.json"], RESULTS_KIND)
     with pytest.raises(AgrecError, match="row 'w/o Graph' has no test metrics"):
         read_run(bad.parent)
 
@@ -155,14 +227,13 @@ def test_complementarity_per_dataset_from_the_analysis_record(tmp_path):
     from agrec.analysis.table2 import complementarity_markdown, complementarity_table
 
     a = _write(tmp_path / "Instruments" / "cpu", {"w/o Graph": _metrics(0.1, 0.1, 0.1, 0.1)})
-    (a / "results" / "analysis.json").write_text(json.dumps(
-        {"complementarity": {"LLM only": 10, "GNN only": 5, "both": 15, "neither": 70}}))
+    Report(a).record("analysis", {"complementarity": {"LLM only": 10, "GNN only": 5, "both": 15, "neither": 70}})
     b = _write(tmp_path / "Games" / "cpu", {"w/o Graph": _metrics(0.1, 0.1, 0.1, 0.1)})  # not analysed
     df = complementarity_table([read_run(a), read_run(b)])
     assert df["dataset"].tolist() == ["Instruments"]
     r = df.iloc[0]
     assert (r["users"], r["LM HR@10"], r["GNN HR@10"], r["union HR@10"]) == (100, 0.25, 0.20, 0.30)
     assert "| Instruments | 100 | 10 | 5 | 15 | 70 | 0.2500 | 0.2000 | 0.3000 |" in complementarity_markdown(df)
-    (a / "results" / "analysis.json").write_text(json.dumps({"complementarity": {"LLM only": 10}}))
+    Report(a).record("analysis", {"complementarity": {"LLM only": 10}})
     with pytest.raises(AgrecError, match="analysis.json: 'complementarity' must hold integer counts"):
         read_run(a)

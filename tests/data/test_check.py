@@ -322,3 +322,20 @@ def test_data_stage_records_the_registry_comparison(synth, tmp_path, monkeypatch
     monkeypatch.setattr(check, "load_registry", lambda path=None: {})
     ds, _ = prepare_data(s, force=True)
     assert ds.notes == [] and "registry" not in s.run.read_record("data")
+
+
+def test_a_recorded_optional_file_deleted_from_the_copy_fails_the_check(synth, tmp_path, capsys):
+    folder, _ = synth
+    (folder / "Synth.item.json").write_text(json.dumps({str(i): {"title": f"t{i}"} for i in range(48)}))
+    reg = registry_for(folder, tmp_path / "with_item.yaml")
+    text = reg.read_text().replace(
+        f"      {INDEX}:", f"      Synth.item.json: {{sha256: {sha(folder / 'Synth.item.json')}}}\n      {INDEX}:")
+    reg.write_text(text)
+    assert check_lcrec(folder, "Synth", load_registry(reg)).ok
+    (folder / "Synth.item.json").unlink()   # optional for the pipeline, but this copy is not the recorded one
+    report = check_lcrec(folder, "Synth", load_registry(reg))
+    assert not report.ok
+    assert ("MISSING", "Synth.item.json", f"recorded in the registry for Synth, not in {folder}") in [
+        (ln.status, ln.name, ln.detail) for ln in report.lines]
+    assert main(["data", "check", "--path", str(folder), "--dataset", "Synth", "--registry", str(reg)]) == 1
+    assert "result: FAILED, 1 problem(s): Synth.item.json missing" in capsys.readouterr().out

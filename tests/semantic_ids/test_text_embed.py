@@ -1,4 +1,6 @@
 """Item text templates, text embeddings (MiniLM offline, mean-pooled LM states) and the embedding cache."""
+import hashlib
+import json
 import os
 
 import numpy as np
@@ -177,3 +179,57 @@ def test_embedding_key_depends_on_forward_dtype():
     k64 = EmbeddingSpec("minilm", None, 256, True).key(texts)
     assert EmbeddingSpec("minilm", None, 256, True, "float64").key(texts) == k64
     assert EmbeddingSpec("minilm", None, 256, True, "float32").key(texts) != k64
+
+
+@pytest.mark.parametrize("damage", ["overwrite_bytes", "record_missing", "garbage", "non_finite_same_sha"])
+def test_damaged_shared_cache_entry_is_recomputed_and_named_never_used(tmp_path, monkeypatch, capsys, damage):
+    calls = []
+
+    def fake(texts, batch_size, max_length, normalize, progress, device="cpu", dtype="float64"):
+        calls.append(list(texts))
+        return np.arange(len(texts) * 4, dtype=np.float32).reshape(len(texts), 4)
+
+    monkeypatch.setattr(embed_mod, "encode_minilm", fake)
+    spec = EmbeddingSpec("minilm", None, 256, True)
+    shared = tmp_path / "cache"
+    good, _ = embed_texts(["x", "y"], spec, tmp_path / "run1", shared_cache=shared, progress=False)
+    entry = shared / f"{spec.key(['x', 'y'])}.npy"
+    rec = json.loads(entry.with_suffix(".json").read_text())
+    assert rec["sha256"] == hashlib.sha256(entry.read_bytes()).hexdigest() and rec["shape"] == [2, 4]
+    raw = bytearray(entry.read_bytes())
+    if damage == "overwrite_bytes":   # same size, the values near 3.4e38 of the reported case
+        raw[-16:] = b"\xff\xff\x7f\x7f" * 4
+        entry.write_bytes(bytes(raw))
+    elif damage == "record_missing":
+        entry.with_suffix(".json").unlink()
+    elif damage == "garbage":
+        entry.write_bytes(b"not a numpy file")
+    else:                             # a NaN whose record was forged to match: the values are checked too
+        arr = np.load(entry)
+        arr[0, 0] = np.nan
+        np.save(entry, arr)
+        rec["sha256"] = hashlib.sha256(entry.read_bytes()).hexdigest()
+        entry.with_suffix(".json").write_text(json.dumps(rec))
+    capsys.readouterr()
+    again, info = embed_texts(["x", "y"], spec, tmp_path / "run2", shared_cache=shared, progress=False)
+    assert info["source"] == "computed" and len(calls) == 2
+    np.testing.assert_array_equal(again, good)
+    out = capsys.readouterr().out
+    assert f"embedding cache: {entry}" in out and "recomputed" in out
+    # the recomputed entry is whole again and used from then on
+    _, info = embed_texts(["x", "y"], spec, tmp_path / "run3", shared_cache=shared, progress=False)
+    assert info["source"] == "shared_cache" and len(calls) == 2
+
+
+def test_damaged_run_folder_embeddings_are_recomputed(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(embed_mod, "encode_minilm",
+                        lambda texts, *a, **k: np.ones((len(texts), 3), dtype=np.float32))
+    spec = EmbeddingSpec("minilm", None, 256, True)
+    embed_texts(["x"], spec, tmp_path / "run", progress=False)
+    f = tmp_path / "run" / "embeddings.npy"
+    raw = bytearray(f.read_bytes())
+    raw[-4:] = b"\x00\x00\xc0\x7f"    # a NaN in place of the last value, same size
+    f.write_bytes(bytes(raw))
+    arr, info = embed_texts(["x"], spec, tmp_path / "run", progress=False)
+    assert info["source"] == "computed" and np.isfinite(arr).all()
+    assert "is damaged" in capsys.readouterr().out
