@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import shlex
 import sys
 from typing import Any
 
-from agrec.errors import AgrecError, ConfigError
+from agrec.errors import AgrecError, ConfigError, shorten
 
 # A profile key: dotted identifiers, e.g. data.min_seq_len or gnn.lightgcn.n_layers.
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -15,13 +17,32 @@ _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 def _split_item(item: str, option: str, example: str) -> tuple[str, str]:
     if "=" not in item:
-        raise ConfigError(f"{option} expects {example}, got {item!r}")
+        raise ConfigError(f"{option} expects {example}, got {shorten(item)}")
     key, value = item.split("=", 1)
     key = key.strip()
     if not _KEY.fullmatch(key):
-        raise ConfigError(f"{option} {item!r}: {key!r} is not a profile key (dotted names such as "
+        raise ConfigError(f"{option} {shorten(item)}: {shorten(key)} is not a profile key (dotted names such as "
                           f"data.min_seq_len)")
     return key, value
+
+
+def parse_stages(text: str | None, option: str = "--stages") -> list[str] | None:
+    """``"data, gnn"`` -> ``["data", "gnn"]`` (None -> None: the profile's stages). An empty list or name, an
+    unknown stage and a stage named twice are each a :class:`ConfigError`, never "every stage" or "no stage"."""
+    from agrec.config import STAGES
+
+    if text is None:
+        return None
+    names = [s.strip() for s in text.split(",")]
+    if not text.strip() or any(not n for n in names):
+        raise ConfigError(f"{option} {shorten(text)}: expected stage names separated by commas "
+                          f"({', '.join(STAGES)}); an empty name is not one")
+    unknown = [n for n in names if n not in STAGES]
+    if unknown:
+        raise ConfigError(f"{option}: unknown stage(s) {shorten(unknown)}; known stages: {', '.join(STAGES)}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{option} {shorten(text)}: a stage is named twice")
+    return names
 
 
 def _parse_sets(items: list[str]) -> dict[str, Any]:
@@ -33,7 +54,7 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, value = _split_item(item, "--set", "KEY=VALUE (e.g. data.min_seq_len=5)")
         if key in out:
-            raise ConfigError(f"--set: key {key!r} is given twice")
+            raise ConfigError(f"--set: key {shorten(key)} is given twice")
         out[key] = load_yaml(value, source=f"--set {key}")
     return out
 
@@ -46,13 +67,13 @@ def _parse_grid(items: list[str]) -> dict[str, list[Any]]:
     for item in items:
         key, values = _split_item(item, "--grid", "KEY=V1,V2,… (e.g. decode.alpha=0,0.5)")
         if key in grid:
-            raise ConfigError(f"--grid: key {key!r} is given twice; list all its values in one --grid")
+            raise ConfigError(f"--grid: key {shorten(key)} is given twice; list all its values in one --grid")
         texts = [v.strip() for v in values.split(",") if v.strip()]
         if not texts:
             raise ConfigError(f"--grid {key}: no values (expected {key}=V1,V2,…)")
         if len(set(texts)) != len(texts):
             dup = next(t for t in texts if texts.count(t) > 1)
-            raise ConfigError(f"--grid {key}: value {dup!r} is listed twice")
+            raise ConfigError(f"--grid {key}: value {shorten(dup)} is listed twice")
         grid[key] = [load_yaml(v, source=f"--grid {key}") for v in texts]
     return grid
 
@@ -160,6 +181,9 @@ def _raise_terminated(signum, frame):  # noqa: ARG001 (signal handler signature)
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from agrec.runlock import describe_process
+
+    describe_process(shlex.join(["agrec", *(sys.argv[1:] if argv is None else argv)]))
     import signal
     import threading
 
@@ -169,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             from agrec.pipeline import run_pipeline
 
-            stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
+            stages = parse_stages(args.stages)
             run_pipeline(args.config, stages=stages, overrides=_parse_sets(args.sets), force=args.force,
                          reuse_only=args.reuse_only, verify=args.verify)
         elif args.command == "report":
@@ -180,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "status":
             from agrec.pipeline import status
 
-            stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
+            stages = parse_stages(args.stages)
             results = status(args.config, overrides=_parse_sets(args.sets), stages=stages, verify=args.verify)
             for r in results:
                 print(r.line())
@@ -203,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                 if seeds is None:
                     raise AgrecError("agrec seeds: --seeds is required (a count such as 5, or 2024,7,11) "
                                      "unless --aggregate-only")
-                stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
+                stages = parse_stages(args.stages)
                 summary = run_seeds(args.config, seeds, stages=stages, overrides=overrides, force=args.force,
                                     reference=args.reference)
             if summary is not None:
@@ -224,6 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     except AgrecError as e:
         print(f"agrec: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`agrec status | head -2`): stop quietly, as a Unix tool does. Python would
+        # report the failed flush of stdout at exit, so stdout is pointed at /dev/null first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt as e:
         what = "terminated" if isinstance(e, Terminated) else "interrupted"
         print(f"agrec: {what}; finished stages are kept, the interrupted one left no record: rerun the same "

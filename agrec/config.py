@@ -119,6 +119,8 @@ class Profile:
 
     def __post_init__(self) -> None:
         check_name(self.name, "name")  # a folder below runs_dir / reports_dir
+        if not 0 <= self.seed < 2**32:  # NumPy's range: checked here, not in the data notebook's numpy call
+            raise ConfigError(f"seed must be in [0, 2**32) (NumPy's seed range), got {self.seed}")
         parse_variants(self.evaluation, self.decode)  # every grid point of every decode variant is valid
 
     # -- paths -------------------------------------------------------------------------------

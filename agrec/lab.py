@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from agrec.config import STAGE_NOTEBOOKS, load_profile
-from agrec.errors import AgrecError
+from agrec.errors import AgrecError, shorten
 from agrec.io import atomic_path
 
 ANALYSIS_NOTEBOOK = STAGE_NOTEBOOKS["analysis"]
@@ -75,11 +75,22 @@ def server_command(root: Path, port: int, python: str | None = None) -> list[str
     # (CI containers run as root; Jupyter refuses that unless told, and nothing is gained by refusing here.)
 
 
+def port_number(text: str) -> int:
+    """``--port``: an unprivileged TCP port (argparse turns the ValueError into a one-line usage error)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {shorten(text)}") from None
+    if not 1024 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port must be in [1024, 65535] (unprivileged), got {port}")
+    return port
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m agrec.lab", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True)
-    ap.add_argument("--port", type=int, default=8888)
+    ap.add_argument("--port", type=port_number, default=8888, help="TCP port in [1024, 65535] (default 8888)")
     args = ap.parse_args(argv)
     try:
         root = prepare_lab(args.config)

@@ -58,3 +58,79 @@ def test_cli_prints_one_line_and_exits_2(argv, message, capsys, tmp_path, monkey
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["run", "status", "seeds"])
+@pytest.mark.parametrize("stages, message", [
+    ("", "--stages '': expected stage names separated by commas"),
+    (",,", "--stages ',,': expected stage names separated by commas"),
+    ("data,,gnn", "an empty name is not one"),
+    ("data,data", "--stages 'data,data': a stage is named twice"),
+    ("data,fsm", "--stages: unknown stage(s) ['fsm']; known stages: data, semantic_ids, gnn, lm, decode, analysis"),
+])
+def test_stage_lists_are_checked_before_anything_runs(command, stages, message, capsys, tmp_path):
+    extra = ["--seeds", "2"] if command == "seeds" else []
+    argv = [command, "--config", str(CI_PROFILE), "--stages", stages, *extra,
+            "--set", f"pipeline.runs_dir={tmp_path / 'runs'}", "--set", f"pipeline.reports_dir={tmp_path / 'rep'}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"agrec: error: {message}\n" or (message in err and err.count("\n") == 1), err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "rep").exists()
+
+
+@pytest.mark.parametrize("seeds, message", [
+    ("100000000", "--seeds: a count must be in [1, 1000], got 100000000"),
+    ("0", "--seeds: a count must be in [1, 1000], got 0"),
+    (",".join(str(i) for i in range(1001)), "--seeds: 1001 seeds listed, at most 1000"),
+    ("-1,", "--seeds: seeds must be in [0, 2**32) (NumPy's range), got [-1]"),
+    ("x" * 100000, "--seeds expects a count (5) or a comma-separated list of seeds (2024,7,11), got 'xxxx"),
+])
+def test_seed_counts_and_lists_are_bounded_and_messages_short(seeds, message, capsys):
+    assert main(["seeds", "--config", str(CI_PROFILE), f"--seeds={seeds}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"agrec: error: {message}") and len(err) < 300, err
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296", "100000000000000000000"])
+def test_a_seed_outside_numpys_range_is_refused_at_load(seed, capsys):
+    assert main(["status", "--config", str(CI_PROFILE), "--set", f"seed={seed}"]) == 2
+    assert f"seed must be in [0, 2**32) (NumPy's seed range), got {seed}" in capsys.readouterr().err
+
+
+def test_a_huge_bad_value_gives_a_short_message(capsys):
+    assert main(["status", "--config", str(CI_PROFILE), "--set", "x" * 100000]) == 2
+    err = capsys.readouterr().err
+    assert "--set expects KEY=VALUE" in err and "(100002 characters)" in err and len(err) < 300
+
+
+def test_output_to_a_closed_pipe_ends_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    # a status of 100,000 lines into `head -2`: the pipe closes while agrec still writes
+    script = tmp_path / "flood.py"
+    script.write_text("import sys\nfrom agrec import cli\n"
+                      "def _status(*a, **k):\n"
+                      "    class R:\n"
+                      "        current = True\n"
+                      "        def line(self):\n"
+                      "            return 'x' * 200\n"
+                      "    return [R() for _ in range(100000)]\n"
+                      "import agrec.pipeline\nagrec.pipeline.status = _status\n"
+                      f"sys.exit(cli.main(['status', '--config', {str(CI_PROFILE)!r}]))\n")
+    proc = subprocess.run(f"{sys.executable} {script} | head -2", shell=True, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stdout.count("\n") == 2
+    assert proc.stderr == ""   # no BrokenPipeError traceback, no "Exception ignored" at exit
+
+
+@pytest.mark.parametrize("port, message", [("80", "a port must be in [1024, 65535] (unprivileged), got 80"),
+                                           ("70000", "got 70000"), ("x" * 5000, "expected a port number, got 'xxx")])
+def test_lab_port_is_checked(port, message, capsys):
+    from agrec.lab import main as lab_main
+
+    with pytest.raises(SystemExit) as e:
+        lab_main(["--config", str(CI_PROFILE), "--port", port])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.splitlines()[-1]) < 200

@@ -21,7 +21,8 @@ import pandas as pd
 
 from agrec.data.build import build_dataset, check_item_texts
 from agrec.data.dataset import SeqDataset
-from agrec.errors import DataError
+from agrec.data.ids import id_problem
+from agrec.errors import DataError, shorten
 
 TEXT_FIELDS = ("title", "brand", "categories", "description")
 
@@ -95,6 +96,8 @@ def inter_sequences(inter: Any, path: Path) -> dict[str, list[str]]:
         raise DataError(f"{path}: expected an object {{user: [items]}}, got {type(inter).__name__}")
     out = {}
     for user, seq in inter.items():
+        if (problem := id_problem(user)) is not None:
+            raise DataError(f"{path}: user id {shorten(user)} {problem}")
         if not isinstance(seq, list):
             raise DataError(f"{path}: user {user!r}: expected a list of items, got {type(seq).__name__}")
         if not seq:
@@ -102,7 +105,9 @@ def inter_sequences(inter: Any, path: Path) -> dict[str, list[str]]:
         for pos, it in enumerate(seq):
             if isinstance(it, bool) or not isinstance(it, (str, int)):
                 raise DataError(f"{path}: user {user!r}, position {pos}: item id must be a string or an integer, "
-                                f"got {it!r}")
+                                f"got {shorten(it)}")
+            if isinstance(it, str) and (problem := id_problem(it)) is not None:
+                raise DataError(f"{path}: user {user!r}, position {pos}: item id {shorten(it)} {problem}")
         out[str(user)] = [str(it) for it in seq]
     return out
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from agrec.data.build import build_dataset, check_item_texts
 from agrec.data.dataset import SeqDataset
+from agrec.data.ids import check_id_column
 from agrec.errors import DataError
 
 EMBEDDED_DATASET = "ml-100k"
@@ -97,6 +98,7 @@ def load_atomic(folder: Path | None, dataset: str, min_seq_len: int, require_tex
         empty = inter[col].isna() | (inter[col].str.strip() == "")
         if empty.any():
             raise DataError(f"{inter_path}: line {lines[int(np.flatnonzero(empty.to_numpy())[0])]}: empty '{col}'")
+        check_id_column(inter[col], str(inter_path), col)
     times = inter["timestamp"].to_numpy(np.float64) if "timestamp" in inter.columns else None
     if times is not None and not np.isfinite(times).all():
         bad = int(np.flatnonzero(~np.isfinite(times))[0])
@@ -110,6 +112,8 @@ def load_atomic(folder: Path | None, dataset: str, min_seq_len: int, require_tex
     if item_table is not None and (item_table["item_id"].isna() | (item_table["item_id"] == "")).any():
         row = int(np.flatnonzero((item_table["item_id"].isna() | (item_table["item_id"] == "")).to_numpy())[0])
         raise DataError(f"{item_path}: line {row + 2}: empty 'item_id'")
+    if item_table is not None:
+        check_id_column(item_table["item_id"], str(item_path), "item_id")
     ds, kept = build_dataset(dataset, inter_path, inter["user_id"].to_numpy(str), inter["item_id"].to_numpy(str),
                              times, min_seq_len, item_order=item_order, line_numbers=lines)
     if item_table is None:

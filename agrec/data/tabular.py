@@ -19,6 +19,7 @@ import pandas as pd
 
 from agrec.data.build import build_dataset, check_item_texts, reject_duplicates
 from agrec.data.dataset import SeqDataset
+from agrec.data.ids import check_id_column
 from agrec.errors import DataError
 
 
@@ -80,6 +81,7 @@ def load_tabular(folder: Path, inter_file: str, item_file: str | None, user_col:
         if empty.any():
             row = int(np.flatnonzero(empty.to_numpy())[0])
             raise DataError(f"{inter_path}: line {row + 2}: empty '{col}'")
+        check_id_column(inter[col], str(inter_path), f"'{col}'")
     times = _parse_times(inter_path, time_col, inter[time_col])
     users = inter[user_col].to_numpy(str)
     items = inter[item_col].to_numpy(str)
@@ -106,6 +108,7 @@ def load_tabular(folder: Path, inter_file: str, item_file: str | None, user_col:
         table = _read_table(item_path)
         if item_col not in table.columns:
             raise DataError(f"{item_path}: missing column '{item_col}' (columns: {list(table.columns)})")
+        check_id_column(table[item_col], str(item_path), f"'{item_col}'")
         if table[item_col].duplicated().any():
             dup = table[item_col][table[item_col].duplicated()].iloc[0]
             raise DataError(f"{item_path}: item {dup!r} is listed twice")
