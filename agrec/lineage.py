@@ -65,6 +65,13 @@ STAGE_SOURCES: dict[str, tuple[str, ...]] = {
 }
 
 
+# What a stage computes, as a number to bump when its outputs change meaning under an unchanged config (a stage
+# without one keeps the records it has). Recorded among the stage's inputs, so a record of an earlier protocol
+# is stale and says why. decode 2: every AGRec row chooses its own α/τ on validation (before: the main row's α
+# for every scorer), the grid holds 0 and 1, and "AGRec (selected)" with its regret is recorded.
+STAGE_PROTOCOL: dict[str, int] = {"decode": 2}
+
+
 def stage_folders(stage: str) -> tuple[str, ...]:
     """The run-directory folders whose content ``stage`` computed (what ``--force`` discards)."""
     return (stage, *EXTRA_FOLDERS.get(stage, ()))
@@ -157,6 +164,8 @@ def _backbone_input(profile: "Profile", spec: str, run: "RunDir", verify: bool) 
 def stage_inputs(profile: "Profile", run: "RunDir", stage: str, verify: bool = False) -> dict[str, str]:
     """``{input name: fingerprint}`` of everything ``stage`` reads (see the module docstring)."""
     inputs: dict[str, str] = {"code:agrec": agrec.__version__}
+    if stage in STAGE_PROTOCOL:
+        inputs[f"protocol:{stage}"] = str(STAGE_PROTOCOL[stage])
     if stage == "data":
         for f in data_input_files(profile):
             inputs[f"data:{f.name}"] = run.fingerprints.file(f, verify)
@@ -203,6 +212,9 @@ class StageStatus:
 
 def _describe_input_change(name: str, old: str | None, new: str) -> str:
     kind, _, what = name.partition(":")
+    if kind == "protocol":
+        return (f"computed by an earlier version of the {what} stage (protocol {old or 1} -> {new}; "
+                f"agrec/lineage.py STAGE_PROTOCOL)")
     if old is None:
         return f"new input {name}"
     if kind == "data":

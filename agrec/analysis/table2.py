@@ -31,7 +31,7 @@ import pandas as pd
 from agrec.errors import AgrecError
 from agrec.manifest import check_manifest
 from agrec.report import RESULTS_KIND
-from agrec.scorers import only_row
+from agrec.scorers import agrec_row, only_row
 
 METRICS: tuple[str, ...] = ("HR@5", "NDCG@5", "HR@10", "NDCG@10")
 
@@ -80,6 +80,8 @@ class RunRows:
     parts_p: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # AGRec row -> part row -> p
     complementarity: dict[str, int] | None = None  # test HR@10 hits by group (results/analysis.json), if analysed
     variant_alpha: dict[str, Any] = field(default_factory=dict)                    # "AGRec [x]" row -> its α
+    row_alpha: dict[str, Any] = field(default_factory=dict)        # AGRec row -> the α it was decoded at
+    selected: dict[str, Any] | None = None                         # the shipped configuration, with its regret
     seeds: SeedRows | None = None                  # the aggregate of `agrec seeds`, where the report has one
 
 
@@ -104,11 +106,53 @@ def read_run(report_dir: str | Path, scorer: str = "lightgcn") -> RunRows:
             raise AgrecError(f"{path}: row {name!r} has no test metrics")
         test[name] = r["test"]
     variants = d.get("decode_variants") or {}
+    row_alpha = d.get("row_alpha") or {}
+    selected = d.get("selected")
+    if selected is not None and (not isinstance(selected, dict) or not isinstance(selected.get("source"), str)):
+        raise AgrecError(f"{path}: 'selected' does not name its source row")
     return RunRows(dataset=folder.parent.name, profile=folder.name, folder=folder, rows=test,
                    p_values=d.get("significance_test") or {}, chosen=d.get("chosen") or {},
                    n_users=int(d.get("n_users", 0)), scorer=scorer, parts_p=d.get("significance_parts") or {},
                    variant_alpha={v.get("row", f"AGRec [{k}]"): v.get("alpha") for k, v in variants.items()},
-                   complementarity=_complementarity(folder), seeds=read_seeds(folder, scorer))
+                   row_alpha={k: v.get("alpha") for k, v in row_alpha.items() if isinstance(v, dict)},
+                   selected=selected, complementarity=_complementarity(folder), seeds=read_seeds(folder, scorer))
+
+
+def decode_record(dec: Any, significance: pd.DataFrame, parts: dict[str, dict[str, dict[str, float]]]
+                  ) -> dict[str, Any]:
+    """``results/decode.json`` of a report folder (what :func:`read_run` reads back): test and validation metrics
+    per row, the main row's paired p-values against every row (``significance``, a :func:`decode_significance`
+    frame), every AGRec row's against its parts (``parts``, :func:`p_values_by_row`), the α/τ each AGRec row was
+    decoded at, the decode variants' choices and the selected configuration with its regret."""
+    record: dict[str, Any] = {
+        "n_users": dec.n_users, "chosen": dec.chosen, "seconds": dec.seconds,
+        "rows": {r["name"]: r["metrics"] for r in dec.rows},
+        "significance_test": {m: g.set_index("metric")["p_value"].to_dict()
+                              for m, g in significance.groupby("method", sort=False)},
+        "row_alpha": {r["name"]: {"alpha": r["settings"].get("alpha"), "tau": r["settings"].get("tau")}
+                      for r in dec.rows if r["name"].startswith("AGRec")},
+        "significance_parts": parts,
+    }
+    if dec.selected is not None:
+        record["selected"] = dec.selected
+    if dec.variants:
+        record["decode_variants"] = {name: {"row": v["row"], "settings": v["settings"], "alpha": v["chosen"]["alpha"],
+                                            "tau": v["chosen"]["tau"]} for name, v in dec.variants.items()}
+    return record
+
+
+def agrec_parts(dec: Any, scorer: str, scorers: Sequence[str]) -> dict[str, list[str]]:
+    """Every AGRec row of a decode report and the rows it combines: the LM alone and its own scorer alone (the
+    variants steer with the main ``scorer``; ``AGRec (selected)`` with its source row's scorer)."""
+    names = {r["name"] for r in dec.rows}
+    parts = {agrec_row(s): ["w/o Graph", only_row(s)] for s in dict.fromkeys([scorer, *scorers])}
+    parts.update({v["row"]: ["w/o Graph", only_row(scorer)] for v in dec.variants.values()})
+    for r in dec.rows:   # a row steered by two fused scorers has three parts
+        if r["settings"].get("fused"):
+            parts[r["name"]] = ["w/o Graph", *(only_row(s) for s in r["settings"]["fused"])]
+    if dec.selected is not None:
+        parts[dec.selected["row"]] = list(parts.get(dec.selected["source"], ["w/o Graph", only_row(scorer)]))
+    return {row: against for row, against in parts.items() if row in names}
 
 
 def _read_summary(path: Path) -> pd.DataFrame:
@@ -230,8 +274,13 @@ def ours_rows(run: RunRows) -> list[tuple[str, str]]:
             ("SASRec only", "ours: SASRec (full-softmax CE)"), (f"AGRec ({s})", f"ours: AGRec ({_display(s)})")]
     if s != "sasrec":
         want.append(("AGRec (sasrec)", "ours: AGRec (SASRec)"))
+    # steered by two fused scorers
+    want += [(name, f"ours: AGRec ({' + '.join(_display(x) for x in name[7:-1].split('+'))})") for name in run.rows
+             if name.startswith("AGRec (") and "+" in name]
     # variants kept as options with their own rows (e.g. per-level α) follow the main AGRec row
     want += [(name, f"ours: {name}") for name in run.rows if name.startswith("AGRec [")]
+    # the configuration the profile ships: the best AGRec row on validation
+    want.append(("AGRec (selected)", "ours: AGRec (selected)"))
     return [(name, label) for name, label in want if name in run.rows]
 
 
@@ -241,7 +290,13 @@ def _display(name: str) -> str:
 
 def part_rows(run: RunRows, name: str) -> dict[str, str]:
     """The two parts of the AGRec row ``name``: ``{"LM": "w/o Graph", "scorer": "<its scorer> only" row}``."""
+    if name == "AGRec (selected)" and run.selected is not None:
+        name = run.selected["source"]                     # its parts are those of the row it was selected from
     scorer = name[len("AGRec ("):-1] if name.startswith("AGRec (") else run.scorer  # variants steer with the main
+    if "+" in scorer:   # two fused scorers: the stronger one on test is the part it must beat
+        only = [only_row(s) for s in scorer.split("+") if only_row(s) in run.rows]
+        best = max(only, key=lambda r: run.rows[r].get("NDCG@10", 0.0)) if only else only_row(scorer)
+        return {"LM": "w/o Graph", "scorer": best}
     return {"LM": "w/o Graph", "scorer": only_row(scorer)}
 
 
@@ -283,8 +338,9 @@ def table2(runs: Sequence[RunRows], paper: dict[str, dict[str, dict[str, float |
             else:
                 p = part_p_values(run, name) if is_agrec else {}
                 values, sds, n = run.rows[name], {}, 1
-                # the AGRec (<scorer>) rows are decoded at the α chosen for the main one; each variant at its own
-                alpha = run.chosen.get("alpha") if name.startswith("AGRec (") else run.variant_alpha.get(name)
+                # each AGRec row at its own α (records before per-row choices: the main row's α for every scorer)
+                alpha = run.row_alpha.get(name, run.chosen.get("alpha") if name.startswith("AGRec (")
+                                          else run.variant_alpha.get(name))
             pcols = {f"p vs {part} {m}": p.get(part, {}).get(m) for part in ("LM", "scorer")
                      for m in ("HR@10", "NDCG@10")}
             recs.append({"dataset": run.dataset, "row": label, "source": f"ours ({run.profile})", "seeds": n,

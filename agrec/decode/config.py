@@ -14,6 +14,7 @@ from agrec.gnn.config import GNN_MODELS
 # Top-n scorers that can drive the FSM (agrec/scorers.py): the gnn stage's GNNs and SASRec (agrec/baselines).
 SCORERS: tuple[str, ...] = (*GNN_MODELS, "sasrec")
 # Keys of earlier versions, with the key that replaced them (profile loading names the new key).
+DEFAULT_FUSION_WEIGHTS = (0.25, 0.5, 0.75)
 RENAMED_KEYS: dict[str, str] = {"evaluation.gnn": "evaluation.scorer", "evaluation.compare_gnns": "evaluation.scorers"}
 
 # The paper's alpha per dataset (paper §5 / the authors' test.sh comment); MovieLens-100k is not in the paper,
@@ -108,12 +109,17 @@ class EvalConfig:
     the validation item of a subsample of N of the evaluated users (drawn from the profile's seed; every
     row's validation metrics are then over that subsample, the test metrics over all evaluated users), and
     ``test_curve: false`` decodes the test item only where a table row needs it (``w/o Graph``, the chosen
-    α, α = 1, the scorer and variant rows), so the α curve has test metrics only at those points.
+    α, α = 1, the scorer and variant rows, and the whole grid of the selected row for its selection regret), so
+    the α curve has test metrics only at those points.
 
-    ``scorer`` is the top-n scorer (a GNN or ``sasrec``, see :mod:`agrec.scorers`) of the α curve, the main
-    AGRec row and the analysis; every name in ``scorers`` gets its own-ranking row (``GNN only (<gnn>)`` /
-    ``SASRec only``) and an ``AGRec (<name>)`` row at the chosen α. (These replace ``gnn`` and
-    ``compare_gnns`` of earlier versions.)
+    ``scorer`` is the top-n scorer (a GNN or ``sasrec``, see :mod:`agrec.scorers`) of the main AGRec row and of
+    the analysis; every name in ``scorers`` gets its own-ranking row (``GNN only (<gnn>)`` / ``SASRec only``) and
+    an ``AGRec (<name>)`` row whose α/τ is chosen on validation from its own curve over ``alpha_grid`` x
+    ``tau_grid``. The grid must hold 0 (the LM alone) and 1 (with ``decode.agg: sum``, the scorer alone on
+    HR/NDCG@K for K <= top_n), so that no chosen row can be below either of its parts on validation. Of all
+    AGRec rows (each scorer's and each decode variant's), the best on validation is ``AGRec (selected)``: the
+    configuration the profile ships, reported with its selection regret on test. (``scorer`` and ``scorers``
+    replace ``gnn`` and ``compare_gnns`` of earlier versions.)
     """
 
     alpha_grid: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0])
@@ -122,7 +128,7 @@ class EvalConfig:
     ks: list[int] = field(default_factory=lambda: [5, 10])
     scorer: str = "lightgcn"              # the scorer of the main AGRec row and of the α curve
     scorers: list[str] = field(default_factory=lambda: ["lightgcn", "sgl", "xsimgcl"])  # rows per scorer
-    released_code_variants: bool = True   # rows with mix="logit" and state="last_token" at the chosen α
+    released_code_variants: bool = True   # rows with mix="logit" and state="last_token" at the main row's α
     exclude_history: bool = True          # False keeps history items (repeat consumption, e.g. Yelp)
     max_users: int | None = None          # evaluate the first N users only (CI); None = all
     # Issue 12 item 4; both defaults are the behaviour before they existed (every user, test on every point).
@@ -131,10 +137,23 @@ class EvalConfig:
     # Issue 12 item 3: other ways of letting the graph steer (per-level α, τ, top-n, entropy gate ...), each with
     # its α chosen on validation and its own row "AGRec [<name>]" (agrec/decode/variants.py). None: none.
     decode_variants: dict[str, Any] | None = neutral(None)
+    # Steering by two scorers at once (issue 20): one FSM from the mixture weight * p_A + (1 - weight) * p_B of
+    # their top-n softmax distributions (agrec/decode/fusion.py), row "AGRec (<a>+<b>)", its weight chosen on
+    # validation with its α/τ from fusion_weights (None: 0.25, 0.5, 0.75). None: no fused row (the behaviour
+    # before it existed).
+    fuse: list[str] | None = neutral(None)
+    fusion_weights: list[float] | None = neutral(None)
+
+    def weights_of_fusion(self) -> list[float]:
+        """The weights of the first fused scorer to choose from (``fusion_weights``, default 0.25, 0.5, 0.75)."""
+        return list(DEFAULT_FUSION_WEIGHTS if self.fusion_weights is None else self.fusion_weights)
 
     def __post_init__(self) -> None:
         if not self.alpha_grid or any(not (0.0 <= a <= 1.0) for a in self.alpha_grid):
             raise ConfigError(f"evaluation.alpha_grid must be a non-empty list of values in [0, 1], got {self.alpha_grid}")
+        if 0.0 not in self.alpha_grid or 1.0 not in self.alpha_grid:
+            raise ConfigError(f"evaluation.alpha_grid must hold 0 (the LM alone) and 1 (the scorer alone), so that "
+                              f"the α chosen on validation is never below either part there; got {self.alpha_grid}")
         if not self.tau_grid or any(not (t > 0) for t in self.tau_grid):
             raise ConfigError(f"evaluation.tau_grid must be a non-empty list of positive values, got {self.tau_grid}")
         if not self.ks or any(k < 1 for k in self.ks):
@@ -149,6 +168,16 @@ class EvalConfig:
                 raise ConfigError(f"evaluation.{key}: unknown scorer(s) {unknown}; known: {list(SCORERS)}")
         if len(set(self.scorers)) != len(self.scorers):
             raise ConfigError(f"evaluation.scorers lists a scorer twice: {self.scorers}")
+        if self.fuse is not None:
+            if (not isinstance(self.fuse, list) or len(self.fuse) != 2 or len(set(self.fuse)) != 2
+                    or any(n not in [self.scorer, *self.scorers] for n in self.fuse)):
+                raise ConfigError(f"evaluation.fuse must name two different scorers of evaluation.scorer / "
+                                  f"evaluation.scorers {[self.scorer, *self.scorers]}, got {self.fuse!r}")
+        weights = self.weights_of_fusion()
+        if not weights or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w < 1
+                              for w in weights) or len(set(weights)) != len(weights):
+            raise ConfigError(f"evaluation.fusion_weights must be distinct numbers in (0, 1) (the weight of the "
+                              f"first scorer of evaluation.fuse), got {self.fusion_weights!r}")
         if self.max_users is not None and self.max_users < 1:
             raise ConfigError(f"evaluation.max_users must be >= 1 or null, got {self.max_users}")
         if self.select_users is not None and (isinstance(self.select_users, bool) or self.select_users < 1):

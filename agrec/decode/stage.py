@@ -24,6 +24,7 @@ from agrec.decode.beam import DecodeResult
 from agrec.decode.config import DecodeConfig, EvalConfig
 from agrec.decode.evaluate import (TARGETS, EvalInputs, Evaluator, Row, build_inputs, choose, scorer_rankings,
                                    subset)
+from agrec.decode.fusion import fuse_rankings, fusion_name
 from agrec.decode.shard import SINGLE, broadcast_object, gather_rows, shard_positions
 from agrec.decode.trie import ItemTrie
 from agrec.decode.variants import DecodeVariant, alpha_label, choose_point, parse_variants
@@ -56,6 +57,8 @@ class DecodeReport:
     n_valid_users: int | None = None    # evaluation.select_users: the validation subsample's size (None: n_users)
     # evaluation.decode_variants: name -> {"row", "settings", "curve" (valid metrics per grid point), "chosen"}
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the configuration the profile ships, chosen on validation across all AGRec rows, with its selection regret
+    selected: dict[str, Any] | None = None
 
     def table(self, target: str = "test") -> pd.DataFrame:
         """Ablation table: one row per method, HR/NDCG columns on ``target``."""
@@ -150,6 +153,10 @@ def read_results(folder: Path) -> dict[str, Any]:
             raise bad(f"{key!r} is not a number")
     if not isinstance(d.get("curve"), list):
         raise bad("'curve' is not a list")
+    sel = d.get("selected")
+    if sel is not None and (not isinstance(sel, dict) or not isinstance(sel.get("source"), str)
+                            or not isinstance(sel.get("valid"), dict)):
+        raise bad("'selected' does not name its source row and validation metrics")
     return d
 
 
@@ -204,7 +211,7 @@ def load_report(folder: Path) -> DecodeReport:
     d = read_results(folder)
     return DecodeReport(rows=d["rows"], curve=d["curve"], chosen=d["chosen"], n_users=d["n_users"],
                         seconds=d["seconds"], folder=folder, n_valid_users=d.get("n_valid_users"),
-                        variants=d.get("decode_variants") or {})
+                        variants=d.get("decode_variants") or {}, selected=d.get("selected"))
 
 
 def evaluate_decoding(session: Session, force: bool = False, log: Callable[[str], None] = print) -> DecodeReport:
@@ -270,6 +277,7 @@ def decode_table(model: Any, trie: ItemTrie, pad_token_id: int, split: LeaveOneO
     # columns do not depend on the depth), and the beam (the scorer rows' length).
     depth = max(dec_cfg.top_n, dec_cfg.beam_size, *(int(v.settings.get("top_n", 0)) for v in variants))
     rankings = {name: scorer_rankings(scorers[name], inputs, depth, env=env) for name in names}
+    fused = fused_scorers(ev_cfg, rankings, dec_cfg.top_n, depth)   # {weight: scorer key}; adds their rankings
     # This process's users: whole batches of the single-process decode (agrec.decode.shard).
     positions = {t: shard_positions(inputs[t].prompts, dec_cfg.batch_size, env.rank, env.world) for t in TARGETS}
     mine = {t: subset(inputs[t], positions[t]) for t in TARGETS}
@@ -283,21 +291,26 @@ def decode_table(model: Any, trie: ItemTrie, pad_token_id: int, split: LeaveOneO
 
     # The rows are planned first and decoded in as few passes over the users as their dependencies allow (each
     # pass encodes a batch's prompts once for all its rows, Evaluator.decode_rows): every validation point known
-    # before the choice (the α/τ curve, each decode variant's grid) in one pass; then the rows at the chosen α;
-    # then every test row in one pass. α = 0 does not depend on τ or the scorer, so it is one row.
+    # before the choice (each scorer's α/τ curve, each decode variant's grid) in one pass; then the rows at the
+    # chosen α; then every test row in one pass. α = 0 does not depend on τ or the scorer, so it is one row.
     main_name = ev_cfg.scorer
+    metric = ev_cfg.select_metric
     base = ev.new_row("w/o Graph", None, alpha=0.0)
-    by_point = {}
-    for tau in ev_cfg.tau_grid:
-        for alpha in ev_cfg.alpha_grid:
-            by_point[(alpha, tau)] = base if alpha == 0 else ev.new_row(f"α={alpha:g} τ={tau:g}", main_name,
-                                                                        alpha=alpha, tau=tau)
+    curves = plan_curves(ev, names, main_name, base, ev_cfg.alpha_grid, ev_cfg.tau_grid)
+    by_point = curves[main_name]
     plans = [(v, plan_variant(ev, v, base, main_name)) for v in variants]
-    ev.decode_rows([base, *by_point.values(), *(row for _, plan in plans for _, _, row in plan)], "valid")
-    curve = [{"alpha": alpha, "tau": tau, "valid": row.metrics["valid"]} for (alpha, tau), row in by_point.items()]
-    best = choose(curve, ev_cfg.select_metric)
+    fusion = plan_fusion(ev, ev_cfg, fused, base)
+    ev.decode_rows([base, *(row for pts in curves.values() for row in pts.values()),
+                    *(row for _, plan in plans for _, _, row in plan),
+                    *(row for pts in fusion.values() for row in pts.values())], "valid")
+    # Every AGRec row chooses its own α/τ on validation: each scorer on its own curve (the grid holds 0, the LM
+    # alone, and 1, the scorer alone with sum aggregation), each variant on its own grid.
+    chosen_by = {name: choose(curve_points(pts), metric) for name, pts in curves.items()}
+    for name, point in chosen_by.items():
+        log(f"decode: {agrec_row(name)}: chose α={point['alpha']:g}, τ={point['tau']:g} on validation {metric}")
+    curve = curve_points(by_point)
+    best = chosen_by[main_name]
     a, tau = best["alpha"], best["tau"]
-    log(f"decode: chose α={a:g}, τ={tau:g} on validation {ev_cfg.select_metric}")
 
     # With test_curve false a curve point's test item is decoded only where a table row needs it.
     test_rows = [base, *(by_point.values() if ev_cfg.test_curve else ())]
@@ -305,31 +318,41 @@ def decode_table(model: Any, trie: ItemTrie, pad_token_id: int, split: LeaveOneO
     one_name = f"α=1 ({main_name})"
     one = by_point.get((1.0, tau)) or ev.new_row(one_name, main_name, alpha=1.0, tau=tau)
     extra: list[Row] = [] if (1.0, tau) in by_point else [one]       # decoded on both targets
-    if a > 0:
-        extra += [ev.new_row(agrec_row(name), name, alpha=a, tau=tau) for name in names if name != main_name]
-        if ev_cfg.released_code_variants:
-            extra += [ev.new_row("released code: mix=logit", main_name, alpha=a, tau=tau, mix="logit"),
-                      ev.new_row("released code: state=last_token", main_name, alpha=a, tau=tau, state="last_token"),
-                      ev.new_row("released code: logit + last_token + max", main_name, alpha=a, tau=tau,
-                                 mix="logit", state="last_token", agg="max")]
-    else:
-        log("decode: α = 0 won on validation, so the AGRec rows equal 'w/o Graph'; scorer and variant rows at "
-            "α > 0 are in the curve")
+    if a > 0 and ev_cfg.released_code_variants:
+        extra += [ev.new_row("released code: mix=logit", main_name, alpha=a, tau=tau, mix="logit"),
+                  ev.new_row("released code: state=last_token", main_name, alpha=a, tau=tau, state="last_token"),
+                  ev.new_row("released code: logit + last_token + max", main_name, alpha=a, tau=tau,
+                             mix="logit", state="last_token", agg="max")]
     ev.decode_rows(extra, "valid")
-    chosen_variants = [(v, plan, choose_variant(v, plan, ev_cfg.select_metric, log)) for v, plan in plans]
-    ev.decode_rows([*test_rows, main, one, *extra, *(plan[i][2] for _, plan, i in chosen_variants)], "test")
+    chosen_variants = [(v, plan, choose_variant(v, plan, metric, log)) for v, plan in plans]
+    fusion_choice = choose_fusion(fusion, metric, log) if fusion else None
+    candidates = selection_candidates(names, curves, chosen_by, chosen_variants)
+    if fusion_choice is not None:
+        w, point, row = fusion_choice
+        candidates.append(Candidate(agrec_row(fusion_name(*ev_cfg.fuse)), row, point["alpha"], point["tau"],
+                                    [(alpha, tau, r) for (alpha, tau), r in fusion[w].items()]))
+    selected = select_row(candidates, metric)
+    log(f"decode: selected {selected.source} (α={alpha_label(selected.alpha)}, τ={selected.tau:g}) among "
+        f"{len(candidates)} AGRec rows on validation {metric}")
+    ev.decode_rows([*test_rows, main, one, *extra, *(curves[n][(p["alpha"], p["tau"])] for n, p in chosen_by.items()),
+                    *(plan[i][2] for _, plan, i in chosen_variants), *(row for _, _, row in selected.curve),
+                    *([fusion_choice[2]] if fusion_choice is not None else [])], "test")
     for p in curve:
         p["test"] = by_point[(p["alpha"], p["tau"])].metrics.get("test")
 
     rows: list[Row] = [base]
     for name in names:
         rows.append(ev.scorer_row(name))
-    rows.append(Row(name=agrec_row(main_name), settings={**main.settings, "scorer": main_name if a > 0 else None},
-                    metrics=main.metrics))
-    writer.copy(main, rows[-1].name)
-    if one.name != one_name:
-        rows.append(Row(name=one_name, settings=one.settings, metrics=one.metrics))
-        writer.copy(one, one_name)
+    for name in [main_name, *(n for n in names if n != main_name)]:
+        point = chosen_by[name]
+        source = curves[name][(point["alpha"], point["tau"])]
+        rows.append(Row(name=agrec_row(name), settings={**source.settings, "alpha": point["alpha"],
+                                                        "tau": point["tau"], "scorer": name if point["alpha"] > 0
+                                                        else None}, metrics=source.metrics))
+        writer.copy(source, rows[-1].name)
+        if name == main_name and one.name != one_name:
+            rows.append(Row(name=one_name, settings=one.settings, metrics=one.metrics))
+            writer.copy(one, one_name)
     rows.extend(extra)
     variant_records = {}
     for v, plan, i in chosen_variants:
@@ -337,21 +360,155 @@ def decode_table(model: Any, trie: ItemTrie, pad_token_id: int, split: LeaveOneO
         rows.append(row)
         writer.copy(source, row.name)
         variant_records[v.name] = record
+    fusion_record = None
+    if fusion_choice is not None:
+        w, point, source = fusion_choice
+        name = fusion_name(*ev_cfg.fuse)
+        rows.append(Row(name=agrec_row(name), settings={"scorer": name if point["alpha"] > 0 else None,
+                                                        "fused": list(ev_cfg.fuse), "weight": w,
+                                                        "alpha": point["alpha"], "tau": point["tau"]},
+                        metrics=source.metrics))
+        writer.copy(source, rows[-1].name)
+        fusion_record = {"row": rows[-1].name, "scorers": list(ev_cfg.fuse), "weight": w,
+                         "curve": [{"weight": wt, **p} for wt, pts in fusion.items() for p in curve_points(pts)],
+                         "chosen": {"weight": w, **point}}
+    rows.append(Row(name=SELECTED_ROW, settings={**selected.row.settings, "alpha": selected.alpha,
+                                                 "tau": selected.tau, "source": selected.source},
+                    metrics=selected.row.metrics))
+    writer.copy(selected.row, SELECTED_ROW)
+    selected_record = selected.record(metric)
 
     seconds = round(time.perf_counter() - t0, 1)
     rec_rows = [{"name": r.name, "settings": r.settings, "metrics": r.metrics, "rankings": slug(r.name)} for r in rows]
     report = DecodeReport(rows=rec_rows, curve=curve, chosen=best, n_users=n_users, seconds=seconds, folder=folder,
                           n_valid_users=len(users["valid"]) if ev_cfg.select_users is not None else None,
-                          variants=variant_records)
+                          variants=variant_records, selected=selected_record)
     if env.is_main:
-        extra = {} if ev_cfg.select_users is None else {"n_valid_users": len(users["valid"])}
+        extra_keys = {} if ev_cfg.select_users is None else {"n_valid_users": len(users["valid"])}
         if variants:
-            extra["decode_variants"] = variant_records
+            extra_keys["decode_variants"] = variant_records
+        if fusion_record is not None:
+            extra_keys["fusion"] = fusion_record
         atomic_write_json(folder / RESULTS, {
-            "rows": rec_rows, "curve": curve, "chosen": best, "n_users": n_users, **extra, "seconds": seconds,
+            "rows": rec_rows, "curve": curve, "chosen": best, "selected": selected_record, "n_users": n_users,
+            **extra_keys, "seconds": seconds,
+            "scorer_curves": {name: curve_points(pts) for name, pts in curves.items() if name != main_name},
             "curve_rankings": {f"{p['alpha']:g},{p['tau']:g}": slug(by_point[(p['alpha'], p['tau'])].name)
                                for p in curve}})
     return report
+
+
+SELECTED_ROW = "AGRec (selected)"
+
+
+def fused_scorers(ev_cfg: EvalConfig, rankings: dict[str, dict[str, DecodeResult]], top_n: int, depth: int
+                  ) -> dict[float, str]:
+    """With ``evaluation.fuse``, the fused rankings of its two scorers for every weight of
+    ``evaluation.fusion_weights``, added to ``rankings`` under ``"<a>+<b>@<weight>"``; returns ``{weight: key}``
+    (empty without ``fuse``)."""
+    if ev_cfg.fuse is None:
+        return {}
+    a, b = ev_cfg.fuse
+    out = {}
+    for w in ev_cfg.weights_of_fusion():
+        key = f"{fusion_name(a, b)}@{w:g}"
+        rankings[key] = {t: fuse_rankings(rankings[a][t], rankings[b][t], w, top_n, depth) for t in rankings[a]}
+        out[w] = key
+    return out
+
+
+def plan_fusion(ev: Evaluator, ev_cfg: EvalConfig, fused: dict[float, str], base: Row
+                ) -> dict[float, dict[tuple[float, float], Row]]:
+    """The fused scorer's grid: ``{weight: {(alpha, tau): row}}`` over the profile's α/τ grid (α = 0 is ``base``)."""
+    if not fused:
+        return {}
+    name = agrec_row(fusion_name(*ev_cfg.fuse))
+    return {w: {(alpha, tau): base if alpha == 0 else
+                ev.new_row(f"{name} w={w:g} α={alpha:g} τ={tau:g}", key, alpha=alpha, tau=tau)
+                for tau in ev_cfg.tau_grid for alpha in ev_cfg.alpha_grid}
+            for w, key in fused.items()}
+
+
+def choose_fusion(fusion: dict[float, dict[tuple[float, float], Row]], metric: str,
+                  log: Callable[[str], None] = print) -> tuple[float, dict[str, Any], Row]:
+    """The fused grid's best validation point: ``(weight, {"alpha", "tau", "valid"}, row)``; ties go to the smaller
+    α, then τ, then the earlier weight."""
+    best = None
+    for w, pts in fusion.items():
+        point = choose(curve_points(pts), metric)
+        if best is None or (point["valid"][metric], -point["alpha"], -point["tau"]) > \
+                (best[1]["valid"][metric], -best[1]["alpha"], -best[1]["tau"]):
+            best = (w, point, pts[(point["alpha"], point["tau"])])
+    assert best is not None
+    log(f"decode: fused scorers: chose weight {best[0]:g}, α={best[1]['alpha']:g}, τ={best[1]['tau']:g} on "
+        f"validation {metric}")
+    return best
+
+
+def plan_curves(ev: Evaluator, names: Sequence[str], main_name: str, base: Row, alpha_grid: Sequence[float],
+                tau_grid: Sequence[float]) -> dict[str, dict[tuple[float, float], Row]]:
+    """Every scorer's α/τ grid as rows to decode: ``{scorer: {(alpha, tau): row}}``; α = 0 is ``base`` (the LM
+    alone, whatever the scorer). The main scorer's points keep their short names (``α=0.2 τ=1``), the others'
+    name their scorer (``AGRec (sasrec) α=0.2 τ=1``)."""
+    out: dict[str, dict[tuple[float, float], Row]] = {}
+    for name in names:
+        prefix = "" if name == main_name else f"{agrec_row(name)} "
+        out[name] = {(alpha, tau): base if alpha == 0 else
+                     ev.new_row(f"{prefix}α={alpha:g} τ={tau:g}", name, alpha=alpha, tau=tau)
+                     for tau in tau_grid for alpha in alpha_grid}
+    return out
+
+
+def curve_points(points: dict[tuple[float, float], Row]) -> list[dict[str, Any]]:
+    """A scorer's curve as ``[{"alpha", "tau", "valid"}]`` (grid order), for :func:`choose`."""
+    return [{"alpha": alpha, "tau": tau, "valid": row.metrics["valid"]} for (alpha, tau), row in points.items()]
+
+
+@dataclass
+class Candidate:
+    """One AGRec row competing for the shipped configuration: its chosen point and its whole grid."""
+
+    source: str                                   # the AGRec row's name, e.g. "AGRec (sasrec)"
+    row: Row                                      # the decoded row of the chosen point
+    alpha: Any
+    tau: float
+    curve: list[tuple[Any, float, Row]]           # every grid point of this row, for the selection regret
+
+    def record(self, metric: str) -> dict[str, Any]:
+        """``results.json``'s ``selected``: the source row, its point, its metrics, and the selection regret on
+        test (the test-best point of the same grid next to the chosen one; ties to the earlier point)."""
+        test = [(alpha, tau, r.metrics["test"][metric]) for alpha, tau, r in self.curve if "test" in r.metrics]
+        chosen_test = self.row.metrics["test"][metric]
+        best = max(range(len(test)), key=lambda i: (test[i][2], -i)) if test else None
+        regret = None if best is None else {
+            "metric": metric, "chosen": {"alpha": self.alpha, "tau": self.tau, "test": chosen_test},
+            "test_best": {"alpha": test[best][0], "tau": test[best][1], "test": test[best][2]},
+            "regret": test[best][2] - chosen_test}
+        return {"row": SELECTED_ROW, "source": self.source, "scorer": self.row.settings.get("scorer"),
+                "alpha": self.alpha, "tau": self.tau, "valid": self.row.metrics["valid"],
+                "test": self.row.metrics.get("test"), "regret": regret}
+
+
+def selection_candidates(names: Sequence[str], curves: dict[str, dict[tuple[float, float], Row]],
+                         chosen_by: dict[str, dict[str, Any]],
+                         chosen_variants: Sequence[tuple[DecodeVariant, list[tuple[Any, float, Row]], int]]
+                         ) -> list[Candidate]:
+    """Every AGRec row at its own chosen point, main scorer first, then the other scorers, then the variants."""
+    out = []
+    for name in names:
+        p = chosen_by[name]
+        out.append(Candidate(agrec_row(name), curves[name][(p["alpha"], p["tau"])], p["alpha"], p["tau"],
+                             [(alpha, tau, row) for (alpha, tau), row in curves[name].items()]))
+    for v, plan, i in chosen_variants:
+        out.append(Candidate(v.row, plan[i][2], plan[i][0], plan[i][1], list(plan)))
+    return out
+
+
+def select_row(candidates: Sequence[Candidate], metric: str) -> Candidate:
+    """The candidate with the best validation ``metric``; ties go to the earlier one (the main scorer's row)."""
+    if not candidates:
+        raise ValueError("no AGRec row to select from")
+    return max(enumerate(candidates), key=lambda ic: (ic[1].row.metrics["valid"][metric], -ic[0]))[1]
 
 
 def plan_variant(ev: Evaluator, variant: DecodeVariant, base: Row, scorer: str) -> list[tuple[Any, float, Row]]:

@@ -25,8 +25,9 @@ from conftest import CI_PROFILE, ROOT
 pytestmark = [pytest.mark.browser, needs_chromium]
 
 # CI-sized and smaller: one GNN, a short RQ-VAE, 60 users' LM windows, 20 evaluated users, a small t-SNE sample.
-SHRINK = {"gnn.models": ["lightgcn"], "evaluation.scorers": ["lightgcn"], "semantic_ids.rqvae.epochs": 10,
-          "lm.max_users": 60, "evaluation.max_users": 20, "evaluation.alpha_grid": [0.0, 0.5],
+SHRINK = {"gnn.models": ["lightgcn"], "evaluation.scorers": ["lightgcn"], "evaluation.fuse": None,
+          "semantic_ids.rqvae.epochs": 10,
+          "lm.max_users": 60, "evaluation.max_users": 20, "evaluation.alpha_grid": [0.0, 0.5, 1.0],
           "analysis.explorer_users": 4, "analysis.tsne_items": 60, "analysis.tsne_perplexity": 10.0}
 TIMEOUT_MS = 240_000
 

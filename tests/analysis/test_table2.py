@@ -237,3 +237,26 @@ def test_complementarity_per_dataset_from_the_analysis_record(tmp_path):
     Report(a).record("analysis", {"complementarity": {"LLM only": 10}})
     with pytest.raises(AgrecError, match="analysis.json: 'complementarity' must hold integer counts"):
         read_run(a)
+
+
+def test_selected_and_fused_rows_carry_their_own_alpha_and_the_parts_of_their_source(tmp_path):
+    m = _metrics
+    folder = _write(tmp_path / "Instruments" / "cpu", {
+        "w/o Graph": m(0.1, 0.05, 0.2, 0.08), "GNN only (lightgcn)": m(0.1, 0.05, 0.2, 0.07),
+        "SASRec only": m(0.1, 0.05, 0.2, 0.09), "AGRec (lightgcn)": m(0.1, 0.05, 0.2, 0.085),
+        "AGRec (sasrec)": m(0.1, 0.05, 0.2, 0.095), "AGRec (lightgcn+sasrec)": m(0.1, 0.05, 0.2, 0.097),
+        "AGRec (selected)": m(0.1, 0.05, 0.2, 0.097)},
+        row_alpha={"AGRec (lightgcn)": {"alpha": 0.2, "tau": 1.0}, "AGRec (sasrec)": {"alpha": 0.7, "tau": 1.0},
+                   "AGRec (lightgcn+sasrec)": {"alpha": 0.4, "tau": 1.0}, "AGRec (selected)": {"alpha": 0.4, "tau": 1}},
+        selected={"row": "AGRec (selected)", "source": "AGRec (lightgcn+sasrec)", "valid": {}},
+        significance_parts={"AGRec (selected)": {"w/o Graph": {"HR@10": 0.5}, "SASRec only": {"NDCG@10": 0.01},
+                                                 "GNN only (lightgcn)": {"NDCG@10": 0.02}}})
+    df = table2([read_run(folder)], paper={}).set_index("row")
+    assert list(df.index) == ["ours: LM alone (w/o Graph)", "ours: LightGCN alone", "ours: SASRec (full-softmax CE)",
+                              "ours: AGRec (LightGCN)", "ours: AGRec (SASRec)", "ours: AGRec (LightGCN + SASRec)",
+                              "ours: AGRec (selected)"]
+    assert [df.loc[r, "alpha"] for r in df.index[3:]] == [0.2, 0.7, 0.4, 0.4]
+    # the selected row is tested against the parts of its source: the LM and, of the two fused scorers, the one
+    # stronger on test (SASRec here)
+    sel = df.loc["ours: AGRec (selected)"]
+    assert (sel["p vs LM HR@10"], sel["p vs scorer NDCG@10"]) == (0.5, 0.01)

@@ -14,7 +14,7 @@ from agrec.decode.beam import DecodeResult
 from agrec.decode.config import DecodeConfig, EvalConfig
 from agrec.decode.evaluate import EvalInputs, scorer_rankings, subset
 from agrec.decode.shard import SINGLE, gather_rows, length_order, shard_blocks, shard_positions
-from agrec.decode.stage import decode_table
+from agrec.decode.stage import decode_table, slug
 from agrec.lm.distributed import DistEnv
 from tests.decode.tiny_lm import BOS, make_tiny
 
@@ -99,8 +99,13 @@ def test_two_processes_write_byte_identical_rankings_and_results(tmp_path):
     two = tmp_path / "two"
     mp.spawn(_worker, args=(2, str(two), str(tmp_path / "init")), nprocs=2, join=True)
     files = _files(one)
-    # the 3-point curve (α = 0 is w/o Graph), 2 scorer rows, AGRec, α=1, AGRec (sgl), 3 variants; 2 targets each
-    assert len(files) == 2 * 11
+    both = ["w_o_graph", "0_5_1", "1_1", "1_lightgcn", "agrec_lightgcn", "agrec_sgl", "agrec_selected",
+            "gnn_only_lightgcn", "gnn_only_sgl", "released_code_mix_logit", "released_code_state_last_token",
+            "released_code_logit_last_token_max",
+            "agrec_sgl_1_1"]   # sgl's curve: its chosen point (α = 1 on this data) is decoded on test too
+    want = {f"rankings/{r}__{t}.npz" for r in both for t in ("valid", "test")} | {"rankings/agrec_sgl_0_5_1__valid.npz"}
+    assert set(files) == want
+    assert json.loads((one / "results.json").read_text())["scorer_curves"]["sgl"][2]["alpha"] == 1.0
     assert _files(two) == files
     assert _results(two) == _results(one)
 
@@ -124,14 +129,21 @@ def test_validation_subsample_and_test_only_where_the_table_needs_it(tmp_path):
     valid = np.load(tmp_path / "part" / "rankings" / "w_o_graph__valid.npz")
     assert valid["users"].tolist() == sorted(np.random.default_rng(11).choice(N_USERS, 9, replace=False).tolist())
     chosen = (part.chosen["alpha"], part.chosen["tau"])
-    # test metrics at α = 0 (w/o Graph), the chosen α and α = 1 only; the rest of the curve is validation-only
+    # test metrics at α = 0 (w/o Graph), the chosen α and α = 1 only, unless the main row is the selected one,
+    # whose whole grid is decoded on test for its selection regret; the rest of the curve is validation-only
+    regret_curve = part.selected["source"] == "AGRec (lightgcn)"
     for p in part.curve:
-        assert (p["test"] is not None) == ((p["alpha"], p["tau"]) in {(0.0, 1.0), chosen, (1.0, 1.0)})
+        assert (p["test"] is not None) == (regret_curve or (p["alpha"], p["tau"]) in {(0.0, 1.0), chosen, (1.0, 1.0)})
     # the table's test column does not depend on either option
     assert [r["metrics"]["test"] for r in part.rows] == [r["metrics"]["test"] for r in full.rows]
     frame = part.curve_frame()
-    assert set(frame[frame["target"] == "test"]["alpha"]) == {0.0, chosen[0], 1.0}
+    assert set(frame[frame["target"] == "test"]["alpha"]) == ({0.0, 0.5, 1.0} if regret_curve else {0.0, chosen[0], 1.0})
     saved = {p.name for p in (tmp_path / "part" / "rankings").iterdir()}
     assert {"0_5_1__valid.npz", "agrec_lightgcn__test.npz", "1_lightgcn__test.npz"} <= saved
-    if chosen[0] != 0.5:
+    if chosen[0] != 0.5 and not regret_curve:
         assert "0_5_1__test.npz" not in saved
+    # the sgl row's grid: validation only, but for its chosen point (and all of it when sgl's row is selected)
+    sgl_test = {n for n in saved if n.startswith("agrec_sgl_") and n.endswith("__test.npz")} - {"agrec_sgl__test.npz"}
+    sgl = next(r for r in part.rows if r["name"] == "AGRec (sgl)")["settings"]["alpha"]
+    if part.selected["source"] != "AGRec (sgl)":
+        assert sgl_test == ({f"{slug(f'AGRec (sgl) α={sgl:g} τ=1')}__test.npz"} if sgl > 0 else set())

@@ -9,7 +9,7 @@ import pytest
 from agrec.config import load_profile, profile_from_dict
 from agrec.decode.config import DecodeConfig, EvalConfig
 from agrec.decode.shard import SINGLE
-from agrec.decode.stage import decode_table, load_report
+from agrec.decode.stage import decode_table, load_report, slug
 from agrec.decode.variants import choose_point, parse_variants
 from agrec.errors import ConfigError
 from tests.decode.test_shard import _setup
@@ -20,10 +20,10 @@ def _parse(variants, **ev_kw):
 
 
 def test_defaults_come_from_the_evaluation_grids_and_tau_fixes_one_point():
-    v, = _parse({"gate": {"alpha_gate": "entropy", "tau": 0.5}}, alpha_grid=[0.0, 0.3], tau_grid=[1.0, 2.0])
+    v, = _parse({"gate": {"alpha_gate": "entropy", "tau": 0.5}}, alpha_grid=[0.0, 0.3, 1.0], tau_grid=[1.0, 2.0])
     assert v.row == "AGRec [gate]"
     assert v.settings == {"alpha_gate": "entropy"}
-    assert v.points() == [(0.0, 0.5), (0.3, 0.5)]
+    assert v.points() == [(0.0, 0.5), (0.3, 0.5), (1.0, 0.5)]
     lv, = _parse({"lv": {"alpha_grid": [[0.2, 0], 0.4]}}, tau_grid=[1.0, 2.0])
     assert lv.points() == [([0.2, 0.0], 1.0), (0.4, 1.0), ([0.2, 0.0], 2.0), (0.4, 2.0)]
     assert _parse(None) == [] and _parse({"same": None})[0].settings == {}
@@ -106,11 +106,11 @@ def test_variant_rows_are_chosen_on_validation_and_equal_the_profile_that_sets_t
     # ... and equal a profile whose decode.top_n is 8 with α fixed at that point (top-8 needs rankings 8 deep)
     a = top8["chosen"]["alpha"]
     if a > 0:
-        ref = _run(tmp_path / "ref", alpha_grid=[a], top_n=8)
-        ref_rows = {r["name"]: r for r in ref.rows}
-        assert rows["AGRec [top-n 8]"]["metrics"]["test"] == ref_rows["AGRec (lightgcn)"]["metrics"]["test"]
+        ref = _run(tmp_path / "ref", alpha_grid=sorted({0.0, a, 1.0}), top_n=8)
+        point = next(p for p in ref.curve if p["alpha"] == a)
+        assert rows["AGRec [top-n 8]"]["metrics"]["test"] == point["test"]
         got = np.load(tmp_path / "v" / "rankings" / "agrec_top_n_8__test.npz")
-        want = np.load(tmp_path / "ref" / "rankings" / "agrec_lightgcn__test.npz")
+        want = np.load(tmp_path / "ref" / "rankings" / f"{slug(f'α={a:g} τ=1')}__test.npz")
         assert np.array_equal(got["items"], want["items"])
     # per-level grid points are recorded as lists; the row carries its settings and chosen α
     level = rep.variants["level 0"]
