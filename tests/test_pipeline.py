@@ -123,6 +123,7 @@ def test_untouched_rerun_reuses_the_stage_and_its_report_and_a_data_edit_recompu
     nb = rep / "01_data.ipynb"
     stamp = nb.stat().st_mtime_ns
     first = (rep / "results" / "pipeline.json").read_bytes()
+    assert "    loading Toy: phase 2/2 (100%)" in capsys.readouterr().out   # the stage's progress, under its line
     assert main(["status", "--config", str(toy_profile)]) == 0
     assert capsys.readouterr().out == "data          current\n"
 

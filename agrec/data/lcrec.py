@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -112,11 +112,13 @@ def inter_sequences(inter: Any, path: Path) -> dict[str, list[str]]:
     return out
 
 
-def load_lcrec(folder: Path, dataset: str, min_seq_len: int, require_text: bool) -> SeqDataset:
+def load_lcrec(folder: Path, dataset: str, min_seq_len: int, require_text: bool,
+               step: Callable[[str], None] = lambda phase: None) -> SeqDataset:
     inter_path = folder / f"{dataset}.inter.json"
     item_path = folder / f"{dataset}.item.json"
     index_path = folder / f"{dataset}.index.json"
     seqs = inter_sequences(read_json(inter_path), inter_path)
+    step(f"read {inter_path.name}")
     users: list[str] = []
     items: list[str] = []
     for user, seq in seqs.items():
@@ -139,6 +141,7 @@ def load_lcrec(folder: Path, dataset: str, min_seq_len: int, require_text: bool)
     # The lists' order is the time order; no timestamps exist, so repeats (Yelp) are legitimate.
     ds, kept = build_dataset(dataset, inter_path, np.asarray(users, dtype=object), np.asarray(items, dtype=object),
                              None, min_seq_len, item_order=item_order)
+    step("grouped by user")
 
     if index is not None:
         codes = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -79,7 +80,8 @@ def read_atomic(path: Path) -> pd.DataFrame:
 ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
 
 
-def load_atomic(folder: Path | None, dataset: str, min_seq_len: int, require_text: bool) -> SeqDataset:
+def load_atomic(folder: Path | None, dataset: str, min_seq_len: int, require_text: bool,
+                step: Callable[[str], None] = lambda phase: None) -> SeqDataset:
     """Load ``<dataset>.inter`` and ``<dataset>.item`` from ``folder`` (None = embedded MovieLens-100k)."""
     if folder is None:
         if dataset != EMBEDDED_DATASET:
@@ -89,6 +91,7 @@ def load_atomic(folder: Path | None, dataset: str, min_seq_len: int, require_tex
     inter_path = folder / f"{dataset}.inter"
     item_path = folder / f"{dataset}.item"
     inter = read_atomic(inter_path)
+    step(f"read {inter_path.name}")
     for col in ("user_id", "item_id"):
         if col not in inter.columns:
             raise DataError(f"{inter_path}: missing column '{col}' (header has {list(inter.columns)})")
@@ -116,6 +119,7 @@ def load_atomic(folder: Path | None, dataset: str, min_seq_len: int, require_tex
         check_id_column(item_table["item_id"], str(item_path), "item_id")
     ds, kept = build_dataset(dataset, inter_path, inter["user_id"].to_numpy(str), inter["item_id"].to_numpy(str),
                              times, min_seq_len, item_order=item_order, line_numbers=lines)
+    step("grouped by user")
     if item_table is None:
         if require_text:
             raise DataError(f"{item_path}: file not found (item text is required; set data.require_text: false "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -69,9 +70,10 @@ def _parse_times(path: Path, col: str, values: pd.Series) -> np.ndarray:
 
 def load_tabular(folder: Path, inter_file: str, item_file: str | None, user_col: str, item_col: str,
                  time_col: str, text_cols: list[str] | None, min_seq_len: int, require_text: bool,
-                 sort_by_time: bool, name: str) -> SeqDataset:
+                 sort_by_time: bool, name: str, step: Callable[[str], None] = lambda phase: None) -> SeqDataset:
     inter_path = folder / inter_file
     inter = _read_table(inter_path)
+    step(f"read {inter_path.name}")
     for col in (user_col, item_col, time_col):
         if col not in inter.columns:
             raise DataError(f"{inter_path}: missing column '{col}' (columns: {list(inter.columns)}); "
@@ -119,6 +121,7 @@ def load_tabular(folder: Path, inter_file: str, item_file: str | None, user_col:
 
     ds, kept = build_dataset(name, inter_path, users, items, times, min_seq_len, item_order=item_order,
                              line_numbers=lines, check_duplicates=False)
+    step("grouped by user")
     if table is None:
         return ds
     item_path = folder / item_file

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from agrec.canonical import neutral
 from agrec.devices import check_device
 from agrec.errors import ConfigError
 from agrec.paths import check_path
@@ -105,6 +106,11 @@ class SemanticIdConfig:
     cpu_threads: int | None = None
     # When the dataset ships codes (LC-Rec X.index.json): use them (de-duplicated) instead of training.
     use_given_codes: bool = True
+    # Text embeddings of items whose codes are given: only diagnostics read them (the tokenization report's
+    # code coherence, the analysis t-SNE's text panel), so they are computed only when asked for (true). Null:
+    # not for given codes (on Instruments ~8 minutes of MiniLM). Codes learned from the text always need them.
+    # This changes diagnostics only, never the codes, so a run recorded before the key existed stays current.
+    text_diagnostics: bool | None = neutral(None)
     rqvae: RQVAEConfig = field(default_factory=RQVAEConfig)
 
     def __post_init__(self) -> None:

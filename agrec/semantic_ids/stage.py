@@ -102,8 +102,10 @@ def _compute(session: Session, ds: SeqDataset, folder: Path, key: str, progress:
     profile, run = session.profile, session.run
     cfg: SemanticIdConfig = profile.semantic_ids
     texts = _texts_or_none(ds, cfg)
+    given = ds.item_codes is not None and cfg.use_given_codes
     emb, emb_info, t_embed = None, None, 0.0
-    if texts is not None:
+    # With given codes only diagnostics would read the embeddings: computed when the profile asks for them.
+    if texts is not None and (not given or cfg.text_diagnostics):
         t0 = time.perf_counter()
         shared = Path(profile._resolve(cfg.embedding_cache)) if cfg.embedding_cache else None
         spec = EmbeddingSpec(cfg.encoder, cfg.lm_model if cfg.encoder == "lm" else None, cfg.max_length, cfg.normalize,
@@ -111,9 +113,12 @@ def _compute(session: Session, ds: SeqDataset, folder: Path, key: str, progress:
         emb, emb_info = embed_texts(texts, spec, folder, cfg.embed_batch_size, shared, progress,
                                     device=str(resolve_device(cfg.device, "semantic_ids.device")), refresh=refresh)
         t_embed = time.perf_counter() - t0
+    else:   # a recomputation without them leaves no embeddings of an earlier configuration behind
+        for stale in ("embeddings.npy", "embeddings.json"):
+            (folder / stale).unlink(missing_ok=True)
+    if texts is not None:
         atomic_write_json(folder / TEXTS, texts, indent=None)
 
-    given = ds.item_codes is not None and cfg.use_given_codes
     fit: QuantizeResult | None = None
     if given:
         raw = CodeTable.from_tokens(ds.item_codes, ds.item_ids, source=f"{ds.name}.index.json")

@@ -110,3 +110,24 @@ def test_non_ascii_digits_are_not_a_date(tmp_path):
     folder = make(tmp_path, "user_id,item_id,timestamp\n1,a,١٢٣\n1,b,١٢٤\n1,c,١٢٥\n")
     with pytest.raises(DataError, match=r"line 2: column 'timestamp' value '١٢٣' is neither a number nor a date"):
         load(folder)
+
+
+def test_loading_reports_its_phases_to_the_progress_file(tmp_path, monkeypatch):
+    import json
+
+    from agrec.config import DataConfig
+    from agrec.data.loaders import load_dataset
+    from agrec.progress import ENV_VAR
+
+    rows = ["user,item,time"] + [f"{u},{i},{t}" for u in range(4) for t, i in enumerate("abc")]
+    (tmp_path / "inter.csv").write_text("\n".join(rows) + "\n")
+    events = tmp_path / "progress.jsonl"
+    monkeypatch.setenv(ENV_VAR, str(events))
+    cfg = DataConfig(dataset="T", format="tabular", path=str(tmp_path), inter_file="inter.csv", item_file=None,
+                     user_col="user", item_col="item", time_col="time", require_text=False, min_seq_len=3)
+    load_dataset(cfg, tmp_path)
+    ev = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [(e["task"], e["event"], e["n"], e["total"], e["info"]) for e in ev] == [
+        ("loading T", "update", 1, 2, {"phase": "read inter.csv"}),
+        ("loading T", "update", 2, 2, {"phase": "grouped by user"}),
+        ("loading T", "end", 2, 2, {"users": 4, "items": 3})]

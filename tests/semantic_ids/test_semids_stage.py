@@ -115,3 +115,30 @@ def test_no_text_and_no_codes_is_a_clear_error(tmp_path, index_only_dir):
     s = session(tmp_path, **lcrec_overrides(index_only_dir, **{"semantic_ids.use_given_codes": False}))
     with pytest.raises(DataError, match="no item text and no given codes"):
         prepare_semantic_ids(s, progress=False)
+
+
+def test_given_codes_embed_the_text_only_when_diagnostics_are_asked_for(tmp_path, monkeypatch, lcrec_dir):
+    """lcrec_dir has item text and given codes: the codes need no embedding, so none is computed unless the
+    profile asks for the text diagnostics; then they are computed, and dropped again when no longer asked for."""
+    calls = []
+
+    def fake(texts, *a, **k):
+        calls.append(len(texts))
+        return np.ones((len(texts), 3), dtype=np.float32)
+
+    monkeypatch.setattr(embed_mod, "encode_minilm", fake)
+    base = {"data.format": "lcrec", "data.dataset": "Toy", "data.path": str(lcrec_dir),
+            "semantic_ids.embedding_cache": None}
+    s = session(tmp_path, **base)
+    sem = prepare_semantic_ids(s, progress=False)
+    folder = s.run.root / "semantic_ids"
+    assert calls == [] and sem.embeddings is None and sem.record["embedding"] is None
+    assert sem.record["source"] == "index.json" and len(sem.texts) == 5 and (folder / "texts.json").is_file()
+    assert not (folder / "embeddings.npy").exists()
+    s = session(tmp_path, **base, **{"semantic_ids.text_diagnostics": True})
+    sem = prepare_semantic_ids(s, progress=False)
+    assert calls == [5] and sem.embeddings.shape == (5, 3) and (folder / "embeddings.npy").is_file()
+    s = session(tmp_path, **base)                          # asked for no longer: recomputed without them
+    sem = prepare_semantic_ids(s, progress=False)
+    assert calls == [5] and sem.embeddings is None and not (folder / "embeddings.npy").exists()
+    assert "embeddings.npy" not in s.run.read_record("semantic_ids")["artefacts"]
