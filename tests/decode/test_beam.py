@@ -1,12 +1,13 @@
 import dataclasses
 import math
+import types
 
 import numpy as np
 import pytest
 import torch
 from tiny_lm import EOS, make_tiny
 
-from agrec.decode import DecodeConfig, ItemTrie, RankableFSM, generate_items, generate_items_multi, mixed_log_probs
+from agrec.decode import DecodeConfig, ItemTrie, generate_items, generate_items_multi, mixed_log_probs
 from agrec.decode.hf import hf_generate_items
 from agrec.errors import AgrecError
 
@@ -81,8 +82,25 @@ def test_alpha1_sum_ranks_gnn_top_n_first_in_gnn_order(state):
         assert (res.scores[:, 6:] < math.log(1e-5) + 1e-6).all()              # the rest pay the floor
     else:
         # the released code's last-token state lets items that merely share a code with a top-n item ride on
-        # its weight, so non-top items escape the floor: the guarantee is lost
-        assert (res.scores[:, 6:] > math.log(1e-5)).any()
+        # its weight, so non-top items escape the floor: the guarantee is lost. Every beam's score is that of the
+        # reference FSM (α = 1: p_G on the FSM, the floor for a token off its edges, p_LLM off the FSM).
+        escaped = 0
+        for u in range(len(tiny.prompts)):
+            ref = ReferenceFSM(tiny.trie, items[u].tolist(), scores[u].tolist(), 1.0, "sum", "last_token", 1e-5)
+            for j in range(10):
+                toks = tiny.trie.item_tokens[int(res.items[u, j])].tolist()
+                logits = lm_probs(tiny.model, tiny.prompts[u], toks)
+                want = 0.0
+                for d in range(len(toks)):
+                    if ref.on(toks[:d]):
+                        want += math.log(ref.p_g(toks[:d]).get(toks[d], 1e-5))
+                    else:
+                        children = tiny.trie.allowed_tokens(toks[:d])
+                        want += math.log(float(torch.softmax(logits[d], -1)[toks[d]]))
+                        assert toks[d] in children
+                assert float(res.scores[u, j]) == pytest.approx(want, rel=1e-4, abs=1e-4)
+                escaped += int(res.items[u, j]) not in items[u].tolist() and want > math.log(1e-5)
+        assert escaped > 0
 
 
 def test_fsm_keeps_the_top_n_best_scored_candidates(tiny):
@@ -96,6 +114,60 @@ def test_fsm_keeps_the_top_n_best_scored_candidates(tiny):
 
 
 # -- every score is Eq. 4-5, recomputed independently ---------------------------------------------------------
+class ReferenceFSM:
+    """One user's FSM written from its definition (the design page's §4.5 and the released code's variants), in
+    plain Python over item code lists, to check the vectorised :class:`RankableFSM` against.
+
+    The items of a state are the top-n items whose path goes through it: those whose first ``d`` codes are the
+    prefix (``state="prefix"``), or, as in the released code, those whose code at depth ``d - 1`` is the prefix's
+    last token (``"last_token"``; every item at the root). ``p_G`` of a next token is the sum (or max) of the
+    weights ``softmax(score / tau)`` of the state's items through it, normalised over the state's tokens; the
+    graph logit (``mix="logit"``) is the sum (or max, at least ``floor``) of their ``score / tau``."""
+
+    def __init__(self, trie, items, scores, tau, agg, state, floor):
+        self.codes = [trie.item_tokens[i].tolist() for i in items]
+        e = [math.exp(x / tau) for x in scores]
+        self.w = [x / sum(e) for x in e]
+        self.s = [x / tau for x in scores]
+        self.agg, self.state, self.floor = agg, state, floor
+
+    def members(self, prefix):
+        d = len(prefix)
+        if self.state == "prefix" or d == 0:
+            return [k for k, c in enumerate(self.codes) if c[:d] == list(prefix)]
+        return [k for k, c in enumerate(self.codes) if c[d - 1] == prefix[-1]]
+
+    def on(self, prefix):
+        return bool(self.members(prefix))
+
+    def _edges(self, prefix, values):
+        d, out = len(prefix), {}
+        for k in self.members(prefix):
+            t = self.codes[k][d]
+            out[t] = values[k] if t not in out else (out[t] + values[k] if self.agg == "sum" else max(out[t], values[k]))
+        return out
+
+    def p_g(self, prefix):
+        edges = self._edges(prefix, self.w)
+        total = sum(edges.values())
+        return {t: v / total for t, v in edges.items()}
+
+    def graph_logits(self, prefix):
+        edges = self._edges(prefix, self.s)
+        return edges if self.agg == "sum" else {t: max(v, self.floor) for t, v in edges.items()}
+
+
+def test_reference_fsm_by_hand():
+    trie = types.SimpleNamespace(item_tokens=torch.tensor([[10, 20, 30], [10, 21, 31], [11, 20, 32]]))
+    ref = ReferenceFSM(trie, [0, 1, 2], [math.log(2), 0.0, math.log(1)], 1.0, "sum", "prefix", 1e-5)
+    # w = 2/4, 1/4, 1/4; at the root: token 10 carries items 0 and 1, token 11 item 2
+    assert ref.p_g([]) == {10: 0.75, 11: 0.25}
+    assert ref.p_g([10]) == {20: 2 / 3, 21: 1 / 3} and not ref.on([11, 21])
+    last = ReferenceFSM(trie, [0, 1, 2], [math.log(2), 0.0, math.log(1)], 1.0, "sum", "last_token", 1e-5)
+    # after token 20 at depth 1 the released code's state holds items 0 and 2 (both have 20 there), whatever the
+    # first token was: the prefix 11, 20 is steered by item 0's next code too
+    assert last.p_g([11, 20]) == {30: 2 / 3, 32: 1 / 3} and ref.p_g([11, 20]) == {32: 1.0}
+
 @pytest.mark.parametrize("kw", [dict(mix="prob", state="prefix", agg="sum", alpha=0.5),
                                 dict(mix="prob", state="prefix", agg="max", alpha=0.3),
                                 dict(mix="prob", state="last_token", agg="sum", alpha=0.6),
@@ -108,7 +180,6 @@ def test_scores_and_trace_match_independent_recomputation(kw):
     items, scores = gnn_inputs(tiny, n=5, seed=3)
     cfg = DecodeConfig(beam_size=8, batch_size=3, tau=0.7, **kw)
     res = generate_items(tiny.model, tiny.prompts, tiny.trie, fsm_inputs=(items, scores), cfg=cfg, trace=True)
-    fsm = RankableFSM.build(tiny.trie, items, scores, tau=cfg.tau, agg=cfg.agg, state=cfg.state)
     trie, L, tr = tiny.trie, tiny.trie.n_levels, res.trace
     seen_on = seen_off = 0
     for u in range(len(tiny.prompts)):
@@ -118,12 +189,12 @@ def test_scores_and_trace_match_independent_recomputation(kw):
             toks = trie.item_tokens[item].tolist()
             assert tr.tokens[u, j].tolist() == toks
             logits = lm_probs(tiny.model, tiny.prompts[u], toks)
-            state = torch.zeros(1, 1, dtype=torch.int64)
+            ref = ReferenceFSM(trie, items[u].tolist(), scores[u].tolist(), cfg.tau, cfg.agg, cfg.state, cfg.floor)
             total, was_off = 0.0, False
             for d in range(L):
                 a = cfg.alpha_at(d)
                 children = trie.allowed_tokens(toks[:d])
-                on = int(state) >= 0
+                on = ref.on(toks[:d])
                 assert bool(tr.on[u, j, d]) == on
                 if cfg.state == "prefix":
                     assert not (was_off and on)                               # off is absorbing
@@ -135,12 +206,12 @@ def test_scores_and_trace_match_independent_recomputation(kw):
                 pl = float(p[children.index(toks[d])])
                 assert float(tr.p_llm[u, j, d]) == pytest.approx(pl, rel=1e-4)
                 if cfg.mix == "prob":
-                    dist = fsm.select([u]).distribution(0, toks[:d])
-                    pg = (dist or {}).get(toks[d], cfg.floor)
+                    pg = ref.p_g(toks[:d]).get(toks[d], cfg.floor)
                     p_hat = (1 - a) * pl + a * pg if on else pl
                 else:
                     code = trie.code_tokens
-                    g = fsm.select([u]).graph_logits(state, d, code.view(1, 1, -1))[0, 0]
+                    g_of = ref.graph_logits(toks[:d])
+                    g = torch.tensor([g_of.get(int(c), cfg.floor) for c in code])
                     z = logits[d].clone()
                     z[code] = (1 - a) * z[code] + a * g
                     q = torch.softmax(z, -1)
@@ -154,7 +225,6 @@ def test_scores_and_trace_match_independent_recomputation(kw):
                     assert math.isnan(float(tr.p_g[u, j, d]))
                 assert float(tr.p_hat[u, j, d]) == pytest.approx(p_hat, rel=1e-4)
                 total += math.log(p_hat)
-                state = fsm.select([u]).next_state(state, d, torch.tensor([[toks[d]]]))
             assert float(res.scores[u, j]) == pytest.approx(total, rel=1e-4, abs=1e-4)
     assert seen_on and seen_off                                               # both branches were exercised
     assert (res.scores[:, :-1] >= res.scores[:, 1:]).all()
