@@ -53,4 +53,12 @@ def test_breakdown_by_activity_and_popularity():
     popdf = out["by_popularity"]                            # edges [1, 4): one bucket (median = min)
     assert popdf["users"].sum() == 4
     fig = complementarity_figure(out["overall"], act, popdf)
-    assert len(fig.axes) == 3
+    overall_ax, act_ax, pop_ax = fig.axes
+    assert [p.get_height() for p in overall_ax.patches] == [1, 1, 1, 1]       # one user in each group
+    assert [t.get_text() for t in overall_ax.texts] == ["1\n(25%)"] * 4
+    # the activity panel stacks each bucket's group shares: bucket [1, 2) is all "LLM only", [2, 5) a third each
+    # of GNN only / both / neither (bars are drawn group by group, bucket by bucket)
+    heights = [round(p.get_height(), 6) for p in act_ax.patches]
+    assert heights == [1.0, 0.0, 0.0, round(1 / 3, 6), 0.0, round(1 / 3, 6), 0.0, round(1 / 3, 6)]
+    assert [t.get_text() for t in act_ax.get_xticklabels()] == ["[1, 2)\nn=1", "[2, 5)\nn=3"]
+    assert sum(p.get_height() for p in pop_ax.patches) == pytest.approx(1.0)   # one bucket: shares add up to 1

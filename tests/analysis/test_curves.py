@@ -22,7 +22,15 @@ def test_scan_finds_every_run(tmp_path):
     c = curves["ml-100k/ci"]
     assert len(c) == 3 * 2 * 2
     assert c[(c.alpha == 0.3) & (c.target == "test") & (c.metric == "HR@10")]["value"].item() == pytest.approx(0.7)
-    assert len(alpha_curves_across_runs(curves).axes) == 2
+    fig = alpha_curves_across_runs(curves)
+    # one line per run on each metric's panel, holding exactly that run's test values (HR@10 = 1 - α, NDCG = half)
+    for ax, scale in zip(fig.axes, (1.0, 0.5)):
+        lines = {ln.get_label(): ln for ln in ax.get_lines()}
+        assert set(lines) == {"ml-100k/ci", "ml-100k/quick"}
+        for label, alphas in (("ml-100k/ci", [0.0, 0.3, 1.0]), ("ml-100k/quick", [0.0, 0.5])):
+            assert list(lines[label].get_xdata()) == alphas
+            assert list(lines[label].get_ydata()) == pytest.approx([(1 - a) * scale for a in alphas])
+    assert [ax.get_ylabel() for ax in fig.axes] == ["HR@10 (test)", "NDCG@10 (test)"]
 
 
 def test_scan_names_a_broken_file(tmp_path):
