@@ -20,4 +20,10 @@ def test_summary_means_skip_users_without_beams():
     assert df["users"].tolist() == [2, 2]
     assert df[["mean L1", "mean L2", "mean L3"]].values.tolist() == [[1.5, 3.0, 3.5], [1.0, 1.5, 1.5]]
     assert df["median L1"].tolist() == [1.5, 1.0]
-    assert len(homogeneity_figure({"α=0": counts}, n_beams=4).axes) == 3
+    fig = homogeneity_figure({"α=0": counts}, n_beams=4)
+    # per level, a histogram of the two users with beams (counts [1, 2, 3] and [2, 4, 4]), the empty user left out
+    for ax, values in zip(fig.axes, ([1, 2], [2, 4], [3, 4])):
+        hist = {round(p.get_x() + p.get_width() / 2): p.get_height() for p in ax.patches if p.get_height()}
+        assert hist == {v: values.count(v) for v in values}
+    means = [ax.get_legend().get_texts()[0].get_text() for ax in fig.axes]
+    assert means == ["α=0 (mean 1.50)", "α=0 (mean 3.00)", "α=0 (mean 3.50)"]
