@@ -40,4 +40,12 @@ def test_tsne_separates_two_clusters_deterministically():
     a, b = y[:20].mean(0), y[20:].mean(0)
     assert np.linalg.norm(a - b) > 3 * max(y[:20].std(0).max(), y[20:].std(0).max())
     fig = tsne_figure({"x": y}, {"cluster": ["a"] * 20 + ["b"] * 20, "genre": ["?"] * 40})
-    assert len(fig.axes) == 2
+    by_cluster, by_genre = fig.axes
+    assert [by_cluster.get_title(), by_genre.get_title()] == ["x · coloured by cluster", "x · coloured by genre"]
+    # every item is drawn where t-SNE put it, and the two clusters get two colours, the one genre one colour
+    dots = by_cluster.collections[0]
+    np.testing.assert_array_equal(dots.get_offsets(), y)
+    colours = [tuple(c) for c in dots.get_facecolors()]
+    assert len(set(colours[:20])) == len(set(colours[20:])) == 1 and colours[0] != colours[20]
+    assert len({tuple(c) for c in by_genre.collections[0].get_facecolors()}) == 1
+    assert [t.get_text() for t in by_cluster.get_legend().get_texts()] == ["a", "b"]

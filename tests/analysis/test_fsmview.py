@@ -35,5 +35,16 @@ def test_beam_states():
     assert st["state"].tolist() == ["a0b1", "a0", "a1", "a1b2"]
     assert st["status"].tolist() == ["a top-n item", "left at level 2", "left at level 2", "a top-n item"]
     assert beam_states(tree, np.array([[12, 20]]))["status"].tolist() == ["never on (left at level 1)"]
-    fig = fsm_tree_figure(tree, st)
-    assert len(fig.axes) == 1
+    # the drawing: one edge per tree row labelled with its p_G, one label per item leaf, and the beams counted
+    # where they ended (a tree and states named with the same token names)
+    names = {10: "a0", 11: "a1", 20: "b0", 21: "b1", 22: "b2"}
+    named = fsm_tree(fsm, TITLES, names, top_items=[1, 0, 3])
+    fig = fsm_tree_figure(named, beam_states(named, beams, names))
+    ax, = fig.axes
+    assert len(ax.get_lines()) == len(named) + 1                       # the edges and the root dot
+    texts = [t.get_text() for t in ax.texts]
+    assert [t for t in texts if " p=" in t] == [f"{r.token} p={r.p_G:.2f}" for r in named.itertuples()]
+    w = named.set_index("title")["weight"]
+    assert [t for t in texts if "w=" in t] == [f"T0  w={w['T0']:.2f}", f"T1  w={w['T1']:.2f}  [1 beam]",
+                                               f"T3  w={w['T3']:.2f}  [1 beam]"]
+    assert sorted(t for t in texts if "left here" in t) == ["[1 beam(s) left here]"] * 2
