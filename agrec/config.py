@@ -65,7 +65,7 @@ class PipelineConfig:
     # own folders. Only plain names separated by "/" (see VARIANT_PART): never "..", absolute or empty.
     variant: str | None = None
     # torch intra-op threads of every stage (None = torch's default, one per core). Fixed so that the
-    # numbers do not depend on the machine's core count (README "Reproducibility"); a stage's own
+    # numbers do not depend on the machine's core count (docs/running.md "Reproducibility"); a stage's own
     # semantic_ids.cpu_threads / lm.num_threads overrides it inside that stage.
     num_threads: int | None = 1
 

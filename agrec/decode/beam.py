@@ -1,4 +1,4 @@
-"""GNN-augmented, trie-constrained beam search (paper Eq. 4-5, DESIGN §4.5), batched over users.
+"""GNN-augmented, trie-constrained beam search (paper Eq. 4-5, docs/design.md §4.5), batched over users.
 
 Per batch of users:
 
@@ -148,8 +148,8 @@ def generate_items(model: torch.nn.Module, prompts: Sequence[Sequence[int]], tri
             ``n > cfg.top_n`` each user's ``top_n`` best-scored are kept), or None when ``cfg.alpha`` is 0
             (then it is ignored).
         cfg: :class:`DecodeConfig` (paper defaults when None).
-        exclude: per user, item ids that must not be returned (their history, DESIGN §4.6), or None. They are
-            removed from that user's search, not filtered afterwards (see README "History exclusion").
+        exclude: per user, item ids that must not be returned (their history, docs/design.md §4.6), or None. They are
+            removed from that user's search, not filtered afterwards (see docs/decoding.md "History exclusion").
         k: items to return per user, at most ``cfg.beam_size`` (default: ``beam_size``).
         trace: also return the token-level :class:`DecodeTrace` of each returned item.
         pad_token_id: the id used to left-pad prompts (never attended to).

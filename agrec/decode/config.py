@@ -1,4 +1,4 @@
-"""Configuration of the GNN-steered, trie-constrained beam search (DESIGN §3, §4.5)."""
+"""Configuration of the GNN-steered, trie-constrained beam search (docs/design.md §3, §4.5)."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ class DecodeConfig:
 
 @dataclass
 class EvalConfig:
-    """How the decode stage evaluates AGRec and its ablations (DESIGN §4.6, issue "the heart").
+    """How the decode stage evaluates AGRec and its ablations (docs/design.md §4.6, issue "the heart").
 
     α (and τ) are chosen on the validation item, by ``select_metric``; test numbers are computed for
     every grid point too (for the α curve) but never used to choose.

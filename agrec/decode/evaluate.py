@@ -1,7 +1,7 @@
 """Evaluation of AGRec and its ablations (paper Tables 3 and 5) on the leave-one-out split.
 
 Every row ranks all items for every evaluated user, with the user's own history excluded (the
-RecBole full-sort protocol, DESIGN §4.6) unless ``evaluation.exclude_history`` is false. α (and τ)
+RecBole full-sort protocol, docs/design.md §4.6) unless ``evaluation.exclude_history`` is false. α (and τ)
 are chosen on the validation item; the test item is only ever scored.
 
 The auxiliary models are top-n scorers (:mod:`agrec.scorers`: a GNN or SASRec), asked per target: the

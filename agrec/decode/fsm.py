@@ -1,4 +1,4 @@
-"""The rankable FSM (paper §4.2, DESIGN §3): the GNN's top-n items of each user as a token-level automaton.
+"""The rankable FSM (paper §4.2, docs/design.md §3): the GNN's top-n items of each user as a token-level automaton.
 
 Plain data in the style of outlines' guides: tensors for a batch of ``U`` users plus the methods
 ``initial_state / next_state / allowed / weights / is_final``; the beam search is a thin adapter over them.

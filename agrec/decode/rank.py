@@ -1,7 +1,7 @@
 """GNN-only ranking ("w/o Seq" in the paper's ablations) and the GNN top-n that feeds the rankable FSM.
 
 Both take full-sort scores ``R(u, v)`` of a batch of users over all items and exclude each user's own history
-the same way the decoder does (DESIGN §4.6), so an ablation row compares like with like.
+the same way the decoder does (docs/design.md §4.6), so an ablation row compares like with like.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Full-ranking evaluation of a GNN on the validation or test item (DESIGN §4.6).
+"""Full-ranking evaluation of a GNN on the validation or test item (docs/design.md §4.6).
 
 Every item is ranked; the user's own history is excluded (RecBole's full-sort protocol): for the
 validation item, the training items; for the test item, the training items plus the validation

@@ -20,7 +20,7 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 class TinyLlamaConfig:
     """The from-scratch backbone ``tiny``: a Llama with a vocabulary of code tokens + 4 specials.
 
-    Defaults are the calibration prototype of DESIGN §4.6 (4 layers x 128, which reached validation
+    Defaults are the calibration prototype of docs/design.md §4.6 (4 layers x 128, which reached validation
     HR@10 ~ .171 on MovieLens-100k with plain trie-constrained beam search).
     """
 

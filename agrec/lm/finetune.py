@@ -1,7 +1,7 @@
 """What is trained: every weight (``full``) or LoRA adapters plus the code-token rows (``lora``).
 
 The authors' released code adds the code tokens, resizes the embeddings and then trains LoRA only,
-so the new rows keep their random initialisation (DESIGN §3). Here the rows are trained with peft's
+so the new rows keep their random initialisation (docs/design.md §3). Here the rows are trained with peft's
 ``trainable_token_indices`` (a ``TrainableTokensLayer`` that holds just those rows): the adapter
 checkpoint stays small, and with tied input/output embeddings peft ties the LM head's rows to them.
 An untied LM head gets its own trainable rows.

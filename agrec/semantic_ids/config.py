@@ -2,8 +2,8 @@
 
 Defaults carry the paper's values (AGRec §4.1, which takes the tokeniser of LC-Rec, Zheng et al. 2024:
 4 codebooks × 256 codes × 32 dims, β = 0.25, k-means initialisation, Sinkhorn on the last level, AdamW
-lr 1e-3, batch 1024, 3000 epochs). Small catalogues need smaller codebooks; see the profiles and the
-README ("Semantic IDs") for the MovieLens-100k choice.
+lr 1e-3, batch 1024, 3000 epochs). Small catalogues need smaller codebooks; see the profiles and
+docs/semantic-ids.md for the MovieLens-100k choice.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class RQVAEConfig:
     collision_tol: float = 0.0
     # Precision of the RQ-VAE / residual k-means (parameters, inputs, codebooks). float64: rounding
     # differences between CPUs (instruction set, thread count) start ~1e9 times smaller, so that the
-    # codes stay the same over training (README "Reproducibility"); the model is small enough that it
+    # codes stay the same over training (docs/running.md "Reproducibility"); the model is small enough that it
     # costs little on a CPU.
     dtype: Literal["float64", "float32"] = "float64"
 

