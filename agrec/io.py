@@ -114,3 +114,18 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
+
+
+def read_json_file(path: str | os.PathLike, remedy: str = "") -> Any:
+    """The JSON value in ``path``; a file that cannot be read or is not JSON is an :class:`AgrecError` naming it
+    (``remedy``, when given, is appended to the message: what to rerun)."""
+    from agrec.errors import AgrecError
+
+    path = Path(path)
+    tail = f"; {remedy}" if remedy else ""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise AgrecError(f"{path}: cannot be read ({e}){tail}") from None
+    except json.JSONDecodeError as e:
+        raise AgrecError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}){tail}") from None

@@ -229,8 +229,9 @@ def _run_stages(profile: Profile, run: RunDir, ordered: list[str], overrides: di
         tag = f"[{i}/{len(ordered)}] {stage}"
         if not nb.is_file():
             raise StageError(f"stage '{stage}': notebook {nb} not found")
-        st = stage_status(profile, run, stage, verify=verify)
-        if force:
+        # a forced stage recomputes whatever its status: its status is not worth the hashing
+        st = None if force else stage_status(profile, run, stage, verify=verify)
+        if st is None:
             # One mechanism for every stage: whatever the stage keeps in the run folder (record, artefacts,
             # checkpoints) goes, so its notebook finds nothing of the run it replaces to resume from or reuse.
             for folder in stage_folders(stage):
@@ -248,7 +249,7 @@ def _run_stages(profile: Profile, run: RunDir, ordered: list[str], overrides: di
             log(f"{tag}: not computed yet")
         else:
             log(f"{tag}: artefacts current; the report is refreshed")
-        if not force and not st.current and stage not in REPORT_ONLY:
+        if st is not None and not st.current and stage not in REPORT_ONLY:
             # The notebook must recompute, whatever its own quicker checks would conclude (e.g. an artefact
             # whose content changed under an unchanged mtime, found with --verify).
             run.invalidate(stage)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Iterator
 
 from agrec.errors import AgrecError
+from agrec.rundir import writable_error
 
 LOCK_NAME = ".lock"
 ENV_VAR = "AGREC_RUN_LOCKS"
@@ -102,8 +103,6 @@ def acquire(folder: str | Path, command: str | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as e:
-        from agrec.rundir import writable_error
-
         raise writable_error(folder, e) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

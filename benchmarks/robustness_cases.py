@@ -22,6 +22,7 @@ import contextlib
 import io
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -433,21 +434,15 @@ def build_cases(sb: Sandbox) -> list[Case]:
                     "import agrec.pipeline as p\n"
                     "class R:\n    current = True\n    def line(self):\n        return 'x' * 200\n"
                     "p.status = lambda *a, **k: [R()] * 100000\n"
-                    "import agrec.rundir as r\n_v = r.library_versions\n"
+                    "import agrec.rundir as r\n"
                     "r.library_versions = lambda: {f'k{i}': 'v' * 100 for i in range(100000)}\n"
                     f"sys.exit(main({argv!r}))\n")
-            proc = subprocess.run(f"{sys.executable} -c {shlex_quote(code)} | head -1", shell=True,
+            proc = subprocess.run(f"{sys.executable} -c {shlex.quote(code)} | head -1", shell=True,
                                   capture_output=True, text=True, timeout=300)
             return Outcome(2 if not proc.stderr.strip() else None, proc.stdout, proc.stderr,
                            None if not proc.stderr.strip() else proc.stderr.strip().splitlines()[-1][:200])
         add(Case("closed pipe", f"agrec {argv[0]} | head -1", pipe))
     return cases
-
-
-def shlex_quote(s: str) -> str:
-    import shlex
-
-    return shlex.quote(s)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from agrec.errors import AgrecError
+from agrec.io import read_json_file
 from agrec.manifest import check_manifest
 from agrec.report import RESULTS_KIND
 from agrec.scorers import agrec_row, only_row
@@ -93,10 +94,7 @@ def read_run(report_dir: str | Path, scorer: str = "lightgcn") -> RunRows:
         raise AgrecError(f"{path}: no decode results (run the pipeline's decode stage for this profile first)")
     check_manifest(path.parent, RESULTS_KIND, [path.name],
                    "rerun the stages that write the report's results (agrec run --config <profile>) to rewrite them")
-    try:
-        d = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise AgrecError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    d = read_json_file(path)
     rows = d.get("rows")
     if not isinstance(rows, dict) or not rows:
         raise AgrecError(f"{path}: expected a non-empty 'rows' object of row name -> {{valid, test}} metrics")

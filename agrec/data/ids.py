@@ -12,8 +12,6 @@ import functools
 import re
 import sys
 import unicodedata
-from typing import Iterable
-
 import pandas as pd
 
 from agrec.errors import DataError, shorten
@@ -47,16 +45,9 @@ def id_problem(value: str) -> str | None:
     return None
 
 
-def check_ids(values: Iterable[str], where: str, what: str) -> None:
-    """Raise :class:`DataError` ``"<where>: <what> <id> is empty / holds …"`` for the first invalid id."""
-    for v in values:
-        problem = id_problem(v)
-        if problem is not None:
-            raise DataError(f"{where}: {what} {shorten(v)} {problem}")
-
-
 def check_id_column(column: pd.Series, where: str, what: str, first_line: int = 2) -> None:
-    """:func:`check_ids` for a table column of strings, vectorised; the message names the file line."""
+    """Raise :class:`DataError` ``"<where>: line N: <what> <id> is empty / holds …"`` for the first invalid id of
+    a table column of strings (vectorised: one regex pass over the column)."""
     text = column.astype(str)
     bad = (text.str.strip() == "") | text.str.contains(bad_characters(), regex=True)
     if bad.any():

