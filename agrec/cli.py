@@ -60,12 +60,12 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
 
 
 def _parse_grid(items: list[str]) -> dict[str, list[Any]]:
-    """``["decode.alpha=0,0.5"]`` -> ``{"decode.alpha": [0, 0.5]}`` (each value YAML, split on commas)."""
+    """``["decode.top_n=5,10"]`` -> ``{"decode.top_n": [5, 10]}`` (each value YAML, split on commas)."""
     from agrec.config import load_yaml
 
     grid: dict[str, list[Any]] = {}
     for item in items:
-        key, values = _split_item(item, "--grid", "KEY=V1,V2,… (e.g. decode.alpha=0,0.5)")
+        key, values = _split_item(item, "--grid", "KEY=V1,V2,… (e.g. decode.top_n=5,10)")
         if key in grid:
             raise ConfigError(f"--grid: key {shorten(key)} is given twice; list all its values in one --grid")
         texts = [v.strip() for v in values.split(",") if v.strip()]
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--config", required=True, help="YAML profile")
     sw.add_argument("--stage", required=True, help="the stage whose notebook is swept, e.g. decode")
     sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,…", required=True,
-                    help="a profile key and its values, e.g. --grid decode.alpha=0,0.2,0.4 (repeatable: cartesian product)")
+                    help="a profile key and its values, e.g. --grid decode.top_n=5,10,20 (repeatable: cartesian product)")
     sw.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="override a profile key for every point (repeatable)")
     sd = sub.add_parser("seeds", help="run the pipeline once per seed and aggregate: mean ± sd and paired tests "

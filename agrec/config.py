@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import json
 import math
 import re
 import types
@@ -28,12 +26,13 @@ import dacite
 import yaml
 
 from agrec.analysis.config import AnalysisConfig
-from agrec.canonical import canonical
+from agrec.canonical import canonical, keyed
 from agrec.baselines.config import BaselinesConfig
 from agrec.data.config import DataConfig
 from agrec.decode.config import RENAMED_KEYS, DecodeConfig, EvalConfig
 from agrec.decode.variants import parse_variants
 from agrec.errors import ConfigError
+from agrec.fingerprint import short_hash
 from agrec.gnn.config import GNNConfig
 from agrec.lm.config import LMConfig
 from agrec.paths import check_name, check_path, safe_join
@@ -156,18 +155,22 @@ class Profile:
     # -- serialisation -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The profile as plain data, in canonical form (:func:`agrec.canonical.canonical`: options still at
-        a neutral default are left out), which every config hash and stage record uses."""
+        a neutral default are left out): what a stage records as its config."""
         return canonical(self)
 
+    def key_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the keys that never change a result (:func:`agrec.canonical.runtime`):
+        the form every cache key is taken over."""
+        return keyed(self)
+
     def section_hash(self, *sections: str, seed: bool = True) -> str:
-        """A short stable hash of the named sections (and the seed, unless ``seed=False``), used to
-        decide whether a stage's cached artefact was produced by the same configuration."""
-        d = self.to_dict()
+        """A short stable hash of the named sections' keyed form (and the seed, unless ``seed=False``), used
+        to decide whether a stage's cached artefact was produced by the same configuration."""
+        d = self.key_dict()
         payload = {s: d[s] for s in sections}
         if seed:
             payload["seed"] = self.seed
-        blob = json.dumps(payload, sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return short_hash(payload)
 
 
 _DACITE = dacite.Config(strict=True)

@@ -53,6 +53,12 @@ def sha256_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def short_hash(obj: Any) -> str:
+    """The project's cache key of ``obj``: the first 16 hex digits of :func:`sha256_json`. Every stage key,
+    model key and checkpoint key is this function of a :func:`agrec.canonical.keyed` payload."""
+    return sha256_json(obj)[:16]
+
+
 class FingerprintCache:
     """``{absolute path: [size, mtime_ns, ctime_ns, inode, sha256]}`` kept in ``path`` (None: in memory only).
 

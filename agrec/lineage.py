@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import agrec
-from agrec.fingerprint import sha256_json
+from agrec.canonical import keyed_record
+from agrec.fingerprint import short_hash
 
 if TYPE_CHECKING:
     from agrec.config import Profile
@@ -102,10 +103,10 @@ def config_key(profile: "Profile", stage: str) -> str:
     if stage == "lm":
         from agrec.lm.checkpoint import training_config
 
-        return sha256_json({"data": profile.to_dict()["data"], "lm": training_config(profile.lm),
-                            "seed": profile.seed})[:16]
+        return short_hash({"data": profile.key_dict()["data"], "lm": training_config(profile.lm),
+                           "seed": profile.seed})
     # "baselines" (SASRec, agrec/baselines) drives rows of the decode stage once a profile has the section.
-    extra = ("baselines",) if "baselines" in profile.to_dict() else ()
+    extra = ("baselines",) if "baselines" in profile.key_dict() else ()
     if stage == "decode":
         return profile.section_hash(*DECODE_SECTIONS, *extra)
     if stage == "analysis":
@@ -279,11 +280,14 @@ def stage_status(profile: "Profile", run: "RunDir", stage: str, config_hash: str
 
 
 def _section_diff(profile: "Profile", rec: dict[str, Any], stage: str) -> str:
-    """Which top-level config sections (or the seed) differ from the recorded config."""
+    """Which top-level config sections (or the seed) differ from the recorded config, in keyed form (a
+    runtime key such as a progress bar never counts)."""
+    from agrec.config import Profile
+
     old = rec.get("config")
     if not isinstance(old, dict):
         return ""
-    new = profile.to_dict()
+    old, new = keyed_record(Profile, old), profile.key_dict()
     changed = [k for k in SECTIONS_OF.get(stage, tuple(new)) if k in new and old.get(k) != new[k]]
     return f": {', '.join(changed)}" if changed else ""
 

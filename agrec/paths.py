@@ -9,7 +9,7 @@ Two kinds of configured strings end up in paths:
   ``runs/<dataset>/<name>/``. They must be a single component (:func:`check_name`): no separator, not
   ``.`` / ``..``, no NUL or control character, so that nothing is ever written outside the roots.
 
-Free-form values that must become a folder name (a sweep point ``decode.alpha=0.3``) go through
+Free-form values that must become a folder name (a sweep point ``decode.top_n=10``) go through
 :func:`safe_component`, which keeps readable ones as they are and encodes the rest with a short hash.
 :func:`safe_join` builds a path from a root and names and asserts that the result is under the root.
 """
@@ -69,8 +69,8 @@ def safe_component(text: str, max_len: int = 80) -> str:
     """A folder name for arbitrary ``text``: itself when it is already safe and short, otherwise a
     sanitised form plus 8 hex digits of its sha256 (so distinct texts never share a folder).
 
-    >>> safe_component("decode.alpha=0.3")
-    'decode.alpha=0.3'
+    >>> safe_component("decode.top_n=10")
+    'decode.top_n=10'
     >>> safe_component("data.dataset=../..").startswith("data.dataset=.._..-")
     True
     """

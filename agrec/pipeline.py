@@ -291,12 +291,12 @@ def _grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
 
 
 def point_label(point: dict[str, Any]) -> str:
-    """What a sweep point is, for logs: ``decode.alpha=0.3,decode.tau=1``."""
+    """What a sweep point is, for logs: ``decode.top_n=10,decode.beam_size=20``."""
     return ",".join(f"{k}={v}" for k, v in point.items())
 
 
 def point_name(point: dict[str, Any]) -> str:
-    """Folder name of a sweep point: its label when that is a safe folder name (``decode.alpha=0.3``),
+    """Folder name of a sweep point: its label when that is a safe folder name (``decode.top_n=10``),
     else a sanitised label plus a short hash of it (grid values may hold ``/``, ``..`` or anything)."""
     return safe_component(point_label(point), max_len=150)
 

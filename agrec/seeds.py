@@ -30,6 +30,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from agrec.canonical import keyed_record
 from agrec.config import Profile, load_profile
 from agrec.errors import AgrecError, shorten
 from agrec.manifest import MANIFEST, write_manifest
@@ -125,13 +126,13 @@ def share_data_stage(sources: list[Path], dest: SeedRun, log: Callable[[str], No
     dst = RunDir(dest.profile.run_dir)
     if dst.read_record("data") is not None:
         return None
-    want = dest.profile.to_dict()["data"]
+    want = dest.profile.key_dict()["data"]
     for src_root in sources:
         src = RunDir(src_root)
         if src.root.resolve() == dst.root.resolve():
             continue
         rec = src.read_record("data")
-        if rec is None or rec.get("config", {}).get("data") != want:
+        if rec is None or keyed_record(Profile, rec.get("config", {})).get("data") != want:
             continue
         with atomic_dir(dst.root / "data") as tmp:
             shutil.copytree(src.root / "data", tmp, dirs_exist_ok=True)
@@ -318,9 +319,10 @@ def _check_record(rec: dict[str, Any], sr: SeedRun, sections: tuple[str, ...]) -
     where = sr.profile.run_dir / "decode"
     if int(rec.get("seed", -1)) != sr.seed:
         raise AgrecError(f"{where}: the decode record is of seed {rec.get('seed')}, expected seed {sr.seed}")
-    cfg, want = rec.get("config"), sr.profile.to_dict()
+    cfg, want = rec.get("config"), sr.profile.key_dict()
     if not isinstance(cfg, dict):
         raise AgrecError(f"{where}: the decode record holds no config; cannot tell which configuration it ran")
+    cfg = keyed_record(Profile, cfg)  # runtime keys (progress bars, caches) may differ between seeds
     diff = sorted(k for s in sections for k in _diff_keys(cfg.get(s), want[s], s))
     if diff:
         raise AgrecError(f"{where}: seed {sr.seed}'s decode stage ran with another configuration "

@@ -7,8 +7,8 @@ from conftest import CI_PROFILE
 
 
 def test_sets_are_typed():
-    assert _parse_sets(["seed=7", "data.require_text=false", " decode.alpha =[0.1, 0.2]"]) == {
-        "seed": 7, "data.require_text": False, "decode.alpha": [0.1, 0.2]}
+    assert _parse_sets(["seed=7", "data.require_text=false", " decode.top_n =[5, 10]"]) == {
+        "seed": 7, "data.require_text": False, "decode.top_n": [5, 10]}
 
 
 @pytest.mark.parametrize("items, message", [
@@ -29,16 +29,16 @@ def test_malformed_set_is_a_config_error(items, message):
 
 
 def test_grid_values():
-    assert _parse_grid(["decode.alpha=0, 0.5,1", "seed=1"]) == {"decode.alpha": [0, 0.5, 1], "seed": [1]}
+    assert _parse_grid(["decode.top_n=5, 10,20", "seed=1"]) == {"decode.top_n": [5, 10, 20], "seed": [1]}
 
 
 @pytest.mark.parametrize("items, message", [
-    (["decode.alpha="], r"^--grid decode\.alpha: no values \(expected decode\.alpha=V1,V2,…\)$"),
-    (["decode.alpha=0,0"], r"^--grid decode\.alpha: value '0' is listed twice$"),
-    (["decode.alpha=[0"], r"^--grid decode\.alpha: not valid YAML"),
+    (["decode.top_n="], r"^--grid decode\.top_n: no values \(expected decode\.top_n=V1,V2,…\)$"),
+    (["decode.top_n=0,0"], r"^--grid decode\.top_n: value '0' is listed twice$"),
+    (["decode.top_n=[0"], r"^--grid decode\.top_n: not valid YAML"),
     (["=1,2"], r"^--grid '=1,2': '' is not a profile key"),
-    (["decode.alpha"], r"^--grid expects KEY=V1,V2,…"),
-    (["decode.alpha=0", "decode.alpha=1"], r"^--grid: key 'decode\.alpha' is given twice"),
+    (["decode.top_n"], r"^--grid expects KEY=V1,V2,…"),
+    (["decode.top_n=0", "decode.top_n=1"], r"^--grid: key 'decode\.top_n' is given twice"),
 ])
 def test_malformed_grid_is_a_config_error(items, message):
     with pytest.raises(ConfigError, match=message):

@@ -110,8 +110,8 @@ def test_merge_key_may_be_overridden(tmp_path):
 @pytest.mark.parametrize("yaml_text, message", [
     ("seed: true", r"key 'seed' expects int, got True \(bool\)"),
     ("data:\n  min_seq_len: false", r"key 'data\.min_seq_len' expects int, got False \(bool\)"),
-    ("decode:\n  alpha: [0.1, true]", r"key 'decode\.alpha\[1\]' expects float, got True \(bool\)"),
-    ("decode:\n  alpha: true", r"key 'decode\.alpha' expects float, got True \(bool\)"),
+    ("evaluation:\n  alpha_grid: [0.1, true]", r"key 'evaluation\.alpha_grid\[1\]' expects float, got True \(bool\)"),
+    ("decode:\n  floor: true", r"key 'decode\.floor' expects float, got True \(bool\)"),
     ("semantic_ids:\n  cpu_threads: true", r"key 'semantic_ids\.cpu_threads' expects int, got True \(bool\)"),
     ("gnn:\n  train:\n    learning_rate: .nan", r"key 'gnn\.train\.learning_rate' expects a finite number, got nan"),
     ("gnn:\n  train:\n    learning_rate: -.inf", r"key 'gnn\.train\.learning_rate' expects a finite number, got -inf"),
@@ -123,8 +123,17 @@ def test_bool_or_non_finite_where_a_number_is_expected(tmp_path, yaml_text, mess
 
 
 def test_ints_still_allowed_for_floats(tmp_path):
-    prof = load_profile(write(tmp_path, "name: x\ndecode:\n  tau: 2\n  alpha: [0, 1]\n"))
-    assert prof.decode.tau == 2 and prof.decode.alpha == [0.0, 1.0]
+    prof = load_profile(write(tmp_path, "name: x\nevaluation:\n  tau_grid: [2]\n  alpha_grid: [0, 1]\n"))
+    assert prof.evaluation.tau_grid == [2] and prof.evaluation.alpha_grid == [0, 1]
+    assert load_profile(write(tmp_path, "name: x\ngnn:\n  train:\n    learning_rate: 1\n")).gnn.train.learning_rate == 1
+
+
+@pytest.mark.parametrize("key, grid", [("alpha", "alpha_grid"), ("tau", "tau_grid")])
+def test_decode_alpha_and_tau_are_not_profile_keys(tmp_path, key, grid):
+    # Every AGRec row chooses its α/τ on validation; a fixed decode.alpha would be read by nothing.
+    with pytest.raises(ConfigError, match=rf"p\.yaml: unknown key\(s\) decode\.{key} \(decode\.{key} is now "
+                                          rf"evaluation\.{grid}\)"):
+        load_profile(write(tmp_path, f"name: x\ndecode:\n  {key}: 0.5\n"))
 
 
 def test_bom_and_non_utf8_profiles(tmp_path):

@@ -1,9 +1,11 @@
 """``--force`` recomputes a stage from nothing: no checkpoint resumed, no artefact of the replaced run reused."""
 
 import json
+import math
 import shutil
 import time
 
+import pandas as pd
 import pytest
 
 from agrec.config import load_profile
@@ -26,8 +28,15 @@ def ci_copy(tmp_path_factory):
     shutil.copytree(shared.run_dir, root / "runs" / "ml-100k" / "ci",
                     ignore=shutil.ignore_patterns("seeds", ".lock", "logs"))
     shutil.copytree(shared.report_dir, root / "reports" / "ml-100k" / "ci", ignore=shutil.ignore_patterns("seeds"))
-    overrides = {"pipeline.runs_dir": str(root / "runs"), "pipeline.reports_dir": str(root / "reports")}
+    overrides = {"pipeline.runs_dir": str(root / "runs"), "pipeline.reports_dir": str(root / "reports"),
+                 **RUNTIME_FLIPS}
     return load_profile(CI_PROFILE, overrides), overrides
+
+
+# Keys that never change a result (agrec.canonical.runtime), set unlike the CI profile: the forced runs below
+# recompute each stage with them and must reproduce the shared run's results exactly.
+RUNTIME_FLIPS = {"gnn.train.progress": True, "lm.progress": True, "lm.log_every": 1, "lm.eval_batch_size": 7,
+                 "lm.keep_checkpoints": 1, "baselines.sasrec.progress": True}
 
 
 def _files(run: RunDir, stage: str) -> dict[str, int]:
@@ -37,6 +46,28 @@ def _files(run: RunDir, stage: str) -> dict[str, int]:
             if p.is_file():
                 out[str(p.relative_to(run.root))] = p.stat().st_mtime_ns
     return out
+
+
+def _results(path):
+    """A result file's content less what is not a result: wall times, the recorded config, and the last digits
+    of floats (lm.eval_batch_size sums the validation loss in other batches: equal up to rounding)."""
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if not any(t in k for t in ("seconds", "time_s", "config"))}
+        if isinstance(x, list):
+            return [strip(v) for v in x]
+        if isinstance(x, float):
+            return None if math.isnan(x) else float(f"{x:.7g}")
+        return x
+
+    if path.name == "checksums.json":   # the hashes of the files compared here
+        return None
+    if path.suffix == ".json":
+        return strip(json.loads(path.read_text()))
+    if path.suffix == ".csv":
+        frame = pd.read_csv(path)
+        return strip(frame.drop(columns=[c for c in frame.columns if "seconds" in c]).to_dict("list"))
+    return path.read_bytes()
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -67,6 +98,15 @@ def test_force_recomputes_the_stage_from_nothing(ci_copy, stage):
     old = sorted(name for name, mtime in after.items() if mtime < t0)
     assert old == [], old
     rec = run.read_record(stage)
+    # Recomputed with the runtime keys flipped: the same key, and the same results as the shared run (files
+    # byte-identical, or equal but for wall times and the recorded config).
+    shared_run = RunDir(load_profile(CI_PROFILE).run_dir)
+    shared = shared_run.read_record(stage)
+    assert rec["config_hash"] == shared["config_hash"]
+    assert set(rec["artefacts"]) == set(shared["artefacts"])
+    for name, art in rec["artefacts"].items():
+        if art["sha256"] != shared["artefacts"][name]["sha256"]:
+            assert _results(run.root / stage / name) == _results(shared_run.root / stage / name), name
     assert rec is not None and set(rec["artefacts"]) == {n.split("/", 1)[1] for n in after
                                                           if n.startswith(stage + "/") and not n.endswith("stage.json")
                                                           and "/." not in "/" + n}

@@ -40,7 +40,7 @@ def test_check_path_allows_absolute_and_relative_roots_but_not_control_character
 
 
 def test_safe_component_keeps_readable_names_and_encodes_the_rest():
-    assert safe_component("decode.alpha=0.3,decode.tau=1") == "decode.alpha=0.3,decode.tau=1"
+    assert safe_component("decode.top_n=10,decode.beam_size=20") == "decode.top_n=10,decode.beam_size=20"
     enc = safe_component("k=../../x")
     assert enc.startswith("k=.._.._x-") and len(enc) == len("k=.._.._x-") + 8
     assert safe_component("../a") != safe_component(".._a")      # distinct texts, distinct folders

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agrec.canonical import neutral
+from agrec.canonical import neutral, runtime
 from agrec.devices import check_device
 from agrec.errors import ConfigError
 
@@ -55,8 +55,9 @@ class SASRecConfig:
     # Mask the user's history when ranking (the project's protocol, as for the GNNs). RecBole's sequential
     # full-sort evaluation masks nothing: False reproduces it (and suits data with repeat consumption).
     exclude_history: bool = True
-    device: str = "cpu"             # "cpu", "cuda", "cuda:N" or "auto" (cuda when available)
-    progress: bool = True           # tqdm bar over epochs
+    # Runtime keys (recorded, never hashed; the model key has always left them out).
+    device: str = runtime("cpu")    # "cpu", "cuda", "cuda:N" or "auto" (cuda when available)
+    progress: bool = runtime(True)  # tqdm bar over epochs
 
     def __post_init__(self) -> None:
         where = "baselines.sasrec"

@@ -12,7 +12,6 @@ and the seed; a folder whose ``metrics.json`` carries the current key is reused 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -27,24 +26,22 @@ from agrec.baselines.trainer import fit
 from agrec.data.stage import prepare_data
 from agrec.devices import resolve_device
 from agrec.errors import AgrecError
-from agrec.fingerprint import sha256_file, sha256_matches
+from agrec.fingerprint import sha256_file, sha256_matches, short_hash
 from agrec.io import atomic_path, atomic_write_json, atomic_write_safetensors
 from agrec.session import Session
 
 STAGE, MODEL = "baselines", "sasrec"
 WEIGHTS, CURVES, METRICS = "weights.safetensors", "curves.csv", "metrics.json"
-RUNTIME_KEYS = ("device", "progress")  # where it runs and whether a bar is shown do not change what is learnt
 KS = (5, 10, 20)
 
 
 def sasrec_key(session: Session) -> str:
     """Hash of what the trained SASRec depends on: ``data`` (section and the data stage's artefacts),
-    ``baselines.sasrec`` (less runtime keys), seed, agrec version."""
-    d = session.profile.to_dict()
-    cfg = {k: v for k, v in d["baselines"]["sasrec"].items() if k not in RUNTIME_KEYS}
-    payload = {"data": d["data"], "sasrec": cfg, "seed": session.profile.seed,
+    ``baselines.sasrec`` (keyed form: less its runtime keys), seed, agrec version."""
+    d = session.profile.key_dict()
+    payload = {"data": d["data"], "sasrec": d["baselines"]["sasrec"], "seed": session.profile.seed,
                "data_digest": session.run.digest("data"), "agrec": agrec.__version__}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return short_hash(payload)
 
 
 def sasrec_dir(session: Session) -> Path:

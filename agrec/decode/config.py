@@ -15,7 +15,9 @@ from agrec.gnn.config import GNN_MODELS
 SCORERS: tuple[str, ...] = (*GNN_MODELS, "sasrec")
 # Keys of earlier versions, with the key that replaced them (profile loading names the new key).
 DEFAULT_FUSION_WEIGHTS = (0.25, 0.5, 0.75)
-RENAMED_KEYS: dict[str, str] = {"evaluation.gnn": "evaluation.scorer", "evaluation.compare_gnns": "evaluation.scorers"}
+RENAMED_KEYS: dict[str, str] = {"evaluation.gnn": "evaluation.scorer", "evaluation.compare_gnns": "evaluation.scorers",
+                                 # α and τ are chosen per row on validation from these grids
+                                 "decode.alpha": "evaluation.alpha_grid", "decode.tau": "evaluation.tau_grid"}
 
 # The paper's alpha per dataset (paper §5 / the authors' test.sh comment); MovieLens-100k is not in the paper,
 # there alpha is chosen on validation.
@@ -35,9 +37,13 @@ class DecodeConfig:
     p_G is then exactly the item's softmax weight) or ``"max"`` (released code).
     """
 
-    alpha: float | list[float] = 0.4     # paper: 0.4 Instruments (the released test.sh default), see PAPER_ALPHA
+    # alpha and tau are set per row by the decode stage (each row's point of evaluation.alpha_grid x tau_grid,
+    # chosen on validation) and by the explorers; they are not profile keys (a profile that sets decode.alpha
+    # is told to use evaluation.alpha_grid), so they are in no cache key. Library callers set them directly.
+    alpha: float | list[float] = field(default=0.4, metadata={"internal": True})  # paper: 0.4 Instruments, see PAPER_ALPHA
     top_n: int = 10                      # paper §4: n = 10 GNN items; released LightGCN_embeddings.py top_k = 10
-    tau: float = 1.0                     # temperature of w = softmax(top-n scores / tau); 1 = plain softmax
+    # temperature of w = softmax(top-n scores / tau); 1 = plain softmax
+    tau: float = field(default=1.0, metadata={"internal": True})
     agg: Literal["sum", "max"] = "sum"
     mix: Literal["prob", "logit"] = "prob"
     state: Literal["prefix", "last_token"] = "prefix"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from agrec.canonical import runtime
 from agrec.devices import check_device
 from agrec.errors import ConfigError
 
@@ -120,8 +121,10 @@ class GNNTrainConfig:
     patience: int = 5              # evaluations without improvement before stopping
     valid_metric: str = "NDCG@10"  # the model-selection metric (on the validation item)
     exclude_history: bool = True   # mask the user's history when ranking (False: repeat consumption)
-    device: str = "cpu"            # "cpu", "cuda", "cuda:1", or "auto" (cuda when available)
-    progress: bool = True          # tqdm progress bar over epochs
+    # Runtime keys (recorded, never hashed; the model key has always left them out): where the model
+    # trains and whether a bar is shown. A model trained on a GPU is reused on CPU; its record names the device.
+    device: str = runtime("cpu")   # "cpu", "cuda", "cuda:1", or "auto" (cuda when available)
+    progress: bool = runtime(True)  # tqdm progress bar over epochs
     test_graph: str = "propagate"  # test-time scoring: "propagate" | "refit" | "train" (see above)
 
     def __post_init__(self) -> None:

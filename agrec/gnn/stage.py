@@ -23,7 +23,6 @@ ranking each — and ``refit`` once computed), so the effect of the option is on
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ from agrec.gnn.config import GNN_MODELS, TEST_GRAPHS
 from agrec.gnn.evaluate import evaluate_gnn
 from agrec.gnn.graph import InteractionGraph
 from agrec.gnn.registry import build_model
-from agrec.fingerprint import sha256_file, sha256_matches
+from agrec.fingerprint import sha256_file, sha256_matches, short_hash
 from agrec.gnn.trainer import fit, fit_epochs
 from agrec.io import atomic_path, atomic_write_json, atomic_write_safetensors
 from agrec.lineage import config_key
@@ -56,21 +55,18 @@ TEST_KS = (5, 10, 20)
 def model_key(session: Session, name: str) -> str:
     """Hash of what model ``name`` depends on: data (section and the data stage's artefacts), gnn.train,
     gnn.<name>, seed, agrec version."""
-    d = session.profile.to_dict()
-    payload = {"data": d["data"], "train": _without_runtime(d["gnn"]["train"]), name: d["gnn"][name],
+    d = session.profile.key_dict()
+    # How the test item is scored after training does not change what is learnt (test_graph: the refit has
+    # its own key, see _refit_key), so the model's key leaves it out; the stage's key keeps it.
+    train = {k: v for k, v in d["gnn"]["train"].items() if k != "test_graph"}
+    payload = {"data": d["data"], "train": train, name: d["gnn"][name],
                "seed": session.profile.seed, "data_digest": session.run.digest("data"),
                "agrec": agrec.__version__}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _without_runtime(train: dict[str, Any]) -> dict[str, Any]:
-    # Where it runs and whether a bar is shown do not change what is learnt; nor does how the test
-    # item is scored afterwards (test_graph: the refit has its own key, see _refit_key).
-    return {k: v for k, v in train.items() if k not in ("progress", "device", "test_graph")}
+    return short_hash(payload)
 
 
 def _refit_key(session: Session, name: str, epochs: int) -> str:
-    return hashlib.sha256(f"{model_key(session, name)}:refit:{epochs}".encode()).hexdigest()[:16]
+    return short_hash({"model": model_key(session, name), "refit_epochs": epochs})
 
 
 def model_dir(session: Session, name: str) -> Path:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from agrec.canonical import canonical
+from agrec.canonical import keyed
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from agrec.errors import AgrecError
+from agrec.fingerprint import short_hash
 from agrec.io import atomic_write_json
 from agrec.lm.config import LMConfig
 from agrec.lm.vocab import CodeVocab
@@ -36,10 +37,6 @@ MANIFEST = "agrec_lm.json"
 STATE = "trainer_state"
 FORMAT_VERSION = 1
 
-# Keys of the lm section that do not change what is trained (changing them neither invalidates a
-# trained stage nor blocks a resume).
-BOOKKEEPING_KEYS = frozenset({"progress", "log_every", "num_threads", "keep_checkpoints", "resume", "cache_dir",
-                              "eval_batch_size", "save_every_steps"})
 
 
 class CheckpointMismatch(AgrecError):
@@ -55,8 +52,9 @@ def codes_fingerprint(codes: CodeTable) -> str:
 
 
 def training_config(cfg: LMConfig) -> dict[str, Any]:
-    """The lm section without its bookkeeping keys: what a trained model depends on."""
-    return {k: v for k, v in canonical(cfg).items() if k not in BOOKKEEPING_KEYS}
+    """The lm section's keyed form (:func:`agrec.canonical.keyed`: without the runtime keys, which neither
+    invalidate a trained stage nor block a resume): what a trained model depends on."""
+    return keyed(cfg)
 
 
 def make_manifest(cfg: LMConfig, codes: CodeTable, vocab: CodeVocab, tokenizer, run_key: str,
@@ -73,7 +71,7 @@ def make_manifest(cfg: LMConfig, codes: CodeTable, vocab: CodeVocab, tokenizer, 
         "n_items": codes.n_items,
         "codebook_sizes": list(codes.codebook_sizes),
         "code_token_ids": [ids[0], ids[-1]] if ids else [],
-        "code_token_ids_sha": hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:16],
+        "code_token_ids_sha": short_hash(ids),
         "vocab_size": len(tokenizer),
         "lm_config": training_config(cfg),
         "run_key": run_key,

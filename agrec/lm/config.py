@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from agrec.canonical import neutral
+from agrec.canonical import neutral, runtime
 from agrec.errors import ConfigError
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -106,17 +106,18 @@ class LMConfig:
     # pack_length tokens with a block-diagonal mask (the same run up to rounding, less padding).
     batching: Literal["pad", "bucket", "pack"] = neutral("pad")
     pack_length: int | None = neutral(None)  # pack: tokens per row; None = the longest training sample
-    eval_batch_size: int = 64
+    # sequences per validation forward pass: the loss only, equal up to float rounding across batch sizes
+    eval_batch_size: int = runtime(64)
 
-    # -- checkpoints and bookkeeping --
+    # -- checkpoints and bookkeeping (runtime: recorded, never part of the stage's key) --
     select: Literal["last", "best"] = "last"  # best = lowest validation loss
-    save_every_steps: int = 0         # extra mid-epoch checkpoints for long runs (0 = each epoch only)
-    keep_checkpoints: int = 0         # keep the newest n epoch checkpoints (0 = all); the selected one stays
-    resume: bool = True               # continue from the newest matching checkpoint of an interrupted run
-    log_every: int = 10               # optimizer steps between progress-bar updates
-    progress: bool = True
-    num_threads: int | None = None    # torch intra-op threads (None = pipeline.num_threads)
-    cache_dir: str | None = None      # converted backbones; None = $AGREC_CACHE_DIR or ~/.cache/agrec
+    save_every_steps: int = runtime(0)         # extra mid-epoch checkpoints for long runs (0 = each epoch only)
+    keep_checkpoints: int = runtime(0)         # keep the newest n epoch checkpoints (0 = all); the selected one stays
+    resume: bool = runtime(True)               # continue from the newest matching checkpoint of an interrupted run
+    log_every: int = runtime(10)               # optimizer steps between progress-bar updates
+    progress: bool = runtime(True)    # tqdm bar over optimizer steps
+    num_threads: int | None = runtime(None)    # torch intra-op threads (None = pipeline.num_threads)
+    cache_dir: str | None = runtime(None)      # converted backbones; None = $AGREC_CACHE_DIR or ~/.cache/agrec
 
     tiny: TinyLlamaConfig = field(default_factory=TinyLlamaConfig)
     lora: LoRASettings = field(default_factory=LoRASettings)

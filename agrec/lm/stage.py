@@ -13,8 +13,6 @@ Runs as one process, or data-parallel under ``torchrun`` / ``accelerate launch``
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +24,9 @@ import pandas as pd
 import torch
 
 import agrec
-from agrec.canonical import canonical
+from agrec.canonical import keyed
 from agrec.errors import AgrecError, DataError
+from agrec.fingerprint import short_hash
 from agrec.io import atomic_path
 from agrec.lineage import config_key
 from agrec.lm.backbones import build_tiny_tokenizer, resolve_backbone_path
@@ -56,9 +55,9 @@ def stage_key(session: Session, codes: CodeTable) -> str:
     (without bookkeeping keys), the code table, the seed and the agrec version. Checkpoints carry it, so
     training resumes only from checkpoints of the same run."""
     p = session.profile
-    payload = {"data": canonical(p.data), "lm": training_config(p.lm), "codes": codes_fingerprint(codes), "seed": p.seed,
+    payload = {"data": keyed(p.data), "lm": training_config(p.lm), "codes": codes_fingerprint(codes), "seed": p.seed,
                "data_digest": session.run.digest("data"), "agrec": agrec.__version__}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return short_hash(payload)
 
 
 def _base_dir(session: Session) -> Path:

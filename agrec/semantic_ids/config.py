@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from agrec.canonical import neutral
+from agrec.canonical import neutral, runtime
 from agrec.devices import check_device
 from agrec.errors import ConfigError
 from agrec.paths import check_path
@@ -97,7 +97,7 @@ class SemanticIdConfig:
     normalize: bool = True               # L2-normalise embeddings (cosine geometry for the quantiser)
     # Folder shared between runs for embeddings, keyed by encoder + texts (relative to the profile);
     # None = only the run directory's copy. Lets CI and sweeps embed the catalogue once.
-    embedding_cache: str | None = None
+    embedding_cache: str | None = runtime(None)
     dedup: Literal["extra_level", "reassign"] = "extra_level"
     device: str = "auto"                 # "auto" (cuda if available), "cpu", "cuda", "cuda:1" …
     # torch intra-op threads while this stage runs (None = pipeline.num_threads). The RQ-VAE's MLP is too
