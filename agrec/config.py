@@ -3,8 +3,8 @@
 A profile is a tree of dataclasses, one per pipeline stage. Loading is strict: an unknown key, a
 duplicate key, a value of the wrong type (``true`` where a number is expected, ``.nan`` / ``.inf`` for a
 number), an out-of-range value or a name that would leave the run/report roots is a
-:class:`~agrec.errors.ConfigError` naming the file and the dotted key. Relative paths inside a profile are resolved against the profile file's
-folder, so a run does not depend on the current working directory.
+:class:`~agrec.errors.ConfigError` naming the file and the dotted key. Relative paths inside a profile are resolved
+against the profile file's folder, so a run does not depend on the current working directory.
 
 Stage configs live beside the code they configure (``agrec/data/config.py`` …); this module only
 assembles them into a :class:`Profile`.
@@ -55,10 +55,10 @@ class PipelineConfig:
     """Where a run writes, and which stages ``agrec run`` executes."""
 
     stages: list[str] = field(default_factory=lambda: list(STAGES))
-    runs_dir: str = "../runs"        # relative to the profile file
+    runs_dir: str = "../runs"  # relative to the profile file
     reports_dir: str = "../reports"  # relative to the profile file
     kernel_name: str = "python3"
-    stage_timeout_s: int = 3600      # per notebook cell, papermill's execution_timeout
+    stage_timeout_s: int = 3600  # per notebook cell, papermill's execution_timeout
     # A sub-folder of the profile's run and report folders for a variant of the same profile, e.g.
     # "seeds/7" (written by `agrec seeds` for every seed but the profile's own). None: the profile's
     # own folders. Only plain names separated by "/" (see VARIANT_PART): never "..", absolute or empty.
@@ -93,8 +93,10 @@ def variant_parts(variant: str) -> list[str]:
     """The folder names of ``pipeline.variant`` (``"seeds/7"`` -> ``["seeds", "7"]``), validated."""
     parts = variant.split("/") if isinstance(variant, str) else []
     if not parts or not all(VARIANT_PART.fullmatch(p) for p in parts):
-        raise ConfigError(f"pipeline.variant must be folder names (letters, digits, '_', '-', '.'; not starting "
-                          f"with '.' or '-') separated by '/', e.g. 'seeds/7'; got {variant!r}")
+        raise ConfigError(
+            f"pipeline.variant must be folder names (letters, digits, '_', '-', '.'; not starting "
+            f"with '.' or '-') separated by '/', e.g. 'seeds/7'; got {variant!r}"
+        )
     return parts
 
 
@@ -102,7 +104,7 @@ def variant_parts(variant: str) -> list[str]:
 class Profile:
     """One complete, reproducible run configuration."""
 
-    name: str                                   # the profile's name: runs/<dataset>/<name>/
+    name: str  # the profile's name: runs/<dataset>/<name>/
     seed: int = 2024
     data: DataConfig = field(default_factory=DataConfig)
     semantic_ids: SemanticIdConfig = field(default_factory=SemanticIdConfig)
@@ -129,8 +131,11 @@ class Profile:
 
     def _variant(self, root: Path) -> Path:
         """``root`` or, with ``pipeline.variant``, its sub-folder (the only place variants enter paths)."""
-        return safe_join(root, *variant_parts(self.pipeline.variant), key="pipeline.variant") \
-            if self.pipeline.variant else root
+        return (
+            safe_join(root, *variant_parts(self.pipeline.variant), key="pipeline.variant")
+            if self.pipeline.variant
+            else root
+        )
 
     @property
     def run_dir(self) -> Path:
@@ -146,8 +151,9 @@ class Profile:
     @property
     def report_dir(self) -> Path:
         """``<reports_dir>/<dataset>/<name>[/<pipeline.variant>]``."""
-        return self._variant(safe_join(safe_join(self.reports_root, self.data.dataset, key="data.dataset"), self.name,
-                                       key="name"))
+        return self._variant(
+            safe_join(safe_join(self.reports_root, self.data.dataset, key="data.dataset"), self.name, key="name")
+        )
 
     def data_path(self) -> Path | None:
         return None if self.data.path is None else self._resolve(self.data.path)
@@ -196,8 +202,10 @@ def profile_from_dict(raw: dict[str, Any], source: str | Path | None = None) -> 
     except dacite.UnexpectedDataError as e:  # defensive: _unknown_keys should have caught it
         raise ConfigError(f"{where}unknown key(s) {', '.join(sorted(e.keys))}") from None
     except dacite.WrongTypeError as e:
-        raise ConfigError(f"{where}key '{e.field_path}' expects {_type_name(e.field_type)}, "
-                          f"got {e.value!r} ({type(e.value).__name__})") from None
+        raise ConfigError(
+            f"{where}key '{e.field_path}' expects {_type_name(e.field_type)}, "
+            f"got {e.value!r} ({type(e.value).__name__})"
+        ) from None
     except dacite.MissingValueError as e:
         raise ConfigError(f"{where}missing required key '{e.field_path}'") from None
     except dacite.DaciteError as e:  # any other structural problem
@@ -232,8 +240,10 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any], source: str 
         node = out
         parts = dotted.split(".") if isinstance(dotted, str) else [""]
         if any(not p.strip() for p in parts):
-            raise ConfigError(f"{source or 'overrides'}: override key {dotted!r} is not a dotted key such as "
-                              f"data.min_seq_len (an empty part)")
+            raise ConfigError(
+                f"{source or 'overrides'}: override key {dotted!r} is not a dotted key such as "
+                f"data.min_seq_len (an empty part)"
+            )
         for p in parts[:-1]:
             nxt = node.setdefault(p, {})
             if not isinstance(nxt, dict):
@@ -322,7 +332,7 @@ def _check_numbers(tp: Any, value: Any, key: str = "") -> str | None:
         return _mapping_for_list(key, value)
     if origin in (list, tuple) and isinstance(value, (list, tuple)):
         item_types = args if origin is tuple and args and args[-1] is not Ellipsis else (args[:1] * len(value))
-        for i, (t, v) in enumerate(zip(item_types, value)):
+        for i, (t, v) in enumerate(zip(item_types, value, strict=False)):
             bad = _check_numbers(t, v, f"{key}[{i}]")
             if bad:
                 return bad

@@ -40,8 +40,9 @@ def resolve_device(name: str, key: str, process_device: "torch.device | None" = 
     if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise AgrecError(f"{key} is {name!r} but torch sees no CUDA device (torch {torch.__version__}); "
-                         f"use 'cpu' or 'auto'")
+        raise AgrecError(
+            f"{key} is {name!r} but torch sees no CUDA device (torch {torch.__version__}); use 'cpu' or 'auto'"
+        )
     if name in ("cuda", "auto"):
         if process_device is not None and process_device.type == "cuda":
             return process_device

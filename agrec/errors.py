@@ -29,4 +29,4 @@ def shorten(value: object, limit: int = 80) -> str:
     text = repr(value)
     if len(text) <= limit:
         return text
-    return f"{text[:limit - 24]}… ({len(text)} characters)"
+    return f"{text[: limit - 24]}… ({len(text)} characters)"

@@ -77,8 +77,11 @@ class FingerprintCache:
             try:
                 raw = json.loads(self.path.read_text(encoding="utf-8"))
                 if isinstance(raw, dict):  # entries of an older layout are dropped: those files are rehashed once
-                    self._entries = {k: v for k, v in raw.items()
-                                     if isinstance(v, list) and len(v) == self.FIELDS and isinstance(v[-1], str)}
+                    self._entries = {
+                        k: v
+                        for k, v in raw.items()
+                        if isinstance(v, list) and len(v) == self.FIELDS and isinstance(v[-1], str)
+                    }
             except (OSError, ValueError):
                 self._entries = {}  # a damaged cache is only a lost speed-up
 

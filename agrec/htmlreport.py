@@ -39,10 +39,12 @@ def install_static_assets(reports_root: Path, node_modules: Path | None = None) 
     if not missing_static_assets(reports_root):
         return static_dir(reports_root)
     nm = node_modules or default_node_modules()
-    for name, src in _ASSET_SOURCES.items():
+    for src in _ASSET_SOURCES.values():
         if not (nm / src).exists():
-            raise AgrecError(f"{nm / src} not found: the HTML report needs the npm packages of package.json; "
-                             f"run 'make html-assets' (npm install)")
+            raise AgrecError(
+                f"{nm / src} not found: the HTML report needs the npm packages of package.json; "
+                f"run 'make html-assets' (npm install)"
+            )
     dest = static_dir(reports_root)
     dest.mkdir(parents=True, exist_ok=True)
     for name, src in _ASSET_SOURCES.items():
@@ -97,8 +99,11 @@ def write_index(report_dir: Path, title: str, results_table_md: str | None = Non
             if nb.name.endswith(".FAILED.ipynb"):
                 continue
             html = nb.with_suffix(".html")
-            lines.append(f"| {nb.stem} | [{nb.name}]({nb.name}) | "
-                         + (f"[{html.name}]({html.name})" if html.is_file() else "") + " |")
+            lines.append(
+                f"| {nb.stem} | [{nb.name}]({nb.name}) | "
+                + (f"[{html.name}]({html.name})" if html.is_file() else "")
+                + " |"
+            )
         lines.append("")
     figs = sorted((report_dir / "figures").glob("*.png"))
     if figs:
@@ -109,6 +114,9 @@ def write_index(report_dir: Path, title: str, results_table_md: str | None = Non
         lines.append("")
     sweeps = sorted(p for p in (report_dir / "sweeps").glob("*/summary.csv"))
     if sweeps:
-        lines += ["## Sweeps", ""] + [f"- {p.parent.name}: [summary.csv](sweeps/{p.parent.name}/summary.csv)"
-                                      for p in sweeps] + [""]
+        lines += (
+            ["## Sweeps", ""]
+            + [f"- {p.parent.name}: [summary.csv](sweeps/{p.parent.name}/summary.csv)" for p in sweeps]
+            + [""]
+        )
     return atomic_write_text(report_dir / "index.md", "\n".join(lines))

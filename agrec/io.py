@@ -26,8 +26,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # keep the real suffix last: writers such as savefig infer the format from it
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix if suffix is not None else ".tmp" + path.suffix,
-                               dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=suffix if suffix is not None else ".tmp" + path.suffix, dir=path.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates 0600 files; artefacts get the usual permissions (0666 less the umask).
@@ -52,8 +53,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return Path(path)
 
 
-def atomic_write_safetensors(path: str | os.PathLike, tensors: dict[str, Any],
-                             metadata: dict[str, str] | None = None) -> Path:
+def atomic_write_safetensors(
+    path: str | os.PathLike, tensors: dict[str, Any], metadata: dict[str, str] | None = None
+) -> Path:
     """Write ``tensors`` (name -> contiguous CPU tensor) and ``metadata`` as a safetensors file, atomically, with
     a canonical header: the same tensors and metadata always give the same bytes.
 
@@ -65,10 +67,10 @@ def atomic_write_safetensors(path: str | os.PathLike, tensors: dict[str, Any],
 
     data = save(tensors, metadata=metadata)
     n = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + n])
+    header = json.loads(data[8 : 8 + n])
     canon = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     if len(canon) <= n:  # equal up to the trailing spaces safetensors pads with; otherwise keep its own header
-        data = data[:8] + canon + b" " * (n - len(canon)) + data[8 + n:]
+        data = data[:8] + canon + b" " * (n - len(canon)) + data[8 + n :]
     return atomic_write_bytes(path, data)
 
 

@@ -35,8 +35,13 @@ def lab_dir(config_path: str | Path, overrides: dict[str, Any] | None = None) ->
     return profile.run_dir.parents[1] / "_lab" / profile.data.dataset / profile.name
 
 
-def prepare_lab(config_path: str | Path, dest: Path | None = None, overrides: dict[str, Any] | None = None,
-                notebooks_dir: Path | None = None, run_dir: str | Path | None = None) -> Path:
+def prepare_lab(
+    config_path: str | Path,
+    dest: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    notebooks_dir: Path | None = None,
+    run_dir: str | Path | None = None,
+) -> Path:
     """Write the stage notebooks with ``config_path`` (and ``overrides``, ``run_dir``) injected into ``dest``
     (default :func:`lab_dir`); returns ``dest``. Existing copies are replaced (they are generated)."""
     import nbformat
@@ -54,8 +59,11 @@ def prepare_lab(config_path: str | Path, dest: Path | None = None, overrides: di
         src = nb_dir / name
         if not src.is_file():
             raise AgrecError(f"make lab: notebook {src} not found")
-        params: dict[str, Any] = {"config_path": os.path.relpath(config_path, dest),
-                                  "overrides": dict(overrides or {}), "report_dir": "report"}
+        params: dict[str, Any] = {
+            "config_path": os.path.relpath(config_path, dest),
+            "overrides": dict(overrides or {}),
+            "report_dir": "report",
+        }
         if run_dir is not None:
             params["run_dir"] = str(Path(run_dir).resolve())
         nb = parameterize_notebook(load_notebook_node(str(src)), params)
@@ -67,11 +75,21 @@ def prepare_lab(config_path: str | Path, dest: Path | None = None, overrides: di
 
 def server_command(root: Path, port: int, python: str | None = None) -> list[str]:
     """The ``jupyter lab`` command line serving ``root`` on 127.0.0.1:``port`` without token or password."""
-    return [python or sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}", "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--ServerApp.open_browser=False",
-            "--IdentityProvider.token=", "--PasswordIdentityProvider.hashed_password=",
-            "--ServerApp.allow_remote_access=False", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
-            "jupyterlab.NeverCheckForUpdate"] + (["--ServerApp.allow_root=True"] if os.geteuid() == 0 else [])
+    return [
+        python or sys.executable,
+        "-m",
+        "jupyterlab",
+        f"--ServerApp.root_dir={root}",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        "--ServerApp.open_browser=False",
+        "--IdentityProvider.token=",
+        "--PasswordIdentityProvider.hashed_password=",
+        "--ServerApp.allow_remote_access=False",
+        "--LabApp.news_url=",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ] + (["--ServerApp.allow_root=True"] if os.geteuid() == 0 else [])
     # (CI containers run as root; Jupyter refuses that unless told, and nothing is gained by refusing here.)
 
 
@@ -87,8 +105,9 @@ def port_number(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m agrec.lab", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m agrec.lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--config", required=True)
     ap.add_argument("--port", type=port_number, default=8888, help="TCP port in [1024, 65535] (default 8888)")
     args = ap.parse_args(argv)
@@ -97,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     except AgrecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"JupyterLab (localhost only, no token): http://127.0.0.1:{args.port}/lab/tree/{ANALYSIS_NOTEBOOK}",
-          flush=True)
+    print(
+        f"JupyterLab (localhost only, no token): http://127.0.0.1:{args.port}/lab/tree/{ANALYSIS_NOTEBOOK}", flush=True
+    )
     print(f"  notebooks: copies of notebooks/ for {args.config} in {root} (stop with Ctrl-C)", flush=True)
     cmd = server_command(root, args.port)
     os.execv(cmd[0], cmd)

@@ -103,8 +103,7 @@ def config_key(profile: "Profile", stage: str) -> str:
     if stage == "lm":
         from agrec.lm.checkpoint import training_config
 
-        return short_hash({"data": profile.key_dict()["data"], "lm": training_config(profile.lm),
-                           "seed": profile.seed})
+        return short_hash({"data": profile.key_dict()["data"], "lm": training_config(profile.lm), "seed": profile.seed})
     # "baselines" (SASRec, agrec/baselines) drives rows of the decode stage once a profile has the section.
     extra = ("baselines",) if "baselines" in profile.key_dict() else ()
     if stage == "decode":
@@ -192,7 +191,7 @@ class StageStatus:
     """Whether a stage's artefacts can be reused, and why not."""
 
     stage: str
-    state: str                                  # "current" | "stale" | "missing"
+    state: str  # "current" | "stale" | "missing"
     reasons: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # informative only (e.g. library versions differ)
     digest: str | None = None
@@ -214,8 +213,10 @@ class StageStatus:
 def _describe_input_change(name: str, old: str | None, new: str) -> str:
     kind, _, what = name.partition(":")
     if kind == "protocol":
-        return (f"computed by an earlier version of the {what} stage (protocol {old or 1} -> {new}; "
-                f"agrec/lineage.py STAGE_PROTOCOL)")
+        return (
+            f"computed by an earlier version of the {what} stage (protocol {old or 1} -> {new}; "
+            f"agrec/lineage.py STAGE_PROTOCOL)"
+        )
     if old is None:
         return f"new input {name}"
     if kind == "data":
@@ -235,8 +236,14 @@ def _describe_input_change(name: str, old: str | None, new: str) -> str:
     return f"{name} changed"
 
 
-def stage_status(profile: "Profile", run: "RunDir", stage: str, config_hash: str | None = None,
-                 verify: bool = False, _memo: dict[str, StageStatus] | None = None) -> StageStatus:
+def stage_status(
+    profile: "Profile",
+    run: "RunDir",
+    stage: str,
+    config_hash: str | None = None,
+    verify: bool = False,
+    _memo: dict[str, StageStatus] | None = None,
+) -> StageStatus:
     """Is ``stage`` of this run current? (See the module docstring for what is compared.)"""
     memo = _memo if _memo is not None else {}
     if stage in memo:
@@ -255,8 +262,11 @@ def stage_status(profile: "Profile", run: "RunDir", stage: str, config_hash: str
 
     rec = run.read_record(stage)
     if rec is None:
-        res = StageStatus(stage, "missing", ["no record" if not run.record_path(stage).exists()
-                                              else f"{run.record_path(stage)} is unreadable"])
+        res = StageStatus(
+            stage,
+            "missing",
+            ["no record" if not run.record_path(stage).exists() else f"{run.record_path(stage)} is unreadable"],
+        )
         memo[stage] = res
         return res
     key = config_hash if config_hash is not None else config_key(profile, stage)
@@ -272,8 +282,10 @@ def stage_status(profile: "Profile", run: "RunDir", stage: str, config_hash: str
     reasons.extend(run.artefact_problems(stage, rec, verify))
     notes = _version_notes(rec)
     if rec.get("source_digest") not in (None, source_digest(stage)):
-        notes.append(f"the agrec code of this stage changed since it ran ({', '.join(STAGE_SOURCES[stage])}); "
-                     f"--force recomputes it")
+        notes.append(
+            f"the agrec code of this stage changed since it ran ({', '.join(STAGE_SOURCES[stage])}); "
+            f"--force recomputes it"
+        )
     res = StageStatus(stage, "current" if not reasons else "stale", reasons, notes, rec.get("digest"))
     memo[stage] = res
     return res
@@ -297,22 +309,29 @@ def _version_notes(rec: dict[str, Any]) -> list[str]:
 
     old = rec.get("versions") if isinstance(rec.get("versions"), dict) else {}
     now = library_versions()
-    diff = [f"{k} {old.get(k)} -> {now[k]}" for k in ("torch", "transformers", "peft", "numpy",
-                                                      "sentence-transformers", "scikit-learn")
-            if k in old and old.get(k) != now.get(k)]
+    diff = [
+        f"{k} {old.get(k)} -> {now[k]}"
+        for k in ("torch", "transformers", "peft", "numpy", "sentence-transformers", "scikit-learn")
+        if k in old and old.get(k) != now.get(k)
+    ]
     notes = [f"recorded with other library versions ({', '.join(diff)})"] if diff else []
     # A stage computed on another processor is still current (same inputs, same code), but its numbers are
     # reproducible only up to float rounding there; say so instead of letting a rerun surprise the user.
-    machine = [f"{k} {old[k]!r} -> {now[k]!r}" for k in ("cpu", "torch_cpu_capability", "cuda_device")
-               if old.get(k) is not None and now.get(k) is not None and old[k] != now[k]]
+    machine = [
+        f"{k} {old[k]!r} -> {now[k]!r}"
+        for k in ("cpu", "torch_cpu_capability", "cuda_device")
+        if old.get(k) is not None and now.get(k) is not None and old[k] != now[k]
+    ]
     if machine:
-        notes.append(f"computed on another machine ({', '.join(machine)}): a rerun here may give slightly "
-                     f"different numbers")
+        notes.append(
+            f"computed on another machine ({', '.join(machine)}): a rerun here may give slightly different numbers"
+        )
     return notes
 
 
-def pipeline_status(profile: "Profile", run: "RunDir", stages: list[str] | None = None,
-                    verify: bool = False) -> list[StageStatus]:
+def pipeline_status(
+    profile: "Profile", run: "RunDir", stages: list[str] | None = None, verify: bool = False
+) -> list[StageStatus]:
     """The status of each stage of the profile's pipeline (or ``stages``), in pipeline order."""
     from agrec.config import STAGES
 

@@ -50,8 +50,9 @@ def check_manifest(folder: Path, kind: str, needed: Sequence[str], remedy: str) 
     try:
         rec = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ManifestError(f"{path} is missing: the files of {folder} cannot be checked against what their "
-                            f"writer recorded; {remedy}") from None
+        raise ManifestError(
+            f"{path} is missing: the files of {folder} cannot be checked against what their writer recorded; {remedy}"
+        ) from None
     except (OSError, ValueError) as e:
         raise ManifestError(f"{path}: cannot be read ({type(e).__name__}); {remedy}") from None
     files = rec.get("files") if isinstance(rec, dict) else None

@@ -32,7 +32,7 @@ def target_ranks(rankings: Sequence[Sequence[int]] | np.ndarray, targets: Sequen
         any_hit = hit.any(axis=1)
         ranks[any_hit] = hit[any_hit].argmax(axis=1) + 1
         return ranks
-    for u, (row, t) in enumerate(zip(rankings, targets)):
+    for u, (row, t) in enumerate(zip(rankings, targets, strict=True)):
         for pos, item in enumerate(row):
             if item == t:
                 ranks[u] = pos + 1
@@ -66,8 +66,9 @@ def ndcg_at_k(ranks: np.ndarray, k: int) -> float:
     return float(gains.mean())
 
 
-def evaluate_rankings(rankings: Sequence[Sequence[int]] | np.ndarray, targets: Sequence[int] | np.ndarray,
-                      ks: Iterable[int] = (5, 10)) -> dict[str, float]:
+def evaluate_rankings(
+    rankings: Sequence[Sequence[int]] | np.ndarray, targets: Sequence[int] | np.ndarray, ks: Iterable[int] = (5, 10)
+) -> dict[str, float]:
     """``{"HR@5": …, "NDCG@5": …, "HR@10": …, "NDCG@10": …}`` averaged over all users."""
     ranks = target_ranks(rankings, targets)
     out: dict[str, float] = {}

@@ -57,11 +57,13 @@ def check_name(value: str, key: str) -> str:
     if "/" in value or "\\" in value or os.sep in value or (os.altsep and os.altsep in value):
         raise ConfigError(f"{key} must be a single folder name without '/' or '\\', got {value!r}")
     if value in (".", "..") or value != value.strip():
-        raise ConfigError(f"{key} must be a plain folder name (not '.', '..', no leading or trailing blanks), "
-                          f"got {value!r}")
+        raise ConfigError(
+            f"{key} must be a plain folder name (not '.', '..', no leading or trailing blanks), got {value!r}"
+        )
     if len(value.encode("utf-8")) > MAX_NAME_BYTES:
-        raise ConfigError(f"{key} is too long for a folder name ({len(value.encode('utf-8'))} bytes, "
-                          f"at most {MAX_NAME_BYTES})")
+        raise ConfigError(
+            f"{key} is too long for a folder name ({len(value.encode('utf-8'))} bytes, at most {MAX_NAME_BYTES})"
+        )
     return value
 
 

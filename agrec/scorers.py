@@ -57,8 +57,7 @@ class GNNScorer:
     Scores are ``full_sort_predict`` = ⟨φ(u), ψ(v)⟩, computed in user batches of ``batch_size``.
     """
 
-    def __init__(self, name: str, valid_model: Any, test_model: Callable[[], Any] | Any,
-                 batch_size: int = 1024):
+    def __init__(self, name: str, valid_model: Any, test_model: Callable[[], Any] | Any, batch_size: int = 1024):
         self.name, self.batch_size = name, batch_size
         self._models: dict[str, Any] = {"valid": valid_model}
         self._test = test_model
@@ -75,7 +74,7 @@ class GNNScorer:
         out = [torch.zeros(0, model.n_items)]
         with torch.no_grad():
             for s in range(0, len(users), self.batch_size):
-                ids = torch.as_tensor(users[s:s + self.batch_size], dtype=torch.long)
+                ids = torch.as_tensor(users[s : s + self.batch_size], dtype=torch.long)
                 out.append(model.full_sort_predict(ids).float().cpu())
         return torch.cat(out)
 

@@ -39,11 +39,11 @@ from agrec.rundir import RunDir
 from agrec.runlock import locked
 
 MANIFEST_KIND = "agrec seeds aggregate"
-SEEDS_DIR = "seeds"          # sub-folder of the profile's run/report folders holding the other seeds
-METRICS_TARGET = "test"      # the aggregate reports test numbers; validation only chose α
+SEEDS_DIR = "seeds"  # sub-folder of the profile's run/report folders holding the other seeds
+METRICS_TARGET = "test"  # the aggregate reports test numbers; validation only chose α
 
 
-MAX_SEEDS = 1000   # a bound on one command's seeds: each is a full pipeline run
+MAX_SEEDS = 1000  # a bound on one command's seeds: each is a full pipeline run
 
 
 def parse_seeds(spec: str, profile_seed: int) -> list[int]:
@@ -61,8 +61,9 @@ def parse_seeds(spec: str, profile_seed: int) -> list[int]:
                 raise AgrecError(f"--seeds: a count must be in [1, {MAX_SEEDS}], got {shorten(n)}")
             seeds = [profile_seed + i for i in range(n)]
     except ValueError:
-        raise AgrecError(f"--seeds expects a count (5) or a comma-separated list of seeds (2024,7,11), "
-                         f"got {shorten(spec)}") from None
+        raise AgrecError(
+            f"--seeds expects a count (5) or a comma-separated list of seeds (2024,7,11), got {shorten(spec)}"
+        ) from None
     if not seeds:
         raise AgrecError(f"--seeds: no seed in {shorten(spec)}")
     if len(set(seeds)) != len(seeds):
@@ -136,18 +137,30 @@ def share_data_stage(sources: list[Path], dest: SeedRun, log: Callable[[str], No
             continue
         with atomic_dir(dst.root / "data") as tmp:
             shutil.copytree(src.root / "data", tmp, dirs_exist_ok=True)
-            rec = {**rec, "seed": dest.seed, "config": dest.profile.to_dict(),
-                   "copied_from": os.path.relpath(src.root, dst.root)}
+            rec = {
+                **rec,
+                "seed": dest.seed,
+                "config": dest.profile.to_dict(),
+                "copied_from": os.path.relpath(src.root, dst.root),
+            }
             atomic_write_json(tmp / RunDir.RECORD, rec)
         log(f"agrec seeds: seed {dest.seed}: data stage copied from {src.root}")
         return src.root
     return None
 
 
-def run_seeds(config_path: str | Path, seeds: list[int], stages: list[str] | None = None,
-              overrides: dict[str, Any] | None = None, force: bool = False, notebooks_dir: Path | None = None,
-              reference: str | None = None, n_resamples: int = 9999, log: Callable[[str], None] = print,
-              run_pipeline: Callable[..., Any] | None = None) -> "SeedsSummary | None":
+def run_seeds(
+    config_path: str | Path,
+    seeds: list[int],
+    stages: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    force: bool = False,
+    notebooks_dir: Path | None = None,
+    reference: str | None = None,
+    n_resamples: int = 9999,
+    log: Callable[[str], None] = print,
+    run_pipeline: Callable[..., Any] | None = None,
+) -> "SeedsSummary | None":
     """Run the pipeline (``agrec.pipeline.run_pipeline``) once per seed, sequentially, then aggregate the
     seeds whose decode stage has finished (None when none has, e.g. ``stages`` without decode)."""
     if run_pipeline is None:
@@ -155,20 +168,43 @@ def run_seeds(config_path: str | Path, seeds: list[int], stages: list[str] | Non
     plan = plan_seeds(config_path, seeds, overrides)
     base = load_profile(config_path, overrides)
     with locked(base.run_dir):  # the seed folders live under it, and so does the aggregate's report folder
-        return _run_seeds(config_path, plan, base, seeds, stages, overrides, force, notebooks_dir, reference,
-                          n_resamples, log, run_pipeline)
+        return _run_seeds(
+            config_path,
+            plan,
+            base,
+            seeds,
+            stages,
+            overrides,
+            force,
+            notebooks_dir,
+            reference,
+            n_resamples,
+            log,
+            run_pipeline,
+        )
 
 
-def _run_seeds(config_path: str | Path, plan: list[SeedRun], base: Profile, seeds: list[int],
-               stages: list[str] | None, overrides: dict[str, Any] | None, force: bool, notebooks_dir: Path | None,
-               reference: str | None, n_resamples: int, log: Callable[[str], None],
-               run_pipeline: Callable[..., Any]) -> "SeedsSummary | None":
+def _run_seeds(
+    config_path: str | Path,
+    plan: list[SeedRun],
+    base: Profile,
+    seeds: list[int],
+    stages: list[str] | None,
+    overrides: dict[str, Any] | None,
+    force: bool,
+    notebooks_dir: Path | None,
+    reference: str | None,
+    n_resamples: int,
+    log: Callable[[str], None],
+    run_pipeline: Callable[..., Any],
+) -> "SeedsSummary | None":
     sources = [base.run_dir]
     for i, sr in enumerate(plan, 1):
         log(f"agrec seeds: [{i}/{len(plan)}] seed {sr.seed} -> {sr.profile.run_dir}")
         share_data_stage(sources, sr, log=log)
-        run_pipeline(config_path, stages=stages, overrides=sr.overrides, force=force, notebooks_dir=notebooks_dir,
-                     log=log)
+        run_pipeline(
+            config_path, stages=stages, overrides=sr.overrides, force=force, notebooks_dir=notebooks_dir, log=log
+        )
         sources.append(sr.profile.run_dir)
     finished = [sr for sr in plan if _decode_done(sr)]
     if not finished:
@@ -210,9 +246,15 @@ class SeedsSummary:
     folder: Path
 
 
-def aggregate_seeds(config_path: str | Path, seeds: list[int] | None = None, overrides: dict[str, Any] | None = None,
-                    reference: str | None = None, n_resamples: int = 9999, log: Callable[[str], None] = print,
-                    write: bool = True) -> SeedsSummary:
+def aggregate_seeds(
+    config_path: str | Path,
+    seeds: list[int] | None = None,
+    overrides: dict[str, Any] | None = None,
+    reference: str | None = None,
+    n_resamples: int = 9999,
+    log: Callable[[str], None] = print,
+    write: bool = True,
+) -> SeedsSummary:
     """Build (and write) the aggregate of the finished seeds among ``seeds`` (default: every seed with a
     decode record). A seed whose decode stage ran with another configuration (beyond seed and folder) is
     an error: its numbers would not belong in this table.
@@ -230,8 +272,7 @@ def aggregate_seeds(config_path: str | Path, seeds: list[int] | None = None, ove
     done = [sr for sr in plan if _decode_done(sr)]
     missing = [sr.seed for sr in plan if sr.seed not in {d.seed for d in done}]
     if not done:
-        raise AgrecError(f"no finished decode stage for seed(s) {seeds} under {base.run_dir} "
-                         f"(run `agrec seeds` first)")
+        raise AgrecError(f"no finished decode stage for seed(s) {seeds} under {base.run_dir} (run `agrec seeds` first)")
     if missing:
         log(f"agrec seeds: seed(s) {missing} have no finished decode stage; aggregating {[s.seed for s in done]}")
     reference = reference or default_reference(base.evaluation.scorer)
@@ -249,9 +290,11 @@ def aggregate_seeds(config_path: str | Path, seeds: list[int] | None = None, ove
         # rankings file or a stage whose inputs changed would put numbers in the table that no run produced.
         st = stage_status(sr.profile, run, STAGE)
         if not st.current:
-            raise AgrecError(f"{folder}: seed {sr.seed}'s decode stage is {st.state} ({'; '.join(st.reasons)}), "
-                             f"so its numbers are not aggregated; rerun that seed (agrec seeds --seeds "
-                             f"{sr.seed}, … with the same options) and aggregate again")
+            raise AgrecError(
+                f"{folder}: seed {sr.seed}'s decode stage is {st.state} ({'; '.join(st.reasons)}), "
+                f"so its numbers are not aggregated; rerun that seed (agrec seeds --seeds "
+                f"{sr.seed}, … with the same options) and aggregate again"
+            )
         res = read_results(folder)
         rows, gains = {}, {}
         for r in res["rows"]:
@@ -259,8 +302,10 @@ def aggregate_seeds(config_path: str | Path, seeds: list[int] | None = None, ove
             if users_ref is None:
                 users_ref, targets_ref = rk["users"], rk["targets"]
             elif not (np.array_equal(rk["users"], users_ref) and np.array_equal(rk["targets"], targets_ref)):
-                raise AgrecError(f"{folder}: row {r['name']!r} of seed {sr.seed} was ranked for other users or "
-                                 f"targets than seed {done[0].seed}'s rows; seeds cannot be paired per user")
+                raise AgrecError(
+                    f"{folder}: row {r['name']!r} of seed {sr.seed} was ranked for other users or "
+                    f"targets than seed {done[0].seed}'s rows; seeds cannot be paired per user"
+                )
             rows[r["name"]] = r
             gains[r["name"]] = user_gains(rk["items"], rk["targets"], ks)
         if reference not in rows:
@@ -289,8 +334,11 @@ def aggregate_seeds(config_path: str | Path, seeds: list[int] | None = None, ove
                     tests.append({"method": name, "seed": str(s), **asdict(t)})
                 t = paired_test(ref, oth, m, n_resamples=n_resamples, seed=0)
                 tests.append({"method": name, "seed": "pooled", **asdict(t)})
-                wins = sum(per_seed[s]["rows"][reference]["metrics"][METRICS_TARGET][m]
-                           > per_seed[s]["rows"][name]["metrics"][METRICS_TARGET][m] for s in both)
+                wins = sum(
+                    per_seed[s]["rows"][reference]["metrics"][METRICS_TARGET][m]
+                    > per_seed[s]["rows"][name]["metrics"][METRICS_TARGET][m]
+                    for s in both
+                )
                 line[f"p {m}"] = t.p_value
                 line[f"diff {m}"] = t.mean_diff
                 line[f"CI low {m}"] = t.ci_low
@@ -299,11 +347,19 @@ def aggregate_seeds(config_path: str | Path, seeds: list[int] | None = None, ove
         lines.append(line)
     table = pd.DataFrame(lines)
     tests_df = pd.DataFrame(tests)
-    seeds_df = pd.DataFrame([{"seed": s, "alpha": per_seed[s]["chosen"]["alpha"], "tau": per_seed[s]["chosen"]["tau"],
-                              f"valid {base.evaluation.select_metric}":
-                                  per_seed[s]["chosen"]["valid"][base.evaluation.select_metric],
-                              "run_dir": str(per_seed[s]["sr"].profile.run_dir),
-                              "report_dir": str(per_seed[s]["sr"].profile.report_dir)} for s in seed_list])
+    seeds_df = pd.DataFrame(
+        [
+            {
+                "seed": s,
+                "alpha": per_seed[s]["chosen"]["alpha"],
+                "tau": per_seed[s]["chosen"]["tau"],
+                f"valid {base.evaluation.select_metric}": per_seed[s]["chosen"]["valid"][base.evaluation.select_metric],
+                "run_dir": str(per_seed[s]["sr"].profile.run_dir),
+                "report_dir": str(per_seed[s]["sr"].profile.report_dir),
+            }
+            for s in seed_list
+        ]
+    )
     folder = summary_dir(base)
     if reference != default_reference(base.evaluation.scorer):
         folder = folder / reference_subdir(reference)
@@ -325,8 +381,10 @@ def _check_record(rec: dict[str, Any], sr: SeedRun, sections: tuple[str, ...]) -
     cfg = keyed_record(Profile, cfg)  # runtime keys (progress bars, caches) may differ between seeds
     diff = sorted(k for s in sections for k in _diff_keys(cfg.get(s), want[s], s))
     if diff:
-        raise AgrecError(f"{where}: seed {sr.seed}'s decode stage ran with another configuration "
-                         f"(differs in {', '.join(diff)}); rerun `agrec seeds` with the same --set options")
+        raise AgrecError(
+            f"{where}: seed {sr.seed}'s decode stage ran with another configuration "
+            f"(differs in {', '.join(diff)}); rerun `agrec seeds` with the same --set options"
+        )
 
 
 def _diff_keys(a: Any, b: Any, prefix: str) -> list[str]:
@@ -361,29 +419,36 @@ def write_summary(summary: SeedsSummary, base: Profile, metrics: list[str]) -> N
     t, ref = summary.table, summary.reference
     md = pd.DataFrame({"method": t["method"], "n seeds": t["n_seeds"]})
     for m in metrics:
-        md[m] = [mean_sd(a, b) for a, b in zip(t[f"{m} mean"], t[f"{m} sd"])]
+        md[m] = [mean_sd(a, b) for a, b in zip(t[f"{m} mean"], t[f"{m} sd"], strict=True)]
     md["α per seed"], md["τ per seed"] = t["alpha per seed"], t["tau per seed"]
     for m in metrics:
         md[f"p {m}"] = [format_p(v) for v in t[f"p {m}"]] if f"p {m}" in t else ""
     for m in metrics:
         if m.startswith("NDCG") and f"CI low {m}" in t:
-            md[f"Δ{m} 95% CI"] = [("" if pd.isna(lo) else f"[{lo:+.4f}, {hi:+.4f}]")
-                                  for lo, hi in zip(t[f"CI low {m}"], t[f"CI high {m}"])]
+            md[f"Δ{m} 95% CI"] = [
+                ("" if pd.isna(lo) else f"[{lo:+.4f}, {hi:+.4f}]")
+                for lo, hi in zip(t[f"CI low {m}"], t[f"CI high {m}"], strict=True)
+            ]
     for m in metrics:
         if m.endswith("@10") and f"wins {m}" in t:
             md[f"{ref} better {m}"] = t[f"wins {m}"].fillna("")
     seeds = ", ".join(str(s) for s in summary.seeds["seed"])
-    text = (f"# {base.data.dataset} / {base.name}: {len(summary.seeds)} seeds ({seeds}), {METRICS_TARGET}\n\n"
-            f"Mean ± sd over seeds (sample sd). p: paired tests of **{ref}** against each row over the same users, "
-            f"pooled over seeds by averaging each user's outcome over the seeds first (HR: exact sign test = exact "
-            f"McNemar for one seed; NDCG: Wilcoxon signed-rank; Δ CI: paired bootstrap BCa of the mean difference "
-            f"{ref} − row over users). 'better': seeds in which {ref}'s mean is higher. Per-seed tests: "
-            f"significance.md; method: agrec/analysis/significance.py.\n\n"
-            + md.to_markdown(index=False, disable_numparse=True) + "\n\n## Seeds\n\n"
-            + summary.seeds.drop(columns=["run_dir", "report_dir"]).astype({"seed": str})
-                     .to_markdown(index=False, floatfmt=".4f") + "\n")
+    text = (
+        f"# {base.data.dataset} / {base.name}: {len(summary.seeds)} seeds ({seeds}), {METRICS_TARGET}\n\n"
+        f"Mean ± sd over seeds (sample sd). p: paired tests of **{ref}** against each row over the same users, "
+        f"pooled over seeds by averaging each user's outcome over the seeds first (HR: exact sign test = exact "
+        f"McNemar for one seed; NDCG: Wilcoxon signed-rank; Δ CI: paired bootstrap BCa of the mean difference "
+        f"{ref} − row over users). 'better': seeds in which {ref}'s mean is higher. Per-seed tests: "
+        f"significance.md; method: agrec/analysis/significance.py.\n\n"
+        + md.to_markdown(index=False, disable_numparse=True)
+        + "\n\n## Seeds\n\n"
+        + summary.seeds.drop(columns=["run_dir", "report_dir"])
+        .astype({"seed": str})
+        .to_markdown(index=False, floatfmt=".4f")
+        + "\n"
+    )
     folder = summary.folder
-    (folder / MANIFEST).unlink(missing_ok=True)   # while the files change, no manifest vouches for them
+    (folder / MANIFEST).unlink(missing_ok=True)  # while the files change, no manifest vouches for them
     atomic_write_text(folder / "summary.md", text)
     _write_csv(folder / "summary.csv", t)
     _write_csv(folder / "significance.csv", summary.tests)
@@ -395,9 +460,12 @@ def write_summary(summary: SeedsSummary, base: Profile, metrics: list[str]) -> N
         sig["p_value"] = [format_p(p) for p in sig["p_value"]]
         for c in ("reference_mean", "other_mean", "mean_diff", "ci_low", "ci_high"):  # HR tests have no interval
             sig[c] = ["" if pd.isna(v) else f"{v:.4f}" for v in sig[c]]
-        atomic_write_text(folder / "significance.md",
-                          f"# Paired tests of {ref} against each row ({METRICS_TARGET})\n\n"
-                          + sig.to_markdown(index=False, disable_numparse=True) + "\n")
+        atomic_write_text(
+            folder / "significance.md",
+            f"# Paired tests of {ref} against each row ({METRICS_TARGET})\n\n"
+            + sig.to_markdown(index=False, disable_numparse=True)
+            + "\n",
+        )
     else:
         (folder / "significance.md").unlink(missing_ok=True)
     write_manifest(folder, written, MANIFEST_KIND)

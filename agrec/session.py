@@ -27,9 +27,16 @@ class Session:
         return self.profile.seed
 
 
-def open_session(config_path: str | Path, *, dataset: str | None = None, data_dir: str | Path | None = None,
-                 seed: int | None = None, run_dir: str | Path | None = None, report_dir: str | Path | None = None,
-                 overrides: dict[str, Any] | None = None) -> Session:
+def open_session(
+    config_path: str | Path,
+    *,
+    dataset: str | None = None,
+    data_dir: str | Path | None = None,
+    seed: int | None = None,
+    run_dir: str | Path | None = None,
+    report_dir: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Session:
     """Load a profile with a notebook's parameter overrides, seed every RNG and take the run folder's writer
     lock (:mod:`agrec.runlock`; held until the process ends).
 

@@ -12,8 +12,9 @@ import torch
 from agrec.decode.beam import DecodeResult
 
 
-def token_labels(item_token_ids: torch.Tensor | np.ndarray, item_codes: Sequence[Sequence[str]] | None = None
-                 ) -> dict[int, str]:
+def token_labels(
+    item_token_ids: torch.Tensor | np.ndarray, item_codes: Sequence[Sequence[str]] | None = None
+) -> dict[int, str]:
     """``{vocabulary id: label}`` of every code token: the code's name (``<a_35>``) from ``item_codes`` (one
     token list per item, e.g. ``CodeTable.item_tokens``), else ``L<level>:<id>``."""
     ids = np.asarray(item_token_ids)
@@ -34,12 +35,14 @@ def history_table(history: Sequence[int], titles: Sequence[str], last: int | Non
     """The user's history, oldest first (only the ``last`` items when given): position, item, title."""
     h = list(history)
     start = max(0, len(h) - last) if last else 0
-    return pd.DataFrame([{"position": p + 1, "item": int(i), "title": titles[int(i)]}
-                         for p, i in enumerate(h) if p >= start])
+    return pd.DataFrame(
+        [{"position": p + 1, "item": int(i), "title": titles[int(i)]} for p, i in enumerate(h) if p >= start]
+    )
 
 
-def gnn_top_table(top_items: Sequence[int], top_scores: Sequence[float], titles: Sequence[str], target: int,
-                  tau: float = 1.0) -> pd.DataFrame:
+def gnn_top_table(
+    top_items: Sequence[int], top_scores: Sequence[float], titles: Sequence[str], target: int, tau: float = 1.0
+) -> pd.DataFrame:
     """The GNN's top-n of one user: rank, item, title, score R(u, v), FSM weight w = softmax(score / τ), hit."""
     items = np.asarray(top_items)
     scores = np.asarray(top_scores, dtype=np.float64)
@@ -48,20 +51,32 @@ def gnn_top_table(top_items: Sequence[int], top_scores: Sequence[float], titles:
     if ok.any():
         z = scores[ok] / tau
         w[ok] = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
-    return pd.DataFrame([{"rank": r + 1, "item": int(i), "title": titles[int(i)], "score": float(s),
-                          "weight": float(wi), "hit": bool(i == target)}
-                         for r, (i, s, wi) in enumerate(zip(items, scores, w)) if i >= 0])
+    return pd.DataFrame(
+        [
+            {
+                "rank": r + 1,
+                "item": int(i),
+                "title": titles[int(i)],
+                "score": float(s),
+                "weight": float(wi),
+                "hit": bool(i == target),
+            }
+            for r, (i, s, wi) in enumerate(zip(items, scores, w, strict=False))
+            if i >= 0
+        ]
+    )
 
 
-def beams_table(result: DecodeResult, row: int, titles: Sequence[str], target: int,
-                labels: Mapping[int, str] | None = None) -> pd.DataFrame:
+def beams_table(
+    result: DecodeResult, row: int, titles: Sequence[str], target: int, labels: Mapping[int, str] | None = None
+) -> pd.DataFrame:
     """One line per returned beam of user ``row``: rank, item, title, its code, score Σ log p̂, how many of its
     tokens were decoded on the FSM, hit. Needs a traced decode for the code and FSM columns."""
     items = result.items[row].numpy()
     scores = result.scores[row].numpy()
     tr = result.trace
     rows = []
-    for b, (item, score) in enumerate(zip(items, scores)):
+    for b, (item, score) in enumerate(zip(items, scores, strict=False)):
         if item < 0:
             continue
         rec = {"rank": b + 1, "item": int(item), "title": titles[int(item)], "score": float(score)}
@@ -73,8 +88,14 @@ def beams_table(result: DecodeResult, row: int, titles: Sequence[str], target: i
     return pd.DataFrame(rows)
 
 
-def trace_table(result: DecodeResult, row: int, titles: Sequence[str], target: int,
-                labels: Mapping[int, str] | None = None, n_beams: int | None = None) -> pd.DataFrame:
+def trace_table(
+    result: DecodeResult,
+    row: int,
+    titles: Sequence[str],
+    target: int,
+    labels: Mapping[int, str] | None = None,
+    n_beams: int | None = None,
+) -> pd.DataFrame:
     """Token level: one line per (beam, level) of user ``row``'s top ``n_beams`` beams with the token, p_LLM,
     p_G (NaN off the FSM), p̂, whether the prefix was on the FSM, and whether the beam is the hit."""
     tr = result.trace
@@ -87,11 +108,20 @@ def trace_table(result: DecodeResult, row: int, titles: Sequence[str], target: i
         if items[b] < 0:
             continue
         for lvl in range(tr.tokens.shape[-1]):
-            out.append({"rank": b + 1, "item": int(items[b]), "title": titles[int(items[b])], "level": lvl + 1,
-                        "token": _label(labels, tr.tokens[row, b, lvl]),
-                        "p_LLM": float(tr.p_llm[row, b, lvl]), "p_G": float(tr.p_g[row, b, lvl]),
-                        "p_hat": float(tr.p_hat[row, b, lvl]), "on FSM": bool(tr.on[row, b, lvl]),
-                        "hit": bool(items[b] == target)})
+            out.append(
+                {
+                    "rank": b + 1,
+                    "item": int(items[b]),
+                    "title": titles[int(items[b])],
+                    "level": lvl + 1,
+                    "token": _label(labels, tr.tokens[row, b, lvl]),
+                    "p_LLM": float(tr.p_llm[row, b, lvl]),
+                    "p_G": float(tr.p_g[row, b, lvl]),
+                    "p_hat": float(tr.p_hat[row, b, lvl]),
+                    "on FSM": bool(tr.on[row, b, lvl]),
+                    "hit": bool(items[b] == target),
+                }
+            )
     return pd.DataFrame(out)
 
 
@@ -122,17 +152,30 @@ def case_study_figure(trace: pd.DataFrame, title: str = "", n_beams: int = 8):
         for j, key in enumerate(colours):
             x = d["level"].to_numpy() - 1 + (j - 1) * width
             v = np.nan_to_num(d[key].to_numpy(), nan=0.0)
-            ax.bar(x, v * 0.8, bottom=y - 0.4, width=width, color=colours[key],
-                   label=key.replace("p_hat", "p̂") if y == 0 else None)
-        for lvl, tok, on in zip(d["level"], d["token"], d["on FSM"]):
-            ax.text(lvl - 1, y + 0.42, tok + ("" if on else " (off)"), ha="center", va="bottom", fontsize=6,
-                    color="black" if on else "#999999")
+            ax.bar(
+                x,
+                v * 0.8,
+                bottom=y - 0.4,
+                width=width,
+                color=colours[key],
+                label=key.replace("p_hat", "p̂") if y == 0 else None,
+            )
+        for lvl, tok, on in zip(d["level"], d["token"], d["on FSM"], strict=False):
+            ax.text(
+                lvl - 1,
+                y + 0.42,
+                tok + ("" if on else " (off)"),
+                ha="center",
+                va="bottom",
+                fontsize=6,
+                color="black" if on else "#999999",
+            )
     labels = []
     for r in ranks:
         d = trace[trace["rank"] == r].iloc[0]
         labels.append(f"#{r} {str(d['title'])[:28]}" + (" ✓ HIT" if d["hit"] else ""))
     ax.set_yticks(range(len(ranks)), labels, fontsize=7)
-    for tick, r in zip(ax.get_yticklabels(), ranks):
+    for tick, r in zip(ax.get_yticklabels(), ranks, strict=False):
         if trace[trace["rank"] == r]["hit"].iloc[0]:
             tick.set_fontweight("bold")
             tick.set_color("#1a7f37")
@@ -150,6 +193,9 @@ def probability_steps(result: DecodeResult, row: int) -> dict[str, np.ndarray]:
     tr = result.trace
     if tr is None:
         raise ValueError("probability_steps needs a traced decode")
-    return {"p_LLM": tr.p_llm[row].numpy(), "p_G": tr.p_g[row].numpy(), "p_hat": tr.p_hat[row].numpy(),
-            "on": tr.on[row].numpy()}
-
+    return {
+        "p_LLM": tr.p_llm[row].numpy(),
+        "p_G": tr.p_g[row].numpy(),
+        "p_hat": tr.p_hat[row].numpy(),
+        "on": tr.on[row].numpy(),
+    }

@@ -34,8 +34,9 @@ def complementarity(hit_lm: np.ndarray, hit_gnn: np.ndarray) -> dict[str, int]:
     }
 
 
-def complementarity_by_bucket(hit_lm: np.ndarray, hit_gnn: np.ndarray, values: np.ndarray,
-                              edges: list[float], name: str = "bucket") -> pd.DataFrame:
+def complementarity_by_bucket(
+    hit_lm: np.ndarray, hit_gnn: np.ndarray, values: np.ndarray, edges: list[float], name: str = "bucket"
+) -> pd.DataFrame:
     """Group counts per bucket of a per-user value (history length, target popularity …).
 
     Buckets are half-open ``[edges[i], edges[i+1])``; a value outside every bucket is an error,
@@ -48,8 +49,9 @@ def complementarity_by_bucket(hit_lm: np.ndarray, hit_gnn: np.ndarray, values: n
     idx = np.searchsorted(np.asarray(edges), values, side="right") - 1
     outside = (idx < 0) | (idx >= len(edges) - 1)
     if outside.any():
-        raise ValueError(f"{int(outside.sum())} value(s) fall outside the bucket edges {edges} "
-                         f"(e.g. {values[outside][0]!r})")
+        raise ValueError(
+            f"{int(outside.sum())} value(s) fall outside the bucket edges {edges} (e.g. {values[outside][0]!r})"
+        )
     rows = []
     for b in range(len(edges) - 1):
         m = idx == b
@@ -69,15 +71,24 @@ def target_popularity(train: list[np.ndarray], targets: np.ndarray, n_items: int
     """Training interactions of each user's target item ``[n_users]`` (0 for a cold target).
 
     Counted on the training sequences only, so the held-out items do not inflate their own popularity."""
-    counts = np.bincount(np.concatenate(train).astype(np.int64), minlength=n_items) if len(train) else \
-        np.zeros(n_items, np.int64)
+    counts = (
+        np.bincount(np.concatenate(train).astype(np.int64), minlength=n_items)
+        if len(train)
+        else np.zeros(n_items, np.int64)
+    )
     return counts[np.asarray(targets, dtype=np.int64)]
 
 
-def complementarity_breakdown(lm_items: np.ndarray, gnn_items: np.ndarray, targets: np.ndarray,
-                              history_lengths: np.ndarray, popularity: np.ndarray, k: int = 10,
-                              activity_buckets: int = 4, popularity_buckets: int = 4
-                              ) -> dict[str, object]:
+def complementarity_breakdown(
+    lm_items: np.ndarray,
+    gnn_items: np.ndarray,
+    targets: np.ndarray,
+    history_lengths: np.ndarray,
+    popularity: np.ndarray,
+    k: int = 10,
+    activity_buckets: int = 4,
+    popularity_buckets: int = 4,
+) -> dict[str, object]:
     """Paper Fig. 1, overall and per bucket of user activity and of target popularity.
 
     Args:
@@ -93,19 +104,27 @@ def complementarity_breakdown(lm_items: np.ndarray, gnn_items: np.ndarray, targe
         "hit_lm": bool [n_users], "hit_gnn": bool [n_users]}``; each DataFrame row adds up to its ``users``.
     """
     hit_lm, hit_gnn = hits_at_k(lm_items, targets, k), hits_at_k(gnn_items, targets, k)
-    by_act = complementarity_by_bucket(hit_lm, hit_gnn, history_lengths,
-                                       quantile_edges(history_lengths, activity_buckets), name="history length")
-    by_pop = complementarity_by_bucket(hit_lm, hit_gnn, popularity,
-                                       quantile_edges(popularity, popularity_buckets), name="target popularity")
-    return {"overall": complementarity(hit_lm, hit_gnn), "by_activity": by_act, "by_popularity": by_pop,
-            "hit_lm": hit_lm, "hit_gnn": hit_gnn}
+    by_act = complementarity_by_bucket(
+        hit_lm, hit_gnn, history_lengths, quantile_edges(history_lengths, activity_buckets), name="history length"
+    )
+    by_pop = complementarity_by_bucket(
+        hit_lm, hit_gnn, popularity, quantile_edges(popularity, popularity_buckets), name="target popularity"
+    )
+    return {
+        "overall": complementarity(hit_lm, hit_gnn),
+        "by_activity": by_act,
+        "by_popularity": by_pop,
+        "hit_lm": hit_lm,
+        "hit_gnn": hit_gnn,
+    }
 
 
 _COLOURS = {"LLM only": "#4c72b0", "GNN only": "#dd8452", "both": "#55a868", "neither": "#c7c7c7"}
 
 
-def complementarity_figure(overall: dict[str, int], by_activity: pd.DataFrame, by_popularity: pd.DataFrame,
-                           k: int = 10):
+def complementarity_figure(
+    overall: dict[str, int], by_activity: pd.DataFrame, by_popularity: pd.DataFrame, k: int = 10
+):
     """Three panels: the overall split of users (Fig. 1), then the share of each group per bucket."""
     from matplotlib.figure import Figure
 
@@ -126,7 +145,7 @@ def complementarity_figure(overall: dict[str, int], by_activity: pd.DataFrame, b
         for g in GROUPS:
             ax.bar(range(len(df)), share[g], bottom=bottom, color=_COLOURS[g], label=g)
             bottom += share[g].to_numpy()
-        ax.set_xticks(range(len(df)), [f"{b}\nn={u}" for b, u in zip(df[label], df["users"])], fontsize=8)
+        ax.set_xticks(range(len(df)), [f"{b}\nn={u}" for b, u in zip(df[label], df["users"], strict=False)], fontsize=8)
         ax.set_xlabel(label)
         ax.set_ylabel("share of users")
         ax.set_ylim(0, 1)

@@ -16,15 +16,15 @@ class AnalysisConfig:
     top beams whose prefixes are counted (paper Fig. 2: the 20 beams of the released test.sh).
     """
 
-    k: int = 10                          # paper Fig. 1: users hit@10
-    homogeneity_beams: int = 20          # paper Fig. 2: top-20 beams
-    activity_buckets: int = 4            # quantile buckets of history length
-    popularity_buckets: int = 4          # quantile buckets of the target's training popularity
-    case_user: int | None = None         # None: the first user hit by AGRec but missed at alpha = 0
-    explorer_users: int = 50             # users offered by the beam explorer (prompts built once)
-    tsne_items: int = 600                # items in the t-SNE sample (all when larger than the catalogue)
+    k: int = 10  # paper Fig. 1: users hit@10
+    homogeneity_beams: int = 20  # paper Fig. 2: top-20 beams
+    activity_buckets: int = 4  # quantile buckets of history length
+    popularity_buckets: int = 4  # quantile buckets of the target's training popularity
+    case_user: int | None = None  # None: the first user hit by AGRec but missed at alpha = 0
+    explorer_users: int = 50  # users offered by the beam explorer (prompts built once)
+    tsne_items: int = 600  # items in the t-SNE sample (all when larger than the catalogue)
     tsne_perplexity: float = 30.0
-    target: str = "test"                 # which held-out item the analysis looks at
+    target: str = "test"  # which held-out item the analysis looks at
 
     def __post_init__(self) -> None:
         for name in ("k", "homogeneity_beams", "activity_buckets", "popularity_buckets", "explorer_users"):

@@ -15,8 +15,9 @@ from matplotlib.figure import Figure
 METRICS = ("HR@10", "NDCG@10")
 
 
-def alpha_curve_figure(curve: pd.DataFrame, chosen_alpha: float | None = None, title: str = "",
-                       tau: float | None = None) -> Figure:
+def alpha_curve_figure(
+    curve: pd.DataFrame, chosen_alpha: float | None = None, title: str = "", tau: float | None = None
+) -> Figure:
     """Two panels (HR@10, NDCG@10) with one line per target.
 
     Args:
@@ -28,14 +29,19 @@ def alpha_curve_figure(curve: pd.DataFrame, chosen_alpha: float | None = None, t
     c = curve[curve["tau"] == tau]
     fig = Figure(figsize=(9, 3.4), layout="constrained")
     axes = fig.subplots(1, 2)
-    for ax, metric in zip(axes, METRICS):
+    for ax, metric in zip(axes, METRICS, strict=False):
         for target, style in (("valid", "-o"), ("test", "--s")):
             d = c[(c["metric"] == metric) & (c["target"] == target)].sort_values("alpha")
             if d.empty:
                 continue
             partial = d["alpha"].nunique() < c["alpha"].nunique()
-            ax.plot(d["alpha"], d["value"], style[-1] if partial else style, ms=4,
-                    label=f"{target} (table points)" if partial else target)
+            ax.plot(
+                d["alpha"],
+                d["value"],
+                style[-1] if partial else style,
+                ms=4,
+                label=f"{target} (table points)" if partial else target,
+            )
         if chosen_alpha is not None:
             ax.axvline(chosen_alpha, color="#999999", ls=":", label=f"chosen α={chosen_alpha:g}")
         ax.set_xlabel("α (weight of the GNN's FSM)")
@@ -52,14 +58,14 @@ def alpha_curves_across_runs(curves: dict[str, pd.DataFrame], target: str = "tes
     axes = fig.subplots(1, 2)
     for label, curve in curves.items():
         tau = curve["tau"].iloc[0]
-        for ax, metric in zip(axes, METRICS):
+        for ax, metric in zip(axes, METRICS, strict=False):
             d = curve[(curve["metric"] == metric) & (curve["target"] == target) & (curve["tau"] == tau)]
             d = d.sort_values("alpha")
             if d.empty:
                 continue
             full = d["alpha"].nunique() == curve.loc[curve["tau"] == tau, "alpha"].nunique()
             ax.plot(d["alpha"], d["value"], "-o" if full else "o", ms=4, label=label)
-    for ax, metric in zip(axes, METRICS):
+    for ax, metric in zip(axes, METRICS, strict=False):
         ax.set_xlabel("α")
         ax.set_ylabel(f"{metric} ({target})")
         ax.grid(alpha=0.3)
@@ -83,8 +89,12 @@ def scan_alpha_curves(runs_root: str | Path) -> dict[str, pd.DataFrame]:
     for path in sorted(Path(runs_root).glob("*/*/decode/results.json")):
         try:
             d = json.loads(path.read_text())
-            recs = [{"alpha": p["alpha"], "tau": p["tau"], "target": t, "metric": m, "value": v}
-                    for p in d["curve"] for t in ("valid", "test") for m, v in (p.get(t) or {}).items()]
+            recs = [
+                {"alpha": p["alpha"], "tau": p["tau"], "target": t, "metric": m, "value": v}
+                for p in d["curve"]
+                for t in ("valid", "test")
+                for m, v in (p.get(t) or {}).items()
+            ]
         except (ValueError, KeyError, TypeError) as e:
             raise AgrecError(f"{path}: not a decode results file ({type(e).__name__}: {e})") from None
         if recs:

@@ -32,8 +32,9 @@ def lm_code_embeddings(model: torch.nn.Module, item_token_ids: torch.Tensor | np
     emb = model.get_input_embeddings().weight.detach().float().cpu()
     ids = torch.as_tensor(np.asarray(item_token_ids), dtype=torch.long)
     if int(ids.max()) >= emb.shape[0]:
-        raise AgrecError(f"item_token_ids holds token {int(ids.max())}, outside the model's {emb.shape[0]} "
-                         f"input embeddings")
+        raise AgrecError(
+            f"item_token_ids holds token {int(ids.max())}, outside the model's {emb.shape[0]} input embeddings"
+        )
     return emb[ids].mean(1).numpy()
 
 
@@ -72,8 +73,11 @@ def tsne_2d(x: np.ndarray, perplexity: float = 30.0, seed: int = 0) -> np.ndarra
     x = (x - x.mean(0)) / (x.std(0) + 1e-8)
     perp = float(min(perplexity, (len(x) - 1) / 3))
     with threadpool_limits(1):
-        return TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed,
-                    learning_rate="auto").fit_transform(x).astype(np.float32)
+        return (
+            TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed, learning_rate="auto")
+            .fit_transform(x)
+            .astype(np.float32)
+        )
 
 
 def _colour_codes(labels: Sequence, top: int = 12) -> tuple[np.ndarray, list[str]]:
@@ -101,15 +105,32 @@ def tsne_figure(coords: dict[str, np.ndarray], colourings: dict[str, Sequence]):
         for c, (cname, labels) in enumerate(colourings.items()):
             ax = axes[r, c]
             col, names = _colour_codes(labels)
-            ax.scatter(y[:, 0], y[:, 1], c=[cmap(i % 20) if n != "other" else (0.8, 0.8, 0.8, 1)
-                                            for i, n in zip(col, [names[j] for j in col])], s=6, linewidths=0)
+            ax.scatter(
+                y[:, 0],
+                y[:, 1],
+                c=[
+                    cmap(i % 20) if n != "other" else (0.8, 0.8, 0.8, 1)
+                    for i, n in zip(col, [names[j] for j in col], strict=False)
+                ],
+                s=6,
+                linewidths=0,
+            )
             ax.set_title(f"{rep} · coloured by {cname}", fontsize=10)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                handles = [matplotlib.lines.Line2D([], [], ls="", marker="o", ms=4,
-                                                   color=cmap(i % 20) if n != "other" else (0.8, 0.8, 0.8, 1),
-                                                   label=n) for i, n in enumerate(names)]
+                handles = [
+                    matplotlib.lines.Line2D(
+                        [],
+                        [],
+                        ls="",
+                        marker="o",
+                        ms=4,
+                        color=cmap(i % 20) if n != "other" else (0.8, 0.8, 0.8, 1),
+                        label=n,
+                    )
+                    for i, n in enumerate(names)
+                ]
                 ax.legend(handles=handles, fontsize=6, frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
     fig.tight_layout()
     return fig
@@ -122,16 +143,26 @@ def tsne_plotly(coords: dict[str, np.ndarray], colourings: dict[str, Sequence], 
 
     titles = [f"{rep} · {c}" for rep in coords for c in colourings]
     fig = make_subplots(rows=len(coords), cols=len(colourings), subplot_titles=titles)
-    for r, (rep, y) in enumerate(coords.items(), start=1):
+    for r, y in enumerate(coords.values(), start=1):
         for c, (cname, labels) in enumerate(colourings.items(), start=1):
             col, names = _colour_codes(labels)
             for j, name in enumerate(names):
                 m = col == j
-                fig.add_trace(go.Scattergl(x=y[m, 0], y=y[m, 1], mode="markers", marker={"size": 4},
-                                           name=f"{cname}: {name}", legendgroup=f"{cname}:{name}",
-                                           showlegend=(r == 1),
-                                           text=[hover[i] for i in np.flatnonzero(m)], hoverinfo="text"),
-                              row=r, col=c)
+                fig.add_trace(
+                    go.Scattergl(
+                        x=y[m, 0],
+                        y=y[m, 1],
+                        mode="markers",
+                        marker={"size": 4},
+                        name=f"{cname}: {name}",
+                        legendgroup=f"{cname}:{name}",
+                        showlegend=(r == 1),
+                        text=[hover[i] for i in np.flatnonzero(m)],
+                        hoverinfo="text",
+                    ),
+                    row=r,
+                    col=c,
+                )
     fig.update_layout(height=360 * len(coords), width=520 * len(colourings), margin={"t": 40})
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)

@@ -77,7 +77,7 @@ class ExplorerData:
         cache = self.__dict__.setdefault("_top_n_cache", {})
         if (row, top_n) not in cache:
             ex = [self.exclude[row]] if self.exclude is not None else None
-            cache[(row, top_n)] = top_n_items(self.gnn_scores[row:row + 1], top_n, ex)
+            cache[(row, top_n)] = top_n_items(self.gnn_scores[row : row + 1], top_n, ex)
         return cache[(row, top_n)]
 
 
@@ -132,28 +132,40 @@ class BeamExplorer:
         fsm = d.fsm_inputs(row, int(top_n)) if cfg.uses_graph else None
         ex = [d.exclude[row]] if d.exclude is not None else None
         with torch_threads(self.num_threads):
-            res = generate_items(d.model, [d.prompts[row]], d.trie, fsm_inputs=fsm, cfg=cfg, exclude=ex, trace=True,
-                                 pad_token_id=d.pad_token_id)
+            res = generate_items(
+                d.model,
+                [d.prompts[row]],
+                d.trie,
+                fsm_inputs=fsm,
+                cfg=cfg,
+                exclude=ex,
+                trace=True,
+                pad_token_id=d.pad_token_id,
+            )
         return res, fsm
 
-    def view(self, user: int, alpha: float, top_n: int, mix: str = "prob", beam_size: int = 20
-             ) -> dict[str, Any]:
+    def view(self, user: int, alpha: float, top_n: int, mix: str = "prob", beam_size: int = 20) -> dict[str, Any]:
         """``{"beams": DataFrame, "steps": DataFrame, "gnn": DataFrame, "result": DecodeResult}``."""
         d = self.data
         row = d.row_of(user)
         res, _ = self.decode(user, alpha, top_n, mix, beam_size)
         target = int(d.targets[row])
         top_items, top_scores = d.fsm_inputs(row, int(top_n))
-        return {"beams": beams_table(res, 0, d.titles, target, d.labels),
-                "steps": trace_table(res, 0, d.titles, target, d.labels, n_beams=self.n_show),
-                "gnn": gnn_top_table(top_items[0].numpy(), top_scores[0].numpy(), d.titles, target, d.decode.tau),
-                "result": res}
+        return {
+            "beams": beams_table(res, 0, d.titles, target, d.labels),
+            "steps": trace_table(res, 0, d.titles, target, d.labels, n_beams=self.n_show),
+            "gnn": gnn_top_table(top_items[0].numpy(), top_scores[0].numpy(), d.titles, target, d.decode.tau),
+            "result": res,
+        }
 
     def figure(self, user: int, alpha: float, top_n: int, mix: str = "prob", beam_size: int = 20):
         """The static twin of the widget for these settings."""
         v = self.view(user, alpha, top_n, mix, beam_size)
-        return case_study_figure(v["steps"], title=f"user {user}: α={alpha:g}, top_n={top_n}, mix={mix}, "
-                                                    f"beams={beam_size}", n_beams=self.n_show)
+        return case_study_figure(
+            v["steps"],
+            title=f"user {user}: α={alpha:g}, top_n={top_n}, mix={mix}, beams={beam_size}",
+            n_beams=self.n_show,
+        )
 
     # -- widgets -----------------------------------------------------------------------------------------
     def widget(self, user: int | None = None, alpha: float | None = None):
@@ -162,13 +174,15 @@ class BeamExplorer:
         d = self.data
         a0 = float(d.decode.alpha_at(0)) if alpha is None else float(alpha)
         self.controls = {
-            "user": w.Dropdown(options=[int(u) for u in d.users], value=int(d.users[0] if user is None else user),
-                               description="user"),
+            "user": w.Dropdown(
+                options=[int(u) for u in d.users], value=int(d.users[0] if user is None else user), description="user"
+            ),
             "alpha": w.FloatSlider(value=a0, min=0.0, max=1.0, step=0.05, description="α", continuous_update=False),
             "top_n": w.IntSlider(value=d.decode.top_n, min=1, max=50, description="top_n", continuous_update=False),
             "mix": w.ToggleButtons(options=["prob", "logit"], value=d.decode.mix, description="mix"),
-            "beam_size": w.IntSlider(value=d.decode.beam_size, min=1, max=50, description="beams",
-                                     continuous_update=False),
+            "beam_size": w.IntSlider(
+                value=d.decode.beam_size, min=1, max=50, description="beams", continuous_update=False
+            ),
         }
         self.status = w.HTML()
         self.beams_html, self.gnn_html, self.steps_html = w.HTML(), w.HTML(), w.HTML()
@@ -176,16 +190,27 @@ class BeamExplorer:
         self.tabs = w.Tab(children=[self.beams_html, self.image, self.steps_html, self.gnn_html])
         for i, t in enumerate(("beams", "per-step probabilities", "token trace", "GNN top-n")):
             self.tabs.set_title(i, t)
-        _classes("agrec-beam", {**self.controls, "status": self.status, "beams": self.beams_html,
-                                "image": self.image, "steps": self.steps_html, "gnn": self.gnn_html, "tabs": self.tabs})
+        _classes(
+            "agrec-beam",
+            {
+                **self.controls,
+                "status": self.status,
+                "beams": self.beams_html,
+                "image": self.image,
+                "steps": self.steps_html,
+                "gnn": self.gnn_html,
+                "tabs": self.tabs,
+            },
+        )
         self._image_args: tuple | None = None
         for c in self.controls.values():
             c.observe(self.update, names="value")
         self.tabs.observe(lambda _: self._draw_image(), names="selected_index")
         self.update()
-        self._draw_image(force=True)   # the initial view complete (the HTML export embeds it)
-        self._widget = w.VBox([w.HBox(list(self.controls.values())[:3]), w.HBox(list(self.controls.values())[3:]),
-                               self.status, self.tabs])
+        self._draw_image(force=True)  # the initial view complete (the HTML export embeds it)
+        self._widget = w.VBox(
+            [w.HBox(list(self.controls.values())[:3]), w.HBox(list(self.controls.values())[3:]), self.status, self.tabs]
+        )
         self._widget.add_class("agrec-beam-explorer")
         return self._widget
 
@@ -212,9 +237,11 @@ class BeamExplorer:
         # The settings label last: widget updates reach the browser in the order they are set, so once it
         # shows these settings every table (and the image) already does. Set first, a reader (and the browser
         # test, once, on a busy machine) could read a table of the previous settings under the new label.
-        self.status.value = (f'<span class="agrec-view">{view_label(s)}</span><br><b>target</b>: '
-                             f"{self.data.titles[target]} — "
-                             + (f'<span style="color:#1a7f37">hit at rank {rank}</span>' if hit else "not in the beams"))
+        self.status.value = (
+            f'<span class="agrec-view">{view_label(s)}</span><br><b>target</b>: '
+            f"{self.data.titles[target]} — "
+            + (f'<span style="color:#1a7f37">hit at rank {rank}</span>' if hit else "not in the beams")
+        )
         self.last = v
         return v
 
@@ -234,9 +261,10 @@ class FSMViewer:
         row = d.row_of(user)
         items, scores = d.fsm_inputs(row, int(top_n))
         key = (row, int(top_n), float(tau))
-        if key not in self._fsm_cache:   # the tree depends on (user, top_n, τ) only, not on α
-            fsm = build_user_fsm(d.trie, items[0], scores[0], tau=float(tau), agg=d.decode.agg, state="prefix",
-                                 floor=d.decode.floor)
+        if key not in self._fsm_cache:  # the tree depends on (user, top_n, τ) only, not on α
+            fsm = build_user_fsm(
+                d.trie, items[0], scores[0], tau=float(tau), agg=d.decode.agg, state="prefix", floor=d.decode.floor
+            )
             self._fsm_cache[key] = fsm_tree(fsm, d.titles, d.labels, top_items=items[0].tolist())
         tree = self._fsm_cache[key]
         saved = d.decode
@@ -253,21 +281,30 @@ class FSMViewer:
 
     def figure(self, user: int, top_n: int, tau: float, alpha: float, beam_size: int = 20):
         v = self.view(user, top_n, tau, alpha, beam_size)
-        return fsm_tree_figure(v["tree"], v["states"], title=f"user {user}: FSM of the GNN top-{top_n} (τ={tau:g}); "
-                                                             f"beams at α={alpha:g}")
+        return fsm_tree_figure(
+            v["tree"], v["states"], title=f"user {user}: FSM of the GNN top-{top_n} (τ={tau:g}); beams at α={alpha:g}"
+        )
 
     def widget(self, user: int | None = None, alpha: float | None = None):
         import ipywidgets as w
 
         d = self.data
         self.controls = {
-            "user": w.Dropdown(options=[int(u) for u in d.users], value=int(d.users[0] if user is None else user),
-                               description="user"),
+            "user": w.Dropdown(
+                options=[int(u) for u in d.users], value=int(d.users[0] if user is None else user), description="user"
+            ),
             "top_n": w.IntSlider(value=d.decode.top_n, min=1, max=30, description="top_n", continuous_update=False),
-            "tau": w.FloatLogSlider(value=d.decode.tau, base=10, min=-2, max=1, step=0.1, description="τ",
-                                    continuous_update=False),
-            "alpha": w.FloatSlider(value=float(d.decode.alpha_at(0)) if alpha is None else float(alpha), min=0.0,
-                                   max=1.0, step=0.05, description="α (beams)", continuous_update=False),
+            "tau": w.FloatLogSlider(
+                value=d.decode.tau, base=10, min=-2, max=1, step=0.1, description="τ", continuous_update=False
+            ),
+            "alpha": w.FloatSlider(
+                value=float(d.decode.alpha_at(0)) if alpha is None else float(alpha),
+                min=0.0,
+                max=1.0,
+                step=0.05,
+                description="α (beams)",
+                continuous_update=False,
+            ),
         }
         self.image = w.Image(format="png")
         self.status = w.HTML()
@@ -276,16 +313,26 @@ class FSMViewer:
         self.tabs = w.Tab(children=[self.tree_html, self.image, self.states_html])
         for i, t in enumerate(("nodes", "tree", "beam states")):
             self.tabs.set_title(i, t)
-        _classes("agrec-fsm", {**self.controls, "status": self.status, "nodes": self.tree_html, "image": self.image,
-                               "states": self.states_html, "tabs": self.tabs})
+        _classes(
+            "agrec-fsm",
+            {
+                **self.controls,
+                "status": self.status,
+                "nodes": self.tree_html,
+                "image": self.image,
+                "states": self.states_html,
+                "tabs": self.tabs,
+            },
+        )
         self._image_args: tuple | None = None
         for c in self.controls.values():
             c.observe(self.update, names="value")
         self.tabs.observe(lambda _: self._draw_image(), names="selected_index")
         self.update()
         self._draw_image(force=True)
-        box = w.VBox([w.HBox(list(self.controls.values())[:2]), w.HBox(list(self.controls.values())[2:]),
-                      self.status, self.tabs])
+        box = w.VBox(
+            [w.HBox(list(self.controls.values())[:2]), w.HBox(list(self.controls.values())[2:]), self.status, self.tabs]
+        )
         box.add_class("agrec-fsm-viewer")
         return box
 
@@ -298,13 +345,20 @@ class FSMViewer:
     def update(self, change=None) -> dict[str, Any]:
         s = {k: c.value for k, c in self.controls.items()}
         v = self.view(s["user"], s["top_n"], s["tau"], s["alpha"], self.data.decode.beam_size)
-        tree = v["tree"].drop(columns=["parent"]).assign(prefix=lambda t: t["prefix"].map(
-            lambda p: "".join(self.data.labels.get(int(x), str(x)) if self.data.labels else str(x) for x in p)))
+        tree = (
+            v["tree"]
+            .drop(columns=["parent"])
+            .assign(
+                prefix=lambda t: t["prefix"].map(
+                    lambda p: "".join(self.data.labels.get(int(x), str(x)) if self.data.labels else str(x) for x in p)
+                )
+            )
+        )
         self.tree_html.value = _html_table(tree)
         self.states_html.value = _html_table(v["states"])
         self._image_args = (v["tree"], v["states"], f"user {s['user']}: top-{s['top_n']}, τ={s['tau']:.3g}")
         self._draw_image()
-        self.status.value = f'<span class="agrec-view">{view_label(s)}</span>'   # last, as in BeamExplorer.update
+        self.status.value = f'<span class="agrec-view">{view_label(s)}</span>'  # last, as in BeamExplorer.update
         self.last = v
         return v
 

@@ -20,17 +20,35 @@ def _label(labels: Mapping[int, str] | None, tok: int) -> str:
     return labels.get(int(tok), str(int(tok))) if labels is not None else str(int(tok))
 
 
-def build_user_fsm(trie: ItemTrie, top_items: Sequence[int], top_scores: Sequence[float], *, tau: float = 1.0,
-                   agg: Literal["sum", "max"] = "sum", state: Literal["prefix", "last_token"] = "prefix",
-                   floor: float = 1e-5) -> RankableFSM:
+def build_user_fsm(
+    trie: ItemTrie,
+    top_items: Sequence[int],
+    top_scores: Sequence[float],
+    *,
+    tau: float = 1.0,
+    agg: Literal["sum", "max"] = "sum",
+    state: Literal["prefix", "last_token"] = "prefix",
+    floor: float = 1e-5,
+) -> RankableFSM:
     """The FSM of one user from their top-n items ``[n]`` and scores ``[n]`` (-1 pads)."""
-    return RankableFSM.build(trie, torch.as_tensor(np.asarray(top_items)).view(1, -1).long(),
-                             torch.as_tensor(np.asarray(top_scores, dtype=np.float32)).view(1, -1),
-                             tau=tau, agg=agg, state=state, floor=floor)
+    return RankableFSM.build(
+        trie,
+        torch.as_tensor(np.asarray(top_items)).view(1, -1).long(),
+        torch.as_tensor(np.asarray(top_scores, dtype=np.float32)).view(1, -1),
+        tau=tau,
+        agg=agg,
+        state=state,
+        floor=floor,
+    )
 
 
-def fsm_tree(fsm: RankableFSM, titles: Sequence[str] | None = None, labels: Mapping[int, str] | None = None,
-             user: int = 0, top_items: Sequence[int] | None = None) -> pd.DataFrame:
+def fsm_tree(
+    fsm: RankableFSM,
+    titles: Sequence[str] | None = None,
+    labels: Mapping[int, str] | None = None,
+    user: int = 0,
+    top_items: Sequence[int] | None = None,
+) -> pd.DataFrame:
     """The prefix tree of a user's FSM, one row per node (a prefix of a top-n item), parents before children.
 
     Columns: ``prefix`` (tuple of token ids), ``depth`` (1..L), ``token`` (label of the last token),
@@ -39,7 +57,7 @@ def fsm_tree(fsm: RankableFSM, titles: Sequence[str] | None = None, labels: Mapp
     of top-n items under it), ``item`` / ``title`` (for a complete item, else -1 / "").
     """
     f = fsm.select([user])
-    toks = f.item_tokens[0].cpu().numpy()            # [n, L]
+    toks = f.item_tokens[0].cpu().numpy()  # [n, L]
     valid = f.valid[0].cpu().numpy()
     w = f.weight[0].cpu().numpy()
     L = toks.shape[1]
@@ -51,9 +69,20 @@ def fsm_tree(fsm: RankableFSM, titles: Sequence[str] | None = None, labels: Mapp
             parent = prefix[:-1]
             if parent not in dists:
                 dists[parent] = f.distribution(0, list(parent)) or {}
-            node = nodes.setdefault(prefix, {"prefix": prefix, "depth": t, "token": _label(labels, prefix[-1]),
-                                             "parent": parent, "p_G": dists[parent].get(prefix[-1], float("nan")),
-                                             "weight": 0.0, "items": 0, "item": -1, "title": ""})
+            node = nodes.setdefault(
+                prefix,
+                {
+                    "prefix": prefix,
+                    "depth": t,
+                    "token": _label(labels, prefix[-1]),
+                    "parent": parent,
+                    "p_G": dists[parent].get(prefix[-1], float("nan")),
+                    "weight": 0.0,
+                    "items": 0,
+                    "item": -1,
+                    "title": "",
+                },
+            )
             node["weight"] += float(w[i])
             node["items"] += 1
             if t == L:
@@ -61,12 +90,10 @@ def fsm_tree(fsm: RankableFSM, titles: Sequence[str] | None = None, labels: Mapp
                 node["item"] = item
                 node["title"] = titles[item] if titles is not None and item >= 0 else ""
     rows = sorted(nodes.values(), key=lambda r: (r["depth"], r["prefix"]))
-    return pd.DataFrame(rows, columns=["prefix", "depth", "token", "parent", "p_G", "weight", "items", "item",
-                                       "title"])
+    return pd.DataFrame(rows, columns=["prefix", "depth", "token", "parent", "p_G", "weight", "items", "item", "title"])
 
 
-def beam_states(tree: pd.DataFrame, beam_tokens: np.ndarray, labels: Mapping[int, str] | None = None
-                ) -> pd.DataFrame:
+def beam_states(tree: pd.DataFrame, beam_tokens: np.ndarray, labels: Mapping[int, str] | None = None) -> pd.DataFrame:
     """Where each beam is in the FSM: ``[K, L]`` token ids of the beams (rows of a trace) -> one row per
     beam with ``on_levels`` (how many leading tokens follow a top-n prefix), ``state`` (the deepest FSM
     state it reached, as code labels) and ``status`` ("a top-n item", "left at level t", "never on")."""
@@ -74,11 +101,16 @@ def beam_states(tree: pd.DataFrame, beam_tokens: np.ndarray, labels: Mapping[int
     out = []
     for b, toks in enumerate(np.asarray(beam_tokens)):
         n_on = 0
-        while n_on < len(toks) and tuple(int(x) for x in toks[:n_on + 1]) in prefixes:
+        while n_on < len(toks) and tuple(int(x) for x in toks[: n_on + 1]) in prefixes:
             n_on += 1
         state = "".join(_label(labels, t) for t in toks[:n_on]) or "root"
-        status = ("a top-n item" if n_on == len(toks) else
-                  "never on (left at level 1)" if n_on == 0 else f"left at level {n_on + 1}")
+        status = (
+            "a top-n item"
+            if n_on == len(toks)
+            else "never on (left at level 1)"
+            if n_on == 0
+            else f"left at level {n_on + 1}"
+        )
         out.append({"beam": b + 1, "on_levels": n_on, "state": state, "status": status})
     return pd.DataFrame(out)
 
@@ -109,19 +141,29 @@ def fsm_tree_figure(tree: pd.DataFrame, states: pd.DataFrame | None = None, titl
         x0, x1 = r.depth - 1, r.depth
         lw = 0.6 + 4.0 * float(r.weight)
         ax.plot([x0, x1], [y[r.parent], y[r.prefix]], color="#4c72b0", lw=lw, alpha=0.8)
-        ax.text((x0 + x1) / 2, (y[r.parent] + y[r.prefix]) / 2, f"{r.token} p={r.p_G:.2f}", fontsize=6,
-                ha="center", va="bottom", color="#333333")
+        ax.text(
+            (x0 + x1) / 2,
+            (y[r.parent] + y[r.prefix]) / 2,
+            f"{r.token} p={r.p_G:.2f}",
+            fontsize=6,
+            ha="center",
+            va="bottom",
+            color="#333333",
+        )
         n_here = in_node.get(path_label[r.prefix], 0)
         if r.item >= 0:
-            ax.text(x1 + 0.05, y[r.prefix], f"{str(r.title)[:34]}  w={r.weight:.2f}"
-                    + (f"  [{n_here} beam]" if n_here else ""), fontsize=7, va="center")
+            ax.text(
+                x1 + 0.05,
+                y[r.prefix],
+                f"{str(r.title)[:34]}  w={r.weight:.2f}" + (f"  [{n_here} beam]" if n_here else ""),
+                fontsize=7,
+                va="center",
+            )
         elif n_here:
-            ax.text(x1, y[r.prefix] - 0.3, f"[{n_here} beam(s) left here]", fontsize=6, color="#c44e52",
-                    ha="center")
+            ax.text(x1, y[r.prefix] - 0.3, f"[{n_here} beam(s) left here]", fontsize=6, color="#c44e52", ha="center")
     ax.plot([0], [y[()]], "ko", ms=4)
     if in_node.get("root"):
-        ax.text(0, y[()] - 0.35, f"[{in_node['root']} beam(s) never on]", fontsize=6, color="#c44e52",
-                ha="center")
+        ax.text(0, y[()] - 0.35, f"[{in_node['root']} beam(s) never on]", fontsize=6, color="#c44e52", ha="center")
     ax.set_xlim(-0.2, depth + 1.6)
     ax.set_ylim(n_leaves - 0.3, -0.7)
     ax.set_xticks(range(depth + 1), ["root"] + [f"level {d}" for d in range(1, depth + 1)])

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def distinct_prefixes(beam_items: np.ndarray, codes: np.ndarray) -> np.ndarray:

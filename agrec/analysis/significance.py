@@ -91,8 +91,9 @@ def wilcoxon_p(d: np.ndarray) -> float:
     return float(stats.wilcoxon(d, zero_method="wilcox").pvalue)
 
 
-def bootstrap_ci(x: np.ndarray, y: np.ndarray, confidence: float = 0.95, n_resamples: int = 9999,
-                 seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    x: np.ndarray, y: np.ndarray, confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0
+) -> tuple[float, float]:
     """Paired bootstrap CI (BCa) of mean(x − y): users are resampled with their two values together.
 
     Args:
@@ -127,20 +128,22 @@ def bootstrap_ci(x: np.ndarray, y: np.ndarray, confidence: float = 0.95, n_resam
     theta_b = np.empty(n_resamples)
     for k in range(0, n_resamples, batch):
         i = rng.integers(0, n, (min(batch, n_resamples - k), n))
-        theta_b[k:k + len(i)] = np.mean(d[i], axis=-1)  # d[i] == x[i] - y[i] element for element
+        theta_b[k : k + len(i)] = np.mean(d[i], axis=-1)  # d[i] == x[i] - y[i] element for element
     theta = np.mean(x - y)
     # bias correction z0: the bootstrap distribution's mid-rank percentile of the estimate
     z0 = special.ndtri(((theta_b < theta).sum() + (theta_b <= theta).sum()) / (2.0 * n_resamples))
     # acceleration from the jackknife; for the mean, (n - 1)(mean of θ_(i) − θ_(i)) = d_i − d̄
     u = d - d.mean()
-    a = np.sum(u ** 3) / (6.0 * np.sum(u ** 2) ** 1.5)
+    a = np.sum(u**3) / (6.0 * np.sum(u**2) ** 1.5)
     z_alpha = special.ndtri((1.0 - confidence) / 2.0)
     bounds = []
     for z in (z_alpha, -z_alpha):
         q = special.ndtr(z0 + (z0 + z) / (1.0 - a * (z0 + z)))
         if not np.isfinite(q):
-            raise AgrecError(f"bootstrap CI: the BCa percentile is not finite (z0={z0}, a={a}); the "
-                             f"bootstrap distribution is degenerate for these {n} users")
+            raise AgrecError(
+                f"bootstrap CI: the BCa percentile is not finite (z0={z0}, a={a}); the "
+                f"bootstrap distribution is degenerate for these {n} users"
+            )
         bounds.append(float(np.percentile(theta_b, q * 100.0)))
     return bounds[0], bounds[1]
 
@@ -167,8 +170,9 @@ class PairedTest:
     ci_high: float | None = None
 
 
-def paired_test(ref: np.ndarray, other: np.ndarray, metric: str, confidence: float = 0.95,
-                n_resamples: int = 9999, seed: int = 0) -> PairedTest:
+def paired_test(
+    ref: np.ndarray, other: np.ndarray, metric: str, confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0
+) -> PairedTest:
     """Paired test of the reference against another row on ``metric`` (see the module docstring).
 
     Args:
@@ -196,13 +200,25 @@ def paired_test(ref: np.ndarray, other: np.ndarray, metric: str, confidence: flo
         lo, hi = bootstrap_ci(r, o, confidence=confidence, n_resamples=n_resamples, seed=seed)
     else:
         raise ValueError(f"unknown metric {metric!r}: expected HR@K or NDCG@K")
-    return PairedTest(metric=metric, n_users=n_users, n_seeds=n_seeds, reference_mean=float(r.mean()),
-                      other_mean=float(o.mean()), mean_diff=float(d.mean()), n_better=better, n_worse=worse,
-                      test=test, p_value=p, ci_low=lo, ci_high=hi)
+    return PairedTest(
+        metric=metric,
+        n_users=n_users,
+        n_seeds=n_seeds,
+        reference_mean=float(r.mean()),
+        other_mean=float(o.mean()),
+        mean_diff=float(d.mean()),
+        n_better=better,
+        n_worse=worse,
+        test=test,
+        p_value=p,
+        ci_low=lo,
+        ci_high=hi,
+    )
 
 
-def rows_gains(dec: "DecodeReport", rows: Sequence[str], target: str = "test",
-               ks: Iterable[int] = (5, 10)) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, np.ndarray]]]:
+def rows_gains(
+    dec: "DecodeReport", rows: Sequence[str], target: str = "test", ks: Iterable[int] = (5, 10)
+) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, np.ndarray]]]:
     """Per-user outcomes of ``rows`` of one decode run, read from its saved rankings.
 
     Returns ``(users [U], targets [U], {row: {metric: [U]}})``; raises :class:`AgrecError` when two rows
@@ -215,16 +231,24 @@ def rows_gains(dec: "DecodeReport", rows: Sequence[str], target: str = "test",
         if users is None:
             users, targets = rk["users"], rk["targets"]
         elif not (np.array_equal(rk["users"], users) and np.array_equal(rk["targets"], targets)):
-            raise AgrecError(f"{dec.folder}: rows {rows[0]!r} and {row!r} were ranked for different users or "
-                             f"targets on {target}; they cannot be compared per user")
+            raise AgrecError(
+                f"{dec.folder}: rows {rows[0]!r} and {row!r} were ranked for different users or "
+                f"targets on {target}; they cannot be compared per user"
+            )
         out[row] = user_gains(rk["items"], rk["targets"], ks)
     assert users is not None and targets is not None
     return users, targets, out
 
 
-def decode_significance(dec: "DecodeReport", reference: str, target: str = "test", ks: Iterable[int] = (5, 10),
-                        n_resamples: int = 9999, seed: int = 0, against: Sequence[str] | None = None
-                        ) -> "pd.DataFrame":
+def decode_significance(
+    dec: "DecodeReport",
+    reference: str,
+    target: str = "test",
+    ks: Iterable[int] = (5, 10),
+    n_resamples: int = 9999,
+    seed: int = 0,
+    against: Sequence[str] | None = None,
+) -> "pd.DataFrame":
     """Paired tests of ``reference`` against every other row of one decode run on ``target`` (or only the
     rows named in ``against``).
 
@@ -251,9 +275,15 @@ def decode_significance(dec: "DecodeReport", reference: str, target: str = "test
     return pd.DataFrame(recs)
 
 
-def parts_significance(dec: "DecodeReport", parts: dict[str, Sequence[str]], target: str = "test",
-                       ks: Iterable[int] = (5, 10), n_resamples: int = 9999, seed: int = 0,
-                       computed: dict[str, "pd.DataFrame"] | None = None) -> "pd.DataFrame":
+def parts_significance(
+    dec: "DecodeReport",
+    parts: dict[str, Sequence[str]],
+    target: str = "test",
+    ks: Iterable[int] = (5, 10),
+    n_resamples: int = 9999,
+    seed: int = 0,
+    computed: dict[str, "pd.DataFrame"] | None = None,
+) -> "pd.DataFrame":
     """Paired tests of each AGRec row against its parts: ``parts`` maps a row (the main AGRec row, the other
     scorers' ``AGRec (<s>)`` rows, the decode variants) to the rows it combines (the LM alone and its scorer
     alone); :func:`decode_significance` per row, with a ``row`` column.
@@ -278,5 +308,7 @@ def parts_significance(dec: "DecodeReport", parts: dict[str, Sequence[str]], tar
 
 def p_values_by_row(frame: "pd.DataFrame") -> dict[str, dict[str, dict[str, float]]]:
     """``{row: {compared row: {metric: p}}}`` of a :func:`parts_significance` frame (what the decode record keeps)."""
-    return {row: {m: g.set_index("metric")["p_value"].to_dict() for m, g in f.groupby("method", sort=False)}
-            for row, f in frame.groupby("row", sort=False)}
+    return {
+        row: {m: g.set_index("metric")["p_value"].to_dict() for m, g in f.groupby("method", sort=False)}
+        for row, f in frame.groupby("row", sort=False)
+    }

@@ -15,8 +15,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from agrec.analysis.casestudy import (beams_table, case_study_figure, gnn_top_table, history_table, pick_case_user,
-                                      token_labels, trace_table)
+from agrec.analysis.casestudy import (
+    beams_table,
+    case_study_figure,
+    gnn_top_table,
+    history_table,
+    pick_case_user,
+    token_labels,
+    trace_table,
+)
 from agrec.analysis.complementarity import complementarity_breakdown, hits_at_k, target_popularity
 from agrec.analysis.config import AnalysisConfig
 from agrec.analysis.embeddings import first_genres, lm_code_embeddings, rqvae_latents, sample_items, tsne_2d
@@ -36,18 +43,18 @@ class AnalysisInputs:
     """Everything the analysis reads, for the evaluated users of ``cfg.target``."""
 
     cfg: AnalysisConfig
-    ds: Any                      # SeqDataset
-    split: Any                   # LeaveOneOutSplit
-    sem: Any                     # SemanticIds
-    bundle: Any                  # LMBundle
-    gnn: Any                     # the main GNN (GraphRecommender)
+    ds: Any  # SeqDataset
+    split: Any  # LeaveOneOutSplit
+    sem: Any  # SemanticIds
+    bundle: Any  # LMBundle
+    gnn: Any  # the main GNN (GraphRecommender)
     gnn_name: str
-    decode: Any                  # DecodeReport
+    decode: Any  # DecodeReport
     trie: ItemTrie
     titles: list[str]
     labels: dict[int, str]
-    rankings: dict[str, dict[str, np.ndarray]]   # "lm" (α = 0), "gnn", "agrec": users/targets/items/scores
-    agrec_settings: Any          # DecodeConfig at the chosen α, τ
+    rankings: dict[str, dict[str, np.ndarray]]  # "lm" (α = 0), "gnn", "agrec": users/targets/items/scores
+    agrec_settings: Any  # DecodeConfig at the chosen α, τ
 
     @property
     def users(self) -> np.ndarray:
@@ -83,17 +90,31 @@ def gather_inputs(session: Session, log=print) -> AnalysisInputs:
     gnn_name = scorer if scorer in GNN_MODELS else profile.gnn.model
     gnn = load_scorer(session, gnn_name).model(cfg.target)
     report = evaluate_decoding(session, log=log)
-    rankings = {"lm": report.rankings("w/o Graph", cfg.target),
-                "gnn": report.rankings(only_row(scorer), cfg.target),
-                "agrec": report.rankings(agrec_row(scorer), cfg.target)}
+    rankings = {
+        "lm": report.rankings("w/o Graph", cfg.target),
+        "gnn": report.rankings(only_row(scorer), cfg.target),
+        "agrec": report.rankings(agrec_row(scorer), cfg.target),
+    }
     settings = dataclasses.replace(profile.decode, alpha=float(report.chosen["alpha"]), tau=float(report.chosen["tau"]))
     codes = bundle.codes
     titles = [ds.item_title(i) for i in range(ds.n_items)]
     labels = token_labels(bundle.item_token_ids, [codes.item_tokens(i) for i in range(codes.n_items)])
-    return AnalysisInputs(cfg=cfg, ds=ds, split=split, sem=sem, bundle=bundle, gnn=gnn, gnn_name=gnn_name,
-                          decode=report, trie=ItemTrie.build(bundle.item_token_ids), titles=titles, labels=labels,
-                          rankings=rankings, agrec_settings=settings,
-                          session_exclude=bool(profile.evaluation.exclude_history))
+    return AnalysisInputs(
+        cfg=cfg,
+        ds=ds,
+        split=split,
+        sem=sem,
+        bundle=bundle,
+        gnn=gnn,
+        gnn_name=gnn_name,
+        decode=report,
+        trie=ItemTrie.build(bundle.item_token_ids),
+        titles=titles,
+        labels=labels,
+        rankings=rankings,
+        agrec_settings=settings,
+        session_exclude=bool(profile.evaluation.exclude_history),
+    )
 
 
 # -- Fig. 1 --------------------------------------------------------------------------------------------------
@@ -102,9 +123,16 @@ def complementarity_analysis(inp: AnalysisInputs) -> dict[str, Any]:
     users = inp.users
     lengths = np.array([len(inp.history(u)) for u in users])
     pop = target_popularity(inp.split.train, inp.targets, inp.ds.n_items)
-    return complementarity_breakdown(inp.rankings["lm"]["items"], inp.rankings["gnn"]["items"], inp.targets,
-                                     lengths, pop, k=inp.cfg.k, activity_buckets=inp.cfg.activity_buckets,
-                                     popularity_buckets=inp.cfg.popularity_buckets)
+    return complementarity_breakdown(
+        inp.rankings["lm"]["items"],
+        inp.rankings["gnn"]["items"],
+        inp.targets,
+        lengths,
+        pop,
+        k=inp.cfg.k,
+        activity_buckets=inp.cfg.activity_buckets,
+        popularity_buckets=inp.cfg.popularity_buckets,
+    )
 
 
 # -- Fig. 2 --------------------------------------------------------------------------------------------------
@@ -113,8 +141,10 @@ def homogeneity_counts(inp: AnalysisInputs) -> dict[str, np.ndarray]:
     b = inp.cfg.homogeneity_beams
     codes = inp.bundle.codes.codes
     a = inp.agrec_settings.alpha
-    return {"α=0 (w/o Graph)": distinct_prefixes(inp.rankings["lm"]["items"][:, :b], codes),
-            f"α={a:g} (AGRec)": distinct_prefixes(inp.rankings["agrec"]["items"][:, :b], codes)}
+    return {
+        "α=0 (w/o Graph)": distinct_prefixes(inp.rankings["lm"]["items"][:, :b], codes),
+        f"α={a:g} (AGRec)": distinct_prefixes(inp.rankings["agrec"]["items"][:, :b], codes),
+    }
 
 
 # -- t-SNE ---------------------------------------------------------------------------------------------------
@@ -141,8 +171,12 @@ def tsne_analysis(inp: AnalysisInputs, reps: dict[str, np.ndarray], seed: int) -
     colourings = {"first code": [f"a_{int(first[i])}" for i in idx]}
     if any(g != "?" for g in genres):
         colourings["genre"] = [genres[i] for i in idx]
-    return {"items": idx, "coords": coords, "colourings": colourings,
-            "hover": [f"{inp.titles[i]} · {''.join(inp.bundle.codes.item_tokens(int(i)))}" for i in idx]}
+    return {
+        "items": idx,
+        "coords": coords,
+        "colourings": colourings,
+        "hover": [f"{inp.titles[i]} · {''.join(inp.bundle.codes.item_tokens(int(i)))}" for i in idx],
+    }
 
 
 # -- case study and explorers ---------------------------------------------------------------------------------
@@ -156,11 +190,19 @@ def explorer_data(inp: AnalysisInputs, n_users: int | None = None, first: int | 
     users = inp.users[rows]
     with torch.no_grad():
         scores = inp.gnn.full_sort_predict(torch.as_tensor(users, dtype=torch.long)).float().cpu()
-    return ExplorerData(model=inp.bundle.model, trie=inp.trie, pad_token_id=inp.bundle.pad_token_id, users=users,
-                        prompts=[inp.bundle.prompt_ids(inp.history(u)) for u in users],
-                        exclude=[inp.history(u) for u in users] if inp.session_exclude else None,
-                        gnn_scores=scores, targets=inp.targets[rows], titles=inp.titles, labels=inp.labels,
-                        decode=inp.agrec_settings)
+    return ExplorerData(
+        model=inp.bundle.model,
+        trie=inp.trie,
+        pad_token_id=inp.bundle.pad_token_id,
+        users=users,
+        prompts=[inp.bundle.prompt_ids(inp.history(u)) for u in users],
+        exclude=[inp.history(u) for u in users] if inp.session_exclude else None,
+        gnn_scores=scores,
+        targets=inp.targets[rows],
+        titles=inp.titles,
+        labels=inp.labels,
+        decode=inp.agrec_settings,
+    )
 
 
 def case_study(inp: AnalysisInputs, n_beams: int = 10) -> dict[str, Any]:
@@ -173,8 +215,10 @@ def case_study(inp: AnalysisInputs, n_beams: int = 10) -> dict[str, Any]:
     if inp.cfg.case_user is not None:
         where = np.flatnonzero(inp.users == inp.cfg.case_user)
         if not len(where):
-            raise AgrecError(f"analysis.case_user = {inp.cfg.case_user} is not an evaluated user "
-                             f"(users {int(inp.users.min())}..{int(inp.users.max())})")
+            raise AgrecError(
+                f"analysis.case_user = {inp.cfg.case_user} is not an evaluated user "
+                f"(users {int(inp.users.min())}..{int(inp.users.max())})"
+            )
         preferred = int(where[0])
     row = pick_case_user(hit_agrec, hit_lm, preferred)
     user, target = int(inp.users[row]), int(inp.targets[row])
@@ -184,21 +228,38 @@ def case_study(inp: AnalysisInputs, n_beams: int = 10) -> dict[str, Any]:
     with torch.no_grad():
         scores = inp.gnn.full_sort_predict(torch.as_tensor([user], dtype=torch.long)).float().cpu()
     top_items, top_scores = top_n_items(scores, cfg.top_n, ex)
-    res = generate_items(inp.bundle.model, [inp.bundle.prompt_ids(hist)], inp.trie,
-                         fsm_inputs=(top_items, top_scores) if cfg.uses_graph else None, cfg=cfg, exclude=ex,
-                         trace=True, pad_token_id=inp.bundle.pad_token_id)
+    res = generate_items(
+        inp.bundle.model,
+        [inp.bundle.prompt_ids(hist)],
+        inp.trie,
+        fsm_inputs=(top_items, top_scores) if cfg.uses_graph else None,
+        cfg=cfg,
+        exclude=ex,
+        trace=True,
+        pad_token_id=inp.bundle.pad_token_id,
+    )
     trace = trace_table(res, 0, inp.titles, target, inp.labels, n_beams=n_beams)
     title = f"user {user}: α={cfg.alpha_at(0):g}, τ={cfg.tau:g}; target «{inp.titles[target]}»"
-    return {"row": row, "user": user, "target": target, "target_title": inp.titles[target],
-            "history": history_table(hist, inp.titles, last=10),
-            "gnn_top": gnn_top_table(top_items[0].numpy(), top_scores[0].numpy(), inp.titles, target, cfg.tau),
-            "beams": beams_table(res, 0, inp.titles, target, inp.labels).head(n_beams), "trace": trace,
-            "figure": case_study_figure(trace, title=title, n_beams=n_beams),
-            "hit_lm": bool(hit_lm[row]), "hit_agrec": bool(hit_agrec[row])}
+    return {
+        "row": row,
+        "user": user,
+        "target": target,
+        "target_title": inp.titles[target],
+        "history": history_table(hist, inp.titles, last=10),
+        "gnn_top": gnn_top_table(top_items[0].numpy(), top_scores[0].numpy(), inp.titles, target, cfg.tau),
+        "beams": beams_table(res, 0, inp.titles, target, inp.labels).head(n_beams),
+        "trace": trace,
+        "figure": case_study_figure(trace, title=title, n_beams=n_beams),
+        "hit_lm": bool(hit_lm[row]),
+        "hit_agrec": bool(hit_agrec[row]),
+    }
 
 
 def summary_numbers(comp: dict[str, Any], homog: pd.DataFrame) -> dict[str, Any]:
     """What ``report.record("analysis", …)`` stores."""
-    return {"complementarity": comp["overall"],
-            "homogeneity": {r["setting"]: {k: v for k, v in r.items() if k.startswith("mean")}
-                            for r in homog.to_dict("records")}}
+    return {
+        "complementarity": comp["overall"],
+        "homogeneity": {
+            r["setting"]: {k: v for k, v in r.items() if k.startswith("mean")} for r in homog.to_dict("records")
+        },
+    }

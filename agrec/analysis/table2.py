@@ -59,11 +59,11 @@ class SeedRows:
     """The aggregate over seeds of one report folder (``seeds/``)."""
 
     seeds: list[int]
-    mean: dict[str, dict[str, float]]                    # row -> metric -> mean over seeds
-    sd: dict[str, dict[str, float]]                      # row -> metric -> sample sd (NaN for one seed)
-    n_seeds: dict[str, int]                              # row -> seeds that have it
-    alpha: dict[str, str]                                # row -> its α per seed, as summary.csv writes it
-    pooled_p: dict[str, dict[str, dict[str, float]]]     # reference row -> other row -> metric -> pooled p
+    mean: dict[str, dict[str, float]]  # row -> metric -> mean over seeds
+    sd: dict[str, dict[str, float]]  # row -> metric -> sample sd (NaN for one seed)
+    n_seeds: dict[str, int]  # row -> seeds that have it
+    alpha: dict[str, str]  # row -> its α per seed, as summary.csv writes it
+    pooled_p: dict[str, dict[str, dict[str, float]]]  # reference row -> other row -> metric -> pooled p
 
 
 @dataclass
@@ -73,17 +73,17 @@ class RunRows:
     dataset: str
     profile: str
     folder: Path
-    rows: dict[str, dict[str, float]]        # row name -> test metrics
-    p_values: dict[str, dict[str, float]]    # row name -> metric -> p of AGRec vs that row
+    rows: dict[str, dict[str, float]]  # row name -> test metrics
+    p_values: dict[str, dict[str, float]]  # row name -> metric -> p of AGRec vs that row
     chosen: dict[str, Any]
     n_users: int
     scorer: str
     parts_p: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # AGRec row -> part row -> p
     complementarity: dict[str, int] | None = None  # test HR@10 hits by group (results/analysis.json), if analysed
-    variant_alpha: dict[str, Any] = field(default_factory=dict)                    # "AGRec [x]" row -> its α
-    row_alpha: dict[str, Any] = field(default_factory=dict)        # AGRec row -> the α it was decoded at
-    selected: dict[str, Any] | None = None                         # the shipped configuration, with its regret
-    seeds: SeedRows | None = None                  # the aggregate of `agrec seeds`, where the report has one
+    variant_alpha: dict[str, Any] = field(default_factory=dict)  # "AGRec [x]" row -> its α
+    row_alpha: dict[str, Any] = field(default_factory=dict)  # AGRec row -> the α it was decoded at
+    selected: dict[str, Any] | None = None  # the shipped configuration, with its regret
+    seeds: SeedRows | None = None  # the aggregate of `agrec seeds`, where the report has one
 
 
 def read_run(report_dir: str | Path, scorer: str = "lightgcn") -> RunRows:
@@ -92,8 +92,12 @@ def read_run(report_dir: str | Path, scorer: str = "lightgcn") -> RunRows:
     path = folder / "results" / "decode.json"
     if not path.is_file():
         raise AgrecError(f"{path}: no decode results (run the pipeline's decode stage for this profile first)")
-    check_manifest(path.parent, RESULTS_KIND, [path.name],
-                   "rerun the stages that write the report's results (agrec run --config <profile>) to rewrite them")
+    check_manifest(
+        path.parent,
+        RESULTS_KIND,
+        [path.name],
+        "rerun the stages that write the report's results (agrec run --config <profile>) to rewrite them",
+    )
     d = read_json_file(path)
     rows = d.get("rows")
     if not isinstance(rows, dict) or not rows:
@@ -108,34 +112,53 @@ def read_run(report_dir: str | Path, scorer: str = "lightgcn") -> RunRows:
     selected = d.get("selected")
     if selected is not None and (not isinstance(selected, dict) or not isinstance(selected.get("source"), str)):
         raise AgrecError(f"{path}: 'selected' does not name its source row")
-    return RunRows(dataset=folder.parent.name, profile=folder.name, folder=folder, rows=test,
-                   p_values=d.get("significance_test") or {}, chosen=d.get("chosen") or {},
-                   n_users=int(d.get("n_users", 0)), scorer=scorer, parts_p=d.get("significance_parts") or {},
-                   variant_alpha={v.get("row", f"AGRec [{k}]"): v.get("alpha") for k, v in variants.items()},
-                   row_alpha={k: v.get("alpha") for k, v in row_alpha.items() if isinstance(v, dict)},
-                   selected=selected, complementarity=_complementarity(folder), seeds=read_seeds(folder, scorer))
+    return RunRows(
+        dataset=folder.parent.name,
+        profile=folder.name,
+        folder=folder,
+        rows=test,
+        p_values=d.get("significance_test") or {},
+        chosen=d.get("chosen") or {},
+        n_users=int(d.get("n_users", 0)),
+        scorer=scorer,
+        parts_p=d.get("significance_parts") or {},
+        variant_alpha={v.get("row", f"AGRec [{k}]"): v.get("alpha") for k, v in variants.items()},
+        row_alpha={k: v.get("alpha") for k, v in row_alpha.items() if isinstance(v, dict)},
+        selected=selected,
+        complementarity=_complementarity(folder),
+        seeds=read_seeds(folder, scorer),
+    )
 
 
-def decode_record(dec: Any, significance: pd.DataFrame, parts: dict[str, dict[str, dict[str, float]]]
-                  ) -> dict[str, Any]:
+def decode_record(
+    dec: Any, significance: pd.DataFrame, parts: dict[str, dict[str, dict[str, float]]]
+) -> dict[str, Any]:
     """``results/decode.json`` of a report folder (what :func:`read_run` reads back): test and validation metrics
     per row, the main row's paired p-values against every row (``significance``, a :func:`decode_significance`
     frame), every AGRec row's against its parts (``parts``, :func:`p_values_by_row`), the α/τ each AGRec row was
     decoded at, the decode variants' choices and the selected configuration with its regret."""
     record: dict[str, Any] = {
-        "n_users": dec.n_users, "chosen": dec.chosen, "seconds": dec.seconds,
+        "n_users": dec.n_users,
+        "chosen": dec.chosen,
+        "seconds": dec.seconds,
         "rows": {r["name"]: r["metrics"] for r in dec.rows},
-        "significance_test": {m: g.set_index("metric")["p_value"].to_dict()
-                              for m, g in significance.groupby("method", sort=False)},
-        "row_alpha": {r["name"]: {"alpha": r["settings"].get("alpha"), "tau": r["settings"].get("tau")}
-                      for r in dec.rows if r["name"].startswith("AGRec")},
+        "significance_test": {
+            m: g.set_index("metric")["p_value"].to_dict() for m, g in significance.groupby("method", sort=False)
+        },
+        "row_alpha": {
+            r["name"]: {"alpha": r["settings"].get("alpha"), "tau": r["settings"].get("tau")}
+            for r in dec.rows
+            if r["name"].startswith("AGRec")
+        },
         "significance_parts": parts,
     }
     if dec.selected is not None:
         record["selected"] = dec.selected
     if dec.variants:
-        record["decode_variants"] = {name: {"row": v["row"], "settings": v["settings"], "alpha": v["chosen"]["alpha"],
-                                            "tau": v["chosen"]["tau"]} for name, v in dec.variants.items()}
+        record["decode_variants"] = {
+            name: {"row": v["row"], "settings": v["settings"], "alpha": v["chosen"]["alpha"], "tau": v["chosen"]["tau"]}
+            for name, v in dec.variants.items()
+        }
     return record
 
 
@@ -145,7 +168,7 @@ def agrec_parts(dec: Any, scorer: str, scorers: Sequence[str]) -> dict[str, list
     names = {r["name"] for r in dec.rows}
     parts = {agrec_row(s): ["w/o Graph", only_row(s)] for s in dict.fromkeys([scorer, *scorers])}
     parts.update({v["row"]: ["w/o Graph", only_row(scorer)] for v in dec.variants.values()})
-    for r in dec.rows:   # a row steered by two fused scorers has three parts
+    for r in dec.rows:  # a row steered by two fused scorers has three parts
         if r["settings"].get("fused"):
             parts[r["name"]] = ["w/o Graph", *(only_row(s) for s in r["settings"]["fused"])]
     if dec.selected is not None:
@@ -164,8 +187,11 @@ def _read_summary(path: Path) -> pd.DataFrame:
         raise AgrecError(f"{path}: missing column(s) {missing} (not written by `agrec seeds`?)")
     if df.empty:
         raise AgrecError(f"{path}: the table has no rows (cut short?)")
-    bad = [c for c in [*need[1:], *(c for c in df.columns if c.startswith("p "))]
-           if not pd.api.types.is_numeric_dtype(df[c])]
+    bad = [
+        c
+        for c in [*need[1:], *(c for c in df.columns if c.startswith("p "))]
+        if not pd.api.types.is_numeric_dtype(df[c])
+    ]
     if bad:
         raise AgrecError(f"{path}: column(s) {bad} hold values that are not numbers")
     if df["method"].duplicated().any():
@@ -196,8 +222,9 @@ def read_seeds(report_dir: str | Path, scorer: str = "lightgcn") -> SeedRows | N
     try:
         seeds = [int(s) for s in pd.read_csv(seeds_path)["seed"]]
     except (OSError, KeyError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
-        raise AgrecError(f"{seeds_path}: expected the seeds of {main_path} in a 'seed' column (rerun "
-                         f"`agrec seeds --aggregate-only`)") from None
+        raise AgrecError(
+            f"{seeds_path}: expected the seeds of {main_path} in a 'seed' column (rerun `agrec seeds --aggregate-only`)"
+        ) from None
     pooled = {default_reference(scorer): _pooled_p(df)}
     for sub_dir in sorted(root.glob("vs_*")):
         path = sub_dir / "summary.csv"
@@ -210,9 +237,14 @@ def read_seeds(report_dir: str | Path, scorer: str = "lightgcn") -> SeedRows | N
             raise AgrecError(f"{path}: no single row whose slug is {sub_dir.name[3:]!r} (found {refs})")
         pooled[refs[0]] = _pooled_p(other)
     alpha = {row: ("" if pd.isna(v) else str(v)) for row, v in df.get("alpha per seed", pd.Series(dtype=str)).items()}
-    return SeedRows(seeds=seeds, mean={r: {m: float(df.loc[r, f"{m} mean"]) for m in METRICS} for r in df.index},
-                    sd={r: {m: float(df.loc[r, f"{m} sd"]) for m in METRICS} for r in df.index},
-                    n_seeds={r: int(df.loc[r, "n_seeds"]) for r in df.index}, alpha=alpha, pooled_p=pooled)
+    return SeedRows(
+        seeds=seeds,
+        mean={r: {m: float(df.loc[r, f"{m} mean"]) for m in METRICS} for r in df.index},
+        sd={r: {m: float(df.loc[r, f"{m} sd"]) for m in METRICS} for r in df.index},
+        n_seeds={r: int(df.loc[r, "n_seeds"]) for r in df.index},
+        alpha=alpha,
+        pooled_p=pooled,
+    )
 
 
 COMPLEMENTARITY_GROUPS: tuple[str, ...] = ("LLM only", "GNN only", "both", "neither")
@@ -231,8 +263,9 @@ def _complementarity(folder: Path) -> dict[str, int] | None:
     if comp is None:
         return None
     if not isinstance(comp, dict) or any(not isinstance(comp.get(g), int) for g in COMPLEMENTARITY_GROUPS):
-        raise AgrecError(f"{path}: 'complementarity' must hold integer counts of {list(COMPLEMENTARITY_GROUPS)}, "
-                         f"got {comp!r}")
+        raise AgrecError(
+            f"{path}: 'complementarity' must hold integer counts of {list(COMPLEMENTARITY_GROUPS)}, got {comp!r}"
+        )
     return {g: comp[g] for g in COMPLEMENTARITY_GROUPS}
 
 
@@ -245,36 +278,58 @@ def complementarity_table(runs: Sequence[RunRows]) -> pd.DataFrame:
         if c is None:
             continue
         n = sum(c.values())
-        recs.append({"dataset": run.dataset, "profile": run.profile, "users": n, **c,
-                     "LM HR@10": (c["LLM only"] + c["both"]) / n, "GNN HR@10": (c["GNN only"] + c["both"]) / n,
-                     "union HR@10": (n - c["neither"]) / n})
-    return pd.DataFrame(recs, columns=["dataset", "profile", "users", *COMPLEMENTARITY_GROUPS, "LM HR@10",
-                                       "GNN HR@10", "union HR@10"])
+        recs.append(
+            {
+                "dataset": run.dataset,
+                "profile": run.profile,
+                "users": n,
+                **c,
+                "LM HR@10": (c["LLM only"] + c["both"]) / n,
+                "GNN HR@10": (c["GNN only"] + c["both"]) / n,
+                "union HR@10": (n - c["neither"]) / n,
+            }
+        )
+    return pd.DataFrame(
+        recs, columns=["dataset", "profile", "users", *COMPLEMENTARITY_GROUPS, "LM HR@10", "GNN HR@10", "union HR@10"]
+    )
 
 
 def complementarity_markdown(df: pd.DataFrame) -> str:
     if df.empty:
         return ""
-    lines = ["| dataset | users | LM only | GNN only | both | neither | LM HR@10 | GNN HR@10 | union HR@10 |",
-             "|---|" + "---:|" * 8]
+    lines = [
+        "| dataset | users | LM only | GNN only | both | neither | LM HR@10 | GNN HR@10 | union HR@10 |",
+        "|---|" + "---:|" * 8,
+    ]
     for _, r in df.iterrows():
-        lines.append(f"| {r['dataset']} | {r['users']:,} | {r['LLM only']:,} | {r['GNN only']:,} | {r['both']:,} | "
-                     f"{r['neither']:,} | {r['LM HR@10']:.4f} | {r['GNN HR@10']:.4f} | {r['union HR@10']:.4f} |")
-    return ("\n## Complementarity (test, hit@10)\n\nUsers whose test item the LM alone (α = 0) and the GNN alone rank "
-            "in their top 10 (paper Fig. 1; the analysis stage's `results/analysis.json`). Union: the HR@10 of a "
-            "perfect per-user switch between the two parts.\n\n" + "\n".join(lines) + "\n")
+        lines.append(
+            f"| {r['dataset']} | {r['users']:,} | {r['LLM only']:,} | {r['GNN only']:,} | {r['both']:,} | "
+            f"{r['neither']:,} | {r['LM HR@10']:.4f} | {r['GNN HR@10']:.4f} | {r['union HR@10']:.4f} |"
+        )
+    return (
+        "\n## Complementarity (test, hit@10)\n\nUsers whose test item the LM alone (α = 0) and the GNN alone rank "
+        "in their top 10 (paper Fig. 1; the analysis stage's `results/analysis.json`). Union: the HR@10 of a "
+        "perfect per-user switch between the two parts.\n\n" + "\n".join(lines) + "\n"
+    )
 
 
 def ours_rows(run: RunRows) -> list[tuple[str, str]]:
     """``(row name in decode.json, label in Table 2)`` of a run, in table order (rows it lacks are skipped)."""
     s = run.scorer
-    want = [("w/o Graph", "ours: LM alone (w/o Graph)"), (f"GNN only ({s})", f"ours: {_display(s)} alone"),
-            ("SASRec only", "ours: SASRec (full-softmax CE)"), (f"AGRec ({s})", f"ours: AGRec ({_display(s)})")]
+    want = [
+        ("w/o Graph", "ours: LM alone (w/o Graph)"),
+        (f"GNN only ({s})", f"ours: {_display(s)} alone"),
+        ("SASRec only", "ours: SASRec (full-softmax CE)"),
+        (f"AGRec ({s})", f"ours: AGRec ({_display(s)})"),
+    ]
     if s != "sasrec":
         want.append(("AGRec (sasrec)", "ours: AGRec (SASRec)"))
     # steered by two fused scorers
-    want += [(name, f"ours: AGRec ({' + '.join(_display(x) for x in name[7:-1].split('+'))})") for name in run.rows
-             if name.startswith("AGRec (") and "+" in name]
+    want += [
+        (name, f"ours: AGRec ({' + '.join(_display(x) for x in name[7:-1].split('+'))})")
+        for name in run.rows
+        if name.startswith("AGRec (") and "+" in name
+    ]
     # variants kept as options with their own rows (e.g. per-level α) follow the main AGRec row
     want += [(name, f"ours: {name}") for name in run.rows if name.startswith("AGRec [")]
     # the configuration the profile ships: the best AGRec row on validation
@@ -289,9 +344,9 @@ def _display(name: str) -> str:
 def part_rows(run: RunRows, name: str) -> dict[str, str]:
     """The two parts of the AGRec row ``name``: ``{"LM": "w/o Graph", "scorer": "<its scorer> only" row}``."""
     if name == "AGRec (selected)" and run.selected is not None:
-        name = run.selected["source"]                     # its parts are those of the row it was selected from
-    scorer = name[len("AGRec ("):-1] if name.startswith("AGRec (") else run.scorer  # variants steer with the main
-    if "+" in scorer:   # two fused scorers: the stronger one on test is the part it must beat
+        name = run.selected["source"]  # its parts are those of the row it was selected from
+    scorer = name[len("AGRec (") : -1] if name.startswith("AGRec (") else run.scorer  # variants steer with the main
+    if "+" in scorer:  # two fused scorers: the stronger one on test is the part it must beat
         only = [only_row(s) for s in scorer.split("+") if only_row(s) in run.rows]
         best = max(only, key=lambda r: run.rows[r].get("NDCG@10", 0.0)) if only else only_row(scorer)
         return {"LM": "w/o Graph", "scorer": best}
@@ -337,23 +392,43 @@ def table2(runs: Sequence[RunRows], paper: dict[str, dict[str, dict[str, float |
                 p = part_p_values(run, name) if is_agrec else {}
                 values, sds, n = run.rows[name], {}, 1
                 # each AGRec row at its own α (records before per-row choices: the main row's α for every scorer)
-                alpha = run.row_alpha.get(name, run.chosen.get("alpha") if name.startswith("AGRec (")
-                                          else run.variant_alpha.get(name))
-            pcols = {f"p vs {part} {m}": p.get(part, {}).get(m) for part in ("LM", "scorer")
-                     for m in ("HR@10", "NDCG@10")}
-            recs.append({"dataset": run.dataset, "row": label, "source": f"ours ({run.profile})", "seeds": n,
-                         **{m: values.get(m) for m in METRICS}, **{f"{m} sd": sds.get(m) for m in METRICS},
-                         **pcols, "alpha": alpha})
+                alpha = run.row_alpha.get(
+                    name, run.chosen.get("alpha") if name.startswith("AGRec (") else run.variant_alpha.get(name)
+                )
+            pcols = {
+                f"p vs {part} {m}": p.get(part, {}).get(m) for part in ("LM", "scorer") for m in ("HR@10", "NDCG@10")
+            }
+            recs.append(
+                {
+                    "dataset": run.dataset,
+                    "row": label,
+                    "source": f"ours ({run.profile})",
+                    "seeds": n,
+                    **{m: values.get(m) for m in METRICS},
+                    **{f"{m} sd": sds.get(m) for m in METRICS},
+                    **pcols,
+                    "alpha": alpha,
+                }
+            )
         for name, metrics in paper.get(run.dataset, {}).items():
-            recs.append({"dataset": run.dataset, "row": f"paper: {name}", "source": "paper", "seeds": None,
-                         **{m: metrics.get(m) for m in METRICS}, **{c: None for c in SD_COLUMNS},
-                         **{c: None for c in P_COLUMNS}, "alpha": None})
-    return pd.DataFrame(recs, columns=["dataset", "row", "source", "seeds", *METRICS, *SD_COLUMNS, *P_COLUMNS,
-                                       "alpha"])
+            recs.append(
+                {
+                    "dataset": run.dataset,
+                    "row": f"paper: {name}",
+                    "source": "paper",
+                    "seeds": None,
+                    **{m: metrics.get(m) for m in METRICS},
+                    **{c: None for c in SD_COLUMNS},
+                    **{c: None for c in P_COLUMNS},
+                    "alpha": None,
+                }
+            )
+    return pd.DataFrame(recs, columns=["dataset", "row", "source", "seeds", *METRICS, *SD_COLUMNS, *P_COLUMNS, "alpha"])
 
 
 def to_markdown(df: pd.DataFrame) -> str:
     """The table as GitHub markdown (empty cells where a value is unknown) followed by the protocol notes."""
+
     def num(v: Any) -> str:
         return "" if v is None or pd.isna(v) else f"{v:.4f}".lstrip("0")
 
@@ -370,7 +445,7 @@ def to_markdown(df: pd.DataFrame) -> str:
 
     def alpha(v: Any) -> str:
         if isinstance(v, str):
-            return v                        # one α per seed, as the seed aggregate wrote them
+            return v  # one α per seed, as the seed aggregate wrote them
         if v is None or (not isinstance(v, (list, tuple)) and pd.isna(v)):
             return ""
         return "[" + ", ".join(f"{a:g}" for a in v) + "]" if isinstance(v, (list, tuple)) else f"{v:g}"
@@ -378,21 +453,29 @@ def to_markdown(df: pd.DataFrame) -> str:
     def seeds(v: Any) -> str:
         return "" if v is None or pd.isna(v) else str(int(v))
 
-    lines = ["| dataset | row | seeds | " + " | ".join(METRICS) + " | p vs LM (HR@10 / NDCG@10) | p vs its scorer "
-             "alone (HR@10 / NDCG@10) | α |", "|---|---|" + "---:|" * (len(METRICS) + 4)]
+    lines = [
+        "| dataset | row | seeds | " + " | ".join(METRICS) + " | p vs LM (HR@10 / NDCG@10) | p vs its scorer "
+        "alone (HR@10 / NDCG@10) | α |",
+        "|---|---|" + "---:|" * (len(METRICS) + 4),
+    ]
     for _, r in df.iterrows():
-        lines.append(f"| {r['dataset']} | {r['row']} | {seeds(r.get('seeds'))} | "
-                     + " | ".join(value(r, m) for m in METRICS)
-                     + f" | {pair(r, 'LM')} | {pair(r, 'scorer')} | {alpha(r['alpha'])} |")
+        lines.append(
+            f"| {r['dataset']} | {r['row']} | {seeds(r.get('seeds'))} | "
+            + " | ".join(value(r, m) for m in METRICS)
+            + f" | {pair(r, 'LM')} | {pair(r, 'scorer')} | {alpha(r['alpha'])} |"
+        )
     notes = "\n".join(f"- {n}" for n in PROTOCOL_NOTES)
-    return ("\n".join(lines) + "\n\nseeds: 1 = one run (the profile's seed); more = mean ± sd (sample sd) over that many seeds "
-            "(`agrec seeds`, the report's seeds/summary.csv), with p pooled over the seeds, the user as the unit "
-            "(each user's outcome averaged over the seeds; exact sign test for HR@10, Wilcoxon signed-rank for "
-            "NDCG@10) — for an AGRec row other than the profile's main one only where `agrec seeds --reference` "
-            "has tested it. p for one run: paired tests of each AGRec row against its two parts, the LM alone "
-            "(w/o Graph) and its scorer alone (the GNN, or SASRec), on the same test users (exact McNemar for "
-            "HR@10, Wilcoxon signed-rank for NDCG@10). α: chosen on validation NDCG@10 (a list: one α per code "
-            "level; with seeds: one per seed). Protocol:\n\n" + notes + "\n")
+    return (
+        "\n".join(lines)
+        + "\n\nseeds: 1 = one run (the profile's seed); more = mean ± sd (sample sd) over that many seeds "
+        "(`agrec seeds`, the report's seeds/summary.csv), with p pooled over the seeds, the user as the unit "
+        "(each user's outcome averaged over the seeds; exact sign test for HR@10, Wilcoxon signed-rank for "
+        "NDCG@10) — for an AGRec row other than the profile's main one only where `agrec seeds --reference` "
+        "has tested it. p for one run: paired tests of each AGRec row against its two parts, the LM alone "
+        "(w/o Graph) and its scorer alone (the GNN, or SASRec), on the same test users (exact McNemar for "
+        "HR@10, Wilcoxon signed-rank for NDCG@10). α: chosen on validation NDCG@10 (a list: one α per code "
+        "level; with seeds: one per seed). Protocol:\n\n" + notes + "\n"
+    )
 
 
 def write_table2(configs: Sequence[str | Path], out: str | Path | None = None) -> Path:
@@ -405,8 +488,10 @@ def write_table2(configs: Sequence[str | Path], out: str | Path | None = None) -
     profiles = [load_profile(c) for c in configs]
     path = Path(out) if out else profiles[0].reports_root / "table2.md"
     if path.suffix != ".md" or path.is_dir():
-        raise AgrecError(f"--out {out}: expected a markdown file name ending in .md (the CSV goes beside it as "
-                         f".csv){'; that is a folder' if path.is_dir() else ''}")
+        raise AgrecError(
+            f"--out {out}: expected a markdown file name ending in .md (the CSV goes beside it as "
+            f".csv){'; that is a folder' if path.is_dir() else ''}"
+        )
     if not path.parent.is_dir():
         raise AgrecError(f"--out {out}: folder {path.parent} does not exist")
     runs = [read_run(p.report_dir, p.evaluation.scorer) for p in profiles]

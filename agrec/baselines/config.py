@@ -43,31 +43,40 @@ class SASRecConfig:
     initializer_range: float = 0.02
     max_seq_length: int = 50
     learning_rate: float = 1e-3
-    batch_size: int = 2048          # training targets (next-item predictions) per optimiser step
+    batch_size: int = 2048  # training targets (next-item predictions) per optimiser step
     train_stride: int = 1
     # "shuffle": batches of shuffled windows (RecBole's way, and the behaviour before the option existed);
     # "bucket": windows of about one length per batch, batches shuffled (agrec/baselines/trainer.py target_batches)
     batching: str = neutral("shuffle")
     epochs: int = 300
-    eval_every: int = 1             # epochs between validation evaluations
-    patience: int = 11              # evaluations without improvement before stopping
-    valid_metric: str = "NDCG@10"   # model selection on the validation item (never the test item)
+    eval_every: int = 1  # epochs between validation evaluations
+    patience: int = 11  # evaluations without improvement before stopping
+    valid_metric: str = "NDCG@10"  # model selection on the validation item (never the test item)
     # Mask the user's history when ranking (the project's protocol, as for the GNNs). RecBole's sequential
     # full-sort evaluation masks nothing: False reproduces it (and suits data with repeat consumption).
     exclude_history: bool = True
     # Runtime keys (recorded, never hashed; the model key has always left them out).
-    device: str = runtime("cpu")    # "cpu", "cuda", "cuda:N" or "auto" (cuda when available)
+    device: str = runtime("cpu")  # "cpu", "cuda", "cuda:N" or "auto" (cuda when available)
     progress: bool = runtime(True)  # tqdm bar over epochs
 
     def __post_init__(self) -> None:
         where = "baselines.sasrec"
-        for key in ("hidden_size", "n_layers", "n_heads", "inner_size", "max_seq_length", "batch_size",
-                    "train_stride", "epochs", "eval_every", "patience"):
+        for key in (
+            "hidden_size",
+            "n_layers",
+            "n_heads",
+            "inner_size",
+            "max_seq_length",
+            "batch_size",
+            "train_stride",
+            "epochs",
+            "eval_every",
+            "patience",
+        ):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{where}.{key} must be > 0, got {getattr(self, key)}")
         if self.hidden_size % self.n_heads:
-            raise ConfigError(f"{where}.hidden_size ({self.hidden_size}) must be divisible by n_heads "
-                              f"({self.n_heads})")
+            raise ConfigError(f"{where}.hidden_size ({self.hidden_size}) must be divisible by n_heads ({self.n_heads})")
         for key in ("hidden_dropout_prob", "attn_dropout_prob"):
             if not 0 <= getattr(self, key) < 1:
                 raise ConfigError(f"{where}.{key} must be in [0, 1), got {getattr(self, key)}")
@@ -75,11 +84,11 @@ class SASRecConfig:
             if not getattr(self, key) > 0:
                 raise ConfigError(f"{where}.{key} must be > 0, got {getattr(self, key)}")
         if self.train_stride > self.max_seq_length:
-            raise ConfigError(f"{where}.train_stride ({self.train_stride}) must be <= max_seq_length "
-                              f"({self.max_seq_length})")
+            raise ConfigError(
+                f"{where}.train_stride ({self.train_stride}) must be <= max_seq_length ({self.max_seq_length})"
+            )
         if self.valid_metric not in VALID_METRICS:
-            raise ConfigError(f"{where}.valid_metric must be one of {list(VALID_METRICS)}, "
-                              f"got {self.valid_metric!r}")
+            raise ConfigError(f"{where}.valid_metric must be one of {list(VALID_METRICS)}, got {self.valid_metric!r}")
         if self.batching not in ("shuffle", "bucket"):
             raise ConfigError(f"{where}.batching must be 'shuffle' or 'bucket', got {self.batching!r}")
         check_device(self.device, f"{where}.device")

@@ -47,8 +47,15 @@ class SASRec(nn.Module):
             self.layers = nn.ModuleList()
             for _ in range(cfg.n_layers):
                 layer = nn.TransformerEncoderLayer(
-                    cfg.hidden_size, cfg.n_heads, dim_feedforward=cfg.inner_size, dropout=cfg.hidden_dropout_prob,
-                    activation="gelu", layer_norm_eps=cfg.layer_norm_eps, batch_first=True, norm_first=False)
+                    cfg.hidden_size,
+                    cfg.n_heads,
+                    dim_feedforward=cfg.inner_size,
+                    dropout=cfg.hidden_dropout_prob,
+                    activation="gelu",
+                    layer_norm_eps=cfg.layer_norm_eps,
+                    batch_first=True,
+                    norm_first=False,
+                )
                 # The attention-probability dropout has its own rate (RecBole's attn_dropout_prob);
                 # MultiheadAttention reads this attribute in forward.
                 layer.self_attn.dropout = cfg.attn_dropout_prob
@@ -85,16 +92,18 @@ class SASRec(nn.Module):
         Returns ``(item_seq [B, L] int64 model ids, lengths [B] int64)`` on the model's device, ``L`` the longest
         kept history. Raises ValueError for an empty history (SASRec has nothing to attend to) or a bad item id.
         """
-        kept = [np.asarray(h, dtype=np.int64)[-self.max_seq_length:] for h in histories]
+        kept = [np.asarray(h, dtype=np.int64)[-self.max_seq_length :] for h in histories]
         lengths = np.fromiter((len(h) for h in kept), dtype=np.int64, count=len(kept))
         if len(kept) and lengths.min() == 0:
             raise ValueError(f"history {int(np.argmin(lengths))} is empty: SASRec needs at least one item")
         seq = np.zeros((len(kept), int(lengths.max()) if len(kept) else 1), dtype=np.int64)
         for b, h in enumerate(kept):
             if h.min() < 0 or h.max() >= self.n_items:
-                raise ValueError(f"history {b} holds item {int(h[(h < 0) | (h >= self.n_items)][0])}, "
-                                 f"not an item id (0..{self.n_items - 1})")
-            seq[b, :len(h)] = h + 1
+                raise ValueError(
+                    f"history {b} holds item {int(h[(h < 0) | (h >= self.n_items)][0])}, "
+                    f"not an item id (0..{self.n_items - 1})"
+                )
+            seq[b, : len(h)] = h + 1
         return torch.from_numpy(seq).to(self.device), torch.from_numpy(lengths).to(self.device)
 
     # -- model ----------------------------------------------------------------------------------------

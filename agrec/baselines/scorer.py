@@ -48,14 +48,16 @@ class SASRecScorer:
             raise AgrecError(f"user index {bad} out of range 0..{self.split.n_users - 1}")
         out = [torch.zeros((0, self.n_items))]
         for start in range(0, len(users), self.batch_users):
-            seq, lengths = self.model.encode_histories([self.history(u, target)
-                                                        for u in users[start:start + self.batch_users]])
+            seq, lengths = self.model.encode_histories(
+                [self.history(u, target) for u in users[start : start + self.batch_users]]
+            )
             out.append(self.model.full_sort_predict(seq, lengths).float().cpu())
         return torch.cat(out)
 
 
-def evaluate_sasrec(scorer: SASRecScorer, target: str, ks: tuple[int, ...] = (5, 10, 20),
-                    exclude_history: bool = True) -> dict[str, float]:
+def evaluate_sasrec(
+    scorer: SASRecScorer, target: str, ks: tuple[int, ...] = (5, 10, 20), exclude_history: bool = True
+) -> dict[str, float]:
     """HR@K / NDCG@K of every user on ``target``, ranking all items with the history (the scorer's input
     sequence) excluded."""
     was_training = scorer.model.training

@@ -39,8 +39,13 @@ def sasrec_key(session: Session) -> str:
     """Hash of what the trained SASRec depends on: ``data`` (section and the data stage's artefacts),
     ``baselines.sasrec`` (keyed form: less its runtime keys), seed, agrec version."""
     d = session.profile.key_dict()
-    payload = {"data": d["data"], "sasrec": d["baselines"]["sasrec"], "seed": session.profile.seed,
-               "data_digest": session.run.digest("data"), "agrec": agrec.__version__}
+    payload = {
+        "data": d["data"],
+        "sasrec": d["baselines"]["sasrec"],
+        "seed": session.profile.seed,
+        "data_digest": session.run.digest("data"),
+        "agrec": agrec.__version__,
+    }
     return short_hash(payload)
 
 
@@ -93,8 +98,14 @@ def train_sasrec(session: Session, force: bool = False, progress: bool | None = 
     (folder / METRICS).unlink(missing_ok=True)
     key = sasrec_key(session)
     scorer = SASRecScorer(model, split)
-    result = fit(model, split, cfg, profile.seed, progress=progress,
-                 evaluate=lambda m: evaluate_sasrec(scorer, "valid", KS, cfg.exclude_history))
+    result = fit(
+        model,
+        split,
+        cfg,
+        profile.seed,
+        progress=progress,
+        evaluate=lambda m: evaluate_sasrec(scorer, "valid", KS, cfg.exclude_history),
+    )
     valid = evaluate_sasrec(scorer, "valid", KS, cfg.exclude_history)
     test = evaluate_sasrec(scorer, "test", KS, cfg.exclude_history)
 
@@ -102,13 +113,24 @@ def train_sasrec(session: Session, force: bool = False, progress: bool | None = 
     atomic_write_safetensors(folder / WEIGHTS, weights, metadata={"model": MODEL, "config_hash": key})
     with atomic_path(folder / CURVES) as tmp:
         result.curves.to_csv(tmp, index=False)
-    atomic_write_json(folder / METRICS, {
-        "model": MODEL, "config_hash": key, "seed": profile.seed, "valid": valid, "test": test,
-        "weights_sha256": sha256_file(folder / WEIGHTS),
-        "best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
-        "train_seconds": result.train_seconds, "seconds_per_epoch": result.seconds_per_epoch,
-        "n_windows": result.n_windows, "n_targets": result.n_targets,
-        "n_parameters": sum(p.numel() for p in model.parameters()),
-        "config": profile.to_dict()["baselines"]["sasrec"],
-    })
+    atomic_write_json(
+        folder / METRICS,
+        {
+            "model": MODEL,
+            "config_hash": key,
+            "seed": profile.seed,
+            "valid": valid,
+            "test": test,
+            "weights_sha256": sha256_file(folder / WEIGHTS),
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+            "stopped_early": result.stopped_early,
+            "train_seconds": result.train_seconds,
+            "seconds_per_epoch": result.seconds_per_epoch,
+            "n_windows": result.n_windows,
+            "n_targets": result.n_targets,
+            "n_parameters": sum(p.numel() for p in model.parameters()),
+            "config": profile.to_dict()["baselines"]["sasrec"],
+        },
+    )
     return scorer

@@ -60,22 +60,23 @@ def training_windows(train: list[np.ndarray], max_seq_length: int, stride: int =
         if n < 2:
             continue
         b = min(n - 1, L)
-        rows.append((s[:b], s[1:b + 1], 0))
+        rows.append((s[:b], s[1 : b + 1], 0))
         while b < n - 1:
             prev, b = b, min(b + stride, n - 1)
             # window s[b-L:b]; position p predicts s[b-L+p+1]; targets j in (prev, b] sit at p = j-(b-L)-1
-            rows.append((s[b - L:b], s[b - L + 1:b + 1], prev - (b - L)))
+            rows.append((s[b - L : b], s[b - L + 1 : b + 1], prev - (b - L)))
     W = len(rows)
     inputs = np.zeros((W, L), dtype=np.int64)
     targets = np.full((W, L), -1, dtype=np.int64)
     for w, (items, tgt, first) in enumerate(rows):
-        inputs[w, :len(items)] = items + 1
-        targets[w, first:len(tgt)] = tgt[first:]
+        inputs[w, : len(items)] = items + 1
+        targets[w, first : len(tgt)] = tgt[first:]
     return Windows(inputs=inputs, targets=targets, n_targets=(targets >= 0).sum(1))
 
 
-def target_batches(windows: Windows, batch_size: int, rng: np.random.Generator,
-                   batching: str = "shuffle") -> list[np.ndarray]:
+def target_batches(
+    windows: Windows, batch_size: int, rng: np.random.Generator, batching: str = "shuffle"
+) -> list[np.ndarray]:
     """Shuffled window indices grouped so that each group trains about ``batch_size`` targets (a window is
     never split: a group ends with the window that crosses a multiple of ``batch_size``).
 
@@ -107,8 +108,8 @@ class FitResult:
     best_valid: dict[str, float]
     epochs_run: int
     stopped_early: bool
-    train_seconds: float           # optimisation time only, summed over epochs
-    curves: pd.DataFrame           # per epoch: loss, seconds, validation metrics (when evaluated)
+    train_seconds: float  # optimisation time only, summed over epochs
+    curves: pd.DataFrame  # per epoch: loss, seconds, validation metrics (when evaluated)
     n_windows: int
     n_targets: int
 
@@ -124,8 +125,14 @@ def epoch_seeds(seed: int, epoch: int) -> tuple[np.random.Generator, int]:
     return rng, torch_seed
 
 
-def fit(model: SASRec, split: LeaveOneOutSplit, cfg: SASRecConfig, seed: int,
-        evaluate: Callable[[SASRec], dict[str, float]], progress: bool | None = None) -> FitResult:
+def fit(
+    model: SASRec,
+    split: LeaveOneOutSplit,
+    cfg: SASRecConfig,
+    seed: int,
+    evaluate: Callable[[SASRec], dict[str, float]],
+    progress: bool | None = None,
+) -> FitResult:
     """Train ``model`` on ``split.train``; select the epoch by ``evaluate(model)[cfg.valid_metric]``.
 
     ``evaluate`` returns validation metrics of the model in eval mode (see
@@ -137,8 +144,13 @@ def fit(model: SASRec, split: LeaveOneOutSplit, cfg: SASRecConfig, seed: int,
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     best_score, best_epoch, best_valid, best_state = -math.inf, 0, {}, None
     bad_evals, epoch, train_seconds, rows = 0, 0, 0.0, []
-    bar = tqdm(total=cfg.epochs, desc="sasrec", mininterval=1.0, unit="epoch",
-               disable=not (cfg.progress if progress is None else progress))
+    bar = tqdm(
+        total=cfg.epochs,
+        desc="sasrec",
+        mininterval=1.0,
+        unit="epoch",
+        disable=not (cfg.progress if progress is None else progress),
+    )
     task = Task("sasrec", cfg.epochs, "epoch")  # the CLI's view (agrec.progress); a no-op in a notebook
     try:
         while epoch < cfg.epochs and bad_evals < cfg.patience:
@@ -171,10 +183,16 @@ def fit(model: SASRec, split: LeaveOneOutSplit, cfg: SASRecConfig, seed: int,
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 else:
                     bad_evals += 1
-                bar.set_postfix({"loss": f"{row['loss']:.4f}", f"valid {cfg.valid_metric}": f"{score:.4f}",
-                                 "best": f"{best_score:.4f}@{best_epoch}"})
-                task.update(epoch, milestone=True, loss=f"{row['loss']:.4f}",
-                            **{f"valid_{cfg.valid_metric}": f"{score:.4f}"})
+                bar.set_postfix(
+                    {
+                        "loss": f"{row['loss']:.4f}",
+                        f"valid {cfg.valid_metric}": f"{score:.4f}",
+                        "best": f"{best_score:.4f}@{best_epoch}",
+                    }
+                )
+                task.update(
+                    epoch, milestone=True, loss=f"{row['loss']:.4f}", **{f"valid_{cfg.valid_metric}": f"{score:.4f}"}
+                )
             else:
                 task.update(epoch, loss=f"{row['loss']:.4f}")
             rows.append(row)
@@ -184,6 +202,13 @@ def fit(model: SASRec, split: LeaveOneOutSplit, cfg: SASRecConfig, seed: int,
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return FitResult(best_epoch=best_epoch, best_valid=dict(best_valid), epochs_run=epoch,
-                     stopped_early=epoch < cfg.epochs, train_seconds=train_seconds, curves=pd.DataFrame(rows),
-                     n_windows=len(windows), n_targets=int(windows.n_targets.sum()))
+    return FitResult(
+        best_epoch=best_epoch,
+        best_valid=dict(best_valid),
+        epochs_run=epoch,
+        stopped_early=epoch < cfg.epochs,
+        train_seconds=train_seconds,
+        curves=pd.DataFrame(rows),
+        n_windows=len(windows),
+        n_targets=int(windows.n_targets.sum()),
+    )

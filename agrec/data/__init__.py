@@ -6,5 +6,12 @@ from agrec.data.loaders import load_dataset
 from agrec.data.split import LeaveOneOutSplit, leave_one_out
 from agrec.data.stats import dataset_statistics, statistics_table
 
-__all__ = ["DataConfig", "SeqDataset", "LeaveOneOutSplit", "load_dataset", "leave_one_out",
-           "dataset_statistics", "statistics_table"]
+__all__ = [
+    "DataConfig",
+    "SeqDataset",
+    "LeaveOneOutSplit",
+    "load_dataset",
+    "leave_one_out",
+    "dataset_statistics",
+    "statistics_table",
+]

@@ -29,8 +29,9 @@ def natural_order(ids: Sequence[str]) -> list[str]:
 _INT_ID = re.compile(r"-?[0-9]+", re.ASCII)
 
 
-def check_item_texts(texts: list[str], item_ids: Sequence[str], source: Path, require_text: bool,
-                     notes: list[str], optional_because: str) -> list[str] | None:
+def check_item_texts(
+    texts: list[str], item_ids: Sequence[str], source: Path, require_text: bool, notes: list[str], optional_because: str
+) -> list[str] | None:
     """Every item needs a non-empty text, or none is used.
 
     ``texts[i]`` is item ``i``'s text ("" when it has none). When text is required, the first empty one is a
@@ -42,10 +43,13 @@ def check_item_texts(texts: list[str], item_ids: Sequence[str], source: Path, re
     if not empty:
         return texts
     if require_text:
-        raise DataError(f"{source}: item {item_ids[empty[0]]!r} has an empty text; {len(empty)} item(s) have no "
-                        f"text (set data.require_text: false if codes come from elsewhere)")
-    notes.append(f"{len(empty)} item(s) have no text (first: {item_ids[empty[0]]!r}); item text is not used "
-                 f"({optional_because})")
+        raise DataError(
+            f"{source}: item {item_ids[empty[0]]!r} has an empty text; {len(empty)} item(s) have no "
+            f"text (set data.require_text: false if codes come from elsewhere)"
+        )
+    notes.append(
+        f"{len(empty)} item(s) have no text (first: {item_ids[empty[0]]!r}); item text is not used ({optional_because})"
+    )
     return None
 
 
@@ -56,9 +60,11 @@ def reject_duplicates(source: Path, frame: pd.DataFrame) -> None:
         rows = frame[dup].sort_values(["user", "item", "time", "line"]).head(2)
         r = rows.iloc[0]
         raise DataError(
-            f"{source}: duplicate interaction (user {str(r['user'])!r}, item {str(r['item'])!r}, timestamp {r['time']:g}) "
+            f"{source}: duplicate interaction (user {str(r['user'])!r}, item {str(r['item'])!r}, "
+            f"timestamp {r['time']:g}) "
             f"on lines {', '.join(str(x) for x in rows['line'])}; {int(dup.sum())} rows are duplicates. "
-            f"Remove the repeated rows (a repeat consumption needs its own timestamp)")
+            f"Remove the repeated rows (a repeat consumption needs its own timestamp)"
+        )
 
 
 def build_dataset(
@@ -97,8 +103,10 @@ def build_dataset(
         bad = ~np.isfinite(times)
         if bad.any():  # inf / nan would sort arbitrarily and poison time-aware statistics
             i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{source}: line {line_numbers[i]}: timestamp {float(times[i])!r} is not a finite number; "
-                            f"{int(bad.sum())} row(s) have one")
+            raise DataError(
+                f"{source}: line {line_numbers[i]}: timestamp {float(times[i])!r} is not a finite number; "
+                f"{int(bad.sum())} row(s) have one"
+            )
         frame["time"] = times
         if check_duplicates:
             reject_duplicates(source, frame)
@@ -121,8 +129,10 @@ def build_dataset(
     n_filtered_inter = int(counts[~keep_user].sum())
     notes: list[str] = []
     if n_filtered_users:
-        notes.append(f"filtered {n_filtered_users} user(s) with fewer than {min_seq_len} interactions "
-                     f"({n_filtered_inter} interactions)")
+        notes.append(
+            f"filtered {n_filtered_users} user(s) with fewer than {min_seq_len} interactions "
+            f"({n_filtered_inter} interactions)"
+        )
     kept = keep_user[u_sorted]
     frame = frame[kept]
     u_sorted = u_sorted[kept]
@@ -140,13 +150,20 @@ def build_dataset(
     item_pos = {it: i for i, it in enumerate(ordered)}
     i_idx = frame["item"].map(item_pos).to_numpy().astype(np.int64)
 
-    new_user_ids = [u for u, k in zip(user_ids, keep_user) if k]
+    new_user_ids = [u for u, k in zip(user_ids, keep_user, strict=False) if k]
     remap = np.cumsum(keep_user) - 1
     u_new = remap[u_sorted]
     bounds = np.flatnonzero(np.diff(u_new)) + 1
     sequences = np.split(i_idx, bounds)
     timestamps = np.split(frame["time"].to_numpy(dtype=np.float64), bounds) if times is not None else None
-    ds = SeqDataset(name=name, user_ids=new_user_ids, item_ids=list(ordered), sequences=sequences,
-                    timestamps=timestamps, n_filtered_users=n_filtered_users,
-                    n_filtered_interactions=n_filtered_inter, notes=notes)
+    ds = SeqDataset(
+        name=name,
+        user_ids=new_user_ids,
+        item_ids=list(ordered),
+        sequences=sequences,
+        timestamps=timestamps,
+        n_filtered_users=n_filtered_users,
+        n_filtered_interactions=n_filtered_inter,
+        notes=notes,
+    )
     return ds, list(ordered)

@@ -27,7 +27,7 @@ from agrec.data.registry import FILE_KINDS, REGISTRY_FILE, DatasetRecord, file_d
 from agrec.errors import DataError
 
 FAILING = ("DIFFERS", "MISSING", "ERROR")
-SHOW_IDS = 5            # ids listed when items lack codes / text
+SHOW_IDS = 5  # ids listed when items lack codes / text
 
 
 @dataclass
@@ -52,8 +52,8 @@ class CheckReport:
     folder: Path
     record: DatasetRecord | None
     lines: list[Line] = field(default_factory=list)
-    measured: dict[str, dict[str, Any]] = field(default_factory=dict)   # section -> values (for a new entry)
-    sha256: dict[str, str] = field(default_factory=dict)                # file name -> sha256 of this copy
+    measured: dict[str, dict[str, Any]] = field(default_factory=dict)  # section -> values (for a new entry)
+    sha256: dict[str, str] = field(default_factory=dict)  # file name -> sha256 of this copy
 
     @property
     def ok(self) -> bool:
@@ -65,13 +65,16 @@ class CheckReport:
     def format(self) -> str:
         out = [f"{self.dataset}: {self.folder} (LC-Rec layout)"]
         if self.record is not None:
-            paper = ("the paper's Table 1 is recorded too" if self.record.paper
-                     else "the paper's Table 1 is not recorded")
+            paper = (
+                "the paper's Table 1 is recorded too" if self.record.paper else "the paper's Table 1 is not recorded"
+            )
             out.append(f"registry: {self.record.source} (statistics measured on those files; {paper})")
             out.extend(f"note: {n}" for n in self.record.notes)
         else:
-            out.append(f"registry: {self.dataset} is not a known dataset: nothing to compare with; the values below "
-                       f"are this copy's")
+            out.append(
+                f"registry: {self.dataset} is not a known dataset: nothing to compare with; the values below "
+                f"are this copy's"
+            )
         section = None
         for line in self.lines:
             if line.section != section:
@@ -80,29 +83,39 @@ class CheckReport:
             out.append(f"  {line.status:8s}  {line.name:24s}  {line.detail}".rstrip())
         failing = [line for line in self.lines if line.failing]
         if failing:
-            out.append(f"result: FAILED, {len(failing)} problem(s): " +
-                       "; ".join(f"{line.name} {line.status.lower()}" for line in failing))
+            out.append(
+                f"result: FAILED, {len(failing)} problem(s): "
+                + "; ".join(f"{line.name} {line.status.lower()}" for line in failing)
+            )
         elif self.record is None:
             out.append("result: ok (usable; not in the registry, so nothing was compared)")
             out.append(f"to record it, add to agrec/data/{REGISTRY_FILE.name} under datasets:")
             out.extend("  " + s for s in registry_entry(self).splitlines())
         else:
             unknown = sum(line.status == "unknown" for line in self.lines)
-            out.append("result: ok, everything recorded matches" +
-                       (f" ({unknown} value(s) without a recorded counterpart)" if unknown else ""))
+            out.append(
+                "result: ok, everything recorded matches"
+                + (f" ({unknown} value(s) without a recorded counterpart)" if unknown else "")
+            )
         return "\n".join(out) + "\n"
 
 
 # -- measurements -----------------------------------------------------------------------------------------------
 
+
 def inter_statistics(seqs: dict[str, list[str]]) -> dict[str, Any]:
     """The values of :data:`STAT_KEYS` (``repeats``: interactions with an item the user already had)."""
     lengths = [len(s) for s in seqs.values()]
     n = sum(lengths)
-    return {"users": len(seqs), "items": len({it for s in seqs.values() for it in s}), "interactions": n,
-            "avg_length": round(n / len(seqs), 4) if seqs else 0.0,
-            "min_length": min(lengths) if lengths else 0, "max_length": max(lengths) if lengths else 0,
-            "repeats": sum(len(s) - len(set(s)) for s in seqs.values())}
+    return {
+        "users": len(seqs),
+        "items": len({it for s in seqs.values() for it in s}),
+        "interactions": n,
+        "avg_length": round(n / len(seqs), 4) if seqs else 0.0,
+        "min_length": min(lengths) if lengths else 0,
+        "max_length": max(lengths) if lengths else 0,
+        "repeats": sum(len(s) - len(set(s)) for s in seqs.values()),
+    }
 
 
 def code_shape(index: Any, path: Path) -> dict[str, Any]:
@@ -114,9 +127,14 @@ def code_shape(index: Any, path: Path) -> dict[str, Any]:
     table = CodeTable.from_tokens(list(index.values()), [str(k) for k in index], source=str(path))
     groups = Counter(map(tuple, table.codes.tolist()))
     shared = [c for c in groups.values() if c > 1]
-    return {"entries": table.n_items, "levels": table.n_levels, "codebook_sizes": list(table.codebook_sizes),
-            "colliding_items": sum(shared), "collision_groups": len(shared),
-            "largest_group": max(groups.values()) if groups else 0}
+    return {
+        "entries": table.n_items,
+        "levels": table.n_levels,
+        "codebook_sizes": list(table.codebook_sizes),
+        "colliding_items": sum(shared),
+        "collision_groups": len(shared),
+        "largest_group": max(groups.values()) if groups else 0,
+    }
 
 
 def item_texts(items: Any, path: Path) -> dict[str, str]:
@@ -133,6 +151,7 @@ def item_texts(items: Any, path: Path) -> dict[str, str]:
 
 # -- the check --------------------------------------------------------------------------------------------------
 
+
 def _fmt(key: str, value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return str(value)
@@ -145,12 +164,22 @@ def _fmt(key: str, value: Any) -> str:
     return str(value)
 
 
-def _compare(report: CheckReport, section: str, values: dict[str, Any], recorded: dict[str, Any],
-             label: str = "recorded", suffix: str = "") -> None:
+def _compare(
+    report: CheckReport,
+    section: str,
+    values: dict[str, Any],
+    recorded: dict[str, Any],
+    label: str = "recorded",
+    suffix: str = "",
+) -> None:
     for key, value in values.items():
         if key not in recorded:
-            report.add(section, "unknown" if report.record is not None else "", key + suffix,
-                       _fmt(key, value) + (" (not recorded)" if report.record is not None else ""))
+            report.add(
+                section,
+                "unknown" if report.record is not None else "",
+                key + suffix,
+                _fmt(key, value) + (" (not recorded)" if report.record is not None else ""),
+            )
         elif _fmt(key, value) == _fmt(key, recorded[key]):
             report.add(section, "ok", key + suffix, _fmt(key, value))
         else:
@@ -162,8 +191,13 @@ def _ids(ids: list[str]) -> str:
     return shown + (", …" if len(ids) > SHOW_IDS else "")
 
 
-def check_lcrec(folder: str | Path, dataset: str, registry: dict[str, DatasetRecord] | None = None,
-                min_seq_len: int = 3, dedup: str = "extra_level") -> CheckReport:
+def check_lcrec(
+    folder: str | Path,
+    dataset: str,
+    registry: dict[str, DatasetRecord] | None = None,
+    min_seq_len: int = 3,
+    dedup: str = "extra_level",
+) -> CheckReport:
     """Check the LC-Rec files of ``dataset`` in ``folder`` against ``registry`` (default: the committed one).
 
     ``min_seq_len`` and ``dedup`` are the profile's (``data.min_seq_len``, ``semantic_ids.dedup``), for the notes
@@ -183,18 +217,26 @@ def check_lcrec(folder: str | Path, dataset: str, registry: dict[str, DatasetRec
         p = paths[kind]
         frec = rec.files.get(p.name) if rec is not None else None
         if not p.is_file():
-            if frec is not None:   # the registry's copy of the dataset has this file: this copy is incomplete
+            if frec is not None:  # the registry's copy of the dataset has this file: this copy is incomplete
                 report.add("files", "MISSING", p.name, f"recorded in the registry for {dataset}, not in {folder}")
             elif kind == "inter":
                 report.add("files", "MISSING", p.name, "required (the interactions)")
             elif kind == "item" and not paths["index"].is_file():
-                report.add("files", "MISSING", p.name, f"required: neither {p.name} (item text) nor "
-                                                       f"{paths['index'].name} (codes) is present")
+                report.add(
+                    "files",
+                    "MISSING",
+                    p.name,
+                    f"required: neither {p.name} (item text) nor {paths['index'].name} (codes) is present",
+                )
             elif kind == "item":
                 report.add("files", "absent", p.name, f"optional: no item text; codes come from {paths['index'].name}")
             elif paths["item"].is_file():
-                report.add("files", "absent", p.name, "optional: no given codes; the semantic_ids stage makes them "
-                                                      "from the item text")
+                report.add(
+                    "files",
+                    "absent",
+                    p.name,
+                    "optional: no given codes; the semantic_ids stage makes them from the item text",
+                )
             continue
         sha, blob = file_digests(p)
         report.sha256[p.name] = sha
@@ -217,7 +259,8 @@ def check_lcrec(folder: str | Path, dataset: str, registry: dict[str, DatasetRec
             try:
                 raw = read_json(paths[kind])
                 parsed[kind] = {"inter": inter_sequences, "item": item_texts, "index": lambda x, _p: x}[kind](
-                    raw, paths[kind])
+                    raw, paths[kind]
+                )
             except DataError as e:
                 report.add("files", "ERROR", paths[kind].name, str(e))
 
@@ -228,12 +271,15 @@ def check_lcrec(folder: str | Path, dataset: str, registry: dict[str, DatasetRec
         report.measured["statistics"] = stats
         _compare(report, "statistics", stats, rec.statistics if rec is not None else {})
         if rec is not None and rec.paper:
-            _compare(report, "statistics", {k: stats[k] for k in rec.paper}, rec.paper, "paper",
-                     " (paper Table 1)")
+            _compare(report, "statistics", {k: stats[k] for k in rec.paper}, rec.paper, "paper", " (paper Table 1)")
         short = sum(len(s) < min_seq_len for s in seqs.values())
-        report.add("statistics", "note", "short users",
-                   f"{short:,} user(s) shorter than data.min_seq_len = {min_seq_len}"
-                   + (" (the data stage filters and counts them)" if short else ""))
+        report.add(
+            "statistics",
+            "note",
+            "short users",
+            f"{short:,} user(s) shorter than data.min_seq_len = {min_seq_len}"
+            + (" (the data stage filters and counts them)" if short else ""),
+        )
 
     # coverage
     if seqs is not None:
@@ -242,14 +288,23 @@ def check_lcrec(folder: str | Path, dataset: str, registry: dict[str, DatasetRec
         if isinstance(index, dict):
             missing = [it for it in used if it not in index]
             if missing:
-                report.add("coverage", "MISSING", "codes", f"{len(missing):,} of {len(used):,} interacted items have "
-                                                           f"no codes in {paths['index'].name}: {_ids(missing)}")
+                report.add(
+                    "coverage",
+                    "MISSING",
+                    "codes",
+                    f"{len(missing):,} of {len(used):,} interacted items have "
+                    f"no codes in {paths['index'].name}: {_ids(missing)}",
+                )
             else:
                 report.add("coverage", "ok", "codes", f"{len(used):,} of {len(used):,} interacted items")
             extra = len(set(index) - set(used))
             if extra:
-                report.add("coverage", "note", "codes", f"{extra:,} entries of {paths['index'].name} are never "
-                                                        f"interacted (not in the catalogue)")
+                report.add(
+                    "coverage",
+                    "note",
+                    "codes",
+                    f"{extra:,} entries of {paths['index'].name} are never interacted (not in the catalogue)",
+                )
         if texts is not None:
             missing = [it for it in used if not texts.get(it)]
             if not missing:
@@ -261,8 +316,12 @@ def check_lcrec(folder: str | Path, dataset: str, registry: dict[str, DatasetRec
                 else:
                     report.add("coverage", "MISSING", "text", what + " (no codes given: every item needs text)")
         elif paths["index"].is_file():
-            report.add("coverage", "absent", "text", "no item text: the semantic_ids stage uses the given codes, "
-                                                     "the reports show item ids")
+            report.add(
+                "coverage",
+                "absent",
+                "text",
+                "no item text: the semantic_ids stage uses the given codes, the reports show item ids",
+            )
 
     # item text (without interactions too: Yelp's public folder)
     texts = parsed.get("item")
@@ -281,9 +340,13 @@ def check_lcrec(folder: str | Path, dataset: str, registry: dict[str, DatasetRec
             report.measured["codes"] = shape
             _compare(report, "codes", shape, rec.codes if rec is not None else {})
             if shape["colliding_items"]:
-                report.add("codes", "note", "collisions",
-                           f"{shape['colliding_items']:,} items share their code tuple with another; the semantic_ids "
-                           f"stage separates them (semantic_ids.dedup = {dedup})")
+                report.add(
+                    "codes",
+                    "note",
+                    "collisions",
+                    f"{shape['colliding_items']:,} items share their code tuple with another; the semantic_ids "
+                    f"stage separates them (semantic_ids.dedup = {dedup})",
+                )
     return report
 
 
@@ -293,8 +356,10 @@ def check_profile(profile: Any, registry: dict[str, DatasetRecord] | None = None
 
     cfg = profile.data
     if cfg.format != "lcrec":
-        raise ConfigError(f"agrec data check: data.format is {cfg.format!r}; the check covers the LC-Rec layout "
-                          f"(data.format: lcrec) of the paper's datasets")
+        raise ConfigError(
+            f"agrec data check: data.format is {cfg.format!r}; the check covers the LC-Rec layout "
+            f"(data.format: lcrec) of the paper's datasets"
+        )
     if profile.data_path() is None:
         raise ConfigError("agrec data check: data.path is not set")
     return check_lcrec(profile.data_path(), cfg.dataset, registry, cfg.min_seq_len, profile.semantic_ids.dedup)
@@ -304,8 +369,10 @@ def registry_entry(report: CheckReport) -> str:
     """The YAML entry that would record this copy (sha256 of each file and the measured values)."""
     import yaml
 
-    entry: dict[str, Any] = {"source": "<repository @ commit, folder>",
-                             "files": {name: {"sha256": sha} for name, sha in report.sha256.items()}}
+    entry: dict[str, Any] = {
+        "source": "<repository @ commit, folder>",
+        "files": {name: {"sha256": sha} for name, sha in report.sha256.items()},
+    }
     for section in ("statistics", "text", "codes"):
         if section in report.measured:
             entry[section] = report.measured[section]
@@ -314,8 +381,10 @@ def registry_entry(report: CheckReport) -> str:
 
 # -- the data stage's record ------------------------------------------------------------------------------------
 
-def registry_summary(dataset: str, inputs: dict[str, str], statistics: dict[str, Any],
-                     registry: dict[str, DatasetRecord] | None = None) -> dict[str, Any] | None:
+
+def registry_summary(
+    dataset: str, inputs: dict[str, str], statistics: dict[str, Any], registry: dict[str, DatasetRecord] | None = None
+) -> dict[str, Any] | None:
     """What the data stage records about the registry, from what it computed anyway (no extra read).
 
     ``inputs``: the stage's input fingerprints (``{"data:<file>": "sha256:<hex>" | "absent"}``);
@@ -343,7 +412,9 @@ def registry_summary(dataset: str, inputs: dict[str, str], statistics: dict[str,
         stats = f"not compared: {statistics['filtered_users']} user(s) filtered by data.min_seq_len"
     else:
         keys = [k for k in ("users", "items", "interactions", "min_length", "max_length") if k in rec.statistics]
-        diff = [f"{k} {statistics[k]} (recorded {rec.statistics[k]})" for k in keys if statistics[k] != rec.statistics[k]]
+        diff = [
+            f"{k} {statistics[k]} (recorded {rec.statistics[k]})" for k in keys if statistics[k] != rec.statistics[k]
+        ]
         stats = ("differs: " + ", ".join(diff)) if diff else ("matches" if keys else "not recorded")
     matches = "differs" not in files.values() and not stats.startswith("differs")
     return {"source": rec.source, "files": files, "statistics": stats, "matches": matches}
@@ -353,8 +424,10 @@ def summary_note(summary: dict[str, Any]) -> str:
     """One line for the dataset's notes (shown and recorded by the data notebook)."""
     matched = [f for f, s in summary["files"].items() if s == "matches"]
     if summary["matches"]:
-        return (f"registry: {', '.join(matched) or 'no file'} match{'es' if len(matched) == 1 else ''} "
-                f"{summary['source']} (sha256); statistics: {summary['statistics']}")
+        return (
+            f"registry: {', '.join(matched) or 'no file'} match{'es' if len(matched) == 1 else ''} "
+            f"{summary['source']} (sha256); statistics: {summary['statistics']}"
+        )
     bad = [f for f, s in summary["files"].items() if s == "differs"]
     what = ", ".join(bad + (["statistics"] if summary["statistics"].startswith("differs") else []))
     return f"registry: {what} differ(s) from {summary['source']}; `agrec data check` says how"

@@ -18,19 +18,19 @@ class DataConfig:
     ``X.item.json``, optional ``X.index.json``) or ``tabular`` (CSV/TSV interactions + item table).
     """
 
-    dataset: str = "ml-100k"          # name of the dataset; also the file prefix for lcrec/movielens
+    dataset: str = "ml-100k"  # name of the dataset; also the file prefix for lcrec/movielens
     format: Literal["movielens", "lcrec", "tabular"] = "movielens"
-    path: str | None = None           # folder with the files; None = embedded MovieLens-100k
+    path: str | None = None  # folder with the files; None = embedded MovieLens-100k
     # Leave-one-out needs >= 3 items (train >= 1, valid, test); SASRec/LC-Rec practice is 5-core data.
     min_seq_len: int = 3
-    require_text: bool = True         # every item must have text (False when codes are given)
+    require_text: bool = True  # every item must have text (False when codes are given)
     # tabular layout only
     inter_file: str = "interactions.csv"
     item_file: str | None = "items.csv"
     user_col: str = "user_id"
     item_col: str = "item_id"
     time_col: str = "timestamp"
-    sort_by_time: bool = False        # False: a file whose rows are not chronological per user is an error
+    sort_by_time: bool = False  # False: a file whose rows are not chronological per user is an error
     text_cols: list[str] | None = None  # item-table columns joined into the item text; None = all but id
 
     def __post_init__(self) -> None:
@@ -43,8 +43,11 @@ class DataConfig:
             check_path(self.item_file, "data.item_file")
         cols = {"data.user_col": self.user_col, "data.item_col": self.item_col, "data.time_col": self.time_col}
         if len(set(cols.values())) < 3:
-            raise ConfigError(f"data.user_col, data.item_col and data.time_col must be three different columns, "
-                              f"got {cols}")
+            raise ConfigError(
+                f"data.user_col, data.item_col and data.time_col must be three different columns, got {cols}"
+            )
         if self.min_seq_len < 3:
-            raise ConfigError(f"data.min_seq_len must be >= 3 for a leave-one-out split "
-                              f"(train, validation, test), got {self.min_seq_len}")
+            raise ConfigError(
+                f"data.min_seq_len must be >= 3 for a leave-one-out split "
+                f"(train, validation, test), got {self.min_seq_len}"
+            )

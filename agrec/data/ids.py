@@ -40,8 +40,10 @@ def id_problem(value: str) -> str | None:
     m = bad_characters().search(value)
     if m is not None:
         ch = m.group()
-        return (f"holds the character U+{ord(ch):04X} ({unicodedata.name(ch, unicodedata.category(ch))}), a "
-                f"control or invisible character")
+        return (
+            f"holds the character U+{ord(ch):04X} ({unicodedata.name(ch, unicodedata.category(ch))}), a "
+            f"control or invisible character"
+        )
     return None
 
 

@@ -45,11 +45,13 @@ def read_json(path: Path) -> Any:
         raise DataError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
     except _NonStandardJSON as e:
         line, col = _position(text, e.token)
-        raise DataError(f"{path}: line {line}, column {col}: {e.token} is not valid JSON (a number must be "
-                        f"finite)") from None
+        raise DataError(
+            f"{path}: line {line}, column {col}: {e.token} is not valid JSON (a number must be finite)"
+        ) from None
     except _DuplicateKey as e:
-        raise DataError(f"{path}: key {e.key!r} appears twice in one object (JSON keeps only the last; "
-                        f"merge or rename them)") from None
+        raise DataError(
+            f"{path}: key {e.key!r} appears twice in one object (JSON keeps only the last; merge or rename them)"
+        ) from None
     except RecursionError:
         raise DataError(f"{path}: JSON nested too deeply") from None
 
@@ -104,16 +106,18 @@ def inter_sequences(inter: Any, path: Path) -> dict[str, list[str]]:
             raise DataError(f"{path}: user {user!r} has an empty sequence")
         for pos, it in enumerate(seq):
             if isinstance(it, bool) or not isinstance(it, (str, int)):
-                raise DataError(f"{path}: user {user!r}, position {pos}: item id must be a string or an integer, "
-                                f"got {shorten(it)}")
+                raise DataError(
+                    f"{path}: user {user!r}, position {pos}: item id must be a string or an integer, got {shorten(it)}"
+                )
             if isinstance(it, str) and (problem := id_problem(it)) is not None:
                 raise DataError(f"{path}: user {user!r}, position {pos}: item id {shorten(it)} {problem}")
         out[str(user)] = [str(it) for it in seq]
     return out
 
 
-def load_lcrec(folder: Path, dataset: str, min_seq_len: int, require_text: bool,
-               step: Callable[[str], None] = lambda phase: None) -> SeqDataset:
+def load_lcrec(
+    folder: Path, dataset: str, min_seq_len: int, require_text: bool, step: Callable[[str], None] = lambda phase: None
+) -> SeqDataset:
     inter_path = folder / f"{dataset}.inter.json"
     item_path = folder / f"{dataset}.item.json"
     index_path = folder / f"{dataset}.index.json"
@@ -128,8 +132,10 @@ def load_lcrec(folder: Path, dataset: str, min_seq_len: int, require_text: bool,
     has_items = item_path.is_file()
     has_index = index_path.is_file()
     if not has_items and not has_index:
-        raise DataError(f"{folder}: found {inter_path.name} but neither {item_path.name} (item text) nor "
-                        f"{index_path.name} (semantic IDs); one of them is required")
+        raise DataError(
+            f"{folder}: found {inter_path.name} but neither {item_path.name} (item text) nor "
+            f"{index_path.name} (semantic IDs); one of them is required"
+        )
     item_meta = read_json(item_path) if has_items else None
     if item_meta is not None and not isinstance(item_meta, dict):
         raise DataError(f"{item_path}: expected an object {{item: {{fields}}}}, got {type(item_meta).__name__}")
@@ -139,8 +145,15 @@ def load_lcrec(folder: Path, dataset: str, min_seq_len: int, require_text: bool,
 
     item_order = list(map(str, item_meta)) if item_meta is not None else (list(map(str, index)) if index else None)
     # The lists' order is the time order; no timestamps exist, so repeats (Yelp) are legitimate.
-    ds, kept = build_dataset(dataset, inter_path, np.asarray(users, dtype=object), np.asarray(items, dtype=object),
-                             None, min_seq_len, item_order=item_order)
+    ds, kept = build_dataset(
+        dataset,
+        inter_path,
+        np.asarray(users, dtype=object),
+        np.asarray(items, dtype=object),
+        None,
+        min_seq_len,
+        item_order=item_order,
+    )
     step("grouped by user")
 
     if index is not None:
@@ -150,8 +163,9 @@ def load_lcrec(folder: Path, dataset: str, min_seq_len: int, require_text: bool,
             if c is None:
                 raise DataError(f"{index_path}: item {it!r} (used in {inter_path.name}) has no codes")
             if not isinstance(c, list) or not c or not all(isinstance(t, str) for t in c):
-                raise DataError(f"{index_path}: item {it!r}: codes must be a non-empty list of token strings, "
-                                f"got {c!r}")
+                raise DataError(
+                    f"{index_path}: item {it!r}: codes must be a non-empty list of token strings, got {c!r}"
+                )
             codes.append(list(c))
         ds.item_codes = codes
 
@@ -161,20 +175,25 @@ def load_lcrec(folder: Path, dataset: str, min_seq_len: int, require_text: bool,
             meta = item_meta.get(it)
             if meta is None:
                 if require_text and index is None:
-                    raise DataError(f"{item_path}: item {it!r} (used in {inter_path.name}) has no entry; "
-                                    f"every interacted item needs text (or give {index_path.name})")
+                    raise DataError(
+                        f"{item_path}: item {it!r} (used in {inter_path.name}) has no entry; "
+                        f"every interacted item needs text (or give {index_path.name})"
+                    )
                 missing.append(it)
                 meta = {}
             if not isinstance(meta, dict):
                 raise DataError(f"{item_path}: item {it!r}: expected an object of fields, got {type(meta).__name__}")
             for key in TEXT_FIELDS:
                 if not _is_text_value(meta.get(key)):
-                    raise DataError(f"{item_path}: item {it!r}: field {key!r} must be a string, a number or a list "
-                                    f"of them, got {meta.get(key)!r}")
+                    raise DataError(
+                        f"{item_path}: item {it!r}: field {key!r} must be a string, a number or a list "
+                        f"of them, got {meta.get(key)!r}"
+                    )
             text = lcrec_text(meta)
             if not text and require_text and index is None:
-                raise DataError(f"{item_path}: item {it!r} has no text (title, brand, categories, description "
-                                f"are all empty)")
+                raise DataError(
+                    f"{item_path}: item {it!r} has no text (title, brand, categories, description are all empty)"
+                )
             rows.append({"item_id": it, **{k: meta.get(k, "") for k in TEXT_FIELDS}})
             texts.append(text)
         if missing:
@@ -182,9 +201,14 @@ def load_lcrec(folder: Path, dataset: str, min_seq_len: int, require_text: bool,
         ds.item_info = pd.DataFrame(rows, index=pd.RangeIndex(len(rows), name="item"))
         if "categories" in ds.item_info.columns:
             ds.item_info["genres"] = [_categories(c) for c in ds.item_info["categories"]]
-        ds.item_text = check_item_texts(texts, kept, item_path, require_text and index is None, ds.notes,
-                                        f"codes come from {index_path.name}" if index is not None
-                                        else "data.require_text is false")
+        ds.item_text = check_item_texts(
+            texts,
+            kept,
+            item_path,
+            require_text and index is None,
+            ds.notes,
+            f"codes come from {index_path.name}" if index is not None else "data.require_text is false",
+        )
         unused = len(item_meta) - (len(kept) - len(missing))
         if unused > 0:
             ds.notes.append(f"{unused} item(s) of {item_path.name} have no interactions and are not in the catalogue")
@@ -193,8 +217,11 @@ def load_lcrec(folder: Path, dataset: str, min_seq_len: int, require_text: bool,
 
 def _is_text_value(v: Any) -> bool:
     scalar = (str, int, float)
-    return v is None or (isinstance(v, scalar) and not isinstance(v, bool)) or (
-        isinstance(v, list) and all(isinstance(x, scalar) and not isinstance(x, bool) for x in v))
+    return (
+        v is None
+        or (isinstance(v, scalar) and not isinstance(v, bool))
+        or (isinstance(v, list) and all(isinstance(x, scalar) and not isinstance(x, bool) for x in v))
+    )
 
 
 def lcrec_text(meta: dict) -> str:

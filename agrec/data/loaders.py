@@ -47,7 +47,18 @@ def _load(cfg: DataConfig, path: Path | None, step: Callable[[str], None]) -> Se
     if cfg.format == "lcrec":
         return load_lcrec(path, cfg.dataset, cfg.min_seq_len, cfg.require_text, step=step)
     if cfg.format == "tabular":
-        return load_tabular(path, cfg.inter_file, cfg.item_file, cfg.user_col, cfg.item_col, cfg.time_col,
-                            cfg.text_cols, cfg.min_seq_len, cfg.require_text, cfg.sort_by_time, cfg.dataset,
-                            step=step)
+        return load_tabular(
+            path,
+            cfg.inter_file,
+            cfg.item_file,
+            cfg.user_col,
+            cfg.item_col,
+            cfg.time_col,
+            cfg.text_cols,
+            cfg.min_seq_len,
+            cfg.require_text,
+            cfg.sort_by_time,
+            cfg.dataset,
+            step=step,
+        )
     raise DataError(f"data.format: unknown format {cfg.format!r}")  # the config's Literal type prevents this

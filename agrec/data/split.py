@@ -66,8 +66,10 @@ def leave_one_out(ds: SeqDataset) -> LeaveOneOutSplit:
     """Split every user's chronological sequence; loaders already enforce ``len >= 3``."""
     short = [ds.user_ids[u] for u, s in enumerate(ds.sequences) if len(s) < 3]
     if short:
-        raise DataError(f"{ds.name}: {len(short)} user(s) have fewer than 3 interactions and cannot be split "
-                        f"leave-one-out (first: user {short[0]!r}); raise data.min_seq_len to filter them")
+        raise DataError(
+            f"{ds.name}: {len(short)} user(s) have fewer than 3 interactions and cannot be split "
+            f"leave-one-out (first: user {short[0]!r}); raise data.min_seq_len to filter them"
+        )
     train = [np.asarray(s[:-2], dtype=np.int64) for s in ds.sequences]
     valid = np.fromiter((s[-2] for s in ds.sequences), dtype=np.int64, count=ds.n_users)
     test = np.fromiter((s[-1] for s in ds.sequences), dtype=np.int64, count=ds.n_users)

@@ -43,6 +43,7 @@ def prepare_data(session: Session, force: bool = False) -> tuple[SeqDataset, Lea
         extra["registry"] = summary
     save_dataset(folder, ds)
     save_split(folder, split)
-    run.mark_done(STAGE, key, profile, inputs=inputs, statistics=stats, split_sizes=split.sizes(), notes=ds.notes,
-                  **extra)
+    run.mark_done(
+        STAGE, key, profile, inputs=inputs, statistics=stats, split_sizes=split.sizes(), notes=ds.notes, **extra
+    )
     return ds, split

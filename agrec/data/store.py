@@ -27,7 +27,7 @@ def _pack(seqs: list[np.ndarray], dtype) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _unpack(flat: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
-    return [flat[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+    return [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
 
 
 def _npz_bytes(**arrays: np.ndarray) -> bytes:
@@ -54,9 +54,14 @@ def save_dataset(folder: Path, ds: SeqDataset) -> None:
         arrays["timestamps"], _ = _pack(ds.timestamps, np.float64)
     atomic_write_bytes(folder / DATASET_NPZ, _npz_bytes(**arrays))
     meta = {
-        "name": ds.name, "user_ids": ds.user_ids, "item_ids": ds.item_ids, "item_text": ds.item_text,
-        "item_codes": ds.item_codes, "n_filtered_users": ds.n_filtered_users,
-        "n_filtered_interactions": ds.n_filtered_interactions, "notes": ds.notes,
+        "name": ds.name,
+        "user_ids": ds.user_ids,
+        "item_ids": ds.item_ids,
+        "item_text": ds.item_text,
+        "item_codes": ds.item_codes,
+        "n_filtered_users": ds.n_filtered_users,
+        "n_filtered_interactions": ds.n_filtered_interactions,
+        "notes": ds.notes,
         "item_info": json.loads(ds.item_info.to_json(orient="records")) if len(ds.item_info.columns) else [],
     }
     atomic_write_json(folder / DATASET_JSON, meta, indent=None)

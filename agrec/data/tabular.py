@@ -57,27 +57,40 @@ def _parse_times(path: Path, col: str, values: pd.Series) -> np.ndarray:
         secs, bad = (dt - epoch).dt.total_seconds(), dt.isna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"{path}: line {row + 2}: column '{col}' value {values.iloc[row]!r} is neither a number "
-                        f"nor a date")
+        raise DataError(
+            f"{path}: line {row + 2}: column '{col}' value {values.iloc[row]!r} is neither a number nor a date"
+        )
     out = secs.to_numpy(np.float64)
     inf = ~np.isfinite(out)
     if inf.any():  # "inf", "1e400": a number, but not a point in time
         row = int(np.flatnonzero(inf)[0])
-        raise DataError(f"{path}: line {row + 2}: column '{col}' value {values.iloc[row]!r} is not a finite "
-                        f"timestamp")
+        raise DataError(f"{path}: line {row + 2}: column '{col}' value {values.iloc[row]!r} is not a finite timestamp")
     return out
 
 
-def load_tabular(folder: Path, inter_file: str, item_file: str | None, user_col: str, item_col: str,
-                 time_col: str, text_cols: list[str] | None, min_seq_len: int, require_text: bool,
-                 sort_by_time: bool, name: str, step: Callable[[str], None] = lambda phase: None) -> SeqDataset:
+def load_tabular(
+    folder: Path,
+    inter_file: str,
+    item_file: str | None,
+    user_col: str,
+    item_col: str,
+    time_col: str,
+    text_cols: list[str] | None,
+    min_seq_len: int,
+    require_text: bool,
+    sort_by_time: bool,
+    name: str,
+    step: Callable[[str], None] = lambda phase: None,
+) -> SeqDataset:
     inter_path = folder / inter_file
     inter = _read_table(inter_path)
     step(f"read {inter_path.name}")
     for col in (user_col, item_col, time_col):
         if col not in inter.columns:
-            raise DataError(f"{inter_path}: missing column '{col}' (columns: {list(inter.columns)}); "
-                            f"set data.user_col / data.item_col / data.time_col")
+            raise DataError(
+                f"{inter_path}: missing column '{col}' (columns: {list(inter.columns)}); "
+                f"set data.user_col / data.item_col / data.time_col"
+            )
     for col in (user_col, item_col):
         empty = inter[col].str.strip() == ""
         if empty.any():
@@ -98,10 +111,12 @@ def load_tabular(folder: Path, inter_file: str, item_file: str | None, user_col:
         back = (frame["t"] < prev_t).to_numpy()
         if back.any():
             i = int(np.flatnonzero(back)[0])
-            raise DataError(f"{inter_path}: line {lines[i]}: user {str(users[i])!r} has timestamp {times[i]:g}, earlier "
-                            f"than the row before it for this user ({prev_t.iloc[i]:g}); the file is not in "
-                            f"chronological order. Sort it, or set data.sort_by_time: true to sort on load "
-                            f"(ties then keep the file order)")
+            raise DataError(
+                f"{inter_path}: line {lines[i]}: user {str(users[i])!r} has timestamp {times[i]:g}, earlier "
+                f"than the row before it for this user ({prev_t.iloc[i]:g}); the file is not in "
+                f"chronological order. Sort it, or set data.sort_by_time: true to sort on load "
+                f"(ties then keep the file order)"
+            )
 
     item_order = None
     table = None
@@ -116,11 +131,22 @@ def load_tabular(folder: Path, inter_file: str, item_file: str | None, user_col:
             raise DataError(f"{item_path}: item {dup!r} is listed twice")
         item_order = list(table[item_col])
     elif require_text:
-        raise DataError(f"{inter_path}: data.item_file is not set but item text is required "
-                        f"(set data.require_text: false to load interactions only)")
+        raise DataError(
+            f"{inter_path}: data.item_file is not set but item text is required "
+            f"(set data.require_text: false to load interactions only)"
+        )
 
-    ds, kept = build_dataset(name, inter_path, users, items, times, min_seq_len, item_order=item_order,
-                             line_numbers=lines, check_duplicates=False)
+    ds, kept = build_dataset(
+        name,
+        inter_path,
+        users,
+        items,
+        times,
+        min_seq_len,
+        item_order=item_order,
+        line_numbers=lines,
+        check_duplicates=False,
+    )
     step("grouped by user")
     if table is None:
         return ds
@@ -128,7 +154,9 @@ def load_tabular(folder: Path, inter_file: str, item_file: str | None, user_col:
     cols = text_cols if text_cols is not None else [c for c in table.columns if c != item_col]
     for c in cols:
         if c not in table.columns:
-            raise DataError(f"{item_path}: text column '{c}' (data.text_cols) not found; columns: {list(table.columns)}")
+            raise DataError(
+                f"{item_path}: text column '{c}' (data.text_cols) not found; columns: {list(table.columns)}"
+            )
     info = table.set_index(item_col)
     texts = []
     for it in kept:

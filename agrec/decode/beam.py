@@ -47,9 +47,9 @@ class DecodeTrace:
     """Token-level record of each returned item's path (``[U, K, L]`` each; entries of missing items are 0/NaN).
 
     ``p_llm`` is the LM's probability of the token as it enters Eq. 4 (the softmax over the whole vocabulary,
-    or over the candidates with ``renormalize``; the unmixed one for ``mix="logit"``), ``p_g`` the FSM's ``p_G`` (``mix="prob"``) or the
-    graph logit ``g`` (``mix="logit"``), NaN while off the FSM; ``p_hat`` the mixed probability whose log
-    entered the score; ``on`` whether the prefix before the token was on the FSM.
+    or over the candidates with ``renormalize``; the unmixed one for ``mix="logit"``), ``p_g`` the FSM's ``p_G``
+    (``mix="prob"``) or the graph logit ``g`` (``mix="logit"``), NaN while off the FSM; ``p_hat`` the mixed
+    probability whose log entered the score; ``on`` whether the prefix before the token was on the FSM.
     """
 
     tokens: torch.Tensor
@@ -75,8 +75,14 @@ class DecodeResult:
 
 
 # -- the per-step scoring rule (pure; tested with hand-computed numbers) ---------------------------------------
-def mixed_log_probs(log_p_llm: torch.Tensor, p_g: torch.Tensor, on: torch.Tensor, valid: torch.Tensor,
-                    alpha: float | torch.Tensor, renormalize: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def mixed_log_probs(
+    log_p_llm: torch.Tensor,
+    p_g: torch.Tensor,
+    on: torch.Tensor,
+    valid: torch.Tensor,
+    alpha: float | torch.Tensor,
+    renormalize: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 4 in log space for candidate tokens.
 
     Args:
@@ -133,10 +139,17 @@ def _mask(log_p: torch.Tensor, valid: torch.Tensor, renormalize: bool) -> torch.
 
 # -- public entry points -----------------------------------------------------------------------------------
 @torch.no_grad()
-def generate_items(model: torch.nn.Module, prompts: Sequence[Sequence[int]], trie: ItemTrie,
-                   fsm_inputs: tuple[torch.Tensor, torch.Tensor] | None = None, cfg: DecodeConfig | None = None,
-                   exclude: Sequence[np.ndarray | Sequence[int] | None] | None = None, k: int | None = None,
-                   trace: bool = False, pad_token_id: int = 0) -> DecodeResult:
+def generate_items(
+    model: torch.nn.Module,
+    prompts: Sequence[Sequence[int]],
+    trie: ItemTrie,
+    fsm_inputs: tuple[torch.Tensor, torch.Tensor] | None = None,
+    cfg: DecodeConfig | None = None,
+    exclude: Sequence[np.ndarray | Sequence[int] | None] | None = None,
+    k: int | None = None,
+    trace: bool = False,
+    pad_token_id: int = 0,
+) -> DecodeResult:
     """Decode the top-``k`` items of each user.
 
     Args:
@@ -156,15 +169,29 @@ def generate_items(model: torch.nn.Module, prompts: Sequence[Sequence[int]], tri
     Returns:
         :class:`DecodeResult` with ``items [U, k]`` and ``scores [U, k]`` on the CPU.
     """
-    return generate_items_multi(model, prompts, trie, [(cfg or DecodeConfig(), fsm_inputs)], exclude=exclude, k=k,
-                                trace=trace, pad_token_id=pad_token_id)[0]
+    return generate_items_multi(
+        model,
+        prompts,
+        trie,
+        [(cfg or DecodeConfig(), fsm_inputs)],
+        exclude=exclude,
+        k=k,
+        trace=trace,
+        pad_token_id=pad_token_id,
+    )[0]
 
 
 @torch.no_grad()
-def generate_items_multi(model: torch.nn.Module, prompts: Sequence[Sequence[int]], trie: ItemTrie,
-                         runs: Sequence[tuple[DecodeConfig, tuple[torch.Tensor, torch.Tensor] | None]],
-                         exclude: Sequence[np.ndarray | Sequence[int] | None] | None = None, k: int | None = None,
-                         trace: bool = False, pad_token_id: int = 0) -> list[DecodeResult]:
+def generate_items_multi(
+    model: torch.nn.Module,
+    prompts: Sequence[Sequence[int]],
+    trie: ItemTrie,
+    runs: Sequence[tuple[DecodeConfig, tuple[torch.Tensor, torch.Tensor] | None]],
+    exclude: Sequence[np.ndarray | Sequence[int] | None] | None = None,
+    k: int | None = None,
+    trace: bool = False,
+    pad_token_id: int = 0,
+) -> list[DecodeResult]:
     """Several decodings of the same users, one per ``(cfg, fsm_inputs)`` of ``runs`` (an α grid, a table's
     rows), sharing each batch's prompt encoding.
 
@@ -188,21 +215,27 @@ def generate_items_multi(model: torch.nn.Module, prompts: Sequence[Sequence[int]
     n_users = len(prompts)
     vocab = _vocab_size(model)
     if int(trie.code_tokens.max()) >= vocab:
-        raise AgrecError(f"the trie uses token id {int(trie.code_tokens.max())} but the model's vocabulary has "
-                         f"{vocab} tokens: were the code tokens added to the model?")
+        raise AgrecError(
+            f"the trie uses token id {int(trie.code_tokens.max())} but the model's vocabulary has "
+            f"{vocab} tokens: were the code tokens added to the model?"
+        )
     for u, p in enumerate(prompts):
         if len(p) == 0:
             raise AgrecError(f"prompts[{u}] is empty")
         lo, hi = min(p), max(p)
         if lo < 0 or hi >= vocab:
-            raise AgrecError(f"prompts[{u}] holds token id {lo if lo < 0 else hi}, outside the vocabulary 0..{vocab-1}")
+            raise AgrecError(
+                f"prompts[{u}] holds token id {lo if lo < 0 else hi}, outside the vocabulary 0..{vocab - 1}"
+            )
     if exclude is not None and len(exclude) != n_users:
         raise AgrecError(f"exclude has {len(exclude)} entries for {n_users} prompts")
     prepared = [_prepare_run(model, cfg, fsm, n_users, k) for cfg, fsm in runs]
     batch_size = prepared[0].cfg.batch_size
     if any(r.cfg.batch_size != batch_size for r in prepared):
-        raise AgrecError(f"the runs of one decode must share batch_size (the batches and their padding), got "
-                         f"{sorted({r.cfg.batch_size for r in prepared})}")
+        raise AgrecError(
+            f"the runs of one decode must share batch_size (the batches and their padding), got "
+            f"{sorted({r.cfg.batch_size for r in prepared})}"
+        )
     share = all(r.cfg.kv == "shared" for r in prepared)
 
     device = _device(model)
@@ -214,9 +247,13 @@ def generate_items_multi(model: torch.nn.Module, prompts: Sequence[Sequence[int]
         scores = torch.full((n_users, r.k), float("-inf"))
         tr = None
         if trace:
-            tr = DecodeTrace(tokens=torch.zeros(n_users, r.k, L, dtype=torch.int64), p_llm=torch.zeros(n_users, r.k, L),
-                             p_g=torch.full((n_users, r.k, L), float("nan")), p_hat=torch.zeros(n_users, r.k, L),
-                             on=torch.zeros(n_users, r.k, L, dtype=torch.bool))
+            tr = DecodeTrace(
+                tokens=torch.zeros(n_users, r.k, L, dtype=torch.int64),
+                p_llm=torch.zeros(n_users, r.k, L),
+                p_g=torch.full((n_users, r.k, L), float("nan")),
+                p_hat=torch.zeros(n_users, r.k, L),
+                on=torch.zeros(n_users, r.k, L, dtype=torch.bool),
+            )
         outs.append(DecodeResult(items=items, scores=scores, trace=tr))
     # Longest prompts first, so a batch pads little; results go back to the caller's order.
     order = length_order(prompts)
@@ -225,16 +262,23 @@ def generate_items_multi(model: torch.nn.Module, prompts: Sequence[Sequence[int]
     task = Task("decode", n_users, "user")  # the CLI's view (agrec.progress); a no-op in an interactive kernel
     try:
         for start in range(0, n_users, batch_size):
-            rows = order[start:start + batch_size]
+            rows = order[start : start + batch_size]
             idx = torch.tensor(rows)
             batch_prompts = [prompts[u] for u in rows]
             ex = [exclude[u] for u in rows] if exclude is not None else None
             shared = _Prefill(model, batch_prompts, trie, ex, pad_token_id) if share else None
-            for r, res in zip(prepared, outs):
+            for r, res in zip(prepared, outs, strict=True):
                 fsm = None
                 if r.top_items is not None:
-                    fsm = RankableFSM.build(trie, r.top_items[rows].to(device), r.top_scores[rows].to(device),
-                                            tau=r.cfg.tau, agg=r.cfg.agg, state=r.cfg.state, floor=r.cfg.floor)
+                    fsm = RankableFSM.build(
+                        trie,
+                        r.top_items[rows].to(device),
+                        r.top_scores[rows].to(device),
+                        tau=r.cfg.tau,
+                        agg=r.cfg.agg,
+                        state=r.cfg.state,
+                        floor=r.cfg.floor,
+                    )
                 pre = shared if shared is not None else _Prefill(model, batch_prompts, trie, ex, pad_token_id)
                 out = _decode_batch(pre, trie, fsm, r.cfg, r.k, trace, pad_token_id)
                 if shared is not None:
@@ -263,23 +307,28 @@ def _prepare_run(model, cfg: DecodeConfig, fsm_inputs, n_users: int, k: int | No
     """A run's checked settings: its k, its FSM inputs cut to ``top_n``, the kv mode the model allows."""
     k = cfg.beam_size if k is None else int(k)
     if not 1 <= k <= cfg.beam_size:
-        raise AgrecError(f"k must be in 1..beam_size={cfg.beam_size} (a beam search of width B returns at most "
-                         f"B items), got k={k}")
+        raise AgrecError(
+            f"k must be in 1..beam_size={cfg.beam_size} (a beam search of width B returns at most B items), got k={k}"
+        )
     top_items = top_scores = None
     if cfg.uses_graph:
         if fsm_inputs is None:
             raise AgrecError(f"alpha={cfg.alpha} mixes in the GNN, so fsm_inputs=(top_items, top_scores) is needed")
         top_items, top_scores = (torch.as_tensor(x) for x in fsm_inputs)
         if top_items.ndim != 2 or top_items.shape[0] != n_users or top_scores.shape != top_items.shape:
-            raise AgrecError(f"fsm_inputs must be ([{n_users}, n], [{n_users}, n]) tensors, got "
-                             f"{tuple(top_items.shape)} and {tuple(top_scores.shape)}")
+            raise AgrecError(
+                f"fsm_inputs must be ([{n_users}, n], [{n_users}, n]) tensors, got "
+                f"{tuple(top_items.shape)} and {tuple(top_scores.shape)}"
+            )
         if top_items.shape[1] > cfg.top_n:  # keep each user's top_n best-scored candidates
             key = torch.where(top_items >= 0, top_scores.float(), float("-inf"))
-            keep = torch.sort(key, dim=1, descending=True, stable=True).indices[:, :cfg.top_n]
+            keep = torch.sort(key, dim=1, descending=True, stable=True).indices[:, : cfg.top_n]
             top_items, top_scores = top_items.gather(1, keep), top_scores.gather(1, keep)
     if cfg.kv == "shared" and "flash" in str(getattr(getattr(model, "config", None), "_attn_implementation", "")):
         # flash-attention kernels take no custom 4-D mask: fall back to one KV cache copy per beam
-        warnings.warn("flash attention cannot take the tree mask of kv='shared'; decoding with kv='expand'")
+        warnings.warn(
+            "flash attention cannot take the tree mask of kv='shared'; decoding with kv='expand'", stacklevel=2
+        )
         cfg = dataclasses.replace(cfg, kv="expand")
     return _Run(cfg=cfg, k=k, top_items=top_items, top_scores=top_scores)
 
@@ -303,19 +352,23 @@ class _Prefill:
         input_ids = torch.full((U, P), pad_token_id, dtype=torch.int64)
         attn = torch.zeros((U, P), dtype=torch.int64)
         for u, p in enumerate(prompts):
-            input_ids[u, P - len(p):] = torch.as_tensor(p, dtype=torch.int64)
-            attn[u, P - len(p):] = 1
+            input_ids[u, P - len(p) :] = torch.as_tensor(p, dtype=torch.int64)
+            attn[u, P - len(p) :] = 1
         input_ids, attn = input_ids.to(device), attn.to(device)
         self.U, self.P, self.attn = U, P, attn
-        self.n_real = attn.sum(1)                                                  # [U] real prompt tokens
+        self.n_real = attn.sum(1)  # [U] real prompt tokens
         self.lm = _LM(model)
         self.cache = self.lm.new_cache()
         position_ids = (attn.cumsum(1) - 1).clamp_min(0)
-        self.logits = self.lm(input_ids=input_ids, attention_mask=attn, position_ids=position_ids, cache=self.cache,
-                              last_only=True)[:, -1:, :]                            # [U, 1, V]
-        self.remaining = trie.remaining_counts(list(exclude)) if exclude is not None and any(
-            e is not None and len(e) for e in exclude) else None
-        self.kv_len = P                                                            # the cache's length now
+        self.logits = self.lm(
+            input_ids=input_ids, attention_mask=attn, position_ids=position_ids, cache=self.cache, last_only=True
+        )[:, -1:, :]  # [U, 1, V]
+        self.remaining = (
+            trie.remaining_counts(list(exclude))
+            if exclude is not None and any(e is not None and len(e) for e in exclude)
+            else None
+        )
+        self.kv_len = P  # the cache's length now
 
     def rewind(self) -> None:
         """Back to the prompt's cache (the beam tokens appended since are removed)."""
@@ -325,8 +378,9 @@ class _Prefill:
             self.kv_len = self.P
 
 
-def _decode_batch(pre: _Prefill, trie: ItemTrie, fsm: RankableFSM | None, cfg: DecodeConfig, k: int,
-                  trace: bool, pad_token_id: int) -> DecodeResult:
+def _decode_batch(
+    pre: _Prefill, trie: ItemTrie, fsm: RankableFSM | None, cfg: DecodeConfig, k: int, trace: bool, pad_token_id: int
+) -> DecodeResult:
     device = trie.device
     U, B, L, P = pre.U, cfg.beam_size, trie.n_levels, pre.P
     lm, cache, attn, n_real, logits, remaining = pre.lm, pre.cache, pre.attn, pre.n_real, pre.logits, pre.remaining
@@ -337,13 +391,14 @@ def _decode_batch(pre: _Prefill, trie: ItemTrie, fsm: RankableFSM | None, cfg: D
     score = torch.zeros(U, 1, device=device)
     alive = torch.ones(U, 1, dtype=torch.bool, device=device)
     fstate = fsm.initial_state(1) if fsm is not None else None
-    anc = torch.zeros(U, 1, 0, dtype=torch.int64, device=device)   # kv="shared": cache slots of each beam's path
+    anc = torch.zeros(U, 1, 0, dtype=torch.int64, device=device)  # kv="shared": cache slots of each beam's path
     kv_len = pre.kv_len
-    steps = []                                                      # per step: parent, token, p_llm, p_g, p_hat, on
+    steps = []  # per step: parent, token, p_llm, p_g, p_hat, on
+    token = torch.empty(0, dtype=torch.int64, device=device)  # set at the end of step 0, read from step 1
 
     for t in range(L):
         if t > 0:
-            tok_in = torch.where(alive, token, pad_token_id)            # dead beams feed a harmless pad token
+            tok_in = torch.where(alive, token, pad_token_id)  # dead beams feed a harmless pad token
             M = tok_in.shape[1]
             pos = (n_real.unsqueeze(1) + (t - 1)).expand(U, M)
             if cfg.kv == "shared":
@@ -351,20 +406,28 @@ def _decode_batch(pre: _Prefill, trie: ItemTrie, fsm: RankableFSM | None, cfg: D
                 allowed = torch.zeros(U, M, kv_len + M, dtype=torch.bool, device=device)
                 allowed[:, :, :P] = attn.bool().unsqueeze(1)
                 allowed.scatter_(2, torch.cat([anc, own.unsqueeze(-1)], dim=-1), True)
-                mask = torch.zeros(allowed.shape, dtype=lm.dtype, device=device).masked_fill_(
-                    ~allowed, torch.finfo(lm.dtype).min).unsqueeze(1)
-                logits = lm(input_ids=tok_in, attention_mask=mask, position_ids=pos, cache=cache)   # [U, M, V]
+                mask = (
+                    torch.zeros(allowed.shape, dtype=lm.dtype, device=device)
+                    .masked_fill_(~allowed, torch.finfo(lm.dtype).min)
+                    .unsqueeze(1)
+                )
+                logits = lm(input_ids=tok_in, attention_mask=mask, position_ids=pos, cache=cache)  # [U, M, V]
                 kv_len += M
                 pre.kv_len = kv_len
                 anc = torch.cat([anc, own.unsqueeze(-1)], dim=-1)
             else:
-                mask2d = torch.cat([attn.repeat_interleave(M, 0),
-                                    torch.ones(U * M, t, dtype=attn.dtype, device=device)], dim=1)
-                logits = lm(input_ids=tok_in.reshape(U * M, 1), attention_mask=mask2d,
-                            position_ids=pos.reshape(U * M, 1), cache=cache).view(U, M, -1)
+                mask2d = torch.cat(
+                    [attn.repeat_interleave(M, 0), torch.ones(U * M, t, dtype=attn.dtype, device=device)], dim=1
+                )
+                logits = lm(
+                    input_ids=tok_in.reshape(U * M, 1),
+                    attention_mask=mask2d,
+                    position_ids=pos.reshape(U * M, 1),
+                    cache=cache,
+                ).view(U, M, -1)
         M = node.shape[1]
         C = int(trie.max_children[t])
-        child, ctok, cvalid = trie.children(node, C)                     # [U, M, C]
+        child, ctok, cvalid = trie.children(node, C)  # [U, M, C]
         cvalid = cvalid & alive.unsqueeze(-1)
         if remaining is not None:
             cvalid = cvalid & (remaining.gather(1, child.view(U, -1)).view(U, M, C) > 0)
@@ -374,7 +437,7 @@ def _decode_batch(pre: _Prefill, trie: ItemTrie, fsm: RankableFSM | None, cfg: D
         on = (fstate >= 0) if fstate is not None else torch.zeros(U, M, dtype=torch.bool, device=device)
         if cfg.mix == "logit" and fsm is not None and alpha > 0:
             lp_llm = torch.log_softmax(logits, dim=-1).gather(-1, ctok)
-            g_tok = _graph_logit_vectors(fsm, fstate, t, trie)       # [U, M, n_code]
+            g_tok = _graph_logit_vectors(fsm, fstate, t, trie)  # [U, M, n_code]
             z = logits.clone()
             zc = z[..., trie.code_tokens]
             z[..., trie.code_tokens] = (1.0 - alpha) * zc + alpha * g_tok
@@ -397,7 +460,10 @@ def _decode_batch(pre: _Prefill, trie: ItemTrie, fsm: RankableFSM | None, cfg: D
         top, flat = top[:, :width], flat[:, :width]
         parent = flat // C
         alive = top > float("-inf")
-        pick = lambda x: x.view(U, M * C).gather(1, flat)  # noqa: E731
+
+        def pick(x: torch.Tensor, M: int = M, C: int = C, flat: torch.Tensor = flat) -> torch.Tensor:
+            return x.view(U, M * C).gather(1, flat)
+
         node, token, score = pick(child), pick(ctok), top
         if trace:
             steps.append((parent, token, pick(lp_llm).exp(), pick(p_g), pick(lhat).exp(), on.gather(1, parent)))
@@ -421,11 +487,11 @@ def _decode_batch(pre: _Prefill, trie: ItemTrie, fsm: RankableFSM | None, cfg: D
 
 def _graph_logit_vectors(fsm: RankableFSM, state: torch.Tensor, depth: int, trie: ItemTrie) -> torch.Tensor:
     """``g`` over all code tokens ``[U, M, n_code]`` (released code: floor, then each edge's aggregate)."""
-    tokens, _, g = fsm.allowed(state, depth)                                      # [U, M, n]
+    tokens, _, g = fsm.allowed(state, depth)  # [U, M, n]
     U, M, n = tokens.shape
     K = trie.code_tokens.numel()
     col = torch.searchsorted(trie.code_tokens, tokens.clamp_min(0))
-    col = torch.where(tokens >= 0, col, K)                                       # K = a dump column
+    col = torch.where(tokens >= 0, col, K)  # K = a dump column
     out = torch.full((U, M, K + 1), fsm.floor, device=tokens.device)
     out.scatter_(2, col, torch.where(tokens >= 0, g, fsm.floor))
     return out[..., :K]
@@ -434,9 +500,13 @@ def _graph_logit_vectors(fsm: RankableFSM, state: torch.Tensor, depth: int, trie
 def _backtrack(steps, U: int, k: int, kk: int, alive: torch.Tensor, device) -> DecodeTrace:
     L = len(steps)
     shape = (U, k, L)
-    tr = DecodeTrace(tokens=torch.zeros(shape, dtype=torch.int64, device=device),
-                     p_llm=torch.zeros(shape, device=device), p_g=torch.full(shape, float("nan"), device=device),
-                     p_hat=torch.zeros(shape, device=device), on=torch.zeros(shape, dtype=torch.bool, device=device))
+    tr = DecodeTrace(
+        tokens=torch.zeros(shape, dtype=torch.int64, device=device),
+        p_llm=torch.zeros(shape, device=device),
+        p_g=torch.full(shape, float("nan"), device=device),
+        p_hat=torch.zeros(shape, device=device),
+        on=torch.zeros(shape, dtype=torch.bool, device=device),
+    )
     beam = torch.arange(kk, device=device).expand(U, kk)
     ok = alive[:, :kk]
     for t in range(L - 1, -1, -1):
@@ -468,6 +538,7 @@ class _LM:
 
     def new_cache(self):
         from transformers import DynamicCache
+
         return DynamicCache()
 
     def __call__(self, *, input_ids, attention_mask, position_ids, cache, last_only: bool = False):

@@ -15,9 +15,13 @@ from agrec.gnn.config import GNN_MODELS
 SCORERS: tuple[str, ...] = (*GNN_MODELS, "sasrec")
 # Keys of earlier versions, with the key that replaced them (profile loading names the new key).
 DEFAULT_FUSION_WEIGHTS = (0.25, 0.5, 0.75)
-RENAMED_KEYS: dict[str, str] = {"evaluation.gnn": "evaluation.scorer", "evaluation.compare_gnns": "evaluation.scorers",
-                                 # α and τ are chosen per row on validation from these grids
-                                 "decode.alpha": "evaluation.alpha_grid", "decode.tau": "evaluation.tau_grid"}
+RENAMED_KEYS: dict[str, str] = {
+    "evaluation.gnn": "evaluation.scorer",
+    "evaluation.compare_gnns": "evaluation.scorers",
+    # α and τ are chosen per row on validation from these grids
+    "decode.alpha": "evaluation.alpha_grid",
+    "decode.tau": "evaluation.tau_grid",
+}
 
 # The paper's alpha per dataset (paper §5 / the authors' test.sh comment); MovieLens-100k is not in the paper,
 # there alpha is chosen on validation.
@@ -40,17 +44,19 @@ class DecodeConfig:
     # alpha and tau are set per row by the decode stage (each row's point of evaluation.alpha_grid x tau_grid,
     # chosen on validation) and by the explorers; they are not profile keys (a profile that sets decode.alpha
     # is told to use evaluation.alpha_grid), so they are in no cache key. Library callers set them directly.
-    alpha: float | list[float] = field(default=0.4, metadata={"internal": True})  # paper: 0.4 Instruments, see PAPER_ALPHA
-    top_n: int = 10                      # paper §4: n = 10 GNN items; released LightGCN_embeddings.py top_k = 10
+    alpha: float | list[float] = field(
+        default=0.4, metadata={"internal": True}
+    )  # paper: 0.4 Instruments, see PAPER_ALPHA
+    top_n: int = 10  # paper §4: n = 10 GNN items; released LightGCN_embeddings.py top_k = 10
     # temperature of w = softmax(top-n scores / tau); 1 = plain softmax
     tau: float = field(default=1.0, metadata={"internal": True})
     agg: Literal["sum", "max"] = "sum"
     mix: Literal["prob", "logit"] = "prob"
     state: Literal["prefix", "last_token"] = "prefix"
-    floor: float = 1e-5                  # paper: tokens outside the FSM state score 1e-5 (modeling_trie.py init)
-    beam_size: int = 20                  # paper / released test.sh --num_beams 20
-    renormalize: bool = False            # False: p_LLM is masked, not renormalised (Hugging Face's behaviour)
-    batch_size: int = 16                 # users per forward pass
+    floor: float = 1e-5  # paper: tokens outside the FSM state score 1e-5 (modeling_trie.py init)
+    beam_size: int = 20  # paper / released test.sh --num_beams 20
+    renormalize: bool = False  # False: p_LLM is masked, not renormalised (Hugging Face's behaviour)
+    batch_size: int = 16  # users per forward pass
     kv: Literal["shared", "expand"] = "shared"  # prompt KV shared by all beams (tree mask) or copied per beam
     # Not in the paper (an option of this project, issue 12): "entropy" scales α per beam and step by the LM's
     # normalised entropy over the state's candidates, α·H/log(n): the graph weighs most where the LM is unsure,
@@ -74,10 +80,13 @@ class DecodeConfig:
             raise ConfigError(f"decode.top_n must be >= 1, got {self.top_n}")
         if not (self.tau > 0) or math.isinf(self.tau):
             raise ConfigError(f"decode.tau must be a positive number, got {self.tau}")
-        for name, value, allowed in (("agg", self.agg, ("sum", "max")), ("mix", self.mix, ("prob", "logit")),
-                                     ("state", self.state, ("prefix", "last_token")),
-                                     ("kv", self.kv, ("shared", "expand")),
-                                     ("alpha_gate", self.alpha_gate, ("none", "entropy"))):
+        for name, value, allowed in (
+            ("agg", self.agg, ("sum", "max")),
+            ("mix", self.mix, ("prob", "logit")),
+            ("state", self.state, ("prefix", "last_token")),
+            ("kv", self.kv, ("shared", "expand")),
+            ("alpha_gate", self.alpha_gate, ("none", "entropy")),
+        ):
             if value not in allowed:
                 raise ConfigError(f"decode.{name} must be one of {list(allowed)}, got {value!r}")
         if not (0.0 < self.floor < 1.0):
@@ -88,8 +97,9 @@ class DecodeConfig:
             raise ConfigError(f"decode.batch_size must be >= 1, got {self.batch_size}")
         check_device(self.device, "decode.device")
         if self.alpha_gate != "none" and self.mix != "prob":
-            raise ConfigError(f"decode.alpha_gate={self.alpha_gate!r} scales Eq. 4's α, so it needs mix='prob' "
-                              f"(got mix={self.mix!r})")
+            raise ConfigError(
+                f"decode.alpha_gate={self.alpha_gate!r} scales Eq. 4's α, so it needs mix='prob' (got mix={self.mix!r})"
+            )
 
     def alpha_at(self, level: int) -> float:
         """Alpha of code level ``level`` (the last entry of a per-level list repeats for deeper levels)."""
@@ -132,14 +142,14 @@ class EvalConfig:
     tau_grid: list[float] = field(default_factory=lambda: [1.0])
     select_metric: str = "NDCG@10"
     ks: list[int] = field(default_factory=lambda: [5, 10])
-    scorer: str = "lightgcn"              # the scorer of the main AGRec row and of the α curve
+    scorer: str = "lightgcn"  # the scorer of the main AGRec row and of the α curve
     scorers: list[str] = field(default_factory=lambda: ["lightgcn", "sgl", "xsimgcl"])  # rows per scorer
-    released_code_variants: bool = True   # rows with mix="logit" and state="last_token" at the main row's α
-    exclude_history: bool = True          # False keeps history items (repeat consumption, e.g. Yelp)
-    max_users: int | None = None          # evaluate the first N users only (CI); None = all
+    released_code_variants: bool = True  # rows with mix="logit" and state="last_token" at the main row's α
+    exclude_history: bool = True  # False keeps history items (repeat consumption, e.g. Yelp)
+    max_users: int | None = None  # evaluate the first N users only (CI); None = all
     # Issue 12 item 4; both defaults are the behaviour before they existed (every user, test on every point).
     select_users: int | None = neutral(None)  # validation on a seeded subsample of N evaluated users; None = all
-    test_curve: bool = neutral(True)          # False: the test item is decoded only at the table's points
+    test_curve: bool = neutral(True)  # False: the test item is decoded only at the table's points
     # Issue 12 item 3: other ways of letting the graph steer (per-level α, τ, top-n, entropy gate ...), each with
     # its α chosen on validation and its own row "AGRec [<name>]" (agrec/decode/variants.py). None: none.
     decode_variants: dict[str, Any] | None = neutral(None)
@@ -156,18 +166,24 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         if not self.alpha_grid or any(not (0.0 <= a <= 1.0) for a in self.alpha_grid):
-            raise ConfigError(f"evaluation.alpha_grid must be a non-empty list of values in [0, 1], got {self.alpha_grid}")
+            raise ConfigError(
+                f"evaluation.alpha_grid must be a non-empty list of values in [0, 1], got {self.alpha_grid}"
+            )
         if 0.0 not in self.alpha_grid or 1.0 not in self.alpha_grid:
-            raise ConfigError(f"evaluation.alpha_grid must hold 0 (the LM alone) and 1 (the scorer alone), so that "
-                              f"the α chosen on validation is never below either part there; got {self.alpha_grid}")
+            raise ConfigError(
+                f"evaluation.alpha_grid must hold 0 (the LM alone) and 1 (the scorer alone), so that "
+                f"the α chosen on validation is never below either part there; got {self.alpha_grid}"
+            )
         if not self.tau_grid or any(not (t > 0) for t in self.tau_grid):
             raise ConfigError(f"evaluation.tau_grid must be a non-empty list of positive values, got {self.tau_grid}")
         if not self.ks or any(k < 1 for k in self.ks):
             raise ConfigError(f"evaluation.ks must be positive cut-offs, got {self.ks}")
         name, _, k = self.select_metric.partition("@")
         if name not in ("HR", "NDCG") or not k.isdigit() or int(k) not in self.ks:
-            raise ConfigError(f"evaluation.select_metric must be HR@K or NDCG@K with K in evaluation.ks {self.ks}, "
-                              f"got {self.select_metric!r}")
+            raise ConfigError(
+                f"evaluation.select_metric must be HR@K or NDCG@K with K in evaluation.ks {self.ks}, "
+                f"got {self.select_metric!r}"
+            )
         for key, names in (("scorer", [self.scorer]), ("scorers", self.scorers)):
             unknown = [n for n in names if n not in SCORERS]
             if unknown:
@@ -175,15 +191,26 @@ class EvalConfig:
         if len(set(self.scorers)) != len(self.scorers):
             raise ConfigError(f"evaluation.scorers lists a scorer twice: {self.scorers}")
         if self.fuse is not None:
-            if (not isinstance(self.fuse, list) or len(self.fuse) != 2 or len(set(self.fuse)) != 2
-                    or any(n not in [self.scorer, *self.scorers] for n in self.fuse)):
-                raise ConfigError(f"evaluation.fuse must name two different scorers of evaluation.scorer / "
-                                  f"evaluation.scorers {[self.scorer, *self.scorers]}, got {self.fuse!r}")
+            if (
+                not isinstance(self.fuse, list)
+                or len(self.fuse) != 2
+                or len(set(self.fuse)) != 2
+                or any(n not in [self.scorer, *self.scorers] for n in self.fuse)
+            ):
+                raise ConfigError(
+                    f"evaluation.fuse must name two different scorers of evaluation.scorer / "
+                    f"evaluation.scorers {[self.scorer, *self.scorers]}, got {self.fuse!r}"
+                )
         weights = self.weights_of_fusion()
-        if not weights or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w < 1
-                              for w in weights) or len(set(weights)) != len(weights):
-            raise ConfigError(f"evaluation.fusion_weights must be distinct numbers in (0, 1) (the weight of the "
-                              f"first scorer of evaluation.fuse), got {self.fusion_weights!r}")
+        if (
+            not weights
+            or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w < 1 for w in weights)
+            or len(set(weights)) != len(weights)
+        ):
+            raise ConfigError(
+                f"evaluation.fusion_weights must be distinct numbers in (0, 1) (the weight of the "
+                f"first scorer of evaluation.fuse), got {self.fusion_weights!r}"
+            )
         if self.max_users is not None and self.max_users < 1:
             raise ConfigError(f"evaluation.max_users must be >= 1 or null, got {self.max_users}")
         if self.select_users is not None and (isinstance(self.select_users, bool) or self.select_users < 1):

@@ -59,16 +59,26 @@ class EvalInputs:
     targets: np.ndarray
 
 
-def build_inputs(split: LeaveOneOutSplit, prompt_fn: Callable[[Sequence[int]], list[int]], target: str,
-                 users: np.ndarray, exclude_history: bool = True) -> EvalInputs:
+def build_inputs(
+    split: LeaveOneOutSplit,
+    prompt_fn: Callable[[Sequence[int]], list[int]],
+    target: str,
+    users: np.ndarray,
+    exclude_history: bool = True,
+) -> EvalInputs:
     """Prompts, exclusions and targets of ``users`` for ``target`` ("valid" or "test")."""
     histories = [split.history(int(u), target) for u in users]
-    return EvalInputs(users=users, prompts=[prompt_fn(h) for h in histories],
-                      exclude=histories if exclude_history else None, targets=split.targets(target)[users])
+    return EvalInputs(
+        users=users,
+        prompts=[prompt_fn(h) for h in histories],
+        exclude=histories if exclude_history else None,
+        targets=split.targets(target)[users],
+    )
 
 
-def scorer_rankings(scorer: Any, inputs: dict[str, EvalInputs], k: int, batch_size: int = 512,
-                    env: DistEnv | None = None) -> dict[str, DecodeResult]:
+def scorer_rankings(
+    scorer: Any, inputs: dict[str, EvalInputs], k: int, batch_size: int = 512, env: DistEnv | None = None
+) -> dict[str, DecodeResult]:
     """Per target, a scorer's top-``k`` items of each evaluated user, history excluded.
 
     ``scorer.score_users(users, target)`` (:class:`agrec.scorers.TopNScorer`) is asked for ``target``'s own
@@ -88,22 +98,26 @@ def scorer_rankings(scorer: Any, inputs: dict[str, EvalInputs], k: int, batch_si
     for target, inp in inputs.items():
         parts = []
         for s in shard_blocks(len(inp.users), batch_size, env.rank, env.world):
-            scores = scorer.score_users(inp.users[s:s + batch_size], target)
-            ex = None if inp.exclude is None else inp.exclude[s:s + batch_size]
+            scores = scorer.score_users(inp.users[s : s + batch_size], target)
+            ex = None if inp.exclude is None else inp.exclude[s : s + batch_size]
             parts.append(rank_by_scores(scores, k, ex))
             del scores  # one [batch_size, n_items] block at a time
         parts = [p for per_rank in all_gather_objects(env, parts) for p in per_rank]
-        out[target] = DecodeResult(items=torch.cat([p.items for p in parts]),
-                                   scores=torch.cat([p.scores for p in parts]))
+        out[target] = DecodeResult(
+            items=torch.cat([p.items for p in parts]), scores=torch.cat([p.scores for p in parts])
+        )
     return out
 
 
 def subset(inputs: EvalInputs, positions: np.ndarray) -> EvalInputs:
     """The users at ``positions`` of ``inputs`` (a process's shard), in that order."""
     pos = [int(i) for i in positions]
-    return EvalInputs(users=inputs.users[positions], prompts=[inputs.prompts[i] for i in pos],
-                      exclude=None if inputs.exclude is None else [inputs.exclude[i] for i in pos],
-                      targets=inputs.targets[positions])
+    return EvalInputs(
+        users=inputs.users[positions],
+        prompts=[inputs.prompts[i] for i in pos],
+        exclude=None if inputs.exclude is None else [inputs.exclude[i] for i in pos],
+        targets=inputs.targets[positions],
+    )
 
 
 @dataclass
@@ -132,10 +146,18 @@ class Evaluator:
             row's rankings stay in memory.
     """
 
-    def __init__(self, model: Any, trie: ItemTrie, pad_token_id: int, inputs: dict[str, EvalInputs],
-                 rankings: dict[str, dict[str, DecodeResult]], decode: DecodeConfig, ks: Sequence[int],
-                 log: Callable[[str], None] = print,
-                 sink: Callable[[Row, str, DecodeResult], dict[str, float]] | None = None):
+    def __init__(
+        self,
+        model: Any,
+        trie: ItemTrie,
+        pad_token_id: int,
+        inputs: dict[str, EvalInputs],
+        rankings: dict[str, dict[str, DecodeResult]],
+        decode: DecodeConfig,
+        ks: Sequence[int],
+        log: Callable[[str], None] = print,
+        sink: Callable[[Row, str, DecodeResult], dict[str, float]] | None = None,
+    ):
         self.model, self.trie, self.pad_token_id = model, trie, pad_token_id
         self.inputs, self.rankings, self.decode, self.ks, self.log = inputs, rankings, decode, list(ks), log
         self.sink = sink or self._keep
@@ -143,8 +165,10 @@ class Evaluator:
         for name, per_target in rankings.items():
             for target, r in per_target.items():
                 if r.items.shape[1] < max(decode.top_n, self.k):
-                    raise AgrecError(f"rankings of {name!r} / {target} hold {r.items.shape[1]} items per user; "
-                                     f"decoding needs max(top_n, beam_size) = {max(decode.top_n, self.k)}")
+                    raise AgrecError(
+                        f"rankings of {name!r} / {target} hold {r.items.shape[1]} items per user; "
+                        f"decoding needs max(top_n, beam_size) = {max(decode.top_n, self.k)}"
+                    )
 
     def fsm_inputs(self, scorer: str, target: str, top_n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The scorer's top-n items and scores per user (history excluded), ``([U, n], [U, n])``; ``n`` is
@@ -152,8 +176,9 @@ class Evaluator:
         n = self.decode.top_n if top_n is None else top_n
         r = self.rankings[scorer][target]
         if r.items.shape[1] < n:
-            raise AgrecError(f"rankings of {scorer!r} / {target} hold {r.items.shape[1]} items per user; "
-                             f"top_n = {n} needs that many")
+            raise AgrecError(
+                f"rankings of {scorer!r} / {target} hold {r.items.shape[1]} items per user; top_n = {n} needs that many"
+            )
         return r.items[:, :n], r.scores[:, :n]
 
     def _keep(self, row: Row, target: str, result: DecodeResult) -> dict[str, float]:
@@ -184,9 +209,10 @@ class Evaluator:
             scorer = row.settings.get("scorer")
             fsm = self.fsm_inputs(scorer, target, cfg.top_n) if (cfg.uses_graph and scorer is not None) else None
             runs.append((cfg, fsm))
-        results = generate_items_multi(self.model, inp.prompts, self.trie, runs, exclude=inp.exclude, k=self.k,
-                                       pad_token_id=self.pad_token_id)
-        for row, result in zip(rows, results):
+        results = generate_items_multi(
+            self.model, inp.prompts, self.trie, runs, exclude=inp.exclude, k=self.k, pad_token_id=self.pad_token_id
+        )
+        for row, result in zip(rows, results, strict=True):
             self._score(row, target, result)
             self.log(f"  {row.name}: {target} {_fmt(row.metrics[target])}")
 
@@ -195,7 +221,7 @@ class Evaluator:
         row = Row(name=only_row(scorer), settings={"scorer": scorer})
         for target in targets:
             r = self.rankings[scorer][target]
-            self._score(row, target, DecodeResult(items=r.items[:, :self.k], scores=r.scores[:, :self.k]))
+            self._score(row, target, DecodeResult(items=r.items[:, : self.k], scores=r.scores[:, : self.k]))
         self.log(f"  {row.name}: " + "  ".join(f"{t} {_fmt(row.metrics[t])}" for t in targets))
         return row
 

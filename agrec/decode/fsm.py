@@ -64,9 +64,17 @@ class RankableFSM:
 
     # -- construction ------------------------------------------------------------------------------------
     @classmethod
-    def build(cls, trie: ItemTrie, top_items: torch.Tensor, top_scores: torch.Tensor, *, tau: float = 1.0,
-              agg: Literal["sum", "max"] = "sum", state: Literal["prefix", "last_token"] = "prefix",
-              floor: float = 1e-5) -> "RankableFSM":
+    def build(
+        cls,
+        trie: ItemTrie,
+        top_items: torch.Tensor,
+        top_scores: torch.Tensor,
+        *,
+        tau: float = 1.0,
+        agg: Literal["sum", "max"] = "sum",
+        state: Literal["prefix", "last_token"] = "prefix",
+        floor: float = 1e-5,
+    ) -> "RankableFSM":
         """Build the FSMs of ``U`` users from their GNN top-n items.
 
         Args:
@@ -84,8 +92,10 @@ class RankableFSM:
         items = torch.as_tensor(top_items, device=dev).long()
         scores = torch.as_tensor(top_scores, device=dev).float()
         if items.ndim != 2 or scores.shape != items.shape:
-            raise AgrecError(f"top_items and top_scores must both be [n_users, n]; got {tuple(items.shape)} "
-                             f"and {tuple(scores.shape)}")
+            raise AgrecError(
+                f"top_items and top_scores must both be [n_users, n]; got {tuple(items.shape)} "
+                f"and {tuple(scores.shape)}"
+            )
         U, n = items.shape
         L = trie.n_levels
         valid = items >= 0
@@ -105,17 +115,17 @@ class RankableFSM:
             raise AgrecError(f"top_scores[{u}, {i}] is not finite ({float(scores[u, i])})")
 
         safe = items.clamp(min=0)
-        tokens = torch.where(valid.unsqueeze(-1), trie.item_tokens[safe], -1)              # [U, n, L]
+        tokens = torch.where(valid.unsqueeze(-1), trie.item_tokens[safe], -1)  # [U, n, L]
         idx = torch.arange(n, device=dev)
         # State keys per depth: the trie node of the prefix (prefix mode) or the last token (last_token mode).
         if state == "prefix":
-            keys = trie.path_nodes[safe]                                                   # [U, n, L+1]
+            keys = trie.path_nodes[safe]  # [U, n, L+1]
         else:
-            keys = torch.cat([torch.zeros_like(tokens[..., :1]), tokens], dim=-1)          # [U, n, L+1]
+            keys = torch.cat([torch.zeros_like(tokens[..., :1]), tokens], dim=-1)  # [U, n, L+1]
         keys = torch.where(valid.unsqueeze(-1), keys, -2 - idx.view(1, n, 1))  # padding never shares a key
-        keys = keys.transpose(1, 2)                                                        # [U, L+1, n]
-        same_state = keys.unsqueeze(-1) == keys.unsqueeze(-2)                              # [U, L+1, n, n]
-        first = same_state.int().argmax(-1)                                                # first j, same state
+        keys = keys.transpose(1, 2)  # [U, L+1, n]
+        same_state = keys.unsqueeze(-1) == keys.unsqueeze(-2)  # [U, L+1, n, n]
+        first = same_state.int().argmax(-1)  # first j, same state
         depth = torch.arange(L + 1, device=dev).view(1, L + 1, 1)
         state_of = torch.where(valid.unsqueeze(1), depth * n + first, -2)
 
@@ -123,17 +133,17 @@ class RankableFSM:
         w = torch.where(valid, w, 0.0)
         w = torch.nan_to_num(w, nan=0.0)  # a user with no valid item
 
-        tok_t = tokens.transpose(1, 2)                                                     # [U, L, n]
-        st = state_of[:, :L]                                                               # [U, L, n]
-        in_same_state = (st.unsqueeze(-1) == st.unsqueeze(-2)) & valid.view(U, 1, 1, n)     # [U, L, n, n]
-        same_edge = in_same_state & (tok_t.unsqueeze(-1) == tok_t.unsqueeze(-2))            # [U, L, n, n]
-        edge_rep = (same_edge.int().argmax(-1) == idx) & valid.unsqueeze(1)                 # [U, L, n]
+        tok_t = tokens.transpose(1, 2)  # [U, L, n]
+        st = state_of[:, :L]  # [U, L, n]
+        in_same_state = (st.unsqueeze(-1) == st.unsqueeze(-2)) & valid.view(U, 1, 1, n)  # [U, L, n, n]
+        same_edge = in_same_state & (tok_t.unsqueeze(-1) == tok_t.unsqueeze(-2))  # [U, L, n, n]
+        edge_rep = (same_edge.int().argmax(-1) == idx) & valid.unsqueeze(1)  # [U, L, n]
         w_j = w.view(U, 1, 1, n)
         if agg == "sum":
             edge_w = (same_edge * w_j).sum(-1)
         else:
             edge_w = torch.where(same_edge, w_j, 0.0).amax(-1)
-        total = (in_same_state & edge_rep.unsqueeze(2)).float() @ edge_w.unsqueeze(-1)      # [U, L, n, 1]
+        total = (in_same_state & edge_rep.unsqueeze(2)).float() @ edge_w.unsqueeze(-1)  # [U, L, n, 1]
         edge_p = torch.where(valid.unsqueeze(1), edge_w / total.squeeze(-1).clamp_min(1e-30), 0.0)
 
         s_j = torch.where(valid, scores / tau, 0.0).view(U, 1, 1, n)
@@ -142,8 +152,17 @@ class RankableFSM:
         else:
             edge_g = torch.where(same_edge, s_j, float("-inf")).amax(-1).clamp_min(floor)
         edge_g = torch.where(valid.unsqueeze(1), edge_g, 0.0)
-        return cls(item_tokens=tokens, valid=valid, weight=w, state_of=state_of, edge_p=edge_p, edge_g=edge_g,
-                   edge_rep=edge_rep, floor=float(floor), state_mode=state)
+        return cls(
+            item_tokens=tokens,
+            valid=valid,
+            weight=w,
+            state_of=state_of,
+            edge_p=edge_p,
+            edge_g=edge_g,
+            edge_rep=edge_rep,
+            floor=float(floor),
+            state_mode=state,
+        )
 
     # -- properties ----------------------------------------------------------------------------------------
     @property
@@ -159,14 +178,19 @@ class RankableFSM:
         return int(self.item_tokens.shape[2])
 
     def to(self, device: torch.device | str) -> "RankableFSM":
-        return RankableFSM(**{f.name: (v.to(device) if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
-                              for f in fields(self)})
+        return RankableFSM(
+            **{
+                f.name: (v.to(device) if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
+                for f in fields(self)
+            }
+        )
 
     def select(self, users: torch.Tensor | list[int]) -> "RankableFSM":
         """The FSMs of a subset of users (rows of this batch)."""
         idx = torch.as_tensor(users, device=self.item_tokens.device).long()
-        return RankableFSM(**{f.name: (v[idx] if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
-                              for f in fields(self)})
+        return RankableFSM(
+            **{f.name: (v[idx] if isinstance(v := getattr(self, f.name), torch.Tensor) else v) for f in fields(self)}
+        )
 
     # -- the guide interface (all batched: leading dimension = the FSM's users) ------------------------------
     def initial_state(self, n_beams: int = 1) -> torch.Tensor:
@@ -190,15 +214,18 @@ class RankableFSM:
         _check_depth(depth, self.n_levels)
         ok = self._in_state(state, depth) & self.edge_rep[:, depth].unsqueeze(1)
         tokens = torch.where(ok, self.item_tokens[:, :, depth].unsqueeze(1), -1)
-        return (tokens, torch.where(ok, self.edge_p[:, depth].unsqueeze(1), 0.0),
-                torch.where(ok, self.edge_g[:, depth].unsqueeze(1), 0.0))
+        return (
+            tokens,
+            torch.where(ok, self.edge_p[:, depth].unsqueeze(1), 0.0),
+            torch.where(ok, self.edge_g[:, depth].unsqueeze(1), 0.0),
+        )
 
     def _lookup(self, state: torch.Tensor, depth: int, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For candidate ``tokens [U, M, C]`` of beams in ``state [U, M]``: (is an edge ``[U, M, C]``, the
         index of an item on that edge ``[U, M, C]``)."""
         _check_depth(depth, self.n_levels)
-        in_state = self._in_state(state, depth)                                            # [U, M, n]
-        tok = self.item_tokens[:, :, depth]                                                # [U, n]
+        in_state = self._in_state(state, depth)  # [U, M, n]
+        tok = self.item_tokens[:, :, depth]  # [U, n]
         hit = (tokens.unsqueeze(-1) == tok.view(tok.shape[0], 1, 1, -1)) & in_state.unsqueeze(2)
         return hit.any(-1), hit.int().argmax(-1)
 
@@ -220,8 +247,8 @@ class RankableFSM:
         before the token); ``OFF`` (-1) when the new prefix is no top-n item's prefix. Off is absorbing in prefix
         mode; in last_token mode the state depends on the token alone, as in the released code."""
         _check_depth(depth, self.n_levels)
-        tok = self.item_tokens[:, :, depth].unsqueeze(1)                                   # [U, 1, n]
-        hit = tok == token.unsqueeze(-1)                                                   # [U, M, n]
+        tok = self.item_tokens[:, :, depth].unsqueeze(1)  # [U, 1, n]
+        hit = tok == token.unsqueeze(-1)  # [U, M, n]
         if self.state_mode == "prefix":
             hit = hit & self._in_state(state, depth)
         hit = hit & self.valid.unsqueeze(1)
@@ -240,7 +267,7 @@ class RankableFSM:
             return None
         tokens, p, _ = fsm.allowed(s, len(prefix))
         keep = tokens[0, 0] >= 0
-        return {int(t): float(v) for t, v in zip(tokens[0, 0][keep], p[0, 0][keep])}
+        return {int(t): float(v) for t, v in zip(tokens[0, 0][keep], p[0, 0][keep], strict=True)}
 
 
 def _check_depth(depth: int, n_levels: int) -> None:

@@ -40,9 +40,9 @@ def fuse_rankings(a: DecodeResult, b: DecodeResult, weight: float, top_n: int, d
     """
     U = a.items.shape[0]
     ia, ib = a.items[:, :top_n].long(), b.items[:, :top_n].long()
-    wa = torch.softmax(a.scores[:, :top_n].double(), dim=1).nan_to_num(0.0)   # a user without candidates: all pads
+    wa = torch.softmax(a.scores[:, :top_n].double(), dim=1).nan_to_num(0.0)  # a user without candidates: all pads
     wb = torch.softmax(b.scores[:, :top_n].double(), dim=1).nan_to_num(0.0)
-    items = torch.cat([ia, ib], dim=1)                                           # [U, 2n], an item may appear twice
+    items = torch.cat([ia, ib], dim=1)  # [U, 2n], an item may appear twice
     w = torch.cat([weight * wa, (1.0 - weight) * wb], dim=1)
     w = torch.where(items >= 0, w, torch.zeros_like(w))
     # sum the two contributions of an item listed by both: sort by item, add runs of equal ids
@@ -53,7 +53,7 @@ def fuse_rankings(a: DecodeResult, b: DecodeResult, weight: float, top_n: int, d
     w_total = w_sorted.clone()
     w_total[:, :-1] += torch.where(same_as_next[:, :-1], w_sorted[:, 1:], torch.zeros_like(w_sorted[:, 1:]))
     keep = ~torch.cat([torch.zeros(U, 1, dtype=torch.bool), same_as_next[:, :-1]], dim=1) & (it_sorted >= 0)
-    w_total = torch.where(keep, w_total, torch.full_like(w_total, -1.0))       # duplicates and pads sink
+    w_total = torch.where(keep, w_total, torch.full_like(w_total, -1.0))  # duplicates and pads sink
     # best first; equal weights to the lower item id (the stable sort keeps the id order of it_sorted)
     rank = torch.argsort(-w_total, dim=1, stable=True)[:, :top_n]
     out_items = it_sorted.gather(1, rank)
@@ -62,6 +62,7 @@ def fuse_rankings(a: DecodeResult, b: DecodeResult, weight: float, top_n: int, d
     items_out = torch.full((U, depth), -1, dtype=a.items.dtype)
     scores_out = torch.full((U, depth), float("-inf"), dtype=a.scores.dtype)
     items_out[:, :top_n] = torch.where(valid, out_items, torch.full_like(out_items, -1)).to(a.items.dtype)
-    scores_out[:, :top_n] = torch.where(valid, out_w.clamp_min(1e-300).log(),
-                                        torch.full_like(out_w, float("-inf"))).to(a.scores.dtype)
+    scores_out[:, :top_n] = torch.where(valid, out_w.clamp_min(1e-300).log(), torch.full_like(out_w, float("-inf"))).to(
+        a.scores.dtype
+    )
     return DecodeResult(items=items_out, scores=scores_out)

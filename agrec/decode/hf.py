@@ -24,8 +24,9 @@ from agrec.decode.beam import DecodeResult
 from agrec.decode.trie import ItemTrie
 
 
-def prefix_allowed_tokens_fn(trie: ItemTrie, prompt_len: int, fallback_token_id: int
-                             ) -> Callable[[int, torch.Tensor], list[int]]:
+def prefix_allowed_tokens_fn(
+    trie: ItemTrie, prompt_len: int, fallback_token_id: int
+) -> Callable[[int, torch.Tensor], list[int]]:
     """A ``prefix_allowed_tokens_fn`` for ``generate``: the trie children of the generated prefix.
 
     The table ``{prefix tuple: allowed token ids}`` is precomputed once, so each call is one dict lookup (a
@@ -48,8 +49,16 @@ def prefix_allowed_tokens_fn(trie: ItemTrie, prompt_len: int, fallback_token_id:
 
 
 @torch.no_grad()
-def hf_generate_items(model, prompts: Sequence[Sequence[int]], trie: ItemTrie, num_beams: int, k: int | None = None,
-                      pad_token_id: int = 0, eos_token_id: int = 1, batch_size: int = 16) -> DecodeResult:
+def hf_generate_items(
+    model,
+    prompts: Sequence[Sequence[int]],
+    trie: ItemTrie,
+    num_beams: int,
+    k: int | None = None,
+    pad_token_id: int = 0,
+    eos_token_id: int = 1,
+    batch_size: int = 16,
+) -> DecodeResult:
     """Top-``k`` items per user with ``model.generate(num_beams=..., prefix_allowed_tokens_fn=...)``.
 
     Prompts are left-padded per batch of ``batch_size`` users in the given order. Hypotheses that are not a
@@ -63,19 +72,28 @@ def hf_generate_items(model, prompts: Sequence[Sequence[int]], trie: ItemTrie, n
     scores = torch.full((len(prompts), k), float("-inf"))
     leaf = {tuple(r): i for i, r in enumerate(trie.item_tokens.cpu().tolist())}
     for start in range(0, len(prompts), batch_size):
-        batch = prompts[start:start + batch_size]
+        batch = prompts[start : start + batch_size]
         P = max(len(p) for p in batch)
         ids = torch.full((len(batch), P), pad_token_id, dtype=torch.int64)
         attn = torch.zeros((len(batch), P), dtype=torch.int64)
         for u, p in enumerate(batch):
-            ids[u, P - len(p):] = torch.as_tensor(p)
-            attn[u, P - len(p):] = 1
-        out = model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), num_beams=num_beams,
-                             num_return_sequences=num_beams, do_sample=False, max_new_tokens=L,
-                             length_penalty=0.0, early_stopping=True,
-                             prefix_allowed_tokens_fn=prefix_allowed_tokens_fn(trie, P, eos_token_id),
-                             pad_token_id=pad_token_id, eos_token_id=eos_token_id, output_scores=True,
-                             return_dict_in_generate=True)
+            ids[u, P - len(p) :] = torch.as_tensor(p)
+            attn[u, P - len(p) :] = 1
+        out = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=attn.to(device),
+            num_beams=num_beams,
+            num_return_sequences=num_beams,
+            do_sample=False,
+            max_new_tokens=L,
+            length_penalty=0.0,
+            early_stopping=True,
+            prefix_allowed_tokens_fn=prefix_allowed_tokens_fn(trie, P, eos_token_id),
+            pad_token_id=pad_token_id,
+            eos_token_id=eos_token_id,
+            output_scores=True,
+            return_dict_in_generate=True,
+        )
         seqs = out.sequences[:, P:].view(len(batch), num_beams, -1).cpu()
         sc = out.sequences_scores.view(len(batch), num_beams).cpu()
         for u in range(len(batch)):

@@ -15,8 +15,9 @@ from agrec.decode.beam import DecodeResult
 from agrec.errors import AgrecError
 
 
-def rank_by_scores(scores: torch.Tensor | np.ndarray, k: int,
-                   exclude: Sequence[np.ndarray | Sequence[int] | None] | None = None) -> DecodeResult:
+def rank_by_scores(
+    scores: torch.Tensor | np.ndarray, k: int, exclude: Sequence[np.ndarray | Sequence[int] | None] | None = None
+) -> DecodeResult:
     """Top-``k`` items by score, best first, with each user's ``exclude`` items removed.
 
     Args:
@@ -70,8 +71,8 @@ def _stable_top(s: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     if k >= n or U == 0:
         top, idx = torch.sort(s, dim=1, descending=True, stable=True)
         return top[:, :k], idx[:, :k]
-    kth = torch.topk(s, k, dim=1).values[:, -1:]                            # [U, 1]
-    cand = s >= kth                                                         # [U, n], >= k per row
+    kth = torch.topk(s, k, dim=1).values[:, -1:]  # [U, 1]
+    cand = s >= kth  # [U, n], >= k per row
     c = int(cand.sum(1).max())
     # the c lowest candidate ids per row, in increasing id order (ids are distinct, so topk's order is exact)
     ids = torch.arange(n, dtype=torch.float32 if n < 2**24 else torch.float64)  # exact integers
@@ -82,9 +83,9 @@ def _stable_top(s: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return top[:, :k], pos.gather(1, order[:, :k])
 
 
-def top_n_items(scores: torch.Tensor | np.ndarray, n: int = 10,
-                exclude: Sequence[np.ndarray | Sequence[int] | None] | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def top_n_items(
+    scores: torch.Tensor | np.ndarray, n: int = 10, exclude: Sequence[np.ndarray | Sequence[int] | None] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The GNN's top-``n`` items and scores per user (paper: n = 10), history excluded: the ``fsm_inputs`` of
     :func:`agrec.decode.generate_items`. Returns ``(items [U, n], scores [U, n])``; -1 / -inf pad short lists."""
     r = rank_by_scores(scores, n, exclude)

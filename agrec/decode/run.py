@@ -22,8 +22,14 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m agrec.decode.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="YAML profile")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a profile key, e.g. --set evaluation.max_users=100 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile key, e.g. --set evaluation.max_users=100 (repeatable)",
+    )
     p.add_argument("--run-dir", help="run directory (default: the profile's runs/<dataset>/<profile>)")
     p.add_argument("--force", action="store_true", help="decode again even if the stage is current")
     args = p.parse_args(argv)
@@ -39,8 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         session = open_session(args.config, run_dir=args.run_dir, overrides=_parse_sets(args.sets))
         report = evaluate_decoding(session, force=args.force, log=print if env.is_main else (lambda s: None))
         if env.is_main:
-            print(f"decode: done on {env.world} process(es): {report.n_users} users, {report.seconds} s, "
-                  f"chose α={report.chosen['alpha']:g} τ={report.chosen['tau']:g}; {report.folder}")
+            print(
+                f"decode: done on {env.world} process(es): {report.n_users} users, {report.seconds} s, "
+                f"chose α={report.chosen['alpha']:g} τ={report.chosen['tau']:g}; {report.folder}"
+            )
     except AgrecError as e:
         print(f"agrec: error: {e}", file=sys.stderr)
         return 2

@@ -36,7 +36,7 @@ def shard_positions(prompts: Sequence[Sequence[int]], batch_size: int, rank: int
     order = length_order(prompts)
     n_batches = -(-len(order) // batch_size)
     lo, hi = rank * n_batches // world, (rank + 1) * n_batches // world
-    return np.asarray(order[lo * batch_size:hi * batch_size], dtype=np.int64)
+    return np.asarray(order[lo * batch_size : hi * batch_size], dtype=np.int64)
 
 
 def shard_blocks(n: int, block: int, rank: int, world: int) -> range:
@@ -64,8 +64,9 @@ def broadcast_object(env: DistEnv, obj: Any) -> Any:
     return box[0]
 
 
-def gather_rows(env: DistEnv, positions: np.ndarray, items: torch.Tensor, scores: torch.Tensor,
-                n: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+def gather_rows(
+    env: DistEnv, positions: np.ndarray, items: torch.Tensor, scores: torch.Tensor, n: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Rank 0 reassembles every process's rows: ``items [n, K]``, ``scores [n, K]`` in position order.
 
     Args:

@@ -21,8 +21,7 @@ import pandas as pd
 from agrec.data.split import LeaveOneOutSplit
 from agrec.decode.beam import DecodeResult
 from agrec.decode.config import DecodeConfig, EvalConfig
-from agrec.decode.evaluate import (TARGETS, EvalInputs, Evaluator, Row, build_inputs, choose, scorer_rankings,
-                                   subset)
+from agrec.decode.evaluate import TARGETS, EvalInputs, Evaluator, Row, build_inputs, choose, scorer_rankings, subset
 from agrec.decode.fusion import fuse_rankings, fusion_name
 from agrec.decode.shard import SINGLE, broadcast_object, gather_rows, shard_positions
 from agrec.decode.trie import ItemTrie
@@ -47,13 +46,13 @@ SECTIONS = DECODE_SECTIONS
 class DecodeReport:
     """What the decode stage produced (also what ``results.json`` holds)."""
 
-    rows: list[dict[str, Any]]          # name, settings, valid/test metrics
-    curve: list[dict[str, Any]]         # alpha, tau, valid/test metrics (main scorer)
-    chosen: dict[str, Any]              # the α/τ point chosen on validation
+    rows: list[dict[str, Any]]  # name, settings, valid/test metrics
+    curve: list[dict[str, Any]]  # alpha, tau, valid/test metrics (main scorer)
+    chosen: dict[str, Any]  # the α/τ point chosen on validation
     n_users: int
     seconds: float
     folder: Path
-    n_valid_users: int | None = None    # evaluation.select_users: the validation subsample's size (None: n_users)
+    n_valid_users: int | None = None  # evaluation.select_users: the validation subsample's size (None: n_users)
     # evaluation.decode_variants: name -> {"row", "settings", "curve" (valid metrics per grid point), "chosen"}
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     # the configuration the profile ships, chosen on validation across all AGRec rows, with its selection regret
@@ -76,8 +75,12 @@ def curve_records(curve: list[dict[str, Any]]) -> pd.DataFrame:
     """The α curve in long format (alpha, tau, target, metric, value); a point without a target's metrics
     (``evaluation.test_curve: false`` leaves ``"test": null`` where no table row needed it) has no records
     for that target."""
-    recs = [{"alpha": p["alpha"], "tau": p["tau"], "target": t, "metric": m, "value": v}
-            for p in curve for t in TARGETS for m, v in (p.get(t) or {}).items()]
+    recs = [
+        {"alpha": p["alpha"], "tau": p["tau"], "target": t, "metric": m, "value": v}
+        for p in curve
+        for t in TARGETS
+        for m, v in (p.get(t) or {}).items()
+    ]
     return pd.DataFrame(recs, columns=["alpha", "tau", "target", "metric", "value"])
 
 
@@ -99,15 +102,19 @@ def load_rankings(folder: Path, row: str, target: str) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as z:
             out = {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise AgrecError(f"{path}: cannot be read as the decode stage's rankings ({type(e).__name__}); the file "
-                         f"is damaged: rerun the decode stage") from None
+        raise AgrecError(
+            f"{path}: cannot be read as the decode stage's rankings ({type(e).__name__}); the file "
+            f"is damaged: rerun the decode stage"
+        ) from None
     missing = [k for k in RANKING_ARRAYS if k not in out]
     if missing:
         raise AgrecError(f"{path}: holds no {', '.join(missing)} (not written by the decode stage)")
     n = len(out["users"])
     if out["targets"].shape != (n,) or out["items"].ndim != 2 or out["items"].shape[0] != n:
-        raise AgrecError(f"{path}: users {out['users'].shape}, targets {out['targets'].shape} and items "
-                         f"{out['items'].shape} do not describe one ranking per user")
+        raise AgrecError(
+            f"{path}: users {out['users'].shape}, targets {out['targets'].shape} and items "
+            f"{out['items'].shape} do not describe one ranking per user"
+        )
     return out
 
 
@@ -135,7 +142,8 @@ def read_results(folder: Path) -> dict[str, Any]:
             raise bad(f"row {r['name']!r} has no metrics")
         for target, values in metrics.items():
             if not isinstance(values, dict) or not all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in values.values()):
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values.values()
+            ):
                 raise bad(f"row {r['name']!r}: {target} metrics are not numbers")
         if not isinstance(r.get("settings", {}), dict):
             raise bad(f"row {r['name']!r}: 'settings' is not an object")
@@ -148,8 +156,9 @@ def read_results(folder: Path) -> dict[str, Any]:
     if not isinstance(d.get("curve"), list):
         raise bad("'curve' is not a list")
     sel = d.get("selected")
-    if sel is not None and (not isinstance(sel, dict) or not isinstance(sel.get("source"), str)
-                            or not isinstance(sel.get("valid"), dict)):
+    if sel is not None and (
+        not isinstance(sel, dict) or not isinstance(sel.get("source"), str) or not isinstance(sel.get("valid"), dict)
+    ):
         raise bad("'selected' does not name its source row and validation metrics")
     return d
 
@@ -162,8 +171,9 @@ class RankingWriter:
     choose the same α). Memory: one row's ``[U, K]`` on rank 0 while it is written.
     """
 
-    def __init__(self, folder: Path, env: DistEnv, inputs: dict[str, EvalInputs], positions: dict[str, np.ndarray],
-                 ks: list[int]):
+    def __init__(
+        self, folder: Path, env: DistEnv, inputs: dict[str, EvalInputs], positions: dict[str, np.ndarray], ks: list[int]
+    ):
         self.folder, self.env, self.inputs, self.positions, self.ks = folder, env, inputs, positions, ks
 
     def path(self, name: str, target: str) -> Path:
@@ -203,9 +213,17 @@ def read_report(session: Session) -> DecodeReport:
 def load_report(folder: Path) -> DecodeReport:
     """The :class:`DecodeReport` of a decode stage folder (its ``results.json``)."""
     d = read_results(folder)
-    return DecodeReport(rows=d["rows"], curve=d["curve"], chosen=d["chosen"], n_users=d["n_users"],
-                        seconds=d["seconds"], folder=folder, n_valid_users=d.get("n_valid_users"),
-                        variants=d.get("decode_variants") or {}, selected=d.get("selected"))
+    return DecodeReport(
+        rows=d["rows"],
+        curve=d["curve"],
+        chosen=d["chosen"],
+        n_users=d["n_users"],
+        seconds=d["seconds"],
+        folder=folder,
+        n_valid_users=d.get("n_valid_users"),
+        variants=d.get("decode_variants") or {},
+        selected=d.get("selected"),
+    )
 
 
 def evaluate_decoding(session: Session, force: bool = False, log: Callable[[str], None] = print) -> DecodeReport:
@@ -241,20 +259,46 @@ def evaluate_decoding(session: Session, force: bool = False, log: Callable[[str]
         run_gnn_stage(session)  # the whole stage, so that its record (an input of this one) exists
         names = list(dict.fromkeys([profile.evaluation.scorer, *profile.evaluation.scorers]))
         scorers = {name: load_scorer(session, name) for name in names}
-    say(f"decode: {ds.n_items} items, beam {profile.decode.beam_size}, top_n {profile.decode.top_n}"
-        + (f", {env.world} processes" if env.distributed else ""))
-    report = decode_table(model, trie, bundle.pad_token_id, split, bundle.prompt_ids, scorers,
-                          profile.decode, profile.evaluation, folder, profile.seed, env=env, log=say, t0=t0)
+    say(
+        f"decode: {ds.n_items} items, beam {profile.decode.beam_size}, top_n {profile.decode.top_n}"
+        + (f", {env.world} processes" if env.distributed else "")
+    )
+    report = decode_table(
+        model,
+        trie,
+        bundle.pad_token_id,
+        split,
+        bundle.prompt_ids,
+        scorers,
+        profile.decode,
+        profile.evaluation,
+        folder,
+        profile.seed,
+        env=env,
+        log=say,
+        t0=t0,
+    )
     if env.is_main:
         run.mark_done(STAGE, key, profile, chosen=report.chosen, seconds=report.seconds)
     env.barrier()
     return report
 
 
-def decode_table(model: Any, trie: ItemTrie, pad_token_id: int, split: LeaveOneOutSplit,
-                 prompt_fn: Callable[[Sequence[int]], list[int]], scorers: dict[str, TopNScorer],
-                 dec_cfg: DecodeConfig, ev_cfg: EvalConfig, folder: Path, seed: int, env: DistEnv | None = None,
-                 log: Callable[[str], None] = print, t0: float | None = None) -> DecodeReport:
+def decode_table(
+    model: Any,
+    trie: ItemTrie,
+    pad_token_id: int,
+    split: LeaveOneOutSplit,
+    prompt_fn: Callable[[Sequence[int]], list[int]],
+    scorers: dict[str, TopNScorer],
+    dec_cfg: DecodeConfig,
+    ev_cfg: EvalConfig,
+    folder: Path,
+    seed: int,
+    env: DistEnv | None = None,
+    log: Callable[[str], None] = print,
+    t0: float | None = None,
+) -> DecodeReport:
     """The stage's work once its inputs exist: the α/τ curve, the choice, the table; writes ``folder``'s
     rankings (as produced) and ``results.json`` (rank 0). ``scorers`` maps every name of ``evaluation.scorer``
     and ``evaluation.scorers`` to its :class:`TopNScorer`; ``seed`` draws ``evaluation.select_users``."""
@@ -271,17 +315,22 @@ def decode_table(model: Any, trie: ItemTrie, pad_token_id: int, split: LeaveOneO
     # columns do not depend on the depth), and the beam (the scorer rows' length).
     depth = max(dec_cfg.top_n, dec_cfg.beam_size, *(int(v.settings.get("top_n", 0)) for v in variants))
     rankings = {name: scorer_rankings(scorers[name], inputs, depth, env=env) for name in names}
-    fused = fused_scorers(ev_cfg, rankings, dec_cfg.top_n, depth)   # {weight: scorer key}; adds their rankings
+    fused = fused_scorers(ev_cfg, rankings, dec_cfg.top_n, depth)  # {weight: scorer key}; adds their rankings
     # This process's users: whole batches of the single-process decode (agrec.decode.shard).
     positions = {t: shard_positions(inputs[t].prompts, dec_cfg.batch_size, env.rank, env.world) for t in TARGETS}
     mine = {t: subset(inputs[t], positions[t]) for t in TARGETS}
-    mine_rankings = {name: {t: DecodeResult(items=r.items[positions[t]], scores=r.scores[positions[t]])
-                            for t, r in per.items()} for name, per in rankings.items()}
+    mine_rankings = {
+        name: {t: DecodeResult(items=r.items[positions[t]], scores=r.scores[positions[t]]) for t, r in per.items()}
+        for name, per in rankings.items()
+    }
     del rankings
     writer = RankingWriter(folder, env, inputs, positions, list(ev_cfg.ks))
     ev = Evaluator(model, trie, pad_token_id, mine, mine_rankings, dec_cfg, ev_cfg.ks, log=log, sink=writer)
-    log(f"decode: {n_users} users" + (f" ({len(users['valid'])} for validation)" if ev_cfg.select_users else "")
-        + (f", this process {len(positions['test'])}" if env.distributed else ""))
+    log(
+        f"decode: {n_users} users"
+        + (f" ({len(users['valid'])} for validation)" if ev_cfg.select_users else "")
+        + (f", this process {len(positions['test'])}" if env.distributed else "")
+    )
 
     # The rows are planned first and decoded in as few passes over the users as their dependencies allow (each
     # pass encodes a batch's prompts once for all its rows, Evaluator.decode_rows): every validation point known
@@ -294,9 +343,15 @@ def decode_table(model: Any, trie: ItemTrie, pad_token_id: int, split: LeaveOneO
     by_point = curves[main_name]
     plans = [(v, plan_variant(ev, v, base, main_name)) for v in variants]
     fusion = plan_fusion(ev, ev_cfg, fused, base)
-    ev.decode_rows([base, *(row for pts in curves.values() for row in pts.values()),
-                    *(row for _, plan in plans for _, _, row in plan),
-                    *(row for pts in fusion.values() for row in pts.values())], "valid")
+    ev.decode_rows(
+        [
+            base,
+            *(row for pts in curves.values() for row in pts.values()),
+            *(row for _, plan in plans for _, _, row in plan),
+            *(row for pts in fusion.values() for row in pts.values()),
+        ],
+        "valid",
+    )
     # Every AGRec row chooses its own α/τ on validation: each scorer on its own curve (the grid holds 0, the LM
     # alone, and 1, the scorer alone with sum aggregation), each variant on its own grid.
     chosen_by = {name: choose(curve_points(pts), metric) for name, pts in curves.items()}
@@ -311,26 +366,54 @@ def decode_table(model: Any, trie: ItemTrie, pad_token_id: int, split: LeaveOneO
     main = by_point[(a, tau)]
     one_name = f"α=1 ({main_name})"
     one = by_point.get((1.0, tau)) or ev.new_row(one_name, main_name, alpha=1.0, tau=tau)
-    extra: list[Row] = [] if (1.0, tau) in by_point else [one]       # decoded on both targets
+    extra: list[Row] = [] if (1.0, tau) in by_point else [one]  # decoded on both targets
     if a > 0 and ev_cfg.released_code_variants:
-        extra += [ev.new_row("released code: mix=logit", main_name, alpha=a, tau=tau, mix="logit"),
-                  ev.new_row("released code: state=last_token", main_name, alpha=a, tau=tau, state="last_token"),
-                  ev.new_row("released code: logit + last_token + max", main_name, alpha=a, tau=tau,
-                             mix="logit", state="last_token", agg="max")]
+        extra += [
+            ev.new_row("released code: mix=logit", main_name, alpha=a, tau=tau, mix="logit"),
+            ev.new_row("released code: state=last_token", main_name, alpha=a, tau=tau, state="last_token"),
+            ev.new_row(
+                "released code: logit + last_token + max",
+                main_name,
+                alpha=a,
+                tau=tau,
+                mix="logit",
+                state="last_token",
+                agg="max",
+            ),
+        ]
     ev.decode_rows(extra, "valid")
     chosen_variants = [(v, plan, choose_variant(v, plan, metric, log)) for v, plan in plans]
     fusion_choice = choose_fusion(fusion, metric, log) if fusion else None
     candidates = selection_candidates(names, curves, chosen_by, chosen_variants)
     if fusion_choice is not None:
         w, point, row = fusion_choice
-        candidates.append(Candidate(agrec_row(fusion_name(*ev_cfg.fuse)), row, point["alpha"], point["tau"],
-                                    [(alpha, tau, r) for (alpha, tau), r in fusion[w].items()]))
+        candidates.append(
+            Candidate(
+                agrec_row(fusion_name(*ev_cfg.fuse)),
+                row,
+                point["alpha"],
+                point["tau"],
+                [(alpha, tau, r) for (alpha, tau), r in fusion[w].items()],
+            )
+        )
     selected = select_row(candidates, metric)
-    log(f"decode: selected {selected.source} (α={alpha_label(selected.alpha)}, τ={selected.tau:g}) among "
-        f"{len(candidates)} AGRec rows on validation {metric}")
-    ev.decode_rows([*test_rows, main, one, *extra, *(curves[n][(p["alpha"], p["tau"])] for n, p in chosen_by.items()),
-                    *(plan[i][2] for _, plan, i in chosen_variants), *(row for _, _, row in selected.curve),
-                    *([fusion_choice[2]] if fusion_choice is not None else [])], "test")
+    log(
+        f"decode: selected {selected.source} (α={alpha_label(selected.alpha)}, τ={selected.tau:g}) among "
+        f"{len(candidates)} AGRec rows on validation {metric}"
+    )
+    ev.decode_rows(
+        [
+            *test_rows,
+            main,
+            one,
+            *extra,
+            *(curves[n][(p["alpha"], p["tau"])] for n, p in chosen_by.items()),
+            *(plan[i][2] for _, plan, i in chosen_variants),
+            *(row for _, _, row in selected.curve),
+            *([fusion_choice[2]] if fusion_choice is not None else []),
+        ],
+        "test",
+    )
     for p in curve:
         p["test"] = by_point[(p["alpha"], p["tau"])].metrics.get("test")
 
@@ -340,9 +423,18 @@ def decode_table(model: Any, trie: ItemTrie, pad_token_id: int, split: LeaveOneO
     for name in [main_name, *(n for n in names if n != main_name)]:
         point = chosen_by[name]
         source = curves[name][(point["alpha"], point["tau"])]
-        rows.append(Row(name=agrec_row(name), settings={**source.settings, "alpha": point["alpha"],
-                                                        "tau": point["tau"], "scorer": name if point["alpha"] > 0
-                                                        else None}, metrics=source.metrics))
+        rows.append(
+            Row(
+                name=agrec_row(name),
+                settings={
+                    **source.settings,
+                    "alpha": point["alpha"],
+                    "tau": point["tau"],
+                    "scorer": name if point["alpha"] > 0 else None,
+                },
+                metrics=source.metrics,
+            )
+        )
         writer.copy(source, rows[-1].name)
         if name == main_name and one.name != one_name:
             rows.append(Row(name=one_name, settings=one.settings, metrics=one.metrics))
@@ -358,45 +450,81 @@ def decode_table(model: Any, trie: ItemTrie, pad_token_id: int, split: LeaveOneO
     if fusion_choice is not None:
         w, point, source = fusion_choice
         name = fusion_name(*ev_cfg.fuse)
-        rows.append(Row(name=agrec_row(name), settings={"scorer": name if point["alpha"] > 0 else None,
-                                                        "fused": list(ev_cfg.fuse), "weight": w,
-                                                        "alpha": point["alpha"], "tau": point["tau"]},
-                        metrics=source.metrics))
+        rows.append(
+            Row(
+                name=agrec_row(name),
+                settings={
+                    "scorer": name if point["alpha"] > 0 else None,
+                    "fused": list(ev_cfg.fuse),
+                    "weight": w,
+                    "alpha": point["alpha"],
+                    "tau": point["tau"],
+                },
+                metrics=source.metrics,
+            )
+        )
         writer.copy(source, rows[-1].name)
-        fusion_record = {"row": rows[-1].name, "scorers": list(ev_cfg.fuse), "weight": w,
-                         "curve": [{"weight": wt, **p} for wt, pts in fusion.items() for p in curve_points(pts)],
-                         "chosen": {"weight": w, **point}}
-    rows.append(Row(name=SELECTED_ROW, settings={**selected.row.settings, "alpha": selected.alpha,
-                                                 "tau": selected.tau, "source": selected.source},
-                    metrics=selected.row.metrics))
+        fusion_record = {
+            "row": rows[-1].name,
+            "scorers": list(ev_cfg.fuse),
+            "weight": w,
+            "curve": [{"weight": wt, **p} for wt, pts in fusion.items() for p in curve_points(pts)],
+            "chosen": {"weight": w, **point},
+        }
+    rows.append(
+        Row(
+            name=SELECTED_ROW,
+            settings={**selected.row.settings, "alpha": selected.alpha, "tau": selected.tau, "source": selected.source},
+            metrics=selected.row.metrics,
+        )
+    )
     writer.copy(selected.row, SELECTED_ROW)
     selected_record = selected.record(metric)
 
     seconds = round(time.perf_counter() - t0, 1)
     rec_rows = [{"name": r.name, "settings": r.settings, "metrics": r.metrics, "rankings": slug(r.name)} for r in rows]
-    report = DecodeReport(rows=rec_rows, curve=curve, chosen=best, n_users=n_users, seconds=seconds, folder=folder,
-                          n_valid_users=len(users["valid"]) if ev_cfg.select_users is not None else None,
-                          variants=variant_records, selected=selected_record)
+    report = DecodeReport(
+        rows=rec_rows,
+        curve=curve,
+        chosen=best,
+        n_users=n_users,
+        seconds=seconds,
+        folder=folder,
+        n_valid_users=len(users["valid"]) if ev_cfg.select_users is not None else None,
+        variants=variant_records,
+        selected=selected_record,
+    )
     if env.is_main:
         extra_keys = {} if ev_cfg.select_users is None else {"n_valid_users": len(users["valid"])}
         if variants:
             extra_keys["decode_variants"] = variant_records
         if fusion_record is not None:
             extra_keys["fusion"] = fusion_record
-        atomic_write_json(folder / RESULTS, {
-            "rows": rec_rows, "curve": curve, "chosen": best, "selected": selected_record, "n_users": n_users,
-            **extra_keys, "seconds": seconds,
-            "scorer_curves": {name: curve_points(pts) for name, pts in curves.items() if name != main_name},
-            "curve_rankings": {f"{p['alpha']:g},{p['tau']:g}": slug(by_point[(p['alpha'], p['tau'])].name)
-                               for p in curve}})
+        atomic_write_json(
+            folder / RESULTS,
+            {
+                "rows": rec_rows,
+                "curve": curve,
+                "chosen": best,
+                "selected": selected_record,
+                "n_users": n_users,
+                **extra_keys,
+                "seconds": seconds,
+                "scorer_curves": {name: curve_points(pts) for name, pts in curves.items() if name != main_name},
+                "curve_rankings": {
+                    f"{p['alpha']:g},{p['tau']:g}": slug(by_point[(p["alpha"], p["tau"])].name) for p in curve
+                },
+            },
+        )
     return report
 
 
 SELECTED_ROW = "AGRec (selected)"
 
 
-def fused_scorers(ev_cfg: EvalConfig, rankings: dict[str, dict[str, DecodeResult]], top_n: int, depth: int
-                  ) -> dict[float, str]:
+def fused_scorers(
+    ev_cfg: EvalConfig, rankings: dict[str, dict[str, DecodeResult]], top_n: int, depth: int
+) -> dict[float, str]:
     """With ``evaluation.fuse``, the fused rankings of its two scorers for every weight of
     ``evaluation.fusion_weights``, added to ``rankings`` under ``"<a>+<b>@<weight>"``; returns ``{weight: key}``
     (empty without ``fuse``)."""
@@ -411,45 +539,68 @@ def fused_scorers(ev_cfg: EvalConfig, rankings: dict[str, dict[str, DecodeResult
     return out
 
 
-def plan_fusion(ev: Evaluator, ev_cfg: EvalConfig, fused: dict[float, str], base: Row
-                ) -> dict[float, dict[tuple[float, float], Row]]:
+def plan_fusion(
+    ev: Evaluator, ev_cfg: EvalConfig, fused: dict[float, str], base: Row
+) -> dict[float, dict[tuple[float, float], Row]]:
     """The fused scorer's grid: ``{weight: {(alpha, tau): row}}`` over the profile's α/τ grid (α = 0 is ``base``)."""
     if not fused:
         return {}
     name = agrec_row(fusion_name(*ev_cfg.fuse))
-    return {w: {(alpha, tau): base if alpha == 0 else
-                ev.new_row(f"{name} w={w:g} α={alpha:g} τ={tau:g}", key, alpha=alpha, tau=tau)
-                for tau in ev_cfg.tau_grid for alpha in ev_cfg.alpha_grid}
-            for w, key in fused.items()}
+    return {
+        w: {
+            (alpha, tau): base
+            if alpha == 0
+            else ev.new_row(f"{name} w={w:g} α={alpha:g} τ={tau:g}", key, alpha=alpha, tau=tau)
+            for tau in ev_cfg.tau_grid
+            for alpha in ev_cfg.alpha_grid
+        }
+        for w, key in fused.items()
+    }
 
 
-def choose_fusion(fusion: dict[float, dict[tuple[float, float], Row]], metric: str,
-                  log: Callable[[str], None] = print) -> tuple[float, dict[str, Any], Row]:
+def choose_fusion(
+    fusion: dict[float, dict[tuple[float, float], Row]], metric: str, log: Callable[[str], None] = print
+) -> tuple[float, dict[str, Any], Row]:
     """The fused grid's best validation point: ``(weight, {"alpha", "tau", "valid"}, row)``; ties go to the smaller
     α, then τ, then the earlier weight."""
     best = None
     for w, pts in fusion.items():
         point = choose(curve_points(pts), metric)
-        if best is None or (point["valid"][metric], -point["alpha"], -point["tau"]) > \
-                (best[1]["valid"][metric], -best[1]["alpha"], -best[1]["tau"]):
+        if best is None or (point["valid"][metric], -point["alpha"], -point["tau"]) > (
+            best[1]["valid"][metric],
+            -best[1]["alpha"],
+            -best[1]["tau"],
+        ):
             best = (w, point, pts[(point["alpha"], point["tau"])])
     assert best is not None
-    log(f"decode: fused scorers: chose weight {best[0]:g}, α={best[1]['alpha']:g}, τ={best[1]['tau']:g} on "
-        f"validation {metric}")
+    log(
+        f"decode: fused scorers: chose weight {best[0]:g}, α={best[1]['alpha']:g}, τ={best[1]['tau']:g} on "
+        f"validation {metric}"
+    )
     return best
 
 
-def plan_curves(ev: Evaluator, names: Sequence[str], main_name: str, base: Row, alpha_grid: Sequence[float],
-                tau_grid: Sequence[float]) -> dict[str, dict[tuple[float, float], Row]]:
+def plan_curves(
+    ev: Evaluator,
+    names: Sequence[str],
+    main_name: str,
+    base: Row,
+    alpha_grid: Sequence[float],
+    tau_grid: Sequence[float],
+) -> dict[str, dict[tuple[float, float], Row]]:
     """Every scorer's α/τ grid as rows to decode: ``{scorer: {(alpha, tau): row}}``; α = 0 is ``base`` (the LM
     alone, whatever the scorer). The main scorer's points keep their short names (``α=0.2 τ=1``), the others'
     name their scorer (``AGRec (sasrec) α=0.2 τ=1``)."""
     out: dict[str, dict[tuple[float, float], Row]] = {}
     for name in names:
         prefix = "" if name == main_name else f"{agrec_row(name)} "
-        out[name] = {(alpha, tau): base if alpha == 0 else
-                     ev.new_row(f"{prefix}α={alpha:g} τ={tau:g}", name, alpha=alpha, tau=tau)
-                     for tau in tau_grid for alpha in alpha_grid}
+        out[name] = {
+            (alpha, tau): base
+            if alpha == 0
+            else ev.new_row(f"{prefix}α={alpha:g} τ={tau:g}", name, alpha=alpha, tau=tau)
+            for tau in tau_grid
+            for alpha in alpha_grid
+        }
     return out
 
 
@@ -462,11 +613,11 @@ def curve_points(points: dict[tuple[float, float], Row]) -> list[dict[str, Any]]
 class Candidate:
     """One AGRec row competing for the shipped configuration: its chosen point and its whole grid."""
 
-    source: str                                   # the AGRec row's name, e.g. "AGRec (sasrec)"
-    row: Row                                      # the decoded row of the chosen point
+    source: str  # the AGRec row's name, e.g. "AGRec (sasrec)"
+    row: Row  # the decoded row of the chosen point
     alpha: Any
     tau: float
-    curve: list[tuple[Any, float, Row]]           # every grid point of this row, for the selection regret
+    curve: list[tuple[Any, float, Row]]  # every grid point of this row, for the selection regret
 
     def record(self, metric: str) -> dict[str, Any]:
         """``results.json``'s ``selected``: the source row, its point, its metrics, and the selection regret on
@@ -474,25 +625,47 @@ class Candidate:
         test = [(alpha, tau, r.metrics["test"][metric]) for alpha, tau, r in self.curve if "test" in r.metrics]
         chosen_test = self.row.metrics["test"][metric]
         best = max(range(len(test)), key=lambda i: (test[i][2], -i)) if test else None
-        regret = None if best is None else {
-            "metric": metric, "chosen": {"alpha": self.alpha, "tau": self.tau, "test": chosen_test},
-            "test_best": {"alpha": test[best][0], "tau": test[best][1], "test": test[best][2]},
-            "regret": test[best][2] - chosen_test}
-        return {"row": SELECTED_ROW, "source": self.source, "scorer": self.row.settings.get("scorer"),
-                "alpha": self.alpha, "tau": self.tau, "valid": self.row.metrics["valid"],
-                "test": self.row.metrics.get("test"), "regret": regret}
+        regret = (
+            None
+            if best is None
+            else {
+                "metric": metric,
+                "chosen": {"alpha": self.alpha, "tau": self.tau, "test": chosen_test},
+                "test_best": {"alpha": test[best][0], "tau": test[best][1], "test": test[best][2]},
+                "regret": test[best][2] - chosen_test,
+            }
+        )
+        return {
+            "row": SELECTED_ROW,
+            "source": self.source,
+            "scorer": self.row.settings.get("scorer"),
+            "alpha": self.alpha,
+            "tau": self.tau,
+            "valid": self.row.metrics["valid"],
+            "test": self.row.metrics.get("test"),
+            "regret": regret,
+        }
 
 
-def selection_candidates(names: Sequence[str], curves: dict[str, dict[tuple[float, float], Row]],
-                         chosen_by: dict[str, dict[str, Any]],
-                         chosen_variants: Sequence[tuple[DecodeVariant, list[tuple[Any, float, Row]], int]]
-                         ) -> list[Candidate]:
+def selection_candidates(
+    names: Sequence[str],
+    curves: dict[str, dict[tuple[float, float], Row]],
+    chosen_by: dict[str, dict[str, Any]],
+    chosen_variants: Sequence[tuple[DecodeVariant, list[tuple[Any, float, Row]], int]],
+) -> list[Candidate]:
     """Every AGRec row at its own chosen point, main scorer first, then the other scorers, then the variants."""
     out = []
     for name in names:
         p = chosen_by[name]
-        out.append(Candidate(agrec_row(name), curves[name][(p["alpha"], p["tau"])], p["alpha"], p["tau"],
-                             [(alpha, tau, row) for (alpha, tau), row in curves[name].items()]))
+        out.append(
+            Candidate(
+                agrec_row(name),
+                curves[name][(p["alpha"], p["tau"])],
+                p["alpha"],
+                p["tau"],
+                [(alpha, tau, row) for (alpha, tau), row in curves[name].items()],
+            )
+        )
     for v, plan, i in chosen_variants:
         out.append(Candidate(v.row, plan[i][2], plan[i][0], plan[i][1], list(plan)))
     return out
@@ -508,22 +681,30 @@ def select_row(candidates: Sequence[Candidate], metric: str) -> Candidate:
 def plan_variant(ev: Evaluator, variant: DecodeVariant, base: Row, scorer: str) -> list[tuple[Any, float, Row]]:
     """One decode variant's grid (:mod:`agrec.decode.variants`) as ``(alpha, tau, row)`` points to decode on
     the validation item; a point with α = 0 everywhere and only graph settings changed is ``base``."""
-    return [(alpha, tau, base if variant.is_plain(alpha) else
-             ev.new_row(f"{variant.row} α={alpha_label(alpha)} τ={tau:g}", scorer, alpha=alpha, tau=tau,
-                        **variant.settings))
-            for alpha, tau in variant.points()]
+    return [
+        (
+            alpha,
+            tau,
+            base
+            if variant.is_plain(alpha)
+            else ev.new_row(
+                f"{variant.row} α={alpha_label(alpha)} τ={tau:g}", scorer, alpha=alpha, tau=tau, **variant.settings
+            ),
+        )
+        for alpha, tau in variant.points()
+    ]
 
 
-def choose_variant(variant: DecodeVariant, plan: list[tuple[Any, float, Row]], metric: str,
-                   log: Callable[[str], None] = print) -> int:
+def choose_variant(
+    variant: DecodeVariant, plan: list[tuple[Any, float, Row]], metric: str, log: Callable[[str], None] = print
+) -> int:
     """The index of the plan's point with the best validation ``metric`` (ties to the earlier point)."""
     i = choose_point(_variant_curve(plan), metric)
     log(f"decode: {variant.row}: chose α={alpha_label(plan[i][0])}, τ={plan[i][1]:g} on validation {metric}")
     return i
 
 
-def variant_row(variant: DecodeVariant, plan: list[tuple[Any, float, Row]], i: int
-                ) -> tuple[Row, dict[str, Any], Row]:
+def variant_row(variant: DecodeVariant, plan: list[tuple[Any, float, Row]], i: int) -> tuple[Row, dict[str, Any], Row]:
     """A decode variant's table row ``AGRec [<name>]`` once its chosen point ``i`` has its test metrics, its
     record (``settings``, ``grid``, ``curve`` of validation metrics, ``chosen``) and the decoded row of the
     chosen point, whose rankings the table row copies."""
@@ -531,11 +712,17 @@ def variant_row(variant: DecodeVariant, plan: list[tuple[Any, float, Row]], i: i
     alpha, tau, source = plan[i]
     settings = {**source.settings, "alpha": alpha, "tau": tau, **variant.settings}
     row = Row(name=variant.row, settings=settings, metrics=dict(source.metrics))
-    record = {"row": variant.row, "settings": variant.settings,
-              "grid": {"alpha": [list(a) if isinstance(a, tuple) else a for a in variant.alpha_grid],
-                       "tau": list(variant.tau_grid)},
-              "curve": curve, "chosen": curve[i],
-              "rankings": slug(variant.row)}
+    record = {
+        "row": variant.row,
+        "settings": variant.settings,
+        "grid": {
+            "alpha": [list(a) if isinstance(a, tuple) else a for a in variant.alpha_grid],
+            "tau": list(variant.tau_grid),
+        },
+        "curve": curve,
+        "chosen": curve[i],
+        "rankings": slug(variant.row),
+    }
     return row, record, source
 
 

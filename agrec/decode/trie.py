@@ -57,8 +57,11 @@ class ItemTrie:
         Raises :class:`AgrecError` for an empty table, a negative id, or two items with the same code sequence
         (the decoder could not tell them apart; the semantic-ID stage guarantees a collision-free table).
         """
-        tok = np.asarray(torch.as_tensor(item_token_ids).cpu().numpy() if isinstance(item_token_ids, torch.Tensor)
-                         else item_token_ids)
+        tok = np.asarray(
+            torch.as_tensor(item_token_ids).cpu().numpy()
+            if isinstance(item_token_ids, torch.Tensor)
+            else item_token_ids
+        )
         if tok.ndim != 2 or tok.shape[0] == 0 or tok.shape[1] == 0:
             raise AgrecError(f"item_token_ids must be a non-empty [n_items, n_levels] table, got shape {tok.shape}")
         if not np.issubdtype(tok.dtype, np.integer):
@@ -74,21 +77,23 @@ class ItemTrie:
         srt = tok[order]
         same_as_prev = np.ones((n_items, L + 1), dtype=bool)  # prefix of length t equal to the previous row's
         if n_items > 1:
-            eq = srt[1:] == srt[:-1]                           # [n_items-1, L]
+            eq = srt[1:] == srt[:-1]  # [n_items-1, L]
             same_as_prev[1:, 1:] = np.cumprod(eq, axis=1).astype(bool)
         same_as_prev[0, 1:] = False
         if n_items > 1 and same_as_prev[1:, L].any():
             r = int(np.argmax(same_as_prev[1:, L])) + 1
             a, b = sorted((int(order[r - 1]), int(order[r])))
-            raise AgrecError(f"item_token_ids: items {a} and {b} have the same code sequence {tok[a].tolist()}; "
-                             "the trie needs a collision-free code table")
+            raise AgrecError(
+                f"item_token_ids: items {a} and {b} have the same code sequence {tok[a].tolist()}; "
+                "the trie needs a collision-free code table"
+            )
 
         # Node ids: root 0, then each depth's distinct prefixes in lexicographic order.
         path_sorted = np.zeros((n_items, L + 1), dtype=np.int64)
         offset = 1
         depth_start = [0]
         for t in range(1, L + 1):
-            local = np.cumsum(~same_as_prev[:, t]) - 1         # 0-based rank of the prefix among depth-t prefixes
+            local = np.cumsum(~same_as_prev[:, t]) - 1  # 0-based rank of the prefix among depth-t prefixes
             path_sorted[:, t] = offset + local
             depth_start.append(offset)
             offset += int(local[-1]) + 1
@@ -111,16 +116,25 @@ class ItemTrie:
         leaf_item[path_nodes[:, L]] = np.arange(n_items)
 
         n_children = np.bincount(node_parent[1:], minlength=n_nodes).astype(np.int64)
-        first_child = np.full(n_nodes, n_nodes, dtype=np.int64)   # n_nodes = "no child" sentinel
+        first_child = np.full(n_nodes, n_nodes, dtype=np.int64)  # n_nodes = "no child" sentinel
         np.minimum.at(first_child, node_parent[1:], np.arange(1, n_nodes))
         first_child[n_children == 0] = 0
         max_children = np.array([int(n_children[node_depth == t].max()) for t in range(L)], dtype=np.int64)
 
         as_t = torch.from_numpy
-        return cls(item_tokens=as_t(tok), path_nodes=as_t(path_nodes), node_depth=as_t(node_depth),
-                   node_token=as_t(node_token), node_parent=as_t(node_parent), first_child=as_t(first_child),
-                   n_children=as_t(n_children), leaf_item=as_t(leaf_item), leaf_count=as_t(leaf_count),
-                   max_children=as_t(max_children), code_tokens=torch.unique(as_t(tok)))
+        return cls(
+            item_tokens=as_t(tok),
+            path_nodes=as_t(path_nodes),
+            node_depth=as_t(node_depth),
+            node_token=as_t(node_token),
+            node_parent=as_t(node_parent),
+            first_child=as_t(first_child),
+            n_children=as_t(n_children),
+            leaf_item=as_t(leaf_item),
+            leaf_count=as_t(leaf_count),
+            max_children=as_t(max_children),
+            code_tokens=torch.unique(as_t(tok)),
+        )
 
     @classmethod
     def from_code_table(cls, table, tokenizer) -> "ItemTrie":
@@ -133,10 +147,12 @@ class ItemTrie:
             unk = getattr(tokenizer, "unk_token_id", None)
         else:
             ids, unk = [tokenizer.get(t) for t in flat], None
-        missing = [t for t, i in zip(flat, ids) if i is None or (unk is not None and i == unk)]
+        missing = [t for t, i in zip(flat, ids, strict=True) if i is None or (unk is not None and i == unk)]
         if missing:
-            raise AgrecError(f"code token {missing[0]!r} is not in the tokenizer's vocabulary "
-                             f"({len(set(missing))} code tokens missing): add the code tokens first")
+            raise AgrecError(
+                f"code token {missing[0]!r} is not in the tokenizer's vocabulary "
+                f"({len(set(missing))} code tokens missing): add the code tokens first"
+            )
         return cls.build(np.asarray(ids, dtype=np.int64).reshape(table.n_items, table.n_levels))
 
     # -- properties ----------------------------------------------------------------------------------------
@@ -182,7 +198,7 @@ class ItemTrie:
         node = 0
         for tok in prefix:
             lo, n = int(self.first_child[node]), int(self.n_children[node])
-            toks = self.node_token[lo:lo + n].tolist()
+            toks = self.node_token[lo : lo + n].tolist()
             if int(tok) not in toks:
                 return -1
             node = lo + toks.index(int(tok))
@@ -194,7 +210,7 @@ class ItemTrie:
         if node < 0:
             return []
         lo, n = int(self.first_child[node]), int(self.n_children[node])
-        return self.node_token[lo:lo + n].tolist()
+        return self.node_token[lo : lo + n].tolist()
 
     def remaining_counts(self, exclude: list[torch.Tensor | np.ndarray | list[int] | None]) -> torch.Tensor:
         """Items still reachable under each node once each user's ``exclude`` items are removed.
@@ -218,8 +234,10 @@ class ItemTrie:
             items.append(ex_t)
         if rows:
             r = torch.cat(rows).to(self.device)
-            nodes = self.path_nodes[torch.cat(items).to(self.device)]                 # [n_ex, L+1]
-            counts.index_put_((r.unsqueeze(1).expand_as(nodes).reshape(-1), nodes.reshape(-1)),
-                              torch.full((nodes.numel(),), -1, dtype=torch.int64, device=self.device),
-                              accumulate=True)
+            nodes = self.path_nodes[torch.cat(items).to(self.device)]  # [n_ex, L+1]
+            counts.index_put_(
+                (r.unsqueeze(1).expand_as(nodes).reshape(-1), nodes.reshape(-1)),
+                torch.full((nodes.numel(),), -1, dtype=torch.int64, device=self.device),
+                accumulate=True,
+            )
         return counts

@@ -24,10 +24,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agrec.decode.config import DecodeConfig, EvalConfig
 from agrec.errors import ConfigError
+
+if TYPE_CHECKING:  # pandas is imported where a frame is built: loading a profile stays light
+    import pandas as pd
 
 # DecodeConfig fields a variant may set; beam_size (the ranking depth of every row), batch_size and kv (no
 # effect on the result) stay the profile's.
@@ -94,8 +97,10 @@ def parse_variants(ev: EvalConfig, decode: DecodeConfig) -> list[DecodeVariant]:
     for name, spec in raw.items():
         where = f"evaluation.decode_variants.{name}"
         if not isinstance(name, str) or not name.strip() or any(c in name for c in "[]\n"):
-            raise ConfigError(f"evaluation.decode_variants: a name must be a non-empty string without '[', ']' or "
-                              f"newlines, got {name!r}")
+            raise ConfigError(
+                f"evaluation.decode_variants: a name must be a non-empty string without '[', ']' or "
+                f"newlines, got {name!r}"
+            )
         s = slug(variant_row(name))
         if s in slugs:
             raise ConfigError(f"{where}: its rankings file name {s!r} equals that of variant {slugs[s]!r}; rename one")
@@ -105,8 +110,10 @@ def parse_variants(ev: EvalConfig, decode: DecodeConfig) -> list[DecodeVariant]:
         if not isinstance(spec, dict):
             raise ConfigError(f"{where} must be a mapping of decode settings, got {spec!r}")
         if "alpha" in spec:
-            raise ConfigError(f"{where}.alpha: a variant's α is chosen on validation; give alpha_grid (numbers or "
-                              f"per-level lists) instead")
+            raise ConfigError(
+                f"{where}.alpha: a variant's α is chosen on validation; give alpha_grid (numbers or "
+                f"per-level lists) instead"
+            )
         unknown = sorted(set(spec) - set(VARIANT_KEYS) - set(GRID_KEYS))
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {unknown}; a variant may set {list(VARIANT_KEYS + GRID_KEYS)}")
@@ -178,7 +185,15 @@ def variant_curves(records: dict[str, dict[str, Any]], metric: str) -> "pd.DataF
     validation ``metric``, and whether the point was chosen."""
     import pandas as pd
 
-    recs = [{"variant": name, "alpha": alpha_label(p["alpha"]), "tau": p["tau"], f"valid {metric}": p["valid"][metric],
-             "chosen": p["alpha"] == r["chosen"]["alpha"] and p["tau"] == r["chosen"]["tau"]}
-            for name, r in records.items() for p in r["curve"]]
+    recs = [
+        {
+            "variant": name,
+            "alpha": alpha_label(p["alpha"]),
+            "tau": p["tau"],
+            f"valid {metric}": p["valid"][metric],
+            "chosen": p["alpha"] == r["chosen"]["alpha"] and p["tau"] == r["chosen"]["tau"],
+        }
+        for name, r in records.items()
+        for p in r["curve"]
+    ]
     return pd.DataFrame(recs, columns=["variant", "alpha", "tau", f"valid {metric}", "chosen"])

@@ -8,14 +8,20 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from agrec.gnn.config import (GNN_MODELS, GNNConfig, GNNTrainConfig, LightGCNConfig, SGLConfig,
-                              XSimGCLConfig)
+from agrec.gnn.config import GNN_MODELS, GNNConfig, GNNTrainConfig, LightGCNConfig, SGLConfig, XSimGCLConfig
 
 _LAZY = {
-    "GraphRecommender": "agrec.gnn.base", "InteractionGraph": "agrec.gnn.graph", "propagate": "agrec.gnn.graph",
-    "LightGCN": "agrec.gnn.lightgcn", "SGL": "agrec.gnn.sgl", "XSimGCL": "agrec.gnn.xsimgcl",
-    "build_model": "agrec.gnn.registry", "evaluate_gnn": "agrec.gnn.evaluate",
-    "history_exclusion": "agrec.gnn.evaluate", "train_gnn": "agrec.gnn.stage", "run_gnn_stage": "agrec.gnn.stage",
+    "GraphRecommender": "agrec.gnn.base",
+    "InteractionGraph": "agrec.gnn.graph",
+    "propagate": "agrec.gnn.graph",
+    "LightGCN": "agrec.gnn.lightgcn",
+    "SGL": "agrec.gnn.sgl",
+    "XSimGCL": "agrec.gnn.xsimgcl",
+    "build_model": "agrec.gnn.registry",
+    "evaluate_gnn": "agrec.gnn.evaluate",
+    "history_exclusion": "agrec.gnn.evaluate",
+    "train_gnn": "agrec.gnn.stage",
+    "run_gnn_stage": "agrec.gnn.stage",
 }
 
 __all__ = ["GNN_MODELS", "GNNConfig", "GNNTrainConfig", "LightGCNConfig", "SGLConfig", "XSimGCLConfig", *_LAZY]

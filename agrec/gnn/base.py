@@ -82,8 +82,10 @@ class GraphRecommender(nn.Module):
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False):
         for key, p in (("user_embedding", self.user_embedding), ("item_embedding", self.item_embedding)):
             if key in state_dict and tuple(state_dict[key].shape) != tuple(p.shape):
-                raise AgrecError(f"{self.name}: weight '{key}' has shape {tuple(state_dict[key].shape)}, the model "
-                                 f"expects {tuple(p.shape)} (another dataset, split or embedding_dim?)")
+                raise AgrecError(
+                    f"{self.name}: weight '{key}' has shape {tuple(state_dict[key].shape)}, the model "
+                    f"expects {tuple(p.shape)} (another dataset, split or embedding_dim?)"
+                )
         self._cache = None
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
@@ -96,8 +98,10 @@ class GraphRecommender(nn.Module):
         over the train + validation graph without retraining.
         """
         if (graph.n_users, graph.n_items) != (self.n_users, self.n_items):
-            raise AgrecError(f"{self.name}: the new graph has {graph.n_users} users x {graph.n_items} items, the "
-                             f"model {self.n_users} x {self.n_items}")
+            raise AgrecError(
+                f"{self.name}: the new graph has {graph.n_users} users x {graph.n_items} items, the "
+                f"model {self.n_users} x {self.n_items}"
+            )
         other = type(self)(self.config, graph)  # type: ignore[call-arg]
         other.load_state_dict(self.state_dict())
         return other.to(self.device).eval()
@@ -117,7 +121,7 @@ class GraphRecommender(nn.Module):
 
     def split_nodes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[n_users + n_items, d] -> ([n_users, d], [n_items, d])``."""
-        return x[: self.n_users], x[self.n_users:]
+        return x[: self.n_users], x[self.n_users :]
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Final embeddings φ(u) ``[n_users, d]`` and ψ(v) ``[n_items, d]``."""
@@ -166,8 +170,9 @@ class GraphRecommender(nn.Module):
         users, items = self.final_embeddings()
         return users[ids] @ items.T
 
-    def top_n(self, user_ids: torch.Tensor | Sequence[int] | np.ndarray, n: int,
-              exclude: Exclude = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def top_n(
+        self, user_ids: torch.Tensor | Sequence[int] | np.ndarray, n: int, exclude: Exclude = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``n`` best-scored items per user, best first.
 
         Args:
@@ -199,13 +204,12 @@ class GraphRecommender(nn.Module):
                 raise AgrecError(f"exclude must be None, 'train' or a list of item arrays, got {exclude!r}")
             indptr = self.graph.user_indptr
             u = user_ids.cpu().numpy()
-            lists: Iterable = (self.graph.items[indptr[x]:indptr[x + 1]] for x in u)
+            lists: Iterable = (self.graph.items[indptr[x] : indptr[x + 1]] for x in u)
         else:
             if len(exclude) != len(user_ids):
                 raise AgrecError(f"exclude has {len(exclude)} item lists for {len(user_ids)} users")
             lists = exclude
-        arrays = [np.asarray(a.cpu() if isinstance(a, torch.Tensor) else a, dtype=np.int64).reshape(-1)
-                  for a in lists]
+        arrays = [np.asarray(a.cpu() if isinstance(a, torch.Tensor) else a, dtype=np.int64).reshape(-1) for a in lists]
         lengths = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
         if lengths.sum() == 0:
             return scores
@@ -217,5 +221,7 @@ class GraphRecommender(nn.Module):
         return scores
 
     def extra_repr(self) -> str:
-        return (f"n_users={self.n_users}, n_items={self.n_items}, embedding_dim={self.embedding_dim}, "
-                f"n_layers={self.n_layers}, n_edges={self.graph.n_edges}")
+        return (
+            f"n_users={self.n_users}, n_items={self.n_items}, embedding_dim={self.embedding_dim}, "
+            f"n_layers={self.n_layers}, n_edges={self.graph.n_edges}"
+        )

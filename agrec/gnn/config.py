@@ -52,9 +52,9 @@ class SGLConfig:
     embedding_dim: int = 512
     n_layers: int = 2
     reg_weight: float = 1e-4
-    ssl_weight: float = 0.1   # λ₁
-    ssl_tau: float = 0.2      # τ
-    drop_ratio: float = 0.1   # ρ, share of edges dropped in each view
+    ssl_weight: float = 0.1  # λ₁
+    ssl_tau: float = 0.2  # τ
+    drop_ratio: float = 0.1  # ρ, share of edges dropped in each view
 
     def __post_init__(self) -> None:
         check_model_config("sgl", self)
@@ -74,16 +74,17 @@ class XSimGCLConfig:
     embedding_dim: int = 512
     n_layers: int = 2
     reg_weight: float = 1e-4
-    cl_weight: float = 0.2    # λ
-    eps: float = 0.2          # ε, noise magnitude
-    cl_tau: float = 0.15      # τ
-    cl_layer: int = 1         # l*, the layer contrasted with the final embeddings
+    cl_weight: float = 0.2  # λ
+    eps: float = 0.2  # ε, noise magnitude
+    cl_tau: float = 0.15  # τ
+    cl_layer: int = 1  # l*, the layer contrasted with the final embeddings
 
     def __post_init__(self) -> None:
         check_model_config("xsimgcl", self)
         if self.n_layers < 1:
-            raise ConfigError(f"gnn.xsimgcl.n_layers must be >= 1 (layer 0 is not part of XSimGCL's output), "
-                              f"got {self.n_layers}")
+            raise ConfigError(
+                f"gnn.xsimgcl.n_layers must be >= 1 (layer 0 is not part of XSimGCL's output), got {self.n_layers}"
+            )
         if not 1 <= self.cl_layer <= self.n_layers:
             raise ConfigError(f"gnn.xsimgcl.cl_layer must be in 1..n_layers={self.n_layers}, got {self.cl_layer}")
         if self.cl_weight < 0 or self.eps < 0:
@@ -117,13 +118,13 @@ class GNNTrainConfig:
     epochs: int = 150
     batch_size: int = 2048
     learning_rate: float = 1e-3
-    eval_every: int = 5            # epochs between validation evaluations
-    patience: int = 5              # evaluations without improvement before stopping
+    eval_every: int = 5  # epochs between validation evaluations
+    patience: int = 5  # evaluations without improvement before stopping
     valid_metric: str = "NDCG@10"  # the model-selection metric (on the validation item)
-    exclude_history: bool = True   # mask the user's history when ranking (False: repeat consumption)
+    exclude_history: bool = True  # mask the user's history when ranking (False: repeat consumption)
     # Runtime keys (recorded, never hashed; the model key has always left them out): where the model
     # trains and whether a bar is shown. A model trained on a GPU is reused on CPU; its record names the device.
-    device: str = runtime("cpu")   # "cpu", "cuda", "cuda:1", or "auto" (cuda when available)
+    device: str = runtime("cpu")  # "cpu", "cuda", "cuda:1", or "auto" (cuda when available)
     progress: bool = runtime(True)  # tqdm progress bar over epochs
     test_graph: str = "propagate"  # test-time scoring: "propagate" | "refit" | "train" (see above)
 

@@ -21,20 +21,26 @@ def history_exclusion(split: LeaveOneOutSplit, target: str) -> list[np.ndarray]:
 
 
 @torch.no_grad()
-def rank_all_users(model: GraphRecommender, exclude: list[np.ndarray] | None, k: int,
-                   batch_users: int = 4096) -> np.ndarray:
+def rank_all_users(
+    model: GraphRecommender, exclude: list[np.ndarray] | None, k: int, batch_users: int = 4096
+) -> np.ndarray:
     """Top-``k`` items of every user, ``[n_users, k]`` (int64, -1 = padding), in user batches."""
     out = []
     for start in range(0, model.n_users, batch_users):
         ids = torch.arange(start, min(start + batch_users, model.n_users), device=model.device)
-        ex = None if exclude is None else exclude[start:start + len(ids)]
+        ex = None if exclude is None else exclude[start : start + len(ids)]
         items, _ = model.top_n(ids, k, exclude=ex)
         out.append(items.cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
 
 
-def evaluate_gnn(model: GraphRecommender, split: LeaveOneOutSplit, target: str, ks: tuple[int, ...] = (5, 10),
-                 exclude_history: bool = True) -> dict[str, float]:
+def evaluate_gnn(
+    model: GraphRecommender,
+    split: LeaveOneOutSplit,
+    target: str,
+    ks: tuple[int, ...] = (5, 10),
+    exclude_history: bool = True,
+) -> dict[str, float]:
     """``{"HR@5": …, "NDCG@5": …, "HR@10": …, "NDCG@10": …}`` for ``target`` in ``"valid"``/``"test"``.
 
     ``exclude_history=False`` keeps the history items in the ranking (data with repeat consumption).

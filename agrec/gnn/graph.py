@@ -91,7 +91,7 @@ class InteractionGraph:
 
     def user_items(self, user: int) -> np.ndarray:
         """The distinct training items of ``user`` (sorted)."""
-        return self.items[self.user_indptr[user]:self.user_indptr[user + 1]]
+        return self.items[self.user_indptr[user] : self.user_indptr[user + 1]]
 
     def user_degree(self) -> np.ndarray:
         return np.diff(self.user_indptr)
@@ -122,8 +122,12 @@ class InteractionGraph:
         crow = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=self.n_nodes))])
         with warnings.catch_warnings():  # "sparse CSR support is in beta": it is what we want
             warnings.simplefilter("ignore", UserWarning)
-            adj = torch.sparse_csr_tensor(torch.from_numpy(crow.astype(np.int64)), torch.from_numpy(cols),
-                                          torch.from_numpy(vals), size=(self.n_nodes, self.n_nodes))
+            adj = torch.sparse_csr_tensor(
+                torch.from_numpy(crow.astype(np.int64)),
+                torch.from_numpy(cols),
+                torch.from_numpy(vals),
+                size=(self.n_nodes, self.n_nodes),
+            )
         return adj.to(device)
 
     def history_lists(self) -> list[np.ndarray]:

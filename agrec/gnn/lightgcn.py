@@ -34,8 +34,9 @@ class LightGCN(GraphRecommender):
         pos = (u * items[batch.pos_items]).sum(dim=1)
         neg = (u * items[batch.neg_items]).sum(dim=1)
         rec = bpr_loss(pos, neg)
-        reg = l2_reg(self.user_embedding[batch.users], self.item_embedding[batch.pos_items],
-                     self.item_embedding[batch.neg_items])
+        reg = l2_reg(
+            self.user_embedding[batch.users], self.item_embedding[batch.pos_items], self.item_embedding[batch.neg_items]
+        )
         loss = rec + self.config.reg_weight * reg
         self.loss_parts = {"bpr": float(rec.detach()), "reg": float(reg.detach())}
         return loss

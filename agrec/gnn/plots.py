@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974",
-           "#64B5CD"]
+PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD"]
 
 
 def training_curves(curves: Mapping[str, pd.DataFrame], metric: str = "NDCG@10") -> Figure:
@@ -58,8 +57,9 @@ def tsne_coordinates(embeddings: np.ndarray, seed: int, perplexity: float = 30.0
     from sklearn.manifold import TSNE  # heavy import; only this figure needs it
 
     perplexity = min(perplexity, max(2.0, (len(embeddings) - 1) / 3))
-    return TSNE(n_components=2, perplexity=perplexity, metric="cosine", init="pca", random_state=seed,
-                max_iter=500).fit_transform(np.asarray(embeddings, dtype=np.float32))
+    return TSNE(
+        n_components=2, perplexity=perplexity, metric="cosine", init="pca", random_state=seed, max_iter=500
+    ).fit_transform(np.asarray(embeddings, dtype=np.float32))
 
 
 def tsne_by_label(coords: np.ndarray, labels: Sequence[str], title: str) -> Figure:
@@ -71,8 +71,15 @@ def tsne_by_label(coords: np.ndarray, labels: Sequence[str], title: str) -> Figu
     order = [g for g, _ in Counter(labels).most_common() if g not in ("other", "unknown")]
     lab = np.asarray(labels)
     if len(lab) and (lab == "unknown").all():
-        ax.scatter(coords[:, 0], coords[:, 1], s=9, color=PALETTE[0], label=f"no genres ({len(lab)} items)",
-                   alpha=0.85, linewidths=0)
+        ax.scatter(
+            coords[:, 0],
+            coords[:, 1],
+            s=9,
+            color=PALETTE[0],
+            label=f"no genres ({len(lab)} items)",
+            alpha=0.85,
+            linewidths=0,
+        )
     else:
         for g, color in (("other", "#D0D0D0"), ("unknown", "#E8E8E8")):
             m = lab == g
@@ -80,8 +87,15 @@ def tsne_by_label(coords: np.ndarray, labels: Sequence[str], title: str) -> Figu
                 ax.scatter(coords[m, 0], coords[m, 1], s=6, color=color, label=g, alpha=0.6, linewidths=0)
         for k, g in enumerate(order):
             m = lab == g
-            ax.scatter(coords[m, 0], coords[m, 1], s=9, color=PALETTE[k % len(PALETTE)], label=f"{g} ({m.sum()})",
-                       alpha=0.85, linewidths=0)
+            ax.scatter(
+                coords[m, 0],
+                coords[m, 1],
+                s=9,
+                color=PALETTE[k % len(PALETTE)],
+                label=f"{g} ({m.sum()})",
+                alpha=0.85,
+                linewidths=0,
+            )
     ax.set_xticks([])
     ax.set_yticks([])
     ax.legend(frameon=False, fontsize=8, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5))

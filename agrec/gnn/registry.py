@@ -16,8 +16,13 @@ MODEL_CLASSES: dict[str, type[GraphRecommender]] = {"lightgcn": LightGCN, "sgl":
 CONFIG_CLASSES: dict[str, type] = {"lightgcn": LightGCNConfig, "sgl": SGLConfig, "xsimgcl": XSimGCLConfig}
 
 
-def build_model(name: str, config: LightGCNConfig | SGLConfig | XSimGCLConfig, graph: InteractionGraph,
-                seed: int, device: torch.device | str = "cpu") -> GraphRecommender:
+def build_model(
+    name: str,
+    config: LightGCNConfig | SGLConfig | XSimGCLConfig,
+    graph: InteractionGraph,
+    seed: int,
+    device: torch.device | str = "cpu",
+) -> GraphRecommender:
     """A fresh ``name`` model on ``graph`` whose initial weights depend only on ``seed``."""
     if name not in MODEL_CLASSES:
         raise ConfigError(f"unknown GNN {name!r}; known: {list(MODEL_CLASSES)}")

@@ -25,8 +25,9 @@ class BPRBatch(NamedTuple):
     neg_items: torch.Tensor
 
 
-def sample_negatives(graph: InteractionGraph, users: np.ndarray, rng: np.random.Generator,
-                     max_rounds: int = 1000) -> np.ndarray:
+def sample_negatives(
+    graph: InteractionGraph, users: np.ndarray, rng: np.random.Generator, max_rounds: int = 1000
+) -> np.ndarray:
     """One uniform negative item per entry of ``users`` that is not among that user's training items.
 
     Returns:
@@ -36,8 +37,9 @@ def sample_negatives(graph: InteractionGraph, users: np.ndarray, rng: np.random.
     full = graph.user_degree()[users] >= graph.n_items
     if full.any():
         u = int(users[full][0])
-        raise AgrecError(f"user {u} interacted with all {graph.n_items} items in training: no negative item "
-                         f"can be sampled for BPR")
+        raise AgrecError(
+            f"user {u} interacted with all {graph.n_items} items in training: no negative item can be sampled for BPR"
+        )
     neg = rng.integers(0, graph.n_items, size=users.shape, dtype=np.int64)
     bad = np.flatnonzero(graph.contains(users, neg))
     for _ in range(max_rounds):
@@ -45,12 +47,15 @@ def sample_negatives(graph: InteractionGraph, users: np.ndarray, rng: np.random.
             return neg
         neg[bad] = rng.integers(0, graph.n_items, size=len(bad), dtype=np.int64)
         bad = bad[graph.contains(users[bad], neg[bad])]
-    raise AgrecError(f"negative sampling did not finish in {max_rounds} rounds ({len(bad)} left): "
-                     f"some users have almost every item in their training history")
+    raise AgrecError(
+        f"negative sampling did not finish in {max_rounds} rounds ({len(bad)} left): "
+        f"some users have almost every item in their training history"
+    )
 
 
-def bpr_batches(graph: InteractionGraph, batch_size: int, rng: np.random.Generator,
-                device: torch.device | str = "cpu") -> Iterator[BPRBatch]:
+def bpr_batches(
+    graph: InteractionGraph, batch_size: int, rng: np.random.Generator, device: torch.device | str = "cpu"
+) -> Iterator[BPRBatch]:
     """Shuffle every training edge once and yield BPR batches (the last one may be smaller).
 
     All randomness comes from ``rng``: the same generator state gives the same epoch.

@@ -50,8 +50,9 @@ class SGL(GraphRecommender):
         users, items = self.forward()
         u = users[batch.users]
         rec = bpr_loss((u * items[batch.pos_items]).sum(dim=1), (u * items[batch.neg_items]).sum(dim=1))
-        reg = l2_reg(self.user_embedding[batch.users], self.item_embedding[batch.pos_items],
-                     self.item_embedding[batch.neg_items])
+        reg = l2_reg(
+            self.user_embedding[batch.users], self.item_embedding[batch.pos_items], self.item_embedding[batch.neg_items]
+        )
         u1, i1 = self._mean_layers(self.views[0])
         u2, i2 = self._mean_layers(self.views[1])
         bu, bi = torch.unique(batch.users), torch.unique(batch.pos_items)

@@ -59,9 +59,14 @@ def model_key(session: Session, name: str) -> str:
     # How the test item is scored after training does not change what is learnt (test_graph: the refit has
     # its own key, see _refit_key), so the model's key leaves it out; the stage's key keeps it.
     train = {k: v for k, v in d["gnn"]["train"].items() if k != "test_graph"}
-    payload = {"data": d["data"], "train": train, name: d["gnn"][name],
-               "seed": session.profile.seed, "data_digest": session.run.digest("data"),
-               "agrec": agrec.__version__}
+    payload = {
+        "data": d["data"],
+        "train": train,
+        name: d["gnn"][name],
+        "seed": session.profile.seed,
+        "data_digest": session.run.digest("data"),
+        "agrec": agrec.__version__,
+    }
     return short_hash(payload)
 
 
@@ -111,12 +116,18 @@ def read_curves(session: Session, model: str | None = None) -> pd.DataFrame:
 
 def _build(session: Session, name: str, graph: InteractionGraph) -> GraphRecommender:
     profile = session.profile
-    return build_model(name, profile.gnn.model_config(name), graph, profile.seed,
-                       device=resolve_device(profile.gnn.train.device, "gnn.train.device"))
+    return build_model(
+        name,
+        profile.gnn.model_config(name),
+        graph,
+        profile.seed,
+        device=resolve_device(profile.gnn.train.device, "gnn.train.device"),
+    )
 
 
-def train_gnn(session: Session, model: str | None = None, force: bool = False,
-              progress: bool | None = None) -> GraphRecommender:
+def train_gnn(
+    session: Session, model: str | None = None, force: bool = False, progress: bool | None = None
+) -> GraphRecommender:
     """Return the GNN ``model`` (default: the profile's ``gnn.model``) trained on the training split, in eval
     mode: the model that scores the validation item (:func:`gnn_for_target` gives the one for the test item).
 
@@ -140,19 +151,27 @@ def train_gnn(session: Session, model: str | None = None, force: bool = False,
         (folder / METRICS).unlink(missing_ok=True)
         for stale in (REFIT_WEIGHTS, REFIT_CHECKPOINT) + ((CHECKPOINT,) if force else ()):
             (folder / stale).unlink(missing_ok=True)
-        result = fit(net, split, profile.gnn.train, profile.seed, checkpoint=folder / CHECKPOINT, key=key,
-                     progress=progress)
+        result = fit(
+            net, split, profile.gnn.train, profile.seed, checkpoint=folder / CHECKPOINT, key=key, progress=progress
+        )
         valid = evaluate_gnn(net, split, "valid", TEST_KS, exclude_history=profile.gnn.train.exclude_history)
         weights = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
         atomic_write_safetensors(folder / WEIGHTS, weights, metadata={"model": name, "config_hash": key})
         with atomic_path(folder / CURVES) as tmp:
             result.curves.to_csv(tmp, index=False)
         rec = {
-            "model": name, "config_hash": key, "seed": profile.seed, "valid": valid,
+            "model": name,
+            "config_hash": key,
+            "seed": profile.seed,
+            "valid": valid,
             "weights_sha256": sha256_file(folder / WEIGHTS),
-            "best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
-            "train_seconds": result.train_seconds, "seconds_per_epoch": result.seconds_per_epoch,
-            "resumed_from": result.resumed_from, "n_edges": graph.n_edges,
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+            "stopped_early": result.stopped_early,
+            "train_seconds": result.train_seconds,
+            "seconds_per_epoch": result.seconds_per_epoch,
+            "resumed_from": result.resumed_from,
+            "n_edges": graph.n_edges,
             "n_parameters": sum(p.numel() for p in net.parameters()),
             "config": {"train": profile.to_dict()["gnn"]["train"], name: profile.to_dict()["gnn"][name]},
         }
@@ -162,8 +181,7 @@ def train_gnn(session: Session, model: str | None = None, force: bool = False,
     return net
 
 
-def _score_test(session: Session, name: str, net: GraphRecommender, rec: dict[str, Any],
-                progress: bool | None) -> None:
+def _score_test(session: Session, name: str, net: GraphRecommender, rec: dict[str, Any], progress: bool | None) -> None:
     """Fill ``rec``'s test metrics for the profile's test_graph (plus the cheap ``train`` and ``propagate``
     ones) and write metrics.json (last: it marks the model finished)."""
     profile = session.profile
@@ -175,15 +193,20 @@ def _score_test(session: Session, name: str, net: GraphRecommender, rec: dict[st
         if option not in by_graph:
             test_net = _test_model(session, name, net, option, int(rec["best_epoch"]), progress)
             by_graph[option] = evaluate_gnn(test_net, split, "test", TEST_KS, exclude_history=exclude)
-    rec.update(test=by_graph[mode], test_graph=mode, test_by_graph=by_graph,
-               test_graph_edges=int(InteractionGraph.from_split(split, net.n_items, "test").n_edges))
+    rec.update(
+        test=by_graph[mode],
+        test_graph=mode,
+        test_by_graph=by_graph,
+        test_graph_edges=int(InteractionGraph.from_split(split, net.n_items, "test").n_edges),
+    )
     if mode == "refit":
         rec["refit"] = json.loads(load_metadata(model_dir(session, name) / REFIT_WEIGHTS)["refit"])
     atomic_write_json(model_dir(session, name) / METRICS, rec)
 
 
-def gnn_for_target(session: Session, model: str | None = None, target: str = "test",
-                   progress: bool | None = None) -> GraphRecommender:
+def gnn_for_target(
+    session: Session, model: str | None = None, target: str = "test", progress: bool | None = None
+) -> GraphRecommender:
     """The GNN that scores ``target``'s item (eval mode).
 
     ``"valid"``: :func:`train_gnn`'s model (training split only). ``"test"``: the model of
@@ -201,8 +224,9 @@ def gnn_for_target(session: Session, model: str | None = None, target: str = "te
     return _test_model(session, name, net, session.profile.gnn.train.test_graph, best_epoch, progress)
 
 
-def _test_model(session: Session, name: str, net: GraphRecommender, option: str, best_epoch: int,
-                progress: bool | None) -> GraphRecommender:
+def _test_model(
+    session: Session, name: str, net: GraphRecommender, option: str, best_epoch: int, progress: bool | None
+) -> GraphRecommender:
     if option not in TEST_GRAPHS:
         raise ConfigError(f"gnn.train.test_graph must be one of {list(TEST_GRAPHS)}, got {option!r}")
     if option == "train":
@@ -214,8 +238,9 @@ def _test_model(session: Session, name: str, net: GraphRecommender, option: str,
     return _refit(session, name, graph, best_epoch, progress)
 
 
-def _refit(session: Session, name: str, graph: InteractionGraph, epochs: int,
-           progress: bool | None) -> GraphRecommender:
+def _refit(
+    session: Session, name: str, graph: InteractionGraph, epochs: int, progress: bool | None
+) -> GraphRecommender:
     """Retrain ``name`` from the same seed on ``graph`` (train + validation) for ``epochs`` (the best epoch
     chosen on validation) epochs; cached in ``<model>/refit.safetensors``."""
     profile = session.profile
@@ -229,10 +254,15 @@ def _refit(session: Session, name: str, graph: InteractionGraph, epochs: int,
             return net.eval()
     except Exception:  # noqa: BLE001  a damaged refit file (safetensors raises its own types) is refitted
         net = _build(session, name, graph)
-    result = fit_epochs(net, profile.gnn.train, profile.seed, epochs, checkpoint=folder / REFIT_CHECKPOINT,
-                        key=key, progress=progress)
-    info = {"epochs": result.epochs_run, "train_seconds": result.train_seconds, "n_edges": graph.n_edges,
-            "resumed_from": result.resumed_from}
+    result = fit_epochs(
+        net, profile.gnn.train, profile.seed, epochs, checkpoint=folder / REFIT_CHECKPOINT, key=key, progress=progress
+    )
+    info = {
+        "epochs": result.epochs_run,
+        "train_seconds": result.train_seconds,
+        "n_edges": graph.n_edges,
+        "resumed_from": result.resumed_from,
+    }
     weights = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     atomic_write_safetensors(path, weights, metadata={"model": name, "config_hash": key, "refit": json.dumps(info)})
     (folder / REFIT_CHECKPOINT).unlink(missing_ok=True)
@@ -267,7 +297,6 @@ def _weights_intact(path: Path, metrics: dict[str, Any]) -> bool:
     return sha256_matches(path, metrics.get("weights_sha256"))
 
 
-
 def results_table(session: Session, models: list[str] | None = None) -> pd.DataFrame:
     """One row per trained GNN: test HR@5/10, NDCG@5/10 (the ablation's "GNN only" rows), the
     validation score it was selected on, and its training cost."""
@@ -278,7 +307,14 @@ def results_table(session: Session, models: list[str] | None = None) -> pd.DataF
         rec = read_metrics(session, name)  # "test": the test-time model of gnn.train.test_graph
         if rec is None:
             raise AgrecError(f"GNN {name!r} has not been trained with this configuration: run train_gnn first")
-        rows.append({"model": name, **{k: rec["test"][k] for k in ("HR@5", "NDCG@5", "HR@10", "NDCG@10")},
-                     f"valid {metric}": rec["valid"][metric], "best epoch": rec["best_epoch"],
-                     "epochs": rec["epochs_run"], "s/epoch": rec["seconds_per_epoch"]})
+        rows.append(
+            {
+                "model": name,
+                **{k: rec["test"][k] for k in ("HR@5", "NDCG@5", "HR@10", "NDCG@10")},
+                f"valid {metric}": rec["valid"][metric],
+                "best epoch": rec["best_epoch"],
+                "epochs": rec["epochs_run"],
+                "s/epoch": rec["seconds_per_epoch"],
+            }
+        )
     return pd.DataFrame(rows)

@@ -39,13 +39,13 @@ from agrec.io import atomic_path
 class FitResult:
     """What :func:`fit` reports; the model itself holds the best weights afterwards."""
 
-    best_epoch: int                   # 1-based epoch of the best validation score
-    best_valid: dict[str, float]      # validation metrics at that epoch
+    best_epoch: int  # 1-based epoch of the best validation score
+    best_valid: dict[str, float]  # validation metrics at that epoch
     epochs_run: int
     stopped_early: bool
-    train_seconds: float              # optimisation time only (no evaluation), summed over epochs
-    curves: pd.DataFrame              # one row per epoch: loss parts, seconds, validation metrics
-    resumed_from: int | None = None   # the epoch a checkpoint was resumed from, if any
+    train_seconds: float  # optimisation time only (no evaluation), summed over epochs
+    curves: pd.DataFrame  # one row per epoch: loss parts, seconds, validation metrics
+    resumed_from: int | None = None  # the epoch a checkpoint was resumed from, if any
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -59,9 +59,16 @@ def epoch_random(seed: int, epoch: int, device: torch.device) -> tuple[np.random
     return rng, torch.Generator(device=device).manual_seed(torch_seed)
 
 
-def fit(model: GraphRecommender, split: LeaveOneOutSplit, cfg: GNNTrainConfig, seed: int,
-        checkpoint: Path | None = None, key: str = "", progress: bool | None = None,
-        on_evaluate: Callable[[int, dict[str, float]], None] | None = None) -> FitResult:
+def fit(
+    model: GraphRecommender,
+    split: LeaveOneOutSplit,
+    cfg: GNNTrainConfig,
+    seed: int,
+    checkpoint: Path | None = None,
+    key: str = "",
+    progress: bool | None = None,
+    on_evaluate: Callable[[int, dict[str, float]], None] | None = None,
+) -> FitResult:
     """Train ``model`` on its graph (the training split) and leave the best weights in it (eval mode).
 
     Args:
@@ -78,8 +85,16 @@ def fit(model: GraphRecommender, split: LeaveOneOutSplit, cfg: GNNTrainConfig, s
     device = model.device
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     ks = tuple(sorted({5, 10, int(cfg.valid_metric.split("@")[1])}))
-    state: dict[str, Any] = {"epoch": 0, "best_epoch": 0, "best_score": -math.inf, "best_valid": {},
-                             "bad_evals": 0, "rows": [], "train_seconds": 0.0, "best_state": None}
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "best_epoch": 0,
+        "best_score": -math.inf,
+        "best_valid": {},
+        "bad_evals": 0,
+        "rows": [],
+        "train_seconds": 0.0,
+        "best_state": None,
+    }
     resumed_from = None
     if checkpoint is not None and checkpoint.is_file():
         saved = torch.load(checkpoint, map_location=device, weights_only=True)
@@ -90,8 +105,14 @@ def fit(model: GraphRecommender, split: LeaveOneOutSplit, cfg: GNNTrainConfig, s
             resumed_from = state["epoch"]
 
     done = state["epoch"] >= cfg.epochs or state["bad_evals"] >= cfg.patience
-    bar = tqdm(total=cfg.epochs, initial=state["epoch"], desc=f"{model.name}", mininterval=1.0,
-               disable=not (cfg.progress if progress is None else progress), unit="epoch")
+    bar = tqdm(
+        total=cfg.epochs,
+        initial=state["epoch"],
+        desc=f"{model.name}",
+        mininterval=1.0,
+        disable=not (cfg.progress if progress is None else progress),
+        unit="epoch",
+    )
     task = Task(model.name, cfg.epochs, "epoch", initial=state["epoch"])  # the CLI's view (agrec.progress)
     try:
         while not done:
@@ -105,16 +126,26 @@ def fit(model: GraphRecommender, split: LeaveOneOutSplit, cfg: GNNTrainConfig, s
                 row.update({f"valid_{k}": v for k, v in valid.items()})
                 score = valid[cfg.valid_metric]
                 if score > state["best_score"]:
-                    state.update(best_score=score, best_epoch=epoch + 1, best_valid=valid, bad_evals=0,
-                                 best_state={k: v.detach().clone() for k, v in model.state_dict().items()})
+                    state.update(
+                        best_score=score,
+                        best_epoch=epoch + 1,
+                        best_valid=valid,
+                        bad_evals=0,
+                        best_state={k: v.detach().clone() for k, v in model.state_dict().items()},
+                    )
                 else:
                     state["bad_evals"] += 1
                 state["rows"].append(row)
                 done = state["epoch"] >= cfg.epochs or state["bad_evals"] >= cfg.patience
                 if checkpoint is not None:
                     _save_checkpoint(checkpoint, key, model, optimizer, state)
-                bar.set_postfix({"loss": f"{row['loss']:.4f}", f"valid {cfg.valid_metric}": f"{score:.4f}",
-                                 "best": f"{state['best_score']:.4f}@{state['best_epoch']}"})
+                bar.set_postfix(
+                    {
+                        "loss": f"{row['loss']:.4f}",
+                        f"valid {cfg.valid_metric}": f"{score:.4f}",
+                        "best": f"{state['best_score']:.4f}@{state['best_epoch']}",
+                    }
+                )
                 task.update(epoch + 1, milestone=True, loss=row["loss"], **{f"valid_{cfg.valid_metric}": score})
                 if on_evaluate is not None:
                     on_evaluate(epoch + 1, valid)
@@ -129,14 +160,20 @@ def fit(model: GraphRecommender, split: LeaveOneOutSplit, cfg: GNNTrainConfig, s
     if state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
     model.eval()
-    return FitResult(best_epoch=state["best_epoch"], best_valid=dict(state["best_valid"]),
-                     epochs_run=state["epoch"], stopped_early=state["epoch"] < cfg.epochs,
-                     train_seconds=state["train_seconds"], curves=pd.DataFrame(state["rows"]),
-                     resumed_from=resumed_from)
+    return FitResult(
+        best_epoch=state["best_epoch"],
+        best_valid=dict(state["best_valid"]),
+        epochs_run=state["epoch"],
+        stopped_early=state["epoch"] < cfg.epochs,
+        train_seconds=state["train_seconds"],
+        curves=pd.DataFrame(state["rows"]),
+        resumed_from=resumed_from,
+    )
 
 
-def train_epoch(model: GraphRecommender, optimizer: torch.optim.Optimizer, batch_size: int, seed: int,
-                epoch: int) -> dict[str, float]:
+def train_epoch(
+    model: GraphRecommender, optimizer: torch.optim.Optimizer, batch_size: int, seed: int, epoch: int
+) -> dict[str, float]:
     """One BPR epoch (0-based index ``epoch``) over every edge of ``model.graph``; all of its randomness
     comes from ``(seed, epoch)``. Returns the curve row: ``epoch`` (1-based), mean loss parts, ``seconds``."""
     rng, gen = epoch_random(seed, epoch, model.device)
@@ -158,8 +195,15 @@ def train_epoch(model: GraphRecommender, optimizer: torch.optim.Optimizer, batch
     return {"epoch": epoch + 1, **{k: v / max(n_batches, 1) for k, v in sums.items()}, "seconds": seconds}
 
 
-def fit_epochs(model: GraphRecommender, cfg: GNNTrainConfig, seed: int, epochs: int,
-               checkpoint: Path | None = None, key: str = "", progress: bool | None = None) -> FitResult:
+def fit_epochs(
+    model: GraphRecommender,
+    cfg: GNNTrainConfig,
+    seed: int,
+    epochs: int,
+    checkpoint: Path | None = None,
+    key: str = "",
+    progress: bool | None = None,
+) -> FitResult:
     """Train ``model`` on its graph for exactly ``epochs`` epochs and keep the last weights (eval mode).
 
     The ``"refit"`` test-time option: the graph holds train + validation interactions, so no held-out
@@ -180,8 +224,14 @@ def fit_epochs(model: GraphRecommender, cfg: GNNTrainConfig, seed: int, epochs: 
             optimizer.load_state_dict(saved["optimizer"])
             state = saved["state"]
             resumed_from = state["epoch"]
-    bar = tqdm(total=epochs, initial=state["epoch"], desc=f"{model.name} refit", mininterval=1.0,
-               disable=not (cfg.progress if progress is None else progress), unit="epoch")
+    bar = tqdm(
+        total=epochs,
+        initial=state["epoch"],
+        desc=f"{model.name} refit",
+        mininterval=1.0,
+        disable=not (cfg.progress if progress is None else progress),
+        unit="epoch",
+    )
     try:
         while state["epoch"] < epochs:
             row = train_epoch(model, optimizer, cfg.batch_size, seed, state["epoch"])
@@ -195,13 +245,19 @@ def fit_epochs(model: GraphRecommender, cfg: GNNTrainConfig, seed: int, epochs: 
     finally:
         bar.close()
     model.eval()
-    return FitResult(best_epoch=epochs, best_valid={}, epochs_run=state["epoch"], stopped_early=False,
-                     train_seconds=state["train_seconds"], curves=pd.DataFrame(state["rows"]),
-                     resumed_from=resumed_from)
+    return FitResult(
+        best_epoch=epochs,
+        best_valid={},
+        epochs_run=state["epoch"],
+        stopped_early=False,
+        train_seconds=state["train_seconds"],
+        curves=pd.DataFrame(state["rows"]),
+        resumed_from=resumed_from,
+    )
 
 
-def _save_checkpoint(path: Path, key: str, model: GraphRecommender, optimizer: torch.optim.Optimizer,
-                     state: dict[str, Any]) -> None:
+def _save_checkpoint(
+    path: Path, key: str, model: GraphRecommender, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+) -> None:
     with atomic_path(path) as tmp:
-        torch.save({"key": key, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state},
-                   tmp)
+        torch.save({"key": key, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state}, tmp)

@@ -55,11 +55,13 @@ class XSimGCL(GraphRecommender):
         users_cl, items_cl = self.split_nodes(layer)
         u = users[batch.users]
         rec = bpr_loss((u * items[batch.pos_items]).sum(dim=1), (u * items[batch.neg_items]).sum(dim=1))
-        reg = l2_reg(self.user_embedding[batch.users], self.item_embedding[batch.pos_items],
-                     self.item_embedding[batch.neg_items])
+        reg = l2_reg(
+            self.user_embedding[batch.users], self.item_embedding[batch.pos_items], self.item_embedding[batch.neg_items]
+        )
         bu, bi = torch.unique(batch.users), torch.unique(batch.pos_items)
-        cl = info_nce(users[bu], users_cl[bu], self.config.cl_tau) + info_nce(items[bi], items_cl[bi],
-                                                                              self.config.cl_tau)
+        cl = info_nce(users[bu], users_cl[bu], self.config.cl_tau) + info_nce(
+            items[bi], items_cl[bi], self.config.cl_tau
+        )
         loss = rec + self.config.cl_weight * cl + self.config.reg_weight * reg
         self.loss_parts = {"bpr": float(rec.detach()), "reg": float(reg.detach()), "cl": float(cl.detach())}
         return loss

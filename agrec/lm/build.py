@@ -8,8 +8,14 @@ from typing import Callable
 
 import torch
 
-from agrec.lm.backbones import (BackboneError, build_tiny_model, build_tiny_tokenizer, check_local_checkpoint,
-                                load_pretrained, resolve_backbone_path)
+from agrec.lm.backbones import (
+    BackboneError,
+    build_tiny_model,
+    build_tiny_tokenizer,
+    check_local_checkpoint,
+    load_pretrained,
+    resolve_backbone_path,
+)
 from agrec.lm.checkpoint import read_manifest
 from agrec.lm.config import LMConfig
 from agrec.lm.finetune import prepare_for_training
@@ -23,15 +29,16 @@ TINY_BASE = "base"  # sub-folder of a checkpoint holding a tiny backbone's from-
 class BuiltLM:
     """A model ready for training or inference and what describes it."""
 
-    model: torch.nn.Module       # transformers model, or a peft model wrapping one
+    model: torch.nn.Module  # transformers model, or a peft model wrapping one
     tokenizer: object
     vocab: CodeVocab
-    backbone_path: Path | None   # the pretrained checkpoint it starts from (None for tiny)
+    backbone_path: Path | None  # the pretrained checkpoint it starts from (None for tiny)
     base_model: torch.nn.Module | None = None  # tiny + LoRA: the from-scratch base, saved with checkpoints
 
 
-def build_fresh(cfg: LMConfig, codes: CodeTable, seed: int, base_dir: Path | None = None,
-                log: Callable[[str], None] = print) -> BuiltLM:
+def build_fresh(
+    cfg: LMConfig, codes: CodeTable, seed: int, base_dir: Path | None = None, log: Callable[[str], None] = print
+) -> BuiltLM:
     """Backbone of ``cfg.backbone`` with ``codes``' tokens added and the trainable parts set up."""
     path = resolve_backbone_path(cfg, base_dir, log=log)
     if path is None:
@@ -50,8 +57,14 @@ def build_fresh(cfg: LMConfig, codes: CodeTable, seed: int, base_dir: Path | Non
     return BuiltLM(model=model, tokenizer=tokenizer, vocab=vocab, backbone_path=path, base_model=base)
 
 
-def load_checkpoint_model(folder: Path, cfg: LMConfig, codes: CodeTable, base_dir: Path | None = None,
-                          trainable: bool = False, log: Callable[[str], None] = print) -> BuiltLM:
+def load_checkpoint_model(
+    folder: Path,
+    cfg: LMConfig,
+    codes: CodeTable,
+    base_dir: Path | None = None,
+    trainable: bool = False,
+    log: Callable[[str], None] = print,
+) -> BuiltLM:
     """The model and tokenizer saved in checkpoint ``folder``, through ``from_pretrained``.
 
     A full model loads with ``AutoModelForCausalLM.from_pretrained(folder)``; an adapter with
@@ -67,10 +80,14 @@ def load_checkpoint_model(folder: Path, cfg: LMConfig, codes: CodeTable, base_di
     path = None
     if manifest["finetune"] == "full":
         check_local_checkpoint(folder)
-        dtype = torch.float32 if cfg.is_tiny else {"float32": torch.float32, "bfloat16": torch.bfloat16,
-                                                   "float16": torch.float16}[cfg.dtype]
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, use_safetensors=True, local_files_only=True,
-                                                     trust_remote_code=False)
+        dtype = (
+            torch.float32
+            if cfg.is_tiny
+            else {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.dtype]
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=dtype, use_safetensors=True, local_files_only=True, trust_remote_code=False
+        )
         if manifest["backbone"] != "tiny":
             path = resolve_backbone_path(cfg, base_dir, log=log)
     else:

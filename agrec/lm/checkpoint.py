@@ -38,7 +38,6 @@ STATE = "trainer_state"
 FORMAT_VERSION = 1
 
 
-
 class CheckpointMismatch(AgrecError):
     """A checkpoint was trained for another tokenizer, code table or configuration."""
 
@@ -57,8 +56,9 @@ def training_config(cfg: LMConfig) -> dict[str, Any]:
     return keyed(cfg)
 
 
-def make_manifest(cfg: LMConfig, codes: CodeTable, vocab: CodeVocab, tokenizer, run_key: str,
-                  backbone_path: str | None) -> dict[str, Any]:
+def make_manifest(
+    cfg: LMConfig, codes: CodeTable, vocab: CodeVocab, tokenizer, run_key: str, backbone_path: str | None
+) -> dict[str, Any]:
     ids = vocab.token_ids
     return {
         "format": FORMAT_VERSION,
@@ -85,8 +85,11 @@ def write_checksums(folder: Path) -> None:
     """List every file of a checkpoint folder with its size and sha256 (written last, inside the folder)."""
     from agrec.fingerprint import iter_files, sha256_file
 
-    files = {rel: {"size": p.stat().st_size, "sha256": sha256_file(p)}
-             for rel, p in iter_files(folder, skip_hidden=False) if p.name != CHECKSUMS}
+    files = {
+        rel: {"size": p.stat().st_size, "sha256": sha256_file(p)}
+        for rel, p in iter_files(folder, skip_hidden=False)
+        if p.name != CHECKSUMS
+    }
     atomic_write_json(folder / CHECKSUMS, files)
 
 
@@ -120,8 +123,9 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     try:
         found = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise CheckpointMismatch(f"{p} is unreadable ({e}); delete the checkpoint folder or retrain with "
-                                 f"--force") from None
+        raise CheckpointMismatch(
+            f"{p} is unreadable ({e}); delete the checkpoint folder or retrain with --force"
+        ) from None
     if not isinstance(found, dict):
         raise CheckpointMismatch(f"{p} is not a checkpoint manifest (a JSON object)")
     return found
@@ -135,20 +139,25 @@ def check_manifest(found: dict[str, Any], expected: dict[str, Any], where: Path)
         raise CheckpointMismatch(
             f"{where}: the checkpoint was trained with another code table (fingerprint {found['codes_fingerprint']}, "
             f"{found['n_items']} items, codebooks {found['codebook_sizes']}; this run has "
-            f"{expected['codes_fingerprint']}, {expected['n_items']} items, codebooks {expected['codebook_sizes']})")
+            f"{expected['codes_fingerprint']}, {expected['n_items']} items, codebooks {expected['codebook_sizes']})"
+        )
     if (found["code_token_ids_sha"], found["vocab_size"]) != (expected["code_token_ids_sha"], expected["vocab_size"]):
         raise CheckpointMismatch(
             f"{where}: the checkpoint's tokenizer does not match this run's (vocabulary {found['vocab_size']} vs "
-            f"{expected['vocab_size']}, code tokens at ids {found['code_token_ids']} vs {expected['code_token_ids']})")
+            f"{expected['vocab_size']}, code tokens at ids {found['code_token_ids']} vs {expected['code_token_ids']})"
+        )
     a, b = found["lm_config"], expected["lm_config"]
     diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     if diff:
         shown = ", ".join(f"lm.{k}: {a.get(k)!r} in the checkpoint, {b.get(k)!r} now" for k in diff[:4])
-        raise CheckpointMismatch(f"{where}: the checkpoint was trained with another lm config ({shown}"
-                                 f"{', …' if len(diff) > 4 else ''})")
+        raise CheckpointMismatch(
+            f"{where}: the checkpoint was trained with another lm config ({shown}{', …' if len(diff) > 4 else ''})"
+        )
     if found.get("run_key") != expected.get("run_key"):
-        raise CheckpointMismatch(f"{where}: the checkpoint belongs to another run (data section or seed differ: "
-                                 f"run key {found.get('run_key')} vs {expected.get('run_key')})")
+        raise CheckpointMismatch(
+            f"{where}: the checkpoint belongs to another run (data section or seed differ: "
+            f"run key {found.get('run_key')} vs {expected.get('run_key')})"
+        )
 
 
 # -- state trees: tensors in safetensors, the rest in JSON ------------------------------------------

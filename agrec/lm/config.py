@@ -37,11 +37,13 @@ class TinyLlamaConfig:
             if getattr(self, k) <= 0:
                 raise ConfigError(f"lm.tiny.{k} must be > 0, got {getattr(self, k)}")
         if self.hidden_size % self.num_heads:
-            raise ConfigError(f"lm.tiny.hidden_size ({self.hidden_size}) must be divisible by "
-                              f"lm.tiny.num_heads ({self.num_heads})")
+            raise ConfigError(
+                f"lm.tiny.hidden_size ({self.hidden_size}) must be divisible by lm.tiny.num_heads ({self.num_heads})"
+            )
         if self.num_heads % self.num_kv_heads:
-            raise ConfigError(f"lm.tiny.num_heads ({self.num_heads}) must be divisible by "
-                              f"lm.tiny.num_kv_heads ({self.num_kv_heads})")
+            raise ConfigError(
+                f"lm.tiny.num_heads ({self.num_heads}) must be divisible by lm.tiny.num_kv_heads ({self.num_kv_heads})"
+            )
 
 
 @dataclass
@@ -84,16 +86,16 @@ class LMConfig:
 
     # -- prompts and samples (agrec/lm/prompts.py) --
     prompt: Literal["auto", "compact", "lcrec"] = "auto"  # auto: compact for tiny, lcrec otherwise
-    prompt_variants: int = 1          # lcrec: training draws among the first n instruction variants
+    prompt_variants: int = 1  # lcrec: training draws among the first n instruction variants
     samples: Literal["eq7", "sliding"] = "eq7"  # paper Eq. 7 windows, or LC-Rec's one sample per prefix
-    max_history: int = 20             # LC-Rec's max_his_len
+    max_history: int = 20  # LC-Rec's max_his_len
     window_stride: int | None = None  # eq7: items between window ends; None = max_history + 1 (no overlap)
-    max_users: int | None = None      # train on the first n users only (CI)
+    max_users: int | None = None  # train on the first n users only (CI)
 
     # -- optimisation --
     epochs: int = 4
-    max_steps: int | None = None      # stop after this many optimizer steps (smoke tests)
-    batch_size: int = 16              # sequences per process and micro-batch
+    max_steps: int | None = None  # stop after this many optimizer steps (smoke tests)
+    batch_size: int = 16  # sequences per process and micro-batch
     grad_accum: int = 1
     lr: float = 1.0e-4
     weight_decay: float = 0.01
@@ -111,13 +113,13 @@ class LMConfig:
 
     # -- checkpoints and bookkeeping (runtime: recorded, never part of the stage's key) --
     select: Literal["last", "best"] = "last"  # best = lowest validation loss
-    save_every_steps: int = runtime(0)         # extra mid-epoch checkpoints for long runs (0 = each epoch only)
-    keep_checkpoints: int = runtime(0)         # keep the newest n epoch checkpoints (0 = all); the selected one stays
-    resume: bool = runtime(True)               # continue from the newest matching checkpoint of an interrupted run
-    log_every: int = runtime(10)               # optimizer steps between progress-bar updates
-    progress: bool = runtime(True)    # tqdm bar over optimizer steps
-    num_threads: int | None = runtime(None)    # torch intra-op threads (None = pipeline.num_threads)
-    cache_dir: str | None = runtime(None)      # converted backbones; None = $AGREC_CACHE_DIR or ~/.cache/agrec
+    save_every_steps: int = runtime(0)  # extra mid-epoch checkpoints for long runs (0 = each epoch only)
+    keep_checkpoints: int = runtime(0)  # keep the newest n epoch checkpoints (0 = all); the selected one stays
+    resume: bool = runtime(True)  # continue from the newest matching checkpoint of an interrupted run
+    log_every: int = runtime(10)  # optimizer steps between progress-bar updates
+    progress: bool = runtime(True)  # tqdm bar over optimizer steps
+    num_threads: int | None = runtime(None)  # torch intra-op threads (None = pipeline.num_threads)
+    cache_dir: str | None = runtime(None)  # converted backbones; None = $AGREC_CACHE_DIR or ~/.cache/agrec
 
     tiny: TinyLlamaConfig = field(default_factory=TinyLlamaConfig)
     lora: LoRASettings = field(default_factory=LoRASettings)
@@ -126,8 +128,15 @@ class LMConfig:
         b = self.backbone
         if not (b in ("tiny", "smollm2-135m") or (b.startswith("path:") and len(b) > 5)):
             raise ConfigError(f"lm.backbone must be 'tiny', 'smollm2-135m' or 'path:<dir>', got {b!r}")
-        positive = ("epochs", "batch_size", "grad_accum", "max_history", "eval_batch_size", "log_every",
-                    "prompt_variants")
+        positive = (
+            "epochs",
+            "batch_size",
+            "grad_accum",
+            "max_history",
+            "eval_batch_size",
+            "log_every",
+            "prompt_variants",
+        )
         for k in positive:
             if getattr(self, k) <= 0:
                 raise ConfigError(f"lm.{k} must be > 0, got {getattr(self, k)}")
@@ -139,21 +148,28 @@ class LMConfig:
             if self.pack_length <= 0:
                 raise ConfigError(f"lm.pack_length must be > 0 or null, got {self.pack_length}")
             if self.batching != "pack":
-                raise ConfigError(f"lm.pack_length ({self.pack_length}) applies to lm.batching 'pack' only, "
-                                  f"got lm.batching {self.batching!r}")
+                raise ConfigError(
+                    f"lm.pack_length ({self.pack_length}) applies to lm.batching 'pack' only, "
+                    f"got lm.batching {self.batching!r}"
+                )
         if self.lr <= 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise ConfigError(f"lm.lr must be > 0, lm.weight_decay and lm.max_grad_norm >= 0; got "
-                              f"{self.lr}, {self.weight_decay}, {self.max_grad_norm}")
+            raise ConfigError(
+                f"lm.lr must be > 0, lm.weight_decay and lm.max_grad_norm >= 0; got "
+                f"{self.lr}, {self.weight_decay}, {self.max_grad_norm}"
+            )
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"lm.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.save_every_steps < 0 or self.keep_checkpoints < 0:
             raise ConfigError("lm.save_every_steps and lm.keep_checkpoints must be >= 0")
         if self.is_tiny and self.prompt == "lcrec":
-            raise ConfigError("lm.prompt 'lcrec' needs a pretrained backbone: the vocabulary of 'tiny' has only "
-                              "code tokens and specials (use 'compact' or 'auto')")
+            raise ConfigError(
+                "lm.prompt 'lcrec' needs a pretrained backbone: the vocabulary of 'tiny' has only "
+                "code tokens and specials (use 'compact' or 'auto')"
+            )
         if not self.random_codebook_sizes or any(k <= 1 for k in self.random_codebook_sizes):
-            raise ConfigError(f"lm.random_codebook_sizes must be a non-empty list of sizes > 1, "
-                              f"got {self.random_codebook_sizes}")
+            raise ConfigError(
+                f"lm.random_codebook_sizes must be a non-empty list of sizes > 1, got {self.random_codebook_sizes}"
+            )
 
     # -- resolved choices --------------------------------------------------------------------------
     @property

@@ -35,15 +35,20 @@ def apply_lora(model, lora: LoRASettings, token_ids: list[int]):
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
     missing = [t for t in lora.target_modules if t not in names]
     if missing:
-        raise ConfigError(f"lm.lora.target_modules: the backbone ({type(model).__name__}) has no module(s) "
-                          f"{missing}")
+        raise ConfigError(f"lm.lora.target_modules: the backbone ({type(model).__name__}) has no module(s) {missing}")
     emb_name = _module_name(model, model.get_input_embeddings()).rsplit(".", 1)[-1]
     rows: dict[str, list[int]] = {emb_name: list(token_ids)}
     if not embeddings_tied(model) and model.get_output_embeddings() is not None:
         rows[_module_name(model, model.get_output_embeddings()).rsplit(".", 1)[-1]] = list(token_ids)
-    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                        target_modules=list(lora.target_modules), bias="none", task_type=TaskType.CAUSAL_LM,
-                        trainable_token_indices=rows)
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        bias="none",
+        task_type=TaskType.CAUSAL_LM,
+        trainable_token_indices=rows,
+    )
     return get_peft_model(model, config)
 
 

@@ -21,8 +21,18 @@ from agrec.lm.finetune import unwrap
 from agrec.lm.prompts import IGNORE
 
 # *ForCausalLM classes whose logits are exactly lm_head(final hidden state).
-PLAIN_HEAD_ARCHS = frozenset({"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
-                              "Phi3ForCausalLM", "OlmoForCausalLM", "Olmo2ForCausalLM", "GraniteForCausalLM"})
+PLAIN_HEAD_ARCHS = frozenset(
+    {
+        "LlamaForCausalLM",
+        "MistralForCausalLM",
+        "Qwen2ForCausalLM",
+        "Qwen3ForCausalLM",
+        "Phi3ForCausalLM",
+        "OlmoForCausalLM",
+        "Olmo2ForCausalLM",
+        "GraniteForCausalLM",
+    }
+)
 
 
 class SupervisedNLL(nn.Module):
@@ -38,9 +48,14 @@ class SupervisedNLL(nn.Module):
         base = unwrap(model)
         self.fast = type(base).__name__ in PLAIN_HEAD_ARCHS and hasattr(base, "model")
 
-    def supervised_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-                          labels: torch.Tensor, position_ids: torch.Tensor | None = None,
-                          segment_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def supervised_logits(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        labels: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        segment_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits that predict the supervised tokens and those tokens.
 
         Args:
@@ -59,16 +74,23 @@ class SupervisedNLL(nn.Module):
             extra["position_ids"] = position_ids
         if self.fast:
             base = unwrap(self.model)
-            hidden = base.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
-                                **extra).last_hidden_state
+            hidden = base.model(
+                input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra
+            ).last_hidden_state
             logits = base.get_output_embeddings()(hidden[:, :-1][keep])
         else:
             logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra).logits
             logits = logits[:, :-1][keep]
         return logits, targets[keep]
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor,
-                position_ids: torch.Tensor | None = None, segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        labels: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        segment_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Summed NLL (a scalar, fp32) of the supervised tokens of the batch (padded or packed)."""
         logits, targets = self.supervised_logits(input_ids, attention_mask, labels, position_ids, segment_ids)
         return F.cross_entropy(logits.float(), targets, reduction="sum")

@@ -19,8 +19,12 @@ def loss_curves_figure(steps: pd.DataFrame, evals: pd.DataFrame, title: str = ""
     window = max(1, len(steps) // 50)
     if window > 1:
         ax1.plot(steps["step"], steps["loss"], color="#4C72B0", alpha=0.25, lw=0.8, label="train (per step)")
-        ax1.plot(steps["step"], steps["loss"].rolling(window, min_periods=1).mean(), color="#4C72B0",
-                 label=f"train (mean of {window} steps)")
+        ax1.plot(
+            steps["step"],
+            steps["loss"].rolling(window, min_periods=1).mean(),
+            color="#4C72B0",
+            label=f"train (mean of {window} steps)",
+        )
     else:
         ax1.plot(steps["step"], steps["loss"], color="#4C72B0", label="train")
     ax1.plot(evals["step"], evals["val_loss"], "o-", color="#C44E52", label="validation")
@@ -42,8 +46,10 @@ def level_accuracy_table(evals: pd.DataFrame) -> pd.DataFrame:
     (the correct previous codes are given), argmax over the whole vocabulary."""
     last = evals.iloc[-1]
     levels = sorted(int(c.rsplit("l", 1)[1]) for c in evals.columns if c.startswith("val_acc_l"))
-    rows = [{"level": lvl, "token": f"<{chr(ord('a') + lvl)}_*>", "accuracy": float(last[f"val_acc_l{lvl}"])}
-            for lvl in levels]
+    rows = [
+        {"level": lvl, "token": f"<{chr(ord('a') + lvl)}_*>", "accuracy": float(last[f"val_acc_l{lvl}"])}
+        for lvl in levels
+    ]
     rows.append({"level": "all", "token": "next item (all levels)", "accuracy": float(last["val_item_acc"])})
     return pd.DataFrame(rows)
 
@@ -51,6 +57,14 @@ def level_accuracy_table(evals: pd.DataFrame) -> pd.DataFrame:
 def parameter_table(record: dict) -> pd.DataFrame:
     """Total and trainable parameters of the trained model (tied weights counted once)."""
     p = record["params"]
-    return pd.DataFrame([{"backbone": record["backbone"], "finetune": record["finetune"],
-                          "total": p["total"], "trainable": p["trainable"],
-                          "trainable_share": p["trainable"] / p["total"] if p["total"] else np.nan}])
+    return pd.DataFrame(
+        [
+            {
+                "backbone": record["backbone"],
+                "finetune": record["finetune"],
+                "total": p["total"],
+                "trainable": p["trainable"],
+                "trainable_share": p["trainable"] / p["total"] if p["total"] else np.nan,
+            }
+        ]
+    )

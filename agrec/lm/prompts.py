@@ -35,8 +35,10 @@ IGNORE = -100  # label of a position that is not supervised (PyTorch's cross-ent
 
 # The frame LC-Rec (and AGRec's released code) fine-tunes with: Alpaca's instruction template, with
 # the response appended directly after "### Response:".
-LCREC_FRAME = ("Below is an instruction that describes a task. Write a response that appropriately "
-               "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:")
+LCREC_FRAME = (
+    "Below is an instruction that describes a task. Write a response that appropriately "
+    "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:"
+)
 
 # Sequential-recommendation instructions in the style of LC-Rec's seqrec prompt set; {inters} is the
 # history. Variant 0 is used for validation and by the decoder.
@@ -89,8 +91,14 @@ class PromptFormat:
         ids, _ = self.sequence(history, None, supervise_history=False, variant=variant)
         return ids
 
-    def sequence(self, history: Sequence[int], target: int | None, supervise_history: bool,
-                 variant: int = 0, with_suffix: bool = True) -> tuple[list[int], list[int]]:
+    def sequence(
+        self,
+        history: Sequence[int],
+        target: int | None,
+        supervise_history: bool,
+        variant: int = 0,
+        with_suffix: bool = True,
+    ) -> tuple[list[int], list[int]]:
         """``(input_ids, labels)`` of a prompt for ``history`` followed by ``target``'s codes.
 
         ``labels[t]`` is ``input_ids[t]`` where that token is supervised and :data:`IGNORE`
@@ -98,7 +106,7 @@ class PromptFormat:
         suffix, if ``with_suffix``) are supervised; the history's codes too if ``supervise_history``
         (Eq. 7). ``target=None`` gives the bare prompt.
         """
-        history = list(history)[-self.max_history:]
+        history = list(history)[-self.max_history :]
         ids = list(self._head(variant))
         labels = [IGNORE] * len(ids)
         sep = self._sep(variant)
@@ -147,9 +155,16 @@ class LCRecPrompt(PromptFormat):
 
     name = "lcrec"
 
-    def __init__(self, vocab: CodeVocab, max_history: int, tokenizer, n_variants: int = 1,
-                 instructions: Sequence[str] = LCREC_SEQREC_INSTRUCTIONS, frame: str = LCREC_FRAME,
-                 sep: str = LCREC_HISTORY_SEP):
+    def __init__(
+        self,
+        vocab: CodeVocab,
+        max_history: int,
+        tokenizer,
+        n_variants: int = 1,
+        instructions: Sequence[str] = LCREC_SEQREC_INSTRUCTIONS,
+        frame: str = LCREC_FRAME,
+        sep: str = LCREC_HISTORY_SEP,
+    ):
         if not 1 <= n_variants <= len(instructions):
             raise ValueError(f"n_variants must be in 1..{len(instructions)}, got {n_variants}")
         super().__init__(vocab, max_history, n_variants=n_variants)
@@ -233,11 +248,12 @@ def eq7_windows(seq: Sequence[int], window: int, stride: int) -> list[list[int]]
     ends = list(range(n, window - 1, -stride))
     if ends[-1] != window:
         ends.append(window)
-    return [seq[e - window:e] for e in reversed(ends)]
+    return [seq[e - window : e] for e in reversed(ends)]
 
 
-def build_train_samples(fmt: PromptFormat, train: Sequence[np.ndarray], samples: str, window_stride: int | None = None,
-                        seed: int = 0) -> Samples:
+def build_train_samples(
+    fmt: PromptFormat, train: Sequence[np.ndarray], samples: str, window_stride: int | None = None, seed: int = 0
+) -> Samples:
     """Training sequences from each user's training prefix (see the module docstring).
 
     ``train``: per user, the chronological training items. With several prompt variants, each
@@ -265,7 +281,7 @@ def build_train_samples(fmt: PromptFormat, train: Sequence[np.ndarray], samples:
         for u, seq in enumerate(train):
             seq = [int(i) for i in seq]
             for t in range(1, len(seq)):
-                add(u, seq[max(0, t - fmt.max_history):t], seq[t], False)
+                add(u, seq[max(0, t - fmt.max_history) : t], seq[t], False)
     else:
         raise ValueError(f"unknown sample construction {samples!r} (eq7 or sliding)")
     return Samples(ids_out, lab_out, np.asarray(users, dtype=np.int64))
@@ -275,7 +291,7 @@ def build_eval_samples(fmt: PromptFormat, histories: Sequence[np.ndarray], targe
     """One sample per user: the prompt for its history followed by the target's codes (no suffix);
     exactly the last ``n_levels`` positions are supervised, so level ``l`` sits at ``l - n_levels``."""
     ids_out, lab_out = [], []
-    for h, t in zip(histories, targets):
+    for h, t in zip(histories, targets, strict=True):
         ids, labels = fmt.sequence([int(i) for i in h], int(t), supervise_history=False, with_suffix=False)
         ids_out.append(np.asarray(ids, dtype=np.int64))
         lab_out.append(np.asarray(labels, dtype=np.int64))

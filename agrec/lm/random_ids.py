@@ -14,8 +14,9 @@ import numpy as np
 from agrec.semantic_ids.codes import CodeTable
 
 
-def random_code_table(n_items: int, codebook_sizes: Sequence[int], seed: int,
-                      item_ids: list[str] | None = None) -> CodeTable:
+def random_code_table(
+    n_items: int, codebook_sizes: Sequence[int], seed: int, item_ids: list[str] | None = None
+) -> CodeTable:
     """``n_items`` rows of codes drawn uniformly per level with ``seed``.
 
     Items that share a full code sequence get an extra level numbering them within their group
@@ -23,8 +24,11 @@ def random_code_table(n_items: int, codebook_sizes: Sequence[int], seed: int,
     """
     rng = np.random.default_rng(seed)
     sizes = [int(k) for k in codebook_sizes]
-    codes = rng.integers(0, sizes, size=(n_items, len(sizes)), dtype=np.int64) if n_items else \
-        np.zeros((0, len(sizes)), dtype=np.int64)
+    codes = (
+        rng.integers(0, sizes, size=(n_items, len(sizes)), dtype=np.int64)
+        if n_items
+        else np.zeros((0, len(sizes)), dtype=np.int64)
+    )
     if n_items:
         _, group = np.unique(codes, axis=0, return_inverse=True)
         group = group.reshape(-1)

@@ -32,8 +32,14 @@ from agrec.lineage import config_key
 from agrec.lm.backbones import build_tiny_tokenizer, resolve_backbone_path
 from agrec.lm.build import TINY_BASE, BuiltLM, build_fresh, load_checkpoint_model
 from agrec.lm.bundle import LMBundle
-from agrec.lm.checkpoint import (CheckpointMismatch, check_manifest, codes_fingerprint, make_manifest, read_manifest,
-                                 training_config)
+from agrec.lm.checkpoint import (
+    CheckpointMismatch,
+    check_manifest,
+    codes_fingerprint,
+    make_manifest,
+    read_manifest,
+    training_config,
+)
 from agrec.lm.config import LMConfig
 from agrec.lm.distributed import DistEnv, init_distributed
 from agrec.lm.finetune import merged_for_inference
@@ -55,8 +61,14 @@ def stage_key(session: Session, codes: CodeTable) -> str:
     (without bookkeeping keys), the code table, the seed and the agrec version. Checkpoints carry it, so
     training resumes only from checkpoints of the same run."""
     p = session.profile
-    payload = {"data": keyed(p.data), "lm": training_config(p.lm), "codes": codes_fingerprint(codes), "seed": p.seed,
-               "data_digest": session.run.digest("data"), "agrec": agrec.__version__}
+    payload = {
+        "data": keyed(p.data),
+        "lm": training_config(p.lm),
+        "codes": codes_fingerprint(codes),
+        "seed": p.seed,
+        "data_digest": session.run.digest("data"),
+        "agrec": agrec.__version__,
+    }
     return short_hash(payload)
 
 
@@ -65,8 +77,9 @@ def _base_dir(session: Session) -> Path:
     return Path(src).parent if src else Path.cwd()
 
 
-def resolve_codes(session: Session, n_items: int, item_ids: list[str] | None = None,
-                  env: DistEnv | None = None) -> CodeTable:
+def resolve_codes(
+    session: Session, n_items: int, item_ids: list[str] | None = None, env: DistEnv | None = None
+) -> CodeTable:
     """The code table the LM is trained with: the semantic-ID stage's, or random IDs (``lm.codes``)."""
     cfg = session.profile.lm
     if cfg.codes == "random":
@@ -82,12 +95,13 @@ def _check_codes(codes: CodeTable, n_items: int) -> None:
     if codes.n_items != n_items:
         raise DataError(f"the code table has {codes.n_items} items but the dataset has {n_items}")
     if not codes.is_collision_free():
-        raise DataError(f"the code table has {codes.n_collisions()} collision(s): generated codes could not be "
-                        f"mapped back to one item")
+        raise DataError(
+            f"the code table has {codes.n_collisions()} collision(s): generated codes could not be "
+            f"mapped back to one item"
+        )
 
 
-def _expected_manifest(cfg: LMConfig, codes: CodeTable, key: str, base_dir: Path,
-                       log: Callable[[str], None]) -> dict:
+def _expected_manifest(cfg: LMConfig, codes: CodeTable, key: str, base_dir: Path, log: Callable[[str], None]) -> dict:
     """The manifest a checkpoint of this run must carry (tokenizer rebuilt from the backbone)."""
     path = resolve_backbone_path(cfg, base_dir, log=log)
     if path is None:
@@ -113,6 +127,7 @@ def _save_fn(built: BuiltLM, tiny_base) -> Callable:
         if tiny_base is not None:
             tiny_base.save_pretrained(folder / TINY_BASE)
             built.tokenizer.save_pretrained(folder / TINY_BASE)
+
     return save
 
 
@@ -127,10 +142,19 @@ class TrainingJob:
     valid: Samples
 
 
-def make_training_job(cfg: LMConfig, codes: CodeTable, train_seqs: Sequence[np.ndarray],
-                      valid_histories: Sequence[np.ndarray], valid_targets: Sequence[int], out_dir: Path, seed: int,
-                      run_key: str, base_dir: Path | None = None, env: DistEnv | None = None,
-                      log: Callable[[str], None] = print) -> TrainingJob:
+def make_training_job(
+    cfg: LMConfig,
+    codes: CodeTable,
+    train_seqs: Sequence[np.ndarray],
+    valid_histories: Sequence[np.ndarray],
+    valid_targets: Sequence[int],
+    out_dir: Path,
+    seed: int,
+    run_key: str,
+    base_dir: Path | None = None,
+    env: DistEnv | None = None,
+    log: Callable[[str], None] = print,
+) -> TrainingJob:
     """Build the fresh model, the prompt format and the samples, and the trainer that resumes from
     ``out_dir/checkpoints`` (through ``from_pretrained``) or starts from the fresh model."""
     env = env or DistEnv()
@@ -141,23 +165,48 @@ def make_training_job(cfg: LMConfig, codes: CodeTable, train_seqs: Sequence[np.n
     fmt = make_prompt_format(cfg.prompt_format, built.vocab, built.tokenizer, cfg.max_history, cfg.prompt_variants)
     train = build_train_samples(fmt, train_seqs, cfg.samples, cfg.window_stride, seed=seed)
     valid = build_eval_samples(fmt, valid_histories, valid_targets)
-    manifest = make_manifest(cfg, codes, built.vocab, built.tokenizer, run_key,
-                             None if built.backbone_path is None else str(built.backbone_path))
-    log(f"lm: backbone {cfg.backbone} ({cfg.finetune_mode}), prompt {fmt.name}, samples {cfg.samples}: "
-        f"{len(train):,} training sequences ({train.n_tokens():,} tokens), {len(valid):,} validation users")
+    manifest = make_manifest(
+        cfg,
+        codes,
+        built.vocab,
+        built.tokenizer,
+        run_key,
+        None if built.backbone_path is None else str(built.backbone_path),
+    )
+    log(
+        f"lm: backbone {cfg.backbone} ({cfg.finetune_mode}), prompt {fmt.name}, samples {cfg.samples}: "
+        f"{len(train):,} training sequences ({train.n_tokens():,} tokens), {len(valid):,} validation users"
+    )
 
     def build_model(ckpt: Path | None):
         if ckpt is None:
             return built.model
         return load_checkpoint_model(ckpt, cfg, codes, base_dir, trainable=True, log=log).model
 
-    trainer = Trainer(build_model, _save_fn(built, tiny_base), train, valid, cfg, manifest, Path(out_dir), seed,
-                      n_levels=codes.n_levels, pad_id=int(built.tokenizer.pad_token_id), env=env, log=log)
+    trainer = Trainer(
+        build_model,
+        _save_fn(built, tiny_base),
+        train,
+        valid,
+        cfg,
+        manifest,
+        Path(out_dir),
+        seed,
+        n_levels=codes.n_levels,
+        pad_id=int(built.tokenizer.pad_token_id),
+        env=env,
+        log=log,
+    )
     return TrainingJob(trainer=trainer, built=built, prompt=fmt, train=train, valid=valid)
 
 
-def train_lm(session: Session, force: bool = False, codes: CodeTable | None = None, load: bool = True,
-             log: Callable[[str], None] = print) -> LMBundle | None:
+def train_lm(
+    session: Session,
+    force: bool = False,
+    codes: CodeTable | None = None,
+    load: bool = True,
+    log: Callable[[str], None] = print,
+) -> LMBundle | None:
     """Fine-tune the LM of ``session.profile.lm`` and return the trained bundle (see module doc).
 
     Args:
@@ -187,8 +236,19 @@ def train_lm(session: Session, force: bool = False, codes: CodeTable | None = No
     t_start = time.perf_counter()
 
     n_users = min(cfg.max_users or split.n_users, split.n_users)
-    job = make_training_job(cfg, codes, split.train[:n_users], split.train[:n_users], split.valid[:n_users], folder,
-                            profile.seed, key, base_dir, env, log=say)
+    job = make_training_job(
+        cfg,
+        codes,
+        split.train[:n_users],
+        split.train[:n_users],
+        split.valid[:n_users],
+        folder,
+        profile.seed,
+        key,
+        base_dir,
+        env,
+        log=say,
+    )
     trainer, train, valid = job.trainer, job.train, job.valid
     resume = cfg.resume and not force
     if resume:
@@ -201,8 +261,13 @@ def train_lm(session: Session, force: bool = False, codes: CodeTable | None = No
     if env.is_main:
         _write_curves(folder, result)
         codes.save(folder / CODES_JSON)  # the exact item <-> code table the model was trained with
-        run.mark_done(STAGE, record_key, profile, run_key=key, **_record(cfg, result, folder, train, valid, codes,
-                                                     time.perf_counter() - t_start))
+        run.mark_done(
+            STAGE,
+            record_key,
+            profile,
+            run_key=key,
+            **_record(cfg, result, folder, train, valid, codes, time.perf_counter() - t_start),
+        )
     env.barrier()
     return load_lm(session, codes=codes) if load else None
 
@@ -213,8 +278,9 @@ def _write_curves(folder: Path, result: TrainResult) -> None:
             df.to_csv(tmp, index=False)
 
 
-def _record(cfg: LMConfig, result: TrainResult, folder: Path, train: Samples, valid: Samples, codes: CodeTable,
-            wall_s: float) -> dict:
+def _record(
+    cfg: LMConfig, result: TrainResult, folder: Path, train: Samples, valid: Samples, codes: CodeTable, wall_s: float
+) -> dict:
     st = result.state
     final = st.evals[-1] if st.evals else {}
     return {
@@ -240,8 +306,12 @@ def _record(cfg: LMConfig, result: TrainResult, folder: Path, train: Samples, va
     }
 
 
-def load_lm(session: Session, codes: CodeTable | None = None, device: str | torch.device = "cpu",
-            log: Callable[[str], None] = print) -> LMBundle:
+def load_lm(
+    session: Session,
+    codes: CodeTable | None = None,
+    device: str | torch.device = "cpu",
+    log: Callable[[str], None] = print,
+) -> LMBundle:
     """The trained LM of a finished ``lm`` stage, loaded with ``from_pretrained`` and verified.
 
     Raises :class:`AgrecError` if the stage has not run, and
@@ -251,8 +321,7 @@ def load_lm(session: Session, codes: CodeTable | None = None, device: str | torc
     run, cfg = session.run, session.profile.lm
     rec = run.read_record(STAGE)
     if rec is None:
-        raise AgrecError(f"no trained LM in {run.root / STAGE}: run train_lm(session) or "
-                         f"`agrec run --stages lm` first")
+        raise AgrecError(f"no trained LM in {run.root / STAGE}: run train_lm(session) or `agrec run --stages lm` first")
     if codes is None:
         from agrec.data.stage import prepare_data
 
@@ -262,8 +331,15 @@ def load_lm(session: Session, codes: CodeTable | None = None, device: str | torc
     return load_bundle(folder, cfg, codes, stage_key(session, codes), _base_dir(session), device=device, log=log)
 
 
-def load_bundle(folder: Path, cfg: LMConfig, codes: CodeTable, run_key: str, base_dir: Path | None = None,
-                device: str | torch.device = "cpu", log: Callable[[str], None] = print) -> LMBundle:
+def load_bundle(
+    folder: Path,
+    cfg: LMConfig,
+    codes: CodeTable,
+    run_key: str,
+    base_dir: Path | None = None,
+    device: str | torch.device = "cpu",
+    log: Callable[[str], None] = print,
+) -> LMBundle:
     """An :class:`LMBundle` from checkpoint ``folder`` after checking it against the run (``cfg``,
     ``codes``, ``run_key``)."""
     folder = Path(folder)
@@ -274,8 +350,15 @@ def load_bundle(folder: Path, cfg: LMConfig, codes: CodeTable, run_key: str, bas
     model = merged_for_inference(built.model).to(device)
     model.config.use_cache = True
     fmt = make_prompt_format(found["prompt"], built.vocab, built.tokenizer, found["max_history"], cfg.prompt_variants)
-    return LMBundle(model=model, tokenizer=built.tokenizer, item_token_ids=built.vocab.item_token_ids.clone(),
-                    codes=codes, prompt=fmt, checkpoint=folder, manifest=found)
+    return LMBundle(
+        model=model,
+        tokenizer=built.tokenizer,
+        item_token_ids=built.vocab.item_token_ids.clone(),
+        codes=codes,
+        prompt=fmt,
+        checkpoint=folder,
+        manifest=found,
+    )
 
 
 def training_curves(session: Session) -> tuple[pd.DataFrame, pd.DataFrame]:

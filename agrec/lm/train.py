@@ -22,8 +22,14 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m agrec.lm.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="YAML profile")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a profile key, e.g. --set lm.epochs=2 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile key, e.g. --set lm.epochs=2 (repeatable)",
+    )
     p.add_argument("--run-dir", help="run directory (default: the profile's runs/<dataset>/<profile>)")
     p.add_argument("--force", action="store_true", help="retrain from scratch")
     args = p.parse_args(argv)
@@ -40,8 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         train_lm(session, force=args.force, load=False)
         if env.is_main:
             rec = session.run.read_record(STAGE) or {}
-            print(f"lm: done on {env.world} process(es): {rec.get('steps')} steps, "
-                  f"{rec.get('tokens_per_s')} tokens/s, checkpoint {session.run.root / STAGE / rec.get('checkpoint', '')}")
+            print(
+                f"lm: done on {env.world} process(es): {rec.get('steps')} steps, "
+                f"{rec.get('tokens_per_s')} tokens/s, checkpoint {session.run.root / STAGE / rec.get('checkpoint', '')}"
+            )
     except AgrecError as e:
         print(f"agrec: error: {e}", file=sys.stderr)
         return 2

@@ -35,8 +35,16 @@ import torch.nn.functional as F
 from agrec.errors import ConfigError
 from agrec.io import atomic_dir, atomic_write_json
 from agrec.lm.batching import bucket_plan, check_packable, collate_packed, epoch_plan
-from agrec.lm.checkpoint import (MANIFEST, STATE, check_manifest, checksum_problems, load_tree, read_manifest,
-                                 save_tree, write_checksums)
+from agrec.lm.checkpoint import (
+    MANIFEST,
+    STATE,
+    check_manifest,
+    checksum_problems,
+    load_tree,
+    read_manifest,
+    save_tree,
+    write_checksums,
+)
 from agrec.lm.config import LMConfig
 from agrec.lm.distributed import DistEnv
 from agrec.lm.finetune import parameter_counts
@@ -55,18 +63,18 @@ class TrainingInterrupted(RuntimeError):
 class TrainState:
     """Counters and history that a checkpoint restores besides weights and optimizer."""
 
-    epoch: int = 0               # epochs completed
-    step_in_epoch: int = 0       # optimizer steps completed in the current epoch
+    epoch: int = 0  # epochs completed
+    step_in_epoch: int = 0  # optimizer steps completed in the current epoch
     global_step: int = 0
-    train_tokens: int = 0        # non-padding input tokens processed, all processes
-    train_time_s: float = 0.0    # wall time inside training steps (no evaluation, no saving)
+    train_tokens: int = 0  # non-padding input tokens processed, all processes
+    train_time_s: float = 0.0  # wall time inside training steps (no evaluation, no saving)
     steps: list[dict] = field(default_factory=list)  # one row per optimizer step
     evals: list[dict] = field(default_factory=list)  # one row per evaluation (epoch end)
 
 
 @dataclass
 class TrainResult:
-    selected: Path               # the checkpoint the stage hands on
+    selected: Path  # the checkpoint the stage hands on
     state: TrainState
     params: dict[str, int]
     precision: str
@@ -140,9 +148,21 @@ class Trainer:
         out_dir: the stage folder; checkpoints go to ``out_dir/checkpoints/``.
     """
 
-    def __init__(self, build_model: Callable, save_model: Callable, train: Samples, valid: Samples,
-                 cfg: LMConfig, manifest: dict, out_dir: Path, seed: int, n_levels: int, pad_id: int,
-                 env: DistEnv | None = None, log: Callable[[str], None] = print):
+    def __init__(
+        self,
+        build_model: Callable,
+        save_model: Callable,
+        train: Samples,
+        valid: Samples,
+        cfg: LMConfig,
+        manifest: dict,
+        out_dir: Path,
+        seed: int,
+        n_levels: int,
+        pad_id: int,
+        env: DistEnv | None = None,
+        log: Callable[[str], None] = print,
+    ):
         if len(train) == 0:
             raise ValueError("no training samples")
         self.build_model, self.save_model = build_model, save_model
@@ -158,8 +178,10 @@ class Trainer:
         self._lengths = train.lengths
         self.pack_length = int(cfg.pack_length or self._lengths.max())
         if cfg.batching == "pack" and self._lengths.max() > self.pack_length:
-            raise ConfigError(f"lm.pack_length ({self.pack_length}) is shorter than the longest training sample "
-                              f"({int(self._lengths.max())} tokens); raise it or leave it null")
+            raise ConfigError(
+                f"lm.pack_length ({self.pack_length}) is shorter than the longest training sample "
+                f"({int(self._lengths.max())} tokens); raise it or leave it null"
+            )
         self.stop_after_step: int | None = None  # test hook: raise TrainingInterrupted after this step
 
     # -- plan -------------------------------------------------------------------------------------
@@ -203,12 +225,22 @@ class Trainer:
         if self.env.is_main:
             with atomic_dir(folder) as tmp:
                 self.save_model(model, tmp)
-                atomic_write_json(tmp / MANIFEST, {**self.manifest, "epoch": state.epoch,
-                                                   "global_step": state.global_step})
+                atomic_write_json(
+                    tmp / MANIFEST, {**self.manifest, "epoch": state.epoch, "global_step": state.global_step}
+                )
                 names = [n for n, p in model.named_parameters() if p.requires_grad]
-                save_tree(tmp, STATE, {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                       "state": asdict(state), "rng": rngs, "param_names": names,
-                                       "world": self.env.world})
+                save_tree(
+                    tmp,
+                    STATE,
+                    {
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "state": asdict(state),
+                        "rng": rngs,
+                        "param_names": names,
+                        "world": self.env.world,
+                    },
+                )
                 write_checksums(tmp)
         self.env.barrier()
         return folder
@@ -225,7 +257,7 @@ class Trainer:
             last_epoch_step = max(s for s, d in ckpts if d == epochs[-1])
             doomed += [d for s, d in ckpts if d.name.startswith("step-") and s <= last_epoch_step]
         if self.cfg.keep_checkpoints:
-            doomed += epochs[:-self.cfg.keep_checkpoints]
+            doomed += epochs[: -self.cfg.keep_checkpoints]
         for d in doomed:
             if d not in keep:
                 shutil.rmtree(d, ignore_errors=True)
@@ -251,12 +283,12 @@ class Trainer:
         L = self.n_levels
         was_training = loss_mod.training
         loss_mod.eval()
-        idx = np.arange(len(self.valid))[self.env.rank::self.env.world]
+        idx = np.arange(len(self.valid))[self.env.rank :: self.env.world]
         idx = idx[np.argsort(self.valid.lengths[idx], kind="stable")]  # less padding
         nll = torch.zeros((), dtype=torch.float64)
         correct = torch.zeros(L + 1, dtype=torch.float64)
         for s in range(0, len(idx), self.cfg.eval_batch_size):
-            batch = collate(self.valid, idx[s:s + self.cfg.eval_batch_size], self.pad_id, self.env.device)
+            batch = collate(self.valid, idx[s : s + self.cfg.eval_batch_size], self.pad_id, self.env.device)
             with self._autocast():
                 logits, targets = loss_mod.supervised_logits(*batch)
             logits = logits.float()
@@ -310,10 +342,13 @@ class Trainer:
         params = parameter_counts(model)
         trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         # no weight decay on norms and biases (1-D), as usual for transformers
-        groups = [{"params": [p for n, p in trainable if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-                  {"params": [p for n, p in trainable if p.ndim < 2], "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
-                                      foreach=env.device.type == "cuda")
+        groups = [
+            {"params": [p for n, p in trainable if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+            {"params": [p for n, p in trainable if p.ndim < 2], "weight_decay": 0.0},
+        ]
+        optimizer = torch.optim.AdamW(
+            groups, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, foreach=env.device.type == "cuda"
+        )
         total = self.total_steps()
         warmup = int(round(cfg.warmup_ratio * total))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup, total, cfg.schedule))
@@ -321,8 +356,10 @@ class Trainer:
         if ckpt is not None:
             tree = load_tree(ckpt, STATE)
             if tree["world"] != env.world:
-                raise RuntimeError(f"{ckpt} was written by {tree['world']} process(es); resume it with the same "
-                                   f"number (now {env.world}) or set lm.resume=false")
+                raise RuntimeError(
+                    f"{ckpt} was written by {tree['world']} process(es); resume it with the same "
+                    f"number (now {env.world}) or set lm.resume=false"
+                )
             if tree["param_names"] != [n for n, _ in trainable]:
                 raise RuntimeError(f"{ckpt}: the trainable parameters differ from this model's")
             optimizer.load_state_dict(tree["optimizer"])
@@ -337,7 +374,8 @@ class Trainer:
         ddp = None
         if env.distributed:
             ddp = torch.nn.parallel.DistributedDataParallel(
-                loss_mod, device_ids=[env.device.index] if env.device.type == "cuda" else None)
+                loss_mod, device_ids=[env.device.index] if env.device.type == "cuda" else None
+            )
         runner = ddp or loss_mod
         params_list = [p for _, p in trainable]
 
@@ -345,16 +383,26 @@ class Trainer:
         if env.is_main and cfg.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=total, initial=state.global_step, desc="lm", unit="step", mininterval=2.0,
-                       dynamic_ncols=True)
+            bar = tqdm(
+                total=total, initial=state.global_step, desc="lm", unit="step", mininterval=2.0, dynamic_ncols=True
+            )
         # The CLI's view of training (agrec.progress): steps with ETA, one milestone per epoch.
         task = Task("lm", total, "step", initial=state.global_step, min_interval_s=1.0) if env.is_main else None
         pending: list[tuple[int, int, float, torch.Tensor, int, int, float]] = []
 
         def flush() -> None:
             for epoch, step, lr, loss_sum, n_sup, n_tok, elapsed in pending:
-                state.steps.append({"epoch": epoch, "step": step, "lr": lr, "loss": float(loss_sum) / n_sup,
-                                    "supervised_tokens": n_sup, "tokens": n_tok, "train_time_s": elapsed})
+                state.steps.append(
+                    {
+                        "epoch": epoch,
+                        "step": step,
+                        "lr": lr,
+                        "loss": float(loss_sum) / n_sup,
+                        "supervised_tokens": n_sup,
+                        "tokens": n_tok,
+                        "train_time_s": elapsed,
+                    }
+                )
             pending.clear()
 
         last: Path | None = ckpt
@@ -373,7 +421,7 @@ class Trainer:
                 for j in range(cfg.grad_accum):
                     batch = self.collate(parts[j * env.world + env.rank])
                     sync = ddp is None or j == cfg.grad_accum - 1
-                    with (contextlib.nullcontext() if sync else ddp.no_sync()):
+                    with contextlib.nullcontext() if sync else ddp.no_sync():
                         with self._autocast():
                             nll = runner(*batch)
                         (nll * (env.world / max(1, n_sup))).backward()
@@ -394,11 +442,13 @@ class Trainer:
                     flush()
                     if bar is not None:
                         bar.update(state.global_step - bar.n)
-                        bar.set_postfix(epoch=epoch + 1, loss=f"{state.steps[-1]['loss']:.4f}",
-                                        tok_s=f"{state.train_tokens / max(state.train_time_s, 1e-9):,.0f}")
+                        bar.set_postfix(
+                            epoch=epoch + 1,
+                            loss=f"{state.steps[-1]['loss']:.4f}",
+                            tok_s=f"{state.train_tokens / max(state.train_time_s, 1e-9):,.0f}",
+                        )
                     if task is not None:
-                        task.update(state.global_step, epoch=f"{epoch + 1}/{cfg.epochs}",
-                                    loss=state.steps[-1]["loss"])
+                        task.update(state.global_step, epoch=f"{epoch + 1}/{cfg.epochs}", loss=state.steps[-1]["loss"])
                 if self.stop_after_step is not None and state.global_step >= self.stop_after_step:
                     flush()
                     if bar is not None:
@@ -408,19 +458,33 @@ class Trainer:
                     stopped_early = state.step_in_epoch < len(plan)
                     done = True
                     break
-                if cfg.save_every_steps and state.global_step % cfg.save_every_steps == 0 \
-                        and state.step_in_epoch < len(plan):
+                if (
+                    cfg.save_every_steps
+                    and state.global_step % cfg.save_every_steps == 0
+                    and state.step_in_epoch < len(plan)
+                ):
                     flush()
                     last = self._save(f"step-{state.global_step:07d}", model, optimizer, scheduler, state)
             flush()
-            row = {"epoch": epoch + 1, "step": state.global_step, **self.evaluate(loss_mod),
-                   "train_loss": float(np.mean([r["loss"] for r in state.steps if r["epoch"] == epoch]))}
+            row = {
+                "epoch": epoch + 1,
+                "step": state.global_step,
+                **self.evaluate(loss_mod),
+                "train_loss": float(np.mean([r["loss"] for r in state.steps if r["epoch"] == epoch])),
+            }
             state.evals.append(row)
-            self.log(f"lm: epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}, val loss "
-                     f"{row['val_loss']:.4f}, val next-item acc {row['val_item_acc']:.4f}")
+            self.log(
+                f"lm: epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}, val loss "
+                f"{row['val_loss']:.4f}, val next-item acc {row['val_item_acc']:.4f}"
+            )
             if task is not None:
-                task.update(state.global_step, milestone=True, epoch=f"{epoch + 1}/{cfg.epochs}",
-                            train_loss=row["train_loss"], val_loss=row["val_loss"])
+                task.update(
+                    state.global_step,
+                    milestone=True,
+                    epoch=f"{epoch + 1}/{cfg.epochs}",
+                    train_loss=row["train_loss"],
+                    val_loss=row["val_loss"],
+                )
             if stopped_early:  # max_steps inside an epoch: a checkpoint of the partial epoch
                 last = self._save(f"step-{state.global_step:07d}", model, optimizer, scheduler, state)
                 break

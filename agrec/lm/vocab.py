@@ -43,11 +43,13 @@ class CodeVocab:
 def _vocab_from_ids(codes: CodeTable, ids: list[int], added: int) -> CodeVocab:
     level_ids, start = [], 0
     for k in codes.codebook_sizes:
-        level_ids.append(torch.tensor(ids[start:start + k], dtype=torch.long))
+        level_ids.append(torch.tensor(ids[start : start + k], dtype=torch.long))
         start += k
-    item_ids = torch.stack([level_ids[lvl][torch.from_numpy(codes.codes[:, lvl])]
-                            for lvl in range(codes.n_levels)], dim=1) if codes.n_items else \
-        torch.zeros((0, codes.n_levels), dtype=torch.long)
+    item_ids = (
+        torch.stack([level_ids[lvl][torch.from_numpy(codes.codes[:, lvl])] for lvl in range(codes.n_levels)], dim=1)
+        if codes.n_items
+        else torch.zeros((0, codes.n_levels), dtype=torch.long)
+    )
     return CodeVocab(level_token_ids=level_ids, item_token_ids=item_ids.contiguous(), added=added)
 
 
@@ -59,8 +61,9 @@ def add_code_tokens(tokenizer, codes: CodeTable) -> CodeVocab:
     from tokenizers import AddedToken
 
     tokens = codes.all_tokens()
-    added = tokenizer.add_tokens([AddedToken(t, normalized=False, special=False, single_word=False,
-                                             lstrip=False, rstrip=False) for t in tokens])
+    added = tokenizer.add_tokens(
+        [AddedToken(t, normalized=False, special=False, single_word=False, lstrip=False, rstrip=False) for t in tokens]
+    )
     return code_vocab(tokenizer, codes, added=added)
 
 
@@ -70,7 +73,7 @@ def code_vocab(tokenizer, codes: CodeTable, added: int = 0) -> CodeVocab:
     tokens = codes.all_tokens()
     ids = tokenizer.convert_tokens_to_ids(tokens)
     unk = tokenizer.unk_token_id
-    for tok, i in zip(tokens, ids):
+    for tok, i in zip(tokens, ids, strict=True):
         if i is None or (unk is not None and i == unk):
             raise AgrecError(f"the tokenizer has no token {tok!r}: it was not extended with this code table")
     if len(set(ids)) != len(ids):

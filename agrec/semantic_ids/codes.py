@@ -96,8 +96,13 @@ class CodeTable:
 
     # -- LC-Rec / LETTER / AGRec index.json -------------------------------------------------------
     @classmethod
-    def from_tokens(cls, tokens: list[list[str]], item_ids: list[str] | None = None,
-                    codebook_sizes: tuple[int, ...] | None = None, source: str = "codes") -> "CodeTable":
+    def from_tokens(
+        cls,
+        tokens: list[list[str]],
+        item_ids: list[str] | None = None,
+        codebook_sizes: tuple[int, ...] | None = None,
+        source: str = "codes",
+    ) -> "CodeTable":
         """Build a table from per-item token lists (``[["<a_1>", "<b_2>", …], …]``, row ``i`` = item ``i``).
 
         Every item must have the same number of tokens, and token ``l`` must be of level ``l``
@@ -105,6 +110,7 @@ class CodeTable:
         Duplicates are kept (see :func:`agrec.semantic_ids.dedup.make_collision_free`). A malformed
         entry is a :class:`DataError` naming ``source`` and the item.
         """
+
         def name(i: int) -> str:
             return repr(item_ids[i]) if item_ids is not None else f"#{i}"
 
@@ -118,8 +124,10 @@ class CodeTable:
             if not isinstance(toks, (list, tuple)) or len(toks) == 0:
                 raise DataError(f"{source}: item {name(i)}: codes must be a non-empty list of tokens, got {toks!r}")
             if len(toks) != n_levels:
-                raise DataError(f"{source}: item {name(i)} has {len(toks)} codes, item {name(0)} has {n_levels}; "
-                                f"every item needs the same number of levels")
+                raise DataError(
+                    f"{source}: item {name(i)} has {len(toks)} codes, item {name(0)} has {n_levels}; "
+                    f"every item needs the same number of levels"
+                )
             for lvl, tok in enumerate(toks):
                 if not isinstance(tok, str):
                     raise DataError(f"{source}: item {name(i)}: code {tok!r} is not a string like '<a_12>'")
@@ -127,21 +135,26 @@ class CodeTable:
                 if m is None:
                     raise DataError(f"{source}: item {name(i)}: {tok!r} is not a code token of the form <a_12>")
                 if LEVEL_LETTERS.index(m.group(1)) != lvl:
-                    raise DataError(f"{source}: item {name(i)}: token {lvl + 1} is {tok!r}, expected level "
-                                    f"'{LEVEL_LETTERS[lvl]}' (<{LEVEL_LETTERS[lvl]}_…>) at that position")
+                    raise DataError(
+                        f"{source}: item {name(i)}: token {lvl + 1} is {tok!r}, expected level "
+                        f"'{LEVEL_LETTERS[lvl]}' (<{LEVEL_LETTERS[lvl]}_…>) at that position"
+                    )
                 codes[i, lvl] = int(m.group(2))
         seen = tuple(int(v) + 1 for v in codes.max(axis=0))
         if codebook_sizes is None:
             codebook_sizes = seen
-        elif len(codebook_sizes) != n_levels or any(k < s for s, k in zip(seen, codebook_sizes)):
-            raise DataError(f"{source}: codes need codebook sizes of at least {list(seen)}, "
-                            f"got {list(codebook_sizes)}")
-        return cls(codes=codes, codebook_sizes=tuple(codebook_sizes),
-                   item_ids=[str(x) for x in item_ids] if item_ids is not None else None)
+        elif len(codebook_sizes) != n_levels or any(k < s for s, k in zip(seen, codebook_sizes, strict=False)):
+            raise DataError(f"{source}: codes need codebook sizes of at least {list(seen)}, got {list(codebook_sizes)}")
+        return cls(
+            codes=codes,
+            codebook_sizes=tuple(codebook_sizes),
+            item_ids=[str(x) for x in item_ids] if item_ids is not None else None,
+        )
 
     @classmethod
-    def from_index_json(cls, path: str | Path, item_ids: list[str] | None = None,
-                        codebook_sizes: tuple[int, ...] | None = None) -> "CodeTable":
+    def from_index_json(
+        cls, path: str | Path, item_ids: list[str] | None = None, codebook_sizes: tuple[int, ...] | None = None
+    ) -> "CodeTable":
         """Read an LC-Rec ``X.index.json`` (``{item_id: ["<a_1>", "<b_2>", …]}``).
 
         Rows follow ``item_ids`` when given (each must be in the file; extra entries in the file are
@@ -185,8 +198,11 @@ class CodeTable:
         path = Path(path)
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
-            return cls(codes=np.asarray(d["codes"], dtype=np.int64).reshape(-1, len(d["codebook_sizes"])),
-                       codebook_sizes=tuple(d["codebook_sizes"]), item_ids=d.get("item_ids"))
+            return cls(
+                codes=np.asarray(d["codes"], dtype=np.int64).reshape(-1, len(d["codebook_sizes"])),
+                codebook_sizes=tuple(d["codebook_sizes"]),
+                item_ids=d.get("item_ids"),
+            )
         except FileNotFoundError:
             raise DataError(f"{path}: file not found") from None
         except (json.JSONDecodeError, KeyError, ValueError) as e:

@@ -26,24 +26,24 @@ class RQVAEConfig:
     epochs 3000, layers 2048→…→64 for 4096-d LLaMA embeddings).
     """
 
-    n_levels: int = 4                    # codebooks (tokens per item before de-duplication)
-    codebook_size: int = 256             # codes per codebook
-    code_dim: int = 32                   # width of the latent and of each codeword
+    n_levels: int = 4  # codebooks (tokens per item before de-duplication)
+    codebook_size: int = 256  # codes per codebook
+    code_dim: int = 32  # width of the latent and of each codeword
     # Encoder widths between the input and code_dim; None = halve from input/2 down to > code_dim,
     # LC-Rec's rule (4096 -> 2048, 1024, 512, 256, 128, 64 -> 32); 384-d MiniLM -> 192, 96, 48 -> 32.
     hidden_dims: list[int] | None = None
     dropout: float = 0.0
-    beta: float = 0.25                   # commitment weight (VQ-VAE, van den Oord et al. 2017)
-    kmeans_init: bool = True             # initialise each codebook by k-means on the (residual) latents
+    beta: float = 0.25  # commitment weight (VQ-VAE, van den Oord et al. 2017)
+    kmeans_init: bool = True  # initialise each codebook by k-means on the (residual) latents
     kmeans_iters: int = 100
-    sinkhorn_epsilon: float = 0.0        # > 0: balanced (Sinkhorn) assignment on the last level; LC-Rec 0.003
+    sinkhorn_epsilon: float = 0.0  # > 0: balanced (Sinkhorn) assignment on the last level; LC-Rec 0.003
     sinkhorn_iters: int = 50
     lr: float = 1e-3
     weight_decay: float = 1e-4
     epochs: int = 3000
     batch_size: int = 1024
-    eval_every: int = 50                 # epochs between evaluations (collision rate, recon error)
-    patience: int | None = None          # evaluations without improvement before stopping; None = never
+    eval_every: int = 50  # epochs between evaluations (collision rate, recon error)
+    patience: int | None = None  # evaluations without improvement before stopping; None = never
     # Checkpoint selection: lowest collision rate; rates within this absolute tolerance count as equal
     # and the lower reconstruction error wins (LC-Rec picks the lowest collision rate only).
     collision_tol: float = 0.0
@@ -55,12 +55,21 @@ class RQVAEConfig:
 
     def __post_init__(self) -> None:
         checks = {
-            "n_levels": 1 <= self.n_levels <= 8, "codebook_size": self.codebook_size >= 2,
-            "code_dim": self.code_dim >= 1, "dropout": 0.0 <= self.dropout < 1.0, "beta": self.beta >= 0.0,
-            "kmeans_iters": self.kmeans_iters >= 1, "sinkhorn_epsilon": self.sinkhorn_epsilon >= 0.0,
-            "sinkhorn_iters": self.sinkhorn_iters >= 1, "lr": self.lr > 0, "weight_decay": self.weight_decay >= 0,
-            "epochs": self.epochs >= 0, "batch_size": self.batch_size >= 1, "eval_every": self.eval_every >= 1,
-            "collision_tol": 0.0 <= self.collision_tol <= 1.0, "dtype": self.dtype in ("float64", "float32"),
+            "n_levels": 1 <= self.n_levels <= 8,
+            "codebook_size": self.codebook_size >= 2,
+            "code_dim": self.code_dim >= 1,
+            "dropout": 0.0 <= self.dropout < 1.0,
+            "beta": self.beta >= 0.0,
+            "kmeans_iters": self.kmeans_iters >= 1,
+            "sinkhorn_epsilon": self.sinkhorn_epsilon >= 0.0,
+            "sinkhorn_iters": self.sinkhorn_iters >= 1,
+            "lr": self.lr > 0,
+            "weight_decay": self.weight_decay >= 0,
+            "epochs": self.epochs >= 0,
+            "batch_size": self.batch_size >= 1,
+            "eval_every": self.eval_every >= 1,
+            "collision_tol": 0.0 <= self.collision_tol <= 1.0,
+            "dtype": self.dtype in ("float64", "float32"),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -85,21 +94,21 @@ class SemanticIdConfig:
 
     method: Literal["rqvae", "rkmeans"] = "rqvae"
     encoder: Literal["minilm", "lm"] = "minilm"
-    lm_model: str = "smollm2-135m"       # for encoder "lm": "smollm2-135m" or "path:<local HF checkpoint dir>"
+    lm_model: str = "smollm2-135m"  # for encoder "lm": "smollm2-135m" or "path:<local HF checkpoint dir>"
     # "auto" = the loader's per-dataset text (MovieLens: title (year). Genres; LC-Rec: title, brand,
     # categories, description[:500]); a name from agrec.semantic_ids.text.TEMPLATES; or a template string.
     template: str = "auto"
     embed_batch_size: int = 64
-    max_length: int = 256                # tokens per text (longer texts are truncated)
+    max_length: int = 256  # tokens per text (longer texts are truncated)
     # Precision of the encoder's forward pass; the embeddings are float32 either way. float64 makes
     # them (nearly) independent of the CPU (agrec.semantic_ids.embed.EMBED_DTYPES) at 2x the cost.
     embed_dtype: Literal["float64", "float32"] = "float64"
-    normalize: bool = True               # L2-normalise embeddings (cosine geometry for the quantiser)
+    normalize: bool = True  # L2-normalise embeddings (cosine geometry for the quantiser)
     # Folder shared between runs for embeddings, keyed by encoder + texts (relative to the profile);
     # None = only the run directory's copy. Lets CI and sweeps embed the catalogue once.
     embedding_cache: str | None = runtime(None)
     dedup: Literal["extra_level", "reassign"] = "extra_level"
-    device: str = "auto"                 # "auto" (cuda if available), "cpu", "cuda", "cuda:1" …
+    device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1" …
     # torch intra-op threads while this stage runs (None = pipeline.num_threads). The RQ-VAE's MLP is too
     # small to gain from threads; on a busy 2-core machine 2 threads were 1.7x (embedding) and 4x
     # (RQ-VAE) slower than 1 (OpenMP spin-waits; benchmarks/semantic_ids.py measures it).

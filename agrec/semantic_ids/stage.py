@@ -97,8 +97,7 @@ def prepare_semantic_ids(session: Session, force: bool = False, progress: bool =
         return _compute(session, ds, folder, key, progress, refresh=force)
 
 
-def _compute(session: Session, ds: SeqDataset, folder: Path, key: str, progress: bool,
-             refresh: bool) -> SemanticIds:
+def _compute(session: Session, ds: SeqDataset, folder: Path, key: str, progress: bool, refresh: bool) -> SemanticIds:
     profile, run = session.profile, session.run
     cfg: SemanticIdConfig = profile.semantic_ids
     texts = _texts_or_none(ds, cfg)
@@ -108,12 +107,21 @@ def _compute(session: Session, ds: SeqDataset, folder: Path, key: str, progress:
     if texts is not None and (not given or cfg.text_diagnostics):
         t0 = time.perf_counter()
         shared = Path(profile._resolve(cfg.embedding_cache)) if cfg.embedding_cache else None
-        spec = EmbeddingSpec(cfg.encoder, cfg.lm_model if cfg.encoder == "lm" else None, cfg.max_length, cfg.normalize,
-                             cfg.embed_dtype)
-        emb, emb_info = embed_texts(texts, spec, folder, cfg.embed_batch_size, shared, progress,
-                                    device=str(resolve_device(cfg.device, "semantic_ids.device")), refresh=refresh)
+        spec = EmbeddingSpec(
+            cfg.encoder, cfg.lm_model if cfg.encoder == "lm" else None, cfg.max_length, cfg.normalize, cfg.embed_dtype
+        )
+        emb, emb_info = embed_texts(
+            texts,
+            spec,
+            folder,
+            cfg.embed_batch_size,
+            shared,
+            progress,
+            device=str(resolve_device(cfg.device, "semantic_ids.device")),
+            refresh=refresh,
+        )
         t_embed = time.perf_counter() - t0
-    else:   # a recomputation without them leaves no embeddings of an earlier configuration behind
+    else:  # a recomputation without them leaves no embeddings of an earlier configuration behind
         for stale in ("embeddings.npy", "embeddings.json"):
             (folder / stale).unlink(missing_ok=True)
     if texts is not None:
@@ -127,10 +135,14 @@ def _compute(session: Session, ds: SeqDataset, folder: Path, key: str, progress:
     else:
         if emb is None:
             raise DataError(f"{ds.name}: no item text and no given codes; the semantic-ID stage needs one of them")
-        fit = residual_kmeans(emb, cfg.rqvae, profile.seed) if cfg.method == "rkmeans" else \
-            train_rqvae(emb, cfg.rqvae, profile.seed, progress, device=cfg.device)
-        raw = CodeTable(codes=fit.codes, codebook_sizes=(cfg.rqvae.codebook_size,) * cfg.rqvae.n_levels,
-                        item_ids=list(ds.item_ids))
+        fit = (
+            residual_kmeans(emb, cfg.rqvae, profile.seed)
+            if cfg.method == "rkmeans"
+            else train_rqvae(emb, cfg.rqvae, profile.seed, progress, device=cfg.device)
+        )
+        raw = CodeTable(
+            codes=fit.codes, codebook_sizes=(cfg.rqvae.codebook_size,) * cfg.rqvae.n_levels, item_ids=list(ds.item_ids)
+        )
         last_dist = fit.last_dist
         source = cfg.method
 
@@ -165,8 +177,10 @@ def _texts_or_none(ds: SeqDataset, cfg: SemanticIdConfig) -> list[str] | None:
     """Item texts to embed; None when the dataset has none and codes are given."""
     if ds.item_text is None and cfg.template == "auto":
         if ds.item_codes is None:
-            raise DataError(f"{ds.name}: the dataset has neither item text nor codes (index.json); "
-                            f"the semantic-ID stage needs one of them")
+            raise DataError(
+                f"{ds.name}: the dataset has neither item text nor codes (index.json); "
+                f"the semantic-ID stage needs one of them"
+            )
         return None
     return item_texts(ds, cfg.template)
 
@@ -180,11 +194,18 @@ def load_semantic_ids(folder: Path, record: dict[str, Any]) -> SemanticIds:
         log = pd.read_csv(log_path)
     except (FileNotFoundError, pd.errors.EmptyDataError):
         log = pd.DataFrame()
-    return SemanticIds(codes=CodeTable.load(folder / CODES), raw_codes=CodeTable.load(folder / RAW_CODES),
-                       embeddings=emb, texts=texts, train_log=log, record=record.get("summary", {}))
+    return SemanticIds(
+        codes=CodeTable.load(folder / CODES),
+        raw_codes=CodeTable.load(folder / RAW_CODES),
+        embeddings=emb,
+        texts=texts,
+        train_log=log,
+        record=record.get("summary", {}),
+    )
 
 
 # -- RQ-VAE checkpoint (safetensors + JSON config) -----------------------------------------------------
+
 
 def save_rqvae(folder: Path, model: RQVAE) -> None:
     """Write ``rqvae.safetensors`` (weights, no pickle) and ``rqvae.json`` (what rebuilds the module)."""

@@ -60,13 +60,14 @@ def render(template: str, row: dict[str, Any]) -> str:
         try:
             return part.format(**values)
         except (KeyError, IndexError) as e:
-            raise ConfigError(f"semantic_ids.template: field {e} is not an item column "
-                              f"(available: {sorted(values)})") from None
+            raise ConfigError(
+                f"semantic_ids.template: field {e} is not an item column (available: {sorted(values)})"
+            ) from None
 
     # Fill plain and optional parts separately: a filled value may itself contain braces.
     out, pos = [], 0
     for m in _OPTIONAL.finditer(template):
-        out.append(fill(template[pos:m.start()]))
+        out.append(fill(template[pos : m.start()]))
         part = m.group(1)
         if any(values.get(f, "") for f in _fields(part)):
             out.append(fill(part))
@@ -84,26 +85,32 @@ def item_texts(ds: SeqDataset, template: str = "auto") -> list[str]:
     fmt = resolve_template(template)
     if fmt is None:
         if ds.item_text is None:
-            raise DataError(f"{ds.name}: the dataset has no item text (it was loaded from codes only); "
-                            f"the semantic-ID stage needs text to embed, or an index.json with codes")
+            raise DataError(
+                f"{ds.name}: the dataset has no item text (it was loaded from codes only); "
+                f"the semantic-ID stage needs text to embed, or an index.json with codes"
+            )
         texts = list(ds.item_text)
     else:
         _fields(fmt)
         info = ds.item_info
         if not isinstance(info, pd.DataFrame) or len(info) != ds.n_items:
-            raise DataError(f"{ds.name}: no item table to fill the template from ({len(info)} rows for "
-                            f"{ds.n_items} items); use template: auto")
+            raise DataError(
+                f"{ds.name}: no item table to fill the template from ({len(info)} rows for "
+                f"{ds.n_items} items); use template: auto"
+            )
         fields = _fields(fmt)
         if not fields:  # every item would read the same
             raise ConfigError(f"semantic_ids.template {template!r} uses no item field (e.g. {{title}})")
         records = info.to_dict("records")
         texts = []
-        for i, r in enumerate(records):
+        for r in records:
             text = render(fmt, r)
             # Only labels ("Categories: ") and no field value: the text says nothing about the item.
             texts.append(text if any(_value(r.get(f)) for f in fields) else "")
     for i, t in enumerate(texts):
         if not t.strip():
-            raise DataError(f"{ds.name}: item {ds.item_ids[i]!r} has an empty text (template {template!r}): "
-                            f"all its fields are empty")
+            raise DataError(
+                f"{ds.name}: item {ds.item_ids[i]!r} has an empty text (template {template!r}): "
+                f"all its fields are empty"
+            )
     return texts

@@ -70,7 +70,7 @@ def _evaluate(model: RQVAE, x: torch.Tensor) -> tuple[dict[str, float], np.ndarr
     c = codes.cpu().numpy()
     # Reconstruction error in standardised units, like the training loss (comparable across encoders).
     err = (x_hat - x) / model.x_std
-    row = {"eval_recon": float(torch.mean(err ** 2)), "collision_rate": collision_rate(c)}
+    row = {"eval_recon": float(torch.mean(err**2)), "collision_rate": collision_rate(c)}
     for lvl in range(c.shape[1]):
         row[f"used_l{lvl}"] = int(len(np.unique(c[:, lvl])))
     return row, c, dist.cpu().numpy()
@@ -87,8 +87,9 @@ def _better(new: dict[str, float], best: dict[str, float] | None, tol: float) ->
     return False
 
 
-def train_rqvae(emb: np.ndarray, cfg: RQVAEConfig, seed: int, progress: bool = True,
-                device: str = "cpu") -> QuantizeResult:
+def train_rqvae(
+    emb: np.ndarray, cfg: RQVAEConfig, seed: int, progress: bool = True, device: str = "cpu"
+) -> QuantizeResult:
     """Train an RQ-VAE on item embeddings ``[N, D]`` and return the codes of the selected checkpoint.
 
     Every ``cfg.eval_every`` epochs (and at the last one) all items are encoded; the checkpoint with the
@@ -126,7 +127,7 @@ def train_rqvae(emb: np.ndarray, cfg: RQVAEConfig, seed: int, progress: bool = T
         perm = torch.randperm(n, generator=gen).to(dev)
         sums = {"loss": 0.0, "recon": 0.0, "quant": 0.0}
         for s in range(0, n, cfg.batch_size):
-            xb = x[perm[s:s + cfg.batch_size]]
+            xb = x[perm[s : s + cfg.batch_size]]
             out = model.calculate_loss(xb)
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
@@ -155,10 +156,21 @@ def train_rqvae(emb: np.ndarray, cfg: RQVAEConfig, seed: int, progress: bool = T
     model.cpu().eval()
     log = pd.DataFrame(rows)
     assert best is not None  # the last epoch is always evaluated
-    summary = {"best_epoch": best_epoch, "epochs_run": int(log["epoch"].max()), **best,
-               "hidden_dims": model.hidden_dims}
-    return QuantizeResult(codes=best_codes.astype(np.int64), last_dist=best_dist, log=log, best_epoch=best_epoch,
-                          model=model, seconds=time.perf_counter() - t0, summary=summary)
+    summary = {
+        "best_epoch": best_epoch,
+        "epochs_run": int(log["epoch"].max()),
+        **best,
+        "hidden_dims": model.hidden_dims,
+    }
+    return QuantizeResult(
+        codes=best_codes.astype(np.int64),
+        last_dist=best_dist,
+        log=log,
+        best_epoch=best_epoch,
+        model=model,
+        seconds=time.perf_counter() - t0,
+        summary=summary,
+    )
 
 
 def residual_kmeans(emb: np.ndarray, cfg: RQVAEConfig, seed: int) -> QuantizeResult:
@@ -171,14 +183,30 @@ def residual_kmeans(emb: np.ndarray, cfg: RQVAEConfig, seed: int) -> QuantizeRes
     x = _check_input(emb, cfg.dtype)
     t0 = time.perf_counter()
     torch.manual_seed(seed)
-    rq = ResidualQuantizer(cfg.n_levels, cfg.codebook_size, x.shape[1], cfg.beta, cfg.sinkhorn_epsilon,
-                           cfg.sinkhorn_iters).to(x.dtype)
+    rq = ResidualQuantizer(
+        cfg.n_levels, cfg.codebook_size, x.shape[1], cfg.beta, cfg.sinkhorn_epsilon, cfg.sinkhorn_iters
+    ).to(x.dtype)
     rq.kmeans_init(x, seed, cfg.kmeans_iters)
     codes, z_q, dist = rq.quantize(x)
     c = codes.numpy().astype(np.int64)
     recon = float(torch.mean((z_q - x) ** 2))
     summary = {"eval_recon": recon, "collision_rate": collision_rate(c), "best_epoch": 0}
-    log = pd.DataFrame([{"epoch": 0, "eval_recon": recon, "collision_rate": collision_rate(c),
-                         **{f"used_l{lvl}": int(len(np.unique(c[:, lvl]))) for lvl in range(c.shape[1])}}])
-    return QuantizeResult(codes=c, last_dist=dist.numpy(), log=log, best_epoch=0, model=None,
-                          seconds=time.perf_counter() - t0, summary=summary)
+    log = pd.DataFrame(
+        [
+            {
+                "epoch": 0,
+                "eval_recon": recon,
+                "collision_rate": collision_rate(c),
+                **{f"used_l{lvl}": int(len(np.unique(c[:, lvl]))) for lvl in range(c.shape[1])},
+            }
+        ]
+    )
+    return QuantizeResult(
+        codes=c,
+        last_dist=dist.numpy(),
+        log=log,
+        best_epoch=0,
+        model=None,
+        seconds=time.perf_counter() - t0,
+        summary=summary,
+    )
