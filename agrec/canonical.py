@@ -102,9 +102,9 @@ def keyed_record(cls: type, data: Any) -> Any:
 
 def _dataclass_type(f: dataclasses.Field) -> type | None:
     """The dataclass a field holds (its default factory's product), else None."""
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+    if f.default_factory is not dataclasses.MISSING:
         try:
-            value = f.default_factory()  # type: ignore[misc]
+            value = f.default_factory()
         except TypeError:
             return None
         return type(value) if dataclasses.is_dataclass(value) else None

@@ -4,27 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shlex
 import sys
 from typing import Any
 
 from agrec.errors import AgrecError, ConfigError, shorten
-
-# A profile key: dotted identifiers, e.g. data.min_seq_len or gnn.lightgcn.n_layers.
-_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-
-
-def _split_item(item: str, option: str, example: str) -> tuple[str, str]:
-    if "=" not in item:
-        raise ConfigError(f"{option} expects {example}, got {shorten(item)}")
-    key, value = item.split("=", 1)
-    key = key.strip()
-    if not _KEY.fullmatch(key):
-        raise ConfigError(
-            f"{option} {shorten(item)}: {shorten(key)} is not a profile key (dotted names such as data.min_seq_len)"
-        )
-    return key, value
+from agrec.launch import add_set_option, parse_sets, split_item
 
 
 def parse_stages(text: str | None, option: str = "--stages") -> list[str] | None:
@@ -48,27 +33,13 @@ def parse_stages(text: str | None, option: str = "--stages") -> list[str] | None
     return names
 
 
-def _parse_sets(items: list[str]) -> dict[str, Any]:
-    """``["seed=7", "data.min_seq_len=5"]`` -> ``{"seed": 7, "data.min_seq_len": 5}``; values are YAML
-    (typed: 5 -> int, true -> bool, [a, b] -> list). Any malformed item is a :class:`ConfigError`."""
-    from agrec.config import load_yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, value = _split_item(item, "--set", "KEY=VALUE (e.g. data.min_seq_len=5)")
-        if key in out:
-            raise ConfigError(f"--set: key {shorten(key)} is given twice")
-        out[key] = load_yaml(value, source=f"--set {key}")
-    return out
-
-
 def _parse_grid(items: list[str]) -> dict[str, list[Any]]:
     """``["decode.top_n=5,10"]`` -> ``{"decode.top_n": [5, 10]}`` (each value YAML, split on commas)."""
     from agrec.config import load_yaml
 
     grid: dict[str, list[Any]] = {}
     for item in items:
-        key, values = _split_item(item, "--grid", "KEY=V1,V2,… (e.g. decode.top_n=5,10)")
+        key, values = split_item(item, "--grid", "KEY=V1,V2,… (e.g. decode.top_n=5,10)")
         if key in grid:
             raise ConfigError(f"--grid: key {shorten(key)} is given twice; list all its values in one --grid")
         texts = [v.strip() for v in values.split(",") if v.strip()]
@@ -98,38 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the pipeline's notebooks with papermill into reports/<dataset>/<profile>/")
     r.add_argument("--config", required=True, help="YAML profile, e.g. configs/ml100k-quick.yaml")
     r.add_argument("--stages", help="comma-separated subset of stages (default: the profile's pipeline.stages)")
-    r.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a profile key, e.g. --set seed=7 (repeatable)",
-    )
+    add_set_option(r, "override a profile key, e.g. --set seed=7 (repeatable)")
     r.add_argument("--force", action="store_true", help="recompute the stages even if their artefacts are current")
     _reuse_flags(r)
     rp = sub.add_parser("report", help="run every stage, export HTML and write index.md (the main job)")
     rp.add_argument("--config", required=True, help="YAML profile, e.g. configs/ml100k-quick.yaml")
-    rp.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a profile key (repeatable)",
-    )
+    add_set_option(rp, "override a profile key (repeatable)")
     rp.add_argument("--force", action="store_true", help="recompute every stage")
     _reuse_flags(rp)
     st = sub.add_parser("status", help="one line per stage: current / stale (and why) / missing")
     st.add_argument("--config", required=True, help="YAML profile")
-    st.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a profile key (repeatable)",
-    )
+    add_set_option(st, "override a profile key (repeatable)")
     st.add_argument("--stages", help="comma-separated subset of stages (default: the profile's pipeline.stages)")
     st.add_argument(
         "--verify",
@@ -147,14 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="a profile key and its values, e.g. --grid decode.top_n=5,10,20 (repeatable: cartesian product)",
     )
-    sw.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a profile key for every point (repeatable)",
-    )
+    add_set_option(sw, "override a profile key for every point (repeatable)")
     sd = sub.add_parser(
         "seeds",
         help="run the pipeline once per seed and aggregate: mean ± sd and paired tests "
@@ -168,14 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(then default: every seed with a finished decode stage)",
     )
     sd.add_argument("--stages", help="comma-separated subset of stages (default: the profile's pipeline.stages)")
-    sd.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a profile key for every seed (repeatable)",
-    )
+    add_set_option(sd, "override a profile key for every seed (repeatable)")
     sd.add_argument("--force", action="store_true", help="recompute the stages even if their artefacts are current")
     sd.add_argument(
         "--aggregate-only",
@@ -208,14 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(checksums, statistics, codes, coverage); exit code 1 if anything differs",
     )
     dc.add_argument("--config", help="YAML profile whose data section names the dataset (data.dataset, data.path)")
-    dc.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a profile key (repeatable)",
-    )
+    add_set_option(dc, "override a profile key (repeatable)")
     dc.add_argument(
         "--path", help="instead of --config: the folder with <dataset>.inter.json / .item.json / .index.json"
     )
@@ -236,7 +165,7 @@ def _data_check(args: argparse.Namespace) -> int:
             raise AgrecError("agrec data check: give --config, or --path with --dataset, not both")
         from agrec.config import load_profile
 
-        report = check_profile(load_profile(args.config, _parse_sets(args.sets)), registry)
+        report = check_profile(load_profile(args.config, parse_sets(args.sets)), registry)
     elif args.path and args.dataset:
         if args.sets:
             raise AgrecError("agrec data check: --set needs --config")
@@ -273,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             run_pipeline(
                 args.config,
                 stages=stages,
-                overrides=_parse_sets(args.sets),
+                overrides=parse_sets(args.sets),
                 force=args.force,
                 reuse_only=args.reuse_only,
                 verify=args.verify,
@@ -283,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
 
             build_report(
                 args.config,
-                overrides=_parse_sets(args.sets),
+                overrides=parse_sets(args.sets),
                 force=args.force,
                 reuse_only=args.reuse_only,
                 verify=args.verify,
@@ -292,20 +221,20 @@ def main(argv: list[str] | None = None) -> int:
             from agrec.pipeline import status
 
             stages = parse_stages(args.stages)
-            results = status(args.config, overrides=_parse_sets(args.sets), stages=stages, verify=args.verify)
+            results = status(args.config, overrides=parse_sets(args.sets), stages=stages, verify=args.verify)
             for r in results:
                 print(r.line())
             return 0 if all(r.current for r in results) else 1
         elif args.command == "sweep":
             from agrec.pipeline import run_sweep
 
-            summary = run_sweep(args.config, args.stage, _parse_grid(args.grid), overrides=_parse_sets(args.sets))
+            summary = run_sweep(args.config, args.stage, _parse_grid(args.grid), overrides=parse_sets(args.sets))
             print(summary.to_string(index=False))
         elif args.command == "seeds":
             from agrec.config import load_profile
             from agrec.seeds import aggregate_seeds, parse_seeds, run_seeds
 
-            overrides = _parse_sets(args.sets)
+            overrides = parse_sets(args.sets)
             base = load_profile(args.config, overrides)
             seeds = parse_seeds(args.seeds, base.seed) if args.seeds else None
             if args.aggregate_only:
@@ -330,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "data":
             return _data_check(args)
         elif args.command == "info":
-            from agrec.rundir import library_versions
+            from agrec.provenance import library_versions
 
             for k, v in library_versions().items():
                 print(f"{k:24s} {v}")

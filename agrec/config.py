@@ -20,7 +20,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dacite
 import yaml
@@ -54,10 +54,11 @@ STAGES: tuple[str, ...] = tuple(STAGE_NOTEBOOKS)
 class PipelineConfig:
     """Where a run writes, and which stages ``agrec run`` executes."""
 
+    # the stages `agrec run` executes, always in pipeline order (data ... analysis); its --stages overrides the list
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     runs_dir: str = "../runs"  # relative to the profile file
     reports_dir: str = "../reports"  # relative to the profile file
-    kernel_name: str = "python3"
+    kernel_name: str = "python3"  # the Jupyter kernel papermill runs the notebooks in
     stage_timeout_s: int = 3600  # per notebook cell, papermill's execution_timeout
     # A sub-folder of the profile's run and report folders for a variant of the same profile, e.g.
     # "seeds/7" (written by `agrec seeds` for every seed but the profile's own). None: the profile's
@@ -105,6 +106,8 @@ class Profile:
     """One complete, reproducible run configuration."""
 
     name: str  # the profile's name: runs/<dataset>/<name>/
+    # seeds Python, NumPy and torch at the start of every stage (agrec.seed.seed_everything); `agrec seeds` varies it.
+    # Same seed, same machine and thread count: same numbers (docs/running.md "Reproducibility").
     seed: int = 2024
     data: DataConfig = field(default_factory=DataConfig)
     semantic_ids: SemanticIdConfig = field(default_factory=SemanticIdConfig)
@@ -366,7 +369,7 @@ def _unknown_keys(cls: type, raw: dict[str, Any], prefix: str = "") -> list[str]
             continue
         sub = hints[key]
         if dataclasses.is_dataclass(sub) and isinstance(value, dict):
-            out.extend(_unknown_keys(sub, value, prefix + key + "."))
+            out.extend(_unknown_keys(cast(type, sub), value, prefix + key + "."))
     return sorted(out)
 
 

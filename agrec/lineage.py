@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import agrec
 from agrec.canonical import keyed_record
 from agrec.fingerprint import short_hash
+from agrec.provenance import library_versions
 
 if TYPE_CHECKING:
     from agrec.config import Profile
@@ -272,7 +273,7 @@ def stage_status(
     key = config_hash if config_hash is not None else config_key(profile, stage)
     if rec.get("config_hash") != key:
         reasons.append("config changed" + _section_diff(profile, rec, stage))
-    old_inputs = rec.get("inputs") if isinstance(rec.get("inputs"), dict) else {}
+    old_inputs: dict[str, Any] = rec["inputs"] if isinstance(rec.get("inputs"), dict) else {}
     new_inputs = stage_inputs(profile, run, stage, verify)
     for name, fp in new_inputs.items():
         if old_inputs.get(name) != fp:
@@ -305,9 +306,7 @@ def _section_diff(profile: "Profile", rec: dict[str, Any], stage: str) -> str:
 
 
 def _version_notes(rec: dict[str, Any]) -> list[str]:
-    from agrec.rundir import library_versions
-
-    old = rec.get("versions") if isinstance(rec.get("versions"), dict) else {}
+    old: dict[str, Any] = rec["versions"] if isinstance(rec.get("versions"), dict) else {}
     now = library_versions()
     diff = [
         f"{k} {old.get(k)} -> {now[k]}"

@@ -25,7 +25,8 @@ from agrec.io import atomic_path, atomic_write_json
 from agrec.paths import safe_component, safe_join
 from agrec.progress import follow as follow_progress
 from agrec.progress import kernel_ipc_config
-from agrec.rundir import RunDir, ensure_writable, library_versions
+from agrec.provenance import library_versions
+from agrec.rundir import RunDir, ensure_writable
 from agrec.runlock import locked
 
 if TYPE_CHECKING:
@@ -50,11 +51,12 @@ def _kernel_manager_class(kernel_log: Path | None):
 
     if kernel_log is None:
         return AsyncKernelManager
+    log_path: Path = kernel_log
 
     class _LoggedKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
-            kernel_log.parent.mkdir(parents=True, exist_ok=True)
-            with open(kernel_log, "ab") as f:  # the child keeps its own copy of the descriptor
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(log_path, "ab") as f:  # the child keeps its own copy of the descriptor
                 kw.setdefault("stdout", f)
                 kw.setdefault("stderr", f)
                 await super()._async_launch_kernel(kernel_cmd, **kw)
@@ -169,6 +171,15 @@ def report_key(profile: Profile, run: RunDir, stage: str, notebook: Path, params
     )[:32]
 
 
+def _source(profile: Profile) -> str:
+    """The profile's file: the notebooks are given its path (a profile built in code has none)."""
+    if profile.source is None:
+        raise AgrecError(
+            f"profile {profile.name!r} was not read from a file: the pipeline passes its path to the notebooks"
+        )
+    return profile.source
+
+
 def _report_meta(output: Path) -> dict[str, Any]:
     """What the runner stamped into an executed notebook (``report_key``, ``seconds``); {} if unreadable."""
     try:
@@ -258,10 +269,10 @@ def _run_stages(
     from agrec.lineage import REPORT_ONLY, stage_folders, stage_status
 
     # Relative to the notebooks' folder (the kernel's cwd), so executed reports carry no machine paths.
-    params = {"config_path": os.path.relpath(profile.source, nb_dir), "overrides": dict(overrides or {})}
+    params = {"config_path": os.path.relpath(_source(profile), nb_dir), "overrides": dict(overrides or {})}
     timings_path = profile.report_dir / "results" / "pipeline.json"
     t_all = time.perf_counter()
-    timings: dict[str, float] = {}
+    timings: dict[str, float | None] = {}
     reused: list[str] = []
     for i, stage in enumerate(ordered, 1):
         nb = nb_dir / STAGE_NOTEBOOKS[stage]
@@ -304,9 +315,10 @@ def _run_stages(
             timeout_s=profile.pipeline.stage_timeout_s,
             kernel_log=profile.run_dir / "logs" / f"{nb.stem}.kernel.log",
         )
-        timings[stage] = round(time.perf_counter() - t0, 1)
-        _stamp_report_key(out, report_key(profile, run, stage, nb, params), timings[stage])
-        log(f"{tag}: done in {timings[stage]:.1f} s -> {out}")
+        seconds_run = round(time.perf_counter() - t0, 1)
+        timings[stage] = seconds_run
+        _stamp_report_key(out, report_key(profile, run, stage, nb, params), seconds_run)
+        log(f"{tag}: done in {seconds_run:.1f} s -> {out}")
     total = round(time.perf_counter() - t_all, 1)
     if len(reused) == len(ordered) and timings_path.is_file():
         # Nothing ran: the record of the run that made these reports stays (rewriting it would replace its
@@ -413,7 +425,7 @@ def _run_points(
         log(f"[{i}/{len(points)}] {stage} {point_label(point)} ...")
         t0 = time.perf_counter()
         params = {
-            "config_path": os.path.relpath(profile.source, nb_dir),
+            "config_path": os.path.relpath(_source(profile), nb_dir),
             "overrides": {**base, **point},
             "report_dir": str(out_dir),
         }

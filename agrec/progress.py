@@ -93,6 +93,9 @@ class Task:
         self.close()
 
     def _write(self, event: str, milestone: bool, info: dict[str, Any], now: float) -> None:
+        path = self.path
+        if path is None:  # not enabled (callers check), or a failed write turned reporting off
+            return
         self._last_write = now
         elapsed = now - self.t0
         done_here = self.n - self.n0
@@ -112,7 +115,7 @@ class Task:
         # One write of one whole line in append mode: the follower never sees a line it cannot parse (it waits
         # for the newline), and a failure to report progress must never fail the stage.
         try:
-            with open(self.path, "a", encoding="utf-8") as f:
+            with open(path, "a", encoding="utf-8") as f:
                 f.write(line)
         except OSError:
             self.path = None

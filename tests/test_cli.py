@@ -1,13 +1,14 @@
 import pytest
 
-from agrec.cli import _parse_grid, _parse_sets, main
+from agrec.cli import _parse_grid, main
+from agrec.launch import parse_sets
 from agrec.errors import ConfigError
 
 from conftest import CI_PROFILE
 
 
 def test_sets_are_typed():
-    assert _parse_sets(["seed=7", "data.require_text=false", " decode.top_n =[5, 10]"]) == {
+    assert parse_sets(["seed=7", "data.require_text=false", " decode.top_n =[5, 10]"]) == {
         "seed": 7, "data.require_text": False, "decode.top_n": [5, 10]}
 
 
@@ -25,7 +26,7 @@ def test_sets_are_typed():
 ])
 def test_malformed_set_is_a_config_error(items, message):
     with pytest.raises(ConfigError, match=message):
-        _parse_sets(items)
+        parse_sets(items)
 
 
 def test_grid_values():

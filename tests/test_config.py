@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -175,3 +177,16 @@ def test_a_mapping_where_a_list_is_expected_is_a_named_config_error(tmp_path):
         key = "data.text_cols" if "data" in raw else "evaluation.alpha_grid"
         with pytest.raises(ConfigError, match=rf"key '{key}' expects a list, got a mapping"):
             profile_from_dict(raw)
+
+
+def test_loading_a_profile_does_not_import_torch():
+    # `agrec status`, `agrec data check` and the config reference load profiles; torch costs seconds to import
+    code = (
+        "import sys; from agrec.config import load_profile; "
+        "[load_profile(p) for p in sys.argv[1:]]; "
+        "import agrec.decode, agrec.decode.config; "
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))"
+    )
+    profiles = sorted(str(p) for p in (ROOT / "configs").glob("*.yaml"))
+    out = subprocess.run([sys.executable, "-c", code, *profiles], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

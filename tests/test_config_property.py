@@ -13,7 +13,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from agrec.cli import _parse_sets
+from agrec.launch import parse_sets
 from agrec.config import Profile, load_profile
 from agrec.errors import AgrecError
 from agrec.paths import is_under
@@ -110,7 +110,7 @@ set_item = st.one_of(
 @given(items=st.lists(set_item, max_size=4))
 def test_random_set_strings(items):
     try:
-        overrides = _parse_sets(items)
+        overrides = parse_sets(items)
     except AgrecError as e:
         event(f"refused by --set parsing: {type(e).__name__}")
         return

@@ -288,13 +288,13 @@ def test_an_edited_implementation_is_noted_but_not_a_reason(profile_path, monkey
 
 
 def test_a_stage_computed_on_another_processor_is_current_with_a_note(profile_path, monkeypatch):
-    import agrec.rundir as rundir
+    import agrec.provenance as provenance
 
     s = _session(profile_path)
     prepare_data(s)
     rec = s.run.read_record("data")
     assert rec["versions"]["cpu"] and rec["versions"]["cpu_count"] >= 1  # the machine is in every record
-    monkeypatch.setattr(rundir, "machine_info", lambda: {"cpu": "Other CPU (family 6, model 143)",
+    monkeypatch.setattr(provenance, "machine_info", lambda: {"cpu": "Other CPU (family 6, model 143)",
                                                          "cpu_count": 64, "torch_cpu_capability": None,
                                                          "torch_threads": None, "cuda_device": None})
     st = stage_status(s.profile, s.run, "data")

@@ -7,7 +7,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from agrec.provenance import LOCK_FILE, lock_hash, source_root
-from agrec.rundir import library_versions
+from agrec.provenance import library_versions
 
 ROOT = Path(__file__).resolve().parents[1]
 

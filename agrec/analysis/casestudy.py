@@ -31,7 +31,7 @@ def _label(labels: Mapping[int, str] | None, tok: int) -> str:
     return labels.get(int(tok), str(int(tok))) if labels is not None else str(int(tok))
 
 
-def history_table(history: Sequence[int], titles: Sequence[str], last: int | None = 10) -> pd.DataFrame:
+def history_table(history: Sequence[int] | np.ndarray, titles: Sequence[str], last: int | None = 10) -> pd.DataFrame:
     """The user's history, oldest first (only the ``last`` items when given): position, item, title."""
     h = list(history)
     start = max(0, len(h) - last) if last else 0
@@ -41,7 +41,11 @@ def history_table(history: Sequence[int], titles: Sequence[str], last: int | Non
 
 
 def gnn_top_table(
-    top_items: Sequence[int], top_scores: Sequence[float], titles: Sequence[str], target: int, tau: float = 1.0
+    top_items: Sequence[int] | np.ndarray,
+    top_scores: Sequence[float] | np.ndarray,
+    titles: Sequence[str],
+    target: int,
+    tau: float = 1.0,
 ) -> pd.DataFrame:
     """The GNN's top-n of one user: rank, item, title, score R(u, v), FSM weight w = softmax(score / τ), hit."""
     items = np.asarray(top_items)
@@ -114,7 +118,7 @@ def trace_table(
                     "item": int(items[b]),
                     "title": titles[int(items[b])],
                     "level": lvl + 1,
-                    "token": _label(labels, tr.tokens[row, b, lvl]),
+                    "token": _label(labels, int(tr.tokens[row, b, lvl])),
                     "p_LLM": float(tr.p_llm[row, b, lvl]),
                     "p_G": float(tr.p_g[row, b, lvl]),
                     "p_hat": float(tr.p_hat[row, b, lvl]),

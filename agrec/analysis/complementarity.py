@@ -20,7 +20,8 @@ def complementarity(hit_lm: np.ndarray, hit_gnn: np.ndarray) -> dict[str, int]:
     """Counts of users per group; the four counts add up to the number of users.
 
     Args:
-        hit_lm, hit_gnn: bool ``[n_users]`` hit indicators of the two recommenders.
+        hit_lm: bool ``[n_users]`` hit indicators of the LM.
+        hit_gnn: bool ``[n_users]`` hit indicators of the GNN, the same users in the same order.
     """
     hit_lm = np.asarray(hit_lm, dtype=bool)
     hit_gnn = np.asarray(hit_gnn, dtype=bool)
@@ -92,12 +93,14 @@ def complementarity_breakdown(
     """Paper Fig. 1, overall and per bucket of user activity and of target popularity.
 
     Args:
-        lm_items, gnn_items: ``[n_users, K]`` rankings (α = 0 decoding and the GNN's full sort), -1 pads.
+        lm_items: ``[n_users, K]`` ranking of α = 0 decoding, -1 pads.
+        gnn_items: ``[n_users, K]`` the GNN's full sort, -1 pads.
         targets: ``[n_users]`` the held-out item.
         history_lengths: ``[n_users]`` items the model saw for the user.
         popularity: ``[n_users]`` training interactions of the target (:func:`target_popularity`).
         k: the hit cut-off.
-        activity_buckets, popularity_buckets: numbers of quantile buckets (fewer when quantiles coincide).
+        activity_buckets: number of quantile buckets of history length (fewer when quantiles coincide).
+        popularity_buckets: number of quantile buckets of target popularity (fewer when quantiles coincide).
 
     Returns:
         ``{"overall": {group: count}, "by_activity": DataFrame, "by_popularity": DataFrame,

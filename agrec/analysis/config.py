@@ -23,7 +23,7 @@ class AnalysisConfig:
     case_user: int | None = None  # None: the first user hit by AGRec but missed at alpha = 0
     explorer_users: int = 50  # users offered by the beam explorer (prompts built once)
     tsne_items: int = 600  # items in the t-SNE sample (all when larger than the catalogue)
-    tsne_perplexity: float = 30.0
+    tsne_perplexity: float = 30.0  # t-SNE perplexity (scikit-learn's default)
     target: str = "test"  # which held-out item the analysis looks at
 
     def __post_init__(self) -> None:

@@ -5,7 +5,7 @@ space, and does the GNN's (collaborative) geometry agree with the text-derived c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ def rqvae_latents(folder: str | Path, embeddings: np.ndarray) -> np.ndarray | No
     return z.numpy()
 
 
-def lm_code_embeddings(model: torch.nn.Module, item_token_ids: torch.Tensor | np.ndarray) -> np.ndarray:
+def lm_code_embeddings(model: Any, item_token_ids: torch.Tensor | np.ndarray) -> np.ndarray:
     """Each item's LM representation ``[n_items, d]``: the mean of the input-embedding rows of its code
     tokens (``item_token_ids [n_items, L]``, vocabulary ids)."""
     emb = model.get_input_embeddings().weight.detach().float().cpu()
@@ -157,7 +157,7 @@ def tsne_plotly(coords: dict[str, np.ndarray], colourings: dict[str, Sequence], 
                         name=f"{cname}: {name}",
                         legendgroup=f"{cname}:{name}",
                         showlegend=(r == 1),
-                        text=[hover[i] for i in np.flatnonzero(m)],
+                        text=[hover[int(i)] for i in np.flatnonzero(m)],
                         hoverinfo="text",
                     ),
                     row=r,

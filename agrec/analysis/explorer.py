@@ -17,7 +17,7 @@ import contextlib
 import dataclasses
 import io
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import numpy as np
 import pandas as pd
@@ -123,12 +123,14 @@ class BeamExplorer:
 
     def __init__(self, data: ExplorerData, n_show: int = 10, num_threads: int | None = 1):
         self.data, self.n_show, self.num_threads = data, n_show, num_threads
-        self._widget = None
+        self._widget: Any = None
 
     def decode(self, user: int, alpha: float, top_n: int, mix: str, beam_size: int) -> tuple[DecodeResult, Any]:
         d = self.data
         row = d.row_of(user)
-        cfg = dataclasses.replace(d.decode, alpha=float(alpha), top_n=int(top_n), mix=mix, beam_size=int(beam_size))
+        cfg = dataclasses.replace(
+            d.decode, alpha=float(alpha), top_n=int(top_n), mix=cast(Any, mix), beam_size=int(beam_size)
+        )  # DecodeConfig checks mix
         fsm = d.fsm_inputs(row, int(top_n)) if cfg.uses_graph else None
         ex = [d.exclude[row]] if d.exclude is not None else None
         with torch_threads(self.num_threads):
@@ -274,6 +276,7 @@ class FSMViewer:
         finally:
             d.decode = saved
         ok = res.items[0] >= 0
+        assert res.trace is not None  # decode() asks for the trace
         states = beam_states(tree, res.trace.tokens[0][ok].numpy(), d.labels)
         states.insert(1, "item", res.items[0][ok].numpy())
         states.insert(2, "title", [d.titles[int(i)] for i in res.items[0][ok]])
@@ -339,7 +342,8 @@ class FSMViewer:
     def _draw_image(self, force: bool = False) -> None:
         if self._image_args is None or not (force or self.tabs.selected_index == 1):
             return
-        self.image.value = _png(fsm_tree_figure(*self._image_args[:2], title=self._image_args[2]))
+        tree, states, title = self._image_args
+        self.image.value = _png(fsm_tree_figure(tree, states, title=title))
         self._image_args = None
 
     def update(self, change=None) -> dict[str, Any]:

@@ -22,8 +22,8 @@ def _label(labels: Mapping[int, str] | None, tok: int) -> str:
 
 def build_user_fsm(
     trie: ItemTrie,
-    top_items: Sequence[int],
-    top_scores: Sequence[float],
+    top_items: Sequence[int] | np.ndarray | torch.Tensor,
+    top_scores: Sequence[float] | np.ndarray | torch.Tensor,
     *,
     tau: float = 1.0,
     agg: Literal["sum", "max"] = "sum",
@@ -47,7 +47,7 @@ def fsm_tree(
     titles: Sequence[str] | None = None,
     labels: Mapping[int, str] | None = None,
     user: int = 0,
-    top_items: Sequence[int] | None = None,
+    top_items: Sequence[int] | np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The prefix tree of a user's FSM, one row per node (a prefix of a top-n item), parents before children.
 
@@ -86,7 +86,7 @@ def fsm_tree(
             node["weight"] += float(w[i])
             node["items"] += 1
             if t == L:
-                item = int(top_items[i]) if top_items is not None else int(i)
+                item = int(top_items[int(i)]) if top_items is not None else int(i)
                 node["item"] = item
                 node["title"] = titles[item] if titles is not None and item >= 0 else ""
     rows = sorted(nodes.values(), key=lambda r: (r["depth"], r["prefix"]))

@@ -71,7 +71,7 @@ def homogeneity_figure(counts: dict[str, np.ndarray], n_beams: int, levels: int 
     first = next(iter(counts.values()))
     n_levels = first.shape[1] if levels is None else min(levels, first.shape[1])
     fig = Figure(figsize=(4.2 * n_levels, 3.9), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, n_levels))
+    axes = np.atleast_1d(fig.subplots(1, n_levels))  # type: ignore[call-overload]  # one Axes or an array
     for lvl, ax in enumerate(axes):
         hi = max(int(np.asarray(c)[:, lvl].max()) for c in counts.values())
         bins = np.arange(0.5, max(hi, 1) + 1.5)

@@ -40,7 +40,7 @@ seeds the reference's mean beats the other row's).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence, cast
 
 import numpy as np
 from scipy import special, stats
@@ -97,7 +97,8 @@ def bootstrap_ci(
     """Paired bootstrap CI (BCa) of mean(x − y): users are resampled with their two values together.
 
     Args:
-        x, y: ``[U]`` per-user values of the two rows, aligned by user.
+        x: ``[U]`` per-user values of the first row.
+        y: ``[U]`` per-user values of the second row, aligned with ``x`` by user.
         seed: seeds the resampling, so the interval is reproducible.
 
     The interval is ``scipy.stats.bootstrap((x, y), mean(x - y), paired=True, method="BCa",
@@ -176,8 +177,9 @@ def paired_test(
     """Paired test of the reference against another row on ``metric`` (see the module docstring).
 
     Args:
-        ref, other: per-user outcomes, ``[U]`` (one seed) or ``[S, U]`` (S seeds, same users in the same
-            order); hits (0/1) for ``HR@K``, gains for ``NDCG@K``.
+        ref: per-user outcomes of the reference row, ``[U]`` (one seed) or ``[S, U]`` (S seeds, same users in
+            the same order); hits (0/1) for ``HR@K``, gains for ``NDCG@K``.
+        other: the other row's outcomes, shaped and ordered as ``ref``.
         metric: ``"HR@K"`` (exact McNemar / sign test) or ``"NDCG@K"`` (Wilcoxon + bootstrap CI).
     """
     ref, other = np.atleast_2d(np.asarray(ref, dtype=np.float64)), np.atleast_2d(np.asarray(other, dtype=np.float64))
@@ -230,7 +232,7 @@ def rows_gains(
         rk = dec.rankings(row, target)
         if users is None:
             users, targets = rk["users"], rk["targets"]
-        elif not (np.array_equal(rk["users"], users) and np.array_equal(rk["targets"], targets)):
+        elif not (np.array_equal(rk["users"], users) and np.array_equal(rk["targets"], cast(np.ndarray, targets))):
             raise AgrecError(
                 f"{dec.folder}: rows {rows[0]!r} and {row!r} were ranked for different users or "
                 f"targets on {target}; they cannot be compared per user"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -88,7 +88,7 @@ def gather_inputs(session: Session, log=print) -> AnalysisInputs:
     # The GNN whose scores the explorers and the case study show: the decode stage's own model for the target
     # (the test-time model of gnn.train.test_graph for "test"); with a non-GNN scorer, the profile's gnn.model.
     gnn_name = scorer if scorer in GNN_MODELS else profile.gnn.model
-    gnn = load_scorer(session, gnn_name).model(cfg.target)
+    gnn = cast(Any, load_scorer(session, gnn_name)).model(cfg.target)  # a GNN scorer: its model for the target
     report = evaluate_decoding(session, log=log)
     rankings = {
         "lm": report.rankings("w/o Graph", cfg.target),

@@ -33,22 +33,22 @@ class SASRecConfig:
     ``max_seq_length - train_stride + 1`` preceding items.
     """
 
-    hidden_size: int = 64
-    n_layers: int = 2
-    n_heads: int = 2
-    inner_size: int = 256
-    hidden_dropout_prob: float = 0.5
-    attn_dropout_prob: float = 0.5
-    layer_norm_eps: float = 1e-12
-    initializer_range: float = 0.02
-    max_seq_length: int = 50
-    learning_rate: float = 1e-3
+    hidden_size: int = 64  # width of the item and position embeddings and of each block (RecBole)
+    n_layers: int = 2  # transformer blocks (RecBole)
+    n_heads: int = 2  # attention heads per block (RecBole)
+    inner_size: int = 256  # width of each block's feed-forward layer (RecBole)
+    hidden_dropout_prob: float = 0.5  # dropout on embeddings and block outputs (RecBole)
+    attn_dropout_prob: float = 0.5  # dropout on the attention weights (RecBole)
+    layer_norm_eps: float = 1e-12  # LayerNorm epsilon (RecBole)
+    initializer_range: float = 0.02  # std of the normal initialisation of weights (RecBole)
+    max_seq_length: int = 50  # the most recent items a user's sequence keeps (RecBole MAX_ITEM_LIST_LENGTH)
+    learning_rate: float = 1e-3  # Adam learning rate (RecBole)
     batch_size: int = 2048  # training targets (next-item predictions) per optimiser step
-    train_stride: int = 1
+    train_stride: int = 1  # items between training windows' ends; 1 = every prefix, as RecBole (see above)
     # "shuffle": batches of shuffled windows (RecBole's way, and the behaviour before the option existed);
     # "bucket": windows of about one length per batch, batches shuffled (agrec/baselines/trainer.py target_batches)
     batching: str = neutral("shuffle")
-    epochs: int = 300
+    epochs: int = 300  # the budget: at most this many epochs (RecBole)
     eval_every: int = 1  # epochs between validation evaluations
     patience: int = 11  # evaluations without improvement before stopping
     valid_metric: str = "NDCG@10"  # model selection on the validation item (never the test item)

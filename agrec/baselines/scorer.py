@@ -38,7 +38,7 @@ class SASRecScorer:
         return self.split.history(int(user), target)
 
     @torch.no_grad()
-    def score_users(self, users: np.ndarray, target: str) -> torch.FloatTensor:
+    def score_users(self, users: np.ndarray, target: str) -> torch.Tensor:
         """Scores of every item for each user, ``[U, n_items]`` float32 on the CPU (history not masked)."""
         if target not in TARGETS:
             raise AgrecError(f"target must be one of {list(TARGETS)}, got {target!r}")
@@ -66,7 +66,7 @@ def evaluate_sasrec(
         rankings = []
         for start in range(0, scorer.split.n_users, scorer.batch_users):
             users = np.arange(start, min(start + scorer.batch_users, scorer.split.n_users))
-            exclude = [scorer.history(u, target) for u in users] if exclude_history else None
+            exclude = [scorer.history(int(u), target) for u in users] if exclude_history else None
             rankings.append(rank_by_scores(scorer.score_users(users, target), max(ks), exclude).items.numpy())
         return evaluate_rankings(np.concatenate(rankings), scorer.split.targets(target), ks)
     finally:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -190,9 +190,8 @@ def fit(
                         "best": f"{best_score:.4f}@{best_epoch}",
                     }
                 )
-                task.update(
-                    epoch, milestone=True, loss=f"{row['loss']:.4f}", **{f"valid_{cfg.valid_metric}": f"{score:.4f}"}
-                )
+                shown: dict[str, Any] = {"loss": f"{row['loss']:.4f}", f"valid_{cfg.valid_metric}": f"{score:.4f}"}
+                task.update(epoch, milestone=True, **shown)
             else:
                 task.update(epoch, loss=f"{row['loss']:.4f}")
             rows.append(row)

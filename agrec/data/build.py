@@ -81,7 +81,8 @@ def build_dataset(
     """Group events by user, order them in time and filter short users.
 
     Args:
-        users, items: raw ids as strings, shape ``[n_events]``, in file order.
+        users: raw user ids as strings, shape ``[n_events]``, in file order.
+        items: raw item ids as strings, shape ``[n_events]``, aligned with ``users``.
         times: timestamps as float64, shape ``[n_events]``, or None when file order is the time order.
         item_order: preferred order of item ids (e.g. the item file's); items with interactions that
             are not listed come after, in first-appearance order.

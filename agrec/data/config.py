@@ -19,6 +19,7 @@ class DataConfig:
     """
 
     dataset: str = "ml-100k"  # name of the dataset; also the file prefix for lcrec/movielens
+    # movielens: RecBole atomic files (or the embedded ml-100k); lcrec: LC-Rec/LETTER JSON; tabular: CSV/TSV
     format: Literal["movielens", "lcrec", "tabular"] = "movielens"
     path: str | None = None  # folder with the files; None = embedded MovieLens-100k
     # Leave-one-out needs >= 3 items (train >= 1, valid, test); SASRec/LC-Rec practice is 5-core data.
@@ -26,10 +27,10 @@ class DataConfig:
     require_text: bool = True  # every item must have text (False when codes are given)
     # tabular layout only
     inter_file: str = "interactions.csv"
-    item_file: str | None = "items.csv"
-    user_col: str = "user_id"
-    item_col: str = "item_id"
-    time_col: str = "timestamp"
+    item_file: str | None = "items.csv"  # tabular: the item table (id + text columns); None = no item text
+    user_col: str = "user_id"  # tabular: the interactions' user-id column
+    item_col: str = "item_id"  # tabular: the item-id column (interactions and item table)
+    time_col: str = "timestamp"  # tabular: a number or a date; orders each user's interactions
     sort_by_time: bool = False  # False: a file whose rows are not chronological per user is an error
     text_cols: list[str] | None = None  # item-table columns joined into the item text; None = all but id
 

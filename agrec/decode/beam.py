@@ -30,7 +30,7 @@ import inspect
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -110,6 +110,36 @@ def mixed_log_probs(
     log_1ma = math.log1p(-alpha) if alpha < 1.0 else float("-inf")
     mixed = torch.logaddexp(lp + log_1ma, torch.log(p_g) + log_a)
     return torch.where(valid & on.unsqueeze(-1), mixed, lp), lp
+
+
+def mixed_logit_log_probs(
+    logits: torch.Tensor,
+    ctok: torch.Tensor,
+    g_code: torch.Tensor,
+    code_tokens: torch.Tensor,
+    valid: torch.Tensor,
+    alpha: float,
+    renormalize: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The released code's mixing (``mix="logit"``) for candidate tokens: ``(1-α)·z + α·g`` on the raw logits
+    of the code tokens, then one softmax over the whole vocabulary (other tokens keep their logits).
+
+    Args:
+        logits: ``[..., V]`` the LM's raw logits.
+        ctok: ``[..., C]`` the candidates' vocabulary ids.
+        g_code: ``[..., n_code]`` the graph logit ``g`` of every code token, in ``code_tokens`` order.
+        code_tokens: ``[n_code]`` the vocabulary ids of the code tokens.
+        valid: ``[..., C]`` False for padding slots / excluded candidates.
+        alpha: the mixing weight in [0, 1].
+        renormalize: renormalise both distributions over the valid candidates.
+    Returns:
+        ``(log p̂, log p_LLM)``, both ``[..., C]``, -inf at invalid slots; ``log p_LLM`` is the unmixed one.
+    """
+    lp_llm = torch.log_softmax(logits, dim=-1).gather(-1, ctok)
+    z = logits.clone()
+    z[..., code_tokens] = (1.0 - alpha) * z[..., code_tokens] + alpha * g_code
+    lhat = _mask(torch.log_softmax(z, dim=-1).gather(-1, ctok), valid, renormalize)
+    return lhat, _mask(lp_llm, valid, renormalize)
 
 
 def entropy_gate(log_p_llm: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -206,7 +236,9 @@ def generate_items_multi(
         runs: per decoding, its :class:`DecodeConfig` and FSM inputs (see :func:`generate_items`). All runs
             must have the same ``batch_size`` (the batches, hence each prompt's padding, are the same).
         k: items per user of every run, at most each run's ``beam_size`` (default: each run's ``beam_size``).
-        Others: as :func:`generate_items`.
+
+    The other arguments are as in :func:`generate_items`.
+
     Returns:
         one :class:`DecodeResult` per run, in ``runs``' order.
     """
@@ -269,7 +301,7 @@ def generate_items_multi(
             shared = _Prefill(model, batch_prompts, trie, ex, pad_token_id) if share else None
             for r, res in zip(prepared, outs, strict=True):
                 fsm = None
-                if r.top_items is not None:
+                if r.top_items is not None and r.top_scores is not None:
                     fsm = RankableFSM.build(
                         trie,
                         r.top_items[rows].to(device),
@@ -435,19 +467,14 @@ def _decode_batch(
         alpha = cfg.alpha_at(t)
         logits = logits.float()
         on = (fstate >= 0) if fstate is not None else torch.zeros(U, M, dtype=torch.bool, device=device)
-        if cfg.mix == "logit" and fsm is not None and alpha > 0:
-            lp_llm = torch.log_softmax(logits, dim=-1).gather(-1, ctok)
-            g_tok = _graph_logit_vectors(fsm, fstate, t, trie)  # [U, M, n_code]
-            z = logits.clone()
-            zc = z[..., trie.code_tokens]
-            z[..., trie.code_tokens] = (1.0 - alpha) * zc + alpha * g_tok
+        if cfg.mix == "logit" and fsm is not None and fstate is not None and alpha > 0:
+            g_code = _graph_logit_vectors(fsm, fstate, t, trie)  # [U, M, n_code]
             # released code: mixed on and off the FSM (off: g = floor on every code token)
-            lhat = _mask(torch.log_softmax(z, dim=-1).gather(-1, ctok), cvalid, cfg.renormalize)
-            lp_llm = _mask(lp_llm, cvalid, cfg.renormalize)
+            lhat, lp_llm = mixed_logit_log_probs(logits, ctok, g_code, trie.code_tokens, cvalid, alpha, cfg.renormalize)
             p_g = fsm.graph_logits(fstate, t, ctok)
         else:
             lp_all = torch.log_softmax(logits, dim=-1).gather(-1, ctok)
-            if fsm is not None:
+            if fsm is not None and fstate is not None:
                 p_g = fsm.weights(fstate, t, ctok)
             else:
                 p_g = torch.full_like(lp_all, float("nan"))
@@ -467,7 +494,7 @@ def _decode_batch(
         node, token, score = pick(child), pick(ctok), top
         if trace:
             steps.append((parent, token, pick(lp_llm).exp(), pick(p_g), pick(lhat).exp(), on.gather(1, parent)))
-        if fstate is not None:
+        if fsm is not None and fstate is not None:
             fstate = fsm.next_state(fstate.gather(1, parent), t, token)
         if t + 1 < L:
             if cfg.kv == "shared":
@@ -526,7 +553,7 @@ class _LM:
     """A thin adapter over a Hugging Face causal LM: the cache keyword (``cache`` in transformers >= 5.2x,
     ``past_key_values`` before), ``logits_to_keep`` when the model has it, and the compute dtype."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: Any):  # a Hugging Face causal LM (or its peft wrapper)
         self.model = model
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         params = inspect.signature(type(base).forward).parameters
@@ -549,7 +576,7 @@ class _LM:
         return out.logits
 
 
-def _vocab_size(model: torch.nn.Module) -> int:
+def _vocab_size(model: Any) -> int:
     emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if emb is not None and hasattr(emb, "weight"):
         return int(emb.weight.shape[0])

@@ -50,9 +50,9 @@ class DecodeConfig:
     top_n: int = 10  # paper §4: n = 10 GNN items; released LightGCN_embeddings.py top_k = 10
     # temperature of w = softmax(top-n scores / tau); 1 = plain softmax
     tau: float = field(default=1.0, metadata={"internal": True})
-    agg: Literal["sum", "max"] = "sum"
-    mix: Literal["prob", "logit"] = "prob"
-    state: Literal["prefix", "last_token"] = "prefix"
+    agg: Literal["sum", "max"] = "sum"  # p_G of a token from its top-n items: sum (paper) or max (released code)
+    mix: Literal["prob", "logit"] = "prob"  # Eq. 4 on probabilities (paper) or on raw logits (released code)
+    state: Literal["prefix", "last_token"] = "prefix"  # FSM state: the whole prefix (paper) or the last code
     floor: float = 1e-5  # paper: tokens outside the FSM state score 1e-5 (modeling_trie.py init)
     beam_size: int = 20  # paper / released test.sh --num_beams 20
     renormalize: bool = False  # False: p_LLM is masked, not renormalised (Hugging Face's behaviour)
@@ -138,10 +138,13 @@ class EvalConfig:
     replace ``gnn`` and ``compare_gnns`` of earlier versions.)
     """
 
+    # α candidates of every AGRec row (must hold 0 and 1; a decode variant may set its own); each row picks its
+    # α on validation
     alpha_grid: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0])
-    tau_grid: list[float] = field(default_factory=lambda: [1.0])
+    tau_grid: list[float] = field(default_factory=lambda: [1.0])  # τ candidates (top-n softmax temperature)
+    # HR@K or NDCG@K, K in ks: the validation metric that chooses α, τ, fusion weights and the selected row
     select_metric: str = "NDCG@10"
-    ks: list[int] = field(default_factory=lambda: [5, 10])
+    ks: list[int] = field(default_factory=lambda: [5, 10])  # cut-offs of HR@K / NDCG@K in every table
     scorer: str = "lightgcn"  # the scorer of the main AGRec row and of the α curve
     scorers: list[str] = field(default_factory=lambda: ["lightgcn", "sgl", "xsimgcl"])  # rows per scorer
     released_code_variants: bool = True  # rows with mix="logit" and state="last_token" at the main row's α
@@ -158,6 +161,7 @@ class EvalConfig:
     # validation with its α/τ from fusion_weights (None: 0.25, 0.5, 0.75). None: no fused row (the behaviour
     # before it existed).
     fuse: list[str] | None = neutral(None)
+    # candidate weights of fuse's first scorer: distinct numbers in (0, 1); None = 0.25, 0.5, 0.75
     fusion_weights: list[float] | None = neutral(None)
 
     def weights_of_fusion(self) -> list[float]:

@@ -61,7 +61,7 @@ class EvalInputs:
 
 def build_inputs(
     split: LeaveOneOutSplit,
-    prompt_fn: Callable[[Sequence[int]], list[int]],
+    prompt_fn: Callable[[Any], list[int]],  # a history (item ids, list or array) -> prompt token ids
     target: str,
     users: np.ndarray,
     exclude_history: bool = True,
@@ -134,7 +134,9 @@ class Evaluator:
     """Decodes and scores rows on the two targets, reusing nothing implicitly.
 
     Args:
-        model, trie, pad_token_id: the fine-tuned LM, the item trie over its code-token ids, its pad id.
+        model: the fine-tuned LM.
+        trie: the item trie over its code-token ids.
+        pad_token_id: its pad token id.
         inputs: ``{"valid": EvalInputs, "test": EvalInputs}``.
         rankings: ``{scorer name: {target: DecodeResult [U, K]}}`` from :func:`scorer_rankings` with
             ``K >= max(decode.top_n, decode.beam_size)``.

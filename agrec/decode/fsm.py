@@ -179,7 +179,7 @@ class RankableFSM:
 
     def to(self, device: torch.device | str) -> "RankableFSM":
         return RankableFSM(
-            **{
+            **{  # type: ignore[arg-type]  # each field keeps its own type; the dict's value type is their union
                 f.name: (v.to(device) if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
                 for f in fields(self)
             }
@@ -189,7 +189,7 @@ class RankableFSM:
         """The FSMs of a subset of users (rows of this batch)."""
         idx = torch.as_tensor(users, device=self.item_tokens.device).long()
         return RankableFSM(
-            **{f.name: (v[idx] if isinstance(v := getattr(self, f.name), torch.Tensor) else v) for f in fields(self)}
+            **{f.name: (v[idx] if isinstance(v := getattr(self, f.name), torch.Tensor) else v) for f in fields(self)}  # type: ignore[arg-type]
         )
 
     # -- the guide interface (all batched: leading dimension = the FSM's users) ------------------------------

@@ -28,8 +28,9 @@ def fuse_rankings(a: DecodeResult, b: DecodeResult, weight: float, top_n: int, d
     """The fused top-``top_n`` ranking of two scorers' rankings of the same users.
 
     Args:
-        a, b: ``items [U, >= top_n]`` (-1 pads) and ``scores [U, >= top_n]`` (-inf pads), best first, as
-            :func:`agrec.decode.evaluate.scorer_rankings` returns them.
+        a: ``items [U, >= top_n]`` (-1 pads) and ``scores [U, >= top_n]`` (-inf pads) of the first scorer, best
+            first, as :func:`agrec.decode.evaluate.scorer_rankings` returns them.
+        b: the same for the second scorer.
         weight: the mixture weight of ``a`` in (0, 1).
         top_n: how many of each scorer's items enter the mixture, and how many fused items are kept.
         depth: the width of the result (>= top_n; padded with -1 / -inf), so that it can stand where a scorer's

@@ -71,7 +71,8 @@ def gather_rows(
 
     Args:
         positions: ``[U_rank]`` where this process's rows go (from :func:`shard_positions`).
-        items, scores: ``[U_rank, K]`` this process's rows.
+        items: ``[U_rank, K]`` this process's ranked items.
+        scores: ``[U_rank, K]`` their scores.
         n: rows in all.
     Returns:
         the full ``(items, scores)`` on rank 0, None on the others.
@@ -79,12 +80,13 @@ def gather_rows(
     if not env.distributed:
         if len(positions) == n and np.array_equal(positions, np.arange(n)):
             return items, scores
-        parts = [(positions, items, scores)]
+        parts: list[Any] = [(positions, items, scores)]
     else:
-        parts = [None] * env.world if env.is_main else None
-        dist.gather_object((positions, items.cpu(), scores.cpu()), parts, dst=0)
-        if not env.is_main:
+        gathered: list[Any] | None = [None] * env.world if env.is_main else None
+        dist.gather_object((positions, items.cpu(), scores.cpu()), gathered, dst=0)
+        if not env.is_main or gathered is None:
             return None
+        parts = gathered
     out_items = torch.full((n, items.shape[1]), -1, dtype=items.dtype)
     out_scores = torch.full((n, scores.shape[1]), float("-inf"), dtype=scores.dtype)
     for pos, it, sc in parts:

@@ -8,7 +8,6 @@ curve, the chosen point) and ``rankings/<row>__<target>.npz`` (``users``, ``targ
 from __future__ import annotations
 
 import io
-import re
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from agrec.decode.evaluate import TARGETS, EvalInputs, Evaluator, Row, build_inp
 from agrec.decode.fusion import fuse_rankings, fusion_name
 from agrec.decode.shard import SINGLE, broadcast_object, gather_rows, shard_positions
 from agrec.decode.trie import ItemTrie
-from agrec.decode.variants import DecodeVariant, alpha_label, choose_point, parse_variants
+from agrec.decode.variants import DecodeVariant, alpha_label, choose_point, parse_variants, slug
 from agrec.devices import resolve_device
 from agrec.errors import AgrecError
 from agrec.io import atomic_write_bytes, atomic_write_json, read_json_file
@@ -82,11 +81,6 @@ def curve_records(curve: list[dict[str, Any]]) -> pd.DataFrame:
         for m, v in (p.get(t) or {}).items()
     ]
     return pd.DataFrame(recs, columns=["alpha", "tau", "target", "metric", "value"])
-
-
-def slug(name: str) -> str:
-    """File-name form of a row name: ``AGRec (lightgcn)`` -> ``agrec_lightgcn``."""
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
 RANKING_ARRAYS = ("users", "targets", "items")
@@ -389,7 +383,7 @@ def decode_table(
         w, point, row = fusion_choice
         candidates.append(
             Candidate(
-                agrec_row(fusion_name(*ev_cfg.fuse)),
+                agrec_row(fusion_name(*(ev_cfg.fuse or ()))),
                 row,
                 point["alpha"],
                 point["tau"],
@@ -449,13 +443,13 @@ def decode_table(
     fusion_record = None
     if fusion_choice is not None:
         w, point, source = fusion_choice
-        name = fusion_name(*ev_cfg.fuse)
+        name = fusion_name(*(ev_cfg.fuse or ()))
         rows.append(
             Row(
                 name=agrec_row(name),
                 settings={
                     "scorer": name if point["alpha"] > 0 else None,
-                    "fused": list(ev_cfg.fuse),
+                    "fused": list(ev_cfg.fuse or ()),
                     "weight": w,
                     "alpha": point["alpha"],
                     "tau": point["tau"],
@@ -466,7 +460,7 @@ def decode_table(
         writer.copy(source, rows[-1].name)
         fusion_record = {
             "row": rows[-1].name,
-            "scorers": list(ev_cfg.fuse),
+            "scorers": list(ev_cfg.fuse or ()),
             "weight": w,
             "curve": [{"weight": wt, **p} for wt, pts in fusion.items() for p in curve_points(pts)],
             "chosen": {"weight": w, **point},
@@ -495,7 +489,7 @@ def decode_table(
         selected=selected_record,
     )
     if env.is_main:
-        extra_keys = {} if ev_cfg.select_users is None else {"n_valid_users": len(users["valid"])}
+        extra_keys: dict[str, Any] = {} if ev_cfg.select_users is None else {"n_valid_users": len(users["valid"])}
         if variants:
             extra_keys["decode_variants"] = variant_records
         if fusion_record is not None:
@@ -545,7 +539,7 @@ def plan_fusion(
     """The fused scorer's grid: ``{weight: {(alpha, tau): row}}`` over the profile's α/τ grid (α = 0 is ``base``)."""
     if not fused:
         return {}
-    name = agrec_row(fusion_name(*ev_cfg.fuse))
+    name = agrec_row(fusion_name(*(ev_cfg.fuse or ())))
     return {
         w: {
             (alpha, tau): base

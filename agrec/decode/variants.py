@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,12 @@ from agrec.errors import ConfigError
 
 if TYPE_CHECKING:  # pandas is imported where a frame is built: loading a profile stays light
     import pandas as pd
+
+
+def slug(name: str) -> str:
+    """File-name form of a row name: ``AGRec (lightgcn)`` -> ``agrec_lightgcn`` (the rankings file of a row)."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
 
 # DecodeConfig fields a variant may set; beam_size (the ranking depth of every row), batch_size and kv (no
 # effect on the result) stay the profile's.
@@ -91,8 +98,8 @@ def parse_variants(ev: EvalConfig, decode: DecodeConfig) -> list[DecodeVariant]:
         return []
     if not isinstance(raw, dict):
         raise ConfigError(f"evaluation.decode_variants must map a name to its settings, got {raw!r}")
-    out, slugs = [], {}
-    from agrec.decode.stage import slug  # the rankings file name of a row
+    out: list[DecodeVariant] = []
+    slugs: dict[str, str] = {}
 
     for name, spec in raw.items():
         where = f"evaluation.decode_variants.{name}"

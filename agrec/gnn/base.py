@@ -14,7 +14,7 @@ model is in eval mode; switching to train mode or loading weights drops the cach
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import Any, ClassVar, Iterable, Sequence, cast
 
 import numpy as np
 import torch
@@ -102,7 +102,8 @@ class GraphRecommender(nn.Module):
                 f"{self.name}: the new graph has {graph.n_users} users x {graph.n_items} items, the "
                 f"model {self.n_users} x {self.n_items}"
             )
-        other = type(self)(self.config, graph)  # type: ignore[call-arg]
+        # every concrete model is built as Model(config, graph) (agrec/gnn/registry.py), unlike this base class
+        other = cast(Any, type(self))(self.config, graph)
         other.load_state_dict(self.state_dict())
         return other.to(self.device).eval()
 

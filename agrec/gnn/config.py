@@ -15,7 +15,7 @@ from agrec.errors import ConfigError
 
 GNN_MODELS: tuple[str, ...] = ("lightgcn", "sgl", "xsimgcl")
 VALID_METRICS: tuple[str, ...] = ("HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20")
-# How the GNN scores the *test* item (see GNNTrainConfig.test_graph and agrec/gnn/testtime.py).
+# How the GNN scores the *test* item (see GNNTrainConfig.test_graph; agrec/gnn/graph.py builds the graphs).
 TEST_GRAPHS: tuple[str, ...] = ("propagate", "refit", "train")
 
 
@@ -35,9 +35,9 @@ class LightGCNConfig:
     ``gnns/conf/LightGCN.conf`` (``-n_layer 2``, ``reg.lambda=0.0001``); learning rate 1e-3 and batch
     size 2048 are in the shared training section (:class:`agrec.gnn.config.GNNTrainConfig`)."""
 
-    embedding_dim: int = 512
-    n_layers: int = 2
-    reg_weight: float = 1e-4
+    embedding_dim: int = 512  # width of the user and item embeddings (paper §4.1)
+    n_layers: int = 2  # propagation layers; the final embedding averages layers 0..n_layers (authors' -n_layer)
+    reg_weight: float = 1e-4  # L2 weight on the batch's layer-0 embeddings, added to BPR (authors' reg.lambda)
 
     def __post_init__(self) -> None:
         check_model_config("lightgcn", self)
@@ -49,9 +49,9 @@ class SGLConfig:
     the AGRec authors' ``gnns/conf/SGL.conf`` (``-n_layer 2 -lambda 0.1 -droprate 0.1 -temp 0.2``);
     embedding size 512 as AGRec's LightGCN so that the ablation compares like with like."""
 
-    embedding_dim: int = 512
-    n_layers: int = 2
-    reg_weight: float = 1e-4
+    embedding_dim: int = 512  # width of the user and item embeddings (as AGRec's LightGCN)
+    n_layers: int = 2  # propagation layers; the final embedding averages layers 0..n_layers (SGL.conf -n_layer)
+    reg_weight: float = 1e-4  # L2 weight on the batch's layer-0 embeddings, added to BPR (as LightGCN)
     ssl_weight: float = 0.1  # λ₁
     ssl_tau: float = 0.2  # τ
     drop_ratio: float = 0.1  # ρ, share of edges dropped in each view
@@ -71,9 +71,9 @@ class XSimGCLConfig:
     """Defaults: the AGRec authors' ``gnns/conf/XSimGCL.conf`` (``-lambda 0.2 -eps 0.2 -tau 0.15 -l* 1``),
     with 2 layers and size 512 as AGRec's LightGCN so that the ablation compares like with like."""
 
-    embedding_dim: int = 512
-    n_layers: int = 2
-    reg_weight: float = 1e-4
+    embedding_dim: int = 512  # width of the user and item embeddings (as AGRec's LightGCN)
+    n_layers: int = 2  # propagation layers (>= 1); the final embedding averages layers 1..n_layers (no layer 0)
+    reg_weight: float = 1e-4  # L2 weight on the batch's layer-0 embeddings, added to BPR (as LightGCN)
     cl_weight: float = 0.2  # λ
     eps: float = 0.2  # ε, noise magnitude
     cl_tau: float = 0.15  # τ
@@ -115,9 +115,9 @@ class GNNTrainConfig:
     The test item is never an edge in any of them.
     """
 
-    epochs: int = 150
-    batch_size: int = 2048
-    learning_rate: float = 1e-3
+    epochs: int = 150  # at most this many passes over the training edges (authors' num.max.epoch)
+    batch_size: int = 2048  # BPR triples (user, positive, sampled negative) per step (authors' conf)
+    learning_rate: float = 1e-3  # Adam (authors' learnRate)
     eval_every: int = 5  # epochs between validation evaluations
     patience: int = 5  # evaluations without improvement before stopping
     valid_metric: str = "NDCG@10"  # the model-selection metric (on the validation item)

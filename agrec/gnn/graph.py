@@ -145,12 +145,12 @@ class _SymmetricSpMM(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         ctx.adj = adj
         return adj @ x
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor):
         return None, ctx.adj @ grad.contiguous()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 
@@ -21,7 +23,8 @@ def l2_reg(*embeddings: torch.Tensor) -> torch.Tensor:
     this way (He et al. 2020, Eq. 15: λ||E⁽⁰⁾||², scaled per batch).
     """
     batch = embeddings[0].shape[0]
-    return sum(e.pow(2).sum() for e in embeddings) / (2.0 * batch)
+    total = cast(torch.Tensor, sum(e.pow(2).sum() for e in embeddings))  # sum() starts from int 0
+    return total / (2.0 * batch)
 
 
 def info_nce(view1: torch.Tensor, view2: torch.Tensor, tau: float) -> torch.Tensor:

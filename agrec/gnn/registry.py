@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 
 from agrec.errors import ConfigError
@@ -28,6 +30,6 @@ def build_model(
         raise ConfigError(f"unknown GNN {name!r}; known: {list(MODEL_CLASSES)}")
     if not isinstance(config, CONFIG_CLASSES[name]):
         raise ConfigError(f"{name} needs a {CONFIG_CLASSES[name].__name__}, got {type(config).__name__}")
-    model = MODEL_CLASSES[name](config, graph)  # type: ignore[arg-type]
+    model = cast(Any, MODEL_CLASSES[name])(config, graph)  # each model class takes (its config, graph)
     model.reset_parameters(torch.Generator().manual_seed(seed))
     return model.to(device)

@@ -146,7 +146,8 @@ def fit(
                         "best": f"{state['best_score']:.4f}@{state['best_epoch']}",
                     }
                 )
-                task.update(epoch + 1, milestone=True, loss=row["loss"], **{f"valid_{cfg.valid_metric}": score})
+                shown: dict[str, Any] = {"loss": row["loss"], f"valid_{cfg.valid_metric}": score}
+                task.update(epoch + 1, milestone=True, **shown)
                 if on_evaluate is not None:
                     on_evaluate(epoch + 1, valid)
             else:

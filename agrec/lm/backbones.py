@@ -65,7 +65,7 @@ def smollm2_gguf_path() -> Path:
         ) from None
     for f in dist.files or []:
         if f.name == SMOLLM2_GGUF:
-            path = Path(dist.locate_file(f))
+            path = Path(str(dist.locate_file(f)))
             if path.is_file():
                 return path
     raise BackboneError(
@@ -108,7 +108,7 @@ def smollm2_checkpoint(cache_dir: str | os.PathLike | None = None, log: Callable
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kw)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kw)
     # The weights are already de-quantised; only the GGUF marker blocks save_pretrained.
-    model.hf_quantizer = None
+    setattr(model, "hf_quantizer", None)  # noqa: B010  (Module.__setattr__ types attributes as Tensor | Module)
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.config.name_or_path = "SmolLM2-135M-Instruct"

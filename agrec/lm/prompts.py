@@ -278,16 +278,18 @@ def build_train_samples(
             for w in eq7_windows([int(i) for i in seq], window, stride):
                 add(u, w[:-1], w[-1], True)
     elif samples == "sliding":
-        for u, seq in enumerate(train):
-            seq = [int(i) for i in seq]
-            for t in range(1, len(seq)):
-                add(u, seq[max(0, t - fmt.max_history) : t], seq[t], False)
+        for u, raw in enumerate(train):
+            ids = [int(i) for i in raw]
+            for t in range(1, len(ids)):
+                add(u, ids[max(0, t - fmt.max_history) : t], ids[t], False)
     else:
         raise ValueError(f"unknown sample construction {samples!r} (eq7 or sliding)")
     return Samples(ids_out, lab_out, np.asarray(users, dtype=np.int64))
 
 
-def build_eval_samples(fmt: PromptFormat, histories: Sequence[np.ndarray], targets: Sequence[int]) -> Samples:
+def build_eval_samples(
+    fmt: PromptFormat, histories: Sequence[np.ndarray], targets: Sequence[int] | np.ndarray
+) -> Samples:
     """One sample per user: the prompt for its history followed by the target's codes (no suffix);
     exactly the last ``n_levels`` positions are supervised, so level ``l`` sits at ``l - n_levels``."""
     ids_out, lab_out = [], []

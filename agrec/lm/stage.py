@@ -16,7 +16,7 @@ import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence, overload
 
 import numpy as np
 
@@ -120,7 +120,7 @@ def _save_fn(built: BuiltLM, tiny_base) -> Callable:
     def save(model, folder: Path) -> None:
         if isinstance(model, PeftModel):
             # the resized embedding need not be saved whole: the code-token rows are in the adapter
-            model.save_pretrained(folder, save_embedding_layers=False)
+            model.save_pretrained(str(folder), save_embedding_layers=False)
         else:
             model.save_pretrained(folder)
         built.tokenizer.save_pretrained(folder)
@@ -147,7 +147,7 @@ def make_training_job(
     codes: CodeTable,
     train_seqs: Sequence[np.ndarray],
     valid_histories: Sequence[np.ndarray],
-    valid_targets: Sequence[int],
+    valid_targets: Sequence[int] | np.ndarray,
     out_dir: Path,
     seed: int,
     run_key: str,
@@ -200,6 +200,23 @@ def make_training_job(
     return TrainingJob(trainer=trainer, built=built, prompt=fmt, train=train, valid=valid)
 
 
+@overload
+def train_lm(
+    session: Session,
+    force: bool = ...,
+    codes: CodeTable | None = ...,
+    load: Literal[True] = ...,
+    log: Callable[[str], None] = ...,
+) -> LMBundle: ...
+@overload
+def train_lm(
+    session: Session,
+    force: bool = ...,
+    codes: CodeTable | None = ...,
+    *,
+    load: bool,
+    log: Callable[[str], None] = ...,
+) -> LMBundle | None: ...
 def train_lm(
     session: Session,
     force: bool = False,

@@ -25,7 +25,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, cast
 
 import numpy as np
 import pandas as pd
@@ -143,7 +143,8 @@ class Trainer:
         build_model: ``build_model(checkpoint_or_None) -> model`` (the trainable model, fresh or loaded
             from a checkpoint folder through ``from_pretrained``).
         save_model: ``save_model(model, folder)`` writes the model and tokenizer (``save_pretrained``).
-        train, valid: tokenized samples (valid: exactly ``n_levels`` supervised tokens at the end).
+        train: tokenized training samples.
+        valid: tokenized validation samples (exactly ``n_levels`` supervised tokens at the end).
         manifest: what describes the run (stored in, and checked against, every checkpoint).
         out_dir: the stage folder; checkpoints go to ``out_dir/checkpoints/``.
     """
@@ -219,7 +220,7 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state(self.env.device)
         rngs = [rng]
         if self.env.distributed:
-            rngs = [None] * self.env.world
+            rngs = cast(list[dict[str, torch.Tensor]], [None] * self.env.world)  # filled by all_gather_object
             torch.distributed.all_gather_object(rngs, rng)
         folder = self.ckpt_dir / name
         if self.env.is_main:
@@ -421,14 +422,14 @@ class Trainer:
                 for j in range(cfg.grad_accum):
                     batch = self.collate(parts[j * env.world + env.rank])
                     sync = ddp is None or j == cfg.grad_accum - 1
-                    with contextlib.nullcontext() if sync else ddp.no_sync():
+                    with contextlib.nullcontext() if sync or ddp is None else ddp.no_sync():
                         with self._autocast():
                             nll = runner(*batch)
                         (nll * (env.world / max(1, n_sup))).backward()
                     local += nll.detach()
                 if cfg.max_grad_norm > 0:
                     torch.nn.utils.clip_grad_norm_(params_list, cfg.max_grad_norm)
-                lr = scheduler.get_last_lr()[0]
+                lr = float(scheduler.get_last_lr()[0])
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)

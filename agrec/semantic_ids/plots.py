@@ -81,8 +81,8 @@ def code_tree_figure(table: CodeTable, titles: Sequence[str], kind: str = "sunbu
 
     ids, labels, parents, values, hover = [], [], [], [], []
     codes = table.codes
-    n1 = {}
-    n2 = {}
+    n1: dict[int, list[int]] = {}
+    n2: dict[tuple[int, int], list[int]] = {}
     for i in range(table.n_items):
         a, b = int(codes[i, 0]), int(codes[i, 1]) if table.n_levels > 1 else 0
         n1.setdefault(a, []).append(i)
@@ -175,7 +175,7 @@ def code_tree_static(
             break
         members = np.flatnonzero(codes[:, 0] == a)
         if genres is not None:
-            cnt = Counter(g for j in members for g in set(genres[j]))
+            cnt = Counter(g for j in members for g in set(genres[int(j)]))
             top, k = cnt.most_common(1)[0] if cnt else ("?", 0)
             desc = f"{_short(top, 14)} {k / len(members):.0%}"
         else:

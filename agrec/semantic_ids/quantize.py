@@ -9,6 +9,7 @@ VQ-VAE losses per level, ``||sg(r_l) - e||² + β ||r_l - sg(e)||²``, and the s
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 import torch
@@ -115,6 +116,11 @@ class ResidualQuantizer(nn.Module):
     def n_levels(self) -> int:
         return len(self.levels)
 
+    @property
+    def quantizers(self) -> list[VectorQuantizer]:
+        """The levels, typed (``nn.ModuleList`` indexes as a plain ``Module``)."""
+        return [cast(VectorQuantizer, vq) for vq in self.levels]
+
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``z`` ``[B, dim]`` -> (straight-through ``z_q`` ``[B, dim]``, codes ``[B, L]``, mean level loss)."""
         r = z
@@ -134,8 +140,8 @@ class ResidualQuantizer(nn.Module):
     @torch.no_grad()
     def kmeans_init(self, z: torch.Tensor, seed: int, max_iter: int = 100) -> None:
         """Set each codebook to the k-means centroids of the residuals its level sees on ``z`` ``[N, dim]``."""
-        r = z.detach().to(self.levels[0].codebook.dtype)
-        for lvl, vq in enumerate(self.levels):
+        r = z.detach().to(self.quantizers[0].codebook.dtype)
+        for lvl, vq in enumerate(self.quantizers):
             cent = torch.from_numpy(kmeans_centroids(r.cpu().numpy(), vq.codebook_size, seed + lvl, max_iter))
             vq.codebook.data.copy_(cent.to(vq.codebook))
             c = vq.assign(vq.distances(r))
@@ -152,7 +158,7 @@ class ResidualQuantizer(nn.Module):
         z_q = torch.zeros_like(r)
         codes = []
         dist = torch.empty(0)
-        for vq in self.levels:
+        for vq in self.quantizers:
             dist = vq.distances(r)
             c = vq.assign(dist)
             q = vq.codebook[c]

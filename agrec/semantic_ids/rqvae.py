@@ -50,6 +50,9 @@ class RQVAE(nn.Module):
     """Residual-quantised auto-encoder over item embeddings ``[B, in_dim]``, computed in
     ``cfg.dtype`` (parameters and buffers; inputs are cast to it)."""
 
+    x_mean: torch.Tensor  # buffers (register_buffer), declared for the type checker
+    x_std: torch.Tensor
+
     def __init__(self, in_dim: int, cfg: RQVAEConfig):
         super().__init__()
         self.in_dim, self.cfg = in_dim, cfg

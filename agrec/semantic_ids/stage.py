@@ -128,7 +128,7 @@ def _compute(session: Session, ds: SeqDataset, folder: Path, key: str, progress:
         atomic_write_json(folder / TEXTS, texts, indent=None)
 
     fit: QuantizeResult | None = None
-    if given:
+    if given and ds.item_codes is not None:  # (given implies it; said again for the type checker)
         raw = CodeTable.from_tokens(ds.item_codes, ds.item_ids, source=f"{ds.name}.index.json")
         last_dist = None
         source = "index.json"

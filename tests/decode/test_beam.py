@@ -8,6 +8,7 @@ import torch
 from tiny_lm import EOS, make_tiny
 
 from agrec.decode import DecodeConfig, ItemTrie, generate_items, generate_items_multi, mixed_log_probs
+from agrec.decode.beam import mixed_logit_log_probs
 from agrec.decode.hf import hf_generate_items
 from agrec.errors import AgrecError
 
@@ -50,6 +51,29 @@ def test_mixed_log_probs_hand_computed():
     assert torch.equal(a0[:, :2], lp[:, :2])
     a1, _ = mixed_log_probs(lp, pg, on, valid, alpha=1.0)
     assert a1[0, :2].exp().tolist() == pytest.approx([0.7, 1e-5], rel=1e-6)
+
+
+def test_mixed_logit_log_probs_hand_computed():
+    # vocabulary of 4: tokens 1 and 3 are code tokens; candidates 3, 1 and a padding slot (token 0)
+    logits = torch.tensor([[0.0, 1.0, 2.0, 0.5]])
+    g_code = torch.tensor([[2.0, -1.0]])  # g of tokens 1 and 3
+    ctok = torch.tensor([[3, 1, 0]])
+    valid = torch.tensor([[True, True, False]])
+    lhat, lpl = mixed_logit_log_probs(logits, ctok, g_code, torch.tensor([1, 3]), valid, alpha=0.25)
+    # z' = (0, .75*1 + .25*2, 2, .75*.5 + .25*(-1)) = (0, 1.25, 2, .125); one softmax over all four tokens
+    z = [0.0, 1.25, 2.0, 0.125]
+    norm = sum(math.exp(v) for v in z)
+    assert lhat[0, :2].exp().tolist() == pytest.approx([math.exp(0.125) / norm, math.exp(1.25) / norm], rel=1e-6)
+    raw = sum(math.exp(v) for v in [0.0, 1.0, 2.0, 0.5])
+    assert lpl[0, :2].exp().tolist() == pytest.approx([math.exp(0.5) / raw, math.exp(1.0) / raw], rel=1e-6)
+    assert lhat[0, 2] == float("-inf") and lpl[0, 2] == float("-inf")
+    # renormalised over the valid candidates: the two mixed probabilities sum to one
+    r, _ = mixed_logit_log_probs(logits, ctok, g_code, torch.tensor([1, 3]), valid, alpha=0.25, renormalize=True)
+    e = [math.exp(0.125), math.exp(1.25)]
+    assert r[0, :2].exp().tolist() == pytest.approx([e[0] / sum(e), e[1] / sum(e)], rel=1e-6)
+    # alpha = 0: the LM's own distribution, bit for bit
+    a0, l0 = mixed_logit_log_probs(logits, ctok, g_code, torch.tensor([1, 3]), valid, alpha=0.0)
+    assert torch.equal(a0, l0)
 
 
 # -- alpha = 0 is Hugging Face's constrained beam search --------------------------------------------------------
