@@ -295,7 +295,11 @@ def decode_table(
 ) -> DecodeReport:
     """The stage's work once its inputs exist: the α/τ curve, the choice, the table; writes ``folder``'s
     rankings (as produced) and ``results.json`` (rank 0). ``scorers`` maps every name of ``evaluation.scorer``
-    and ``evaluation.scorers`` to its :class:`TopNScorer`; ``seed`` draws ``evaluation.select_users``."""
+    and ``evaluation.scorers`` to its :class:`TopNScorer`; ``seed`` draws ``evaluation.select_users``.
+
+    In four steps: plan every validation row (:func:`plan_rows`), decode them and choose each AGRec row's α/τ and
+    the selected configuration on validation (:func:`choose_rows`), decode the test item where a table row needs
+    it (:func:`rows_for_test`), assemble the table (:func:`assemble_rows`)."""
     env = env or SINGLE
     t0 = time.perf_counter() if t0 is None else t0
     n_users = split.n_users if ev_cfg.max_users is None else min(ev_cfg.max_users, split.n_users)
@@ -330,44 +334,132 @@ def decode_table(
     # pass encodes a batch's prompts once for all its rows, Evaluator.decode_rows): every validation point known
     # before the choice (each scorer's α/τ curve, each decode variant's grid) in one pass; then the rows at the
     # chosen α; then every test row in one pass. α = 0 does not depend on τ or the scorer, so it is one row.
-    main_name = ev_cfg.scorer
-    metric = ev_cfg.select_metric
-    base = ev.new_row("w/o Graph", None, alpha=0.0)
-    curves = plan_curves(ev, names, main_name, base, ev_cfg.alpha_grid, ev_cfg.tau_grid)
-    by_point = curves[main_name]
-    plans = [(v, plan_variant(ev, v, base, main_name)) for v in variants]
-    fusion = plan_fusion(ev, ev_cfg, fused, base)
-    ev.decode_rows(
-        [
-            base,
-            *(row for pts in curves.values() for row in pts.values()),
-            *(row for _, plan in plans for _, _, row in plan),
-            *(row for pts in fusion.values() for row in pts.values()),
-        ],
-        "valid",
+    plan = plan_rows(ev, ev_cfg, names, variants, fused)
+    ev.decode_rows(plan.valid_rows(), "valid")
+    choice = choose_rows(ev, plan, ev_cfg, log)
+    ev.decode_rows(rows_for_test(plan, choice, ev_cfg), "test")
+    curve = curve_points(plan.curves[ev_cfg.scorer])
+    for p in curve:
+        p["test"] = plan.curves[ev_cfg.scorer][(p["alpha"], p["tau"])].metrics.get("test")
+    rows, variant_records, fusion_record = assemble_rows(ev, plan, choice, ev_cfg, writer)
+    selected_record = choice.selected.record(ev_cfg.select_metric)
+
+    seconds = round(time.perf_counter() - t0, 1)
+    rec_rows = [{"name": r.name, "settings": r.settings, "metrics": r.metrics, "rankings": slug(r.name)} for r in rows]
+    report = DecodeReport(
+        rows=rec_rows,
+        curve=curve,
+        chosen=choice.best,
+        n_users=n_users,
+        seconds=seconds,
+        folder=folder,
+        n_valid_users=len(users["valid"]) if ev_cfg.select_users is not None else None,
+        variants=variant_records,
+        selected=selected_record,
     )
-    # Every AGRec row chooses its own α/τ on validation: each scorer on its own curve (the grid holds 0, the LM
-    # alone, and 1, the scorer alone with sum aggregation), each variant on its own grid.
-    chosen_by = {name: choose(curve_points(pts), metric) for name, pts in curves.items()}
+    if env.is_main:
+        by_point = plan.curves[ev_cfg.scorer]
+        extra_keys: dict[str, Any] = {} if ev_cfg.select_users is None else {"n_valid_users": len(users["valid"])}
+        if variants:
+            extra_keys["decode_variants"] = variant_records
+        if fusion_record is not None:
+            extra_keys["fusion"] = fusion_record
+        atomic_write_json(
+            folder / RESULTS,
+            {
+                "rows": rec_rows,
+                "curve": curve,
+                "chosen": choice.best,
+                "selected": selected_record,
+                "n_users": n_users,
+                **extra_keys,
+                "seconds": seconds,
+                "scorer_curves": {
+                    name: curve_points(pts) for name, pts in plan.curves.items() if name != ev_cfg.scorer
+                },
+                "curve_rankings": {
+                    f"{p['alpha']:g},{p['tau']:g}": slug(by_point[(p["alpha"], p["tau"])].name) for p in curve
+                },
+            },
+        )
+    return report
+
+
+@dataclass
+class RowPlan:
+    """Every row whose validation item is decoded before any choice: the LM alone (``base``), each scorer's
+    α/τ curve (``curves[scorer][(alpha, tau)]``), each decode variant's grid and the fused scorer's grid."""
+
+    main: str  # the main scorer (evaluation.scorer)
+    names: list[str]  # every scorer with an AGRec row, the main one first
+    base: Row
+    curves: dict[str, dict[tuple[float, float], Row]]
+    variants: list[tuple[DecodeVariant, list[tuple[Any, float, Row]]]]
+    fusion: dict[float, dict[tuple[float, float], Row]]
+
+    def valid_rows(self) -> list[Row]:
+        return [
+            self.base,
+            *(row for pts in self.curves.values() for row in pts.values()),
+            *(row for _, plan in self.variants for _, _, row in plan),
+            *(row for pts in self.fusion.values() for row in pts.values()),
+        ]
+
+
+@dataclass
+class RowChoice:
+    """What validation chose: each scorer's α/τ (``chosen_by``; ``best`` is the main scorer's), the α = 1 row
+    of the main scorer, the released code's rows at the chosen α (``extra``, validation decoded), each variant's
+    point, the fused scorer's weight and point, and the selected configuration among all AGRec rows."""
+
+    chosen_by: dict[str, dict[str, Any]]
+    best: dict[str, Any]
+    one: Row
+    one_name: str
+    extra: list[Row]
+    variants: list[tuple[DecodeVariant, list[tuple[Any, float, Row]], int]]
+    fusion: tuple[float, dict[str, Any], Row] | None
+    selected: Candidate
+
+
+def plan_rows(
+    ev: Evaluator, ev_cfg: EvalConfig, names: list[str], variants: list[DecodeVariant], fused: dict[float, str]
+) -> RowPlan:
+    """Plan: the rows of every validation point known before any choice (nothing is decoded here)."""
+    base = ev.new_row("w/o Graph", None, alpha=0.0)
+    main = ev_cfg.scorer
+    return RowPlan(
+        main=main,
+        names=names,
+        base=base,
+        curves=plan_curves(ev, names, main, base, ev_cfg.alpha_grid, ev_cfg.tau_grid),
+        variants=[(v, plan_variant(ev, v, base, main)) for v in variants],
+        fusion=plan_fusion(ev, ev_cfg, fused, base),
+    )
+
+
+def choose_rows(ev: Evaluator, plan: RowPlan, ev_cfg: EvalConfig, log: Callable[[str], None] = print) -> RowChoice:
+    """Choose on validation (the plan's rows decoded): every AGRec row its own α/τ, each scorer on its own curve
+    (the grid holds 0, the LM alone, and 1, the scorer alone with sum aggregation), each variant on its own grid,
+    the fused scorer's weight; then the selected configuration. Decodes the validation item of the rows that
+    exist only at the chosen α (α = 1 when off the grid, the released code's variants)."""
+    metric = ev_cfg.select_metric
+    chosen_by = {name: choose(curve_points(pts), metric) for name, pts in plan.curves.items()}
     for name, point in chosen_by.items():
         log(f"decode: {agrec_row(name)}: chose α={point['alpha']:g}, τ={point['tau']:g} on validation {metric}")
-    curve = curve_points(by_point)
-    best = chosen_by[main_name]
+    best = chosen_by[plan.main]
     a, tau = best["alpha"], best["tau"]
-
-    # With test_curve false a curve point's test item is decoded only where a table row needs it.
-    test_rows = [base, *(by_point.values() if ev_cfg.test_curve else ())]
-    main = by_point[(a, tau)]
-    one_name = f"α=1 ({main_name})"
-    one = by_point.get((1.0, tau)) or ev.new_row(one_name, main_name, alpha=1.0, tau=tau)
+    by_point = plan.curves[plan.main]
+    one_name = f"α=1 ({plan.main})"
+    one = by_point.get((1.0, tau)) or ev.new_row(one_name, plan.main, alpha=1.0, tau=tau)
     extra: list[Row] = [] if (1.0, tau) in by_point else [one]  # decoded on both targets
     if a > 0 and ev_cfg.released_code_variants:
         extra += [
-            ev.new_row("released code: mix=logit", main_name, alpha=a, tau=tau, mix="logit"),
-            ev.new_row("released code: state=last_token", main_name, alpha=a, tau=tau, state="last_token"),
+            ev.new_row("released code: mix=logit", plan.main, alpha=a, tau=tau, mix="logit"),
+            ev.new_row("released code: state=last_token", plan.main, alpha=a, tau=tau, state="last_token"),
             ev.new_row(
                 "released code: logit + last_token + max",
-                main_name,
+                plan.main,
                 alpha=a,
                 tau=tau,
                 mix="logit",
@@ -376,9 +468,9 @@ def decode_table(
             ),
         ]
     ev.decode_rows(extra, "valid")
-    chosen_variants = [(v, plan, choose_variant(v, plan, metric, log)) for v, plan in plans]
-    fusion_choice = choose_fusion(fusion, metric, log) if fusion else None
-    candidates = selection_candidates(names, curves, chosen_by, chosen_variants)
+    chosen_variants = [(v, vplan, choose_variant(v, vplan, metric, log)) for v, vplan in plan.variants]
+    fusion_choice = choose_fusion(plan.fusion, metric, log) if plan.fusion else None
+    candidates = selection_candidates(plan.names, plan.curves, chosen_by, chosen_variants)
     if fusion_choice is not None:
         w, point, row = fusion_choice
         candidates.append(
@@ -387,7 +479,7 @@ def decode_table(
                 row,
                 point["alpha"],
                 point["tau"],
-                [(alpha, tau, r) for (alpha, tau), r in fusion[w].items()],
+                [(alpha, tau, r) for (alpha, tau), r in plan.fusion[w].items()],
             )
         )
     selected = select_row(candidates, metric)
@@ -395,28 +487,41 @@ def decode_table(
         f"decode: selected {selected.source} (α={alpha_label(selected.alpha)}, τ={selected.tau:g}) among "
         f"{len(candidates)} AGRec rows on validation {metric}"
     )
-    ev.decode_rows(
-        [
-            *test_rows,
-            main,
-            one,
-            *extra,
-            *(curves[n][(p["alpha"], p["tau"])] for n, p in chosen_by.items()),
-            *(plan[i][2] for _, plan, i in chosen_variants),
-            *(row for _, _, row in selected.curve),
-            *([fusion_choice[2]] if fusion_choice is not None else []),
-        ],
-        "test",
-    )
-    for p in curve:
-        p["test"] = by_point[(p["alpha"], p["tau"])].metrics.get("test")
+    return RowChoice(chosen_by, best, one, one_name, extra, chosen_variants, fusion_choice, selected)
 
-    rows: list[Row] = [base]
-    for name in names:
+
+def rows_for_test(plan: RowPlan, choice: RowChoice, ev_cfg: EvalConfig) -> list[Row]:
+    """The rows whose test item is decoded: every point of the main curve (only the LM alone with
+    ``test_curve: false``), each chosen row, the α = 1 and released-code rows, the whole curve of the selected
+    row (for its selection regret)."""
+    by_point = plan.curves[plan.main]
+    best = choice.best
+    return [
+        plan.base,
+        *(by_point.values() if ev_cfg.test_curve else ()),
+        by_point[(best["alpha"], best["tau"])],
+        choice.one,
+        *choice.extra,
+        *(plan.curves[n][(p["alpha"], p["tau"])] for n, p in choice.chosen_by.items()),
+        *(vplan[i][2] for _, vplan, i in choice.variants),
+        *(row for _, _, row in choice.selected.curve),
+        *([choice.fusion[2]] if choice.fusion is not None else []),
+    ]
+
+
+def assemble_rows(
+    ev: Evaluator, plan: RowPlan, choice: RowChoice, ev_cfg: EvalConfig, writer: RankingWriter
+) -> tuple[list[Row], dict[str, dict[str, Any]], dict[str, Any] | None]:
+    """The table (every row decoded): the LM alone, each scorer alone, each AGRec row at its chosen point (the
+    main one first, then its α = 1 row), the released code's rows, the variants, the fused row, the selected
+    row; each row's rankings are copied under its name. Returns the rows, the variants' records and the
+    fusion's record."""
+    rows: list[Row] = [plan.base]
+    for name in plan.names:
         rows.append(ev.scorer_row(name))
-    for name in [main_name, *(n for n in names if n != main_name)]:
-        point = chosen_by[name]
-        source = curves[name][(point["alpha"], point["tau"])]
+    for name in [plan.main, *(n for n in plan.names if n != plan.main)]:
+        point = choice.chosen_by[name]
+        source = plan.curves[name][(point["alpha"], point["tau"])]
         rows.append(
             Row(
                 name=agrec_row(name),
@@ -430,19 +535,20 @@ def decode_table(
             )
         )
         writer.copy(source, rows[-1].name)
-        if name == main_name and one.name != one_name:
-            rows.append(Row(name=one_name, settings=one.settings, metrics=one.metrics))
-            writer.copy(one, one_name)
-    rows.extend(extra)
+        one = choice.one
+        if name == plan.main and one.name != choice.one_name:
+            rows.append(Row(name=choice.one_name, settings=one.settings, metrics=one.metrics))
+            writer.copy(one, choice.one_name)
+    rows.extend(choice.extra)
     variant_records = {}
-    for v, plan, i in chosen_variants:
-        row, record, source = variant_row(v, plan, i)
+    for v, vplan, i in choice.variants:
+        row, record, source = variant_row(v, vplan, i)
         rows.append(row)
         writer.copy(source, row.name)
         variant_records[v.name] = record
     fusion_record = None
-    if fusion_choice is not None:
-        w, point, source = fusion_choice
+    if choice.fusion is not None:
+        w, point, source = choice.fusion
         name = fusion_name(*(ev_cfg.fuse or ()))
         rows.append(
             Row(
@@ -462,9 +568,10 @@ def decode_table(
             "row": rows[-1].name,
             "scorers": list(ev_cfg.fuse or ()),
             "weight": w,
-            "curve": [{"weight": wt, **p} for wt, pts in fusion.items() for p in curve_points(pts)],
+            "curve": [{"weight": wt, **p} for wt, pts in plan.fusion.items() for p in curve_points(pts)],
             "chosen": {"weight": w, **point},
         }
+    selected = choice.selected
     rows.append(
         Row(
             name=SELECTED_ROW,
@@ -473,44 +580,7 @@ def decode_table(
         )
     )
     writer.copy(selected.row, SELECTED_ROW)
-    selected_record = selected.record(metric)
-
-    seconds = round(time.perf_counter() - t0, 1)
-    rec_rows = [{"name": r.name, "settings": r.settings, "metrics": r.metrics, "rankings": slug(r.name)} for r in rows]
-    report = DecodeReport(
-        rows=rec_rows,
-        curve=curve,
-        chosen=best,
-        n_users=n_users,
-        seconds=seconds,
-        folder=folder,
-        n_valid_users=len(users["valid"]) if ev_cfg.select_users is not None else None,
-        variants=variant_records,
-        selected=selected_record,
-    )
-    if env.is_main:
-        extra_keys: dict[str, Any] = {} if ev_cfg.select_users is None else {"n_valid_users": len(users["valid"])}
-        if variants:
-            extra_keys["decode_variants"] = variant_records
-        if fusion_record is not None:
-            extra_keys["fusion"] = fusion_record
-        atomic_write_json(
-            folder / RESULTS,
-            {
-                "rows": rec_rows,
-                "curve": curve,
-                "chosen": best,
-                "selected": selected_record,
-                "n_users": n_users,
-                **extra_keys,
-                "seconds": seconds,
-                "scorer_curves": {name: curve_points(pts) for name, pts in curves.items() if name != main_name},
-                "curve_rankings": {
-                    f"{p['alpha']:g},{p['tau']:g}": slug(by_point[(p["alpha"], p["tau"])].name) for p in curve
-                },
-            },
-        )
-    return report
+    return rows, variant_records, fusion_record
 
 
 SELECTED_ROW = "AGRec (selected)"
