@@ -32,9 +32,7 @@ def neutral(default: Any) -> Any:
 
 def runtime(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING) -> Any:
     """A dataclass field that never changes what a stage computes: recorded, never part of a cache key."""
-    if default_factory is not dataclasses.MISSING:
-        return dataclasses.field(default_factory=default_factory, metadata={RUNTIME: True})
-    return dataclasses.field(default=default, metadata={RUNTIME: True})
+    return dataclasses.field(default=default, default_factory=default_factory, metadata={RUNTIME: True})
 
 
 def is_runtime(f: dataclasses.Field) -> bool:
@@ -78,7 +76,7 @@ def runtime_paths(cls: type, prefix: str = "") -> list[str]:
         name = f"{prefix}{f.name}"
         if is_runtime(f):
             out.append(name)
-        sub = _dataclass_type(f)
+        sub = field_dataclass(f)
         if sub is not None:
             out.extend(runtime_paths(sub, name + "."))
     return out
@@ -95,12 +93,12 @@ def keyed_record(cls: type, data: Any) -> Any:
         f = fields.get(k)
         if f is not None and is_runtime(f):
             continue
-        sub = _dataclass_type(f) if f is not None else None
+        sub = field_dataclass(f) if f is not None else None
         out[k] = keyed_record(sub, v) if sub is not None else v
     return out
 
 
-def _dataclass_type(f: dataclasses.Field) -> type | None:
+def field_dataclass(f: dataclasses.Field) -> type | None:
     """The dataclass a field holds (its default factory's product), else None."""
     if f.default_factory is not dataclasses.MISSING:
         try:

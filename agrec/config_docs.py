@@ -25,8 +25,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from agrec.canonical import NEUTRAL, _dataclass_type, is_runtime
+from agrec.canonical import NEUTRAL, field_dataclass, is_runtime
 from agrec.config import Profile
+from agrec.io import atomic_write_text
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "config.md"
 
@@ -142,7 +143,7 @@ def collect(cls: type = Profile, prefix: str = "") -> tuple[list[SectionDoc], li
     for f in dataclasses.fields(cls):
         if f.metadata.get("internal"):
             continue
-        sub = _dataclass_type(f)
+        sub = field_dataclass(f)
         if sub is not None:
             nested.append((sub, f"{prefix}{f.name}."))
             continue
@@ -242,8 +243,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.out} is stale: run python -m agrec.config_docs", file=sys.stderr)
             return 1
         return 1 if missing else 0
-    from agrec.io import atomic_write_text
-
     atomic_write_text(args.out, text)
     print(f"wrote {args.out}: {len(keys)} keys, {len(keys) - len(missing)} documented")
     return 1 if missing else 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agrec.canonical import _dataclass_type, canonical, is_runtime, keyed, keyed_record, runtime, runtime_paths
+from agrec.canonical import field_dataclass, canonical, is_runtime, keyed, keyed_record, runtime, runtime_paths
 from agrec.config import STAGES, Profile, load_profile
 from agrec.fingerprint import sha256_json, short_hash
 from agrec.lineage import SECTIONS_OF, config_key, pipeline_status
@@ -34,7 +34,7 @@ def _leaves(cls, prefix=""):
     for f in dataclasses.fields(cls):
         if f.metadata.get("internal"):
             continue
-        sub = _dataclass_type(f)
+        sub = field_dataclass(f)
         if sub is not None:
             yield from _leaves(sub, f"{prefix}{f.name}.")
         else:
@@ -189,7 +189,7 @@ def test_every_profile_key_is_read_outside_its_config_module():
     for section in dataclasses.fields(Profile):
         if section.metadata.get("internal"):
             continue
-        cls = _dataclass_type(section)
+        cls = field_dataclass(section)
         for name, f in (_leaves(cls) if cls else [(section.name, section)]):
             owner = Path(inspect.getsourcefile(cls or Profile)).resolve()
             pat = re.compile(rf"\.{f.name}\b|[\"']{f.name}[\"']")

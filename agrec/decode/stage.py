@@ -338,9 +338,10 @@ def decode_table(
     ev.decode_rows(plan.valid_rows(), "valid")
     choice = choose_rows(ev, plan, ev_cfg, log)
     ev.decode_rows(rows_for_test(plan, choice, ev_cfg), "test")
-    curve = curve_points(plan.curves[ev_cfg.scorer])
+    by_point = plan.curves[plan.main]
+    curve = curve_points(by_point)
     for p in curve:
-        p["test"] = plan.curves[ev_cfg.scorer][(p["alpha"], p["tau"])].metrics.get("test")
+        p["test"] = by_point[(p["alpha"], p["tau"])].metrics.get("test")
     rows, variant_records, fusion_record = assemble_rows(ev, plan, choice, ev_cfg, writer)
     selected_record = choice.selected.record(ev_cfg.select_metric)
 
@@ -349,7 +350,7 @@ def decode_table(
     report = DecodeReport(
         rows=rec_rows,
         curve=curve,
-        chosen=choice.best,
+        chosen=choice.chosen_by[plan.main],
         n_users=n_users,
         seconds=seconds,
         folder=folder,
@@ -358,7 +359,6 @@ def decode_table(
         selected=selected_record,
     )
     if env.is_main:
-        by_point = plan.curves[ev_cfg.scorer]
         extra_keys: dict[str, Any] = {} if ev_cfg.select_users is None else {"n_valid_users": len(users["valid"])}
         if variants:
             extra_keys["decode_variants"] = variant_records
@@ -369,14 +369,12 @@ def decode_table(
             {
                 "rows": rec_rows,
                 "curve": curve,
-                "chosen": choice.best,
+                "chosen": choice.chosen_by[plan.main],
                 "selected": selected_record,
                 "n_users": n_users,
                 **extra_keys,
                 "seconds": seconds,
-                "scorer_curves": {
-                    name: curve_points(pts) for name, pts in plan.curves.items() if name != ev_cfg.scorer
-                },
+                "scorer_curves": {name: curve_points(pts) for name, pts in plan.curves.items() if name != plan.main},
                 "curve_rankings": {
                     f"{p['alpha']:g},{p['tau']:g}": slug(by_point[(p["alpha"], p["tau"])].name) for p in curve
                 },
@@ -408,12 +406,11 @@ class RowPlan:
 
 @dataclass
 class RowChoice:
-    """What validation chose: each scorer's α/τ (``chosen_by``; ``best`` is the main scorer's), the α = 1 row
+    """What validation chose: each scorer's α/τ (``chosen_by``), the α = 1 row
     of the main scorer, the released code's rows at the chosen α (``extra``, validation decoded), each variant's
     point, the fused scorer's weight and point, and the selected configuration among all AGRec rows."""
 
     chosen_by: dict[str, dict[str, Any]]
-    best: dict[str, Any]
     one: Row
     one_name: str
     extra: list[Row]
@@ -487,7 +484,7 @@ def choose_rows(ev: Evaluator, plan: RowPlan, ev_cfg: EvalConfig, log: Callable[
         f"decode: selected {selected.source} (α={alpha_label(selected.alpha)}, τ={selected.tau:g}) among "
         f"{len(candidates)} AGRec rows on validation {metric}"
     )
-    return RowChoice(chosen_by, best, one, one_name, extra, chosen_variants, fusion_choice, selected)
+    return RowChoice(chosen_by, one, one_name, extra, chosen_variants, fusion_choice, selected)
 
 
 def rows_for_test(plan: RowPlan, choice: RowChoice, ev_cfg: EvalConfig) -> list[Row]:
@@ -495,7 +492,7 @@ def rows_for_test(plan: RowPlan, choice: RowChoice, ev_cfg: EvalConfig) -> list[
     ``test_curve: false``), each chosen row, the α = 1 and released-code rows, the whole curve of the selected
     row (for its selection regret)."""
     by_point = plan.curves[plan.main]
-    best = choice.best
+    best = choice.chosen_by[plan.main]
     return [
         plan.base,
         *(by_point.values() if ev_cfg.test_curve else ()),
