@@ -440,7 +440,9 @@ def _run_points(
         log(f"[{i}/{len(points)}] {stage} {point_label(point)}: done in {time.perf_counter() - t0:.1f} s")
         res_path = out_dir / "results" / f"{stage}.json"
         res = json.loads(res_path.read_text()) if res_path.is_file() else {}
-        rows.append({**point, **{k: v for k, v in _flatten(res).items() if isinstance(v, (int, float, str, bool))}})
+        flat = _flatten(res)
+        flat.pop("format", None)  # the layout version of the results file, not a result
+        rows.append({**point, **{k: v for k, v in flat.items() if isinstance(v, (int, float, str, bool))}})
     return rows
 
 

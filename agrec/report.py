@@ -1,8 +1,13 @@
 """Writes a stage's outputs into the report folder: tables (Markdown + CSV), figures (PNG), results.
 
 ``reports/<dataset>/<profile>/`` holds the executed notebooks, ``figures/*.png``, ``tables/*.md`` +
-``tables/*.csv`` and ``results/<stage>.json`` (the numbers a notebook records, read by tests and by
-the README). Every file is written atomically.
+``tables/*.csv`` and ``results/<stage>.json`` (the numbers a notebook records, read by tests, by
+``agrec table2`` and by parameter sweeps). Every file is written atomically.
+
+Each ``results/<stage>.json`` carries the version of its layout, ``"format"``. The module that builds a stage's
+results owns that number beside its builder (``data_results`` in :mod:`agrec.data.stage`, ``decode_record`` in
+:mod:`agrec.analysis.table2`, …), and every library reader asks :func:`read_results` for the versions it knows.
+A file without ``"format"`` was written before the layouts had numbers and reads as format 1.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from agrec.io import atomic_path, atomic_write_json, atomic_write_text
-from agrec.manifest import update_manifest
+from agrec.errors import AgrecError
+from agrec.io import atomic_path, atomic_write_json, atomic_write_text, read_json_file
+from agrec.manifest import check_manifest, update_manifest
 
 RESULTS_KIND = "agrec report results"
 
@@ -36,9 +42,37 @@ class Report:
             fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
         return path
 
-    def record(self, stage: str, results: dict[str, Any]) -> Path:
-        """Write ``results/<stage>.json``: the numbers this stage reports, with its sha256 in
-        ``results/manifest.json`` (what ``agrec table2`` checks before it reads a report's numbers)."""
-        path = atomic_write_json(self.root / "results" / f"{stage}.json", results)
+    def record(self, stage: str, results: dict[str, Any], fmt: int) -> Path:
+        """Write ``results/<stage>.json``: the numbers this stage reports, stamped with their layout's version
+        ``fmt`` (the builder's ``RESULTS_FORMAT``), with its sha256 in ``results/manifest.json`` (what
+        :func:`read_results` checks before it reads a report's numbers)."""
+        if "format" in results:
+            raise ValueError(f"results of {stage!r} hold a 'format' entry; the writer stamps it")
+        path = atomic_write_json(self.root / "results" / f"{stage}.json", {"format": fmt, **results})
         update_manifest(path.parent, [path.name], RESULTS_KIND)
         return path
+
+
+def read_results(report_dir: str | Path, stage: str, fmt: int, required: bool = True) -> dict[str, Any] | None:
+    """``results/<stage>.json`` of a report folder, checked against the folder's manifest and read only if its
+    layout is version ``fmt`` (a file without a version is format 1). Missing: a named error, or None when not
+    ``required``. Anything else (edited, not JSON, another version) is an :class:`AgrecError` naming the file."""
+    folder = Path(report_dir) / "results"
+    path = folder / f"{stage}.json"
+    remedy = "rerun the stages that write the report's results (agrec run --config <profile>) to rewrite them"
+    if not path.is_file():
+        if not required:
+            return None
+        raise AgrecError(f"{path}: no {stage} results (run the pipeline's {stage} stage for this profile first)")
+    check_manifest(folder, RESULTS_KIND, [path.name], remedy)
+    d = read_json_file(path, remedy)
+    if not isinstance(d, dict):
+        raise AgrecError(f"{path}: the top level is not an object; {remedy}")
+    got = d.get("format", 1)
+    if got != fmt:
+        newer = isinstance(got, int) and got > fmt
+        raise AgrecError(
+            f"{path}: results format {got!r}, this agrec reads format {fmt} of {stage} results"
+            + ("; it was written by a newer agrec" if newer else f"; {remedy}")
+        )
+    return d

@@ -8,7 +8,7 @@ import pytest
 
 from agrec.cli import main
 from agrec.config import load_profile
-from agrec.decode.stage import slug
+from agrec.decode.stage import DecodeReport, slug
 from agrec.errors import AgrecError, ConfigError
 from agrec.io import atomic_write_json
 from agrec.lineage import config_key, stage_status
@@ -33,7 +33,7 @@ def _items(hit_mask, targets):
 
 
 def fake_decode(profile, hits: dict[str, np.ndarray], alpha: float):
-    """Write a decode stage (results.json, rankings, record) as agrec.decode.stage does."""
+    """Write a decode stage (results.json, rankings, record) through agrec.decode.stage's writers."""
     from agrec.metrics import evaluate_rankings
 
     run = RunDir(profile.run_dir)
@@ -50,8 +50,7 @@ def fake_decode(profile, hits: dict[str, np.ndarray], alpha: float):
             {"gnn": None, "alpha": 0.0} if name == "w/o Graph" else {"gnn": "lightgcn"})
         rows.append({"name": name, "settings": settings, "metrics": {"valid": m, "test": m}, "rankings": slug(name)})
     chosen = {"alpha": alpha, "tau": 1.0, "valid": {"NDCG@10": 0.1, "HR@10": 0.2}, "test": {}}
-    atomic_write_json(folder / "results.json", {"rows": rows, "curve": [], "chosen": chosen, "n_users": U,
-                                                "seconds": 0.0})
+    DecodeReport(rows=rows, curve=[], chosen=chosen, n_users=U, seconds=0.0, folder=folder).save()
     run.mark_done("decode", config_key(profile, "decode"), profile, chosen=chosen)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -33,6 +34,7 @@ from agrec.decode.beam import generate_items
 from agrec.decode.rank import top_n_items
 from agrec.decode.trie import ItemTrie
 from agrec.errors import AgrecError
+from agrec.report import read_results
 from agrec.session import Session
 
 STAGE = "analysis"
@@ -255,11 +257,42 @@ def case_study(inp: AnalysisInputs, n_beams: int = 10) -> dict[str, Any]:
     }
 
 
-def summary_numbers(comp: dict[str, Any], homog: pd.DataFrame) -> dict[str, Any]:
-    """What ``report.record("analysis", …)`` stores."""
+# Version of results/analysis.json's layout (analysis_results writes it, read_complementarity reads it).
+RESULTS_FORMAT = 1
+COMPLEMENTARITY_GROUPS: tuple[str, ...] = ("LLM only", "GNN only", "both", "neither")
+
+
+def analysis_results(
+    comp: dict[str, Any], homog: pd.DataFrame, case: dict[str, Any], runs_with_alpha_curve: list[str]
+) -> dict[str, Any]:
+    """What ``report.record("analysis", …, RESULTS_FORMAT)`` stores: the overall complementarity counts
+    (:func:`complementarity_analysis`), the mean homogeneity per setting, the case-study user and the runs
+    whose α curves were drawn together."""
     return {
         "complementarity": comp["overall"],
         "homogeneity": {
             r["setting"]: {k: v for k, v in r.items() if k.startswith("mean")} for r in homog.to_dict("records")
         },
+        "case_study": {
+            "user": case["user"],
+            "target": case["target_title"],
+            "hit_lm": case["hit_lm"],
+            "hit_agrec": case["hit_agrec"],
+        },
+        "runs_with_alpha_curve": list(runs_with_alpha_curve),
     }
+
+
+def read_complementarity(report_dir: str | Path) -> dict[str, int] | None:
+    """The overall complementarity counts (paper Fig. 1) of a report folder's ``results/analysis.json``, or
+    None where the analysis stage has not run; a record without the four groups is an error naming the file."""
+    d = read_results(report_dir, "analysis", RESULTS_FORMAT, required=False)
+    if d is None or d.get("complementarity") is None:
+        return None
+    comp = d["complementarity"]
+    if not isinstance(comp, dict) or any(not isinstance(comp.get(g), int) for g in COMPLEMENTARITY_GROUPS):
+        path = Path(report_dir) / "results" / "analysis.json"
+        raise AgrecError(
+            f"{path}: 'complementarity' must hold integer counts of {list(COMPLEMENTARITY_GROUPS)}, got {comp!r}"
+        )
+    return {g: comp[g] for g in COMPLEMENTARITY_GROUPS}

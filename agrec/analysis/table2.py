@@ -21,17 +21,16 @@ left empty rather than copied from memory. The protocol differences are part of 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
 
+from agrec.analysis.stage import COMPLEMENTARITY_GROUPS, read_complementarity
 from agrec.errors import AgrecError
-from agrec.io import read_json_file
 from agrec.manifest import check_manifest
-from agrec.report import RESULTS_KIND
+from agrec.report import read_results
 from agrec.scorers import agrec_row, only_row
 
 METRICS: tuple[str, ...] = ("HR@5", "NDCG@5", "HR@10", "NDCG@10")
@@ -90,15 +89,8 @@ def read_run(report_dir: str | Path, scorer: str = "lightgcn") -> RunRows:
     """The decode results of one report folder (``<reports>/<dataset>/<profile>``)."""
     folder = Path(report_dir)
     path = folder / "results" / "decode.json"
-    if not path.is_file():
-        raise AgrecError(f"{path}: no decode results (run the pipeline's decode stage for this profile first)")
-    check_manifest(
-        path.parent,
-        RESULTS_KIND,
-        [path.name],
-        "rerun the stages that write the report's results (agrec run --config <profile>) to rewrite them",
-    )
-    d = read_json_file(path)
+    d = read_results(folder, "decode", DECODE_RESULTS_FORMAT)
+    assert d is not None  # required
     rows = d.get("rows")
     if not isinstance(rows, dict) or not rows:
         raise AgrecError(f"{path}: expected a non-empty 'rows' object of row name -> {{valid, test}} metrics")
@@ -125,9 +117,13 @@ def read_run(report_dir: str | Path, scorer: str = "lightgcn") -> RunRows:
         variant_alpha={v.get("row", f"AGRec [{k}]"): v.get("alpha") for k, v in variants.items()},
         row_alpha={k: v.get("alpha") for k, v in row_alpha.items() if isinstance(v, dict)},
         selected=selected,
-        complementarity=_complementarity(folder),
+        complementarity=read_complementarity(folder),
         seeds=read_seeds(folder, scorer),
     )
+
+
+# Version of results/decode.json's layout (decode_record writes it, read_run reads it; see agrec.report).
+DECODE_RESULTS_FORMAT = 1
 
 
 def decode_record(
@@ -245,28 +241,6 @@ def read_seeds(report_dir: str | Path, scorer: str = "lightgcn") -> SeedRows | N
         alpha=alpha,
         pooled_p=pooled,
     )
-
-
-COMPLEMENTARITY_GROUPS: tuple[str, ...] = ("LLM only", "GNN only", "both", "neither")
-
-
-def _complementarity(folder: Path) -> dict[str, int] | None:
-    """The analysis stage's overall complementarity counts (paper Fig. 1) of a report folder, or None where the
-    analysis stage has not run; a record without the four groups is an error that names the file."""
-    path = folder / "results" / "analysis.json"
-    if not path.is_file():
-        return None
-    try:
-        comp = json.loads(path.read_text()).get("complementarity")
-    except (json.JSONDecodeError, AttributeError):
-        raise AgrecError(f"{path}: not a JSON object with a 'complementarity' entry") from None
-    if comp is None:
-        return None
-    if not isinstance(comp, dict) or any(not isinstance(comp.get(g), int) for g in COMPLEMENTARITY_GROUPS):
-        raise AgrecError(
-            f"{path}: 'complementarity' must hold integer counts of {list(COMPLEMENTARITY_GROUPS)}, got {comp!r}"
-        )
-    return {g: comp[g] for g in COMPLEMENTARITY_GROUPS}
 
 
 def complementarity_table(runs: Sequence[RunRows]) -> pd.DataFrame:

@@ -49,10 +49,3 @@ def popularity_long_tail(popularity: np.ndarray, dataset: str = "", head_share: 
     ax2.set_ylabel("cumulative share of interactions")
     ax2.legend(frameon=False, loc="lower right")
     return fig
-
-
-def head_share(popularity: np.ndarray, head: float = 0.2) -> float:
-    """Share of interactions that go to the ``head`` fraction of most popular items."""
-    pop = np.sort(popularity)[::-1]
-    n_head = max(1, int(round(head * len(pop))))
-    return float(pop[:n_head].sum() / pop.sum()) if pop.sum() else 0.0

@@ -8,11 +8,13 @@ differs.
 
 from __future__ import annotations
 
+from typing import Any
+
 from agrec.data.check import registry_summary, summary_note
 from agrec.data.dataset import SeqDataset
 from agrec.data.loaders import load_dataset
 from agrec.data.split import LeaveOneOutSplit, leave_one_out
-from agrec.data.stats import dataset_statistics
+from agrec.data.stats import dataset_statistics, head_share
 from agrec.lineage import config_key, stage_inputs
 from agrec.data.store import load_saved_dataset, load_split, save_dataset, save_split
 from agrec.session import Session
@@ -47,3 +49,14 @@ def prepare_data(session: Session, force: bool = False) -> tuple[SeqDataset, Lea
         STAGE, key, profile, inputs=inputs, statistics=stats, split_sizes=split.sizes(), notes=ds.notes, **extra
     )
     return ds, split
+
+
+# Version of results/data.json's layout (data_results; see agrec.report).
+RESULTS_FORMAT = 1
+
+
+def data_results(ds: SeqDataset, split: LeaveOneOutSplit, stats: dict[str, Any]) -> dict[str, Any]:
+    """What ``report.record("data", …, RESULTS_FORMAT)`` stores: the dataset's statistics row
+    (:func:`agrec.data.statistics_table`), the split's sizes, the share of interactions on the 20 % most popular
+    items and the loader's notes."""
+    return {**stats, "split": split.sizes(), "head20_share": head_share(ds.item_popularity()), "notes": list(ds.notes)}

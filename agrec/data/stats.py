@@ -29,3 +29,10 @@ def dataset_statistics(ds: SeqDataset) -> dict[str, float | int | str]:
 def statistics_table(ds: SeqDataset) -> pd.DataFrame:
     """One-row DataFrame of :func:`dataset_statistics` (Table 1 layout)."""
     return pd.DataFrame([dataset_statistics(ds)])
+
+
+def head_share(popularity: np.ndarray, head: float = 0.2) -> float:
+    """Share of interactions that go to the ``head`` fraction of most popular items."""
+    pop = np.sort(popularity)[::-1]
+    n_head = max(1, int(round(head * len(pop))))
+    return float(pop[:n_head].sum() / pop.sum()) if pop.sum() else 0.0

@@ -36,6 +36,9 @@ from agrec.session import Session
 
 STAGE = "decode"
 RESULTS = "results.json"
+# Version of results.json's layout (DecodeReport.to_json / read_results). A file without "format" was written
+# before the layout had a number and is read as format 1; a larger number than this one is refused by name.
+RESULTS_FORMAT = 1
 RANKINGS = "rankings"
 # Every section the decoded rankings depend on.
 SECTIONS = DECODE_SECTIONS
@@ -56,10 +59,51 @@ class DecodeReport:
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     # the configuration the profile ships, chosen on validation across all AGRec rows, with its selection regret
     selected: dict[str, Any] | None = None
+    # the α/τ curve of every other scorer (validation, and test where a row needed it), keyed by scorer name
+    scorer_curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # "alpha,tau" of each main-curve point -> the slug of its rankings (the analysis stage reads them)
+    curve_rankings: dict[str, str] = field(default_factory=dict)
+    fusion: dict[str, Any] | None = None  # evaluation.fuse: the weight chosen on validation and its curve
+
+    def to_json(self) -> dict[str, Any]:
+        """``results.json`` (format :data:`RESULTS_FORMAT`), read back by :func:`load_report`."""
+        out: dict[str, Any] = {
+            "format": RESULTS_FORMAT,
+            "rows": self.rows,
+            "curve": self.curve,
+            "chosen": self.chosen,
+            "selected": self.selected,
+            "n_users": self.n_users,
+        }
+        if self.n_valid_users is not None:
+            out["n_valid_users"] = self.n_valid_users
+        if self.variants:
+            out["decode_variants"] = self.variants
+        if self.fusion is not None:
+            out["fusion"] = self.fusion
+        out.update(seconds=self.seconds, scorer_curves=self.scorer_curves, curve_rankings=self.curve_rankings)
+        return out
+
+    def save(self) -> Path:
+        """Write ``<folder>/results.json`` atomically (the one writer of the decode stage's results)."""
+        return atomic_write_json(self.folder / RESULTS, self.to_json())
 
     def table(self, target: str = "test") -> pd.DataFrame:
         """Ablation table: one row per method, HR/NDCG columns on ``target``."""
         return pd.DataFrame([{"method": r["name"], **r["metrics"][target]} for r in self.rows])
+
+    def results_frame(self, valid_metric: str = "NDCG@10") -> pd.DataFrame:
+        """One row per method: its validation ``valid_metric`` beside every test metric."""
+        return pd.DataFrame(
+            [
+                {
+                    "method": r["name"],
+                    f"valid {valid_metric}": r["metrics"]["valid"][valid_metric],
+                    **{f"test {k}": v for k, v in r["metrics"]["test"].items()},
+                }
+                for r in self.rows
+            ]
+        )
 
     def curve_frame(self) -> pd.DataFrame:
         """Long format: alpha, tau, target, metric, value."""
@@ -125,6 +169,14 @@ def read_results(folder: Path) -> dict[str, Any]:
 
     if not isinstance(d, dict):
         raise bad("the top level is not an object")
+    fmt = d.get("format", 1)
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
+        raise bad(f"'format' is {fmt!r}, not a positive integer")
+    if fmt > RESULTS_FORMAT:
+        raise AgrecError(
+            f"{path}: results format {fmt} was written by a newer agrec (this one reads up to {RESULTS_FORMAT}); "
+            "upgrade agrec or rerun the decode stage"
+        )
     rows = d.get("rows")
     if not isinstance(rows, list) or not rows:
         raise bad("'rows' is not a non-empty list")
@@ -217,6 +269,9 @@ def load_report(folder: Path) -> DecodeReport:
         n_valid_users=d.get("n_valid_users"),
         variants=d.get("decode_variants") or {},
         selected=d.get("selected"),
+        scorer_curves=d.get("scorer_curves") or {},
+        curve_rankings=d.get("curve_rankings") or {},
+        fusion=d.get("fusion"),
     )
 
 
@@ -355,31 +410,14 @@ def decode_table(
         seconds=seconds,
         folder=folder,
         n_valid_users=len(users["valid"]) if ev_cfg.select_users is not None else None,
-        variants=variant_records,
+        variants=variant_records if variants else {},
         selected=selected_record,
+        scorer_curves={name: curve_points(pts) for name, pts in plan.curves.items() if name != plan.main},
+        curve_rankings={f"{p['alpha']:g},{p['tau']:g}": slug(by_point[(p["alpha"], p["tau"])].name) for p in curve},
+        fusion=fusion_record,
     )
     if env.is_main:
-        extra_keys: dict[str, Any] = {} if ev_cfg.select_users is None else {"n_valid_users": len(users["valid"])}
-        if variants:
-            extra_keys["decode_variants"] = variant_records
-        if fusion_record is not None:
-            extra_keys["fusion"] = fusion_record
-        atomic_write_json(
-            folder / RESULTS,
-            {
-                "rows": rec_rows,
-                "curve": curve,
-                "chosen": choice.chosen_by[plan.main],
-                "selected": selected_record,
-                "n_users": n_users,
-                **extra_keys,
-                "seconds": seconds,
-                "scorer_curves": {name: curve_points(pts) for name, pts in plan.curves.items() if name != plan.main},
-                "curve_rankings": {
-                    f"{p['alpha']:g},{p['tau']:g}": slug(by_point[(p["alpha"], p["tau"])].name) for p in curve
-                },
-            },
-        )
+        report.save()
     return report
 
 

@@ -318,3 +318,21 @@ def results_table(session: Session, models: list[str] | None = None) -> pd.DataF
             }
         )
     return pd.DataFrame(rows)
+
+
+# Version of results/gnn.json's layout (gnn_results; see agrec.report).
+RESULTS_FORMAT = 1
+RESULT_KEYS = ("valid", "test", "best_epoch", "epochs_run", "seconds_per_epoch", "train_seconds")
+
+
+def gnn_results(session: Session, models: list[str], gnn_only: pd.DataFrame) -> dict[str, Any]:
+    """What ``report.record("gnn", …, RESULTS_FORMAT)`` stores: the profile's main GNN, each trained model's
+    validation/test metrics and training cost (its metrics record), and the "GNN only" table
+    (:func:`results_table`)."""
+    models_out = {}
+    for name in models:
+        rec = read_metrics(session, name)
+        if rec is None:
+            raise AgrecError(f"GNN {name!r} has no metrics record of this profile: run the gnn stage first")
+        models_out[name] = {k: rec[k] for k in RESULT_KEYS}
+    return {"model": session.profile.gnn.model, "models": models_out, "gnn_only": gnn_only.to_dict(orient="records")}

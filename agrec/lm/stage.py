@@ -16,7 +16,7 @@ import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Sequence, overload
+from typing import Any, Callable, Literal, Sequence, overload
 
 import numpy as np
 
@@ -385,3 +385,31 @@ def training_curves(session: Session) -> tuple[pd.DataFrame, pd.DataFrame]:
     if not (folder / LOSS_CSV).is_file():
         raise AgrecError(f"no loss curves in {folder}: the lm stage has not finished")
     return pd.read_csv(folder / LOSS_CSV), pd.read_csv(folder / VAL_CSV)
+
+
+# Version of results/lm.json's layout (lm_results; see agrec.report).
+RESULTS_FORMAT = 1
+
+
+def lm_results(record: dict[str, Any], evals: pd.DataFrame) -> dict[str, Any]:
+    """What ``report.record("lm", …, RESULTS_FORMAT)`` stores, from the lm stage's record and its per-epoch
+    validation curve (:func:`training_curves`): the model, its size, training cost and final validation
+    numbers."""
+    final = record["final_eval"]
+    return {
+        "backbone": record["backbone"],
+        "finetune": record["finetune"],
+        "prompt": record["prompt"],
+        "samples": record["samples"],
+        "params_total": record["params"]["total"],
+        "params_trainable": record["params"]["trainable"],
+        "epochs": int(evals["epoch"].max()),
+        "steps": record["steps"],
+        "tokens_per_s": record["tokens_per_s"],
+        "train_time_s": record["train_time_s"],
+        "precision": record["precision"],
+        "val_loss": final["val_loss"],
+        "val_item_acc": final["val_item_acc"],
+        "val_level_acc": [final[f"val_acc_l{level}"] for level in range(record["n_levels"])],
+        "checkpoint": record["checkpoint"],
+    }

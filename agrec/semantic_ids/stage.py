@@ -228,3 +228,32 @@ def load_rqvae(folder: Path) -> RQVAE:
     model = RQVAE(int(meta["in_dim"]), RQVAEConfig(**meta["config"]))
     model.load_state_dict(load_file(str(folder / CHECKPOINT)))
     return model.eval()
+
+
+# Version of results/semantic_ids.json's layout (semantic_ids_results; see agrec.report).
+RESULTS_FORMAT = 1
+
+
+def semantic_ids_results(
+    sem: SemanticIds, collisions: pd.DataFrame, usage: pd.DataFrame, coherence: dict[str, Any]
+) -> dict[str, Any]:
+    """What ``report.record("semantic_ids", …, RESULTS_FORMAT)`` stores: the codes' shape, the collision rate
+    before and after de-duplication (``collisions``: :func:`~agrec.semantic_ids.diagnostics.collision_table`),
+    per-level perplexity and utilisation (``usage``: :func:`~agrec.semantic_ids.diagnostics.level_usage`), the
+    coherence numbers (empty without item text), the fit and the stage's time."""
+    codes = sem.codes
+    return {
+        "source": sem.record["source"],
+        "n_items": codes.n_items,
+        "n_levels": codes.n_levels,
+        "codebook_sizes": list(codes.codebook_sizes),
+        "collision_rate_before": float(collisions.iloc[0]["collision_rate"]),
+        "collision_rate_after": float(collisions.iloc[1]["collision_rate"]),
+        "collision_free": codes.is_collision_free(),
+        "dedup": sem.record["dedup"],
+        "perplexity": [float(x) for x in usage["perplexity"]],
+        "utilisation": [float(x) for x in usage["utilisation"]],
+        "coherence": coherence,
+        "fit": sem.record["fit"],
+        "seconds": sem.record["seconds"],
+    }

@@ -81,8 +81,9 @@ def test_notebook_flow_on_synthetic_outputs(tmp_path):
     assert data.users.tolist() == [0, 1, 2] and data.decode.alpha == 0.4
     v = BeamExplorer(data).view(1, 0.4, 5, "prob", 8)
     assert v["beams"]["item"].tolist() == case["beams"]["item"].tolist() + v["beams"]["item"].tolist()[4:]
-    nums = A.summary_numbers(comp, pd.DataFrame([{"setting": "x", "users": 1, "mean L1": 2.0}]))
-    assert nums["homogeneity"] == {"x": {"mean L1": 2.0}}
+    nums = A.analysis_results(comp, pd.DataFrame([{"setting": "x", "users": 1, "mean L1": 2.0}]), case, [])
+    assert nums["homogeneity"] == {"x": {"mean L1": 2.0}} and nums["complementarity"] == comp["overall"]
+    assert nums["case_study"] == {"user": 1, "target": case["target_title"], "hit_lm": False, "hit_agrec": True}
 
 
 def test_tsne_of_a_dataset_without_text_has_no_genre_colouring(tmp_path):

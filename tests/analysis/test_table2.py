@@ -7,7 +7,9 @@ import pytest
 
 from types import SimpleNamespace
 
-from agrec.analysis.table2 import METRICS, read_run, table2, to_markdown
+from agrec.analysis.stage import RESULTS_FORMAT as ANALYSIS_FORMAT, analysis_results
+from agrec.analysis.table2 import DECODE_RESULTS_FORMAT, METRICS, decode_record, read_run, table2, to_markdown
+from agrec.decode.stage import DecodeReport
 from agrec.errors import AgrecError
 from agrec.manifest import update_manifest, write_manifest
 from agrec.report import RESULTS_KIND, Report
@@ -18,11 +20,27 @@ def _metrics(h5, n5, h10, n10):
     return {"HR@5": h5, "NDCG@5": n5, "HR@10": h10, "NDCG@10": n10}
 
 
-def _write(folder, rows, sig=None, chosen=None, **extra):
-    """results/decode.json through the writer the decode notebook uses (agrec.report.Report.record)."""
-    d = {"n_users": 3, "chosen": chosen or {"alpha": 0.2, "tau": 1.0},
-         "rows": {k: {"valid": v, "test": v} for k, v in rows.items()}, "significance_test": sig or {}, **extra}
-    Report(folder).record("decode", d)
+def _write(folder, rows, sig=None, chosen=None, row_alpha=None, selected=None, significance_parts=None,
+           decode_variants=None):
+    """results/decode.json through the writers the decode notebook uses: a DecodeReport whose rows carry the α/τ
+    they were decoded at, agrec.analysis.table2.decode_record, agrec.report.Report.record."""
+    chosen = chosen or {"alpha": 0.2, "tau": 1.0}
+    variants = {name: {"row": v["row"], "settings": {}, "chosen": {"alpha": v["alpha"], "tau": v["tau"]}}
+                for name, v in (decode_variants or {}).items()}
+    at = {v["row"]: v["chosen"] for v in variants.values()}
+    at.update(row_alpha or {})
+    dec_rows = []
+    for name, m in rows.items():
+        point = at.get(name, chosen) if name.startswith("AGRec") else {}
+        settings = {"alpha": point["alpha"], "tau": point["tau"]} if point else {}
+        dec_rows.append({"name": name, "settings": settings, "metrics": {"valid": m, "test": m}})
+    dec = DecodeReport(rows=dec_rows, curve=[], chosen=chosen, n_users=3, seconds=0.0, folder=folder,
+                       variants=variants, selected=selected)
+    significance = pd.DataFrame([{"method": meth, "metric": k, "p_value": p}
+                                 for meth, ps in (sig or {}).items() for k, p in ps.items()],
+                                columns=["method", "metric", "p_value"])
+    Report(folder).record("decode", decode_record(dec, significance, significance_parts or {}),
+                          DECODE_RESULTS_FORMAT)
     return folder
 
 
@@ -217,7 +235,7 @@ def test_missing_or_broken_results_are_named(tmp_path):
     update_manifest(bad, ["decode.json"], RESULTS_KIND)
     with pytest.raises(AgrecError, match="decode.json: not valid JSON"):
         read_run(bad.parent)
-    (bad / "decode.json").write_text(json.dumps({"rows": {"w/o Graph": {"valid": {}}}}))
+    (bad / "decode.json").write_text(json.dumps({"format": 1, "rows": {"w/o Graph": {"valid": {}}}}))
     update_manifest(bad, ["decode.json"], RESULTS_KIND)
     with pytest.raises(AgrecError, match="row 'w/o Graph' has no test metrics"):
         read_run(bad.parent)
@@ -227,14 +245,17 @@ def test_complementarity_per_dataset_from_the_analysis_record(tmp_path):
     from agrec.analysis.table2 import complementarity_markdown, complementarity_table
 
     a = _write(tmp_path / "Instruments" / "cpu", {"w/o Graph": _metrics(0.1, 0.1, 0.1, 0.1)})
-    Report(a).record("analysis", {"complementarity": {"LLM only": 10, "GNN only": 5, "both": 15, "neither": 70}})
+    comp = {"overall": {"LLM only": 10, "GNN only": 5, "both": 15, "neither": 70}}
+    case = {"user": 3, "target_title": "t", "hit_lm": False, "hit_agrec": True}
+    homog = pd.DataFrame([{"setting": "α=0", "users": 100, "mean distinct": 2.5}])
+    Report(a).record("analysis", analysis_results(comp, homog, case, ["ml-100k/quick"]), ANALYSIS_FORMAT)
     b = _write(tmp_path / "Games" / "cpu", {"w/o Graph": _metrics(0.1, 0.1, 0.1, 0.1)})  # not analysed
     df = complementarity_table([read_run(a), read_run(b)])
     assert df["dataset"].tolist() == ["Instruments"]
     r = df.iloc[0]
     assert (r["users"], r["LM HR@10"], r["GNN HR@10"], r["union HR@10"]) == (100, 0.25, 0.20, 0.30)
     assert "| Instruments | 100 | 10 | 5 | 15 | 70 | 0.2500 | 0.2000 | 0.3000 |" in complementarity_markdown(df)
-    Report(a).record("analysis", {"complementarity": {"LLM only": 10}})
+    Report(a).record("analysis", {"complementarity": {"LLM only": 10}}, ANALYSIS_FORMAT)
     with pytest.raises(AgrecError, match="analysis.json: 'complementarity' must hold integer counts"):
         read_run(a)
 
@@ -260,3 +281,38 @@ def test_selected_and_fused_rows_carry_their_own_alpha_and_the_parts_of_their_so
     # stronger on test (SASRec here)
     sel = df.loc["ours: AGRec (selected)"]
     assert (sel["p vs LM HR@10"], sel["p vs scorer NDCG@10"]) == (0.5, 0.01)
+
+
+def test_decode_results_carry_their_format_and_other_formats_are_refused(tmp_path):
+    folder = _write(tmp_path / "Instruments" / "cpu", {"w/o Graph": _metrics(0.1, 0.1, 0.1, 0.1)})
+    path = folder / "results" / "decode.json"
+    d = json.loads(path.read_text())
+    assert d["format"] == DECODE_RESULTS_FORMAT == 1
+    assert list(d) == ["format", "n_users", "chosen", "seconds", "rows", "significance_test", "row_alpha",
+                       "significance_parts"]
+    # written before the layout had a number (the committed reports of earlier versions): read as format 1
+    del d["format"]
+    path.write_text(json.dumps(d))
+    update_manifest(path.parent, ["decode.json"], RESULTS_KIND)
+    assert read_run(folder).rows["w/o Graph"]["HR@10"] == 0.1
+    for fmt, message in [(2, r"results format 2, this agrec reads format 1 of decode results; it was written by a "
+                              r"newer agrec"), ("1", r"results format '1', this agrec reads format 1")]:
+        path.write_text(json.dumps({**d, "format": fmt}))
+        update_manifest(path.parent, ["decode.json"], RESULTS_KIND)
+        with pytest.raises(AgrecError, match=message):
+            read_run(folder)
+    with pytest.raises(ValueError, match="the writer stamps it"):
+        Report(folder).record("decode", {"format": 3}, DECODE_RESULTS_FORMAT)
+
+
+def test_analysis_results_layout(tmp_path):
+    comp = {"overall": {"LLM only": 1, "GNN only": 2, "both": 3, "neither": 4}, "by_activity": None}
+    homog = pd.DataFrame([{"setting": "α=0", "users": 9, "mean distinct L1": 2.0, "sd": 1.0},
+                          {"setting": "α=0.4", "users": 9, "mean distinct L1": 1.5, "sd": 0.5}])
+    case = {"user": 7, "target_title": "Toy Story", "hit_lm": False, "hit_agrec": True, "figure": None}
+    assert analysis_results(comp, homog, case, ["a/b"]) == {
+        "complementarity": {"LLM only": 1, "GNN only": 2, "both": 3, "neither": 4},
+        "homogeneity": {"α=0": {"mean distinct L1": 2.0}, "α=0.4": {"mean distinct L1": 1.5}},
+        "case_study": {"user": 7, "target": "Toy Story", "hit_lm": False, "hit_agrec": True},
+        "runs_with_alpha_curve": ["a/b"],
+    }

@@ -23,3 +23,13 @@ def test_data_stage_saves_and_reuses_artefacts(tmp_path):
     ds3, _ = prepare_data(s2)
     assert ds3.n_users < ds.n_users and ds3.n_filtered_users == ds.n_users - ds3.n_users
     assert rec.stat().st_mtime_ns != stamp
+
+
+def test_head_share_is_the_interaction_share_of_the_top_fifth():
+    import numpy as np
+
+    from agrec.data.stats import head_share
+
+    assert head_share(np.array([1, 5, 1, 3])) == 0.5                      # top round(0.8) = 1 item: 5 of 10
+    assert head_share(np.array([4, 1, 1, 1, 1, 1, 1, 1, 1, 3])) == 7 / 15   # top 2 of 10 items: 4 + 3
+    assert head_share(np.zeros(3)) == 0.0

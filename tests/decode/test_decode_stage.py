@@ -1,4 +1,7 @@
+import json
+
 import numpy as np
+import pytest
 
 from agrec.decode.evaluate import build_inputs, choose
 from agrec.decode.stage import slug
@@ -33,3 +36,33 @@ def test_row_slugs_are_file_names():
     assert slug("AGRec (lightgcn)") == "agrec_lightgcn"
     assert slug("released code: logit + last_token + max") == "released_code_logit_last_token_max"
     assert slug("w/o Graph") == "w_o_graph"
+
+
+def test_results_json_round_trips_through_its_one_writer_and_reader(tmp_path):
+    from agrec.decode.stage import RESULTS, RESULTS_FORMAT, DecodeReport, load_report
+    from agrec.errors import AgrecError
+
+    m = {"HR@10": 0.25, "NDCG@10": 0.125}
+    rep = DecodeReport(
+        rows=[{"name": "w/o Graph", "settings": {"alpha": 0.0}, "metrics": {"valid": m, "test": m}, "rankings": "x"}],
+        curve=[{"alpha": 0.0, "tau": 1.0, "valid": m, "test": None}],
+        chosen={"alpha": 0.0, "tau": 1.0, "valid": m},
+        n_users=4, seconds=1.5, folder=tmp_path, n_valid_users=2,
+        variants={"v": {"row": "AGRec [v]", "settings": {"top_n": 3}, "curve": [], "chosen": {"alpha": 0.1}}},
+        selected={"row": "AGRec (selected)", "source": "w/o Graph", "valid": m},
+        scorer_curves={"sasrec": []}, curve_rankings={"0,1": "w_o_graph"}, fusion={"weight": 0.5},
+    )
+    rep.save()
+    d = json.loads((tmp_path / RESULTS).read_text())
+    assert d["format"] == RESULTS_FORMAT == 1 and d["n_valid_users"] == 2 and d["fusion"] == {"weight": 0.5}
+    assert load_report(tmp_path) == rep
+    # an older file (no format) still reads; a newer format is refused by name
+    del d["format"]
+    (tmp_path / RESULTS).write_text(json.dumps(d))
+    assert load_report(tmp_path).rows == rep.rows
+    (tmp_path / RESULTS).write_text(json.dumps({**d, "format": 2}))
+    with pytest.raises(AgrecError, match=r"results format 2 was written by a newer agrec \(this one reads up to 1\)"):
+        load_report(tmp_path)
+    (tmp_path / RESULTS).write_text(json.dumps({**d, "format": True}))
+    with pytest.raises(AgrecError, match=r"'format' is True, not a positive integer"):
+        load_report(tmp_path)
