@@ -77,7 +77,7 @@ run: setup html-assets
 # JupyterLab on copies of notebooks/ with CONFIG injected (runs/_lab/...), localhost only, no token; prints the URL.
 LAB_PORT ?= 8888
 lab: setup
-	PYTHONPATH=$(CURDIR) $(PY) -m agrec.lab --config $(CONFIG) --port $(LAB_PORT)
+	PYTHONPATH=$(CURDIR) $(PY) -m agrec.run.lab --config $(CONFIG) --port $(LAB_PORT)
 
 # Configured in pyproject.toml ([tool.ruff], [tool.mypy]); `ruff format agrec` rewrites what the check refuses.
 lint: setup

@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from agrec.errors import AgrecError, ConfigError, shorten
-from agrec.launch import add_set_option, parse_sets, split_item
+from agrec.run.launch import add_set_option, parse_sets, split_item
 
 
 def parse_stages(text: str | None, option: str = "--stages") -> list[str] | None:
@@ -186,7 +186,7 @@ def _raise_terminated(signum, frame):  # noqa: ARG001 (signal handler signature)
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from agrec.runlock import describe_process
+    from agrec.run.runlock import describe_process
 
     describe_process(shlex.join(["agrec", *(sys.argv[1:] if argv is None else argv)]))
     import signal
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         if args.command == "run":
-            from agrec.pipeline import run_pipeline
+            from agrec.run.pipeline import run_pipeline
 
             stages = parse_stages(args.stages)
             run_pipeline(
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                 verify=args.verify,
             )
         elif args.command == "report":
-            from agrec.pipeline import build_report
+            from agrec.run.pipeline import build_report
 
             build_report(
                 args.config,
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                 verify=args.verify,
             )
         elif args.command == "status":
-            from agrec.pipeline import status
+            from agrec.run.pipeline import status
 
             stages = parse_stages(args.stages)
             results = status(args.config, overrides=parse_sets(args.sets), stages=stages, verify=args.verify)
@@ -226,13 +226,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(r.line())
             return 0 if all(r.current for r in results) else 1
         elif args.command == "sweep":
-            from agrec.pipeline import run_sweep
+            from agrec.run.pipeline import run_sweep
 
             summary = run_sweep(args.config, args.stage, _parse_grid(args.grid), overrides=parse_sets(args.sets))
             print(summary.to_string(index=False))
         elif args.command == "seeds":
             from agrec.config import load_profile
-            from agrec.seeds import aggregate_seeds, parse_seeds, run_seeds
+            from agrec.run.seeds import aggregate_seeds, parse_seeds, run_seeds
 
             overrides = parse_sets(args.sets)
             base = load_profile(args.config, overrides)
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "data":
             return _data_check(args)
         elif args.command == "info":
-            from agrec.provenance import library_versions
+            from agrec.run.provenance import library_versions
 
             for k, v in library_versions().items():
                 print(f"{k:24s} {v}")

@@ -38,7 +38,7 @@ from agrec.lm.config import LMConfig
 from agrec.paths import check_name, check_path, safe_join
 from agrec.semantic_ids.config import SemanticIdConfig
 
-# Stages of the pipeline in data-flow order, each with the notebook that runs it (agrec.pipeline).
+# Stages of the pipeline in data-flow order, each with the notebook that runs it (agrec.run.pipeline).
 STAGE_NOTEBOOKS: dict[str, str] = {
     "data": "01_data.ipynb",
     "semantic_ids": "02_tokenization.ipynb",

@@ -27,7 +27,8 @@ from agrec.errors import AgrecError, ConfigError
 from agrec.gnn.config import GNN_MODELS
 
 if TYPE_CHECKING:
-    from agrec.session import Session
+    from agrec.data.stage import RunData
+    from agrec.run.session import Session
 
 TARGETS: tuple[str, ...] = ("valid", "test")
 __all__ = ["SCORERS", "TARGETS", "TopNScorer", "GNNScorer", "load_scorer", "only_row", "agrec_row"]
@@ -79,16 +80,21 @@ class GNNScorer:
         return torch.cat(out)
 
 
-def load_scorer(session: "Session", name: str) -> TopNScorer:
-    """The scorer ``name`` for ``session``'s run: a GNN of the gnn stage or ``"sasrec"`` (see module doc)."""
+def load_scorer(source: "Session | RunData", name: str) -> TopNScorer:
+    """The scorer ``name`` for a run: a GNN of the gnn stage or ``"sasrec"`` (see module doc). ``source``: the
+    run's session, or its :class:`~agrec.data.stage.RunData` when the caller has loaded the data stage (the
+    scorer is then built from it: the data stage is neither reloaded nor re-checked)."""
+    # The stage modules train the models; they sit a layer above this one, so they are imported here, on use.
     if name in GNN_MODELS:
+        from agrec.data.stage import load_run_data
         from agrec.gnn.stage import gnn_for_target, train_gnn
 
-        return GNNScorer(name, train_gnn(session, name), lambda: gnn_for_target(session, name, "test"))
+        data = load_run_data(source)
+        return GNNScorer(name, train_gnn(data, name), lambda: gnn_for_target(data, name, "test"))
     if name == "sasrec":
         from agrec.baselines.stage import train_sasrec  # the sasrec branch; imported only when used
 
-        return train_sasrec(session)
+        return train_sasrec(source)
     raise ConfigError(f"unknown scorer {name!r}; known: {list(SCORERS)}")
 
 

@@ -3,7 +3,7 @@
 PyTorch's default is one intra-op thread per core. Some CPU kernels split their reductions by thread
 (the order of floating-point sums then changes with the count), so a run on a 2-core and an 8-core
 machine can differ in the last bits, and training amplifies such differences. The profile's
-``pipeline.num_threads`` is set by :func:`agrec.session.open_session` for every stage; a stage's own
+``pipeline.num_threads`` is set by :func:`agrec.run.session.open_session` for every stage; a stage's own
 setting (``semantic_ids.cpu_threads``, ``lm.num_threads``) overrides it inside that stage.
 """
 

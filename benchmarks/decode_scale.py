@@ -104,9 +104,9 @@ def memory(args) -> dict:
     import agrec.decode.stage as decode_stage
     import agrec.gnn.stage as gnn_stage
     import agrec.lm.stage as lm_stage
-    import agrec.rundir as rundir
+    import agrec.run.rundir as rundir
     from agrec.decode.beam import DecodeResult
-    from agrec.session import open_session
+    from agrec.run.session import open_session
 
     split, n_items, tokens, trie, prompt, vocab = load_instruments(Path(args.data))
     names = ["lightgcn", "sgl", "xsimgcl", "sasrec"]
@@ -179,7 +179,7 @@ def shared(args) -> dict:
         from agrec.decode import ItemTrie
         from agrec.lm.stage import train_lm
         from agrec.scorers import load_scorer
-        from agrec.session import open_session
+        from agrec.run.session import open_session
 
         session = open_session(args.config)
         torch.set_num_threads(args.threads)

@@ -68,7 +68,7 @@ def build(seed: int = 0) -> ExplorerData:
 def from_run(config: Path) -> ExplorerData:
     """The explorers' data of a finished run (the analysis notebook's inputs, the stages reused)."""
     from agrec.analysis.stage import explorer_data, gather_inputs
-    from agrec.session import open_session
+    from agrec.run.session import open_session
 
     session = open_session(config)
     inp = gather_inputs(session, log=lambda s: None)

@@ -19,11 +19,14 @@ file under ``--root`` with ``ast`` (nothing is imported) and prints a Markdown s
    2 libraries: scorers, and the modules of a stage package (one with a ``stage`` module) but its stage, run,
      train, config and ``__init__``;
    3 stage entry points and the run layer: ``<pkg>.stage``, ``<pkg>.run``, ``<pkg>.train``, session, rundir,
-     lineage, provenance, runlock, launch (the stage launchers' shared command line);
-   4 orchestration and front ends: pipeline seeds cli lab report htmlreport config_docs __main__.
+     lineage, provenance, runlock, launch (the stage launchers' shared command line), report (the report
+     folder's writer and results reader, which the session hands to the stages' notebooks; layer 4 before
+     the run package existed);
+   4 orchestration and front ends: pipeline seeds cli lab htmlreport config_docs __main__, and table2 (the
+     ``agrec table2`` command, which reads the reports of many runs; layer 2 by default before).
    A package ``__init__`` takes the highest layer of its own package's modules it imports at runtime (2 if none).
    A module not listed by full name takes the layer of its last name component (``agrec.run.session`` is 3 like
-   ``agrec.session``); any other is layer 2 and printed as defaulted;
+   the earlier ``agrec.session``); any other is layer 2 and printed as defaulted;
 5. the ten longest functions and methods (``end_lineno - lineno + 1``);
 6. modules with a module docstring.
 
@@ -45,8 +48,8 @@ REPO = Path(__file__).resolve().parent.parent
 LAYER_NAMES: dict[int, set[str]] = {
     0: {"errors", "io", "canonical", "fingerprint", "seed", "threads", "devices", "progress", "metrics", "manifest"},
     1: {"config", "paths"},
-    3: {"session", "rundir", "lineage", "provenance", "runlock", "launch"},
-    4: {"pipeline", "seeds", "cli", "lab", "report", "htmlreport", "config_docs", "__main__"},
+    3: {"session", "rundir", "lineage", "provenance", "runlock", "launch", "report"},
+    4: {"pipeline", "seeds", "cli", "lab", "htmlreport", "config_docs", "__main__", "analysis.table2"},
 }
 
 

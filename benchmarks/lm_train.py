@@ -64,7 +64,7 @@ def run_case(backbone: str, precision: str, threads: int, steps: int, warmup: in
     from agrec.lm.loss import SupervisedNLL
     from agrec.lm.stage import make_training_job, resolve_codes
     from agrec.lm.trainer import collate
-    from agrec.session import open_session
+    from agrec.run.session import open_session
 
     torch.set_num_threads(threads)
     tmp = Path(tempfile.mkdtemp(prefix="agrec-bench-"))
@@ -225,7 +225,7 @@ def _packing_job(case: str, threads: int, n: int, cache: Path):
     """The training job of one ``dataset:batching`` case (data and codes computed once under ``cache``)."""
     from agrec.data.stage import prepare_data
     from agrec.lm.stage import make_training_job, resolve_codes
-    from agrec.session import open_session
+    from agrec.run.session import open_session
 
     dataset, batching, *rest = case.split(":")
     profile, overrides = _packing_profile(dataset, cache)

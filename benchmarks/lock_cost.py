@@ -1,4 +1,4 @@
-"""What the run folder's writer lock (agrec.runlock) costs.
+"""What the run folder's writer lock (agrec.run.runlock) costs.
 
 Two measurements, side by side in one process:
 
@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import agrec.pipeline as pipeline
-from agrec import runlock
+import agrec.run.pipeline as pipeline
+from agrec.run import runlock
 
 
 def lock_cycle(folder: Path, n: int) -> float:

@@ -151,7 +151,7 @@ def load(cfg_kwargs: dict, folder: Path) -> Outcome:
 
 def fake_report(folder: Path, rows: dict) -> Path:
     """A report folder's results/decode.json through the writer the decode notebook uses."""
-    from agrec.report import Report
+    from agrec.run.report import Report
 
     d = {"n_users": 3, "chosen": {"alpha": 0.2, "tau": 1.0},
          "rows": {k: {"valid": v, "test": v} for k, v in rows.items()}, "significance_test": {}}
@@ -383,8 +383,8 @@ def build_cases(sb: Sandbox) -> list[Case]:
 
     def fast_check(kind: str) -> Outcome:
         from agrec.data.stage import prepare_data
-        from agrec.lineage import stage_status
-        from agrec.session import open_session
+        from agrec.run.lineage import stage_status
+        from agrec.run.session import open_session
 
         f = sb.folder("fast")
         lcrec(f, {"0": [0, 1, 2, 3], "1": [1, 2, 3]})
@@ -414,7 +414,7 @@ def build_cases(sb: Sandbox) -> list[Case]:
                              .replace("runs_dir: ../runs", f"runs_dir: {sb.root / 'labruns'}"))
     for port in ("80", "0", "70000", "abc", ""):
         def lab(port=port) -> Outcome:
-            from agrec.lab import main as lab_main
+            from agrec.run.lab import main as lab_main
 
             err = io.StringIO()
             try:
@@ -431,10 +431,10 @@ def build_cases(sb: Sandbox) -> list[Case]:
     for argv in (["status", "--config", str(CI), *sets], ["info"], ["--help"]):
         def pipe(argv=argv) -> Outcome:
             code = ("import sys\nfrom agrec.cli import main\n"
-                    "import agrec.pipeline as p\n"
+                    "import agrec.run.pipeline as p\n"
                     "class R:\n    current = True\n    def line(self):\n        return 'x' * 200\n"
                     "p.status = lambda *a, **k: [R()] * 100000\n"
-                    "import agrec.rundir as r\n"
+                    "import agrec.run.rundir as r\n"
                     "r.library_versions = lambda: {f'k{i}': 'v' * 100 for i in range(100000)}\n"
                     f"sys.exit(main({argv!r}))\n")
             proc = subprocess.run(f"{sys.executable} -c {shlex.quote(code)} | head -1", shell=True,
@@ -451,13 +451,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import agrec
 
-    import agrec.pipeline
+    import agrec.run.pipeline
 
     def would_run(notebook, *a, **k):
         # A bad input must be refused before any stage runs; the audit never executes a notebook.
         raise WouldRun(f"accepted: started executing {Path(notebook).name}")
 
-    agrec.pipeline.execute_notebook = would_run
+    agrec.run.pipeline.execute_notebook = would_run
 
     def would_exec(path, args):
         raise WouldRun(f"accepted: started {Path(path).name}")

@@ -36,7 +36,7 @@ QUICK = ROOT / "configs" / "ml100k-quick.yaml"
 
 def phase_stage(args: argparse.Namespace) -> dict:
     from agrec.semantic_ids.stage import prepare_semantic_ids
-    from agrec.session import open_session
+    from agrec.run.session import open_session
 
     with tempfile.TemporaryDirectory() as tmp:
         s = open_session(args.config, run_dir=Path(tmp) / "run", report_dir=Path(tmp) / "rep",

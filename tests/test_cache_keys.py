@@ -12,9 +12,9 @@ import pytest
 from agrec.canonical import field_dataclass, canonical, is_runtime, keyed, keyed_record, runtime, runtime_paths
 from agrec.config import STAGES, Profile, load_profile
 from agrec.fingerprint import sha256_json, short_hash
-from agrec.lineage import SECTIONS_OF, config_key, pipeline_status
+from agrec.run.lineage import SECTIONS_OF, config_key, pipeline_status
 from agrec.lm.checkpoint import training_config
-from agrec.rundir import RunDir
+from agrec.run.rundir import RunDir
 
 from conftest import CI_PROFILE
 
@@ -200,7 +200,7 @@ def test_every_profile_key_is_read_outside_its_config_module():
 
 @pytest.fixture(scope="module")
 def ci_run():
-    from agrec.pipeline import run_pipeline
+    from agrec.run.pipeline import run_pipeline
 
     run_pipeline(CI_PROFILE, log=lambda s: None)
     return load_profile(CI_PROFILE)

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from agrec.canonical import canonical, neutral
 from agrec.config import load_profile
-from agrec.lineage import config_key
+from agrec.run.lineage import config_key
 
 
 @dataclass

@@ -1,7 +1,7 @@
 import pytest
 
 from agrec.cli import _parse_grid, main
-from agrec.launch import parse_sets
+from agrec.run.launch import parse_sets
 from agrec.errors import ConfigError
 
 from conftest import CI_PROFILE
@@ -117,7 +117,7 @@ def test_output_to_a_closed_pipe_ends_quietly(tmp_path):
                       "        def line(self):\n"
                       "            return 'x' * 200\n"
                       "    return [R() for _ in range(100000)]\n"
-                      "import agrec.pipeline\nagrec.pipeline.status = _status\n"
+                      "import agrec.run.pipeline\nagrec.run.pipeline.status = _status\n"
                       f"sys.exit(cli.main(['status', '--config', {str(CI_PROFILE)!r}]))\n")
     proc = subprocess.run(f"{sys.executable} {script} | head -2", shell=True, capture_output=True, text=True,
                           timeout=120)
@@ -128,7 +128,7 @@ def test_output_to_a_closed_pipe_ends_quietly(tmp_path):
 @pytest.mark.parametrize("port, message", [("80", "a port must be in [1024, 65535] (unprivileged), got 80"),
                                            ("70000", "got 70000"), ("x" * 5000, "expected a port number, got 'xxx")])
 def test_lab_port_is_checked(port, message, capsys):
-    from agrec.lab import main as lab_main
+    from agrec.run.lab import main as lab_main
 
     with pytest.raises(SystemExit) as e:
         lab_main(["--config", str(CI_PROFILE), "--port", port])

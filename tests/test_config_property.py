@@ -13,7 +13,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from agrec.launch import parse_sets
+from agrec.run.launch import parse_sets
 from agrec.config import Profile, load_profile
 from agrec.errors import AgrecError
 from agrec.paths import is_under

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from agrec.config import load_profile
-from agrec.lineage import stage_folders
-from agrec.pipeline import run_pipeline
-from agrec.rundir import RunDir
+from agrec.run.lineage import stage_folders
+from agrec.run.pipeline import run_pipeline
+from agrec.run.rundir import RunDir
 
 from conftest import CI_PROFILE
 

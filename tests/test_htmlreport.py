@@ -1,7 +1,7 @@
 import pytest
 
-from agrec.htmlreport import missing_static_assets
-from agrec.pipeline import build_report
+from agrec.run.htmlreport import missing_static_assets
+from agrec.run.pipeline import build_report
 
 from browser import needs_chromium, open_page
 from conftest import CI_PROFILE

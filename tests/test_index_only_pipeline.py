@@ -6,7 +6,7 @@ import json
 import re
 
 from agrec.cli import main
-from agrec.pipeline import run_pipeline
+from agrec.run.pipeline import run_pipeline
 from tests.data.index_only import write_index_only
 
 # CI-sized, in the spirit of configs/ml100k-ci.yaml: given codes (semantic_ids.use_given_codes, the default) made

@@ -1,4 +1,4 @@
-"""Content-keyed reuse and artefact integrity (agrec.lineage, agrec.rundir): a changed input or a damaged
+"""Content-keyed reuse and artefact integrity (agrec.run.lineage, agrec.run.rundir): a changed input or a damaged
 artefact is never reused silently."""
 
 import json
@@ -12,10 +12,10 @@ from agrec.data.stage import prepare_data
 from agrec.errors import AgrecError
 from agrec import fingerprint as fingerprint_mod
 from agrec.fingerprint import FingerprintCache, sha256_file
-from agrec.lineage import pipeline_status, stage_status
-from agrec.rundir import RunDir, RunFolderError
+from agrec.run.lineage import pipeline_status, stage_status
+from agrec.run.rundir import RunDir, RunFolderError
 from agrec.semantic_ids.stage import prepare_semantic_ids
-from agrec.session import open_session
+from agrec.run.session import open_session
 
 from conftest import write_json
 
@@ -254,7 +254,7 @@ def test_recomputing_data_from_the_same_inputs_keeps_downstream_current(profile_
 
 
 def test_a_local_checkpoint_given_by_path_is_an_input_of_the_lm_stage(profile_path, tmp_path):
-    from agrec.lineage import _describe_input_change, stage_inputs
+    from agrec.run.lineage import _describe_input_change, stage_inputs
 
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
@@ -275,7 +275,7 @@ def test_a_local_checkpoint_given_by_path_is_an_input_of_the_lm_stage(profile_pa
 
 
 def test_an_edited_implementation_is_noted_but_not_a_reason(profile_path, monkeypatch):
-    import agrec.lineage as lineage
+    import agrec.run.lineage as lineage
 
     s = _session(profile_path)
     prepare_data(s)
@@ -288,7 +288,7 @@ def test_an_edited_implementation_is_noted_but_not_a_reason(profile_path, monkey
 
 
 def test_a_stage_computed_on_another_processor_is_current_with_a_note(profile_path, monkeypatch):
-    import agrec.provenance as provenance
+    import agrec.run.provenance as provenance
 
     s = _session(profile_path)
     prepare_data(s)

@@ -7,7 +7,7 @@ import pytest
 
 from agrec.cli import main
 from agrec.errors import StageError
-from agrec.pipeline import run_pipeline
+from agrec.run.pipeline import run_pipeline
 
 from conftest import CI_PROFILE
 
@@ -75,7 +75,7 @@ def test_python_dash_m_entry_point():
 
 
 def test_sweep_runs_a_stage_per_grid_point(tmp_path):
-    from agrec.pipeline import run_sweep
+    from agrec.run.pipeline import run_sweep
 
     summary = run_sweep(CI_PROFILE, "data", {"data.min_seq_len": [3, 100]}, overrides=_dirs(tmp_path),
                         log=lambda s: None)
@@ -90,7 +90,7 @@ def test_sweep_runs_a_stage_per_grid_point(tmp_path):
 
 def test_sweep_validates_every_point_first(tmp_path):
     from agrec.errors import ConfigError
-    from agrec.pipeline import run_sweep
+    from agrec.run.pipeline import run_sweep
 
     with pytest.raises(ConfigError, match="data.min_seq_len must be >= 3"):
         run_sweep(CI_PROFILE, "data", {"data.min_seq_len": [3, 1]}, overrides=_dirs(tmp_path), log=lambda s: None)
@@ -179,7 +179,7 @@ def test_interrupt_leaves_one_line_no_temp_files_no_record(tmp_path, toy_profile
     import time
 
     nbs = _sleeping_notebooks(tmp_path / "nbs")
-    code = ("import sys; from pathlib import Path; import agrec.pipeline as p\n"
+    code = ("import sys; from pathlib import Path; import agrec.run.pipeline as p\n"
             f"p.default_notebooks_dir = lambda: Path({str(nbs)!r})\n"
             f"from agrec.cli import main; sys.exit(main(['run', '--config', {str(toy_profile)!r}]))")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -200,7 +200,7 @@ def test_interrupt_leaves_one_line_no_temp_files_no_record(tmp_path, toy_profile
 
 def test_sweep_point_folders_never_leave_the_sweep_folder(tmp_path, monkeypatch):
     """Grid values holding '..', '/' or NUL become encoded folder names under sweeps/<stage>/."""
-    import agrec.pipeline as pipeline
+    import agrec.run.pipeline as pipeline
     from agrec.paths import is_under
 
     outputs = []
@@ -227,7 +227,7 @@ def test_sweep_point_folders_never_leave_the_sweep_folder(tmp_path, monkeypatch)
 ])
 def test_sweep_refuses_ambiguous_or_escaping_grids_before_running(tmp_path, grid, sets, message):
     from agrec.errors import ConfigError
-    from agrec.pipeline import run_sweep
+    from agrec.run.pipeline import run_sweep
 
     with pytest.raises(ConfigError, match=message):
         run_sweep(CI_PROFILE, "data", grid, overrides={**_dirs(tmp_path), **sets}, notebooks_dir=tmp_path / "nb",

@@ -6,8 +6,8 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from agrec.provenance import LOCK_FILE, lock_hash, source_root
-from agrec.provenance import library_versions
+from agrec.run.provenance import LOCK_FILE, lock_hash, source_root
+from agrec.run.provenance import library_versions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,7 @@ def test_lock_pins_every_dependency_within_pyproject_bounds():
 
 
 def test_cpu_model_names_the_processor_with_family_and_model(tmp_path):
-    from agrec.provenance import cpu_model
+    from agrec.run.provenance import cpu_model
 
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
@@ -62,7 +62,7 @@ def test_machine_info_reports_torch_dispatch_only_where_torch_is_loaded(monkeypa
 
     import torch
 
-    from agrec.provenance import machine_info
+    from agrec.run.provenance import machine_info
 
     info = machine_info()
     assert info["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()

@@ -1,4 +1,4 @@
-"""One writer per run directory (agrec.runlock) and what `agrec run` does with it."""
+"""One writer per run directory (agrec.run.runlock) and what `agrec run` does with it."""
 
 import json
 import os
@@ -11,12 +11,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from agrec import runlock
-from agrec.runlock import RunLockedError
+from agrec.run import runlock
+from agrec.run.runlock import RunLockedError
 
 HOLD = """
 import sys, time
-from agrec import runlock
+from agrec.run import runlock
 runlock.acquire(sys.argv[1], command="holder-for-test --flag")
 print("held", flush=True)
 time.sleep(120)
@@ -57,14 +57,14 @@ def test_lock_is_reentrant_and_inherited_by_children(tmp_path):
             assert runlock.holder(folder)["command"] == "outer"
         assert runlock.is_held(folder)
         # a child process (a notebook kernel of this run) works under the parent's lock
-        code = ("import sys; from agrec import runlock; runlock.acquire(sys.argv[1]); "
+        code = ("import sys; from agrec.run import runlock; runlock.acquire(sys.argv[1]); "
                 "print(runlock.is_held(sys.argv[1]))")
         out = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True)
         assert out.stdout.strip() == "True"
     assert not runlock.is_held(folder)
     assert str(folder.resolve()) not in os.environ.get(runlock.ENV_VAR, "")
     # an unrelated process (no inherited lock) gets it once we are done
-    code = "import sys; from agrec import runlock; runlock.acquire(sys.argv[1]); print('ok')"
+    code = "import sys; from agrec.run import runlock; runlock.acquire(sys.argv[1]); print('ok')"
     env = {k: v for k, v in os.environ.items() if k != runlock.ENV_VAR}
     out = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "ok", out.stderr
@@ -118,7 +118,7 @@ def _slow_notebooks(folder: Path) -> Path:
 
 
 def _agrec(args: list[str], cwd: Path, notebooks: Path | None = None) -> subprocess.Popen:
-    patch = (f"import agrec.pipeline as p; from pathlib import Path; "
+    patch = (f"import agrec.run.pipeline as p; from pathlib import Path; "
              f"p.default_notebooks_dir = lambda: Path({str(notebooks)!r}); ") if notebooks else ""
     code = f"import sys; {patch}from agrec.cli import main; sys.exit(main({args!r}))"
     env = {k: v for k, v in os.environ.items() if k != runlock.ENV_VAR}

@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from types import SimpleNamespace
+
+from agrec.data.stage import RunData
 from agrec.errors import AgrecError, ConfigError
 from agrec.scorers import GNNScorer, TopNScorer, agrec_row, load_scorer, only_row
 
@@ -62,14 +65,24 @@ def test_load_scorer_wraps_the_gnn_stage_models(monkeypatch):
 
     valid, test = FakeGNN(0.0), FakeGNN(100.0)
     asked = []
-    monkeypatch.setattr(gnn_stage, "train_gnn", lambda session, name: asked.append(("train", name)) or valid)
+    monkeypatch.setattr(gnn_stage, "train_gnn", lambda data, name: asked.append(("train", name, data)) or valid)
     monkeypatch.setattr(gnn_stage, "gnn_for_target",
-                        lambda session, name, target: asked.append((target, name)) or test)
-    scorer = load_scorer("s", "sgl")
+                        lambda data, name, target: asked.append((target, name, data)) or test)
+    data = RunData(profile="p", run="r", ds="ds", split="split")   # loaded once by the caller, passed through
+    scorer = load_scorer(data, "sgl")
     assert scorer.score_users(np.array([0]), "valid").tolist() == [[0, 1, 2, 3]]
-    assert asked == [("train", "sgl")]
+    assert asked == [("train", "sgl", data)]
     assert scorer.score_users(np.array([0]), "test").tolist() == [[100, 101, 102, 103]]
-    assert asked == [("train", "sgl"), ("test", "sgl")]
+    assert asked == [("train", "sgl", data), ("test", "sgl", data)]
+    # from a session, the data stage is loaded once and the same RunData goes to both models
+    import agrec.data.stage as data_stage
+
+    loads = []
+    monkeypatch.setattr(data_stage, "prepare_data", lambda session: loads.append(session) or ("ds2", "split2"))
+    asked.clear()
+    scorer = load_scorer(SimpleNamespace(profile="p2", run="r2"), "lightgcn")
+    scorer.score_users(np.array([0]), "test")
+    assert len(loads) == 1 and asked[0][2] is asked[1][2] and asked[0][2].split == "split2"
 
 
 def test_row_names_keep_the_gnn_rows_and_name_other_scorers():

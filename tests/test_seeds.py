@@ -11,9 +11,9 @@ from agrec.config import load_profile
 from agrec.decode.stage import DecodeReport, slug
 from agrec.errors import AgrecError, ConfigError
 from agrec.io import atomic_write_json
-from agrec.lineage import config_key, stage_status
-from agrec.rundir import RunDir
-from agrec.seeds import aggregate_seeds, mean_sd, parse_seeds, run_seeds, seed_overrides
+from agrec.run.lineage import config_key, stage_status
+from agrec.run.rundir import RunDir
+from agrec.run.seeds import aggregate_seeds, mean_sd, parse_seeds, run_seeds, seed_overrides
 
 from conftest import CI_PROFILE
 
@@ -64,7 +64,7 @@ def seed_hits(seed):
 
 
 class FakePipeline:
-    """Stands in for agrec.pipeline.run_pipeline: builds a data stage only when the run has none, and a
+    """Stands in for agrec.run.pipeline.run_pipeline: builds a data stage only when the run has none, and a
     synthetic decode stage; records every call."""
 
     def __init__(self):
@@ -223,7 +223,7 @@ def test_mean_sd_formatting():
 
 
 def test_share_data_stage_only_from_the_same_data_config(tmp_path):
-    from agrec.seeds import plan_seeds, share_data_stage
+    from agrec.run.seeds import plan_seeds, share_data_stage
 
     main_prof = load_profile(CI_PROFILE, _dirs(tmp_path))
     run = RunDir(main_prof.run_dir)

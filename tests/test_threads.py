@@ -6,7 +6,7 @@ from pathlib import Path
 
 from agrec.config import load_profile
 from agrec.errors import ConfigError
-from agrec.session import open_session
+from agrec.run.session import open_session
 from agrec.threads import set_num_threads, torch_threads
 
 CI = Path(__file__).resolve().parents[1] / "configs" / "ml100k-ci.yaml"

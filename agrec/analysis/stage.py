@@ -34,8 +34,8 @@ from agrec.decode.beam import generate_items
 from agrec.decode.rank import top_n_items
 from agrec.decode.trie import ItemTrie
 from agrec.errors import AgrecError
-from agrec.report import read_results
-from agrec.session import Session
+from agrec.run.report import read_results
+from agrec.run.session import Session
 
 STAGE = "analysis"
 

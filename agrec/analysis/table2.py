@@ -30,7 +30,7 @@ import pandas as pd
 from agrec.analysis.stage import COMPLEMENTARITY_GROUPS, read_complementarity
 from agrec.errors import AgrecError
 from agrec.manifest import check_manifest
-from agrec.report import read_results
+from agrec.run.report import read_results
 from agrec.scorers import agrec_row, only_row
 
 METRICS: tuple[str, ...] = ("HR@5", "NDCG@5", "HR@10", "NDCG@10")
@@ -122,7 +122,7 @@ def read_run(report_dir: str | Path, scorer: str = "lightgcn") -> RunRows:
     )
 
 
-# Version of results/decode.json's layout (decode_record writes it, read_run reads it; see agrec.report).
+# Version of results/decode.json's layout (decode_record writes it, read_run reads it; see agrec.run.report).
 DECODE_RESULTS_FORMAT = 1
 
 
@@ -203,7 +203,7 @@ def _pooled_p(df: pd.DataFrame) -> dict[str, dict[str, float]]:
 def read_seeds(report_dir: str | Path, scorer: str = "lightgcn") -> SeedRows | None:
     """The ``agrec seeds`` aggregate of a report folder, or None where it has none. ``seeds/summary.csv`` tests
     ``AGRec (<scorer>)`` against every row; each ``seeds/vs_<slug>/summary.csv`` tests the row of that slug."""
-    from agrec.seeds import MANIFEST_KIND, SEEDS_DIR, default_reference, reference_subdir
+    from agrec.run.seeds import MANIFEST_KIND, SEEDS_DIR, default_reference, reference_subdir
 
     root = Path(report_dir) / SEEDS_DIR
     main_path = root / "summary.csv"

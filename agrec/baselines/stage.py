@@ -23,80 +23,81 @@ import agrec
 from agrec.baselines.sasrec import SASRec
 from agrec.baselines.scorer import SASRecScorer, evaluate_sasrec
 from agrec.baselines.trainer import fit
-from agrec.data.stage import prepare_data
+from agrec.data.stage import RunData, load_run_data
 from agrec.devices import resolve_device
 from agrec.errors import AgrecError
 from agrec.fingerprint import sha256_file, sha256_matches, short_hash
 from agrec.io import atomic_path, atomic_write_json, atomic_write_safetensors
-from agrec.session import Session
+from agrec.run.session import RunContext, Session
 
 STAGE, MODEL = "baselines", "sasrec"
 WEIGHTS, CURVES, METRICS = "weights.safetensors", "curves.csv", "metrics.json"
 KS = (5, 10, 20)
 
 
-def sasrec_key(session: Session) -> str:
+def sasrec_key(ctx: RunContext) -> str:
     """Hash of what the trained SASRec depends on: ``data`` (section and the data stage's artefacts),
     ``baselines.sasrec`` (keyed form: less its runtime keys), seed, agrec version."""
-    d = session.profile.key_dict()
+    d = ctx.profile.key_dict()
     payload = {
         "data": d["data"],
         "sasrec": d["baselines"]["sasrec"],
-        "seed": session.profile.seed,
-        "data_digest": session.run.digest("data"),
+        "seed": ctx.profile.seed,
+        "data_digest": ctx.run.digest("data"),
         "agrec": agrec.__version__,
     }
     return short_hash(payload)
 
 
-def sasrec_dir(session: Session) -> Path:
-    return session.run.root / STAGE / MODEL
+def sasrec_dir(ctx: RunContext) -> Path:
+    return ctx.run.root / STAGE / MODEL
 
 
-def read_metrics(session: Session) -> dict[str, Any] | None:
+def read_metrics(ctx: RunContext) -> dict[str, Any] | None:
     """The metrics record of SASRec trained with this configuration, else None."""
-    path = sasrec_dir(session) / METRICS
+    path = sasrec_dir(ctx) / METRICS
     try:
         rec = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None  # absent or damaged: retrained
-    return rec if isinstance(rec, dict) and rec.get("config_hash") == sasrec_key(session) else None
+    return rec if isinstance(rec, dict) and rec.get("config_hash") == sasrec_key(ctx) else None
 
 
-def is_reusable(session: Session) -> bool:
+def is_reusable(ctx: RunContext) -> bool:
     """The reuse check, in one place: the metrics record (written last) carries the current key, and the
     weights are there with the sha256 that record lists (a damaged file is retrained, never loaded)."""
-    rec = read_metrics(session)
-    return rec is not None and sha256_matches(sasrec_dir(session) / WEIGHTS, rec.get("weights_sha256"))
+    rec = read_metrics(ctx)
+    return rec is not None and sha256_matches(sasrec_dir(ctx) / WEIGHTS, rec.get("weights_sha256"))
 
 
-def read_curves(session: Session) -> pd.DataFrame:
+def read_curves(ctx: RunContext) -> pd.DataFrame:
     """Training curves of the finished SASRec (one row per epoch)."""
-    path = sasrec_dir(session) / CURVES
+    path = sasrec_dir(ctx) / CURVES
     if not path.is_file():
         raise AgrecError(f"no SASRec training curves at {path}: run train_sasrec first")
     return pd.read_csv(path)
 
 
-def train_sasrec(session: Session, force: bool = False, progress: bool | None = None) -> SASRecScorer:
+def train_sasrec(source: Session | RunData, force: bool = False, progress: bool | None = None) -> SASRecScorer:
     """Return the trained SASRec as a scorer (``score_users(users, "valid" | "test")``).
 
     Reuses ``<run>/baselines/sasrec/`` when it was produced by the same configuration; otherwise trains on the
     training split, selects the epoch on validation, evaluates once on test and writes weights, curves and
-    metrics (metrics last).
+    metrics (metrics last). ``source``: the run's session, or its :class:`~agrec.data.stage.RunData` when the
+    caller has loaded the data stage already.
     """
-    profile = session.profile
+    data = load_run_data(source)
+    profile, ds, split = data.profile, data.ds, data.split
     cfg = profile.baselines.sasrec
-    ds, split = prepare_data(session)
     model = SASRec(cfg, ds.n_items, seed=profile.seed).to(resolve_device(cfg.device, "baselines.sasrec.device"))
-    folder = sasrec_dir(session)
-    if not force and is_reusable(session):
+    folder = sasrec_dir(data)
+    if not force and is_reusable(data):
         model.load_state_dict(load_file(folder / WEIGHTS, device=str(model.device)))
         return SASRecScorer(model.eval(), split)
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / METRICS).unlink(missing_ok=True)
-    key = sasrec_key(session)
+    key = sasrec_key(data)
     scorer = SASRecScorer(model, split)
     result = fit(
         model,

@@ -8,16 +8,21 @@ differs.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from agrec.data.check import registry_summary, summary_note
 from agrec.data.dataset import SeqDataset
 from agrec.data.loaders import load_dataset
 from agrec.data.split import LeaveOneOutSplit, leave_one_out
 from agrec.data.stats import dataset_statistics, head_share
-from agrec.lineage import config_key, stage_inputs
+from agrec.run.lineage import config_key, stage_inputs
 from agrec.data.store import load_saved_dataset, load_split, save_dataset, save_split
-from agrec.session import Session
+from agrec.run.rundir import RunDir
+from agrec.run.session import Session
+
+if TYPE_CHECKING:
+    from agrec.config import Profile
 
 STAGE = "data"
 
@@ -26,7 +31,7 @@ def prepare_data(session: Session, force: bool = False) -> tuple[SeqDataset, Lea
     """Return the dataset and its leave-one-out split, from the run directory when up to date.
 
     The stage depends on the ``data`` section and the content of the dataset files (loading is
-    deterministic, the seed is unused); see :mod:`agrec.lineage`.
+    deterministic, the seed is unused); see :mod:`agrec.run.lineage`.
     """
     profile, run = session.profile, session.run
     key = config_key(profile, STAGE)
@@ -51,7 +56,28 @@ def prepare_data(session: Session, force: bool = False) -> tuple[SeqDataset, Lea
     return ds, split
 
 
-# Version of results/data.json's layout (data_results; see agrec.report).
+@dataclass(frozen=True)
+class RunData:
+    """A run's profile and folder with its data stage's dataset and split, loaded once by the caller and handed
+    to the stages that read them (gnn, baselines, the scorers), so that none of them reloads or re-checks the
+    data stage."""
+
+    profile: Profile
+    run: RunDir
+    ds: SeqDataset
+    split: LeaveOneOutSplit
+
+
+def load_run_data(source: Session | RunData) -> RunData:
+    """``source`` itself when it is already :class:`RunData`; otherwise the session's profile and run folder
+    with the output of :func:`prepare_data` (computed or reused)."""
+    if isinstance(source, RunData):
+        return source
+    ds, split = prepare_data(source)
+    return RunData(source.profile, source.run, ds, split)
+
+
+# Version of results/data.json's layout (data_results; see agrec.run.report).
 RESULTS_FORMAT = 1
 
 

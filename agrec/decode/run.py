@@ -14,9 +14,9 @@ from __future__ import annotations
 import sys
 
 from agrec.decode.stage import evaluate_decoding
-from agrec.launch import stage_main
+from agrec.run.launch import stage_main
 from agrec.lm.distributed import DistEnv
-from agrec.session import Session
+from agrec.run.session import Session
 
 
 def _decode(session: Session, env: DistEnv, force: bool) -> None:

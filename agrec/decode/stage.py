@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from agrec.data.split import LeaveOneOutSplit
+from agrec.data.stage import load_run_data
 from agrec.decode.beam import DecodeResult
 from agrec.decode.config import DecodeConfig, EvalConfig
 from agrec.decode.evaluate import TARGETS, EvalInputs, Evaluator, Row, build_inputs, choose, scorer_rankings, subset
@@ -26,13 +27,15 @@ from agrec.decode.shard import SINGLE, broadcast_object, gather_rows, shard_posi
 from agrec.decode.trie import ItemTrie
 from agrec.decode.variants import DecodeVariant, alpha_label, choose_point, parse_variants, slug
 from agrec.devices import resolve_device
+from agrec.gnn.stage import run_gnn_stage
 from agrec.errors import AgrecError
 from agrec.io import atomic_write_bytes, atomic_write_json, read_json_file
-from agrec.lineage import DECODE_SECTIONS, config_key
+from agrec.run.lineage import DECODE_SECTIONS, config_key
 from agrec.lm.distributed import DistEnv, init_distributed
+from agrec.lm.stage import train_lm
 from agrec.metrics import evaluate_rankings
 from agrec.scorers import TopNScorer, agrec_row, load_scorer
-from agrec.session import Session
+from agrec.run.session import Session
 
 STAGE = "decode"
 RESULTS = "results.json"
@@ -281,10 +284,6 @@ def evaluate_decoding(session: Session, force: bool = False, log: Callable[[str]
     Under ``torchrun`` (:mod:`agrec.decode.run`) every process decodes its shard of the users and rank 0
     writes the artefacts and the record, exactly as one process would.
     """
-    from agrec.data.stage import prepare_data
-    from agrec.gnn.stage import run_gnn_stage
-    from agrec.lm.stage import train_lm
-
     env = init_distributed()
     say = log if env.is_main else (lambda s: None)
     profile, run = session.profile, session.run
@@ -300,14 +299,15 @@ def evaluate_decoding(session: Session, force: bool = False, log: Callable[[str]
     t0 = time.perf_counter()
 
     with env.main_first():
-        ds, split = prepare_data(session)
+        data = load_run_data(session)
+    ds, split = data.ds, data.split
     bundle = train_lm(session)
     model = bundle.model.to(resolve_device(profile.decode.device, "decode.device", env.device))
     trie = ItemTrie.build(bundle.item_token_ids)
     with env.main_first():
-        run_gnn_stage(session)  # the whole stage, so that its record (an input of this one) exists
+        run_gnn_stage(data)  # the whole stage, so that its record (an input of this one) exists
         names = list(dict.fromkeys([profile.evaluation.scorer, *profile.evaluation.scorers]))
-        scorers = {name: load_scorer(session, name) for name in names}
+        scorers = {name: load_scorer(data, name) for name in names}
     say(
         f"decode: {ds.n_items} items, beam {profile.decode.beam_size}, top_n {profile.decode.top_n}"
         + (f", {env.world} processes" if env.distributed else "")

@@ -28,7 +28,7 @@ from agrec.canonical import keyed
 from agrec.errors import AgrecError, DataError
 from agrec.fingerprint import short_hash
 from agrec.io import atomic_path
-from agrec.lineage import config_key
+from agrec.run.lineage import config_key
 from agrec.lm.backbones import build_tiny_tokenizer, resolve_backbone_path
 from agrec.lm.build import TINY_BASE, BuiltLM, build_fresh, load_checkpoint_model
 from agrec.lm.bundle import LMBundle
@@ -48,7 +48,7 @@ from agrec.lm.random_ids import random_code_table
 from agrec.lm.trainer import Trainer, TrainResult
 from agrec.lm.vocab import add_code_tokens
 from agrec.semantic_ids.codes import CodeTable
-from agrec.session import Session
+from agrec.run.session import Session
 
 STAGE = "lm"
 LOSS_CSV = "loss_curve.csv"
@@ -387,7 +387,7 @@ def training_curves(session: Session) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.read_csv(folder / LOSS_CSV), pd.read_csv(folder / VAL_CSV)
 
 
-# Version of results/lm.json's layout (lm_results; see agrec.report).
+# Version of results/lm.json's layout (lm_results; see agrec.run.report).
 RESULTS_FORMAT = 1
 
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import sys
 
-from agrec.launch import stage_main
+from agrec.run.launch import stage_main
 from agrec.lm.distributed import DistEnv
 from agrec.lm.stage import STAGE, train_lm
-from agrec.session import Session
+from agrec.run.session import Session
 
 
 def _train(session: Session, env: DistEnv, force: bool) -> None:

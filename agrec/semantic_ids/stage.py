@@ -30,7 +30,7 @@ from agrec.data.stage import prepare_data
 from agrec.devices import resolve_device
 from agrec.errors import DataError
 from agrec.io import atomic_path, atomic_write_json
-from agrec.lineage import config_key
+from agrec.run.lineage import config_key
 from agrec.semantic_ids.codes import CodeTable
 from agrec.semantic_ids.config import RQVAEConfig, SemanticIdConfig
 from agrec.semantic_ids.dedup import make_collision_free
@@ -39,7 +39,7 @@ from agrec.semantic_ids.embed import EmbeddingSpec, embed_texts
 from agrec.semantic_ids.rqvae import RQVAE
 from agrec.semantic_ids.text import item_texts
 from agrec.semantic_ids.train import QuantizeResult, residual_kmeans, train_rqvae
-from agrec.session import Session
+from agrec.run.session import Session
 from agrec.threads import torch_threads
 
 STAGE = "semantic_ids"
@@ -230,7 +230,7 @@ def load_rqvae(folder: Path) -> RQVAE:
     return model.eval()
 
 
-# Version of results/semantic_ids.json's layout (semantic_ids_results; see agrec.report).
+# Version of results/semantic_ids.json's layout (semantic_ids_results; see agrec.run.report).
 RESULTS_FORMAT = 1
 
 

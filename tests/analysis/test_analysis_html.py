@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agrec.htmlreport import export_html, install_static_assets
+from agrec.run.htmlreport import export_html, install_static_assets
 
 from browser import needs_chromium, open_page
 from conftest import ROOT

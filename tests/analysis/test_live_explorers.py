@@ -51,7 +51,7 @@ def run(tmp_path_factory):
     from agrec.gnn.stage import run_gnn_stage
     from agrec.lm.stage import train_lm
     from agrec.semantic_ids.stage import prepare_semantic_ids
-    from agrec.session import open_session
+    from agrec.run.session import open_session
 
     tmp = tmp_path_factory.mktemp("live")
     ov = {**SHRINK, "pipeline.runs_dir": str(tmp / "runs"), "pipeline.reports_dir": str(tmp / "reports")}
@@ -68,7 +68,7 @@ def run(tmp_path_factory):
 def inputs(run):
     """The analysis inputs (model, GNN, trie, histories) the notebook will load, loaded here too."""
     from agrec.analysis import stage as A
-    from agrec.session import open_session
+    from agrec.run.session import open_session
 
     tmp, ov = run
     session = open_session(CI_PROFILE, overrides=ov, report_dir=tmp / "expected_report")
@@ -77,8 +77,8 @@ def inputs(run):
 
 @pytest.fixture(scope="module")
 def lab(run):
-    """A JupyterLab server (agrec.lab.server_command, as `make lab`) on the run's lab copies; shut down after."""
-    from agrec.lab import prepare_lab, server_command
+    """A JupyterLab server (agrec.run.lab.server_command, as `make lab`) on the run's lab copies; shut down after."""
+    from agrec.run.lab import prepare_lab, server_command
 
     tmp, ov = run
     root = prepare_lab(CI_PROFILE, dest=tmp / "lab", overrides=ov)

@@ -12,8 +12,8 @@ from agrec.analysis.table2 import DECODE_RESULTS_FORMAT, METRICS, decode_record,
 from agrec.decode.stage import DecodeReport
 from agrec.errors import AgrecError
 from agrec.manifest import update_manifest, write_manifest
-from agrec.report import RESULTS_KIND, Report
-from agrec.seeds import MANIFEST_KIND, SeedsSummary, write_summary
+from agrec.run.report import RESULTS_KIND, Report
+from agrec.run.seeds import MANIFEST_KIND, SeedsSummary, write_summary
 
 
 def _metrics(h5, n5, h10, n10):
@@ -23,7 +23,7 @@ def _metrics(h5, n5, h10, n10):
 def _write(folder, rows, sig=None, chosen=None, row_alpha=None, selected=None, significance_parts=None,
            decode_variants=None):
     """results/decode.json through the writers the decode notebook uses: a DecodeReport whose rows carry the α/τ
-    they were decoded at, agrec.analysis.table2.decode_record, agrec.report.Report.record."""
+    they were decoded at, agrec.analysis.table2.decode_record, agrec.run.report.Report.record."""
     chosen = chosen or {"alpha": 0.2, "tau": 1.0}
     variants = {name: {"row": v["row"], "settings": {}, "chosen": {"alpha": v["alpha"], "tau": v["tau"]}}
                 for name, v in (decode_variants or {}).items()}
@@ -93,7 +93,7 @@ def test_variant_rows_carry_their_alpha_and_tests_against_both_parts(tmp_path):
 
 
 def _write_seeds(folder, rows, sub=None, seeds=(2024, 2025, 2026)):
-    """A seeds aggregate through its writer (agrec.seeds.write_summary): rows name -> (means, sds, n, alpha,
+    """A seeds aggregate through its writer (agrec.run.seeds.write_summary): rows name -> (means, sds, n, alpha,
     {metric: p})."""
     recs = []
     for name, (means, sds, n, alpha, p) in rows.items():

@@ -15,7 +15,7 @@ from agrec.baselines.trainer import fit
 from agrec.config import load_profile
 from agrec.data.split import LeaveOneOutSplit
 from agrec.errors import AgrecError, ConfigError
-from agrec.session import open_session
+from agrec.run.session import open_session
 
 from conftest import CI_PROFILE
 

@@ -310,7 +310,7 @@ def test_cli_data_check(synth, tmp_path, capsys):
 def test_data_stage_records_the_registry_comparison(synth, tmp_path, monkeypatch):
     import agrec.data.check as check
     from agrec.data.stage import prepare_data
-    from agrec.session import open_session
+    from agrec.run.session import open_session
 
     folder, reg = synth
     monkeypatch.setattr(check, "load_registry", lambda path=None: reg)

@@ -1,7 +1,7 @@
 import numpy as np
 
 from agrec.data.stage import prepare_data
-from agrec.session import open_session
+from agrec.run.session import open_session
 
 from conftest import CI_PROFILE
 

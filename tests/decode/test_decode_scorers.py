@@ -15,7 +15,7 @@ from agrec.decode.fusion import fuse_rankings
 from agrec.decode.rank import rank_by_scores, top_n_items
 from agrec.errors import ConfigError
 from agrec.metrics import evaluate_rankings
-from agrec.session import open_session
+from agrec.run.session import open_session
 from conftest import CI_PROFILE
 from tests.decode.tiny_lm import BOS, make_tiny
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from agrec.lineage import stage_status
+from agrec.run.lineage import stage_status
 from agrec.config import load_profile
 from agrec.errors import ConfigError
 from agrec.gnn.stage import read_curves, read_metrics, run_gnn_stage, train_gnn
-from agrec.session import open_session
+from agrec.run.session import open_session
 
 from conftest import CI_PROFILE
 
@@ -80,7 +80,7 @@ def test_agrec_run_knows_the_stage_and_its_notebook():
     import nbformat
 
     from agrec.config import STAGE_NOTEBOOKS
-    from agrec.pipeline import default_notebooks_dir
+    from agrec.run.pipeline import default_notebooks_dir
 
     # pipeline order: after the semantic IDs, before the LM and the decoder that use it
     assert list(STAGE_NOTEBOOKS)[:6] == ["data", "semantic_ids", "gnn", "lm", "decode", "analysis"]

@@ -18,7 +18,7 @@ from agrec.gnn.lightgcn import LightGCN
 from agrec.gnn.registry import build_model
 from agrec.gnn.stage import gnn_for_target, read_metrics, run_gnn_stage, train_gnn
 from agrec.gnn.trainer import fit, fit_epochs
-from agrec.session import open_session
+from agrec.run.session import open_session
 
 from conftest import CI_PROFILE
 from gnn_helpers import graph_of, random_split

@@ -38,9 +38,9 @@ def test_two_gloo_processes_train_like_one_process_with_the_global_batch(tmp_pat
     out = _run(torchrun, tmp_path / "ddp", batch_size=4)
     assert "lm: done on 2 process(es)" in out
     # the 1-process reference runs in this process (saves a second interpreter start)
-    from agrec.launch import parse_sets
+    from agrec.run.launch import parse_sets
     from agrec.lm.stage import train_lm
-    from agrec.session import open_session
+    from agrec.run.session import open_session
 
     session = open_session(CI_PROFILE, run_dir=tmp_path / "single", report_dir=tmp_path / "rep",
                            overrides=parse_sets(SETS + ["lm.batch_size=8"]))

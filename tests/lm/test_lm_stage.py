@@ -8,7 +8,7 @@ from agrec.config import load_profile
 from agrec.errors import AgrecError
 from agrec.lm.stage import load_lm, train_lm, training_curves
 from agrec.semantic_ids.codes import CodeTable, parse_code_token
-from agrec.session import open_session
+from agrec.run.session import open_session
 
 from conftest import CI_PROFILE, ROOT
 from lm_helpers import make_standin_checkpoint

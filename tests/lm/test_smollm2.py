@@ -30,7 +30,7 @@ def test_smollm2_loads_offline_from_the_package_and_answers_a_plain_question():
 
 def test_smollm2_lora_trains_the_code_rows_and_reloads(tmp_path):
     from agrec.lm.stage import train_lm
-    from agrec.session import open_session
+    from agrec.run.session import open_session
 
     s = open_session(CI_PROFILE, run_dir=tmp_path / "run", report_dir=tmp_path / "rep",
                      overrides={"lm.backbone": "smollm2-135m", "lm.max_users": 2, "lm.max_steps": 2,

@@ -8,7 +8,7 @@ from agrec.errors import DataError
 from agrec.semantic_ids import CodeTable
 from agrec.semantic_ids import embed as embed_mod
 from agrec.semantic_ids.stage import prepare_codes, prepare_semantic_ids
-from agrec.session import open_session
+from agrec.run.session import open_session
 
 from conftest import CI_PROFILE, write_json
 

@@ -26,7 +26,7 @@ LOCK_FILE = Path("requirements") / "cpu.lock"
 
 def source_root() -> Path:
     """The checkout this package is imported from (the folder holding ``agrec/``)."""
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]
 
 
 def lock_hash(root: Path | None = None) -> str | None:
@@ -111,6 +111,6 @@ def library_versions() -> dict[str, str | None]:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             out[name] = None
-    out["cpu_lock_sha256"] = lock_hash()  # the dependency lock of the checkout (agrec.provenance)
+    out["cpu_lock_sha256"] = lock_hash()  # the dependency lock of the checkout (agrec.run.provenance)
     out.update(machine_info())  # the processor: exact reproduction holds only on the same kind
     return out

@@ -31,7 +31,7 @@ def static_dir(reports_root: Path) -> Path:
 
 
 def default_node_modules() -> Path:
-    return Path(__file__).resolve().parents[1] / "node_modules"
+    return Path(__file__).resolve().parents[2] / "node_modules"
 
 
 def install_static_assets(reports_root: Path, node_modules: Path | None = None) -> Path:

@@ -1,7 +1,7 @@
 """One writer per run directory: an exclusive lock on ``<run dir>/.lock``.
 
 Every command that writes into a run directory (``agrec run``, ``report``, ``seeds``, ``sweep``, the LM and
-decode launchers, and a notebook's :func:`agrec.session.open_session`) holds this lock while it works. A second
+decode launchers, and a notebook's :func:`agrec.run.session.open_session`) holds this lock while it works. A second
 writer is refused at once with :class:`RunLockedError`, which names the holder (pid, command, since when)
 as it wrote itself into the lock file.
 
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Iterator
 
 from agrec.errors import AgrecError
-from agrec.rundir import writable_error
+from agrec.run.rundir import writable_error
 
 LOCK_NAME = ".lock"
 ENV_VAR = "AGREC_RUN_LOCKS"

@@ -17,7 +17,7 @@ from agrec.errors import AgrecError, ConfigError, shorten
 
 if TYPE_CHECKING:
     from agrec.lm.distributed import DistEnv
-    from agrec.session import Session
+    from agrec.run.session import Session
 
 # A profile key: dotted identifiers, e.g. data.min_seq_len or gnn.lightgcn.n_layers.
 KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -76,7 +76,7 @@ def stage_main(
     import torch.distributed as dist
 
     from agrec.lm.distributed import init_distributed
-    from agrec.session import open_session
+    from agrec.run.session import open_session
 
     try:
         env = init_distributed()

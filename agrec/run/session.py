@@ -6,14 +6,25 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from agrec.config import Profile, load_profile
-from agrec.report import Report
-from agrec.rundir import RunDir
-from agrec.runlock import acquire as acquire_lock
+from agrec.run.report import Report
+from agrec.run.rundir import RunDir
+from agrec.run.runlock import acquire as acquire_lock
 from agrec.seed import seed_everything
 from agrec.threads import set_num_threads
+
+
+class RunContext(Protocol):
+    """What the functions that only read or key a run need: its profile and its run folder (a
+    :class:`Session`, or a stage's loaded inputs such as :class:`agrec.data.stage.RunData`)."""
+
+    @property
+    def profile(self) -> Profile: ...
+
+    @property
+    def run(self) -> RunDir: ...
 
 
 @dataclass
@@ -38,7 +49,7 @@ def open_session(
     overrides: dict[str, Any] | None = None,
 ) -> Session:
     """Load a profile with a notebook's parameter overrides, seed every RNG and take the run folder's writer
-    lock (:mod:`agrec.runlock`; held until the process ends).
+    lock (:mod:`agrec.run.runlock`; held until the process ends).
 
     ``dataset``, ``data_dir`` and ``seed`` are shortcuts for the overrides ``data.dataset``,
     ``data.path`` and ``seed``; ``data_dir``, ``run_dir`` and ``report_dir`` are relative to the

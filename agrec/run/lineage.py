@@ -1,6 +1,6 @@
 """What every stage depends on, and whether its cached artefacts are still current.
 
-A stage is *current* when its record (``<run>/<stage>/stage.json``, see :mod:`agrec.rundir`) matches
+A stage is *current* when its record (``<run>/<stage>/stage.json``, see :mod:`agrec.run.rundir`) matches
 
 1. the hash of the config sections it depends on (:func:`config_key`);
 2. the fingerprints of everything it reads (:func:`stage_inputs`): the dataset files (content hashes), local
@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 import agrec
 from agrec.canonical import keyed_record
 from agrec.fingerprint import short_hash
-from agrec.provenance import library_versions
+from agrec.run.provenance import library_versions
 
 if TYPE_CHECKING:
     from agrec.config import Profile
-    from agrec.rundir import RunDir
+    from agrec.run.rundir import RunDir
 
 # Upstream stages whose artefacts each stage reads (data-flow order).
 UPSTREAM: dict[str, tuple[str, ...]] = {
@@ -216,7 +216,7 @@ def _describe_input_change(name: str, old: str | None, new: str) -> str:
     if kind == "protocol":
         return (
             f"computed by an earlier version of the {what} stage (protocol {old or 1} -> {new}; "
-            f"agrec/lineage.py STAGE_PROTOCOL)"
+            f"agrec/run/lineage.py STAGE_PROTOCOL)"
         )
     if old is None:
         return f"new input {name}"

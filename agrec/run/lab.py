@@ -11,7 +11,7 @@ reuses that profile's current stages instead of recomputing the CI ones, and its
 the point of a local workbench; nothing else can reach it), no browser opened, no port hopping (a busy port is
 an error, so the printed URL is the real one).
 
-    python -m agrec.lab --config configs/ml100k-quick.yaml [--port 8888]
+    python -m agrec.run.lab --config configs/ml100k-quick.yaml [--port 8888]
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def prepare_lab(
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
-    from agrec.pipeline import default_notebooks_dir
+    from agrec.run.pipeline import default_notebooks_dir
 
     config_path = Path(config_path).resolve()
     load_profile(config_path, overrides)  # a bad profile fails here, not in six notebooks
@@ -106,7 +106,7 @@ def port_number(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m agrec.lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m agrec.run.lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--config", required=True)
     ap.add_argument("--port", type=port_number, default=8888, help="TCP port in [1024, 65535] (default 8888)")

@@ -5,12 +5,12 @@ holding
 
 - ``config_hash``: the hash of the config sections the stage depends on (and the seed, where it matters);
 - ``inputs``: a fingerprint of every input it read — dataset files (content hashes), local checkpoints,
-  the digests of the upstream stages' records, the agrec version (see :mod:`agrec.lineage`);
+  the digests of the upstream stages' records, the agrec version (see :mod:`agrec.run.lineage`);
 - ``artefacts``: every file the stage wrote, with its size, sha256 and modification time;
 - ``digest``: a hash of all of the above, which the downstream stages record as their input;
 - the seed, the full config and the library versions (for the reader, not for the key).
 
-A stage is reused only when config hash, inputs and artefacts all match (:func:`agrec.lineage.stage_status`).
+A stage is reused only when config hash, inputs and artefacts all match (:func:`agrec.run.lineage.stage_status`).
 The record is written last, so a crash mid-stage leaves no record and the stage reruns; a record that
 cannot be read is treated as absent.
 """
@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 from agrec.errors import AgrecError
 from agrec.fingerprint import FingerprintCache, iter_files, sha256_json
 from agrec.io import atomic_write_json
-from agrec.lineage import source_digest, stage_inputs, stage_status
-from agrec.provenance import library_versions
+from agrec.run.lineage import source_digest, stage_inputs, stage_status
+from agrec.run.provenance import library_versions
 
 if TYPE_CHECKING:
     from agrec.config import Profile
@@ -154,7 +154,7 @@ class RunDir:
     ) -> dict[str, Any]:
         """Write the stage record (call after every artefact of the stage is in place).
 
-        ``inputs`` defaults to the stage's inputs as computed by :func:`agrec.lineage.stage_inputs`.
+        ``inputs`` defaults to the stage's inputs as computed by :func:`agrec.run.lineage.stage_inputs`.
         """
         if inputs is None:
             inputs = stage_inputs(profile, self, stage)

@@ -36,8 +36,8 @@ from agrec.decode.variants import slug
 from agrec.errors import AgrecError, shorten
 from agrec.manifest import MANIFEST, write_manifest
 from agrec.io import atomic_dir, atomic_path, atomic_write_json, atomic_write_text
-from agrec.rundir import RunDir
-from agrec.runlock import locked
+from agrec.run.rundir import RunDir
+from agrec.run.runlock import locked
 
 MANIFEST_KIND = "agrec seeds aggregate"
 SEEDS_DIR = "seeds"  # sub-folder of the profile's run/report folders holding the other seeds
@@ -160,10 +160,10 @@ def run_seeds(
     log: Callable[[str], None] = print,
     run_pipeline: Callable[..., Any] | None = None,
 ) -> "SeedsSummary | None":
-    """Run the pipeline (``agrec.pipeline.run_pipeline``) once per seed, sequentially, then aggregate the
+    """Run the pipeline (``agrec.run.pipeline.run_pipeline``) once per seed, sequentially, then aggregate the
     seeds whose decode stage has finished (None when none has, e.g. ``stages`` without decode)."""
     if run_pipeline is None:
-        from agrec.pipeline import run_pipeline as default_runner
+        from agrec.run.pipeline import run_pipeline as default_runner
 
         run_pipeline = default_runner
     plan = plan_seeds(config_path, seeds, overrides)
@@ -265,7 +265,7 @@ def aggregate_seeds(
     another row never overwrites the main summary."""
     from agrec.analysis.significance import paired_test, user_gains
     from agrec.decode.stage import RESULTS, SECTIONS, STAGE, load_rankings, read_results
-    from agrec.lineage import stage_status
+    from agrec.run.lineage import stage_status
 
     base = load_profile(config_path, overrides)
     seeds = discover_seeds(base) if seeds is None else seeds

@@ -25,19 +25,19 @@ from agrec.io import atomic_path, atomic_write_json
 from agrec.paths import safe_component, safe_join
 from agrec.progress import follow as follow_progress
 from agrec.progress import kernel_ipc_config
-from agrec.provenance import library_versions
-from agrec.rundir import RunDir, ensure_writable
-from agrec.runlock import locked
+from agrec.run.provenance import library_versions
+from agrec.run.rundir import RunDir, ensure_writable
+from agrec.run.runlock import locked
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from agrec.lineage import StageStatus
+    from agrec.run.lineage import StageStatus
 
 
 def default_notebooks_dir() -> Path:
     """``notebooks/`` of the source checkout this package runs from."""
-    return Path(__file__).resolve().parents[1] / "notebooks"
+    return Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def _kernel_manager_class(kernel_log: Path | None):
@@ -163,7 +163,7 @@ def report_key(profile: Profile, run: RunDir, stage: str, notebook: Path, params
     stage's config key and the digests of its record and its upstream records. A report whose key
     matches need not be executed again."""
     from agrec.fingerprint import sha256_file, sha256_json
-    from agrec.lineage import REPORT_ONLY, config_key, upstream
+    from agrec.run.lineage import REPORT_ONLY, config_key, upstream
 
     digests = {s: run.digest(s) for s in (*upstream(profile, stage), stage) if not (s == stage and s in REPORT_ONLY)}
     return sha256_json(
@@ -219,12 +219,12 @@ def run_pipeline(
 ) -> Profile:
     """Execute the profile's stages (or ``stages``) in pipeline order; returns the loaded profile.
 
-    A stage whose artefacts are current (:mod:`agrec.lineage`) and whose executed notebook was made from
+    A stage whose artefacts are current (:mod:`agrec.run.lineage`) and whose executed notebook was made from
     them is not executed again; a stage that is stale says why and recomputes. ``force`` recomputes the
     listed stages; ``reuse_only`` refuses to compute anything (a named error lists what is not current);
     ``verify`` rehashes every artefact instead of trusting unchanged sizes and modification times.
     """
-    from agrec.lineage import pipeline_status
+    from agrec.run.lineage import pipeline_status
 
     profile = load_profile(config_path, overrides)
     wanted = stages if stages is not None else profile.pipeline.stages
@@ -266,7 +266,7 @@ def _run_stages(
     verify: bool,
 ) -> Profile:
     """The body of :func:`run_pipeline`, under the run folder's writer lock."""
-    from agrec.lineage import REPORT_ONLY, stage_folders, stage_status
+    from agrec.run.lineage import REPORT_ONLY, stage_folders, stage_status
 
     # Relative to the notebooks' folder (the kernel's cwd), so executed reports carry no machine paths.
     params = {"config_path": os.path.relpath(_source(profile), nb_dir), "overrides": dict(overrides or {})}
@@ -344,7 +344,7 @@ def status(
     verify: bool = False,
 ) -> list["StageStatus"]:
     """``agrec status``: per stage, current / stale (and why) / missing."""
-    from agrec.lineage import pipeline_status
+    from agrec.run.lineage import pipeline_status
 
     profile = load_profile(config_path, overrides)
     return pipeline_status(profile, RunDir(profile.run_dir), stages, verify=verify)
@@ -471,7 +471,7 @@ def build_report(
     This is ``agrec report`` and the README's main job: it regenerates
     ``reports/<dataset>/<profile>/`` end to end.
     """
-    from agrec.htmlreport import export_html, install_static_assets, write_index
+    from agrec.run.htmlreport import export_html, install_static_assets, write_index
 
     profile = load_profile(config_path, overrides)
     install_static_assets(profile.reports_root)  # fail early, before hours of compute, if npm assets are absent
