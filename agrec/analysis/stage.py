@@ -7,7 +7,6 @@ of items). Every function takes the :class:`AnalysisInputs` and returns tables /
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -31,6 +30,7 @@ from agrec.analysis.embeddings import first_genres, lm_code_embeddings, rqvae_la
 from agrec.analysis.explorer import ExplorerData
 from agrec.analysis.homogeneity import distinct_prefixes
 from agrec.decode.beam import generate_items
+from agrec.decode.point import DecodePoint
 from agrec.decode.rank import top_n_items
 from agrec.decode.trie import ItemTrie
 from agrec.errors import AgrecError
@@ -97,7 +97,15 @@ def gather_inputs(session: Session, log=print) -> AnalysisInputs:
         "gnn": report.rankings(only_row(scorer), cfg.target),
         "agrec": report.rankings(agrec_row(scorer), cfg.target),
     }
-    settings = dataclasses.replace(profile.decode, alpha=float(report.chosen["alpha"]), tau=float(report.chosen["tau"]))
+    # the decoder of the main AGRec row, rebuilt from the point the decode stage recorded for it
+    main = next((r for r in report.rows if r["name"] == agrec_row(scorer)), None)
+    if main is None:
+        raise AgrecError(
+            f"{report.folder}: the decode results have no row {agrec_row(scorer)!r}; rerun the decode stage"
+        )
+    settings = DecodePoint.from_json(main.get("settings"), f"{report.folder}/results.json {main['name']!r}").config(
+        profile.decode
+    )
     codes = bundle.codes
     titles = [ds.item_title(i) for i in range(ds.n_items)]
     labels = token_labels(bundle.item_token_ids, [codes.item_tokens(i) for i in range(codes.n_items)])

@@ -21,7 +21,6 @@ Rows (``<s>`` is a scorer of ``evaluation.scorers``; GNN rows keep their names `
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -30,6 +29,7 @@ import torch
 
 from agrec.data.split import LeaveOneOutSplit
 from agrec.decode.beam import DecodeResult, generate_items_multi
+from agrec.decode.point import DecodePoint
 from agrec.decode.config import DecodeConfig
 from agrec.decode.rank import rank_by_scores
 from agrec.decode.shard import SINGLE, all_gather_objects, shard_blocks
@@ -125,9 +125,15 @@ class Row:
     """One line of the ablation table: its metrics per target, and its rankings unless a sink took them."""
 
     name: str
-    settings: dict[str, Any]
+    point: DecodePoint | None  # where the beam search decodes it; None: a scorer's own ranking (``only``)
     results: dict[str, DecodeResult] = field(default_factory=dict)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    only: str | None = None  # the scorer whose full-sort ranking the row is (no decoding)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What ``results.json`` records of the row: its point (:meth:`DecodePoint.to_json`) or its scorer."""
+        return self.point.to_json() if self.point is not None else {"scorer": self.only}
 
 
 class Evaluator:
@@ -191,10 +197,12 @@ class Evaluator:
         row.metrics[target] = self.sink(row, target, result)
 
     def new_row(self, name: str, scorer: str | None, **settings: Any) -> Row:
-        """An empty row: the beam search steered by ``scorer``'s FSM with ``settings`` (DecodeConfig fields)
-        overriding the profile's; :meth:`decode_rows` fills in its targets."""
-        cfg = dataclasses.replace(self.decode, **settings)
-        return Row(name=name, settings={"scorer": scorer if cfg.uses_graph else None, **settings})
+        """An empty row: the beam search steered by ``scorer``'s FSM at the point ``settings`` (``alpha``,
+        ``tau`` and other DecodeConfig fields; α and τ default to the profile's); :meth:`decode_rows` fills in
+        its targets."""
+        alpha = settings.pop("alpha", self.decode.alpha)
+        tau = settings.pop("tau", self.decode.tau)
+        return Row(name=name, point=DecodePoint.of(alpha, tau, scorer, **settings))
 
     def decode_rows(self, rows: Sequence[Row], target: str) -> None:
         """Decode ``rows`` (made by :meth:`new_row`) on ``target`` in one pass over its users: each batch's
@@ -206,9 +214,10 @@ class Evaluator:
         inp = self.inputs[target]
         runs = []
         for row in rows:
-            settings = {k: v for k, v in row.settings.items() if k != "scorer"}
-            cfg = dataclasses.replace(self.decode, **settings)
-            scorer = row.settings.get("scorer")
+            if row.point is None:
+                raise ValueError(f"row {row.name!r} is a scorer's own ranking; it is not decoded")
+            cfg = row.point.config(self.decode)
+            scorer = row.point.scorer
             fsm = self.fsm_inputs(scorer, target, cfg.top_n) if (cfg.uses_graph and scorer is not None) else None
             runs.append((cfg, fsm))
         results = generate_items_multi(
@@ -220,7 +229,7 @@ class Evaluator:
 
     def scorer_row(self, scorer: str, targets: Sequence[str] = TARGETS) -> Row:
         """The scorer's own full-sort ranking ("w/o Seq"): ``GNN only (<gnn>)``, ``SASRec only``."""
-        row = Row(name=only_row(scorer), settings={"scorer": scorer})
+        row = Row(name=only_row(scorer), point=None, only=scorer)
         for target in targets:
             r = self.rankings[scorer][target]
             self._score(row, target, DecodeResult(items=r.items[:, : self.k], scores=r.scores[:, : self.k]))

@@ -23,6 +23,7 @@ from agrec.decode.beam import DecodeResult
 from agrec.decode.config import DecodeConfig, EvalConfig
 from agrec.decode.evaluate import TARGETS, EvalInputs, Evaluator, Row, build_inputs, choose, scorer_rankings, subset
 from agrec.decode.fusion import fuse_rankings, fusion_name
+from agrec.decode.point import DecodePoint
 from agrec.decode.shard import SINGLE, broadcast_object, gather_rows, shard_positions
 from agrec.decode.trie import ItemTrie
 from agrec.decode.variants import DecodeVariant, alpha_label, choose_point, parse_variants, slug
@@ -560,19 +561,16 @@ def assemble_rows(
         rows.append(
             Row(
                 name=agrec_row(name),
-                settings={
-                    **source.settings,
-                    "alpha": point["alpha"],
-                    "tau": point["tau"],
-                    "scorer": name if point["alpha"] > 0 else None,
-                },
+                point=_point(source).with_(
+                    alpha=point["alpha"], tau=point["tau"], scorer=name if point["alpha"] > 0 else None
+                ),
                 metrics=source.metrics,
             )
         )
         writer.copy(source, rows[-1].name)
         one = choice.one
         if name == plan.main and one.name != choice.one_name:
-            rows.append(Row(name=choice.one_name, settings=one.settings, metrics=one.metrics))
+            rows.append(Row(name=choice.one_name, point=one.point, metrics=one.metrics))
             writer.copy(one, choice.one_name)
     rows.extend(choice.extra)
     variant_records = {}
@@ -588,13 +586,9 @@ def assemble_rows(
         rows.append(
             Row(
                 name=agrec_row(name),
-                settings={
-                    "scorer": name if point["alpha"] > 0 else None,
-                    "fused": list(ev_cfg.fuse or ()),
-                    "weight": w,
-                    "alpha": point["alpha"],
-                    "tau": point["tau"],
-                },
+                point=DecodePoint.of(point["alpha"], point["tau"], name).with_(
+                    fused=tuple(ev_cfg.fuse or ()), weight=w
+                ),
                 metrics=source.metrics,
             )
         )
@@ -610,7 +604,7 @@ def assemble_rows(
     rows.append(
         Row(
             name=SELECTED_ROW,
-            settings={**selected.row.settings, "alpha": selected.alpha, "tau": selected.tau, "source": selected.source},
+            point=_point(selected.row).with_(alpha=selected.alpha, tau=selected.tau, source=selected.source),
             metrics=selected.row.metrics,
         )
     )
@@ -619,6 +613,13 @@ def assemble_rows(
 
 
 SELECTED_ROW = "AGRec (selected)"
+
+
+def _point(row: Row) -> DecodePoint:
+    """The decode point of a decoded row (every row the plan makes has one; a scorer's own row has none)."""
+    if row.point is None:
+        raise ValueError(f"row {row.name!r} is a scorer's own ranking, not a decoded point")
+    return row.point
 
 
 def fused_scorers(
@@ -737,7 +738,7 @@ class Candidate:
         return {
             "row": SELECTED_ROW,
             "source": self.source,
-            "scorer": self.row.settings.get("scorer"),
+            "scorer": _point(self.row).scorer,
             "alpha": self.alpha,
             "tau": self.tau,
             "valid": self.row.metrics["valid"],
@@ -809,8 +810,8 @@ def variant_row(variant: DecodeVariant, plan: list[tuple[Any, float, Row]], i: i
     chosen point, whose rankings the table row copies."""
     curve = _variant_curve(plan)
     alpha, tau, source = plan[i]
-    settings = {**source.settings, "alpha": alpha, "tau": tau, **variant.settings}
-    row = Row(name=variant.row, settings=settings, metrics=dict(source.metrics))
+    point = _point(source).with_(alpha=alpha, tau=tau, overrides=dict(variant.settings))
+    row = Row(name=variant.row, point=point, metrics=dict(source.metrics))
     record = {
         "row": variant.row,
         "settings": variant.settings,

@@ -8,6 +8,7 @@ import pytest
 
 from agrec.config import load_profile, profile_from_dict
 from agrec.decode.config import DecodeConfig, EvalConfig
+from agrec.decode.point import DecodePoint
 from agrec.decode.shard import SINGLE
 from agrec.decode.stage import decode_table, load_report, slug
 from agrec.decode.variants import choose_point, parse_variants
@@ -121,6 +122,15 @@ def test_variant_rows_are_chosen_on_validation_and_equal_the_profile_that_sets_t
     assert saved == rep.variants and set(saved) == set(variants)
     assert load_report(tmp_path / "v").variants == rep.variants
     assert (tmp_path / "v" / "rankings" / "agrec_level_0__test.npz").is_file()
+    # every decoded row's settings are a DecodePoint that reads back to itself; the variant row carries its
+    # override and its per-level α as the decoder it was decoded with
+    for r in rep.rows:
+        if list(r["settings"]) != ["scorer"]:   # a scorer's own ranking records only its scorer
+            assert DecodePoint.from_json(r["settings"]).to_json() == r["settings"], r["name"]
+    lv = DecodePoint.from_json(rows["AGRec [level 0]"]["settings"])
+    assert lv.alpha == tuple(level["chosen"]["alpha"]) and lv.overrides == ()
+    t8 = DecodePoint.from_json(rows["AGRec [top-n 8]"]["settings"])
+    assert dict(t8.overrides) == {"top_n": 8} and t8.config(DecodeConfig()).top_n == 8
 
 
 def test_no_variants_leave_results_json_as_before(tmp_path):
