@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+from agrec.errors import AgrecError
 
 
 @contextlib.contextmanager
@@ -121,7 +122,6 @@ def _json_default(obj: Any) -> Any:
 def read_json_file(path: str | os.PathLike, remedy: str = "") -> Any:
     """The JSON value in ``path``; a file that cannot be read or is not JSON is an :class:`AgrecError` naming it
     (``remedy``, when given, is appended to the message: what to rerun)."""
-    from agrec.errors import AgrecError
 
     path = Path(path)
     tail = f"; {remedy}" if remedy else ""

@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from agrec.config import load_profile, profile_from_dict
 from agrec.errors import ConfigError
@@ -16,10 +17,18 @@ def write(tmp_path: Path, text: str) -> Path:
     return p
 
 
-def test_shipped_profiles_load():
+def test_shipped_profiles_load(tmp_path):
+    names = []
     for p in sorted((ROOT / "configs").glob("*.yaml")):
         prof = load_profile(p)
-        assert prof.name and prof.seed is not None
+        names.append(prof.run_dir)
+        # a profile is its file: written back and reloaded, it has the same keys for every stage
+        copy = tmp_path / p.name
+        copy.write_text(yaml.safe_dump(prof.to_dict(), sort_keys=False))
+        again = load_profile(copy)
+        assert again.key_dict() == prof.key_dict(), p.name
+        assert prof.seed is not None and prof.run_dir.parts[-2:] == (prof.data.dataset, prof.name)
+    assert len(names) == len(set(names)) >= 12   # every shipped profile has its own run folder
 
 
 def test_unknown_top_level_key_is_named(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 from agrec.cli import main
 from agrec.config import load_profile
-from agrec.decode.stage import DecodeReport, slug
+from agrec.decode.stage import DecodeReport, save_rankings, slug
 from agrec.errors import AgrecError, ConfigError
 from agrec.io import atomic_write_json
 from agrec.run.lineage import config_key, stage_status
@@ -43,8 +43,7 @@ def fake_decode(profile, hits: dict[str, np.ndarray], alpha: float):
     rows = []
     for name, mask in hits.items():
         items = _items(mask, targets)
-        np.savez(folder / "rankings" / f"{slug(name)}__test.npz", users=users, targets=targets, items=items,
-                 scores=np.zeros(items.shape))
+        save_rankings(folder, name, "test", users, targets, items, np.zeros(items.shape))
         m = evaluate_rankings(items, targets, [5, 10])
         settings = {"gnn": None, "alpha": alpha} if name.startswith("AGRec") else (
             {"gnn": None, "alpha": 0.0} if name == "w/o Graph" else {"gnn": "lightgcn"})

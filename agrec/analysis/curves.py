@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
+from agrec.errors import AgrecError
 
 METRICS = ("HR@10", "NDCG@10")
 
@@ -82,8 +83,6 @@ def scan_alpha_curves(runs_root: str | Path) -> dict[str, pd.DataFrame]:
     a point without a target's metrics (``"test": null``) has no records for it. A results file that
     cannot be read is an :class:`AgrecError` naming it."""
     import json
-
-    from agrec.errors import AgrecError
 
     out: dict[str, pd.DataFrame] = {}
     for path in sorted(Path(runs_root).glob("*/*/decode/results.json")):

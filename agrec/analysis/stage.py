@@ -36,6 +36,12 @@ from agrec.decode.trie import ItemTrie
 from agrec.errors import AgrecError
 from agrec.run.report import read_results
 from agrec.run.session import Session
+from agrec.data.stage import prepare_data
+from agrec.decode.stage import evaluate_decoding
+from agrec.gnn.config import GNN_MODELS
+from agrec.lm.stage import train_lm
+from agrec.scorers import agrec_row, load_scorer, only_row
+from agrec.semantic_ids.stage import prepare_semantic_ids
 
 STAGE = "analysis"
 
@@ -74,12 +80,6 @@ class AnalysisInputs:
 
 def gather_inputs(session: Session, log=print) -> AnalysisInputs:
     """Run (or reuse) every earlier stage and load the decode stage's rankings."""
-    from agrec.data.stage import prepare_data
-    from agrec.decode.stage import evaluate_decoding
-    from agrec.gnn.config import GNN_MODELS
-    from agrec.lm.stage import train_lm
-    from agrec.scorers import agrec_row, load_scorer, only_row
-    from agrec.semantic_ids.stage import prepare_semantic_ids
 
     profile = session.profile
     cfg: AnalysisConfig = getattr(profile, "analysis", None) or AnalysisConfig()

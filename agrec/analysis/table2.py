@@ -32,6 +32,8 @@ from agrec.errors import AgrecError
 from agrec.manifest import check_manifest
 from agrec.run.report import read_results
 from agrec.scorers import agrec_row, only_row
+from agrec.config import load_profile
+from agrec.io import atomic_write_text
 
 METRICS: tuple[str, ...] = ("HR@5", "NDCG@5", "HR@10", "NDCG@10")
 
@@ -456,8 +458,6 @@ def write_table2(configs: Sequence[str | Path], out: str | Path | None = None) -
     """Read each profile's report folder, build :func:`table2` and write it as markdown (and CSV beside it).
 
     ``out`` defaults to ``<reports_dir>/table2.md`` of the first profile. Written atomically."""
-    from agrec.config import load_profile
-    from agrec.io import atomic_write_text
 
     profiles = [load_profile(c) for c in configs]
     path = Path(out) if out else profiles[0].reports_root / "table2.md"

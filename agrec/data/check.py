@@ -25,6 +25,8 @@ from typing import Any
 from agrec.data.lcrec import inter_sequences, lcrec_text, read_json
 from agrec.data.registry import FILE_KINDS, REGISTRY_FILE, DatasetRecord, file_digests, load_registry
 from agrec.errors import DataError
+from agrec.semantic_ids.codes import CodeTable
+from agrec.errors import ConfigError
 
 FAILING = ("DIFFERS", "MISSING", "ERROR")
 SHOW_IDS = 5  # ids listed when items lack codes / text
@@ -120,7 +122,6 @@ def inter_statistics(seqs: dict[str, list[str]]) -> dict[str, Any]:
 
 def code_shape(index: Any, path: Path) -> dict[str, Any]:
     """The values of :data:`CODE_KEYS` of an ``index.json`` (``codebook_sizes``: largest code per level + 1)."""
-    from agrec.semantic_ids.codes import CodeTable
 
     if not isinstance(index, dict):
         raise DataError(f"{path}: expected an object {{item: [codes]}}, got {type(index).__name__}")
@@ -352,7 +353,6 @@ def check_lcrec(
 
 def check_profile(profile: Any, registry: dict[str, DatasetRecord] | None = None) -> CheckReport:
     """:func:`check_lcrec` of a profile's dataset (``data.format`` must be ``lcrec``)."""
-    from agrec.errors import ConfigError
 
     cfg = profile.data
     if cfg.format != "lcrec":

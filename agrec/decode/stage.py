@@ -134,6 +134,28 @@ def curve_records(curve: list[dict[str, Any]]) -> pd.DataFrame:
 RANKING_ARRAYS = ("users", "targets", "items")
 
 
+def save_rankings(
+    folder: Path,
+    row: str,
+    target: str,
+    users: np.ndarray,
+    targets: np.ndarray,
+    items: np.ndarray,
+    scores: np.ndarray,
+) -> Path:
+    """Write one row's rankings, ``<folder>/rankings/<row>__<target>.npz`` (``users [U]``, ``targets [U]``,
+    ``items [U, K]``, ``scores [U, K]``), atomically; :func:`load_rankings` reads it back."""
+    n = len(users)
+    if targets.shape != (n,) or items.ndim != 2 or items.shape[0] != n or scores.shape != items.shape:
+        raise ValueError(
+            f"rankings of {row!r}/{target}: users {users.shape}, targets {targets.shape}, items {items.shape} and "
+            f"scores {scores.shape} do not describe one ranking per user"
+        )
+    buf = io.BytesIO()
+    np.savez_compressed(buf, users=users, targets=targets, items=items, scores=scores)
+    return atomic_write_bytes(folder / RANKINGS / f"{slug(row)}__{target}.npz", buf.getvalue())
+
+
 def load_rankings(folder: Path, row: str, target: str) -> dict[str, np.ndarray]:
     """One row's rankings (``users [U]``, ``targets [U]``, ``items [U, K]``, ``scores [U, K]``); a file that is
     missing, truncated or not what the stage writes is a named :class:`AgrecError`, never a numpy traceback."""
@@ -236,9 +258,7 @@ class RankingWriter:
         if full is not None:
             items, scores = full
             metrics = evaluate_rankings(items.numpy(), inp.targets, self.ks)
-            buf = io.BytesIO()
-            np.savez_compressed(buf, users=inp.users, targets=inp.targets, items=items.numpy(), scores=scores.numpy())
-            atomic_write_bytes(self.path(row.name, target), buf.getvalue())
+            save_rankings(self.folder, row.name, target, inp.users, inp.targets, items.numpy(), scores.numpy())
         return broadcast_object(self.env, metrics)
 
     def copy(self, source: Row, name: str) -> None:

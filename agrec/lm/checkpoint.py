@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from agrec.errors import AgrecError
-from agrec.fingerprint import short_hash
+from agrec.fingerprint import iter_files, sha256_file, short_hash
 from agrec.io import atomic_write_json
 from agrec.lm.config import LMConfig
 from agrec.lm.vocab import CodeVocab
@@ -83,7 +83,6 @@ CHECKSUMS = "checksums.json"
 
 def write_checksums(folder: Path) -> None:
     """List every file of a checkpoint folder with its size and sha256 (written last, inside the folder)."""
-    from agrec.fingerprint import iter_files, sha256_file
 
     files = {
         rel: {"size": p.stat().st_size, "sha256": sha256_file(p)}
@@ -96,7 +95,6 @@ def write_checksums(folder: Path) -> None:
 def checksum_problems(folder: Path) -> list[str]:
     """What differs from the checkpoint's ``checksums.json`` (empty: intact; a checkpoint written before
     checksums existed is taken as it is)."""
-    from agrec.fingerprint import sha256_file
 
     path = folder / CHECKSUMS
     if not path.is_file():

@@ -104,6 +104,9 @@ class LMConfig:
     warmup_ratio: float = 0.02  # share of all optimizer steps spent on a linear warm-up
     schedule: Literal["cosine", "linear", "constant"] = "cosine"  # after the warm-up: decay to 0 at the last step
     max_grad_norm: float = 1.0  # clip the gradient's global norm to this (0 = no clipping)
+    # training loss: (1 - ε)·NLL + ε·(mean -log p over the vocabulary), F.cross_entropy's label smoothing;
+    # 0 = the paper's NLL (Eq. 8). The validation loss is always plain NLL
+    label_smoothing: float = neutral(0.0)
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, slower
     # How samples become micro-batches (agrec/lm/batching.py): pad = one right-padded row per sample (the
     # original loop); bucket = batches of similar length; pack = pad's batches packed into rows of
@@ -114,7 +117,19 @@ class LMConfig:
     eval_batch_size: int = runtime(64)
 
     # -- checkpoints and bookkeeping (runtime: recorded, never part of the stage's key) --
-    select: Literal["last", "best"] = "last"  # best = lowest validation loss
+    # Which epoch checkpoint the stage hands on: the last; "best", the lowest validation loss; "ndcg", the best
+    # validation NDCG@10 of the LM alone (trie-constrained beam search on select_users validation users: a
+    # recommendation metric, not the loss; issue 20 of this project)
+    select: Literal["last", "best", "ndcg"] = "last"
+    # select "ndcg": validation users decoded after each epoch (a fixed sample drawn with the seed; all if fewer)
+    select_users: int = neutral(512)
+    select_beam_size: int = neutral(20)  # select "ndcg": beams of that decoding (the paper's 20)
+    # select "ndcg": leave each user's history out of the ranking (evaluation.exclude_history's protocol; set it
+    # to false where the dataset repeats items, as the Yelp profiles do)
+    select_exclude_history: bool = neutral(True)
+    # stop after this many epochs without a better selection metric (val loss for "best", NDCG@10 for "ndcg");
+    # None: train every epoch. Needs select "best" or "ndcg"
+    patience: int | None = neutral(None)
     save_every_steps: int = runtime(0)  # extra mid-epoch checkpoints for long runs (0 = each epoch only)
     keep_checkpoints: int = runtime(0)  # keep the newest n epoch checkpoints (0 = all); the selected one stays
     resume: bool = runtime(True)  # continue from the newest matching checkpoint of an interrupted run
@@ -159,8 +174,20 @@ class LMConfig:
                 f"lm.lr must be > 0, lm.weight_decay and lm.max_grad_norm >= 0; got "
                 f"{self.lr}, {self.weight_decay}, {self.max_grad_norm}"
             )
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"lm.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"lm.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.select_users <= 0 or self.select_beam_size < 10:
+            raise ConfigError(
+                f"lm.select_users must be > 0 and lm.select_beam_size >= 10 (NDCG@10 needs 10 items), got "
+                f"{self.select_users}, {self.select_beam_size}"
+            )
+        if self.patience is not None and (self.patience <= 0 or self.select == "last"):
+            raise ConfigError(
+                f"lm.patience ({self.patience}) must be > 0 and needs lm.select 'best' or 'ndcg' (a metric to wait "
+                f"for), got lm.select {self.select!r}"
+            )
         if self.save_every_steps < 0 or self.keep_checkpoints < 0:
             raise ConfigError("lm.save_every_steps and lm.keep_checkpoints must be >= 0")
         if self.is_tiny and self.prompt == "lcrec":

@@ -42,9 +42,12 @@ class SupervisedNLL(nn.Module):
     that go through the wrapped module's ``forward``.
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, label_smoothing: float = 0.0):
         super().__init__()
         self.model = model
+        # lm.label_smoothing: the training loss spreads this much of each target's mass uniformly over the
+        # vocabulary (F.cross_entropy's label_smoothing); 0 is the paper's NLL. Validation stays plain NLL.
+        self.label_smoothing = label_smoothing
         base = unwrap(model)
         self.fast = type(base).__name__ in PLAIN_HEAD_ARCHS and hasattr(base, "model")
 
@@ -94,6 +97,7 @@ class SupervisedNLL(nn.Module):
         position_ids: torch.Tensor | None = None,
         segment_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Summed NLL (a scalar, fp32) of the supervised tokens of the batch (padded or packed)."""
+        """Summed NLL (a scalar, fp32) of the supervised tokens of the batch (padded or packed); with
+        ``label_smoothing`` ε, the summed ``(1 - ε)·NLL + ε·mean over the vocabulary of -log p``."""
         logits, targets = self.supervised_logits(input_ids, attention_mask, labels, position_ids, segment_ids)
-        return F.cross_entropy(logits.float(), targets, reduction="sum")
+        return F.cross_entropy(logits.float(), targets, reduction="sum", label_smoothing=self.label_smoothing)

@@ -46,9 +46,15 @@ from agrec.lm.finetune import merged_for_inference
 from agrec.lm.prompts import PromptFormat, Samples, build_eval_samples, build_train_samples, make_prompt_format
 from agrec.lm.random_ids import random_code_table
 from agrec.lm.trainer import Trainer, TrainResult
+from agrec.decode.beam import generate_items
+from agrec.decode.config import DecodeConfig
+from agrec.decode.trie import ItemTrie
+from agrec.metrics import evaluate_rankings
 from agrec.lm.vocab import add_code_tokens
 from agrec.semantic_ids.codes import CodeTable
 from agrec.run.session import Session
+from agrec.semantic_ids.stage import prepare_codes
+from agrec.data.stage import prepare_data
 
 STAGE = "lm"
 LOSS_CSV = "loss_curve.csv"
@@ -84,7 +90,6 @@ def resolve_codes(
     cfg = session.profile.lm
     if cfg.codes == "random":
         return random_code_table(n_items, cfg.random_codebook_sizes, session.profile.seed, item_ids=item_ids)
-    from agrec.semantic_ids.stage import prepare_codes  # imported lazily: that stage is built in parallel
 
     env = env or DistEnv()
     with env.main_first():
@@ -183,6 +188,18 @@ def make_training_job(
             return built.model
         return load_checkpoint_model(ckpt, cfg, codes, base_dir, trainable=True, log=log).model
 
+    rec_eval = None
+    if cfg.select == "ndcg":
+        rec_eval = validation_ndcg(
+            cfg,
+            fmt.prompt_ids,
+            built.vocab.item_token_ids,
+            valid_histories,
+            valid_targets,
+            seed,
+            int(built.tokenizer.pad_token_id),
+        )
+
     trainer = Trainer(
         build_model,
         _save_fn(built, tiny_base),
@@ -196,8 +213,41 @@ def make_training_job(
         pad_id=int(built.tokenizer.pad_token_id),
         env=env,
         log=log,
+        rec_eval=rec_eval,
     )
     return TrainingJob(trainer=trainer, built=built, prompt=fmt, train=train, valid=valid)
+
+
+def validation_ndcg(
+    cfg: LMConfig,
+    prompt_fn: Callable[[Any], list[int]],  # a history (item ids) -> prompt token ids
+    item_token_ids: torch.Tensor,
+    histories: Sequence[np.ndarray],
+    targets: Sequence[int] | np.ndarray,
+    seed: int,
+    pad_token_id: int,
+) -> Callable[[torch.nn.Module], dict[str, float]]:
+    """``lm.select: ndcg``'s metric: HR@10 and NDCG@10 of the LM alone (α = 0: trie-constrained beam search
+    with ``lm.select_beam_size`` beams) on the validation items of ``lm.select_users`` users drawn with
+    ``seed`` (the same users after every epoch), each user's history left out unless
+    ``lm.select_exclude_history`` is false. ``histories [U]`` and ``targets [U]`` are the validation users'."""
+    n = len(histories)
+    if cfg.select_users >= n:
+        users = np.arange(n)
+    else:
+        users = np.sort(np.random.default_rng(seed).choice(n, size=cfg.select_users, replace=False))
+    prompts = [prompt_fn(histories[int(u)]) for u in users]
+    exclude = [histories[int(u)] for u in users] if cfg.select_exclude_history else None
+    want = np.asarray(targets)[users]
+    trie = ItemTrie.build(item_token_ids)
+    dec = DecodeConfig(alpha=0.0, beam_size=cfg.select_beam_size, batch_size=cfg.eval_batch_size)
+
+    def evaluate(model: torch.nn.Module) -> dict[str, float]:
+        res = generate_items(model, prompts, trie, cfg=dec, exclude=exclude, k=10, pad_token_id=pad_token_id)
+        m = evaluate_rankings(res.items.numpy(), want, [10])
+        return {"val_HR@10": m["HR@10"], "val_NDCG@10": m["NDCG@10"]}
+
+    return evaluate
 
 
 @overload
@@ -235,7 +285,6 @@ def train_lm(
     env = init_distributed()
     profile, run, cfg = session.profile, session.run, session.profile.lm
     say = log if env.is_main else (lambda s: None)
-    from agrec.data.stage import prepare_data  # the data stage, as every stage uses it
 
     with env.main_first():
         ds, split = prepare_data(session)
@@ -340,8 +389,6 @@ def load_lm(
     if rec is None:
         raise AgrecError(f"no trained LM in {run.root / STAGE}: run train_lm(session) or `agrec run --stages lm` first")
     if codes is None:
-        from agrec.data.stage import prepare_data
-
         ds, _ = prepare_data(session)
         codes = resolve_codes(session, ds.n_items, ds.item_ids)
     folder = run.root / STAGE / rec["checkpoint"]

@@ -25,7 +25,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, cast
+from typing import Any, Callable, cast
 
 import numpy as np
 import pandas as pd
@@ -70,6 +70,7 @@ class TrainState:
     train_time_s: float = 0.0  # wall time inside training steps (no evaluation, no saving)
     steps: list[dict] = field(default_factory=list)  # one row per optimizer step
     evals: list[dict] = field(default_factory=list)  # one row per evaluation (epoch end)
+    stopped_by_patience: bool = False  # lm.patience ended training (a resume does not continue it)
 
 
 @dataclass
@@ -163,6 +164,7 @@ class Trainer:
         pad_id: int,
         env: DistEnv | None = None,
         log: Callable[[str], None] = print,
+        rec_eval: Callable[[Any], dict[str, float]] | None = None,
     ):
         if len(train) == 0:
             raise ValueError("no training samples")
@@ -184,6 +186,10 @@ class Trainer:
                 f"({int(self._lengths.max())} tokens); raise it or leave it null"
             )
         self.stop_after_step: int | None = None  # test hook: raise TrainingInterrupted after this step
+        # lm.select "ndcg": the model's validation recommendation metrics (``{"val_NDCG@10": …}``) after each epoch
+        self.rec_eval = rec_eval
+        if cfg.select == "ndcg" and rec_eval is None:
+            raise ConfigError("lm.select 'ndcg' needs a recommendation evaluation of the model (rec_eval)")
 
     # -- plan -------------------------------------------------------------------------------------
     def plan(self, epoch: int) -> list[list[np.ndarray]]:
@@ -371,7 +377,7 @@ class Trainer:
             if "cuda" in rng and env.device.type == "cuda":
                 torch.cuda.set_rng_state(rng["cuda"], env.device)
             self.log(f"lm: resuming from {ckpt.name} (epoch {state.epoch}, step {state.global_step} of {total})")
-        loss_mod = SupervisedNLL(model)
+        loss_mod = SupervisedNLL(model, cfg.label_smoothing)
         ddp = None
         if env.distributed:
             ddp = torch.nn.parallel.DistributedDataParallel(
@@ -407,7 +413,7 @@ class Trainer:
             pending.clear()
 
         last: Path | None = ckpt
-        done = state.global_step >= total
+        done = state.global_step >= total or state.stopped_by_patience
         stopped_early = False
         for epoch in range(state.epoch, cfg.epochs):
             if done:
@@ -471,6 +477,7 @@ class Trainer:
                 "epoch": epoch + 1,
                 "step": state.global_step,
                 **self.evaluate(loss_mod),
+                **(self._rec_metrics(model) if self.rec_eval is not None else {}),
                 "train_loss": float(np.mean([r["loss"] for r in state.steps if r["epoch"] == epoch])),
             }
             state.evals.append(row)
@@ -490,8 +497,14 @@ class Trainer:
                 last = self._save(f"step-{state.global_step:07d}", model, optimizer, scheduler, state)
                 break
             state.epoch, state.step_in_epoch = epoch + 1, 0
+            waited = self._epochs_since_best(state)
+            if cfg.patience is not None and waited >= cfg.patience and epoch + 1 < cfg.epochs:
+                state.stopped_by_patience = True
+                self.log(f"lm: no better {self._metric_name()} for {waited} epoch(s): stopping (lm.patience)")
             last = self._save(f"epoch-{epoch + 1:03d}", model, optimizer, scheduler, state)
             self._prune(state, keep={self._select(state, last)})
+            if state.stopped_by_patience:
+                break
         if bar is not None:
             bar.close()
         if task is not None:
@@ -502,10 +515,36 @@ class Trainer:
         self._prune(state, keep={selected, last})
         return TrainResult(selected=selected, state=state, params=params, precision=self.precision, world=env.world)
 
+    def _rec_metrics(self, model: Any) -> dict[str, float]:
+        assert self.rec_eval is not None
+        was_training = model.training
+        model.eval()
+        try:
+            return {k: float(v) for k, v in self.rec_eval(model).items()}
+        finally:
+            model.train(was_training)
+
+    def _metric_name(self) -> str:
+        return "validation NDCG@10" if self.cfg.select == "ndcg" else "validation loss"
+
+    def _best_index(self, state: TrainState) -> int:
+        """The evaluation row of the selection metric's best epoch: lowest val loss (``best``) or highest
+        ``val_NDCG@10`` (``ndcg``); ties go to the earlier epoch."""
+        if self.cfg.select == "ndcg":
+            return max(range(len(state.evals)), key=lambda i: (state.evals[i]["val_NDCG@10"], -i))
+        return min(range(len(state.evals)), key=lambda i: (state.evals[i]["val_loss"], i))
+
+    def _epochs_since_best(self, state: TrainState) -> int:
+        """Epoch evaluations after the best one (0 when the last is the best, or when nothing is selected)."""
+        if self.cfg.select == "last" or not state.evals:
+            return 0
+        return len(state.evals) - 1 - self._best_index(state)
+
     def _select(self, state: TrainState, last: Path) -> Path:
-        """``last``, or with ``select: best`` the epoch checkpoint of the lowest validation loss."""
+        """``last``, or the epoch checkpoint of the best validation loss (``select: best``) or validation
+        NDCG@10 (``select: ndcg``)."""
         if self.cfg.select == "last" or not state.evals:
             return last
-        best = min(state.evals, key=lambda r: r["val_loss"])
+        best = state.evals[self._best_index(state)]
         folder = self.ckpt_dir / f"epoch-{best['epoch']:03d}"
         return folder if folder.is_dir() else last

@@ -25,6 +25,7 @@ from typing import Any
 from agrec.config import STAGE_NOTEBOOKS, load_profile
 from agrec.errors import AgrecError, shorten
 from agrec.io import atomic_path
+from agrec.run.pipeline import default_notebooks_dir
 
 ANALYSIS_NOTEBOOK = STAGE_NOTEBOOKS["analysis"]
 
@@ -47,8 +48,6 @@ def prepare_lab(
     import nbformat
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
-
-    from agrec.run.pipeline import default_notebooks_dir
 
     config_path = Path(config_path).resolve()
     load_profile(config_path, overrides)  # a bad profile fails here, not in six notebooks

@@ -24,6 +24,7 @@ import agrec
 from agrec.canonical import keyed_record
 from agrec.fingerprint import short_hash
 from agrec.run.provenance import library_versions
+from agrec.config import STAGES
 
 if TYPE_CHECKING:
     from agrec.config import Profile
@@ -332,7 +333,6 @@ def pipeline_status(
     profile: "Profile", run: "RunDir", stages: list[str] | None = None, verify: bool = False
 ) -> list[StageStatus]:
     """The status of each stage of the profile's pipeline (or ``stages``), in pipeline order."""
-    from agrec.config import STAGES
 
     wanted = stages if stages is not None else profile.pipeline.stages
     memo: dict[str, StageStatus] = {}

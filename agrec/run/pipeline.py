@@ -19,15 +19,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from agrec.config import STAGE_NOTEBOOKS, Profile, load_profile
+from agrec.config import Profile, STAGE_NOTEBOOKS, load_profile
 from agrec.errors import AgrecError, ConfigError, StageError
 from agrec.io import atomic_path, atomic_write_json
 from agrec.paths import safe_component, safe_join
-from agrec.progress import follow as follow_progress
-from agrec.progress import kernel_ipc_config
+from agrec.progress import follow as follow_progress, kernel_ipc_config
 from agrec.run.provenance import library_versions
 from agrec.run.rundir import RunDir, ensure_writable
 from agrec.run.runlock import locked
+from agrec.fingerprint import sha256_file, sha256_json
+from agrec.run.lineage import REPORT_ONLY, config_key, pipeline_status, stage_folders, stage_status, upstream
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -162,8 +163,6 @@ def report_key(profile: Profile, run: RunDir, stage: str, notebook: Path, params
     """What a stage's executed notebook depends on: the notebook's own content, its parameters, the
     stage's config key and the digests of its record and its upstream records. A report whose key
     matches need not be executed again."""
-    from agrec.fingerprint import sha256_file, sha256_json
-    from agrec.run.lineage import REPORT_ONLY, config_key, upstream
 
     digests = {s: run.digest(s) for s in (*upstream(profile, stage), stage) if not (s == stage and s in REPORT_ONLY)}
     return sha256_json(
@@ -224,7 +223,6 @@ def run_pipeline(
     listed stages; ``reuse_only`` refuses to compute anything (a named error lists what is not current);
     ``verify`` rehashes every artefact instead of trusting unchanged sizes and modification times.
     """
-    from agrec.run.lineage import pipeline_status
 
     profile = load_profile(config_path, overrides)
     wanted = stages if stages is not None else profile.pipeline.stages
@@ -266,7 +264,6 @@ def _run_stages(
     verify: bool,
 ) -> Profile:
     """The body of :func:`run_pipeline`, under the run folder's writer lock."""
-    from agrec.run.lineage import REPORT_ONLY, stage_folders, stage_status
 
     # Relative to the notebooks' folder (the kernel's cwd), so executed reports carry no machine paths.
     params = {"config_path": os.path.relpath(_source(profile), nb_dir), "overrides": dict(overrides or {})}
@@ -344,7 +341,6 @@ def status(
     verify: bool = False,
 ) -> list["StageStatus"]:
     """``agrec status``: per stage, current / stale (and why) / missing."""
-    from agrec.run.lineage import pipeline_status
 
     profile = load_profile(config_path, overrides)
     return pipeline_status(profile, RunDir(profile.run_dir), stages, verify=verify)

@@ -38,6 +38,9 @@ from agrec.manifest import MANIFEST, write_manifest
 from agrec.io import atomic_dir, atomic_path, atomic_write_json, atomic_write_text
 from agrec.run.rundir import RunDir
 from agrec.run.runlock import locked
+from agrec.decode.stage import RESULTS, SECTIONS, STAGE, load_rankings, read_results
+from agrec.analysis.significance import paired_test, user_gains
+from agrec.run.lineage import stage_status
 
 MANIFEST_KIND = "agrec seeds aggregate"
 SEEDS_DIR = "seeds"  # sub-folder of the profile's run/report folders holding the other seeds
@@ -229,7 +232,6 @@ def discover_seeds(base: Profile) -> list[int]:
 
 
 def _decode_done(sr: SeedRun) -> bool:
-    from agrec.decode.stage import RESULTS, STAGE
 
     run = RunDir(sr.profile.run_dir)
     return run.read_record(STAGE) is not None and (run.root / STAGE / RESULTS).is_file()
@@ -263,9 +265,6 @@ def aggregate_seeds(
     The aggregate against the default reference, ``AGRec (<evaluation.scorer>)``, goes to ``seeds/``; against
     another row to ``seeds/vs_<row slug>/`` (``AGRec (sasrec)`` -> ``seeds/vs_agrec_sasrec/``), so that testing
     another row never overwrites the main summary."""
-    from agrec.analysis.significance import paired_test, user_gains
-    from agrec.decode.stage import RESULTS, SECTIONS, STAGE, load_rankings, read_results
-    from agrec.run.lineage import stage_status
 
     base = load_profile(config_path, overrides)
     seeds = discover_seeds(base) if seeds is None else seeds

@@ -5,7 +5,7 @@ from scipy import stats
 
 from agrec.analysis.significance import (bootstrap_ci, decode_significance, mcnemar_exact, p_values_by_row,
                                          paired_test, parts_significance, user_gains, wilcoxon_p)
-from agrec.decode.stage import DecodeReport, slug
+from agrec.decode.stage import DecodeReport, save_rankings
 from agrec.errors import AgrecError
 from agrec.metrics import evaluate_rankings
 
@@ -130,9 +130,8 @@ def test_user_gains_match_evaluate_rankings():
 
 
 def _fake_decode(folder, rows, users, targets):
-    for name, items in rows.items():
-        np.savez(folder / "rankings" / f"{slug(name)}__test.npz", users=users, targets=targets, items=items,
-                 scores=np.zeros(items.shape))
+    for name, items in rows.items():   # through the decode stage's writer
+        save_rankings(folder, name, "test", users, targets, items, np.zeros(items.shape))
     return DecodeReport(rows=[{"name": n} for n in rows], curve=[], chosen={}, n_users=len(users), seconds=0.0,
                         folder=folder)
 

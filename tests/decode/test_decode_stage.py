@@ -66,3 +66,17 @@ def test_results_json_round_trips_through_its_one_writer_and_reader(tmp_path):
     (tmp_path / RESULTS).write_text(json.dumps({**d, "format": True}))
     with pytest.raises(AgrecError, match=r"'format' is True, not a positive integer"):
         load_report(tmp_path)
+
+
+def test_rankings_round_trip_through_their_writer_and_reader(tmp_path):
+    from agrec.decode.stage import load_rankings, save_rankings
+
+    users, targets = np.array([0, 3]), np.array([7, 9])
+    items, scores = np.array([[7, 1, 2], [4, 9, 5]]), np.array([[-0.5, -1.0, -2.0], [-0.1, -0.2, -0.3]])
+    path = save_rankings(tmp_path, "AGRec (lightgcn)", "test", users, targets, items, scores)
+    assert path == tmp_path / "rankings" / "agrec_lightgcn__test.npz"
+    got = load_rankings(tmp_path, "AGRec (lightgcn)", "test")
+    assert {k: v.tolist() for k, v in got.items()} == {"users": [0, 3], "targets": [7, 9], "items": items.tolist(),
+                                                       "scores": scores.tolist()}
+    with pytest.raises(ValueError, match=r"do not describe one ranking per user"):
+        save_rankings(tmp_path, "x", "test", users, targets[:1], items, scores)

@@ -164,3 +164,95 @@ def test_lora_run_resumes_exactly_from_a_mid_epoch_checkpoint(tmp_path):
     theirs = AutoPeftModelForCausalLM.from_pretrained(resumed.selected)
     ids = torch.tensor([[5, 9, 14, 3]])
     assert torch.equal(logits(ours, ids), logits(theirs, ids))
+
+
+def _scripted(trainer, ndcgs):
+    """Replace the job's recommendation metric by a script: epoch i reports ndcgs[i] (the selection logic is
+    what is tested; validation_ndcg itself is tested below)."""
+    calls = []
+
+    def rec(model):
+        calls.append(model.training)
+        return {"val_HR@10": 0.5, "val_NDCG@10": ndcgs[len(calls) - 1]}
+
+    trainer.rec_eval = rec
+    return calls
+
+
+def test_select_ndcg_hands_on_the_epoch_of_the_best_validation_ndcg(tmp_path):
+    j = job(tmp_path, "ndcg", tiny_cfg(epochs=3, select="ndcg", select_users=8))
+    calls = _scripted(j.trainer, [0.10, 0.30, 0.20])
+    res = j.trainer.fit()
+    assert [r["val_NDCG@10"] for r in res.state.evals] == [0.10, 0.30, 0.20]
+    assert res.selected.name == "epoch-002" and calls == [False, False, False]   # evaluated in eval mode
+    assert sorted(p.name for p in (tmp_path / "ndcg" / "checkpoints").iterdir()) == ["epoch-001", "epoch-002",
+                                                                                     "epoch-003"]
+
+
+def test_patience_stops_after_epochs_without_a_better_metric_and_a_resume_does_not_continue(tmp_path):
+    cfg = tiny_cfg(epochs=5, select="ndcg", select_users=8, patience=2)
+    j = job(tmp_path, "p", cfg)
+    _scripted(j.trainer, [0.30, 0.20, 0.25, 0.9, 0.9])
+    res = j.trainer.fit()
+    # epoch 1 is best; epochs 2 and 3 are not better: stop after epoch 3, hand on epoch 1
+    assert [r["epoch"] for r in res.state.evals] == [1, 2, 3] and res.state.stopped_by_patience
+    assert res.selected.name == "epoch-001"
+    again = job(tmp_path, "p", cfg)
+    _scripted(again.trainer, [0.9, 0.9])
+    resumed = again.trainer.fit(resume=True)
+    assert [r["epoch"] for r in resumed.state.evals] == [1, 2, 3] and resumed.selected.name == "epoch-001"
+    # patience on the validation loss: "best" keeps the lowest loss
+    best = job(tmp_path, "b", tiny_cfg(epochs=2, select="best", patience=1)).trainer.fit()
+    assert best.selected.name == f"epoch-{1 + int(np.argmin([r['val_loss'] for r in best.state.evals])):03d}"
+
+
+def test_validation_ndcg_is_the_lm_alone_on_a_fixed_sample_of_users(tmp_path):
+    from agrec.decode.beam import generate_items
+    from agrec.decode.config import DecodeConfig
+    from agrec.decode.trie import ItemTrie
+    from agrec.lm.stage import validation_ndcg
+
+    cfg = tiny_cfg(epochs=1, select="ndcg", select_users=10, select_beam_size=12)
+    j = job(tmp_path, "v", cfg)
+    histories, targets = [s[:-1] for s in SEQS], np.array([int(s[-1]) for s in SEQS])
+    f = validation_ndcg(cfg, j.prompt.prompt_ids, j.built.vocab.item_token_ids, histories, targets, 7,
+                        int(j.built.tokenizer.pad_token_id))
+    got = f(j.built.model)
+    # by hand: the same 10 users (drawn with the seed), decoded at α = 0, the target's rank among 10 items
+    users = np.sort(np.random.default_rng(7).choice(len(SEQS), size=10, replace=False))
+    res = generate_items(j.built.model, [j.prompt.prompt_ids(histories[u]) for u in users],
+                         ItemTrie.build(j.built.vocab.item_token_ids), cfg=DecodeConfig(alpha=0.0, beam_size=12),
+                         exclude=[histories[u] for u in users], k=10, pad_token_id=int(j.built.tokenizer.pad_token_id))
+    ranks = [list(row).index(t) if t in row else None for row, t in zip(res.items.tolist(), targets[users])]
+    hr = sum(r is not None for r in ranks) / 10
+    ndcg = sum(1 / np.log2(r + 2) for r in ranks if r is not None) / 10
+    assert got["val_HR@10"] == pytest.approx(hr) and got["val_NDCG@10"] == pytest.approx(ndcg)
+    assert f(j.built.model) == got                       # the same users every time
+
+
+def test_selection_options_are_checked():
+    with pytest.raises(Exception, match="lm.patience .* needs lm.select 'best' or 'ndcg'"):
+        tiny_cfg(patience=2)
+    with pytest.raises(Exception, match="lm.select_beam_size >= 10"):
+        tiny_cfg(select="ndcg", select_beam_size=5)
+
+
+def test_label_smoothing_is_the_mixture_of_nll_and_the_uniform_cross_entropy():
+    from agrec.lm.loss import SupervisedNLL
+
+    from agrec.lm.build import build_fresh
+
+    cfg = tiny_cfg()
+    model = build_fresh(cfg, CODES, 0, None, log=lambda s: None).model.eval()
+    ids = torch.tensor([[3, 4, 5, 6, 7, 8]])
+    labels = torch.tensor([[-100, -100, -100, 6, 7, 8]])
+    plain, smooth = SupervisedNLL(model), SupervisedNLL(model, label_smoothing=0.2)
+    with torch.no_grad():
+        logits, targets = plain.supervised_logits(ids, None, labels)
+        logp = torch.log_softmax(logits.float(), -1)
+        nll = -logp[torch.arange(len(targets)), targets].sum()
+        uniform = -logp.mean(-1).sum()
+        assert float(plain(ids, None, labels)) == pytest.approx(float(nll), rel=1e-6)
+        assert float(smooth(ids, None, labels)) == pytest.approx(float(0.8 * nll + 0.2 * uniform), rel=1e-6)
+    with pytest.raises(Exception, match=r"lm.label_smoothing must be in \[0, 1\)"):
+        tiny_cfg(label_smoothing=1.0)
