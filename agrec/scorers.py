@@ -12,7 +12,7 @@ decode stage masks train items for valid, train + validation items for test).
 :func:`load_scorer` resolves a name: a GNN (``lightgcn``, ``sgl``, ``xsimgcl``) becomes a
 :class:`GNNScorer` over the gnn stage's model — the training-split model for ``"valid"``, the test-time
 model of ``gnn.train.test_graph`` for ``"test"``; ``"sasrec"`` is trained (or reused) by
-``agrec.baselines.stage.train_sasrec(session)``, imported only when asked for.
+``agrec.baselines.stage.train_sasrec``, imported only when asked for.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from agrec.gnn.config import GNN_MODELS
 
 if TYPE_CHECKING:
     from agrec.data.stage import RunData
-    from agrec.run.session import Session
 
 TARGETS: tuple[str, ...] = ("valid", "test")
 __all__ = ["SCORERS", "TARGETS", "TopNScorer", "GNNScorer", "load_scorer", "only_row", "agrec_row"]
@@ -80,21 +79,19 @@ class GNNScorer:
         return torch.cat(out)
 
 
-def load_scorer(source: "Session | RunData", name: str) -> TopNScorer:
-    """The scorer ``name`` for a run: a GNN of the gnn stage or ``"sasrec"`` (see module doc). ``source``: the
-    run's session, or its :class:`~agrec.data.stage.RunData` when the caller has loaded the data stage (the
-    scorer is then built from it: the data stage is neither reloaded nor re-checked)."""
+def load_scorer(data: RunData, name: str) -> TopNScorer:
+    """The scorer ``name`` for a run: a GNN of the gnn stage or ``"sasrec"`` (see module doc), built from the
+    run's loaded data stage (:class:`~agrec.data.stage.RunData`, from ``load_run_data(session)``), which is
+    neither reloaded nor re-checked."""
     # The stage modules train the models; they sit a layer above this one, so they are imported here, on use.
     if name in GNN_MODELS:
-        from agrec.data.stage import load_run_data
         from agrec.gnn.stage import gnn_for_target, train_gnn
 
-        data = load_run_data(source)
         return GNNScorer(name, train_gnn(data, name), lambda: gnn_for_target(data, name, "test"))
     if name == "sasrec":
         from agrec.baselines.stage import train_sasrec  # the sasrec branch; imported only when used
 
-        return train_sasrec(source)
+        return train_sasrec(data)
     raise ConfigError(f"unknown scorer {name!r}; known: {list(SCORERS)}")
 
 

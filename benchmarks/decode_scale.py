@@ -102,8 +102,6 @@ def memory(args) -> dict:
     import agrec.data.stage as data_stage
     import agrec.decode.evaluate as evaluate
     import agrec.decode.stage as decode_stage
-    import agrec.gnn.stage as gnn_stage
-    import agrec.lm.stage as lm_stage
     import agrec.run.rundir as rundir
     from agrec.decode.beam import DecodeResult
     from agrec.run.session import open_session
@@ -123,10 +121,10 @@ def memory(args) -> dict:
         return DecodeResult(items=items, scores=-torch.arange(k, dtype=torch.float32).expand(len(prompts), k).clone())
 
     evaluate.generate_items = stub_generate
-    lm_stage.train_lm = lambda session: bundle
-    gnn_stage.run_gnn_stage = lambda session: None
+    decode_stage.train_lm = lambda session: bundle  # the names decode.stage imported
+    decode_stage.run_gnn_stage = lambda data: None
     data_stage.prepare_data = lambda session: (types.SimpleNamespace(n_items=n_items), split)
-    decode_stage.load_scorer = lambda session, name: scorers[name]
+    decode_stage.load_scorer = lambda data, name: scorers[name]
     rundir.RunDir.mark_done = lambda self, *a, **k: None
     run_dir = Path(tempfile.mkdtemp(prefix="decode_scale_"))
     overrides = {"evaluation.alpha_grid": [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0], "evaluation.scorers": names,
@@ -178,6 +176,7 @@ def shared(args) -> dict:
         from agrec.data.stage import prepare_data
         from agrec.decode import ItemTrie
         from agrec.lm.stage import train_lm
+        from agrec.data.stage import load_run_data
         from agrec.scorers import load_scorer
         from agrec.run.session import open_session
 
@@ -186,7 +185,7 @@ def shared(args) -> dict:
         _, split = prepare_data(session)
         bundle = train_lm(session)  # the run's LM: reused when current, trained here otherwise
         model, trie, prompt = bundle.model, ItemTrie.build(bundle.item_token_ids), bundle.prompt_ids
-        scorer, seed = load_scorer(session, session.profile.evaluation.scorer), session.profile.seed
+        scorer, seed = load_scorer(load_run_data(session), session.profile.evaluation.scorer), session.profile.seed
     else:
         torch.set_num_threads(args.threads)
         split, n_items, tokens, trie, prompt, vocab = load_instruments(Path(args.data))

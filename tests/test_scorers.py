@@ -7,8 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from types import SimpleNamespace
-
 from agrec.data.stage import RunData
 from agrec.errors import AgrecError, ConfigError
 from agrec.scorers import GNNScorer, TopNScorer, agrec_row, load_scorer, only_row
@@ -51,13 +49,13 @@ def test_load_scorer_resolves_sasrec_lazily_through_the_baselines_stage(monkeypa
             return torch.zeros(len(users), 3)
 
     stage = types.ModuleType("agrec.baselines.stage")
-    stage.train_sasrec = lambda session: calls.append(session) or FakeSASRec()
+    stage.train_sasrec = lambda data: calls.append(data) or FakeSASRec()
     monkeypatch.setitem(sys.modules, "agrec.baselines", types.ModuleType("agrec.baselines"))
     monkeypatch.setitem(sys.modules, "agrec.baselines.stage", stage)
-    scorer = load_scorer("the session", "sasrec")
-    assert isinstance(scorer, TopNScorer) and calls == ["the session"]
+    scorer = load_scorer("the run data", "sasrec")
+    assert isinstance(scorer, TopNScorer) and calls == ["the run data"]
     with pytest.raises(ConfigError, match="unknown scorer 'bpr'"):
-        load_scorer("the session", "bpr")
+        load_scorer("the run data", "bpr")
 
 
 def test_load_scorer_wraps_the_gnn_stage_models(monkeypatch):
@@ -74,15 +72,6 @@ def test_load_scorer_wraps_the_gnn_stage_models(monkeypatch):
     assert asked == [("train", "sgl", data)]
     assert scorer.score_users(np.array([0]), "test").tolist() == [[100, 101, 102, 103]]
     assert asked == [("train", "sgl", data), ("test", "sgl", data)]
-    # from a session, the data stage is loaded once and the same RunData goes to both models
-    import agrec.data.stage as data_stage
-
-    loads = []
-    monkeypatch.setattr(data_stage, "prepare_data", lambda session: loads.append(session) or ("ds2", "split2"))
-    asked.clear()
-    scorer = load_scorer(SimpleNamespace(profile="p2", run="r2"), "lightgcn")
-    scorer.score_users(np.array([0]), "test")
-    assert len(loads) == 1 and asked[0][2] is asked[1][2] and asked[0][2].split == "split2"
 
 
 def test_row_names_keep_the_gnn_rows_and_name_other_scorers():

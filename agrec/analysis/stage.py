@@ -36,7 +36,7 @@ from agrec.decode.trie import ItemTrie
 from agrec.errors import AgrecError
 from agrec.run.report import read_results
 from agrec.run.session import Session
-from agrec.data.stage import prepare_data
+from agrec.data.stage import load_run_data
 from agrec.decode.stage import evaluate_decoding
 from agrec.gnn.config import GNN_MODELS
 from agrec.lm.stage import train_lm
@@ -83,14 +83,15 @@ def gather_inputs(session: Session, log=print) -> AnalysisInputs:
 
     profile = session.profile
     cfg: AnalysisConfig = getattr(profile, "analysis", None) or AnalysisConfig()
-    ds, split = prepare_data(session)
+    data = load_run_data(session)
+    ds, split = data.ds, data.split
     sem = prepare_semantic_ids(session, progress=False)
     bundle = train_lm(session)
     scorer = profile.evaluation.scorer
     # The GNN whose scores the explorers and the case study show: the decode stage's own model for the target
     # (the test-time model of gnn.train.test_graph for "test"); with a non-GNN scorer, the profile's gnn.model.
     gnn_name = scorer if scorer in GNN_MODELS else profile.gnn.model
-    gnn = cast(Any, load_scorer(session, gnn_name)).model(cfg.target)  # a GNN scorer: its model for the target
+    gnn = cast(Any, load_scorer(data, gnn_name)).model(cfg.target)  # a GNN scorer: its model for the target
     report = evaluate_decoding(session, log=log)
     rankings = {
         "lm": report.rankings("w/o Graph", cfg.target),

@@ -473,34 +473,12 @@ class Trainer:
                     flush()
                     last = self._save(f"step-{state.global_step:07d}", model, optimizer, scheduler, state)
             flush()
-            row = {
-                "epoch": epoch + 1,
-                "step": state.global_step,
-                **self.evaluate(loss_mod),
-                **(self._rec_metrics(model) if self.rec_eval is not None else {}),
-                "train_loss": float(np.mean([r["loss"] for r in state.steps if r["epoch"] == epoch])),
-            }
-            state.evals.append(row)
-            self.log(
-                f"lm: epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}, val loss "
-                f"{row['val_loss']:.4f}, val next-item acc {row['val_item_acc']:.4f}"
-            )
-            if task is not None:
-                task.update(
-                    state.global_step,
-                    milestone=True,
-                    epoch=f"{epoch + 1}/{cfg.epochs}",
-                    train_loss=row["train_loss"],
-                    val_loss=row["val_loss"],
-                )
+            self._evaluate_epoch(state, epoch, loss_mod, model, task)
             if stopped_early:  # max_steps inside an epoch: a checkpoint of the partial epoch
                 last = self._save(f"step-{state.global_step:07d}", model, optimizer, scheduler, state)
                 break
             state.epoch, state.step_in_epoch = epoch + 1, 0
-            waited = self._epochs_since_best(state)
-            if cfg.patience is not None and waited >= cfg.patience and epoch + 1 < cfg.epochs:
-                state.stopped_by_patience = True
-                self.log(f"lm: no better {self._metric_name()} for {waited} epoch(s): stopping (lm.patience)")
+            self._check_patience(state)
             last = self._save(f"epoch-{epoch + 1:03d}", model, optimizer, scheduler, state)
             self._prune(state, keep={self._select(state, last)})
             if state.stopped_by_patience:
@@ -514,6 +492,40 @@ class Trainer:
         selected = self._select(state, last)
         self._prune(state, keep={selected, last})
         return TrainResult(selected=selected, state=state, params=params, precision=self.precision, world=env.world)
+
+    def _evaluate_epoch(self, state: TrainState, epoch: int, loss_mod: SupervisedNLL, model: Any, task: Any) -> None:
+        """The end-of-epoch evaluation row (validation loss and accuracies, the recommendation metrics of
+        ``lm.select: ndcg``, the epoch's mean training loss), logged and appended to ``state.evals``."""
+        cfg = self.cfg
+        row = {
+            "epoch": epoch + 1,
+            "step": state.global_step,
+            **self.evaluate(loss_mod),
+            **(self._rec_metrics(model) if self.rec_eval is not None else {}),
+            "train_loss": float(np.mean([r["loss"] for r in state.steps if r["epoch"] == epoch])),
+        }
+        state.evals.append(row)
+        self.log(
+            f"lm: epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}, val loss "
+            f"{row['val_loss']:.4f}, val next-item acc {row['val_item_acc']:.4f}"
+            + (f", val NDCG@10 {row['val_NDCG@10']:.4f}" if "val_NDCG@10" in row else "")
+        )
+        if task is not None:
+            task.update(
+                state.global_step,
+                milestone=True,
+                epoch=f"{epoch + 1}/{cfg.epochs}",
+                train_loss=row["train_loss"],
+                val_loss=row["val_loss"],
+            )
+
+    def _check_patience(self, state: TrainState) -> None:
+        """Mark the run stopped once ``lm.patience`` epochs have passed without a better selection metric (never
+        after the last epoch: there is nothing left to stop)."""
+        waited = self._epochs_since_best(state)
+        if self.cfg.patience is not None and waited >= self.cfg.patience and state.epoch < self.cfg.epochs:
+            state.stopped_by_patience = True
+            self.log(f"lm: no better {self._metric_name()} for {waited} epoch(s): stopping (lm.patience)")
 
     def _rec_metrics(self, model: Any) -> dict[str, float]:
         assert self.rec_eval is not None
