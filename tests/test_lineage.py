@@ -301,3 +301,15 @@ def test_a_stage_computed_on_another_processor_is_current_with_a_note(profile_pa
     assert st.current and st.notes == [f"computed on another machine (cpu {rec['versions']['cpu']!r} -> "
                                        f"'Other CPU (family 6, model 143)'): a rerun here may give slightly "
                                        f"different numbers"]
+
+
+def test_a_record_of_a_newer_format_is_refused_not_overwritten(profile_path):
+    s = _session(profile_path)
+    prepare_data(s)
+    path = s.run.record_path("data")
+    rec = json.loads(path.read_text())
+    assert rec["format"] == 2
+    path.write_text(json.dumps({**rec, "format": 3}))
+    with pytest.raises(AgrecError, match=r"stage record format 3 was written by a newer agrec \(this one writes 2\)"):
+        prepare_data(s)
+    assert json.loads(path.read_text())["format"] == 3            # left as it was

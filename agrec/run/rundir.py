@@ -94,6 +94,13 @@ class RunDir:
             return None
         if not isinstance(rec, dict) or rec.get("stage") != stage or not isinstance(rec.get("config_hash"), str):
             return None
+        fmt = rec.get("format", 1)
+        if isinstance(fmt, int) and fmt > RECORD_FORMAT:
+            # never treated as absent: the stage would rerun and overwrite what a newer agrec recorded
+            raise AgrecError(
+                f"{p}: stage record format {fmt} was written by a newer agrec (this one writes {RECORD_FORMAT}); "
+                "upgrade agrec, or use another run folder"
+            )
         return rec
 
     def digest(self, stage: str) -> str | None:
