@@ -21,6 +21,7 @@ left empty rather than copied from memory. The protocol differences are part of 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -37,14 +38,86 @@ from agrec.io import atomic_write_text
 
 METRICS: tuple[str, ...] = ("HR@5", "NDCG@5", "HR@10", "NDCG@10")
 
-# Published rows of AGRec's Table 2 (Wang et al., ACL Findings 2025), test split, Llama-3.2-1B backbone for
-# AGRec. Only the values we could check against the paper's text are filled in; None = not verified here.
+
+def _row(h5: float, h10: float, n5: float, n10: float) -> dict[str, float | None]:
+    """A published row in the papers' column order (H@5, H@10, N@5, N@10)."""
+    return {"HR@5": h5, "NDCG@5": n5, "HR@10": h10, "NDCG@10": n10}
+
+
+# Published rows, test split: AGRec's Table 2 (Wang et al., ACL Findings 2025; its AGRec rows fine-tune
+# Llama-3.2-1B; "LR-Rec" in that table is LC-Rec), as quoted in this project's issue 20, and LC-Rec's own paper
+# (Zheng et al., ICDE 2024) for the datasets it has. Values are as printed (4 decimals); :func:`bound_violations`
+# checks each row against what any ranking metric must satisfy.
 PAPER_ROWS: dict[str, dict[str, dict[str, float | None]]] = {
     "Instruments": {
-        "TIGER": {"HR@5": None, "NDCG@5": None, "HR@10": 0.1058, "NDCG@10": 0.0797},
-        "AGRec (Llama-3.2-1B)": {"HR@5": None, "NDCG@5": None, "HR@10": 0.1260, "NDCG@10": 0.0950},
+        "SASRec": _row(0.0751, 0.0947, 0.0627, 0.0690),
+        "TIGER": _row(0.0870, 0.1058, 0.0737, 0.0797),
+        "LC-Rec": _row(0.0835, 0.1056, 0.0741, 0.0789),
+        "LETTER": _row(0.0921, 0.1137, 0.0791, 0.0848),
+        "AGRec (Llama-3.2-1B)": _row(0.1053, 0.1260, 0.0883, 0.0950),
+        "LC-Rec (its own paper)": _row(0.1002, 0.1220, 0.0856, 0.0926),
+    },
+    "Arts": {
+        "SASRec": _row(0.0757, 0.1051, 0.0521, 0.0612),
+        "TIGER": _row(0.0788, 0.1012, 0.0631, 0.0703),
+        "LC-Rec": _row(0.0931, 0.1133, 0.0752, 0.0812),
+        "LETTER": _row(0.0889, 0.1116, 0.0740, 0.0798),
+        "AGRec (Llama-3.2-1B)": _row(0.1019, 0.1223, 0.0820, 0.0887),
+        "LC-Rec (its own paper)": _row(0.1011, 0.1266, 0.0828, 0.0906),
+    },
+    "Games": {
+        "SASRec": _row(0.0581, 0.0940, 0.0365, 0.0481),
+        "TIGER": _row(0.0599, 0.0939, 0.0392, 0.0501),
+        "LC-Rec": _row(0.0626, 0.0930, 0.0437, 0.0535),
+        "LETTER": _row(0.0642, 0.0948, 0.0443, 0.0545),
+        "AGRec (Llama-3.2-1B)": _row(0.0815, 0.1064, 0.0572, 0.0671),
+        "LC-Rec (its own paper)": _row(0.0800, 0.1174, 0.0560, 0.0681),
+    },
+    "Yelp": {
+        "SASRec": _row(0.0183, 0.0296, 0.0116, 0.0152),
+        "TIGER": _row(0.0253, 0.0407, 0.0164, 0.0213),
+        "LC-Rec": _row(0.0250, 0.0282, 0.0175, 0.0208),
+        "LETTER": _row(0.0276, 0.0423, 0.0181, 0.0224),
+        "AGRec (Llama-3.2-1B)": _row(0.0295, 0.0463, 0.0187, 0.0243),
     },
 }
+
+# What HR@K / NDCG@K of one ranking per user must satisfy (one relevant item, NDCG of a hit at rank r is
+# 1/log2(r + 1)), as linear inequalities sum(c * metric) <= 0.
+BOUNDS: tuple[tuple[str, dict[str, float]], ...] = (
+    ("H@5 <= H@10", {"HR@5": 1.0, "HR@10": -1.0}),
+    ("N@5 <= H@5", {"NDCG@5": 1.0, "HR@5": -1.0}),
+    ("N@5 >= H@5/log2 6", {"HR@5": 1.0 / math.log2(6), "NDCG@5": -1.0}),
+    (
+        "N@10-N@5 <= (H@10-H@5)/log2 7",
+        {"NDCG@10": 1.0, "NDCG@5": -1.0, "HR@10": -1.0 / math.log2(7), "HR@5": 1.0 / math.log2(7)},
+    ),
+    (
+        "N@10-N@5 >= (H@10-H@5)/log2 11",
+        {"HR@10": 1.0 / math.log2(11), "HR@5": -1.0 / math.log2(11), "NDCG@10": -1.0, "NDCG@5": 1.0},
+    ),
+)
+
+
+def bound_violations(metrics: dict[str, float | None], decimals: int | None = 4) -> list[str]:
+    """The :data:`BOUNDS` that no true values within the rounding of ``metrics`` (``decimals`` printed; None:
+    exact) can satisfy. A row with a missing metric is not checked (empty list).
+
+    From ranks: users hit at ranks 6..10 add between 1/log2 11 and 1/log2 7 each to NDCG@10 - NDCG@5, so the paper's
+    Games AGRec row (N@10 - N@5 = .0099 > (.1064 - .0815)/log2 7 = .0089) cannot come from one ranking per user."""
+    values = {m: metrics.get(m) for m in METRICS}
+    if any(v is None for v in values.values()):
+        return []
+    x = {m: float(v) for m, v in values.items() if v is not None}
+    half = 0.0 if decimals is None else 0.5 * 10.0**-decimals
+    out = []
+    for name, coef in BOUNDS:
+        # the smallest value of the left side over every true value within the rounding: a violation if > 0
+        lowest = sum(c * x[m] for m, c in coef.items()) - half * sum(abs(c) for c in coef.values())
+        if lowest > 1e-12:
+            out.append(name)
+    return out
+
 
 PROTOCOL_NOTES: tuple[str, ...] = (
     "ours: the authors' public inter/index files (leave-one-out, last item = test), full ranking over all items "
@@ -384,6 +457,7 @@ def table2(runs: Sequence[RunRows], paper: dict[str, dict[str, dict[str, float |
                     **{f"{m} sd": sds.get(m) for m in METRICS},
                     **pcols,
                     "alpha": alpha,
+                    "bounds": _bounds({m: values.get(m) for m in METRICS}, None),
                 }
             )
         for name, metrics in paper.get(run.dataset, {}).items():
@@ -397,9 +471,18 @@ def table2(runs: Sequence[RunRows], paper: dict[str, dict[str, dict[str, float |
                     **{c: None for c in SD_COLUMNS},
                     **{c: None for c in P_COLUMNS},
                     "alpha": None,
+                    "bounds": _bounds(metrics, 4),
                 }
             )
-    return pd.DataFrame(recs, columns=["dataset", "row", "source", "seeds", *METRICS, *SD_COLUMNS, *P_COLUMNS, "alpha"])
+    columns = ["dataset", "row", "source", "seeds", *METRICS, *SD_COLUMNS, *P_COLUMNS, "alpha", "bounds"]
+    return pd.DataFrame(recs, columns=columns)
+
+
+def _bounds(metrics: dict[str, float | None], decimals: int | None) -> str:
+    """``ok``, the violated :data:`BOUNDS` joined by ``; ``, or empty where a metric is missing."""
+    if any(metrics.get(m) is None for m in METRICS):
+        return ""
+    return "; ".join(bound_violations(metrics, decimals)) or "ok"
 
 
 def to_markdown(df: pd.DataFrame) -> str:
@@ -431,14 +514,14 @@ def to_markdown(df: pd.DataFrame) -> str:
 
     lines = [
         "| dataset | row | seeds | " + " | ".join(METRICS) + " | p vs LM (HR@10 / NDCG@10) | p vs its scorer "
-        "alone (HR@10 / NDCG@10) | α |",
-        "|---|---|" + "---:|" * (len(METRICS) + 4),
+        "alone (HR@10 / NDCG@10) | α | bounds |",
+        "|---|---|" + "---:|" * (len(METRICS) + 4) + "---|",
     ]
     for _, r in df.iterrows():
         lines.append(
             f"| {r['dataset']} | {r['row']} | {seeds(r.get('seeds'))} | "
             + " | ".join(value(r, m) for m in METRICS)
-            + f" | {pair(r, 'LM')} | {pair(r, 'scorer')} | {alpha(r['alpha'])} |"
+            + f" | {pair(r, 'LM')} | {pair(r, 'scorer')} | {alpha(r['alpha'])} | {r.get('bounds') or ''} |"
         )
     notes = "\n".join(f"- {n}" for n in PROTOCOL_NOTES)
     return (
@@ -450,7 +533,11 @@ def to_markdown(df: pd.DataFrame) -> str:
         "has tested it. p for one run: paired tests of each AGRec row against its two parts, the LM alone "
         "(w/o Graph) and its scorer alone (the GNN, or SASRec), on the same test users (exact McNemar for "
         "HR@10, Wilcoxon signed-rank for NDCG@10). α: chosen on validation NDCG@10 (a list: one α per code "
-        "level; with seeds: one per seed). Protocol:\n\n" + notes + "\n"
+        "level; with seeds: one per seed). bounds: what HR/NDCG@5/10 of one ranking per user with one relevant item "
+        "must satisfy (a hit at rank r adds 1/log2(r+1) to NDCG; so N@5 <= H@5, N@5 >= H@5/log2 6, and "
+        "(H@10-H@5)/log2 11 <= N@10-N@5 <= (H@10-H@5)/log2 7), checked within the rounding of the printed "
+        "values; a published row that fails one was computed otherwise (another NDCG formula, or @5 and @10 "
+        "from different rankings) or misprinted. Protocol:\n\n" + notes + "\n"
     )
 
 

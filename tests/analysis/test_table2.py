@@ -1,6 +1,7 @@
 """agrec.analysis.table2: rows read from decode.json, paper rows beside them, markdown."""
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -55,15 +56,21 @@ def test_rows_in_order_with_p_values_and_paper(tmp_path):
     assert (run.dataset, run.profile) == ("Instruments", "cpu")
     df = table2([run])
     assert list(df["row"]) == ["ours: LM alone (w/o Graph)", "ours: LightGCN alone", "ours: AGRec (LightGCN)",
-                               "paper: TIGER", "paper: AGRec (Llama-3.2-1B)"]
+                               "paper: SASRec", "paper: TIGER", "paper: LC-Rec", "paper: LETTER",
+                               "paper: AGRec (Llama-3.2-1B)", "paper: LC-Rec (its own paper)"]
     # the main row's tests against its parts come from significance_test (AGRec vs every row)
     assert df.loc[2, "p vs LM HR@10"] == 0.03 and df.loc[2, "p vs scorer HR@10"] == 0.5
     assert pd.isna(df.loc[2, "p vs scorer NDCG@10"]) and pd.isna(df.loc[0, "p vs LM HR@10"])
     assert df.loc[2, "alpha"] == 0.2 and df.loc[2, "HR@10"] == 0.12
     md = to_markdown(df)
-    assert "| Instruments | ours: LM alone (w/o Graph) | 1 | .0800 | .0600 | .1100 | .0750 |  |  |  |" in md
-    assert "| Instruments | paper: AGRec (Llama-3.2-1B) |  |  |  | .1260 | .0950 |  |  |  |" in md
-    assert "| Instruments | ours: AGRec (LightGCN) | 1 | .0900 | .0700 | .1200 | .0800 | 0.03 / <1e-4 | 0.5 /  | 0.2 |" in md
+    # these made-up LM-alone numbers cannot come from one ranking per user: .075 - .06 > (.11 - .08) / log2 7
+    assert ("| Instruments | ours: LM alone (w/o Graph) | 1 | .0800 | .0600 | .1100 | .0750 |  |  |  | "
+            "N@10-N@5 <= (H@10-H@5)/log2 7 |") in md
+    assert "| Instruments | paper: AGRec (Llama-3.2-1B) |  | .1053 | .0883 | .1260 | .0950 |  |  |  | ok |" in md
+    assert ("| Instruments | paper: LC-Rec |  | .0835 | .0741 | .1056 | .0789 |  |  |  | "
+            "N@10-N@5 >= (H@10-H@5)/log2 11 |") in md
+    assert ("| Instruments | ours: AGRec (LightGCN) | 1 | .0900 | .0700 | .1200 | .0800 | 0.03 / <1e-4 | 0.5 /  | 0.2 "
+            "| ok |") in md
 
 
 def test_variant_rows_carry_their_alpha_and_tests_against_both_parts(tmp_path):
@@ -80,16 +87,21 @@ def test_variant_rows_carry_their_alpha_and_tests_against_both_parts(tmp_path):
                             "AGRec (sasrec)": {"w/o Graph": {"HR@10": 0.7}, "SASRec only": {"HR@10": 0.02}}},
         decode_variants={"level 0": {"row": "AGRec [level 0]", "alpha": [0.4, 0.0], "tau": 1.0}})
     df = table2([read_run(folder)])
-    assert list(df["row"]) == ["ours: LM alone (w/o Graph)", "ours: LightGCN alone", "ours: SASRec (full-softmax CE)",
-                               "ours: AGRec (LightGCN)", "ours: AGRec (SASRec)", "ours: AGRec [level 0]"]
+    assert list(df["row"])[:6] == ["ours: LM alone (w/o Graph)", "ours: LightGCN alone",
+                                   "ours: SASRec (full-softmax CE)", "ours: AGRec (LightGCN)", "ours: AGRec (SASRec)",
+                                   "ours: AGRec [level 0]"]
     main, sas, var = df.iloc[3], df.iloc[4], df.iloc[5]
     # AGRec (sasrec) is tested against SASRec alone, not LightGCN
     assert (sas["p vs LM HR@10"], sas["p vs scorer HR@10"]) == (0.7, 0.02)
     assert main["p vs LM HR@10"] == 0.01  # significance_parts wins over significance_test
     assert (var["p vs LM HR@10"], var["p vs LM NDCG@10"], var["p vs scorer HR@10"]) == (0.001, 0.04, 0.2)
     assert var["alpha"] == [0.4, 0.0]
-    assert "| Games | ours: AGRec [level 0] | 1 | .1000 | .0800 | .1300 | .0900 | 0.001 / 0.04 | 0.2 / 0.3 | [0.4, 0] |" \
-        in to_markdown(df)
+    md = to_markdown(df)
+    assert "| Games | ours: AGRec [level 0] | 1 | .1000 | .0800 | .1300 | .0900 | 0.001 / 0.04 | 0.2 / 0.3 | [0.4, 0] | ok |" \
+        in md
+    # the paper's Games AGRec row: .0671 - .0572 = .0099 > (.1064 - .0815) / log2 7 = .0089
+    assert "| Games | paper: AGRec (Llama-3.2-1B) |  | .0815 | .0572 | .1064 | .0671 |  |  |  | N@10-N@5 <= (H@10-H@5)/log2 7 |" \
+        in md
 
 
 def _write_seeds(folder, rows, sub=None, seeds=(2024, 2025, 2026)):
@@ -316,3 +328,22 @@ def test_analysis_results_layout(tmp_path):
         "case_study": {"user": 7, "target": "Toy Story", "hit_lm": False, "hit_agrec": True},
         "runs_with_alpha_curve": ["a/b"],
     }
+
+
+def test_bound_violations_from_ranks():
+    from agrec.analysis.table2 import bound_violations
+
+    # one ranking, worked out by hand: 10 users, hits at ranks 1, 1, 3 and 7
+    h5, h10 = 3 / 10, 4 / 10
+    n5 = (1 + 1 + 1 / math.log2(4)) / 10
+    n10 = n5 + 1 / math.log2(8) / 10
+    assert bound_violations(_metrics(h5, n5, h10, n10), None) == []
+    assert bound_violations(_metrics(0.2, 0.3, 0.4, 0.36), None) == ["N@5 <= H@5"]
+    assert bound_violations(_metrics(0.3, 0.1, 0.3, 0.1), None) == ["N@5 >= H@5/log2 6"]
+    assert bound_violations(_metrics(0.3, 0.2, 0.25, 0.2), None) == ["H@5 <= H@10", "N@10-N@5 <= (H@10-H@5)/log2 7"]
+    assert bound_violations(_metrics(0.1, 0.08, 0.2, 0.08), None) == ["N@10-N@5 >= (H@10-H@5)/log2 11"]
+    # within the rounding of 4 printed decimals a row on the bound passes; the paper's Games AGRec row does not
+    edge = 0.0300 / math.log2(7)                           # .010688...
+    assert bound_violations(_metrics(0.1000, 0.0800, 0.1300, round(0.0800 + edge + 0.00005, 4)), 4) == []
+    assert bound_violations(_metrics(0.0815, 0.0572, 0.1064, 0.0671), 4) == ["N@10-N@5 <= (H@10-H@5)/log2 7"]
+    assert bound_violations({"HR@5": None, "NDCG@5": 0.1, "HR@10": 0.2, "NDCG@10": 0.1}) == []
