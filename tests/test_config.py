@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -199,3 +200,18 @@ def test_loading_a_profile_does_not_import_torch():
     profiles = sorted(str(p) for p in (ROOT / "configs").glob("*.yaml"))
     out = subprocess.run([sys.executable, "-c", code, *profiles], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_loading_a_profile_imports_configuration_only():
+    # config parsing sits below the stages: it imports each stage's config module and nothing else of a stage
+    # (agrec.decode.variants parses the profile's decode variants), and neither numpy nor pandas
+    code = (
+        "import sys, json; from agrec.config import load_profile; load_profile(sys.argv[1]); "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('agrec', 'numpy', 'pandas'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(CI_PROFILE)], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(out.stdout))
+    stage_packages = ("data", "semantic_ids", "gnn", "baselines", "lm", "decode", "analysis")
+    assert loaded == {"agrec", "agrec.canonical", "agrec.config", "agrec.devices", "agrec.errors",
+                      "agrec.fingerprint", "agrec.io", "agrec.paths", "agrec.decode.variants",
+                      *(f"agrec.{p}" for p in stage_packages), *(f"agrec.{p}.config" for p in stage_packages)}

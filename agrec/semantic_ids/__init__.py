@@ -1,11 +1,27 @@
 """Semantic item IDs: item text -> embedding -> RQ-VAE codes -> collision-free :class:`CodeTable`.
 
-The stage entry points live in :mod:`agrec.semantic_ids.stage` (``prepare_codes``,
-``prepare_semantic_ids``); they are not imported here because the profile (``agrec.config``) imports
-this package's config module.
+The stage entry points live in :mod:`agrec.semantic_ids.stage` (``prepare_codes``, ``prepare_semantic_ids``).
+Only the config is imported with this package (the profile, :mod:`agrec.config`, imports it); the names below
+are imported on first use.
 """
 
-from agrec.semantic_ids.codes import CodeTable, code_token, parse_code_token
-from agrec.semantic_ids.dedup import DedupReport, make_collision_free
+from __future__ import annotations
 
-__all__ = ["CodeTable", "code_token", "parse_code_token", "DedupReport", "make_collision_free"]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "CodeTable": "agrec.semantic_ids.codes",
+    "code_token": "agrec.semantic_ids.codes",
+    "parse_code_token": "agrec.semantic_ids.codes",
+    "DedupReport": "agrec.semantic_ids.dedup",
+    "make_collision_free": "agrec.semantic_ids.dedup",
+}
+
+__all__ = [*_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'agrec.semantic_ids' has no attribute {name!r}")
