@@ -59,6 +59,14 @@ class EvalInputs:
     targets: np.ndarray
 
 
+def validation_users(n_users: int, select_users: int | None, seed: int) -> np.ndarray:
+    """The users whose validation item is evaluated: all ``n_users``, or ``select_users`` of them drawn with
+    ``seed`` (sorted; the same for every process and every run of the profile)."""
+    if select_users is None or select_users >= n_users:
+        return np.arange(n_users)
+    return np.sort(np.random.default_rng(seed).choice(n_users, size=select_users, replace=False))
+
+
 def build_inputs(
     split: LeaveOneOutSplit,
     prompt_fn: Callable[[Any], list[int]],  # a history (item ids, list or array) -> prompt token ids

@@ -21,7 +21,17 @@ from agrec.data.split import LeaveOneOutSplit
 from agrec.data.stage import load_run_data
 from agrec.decode.beam import DecodeResult
 from agrec.decode.config import DecodeConfig, EvalConfig
-from agrec.decode.evaluate import TARGETS, EvalInputs, Evaluator, Row, build_inputs, choose, scorer_rankings, subset
+from agrec.decode.evaluate import (
+    TARGETS,
+    EvalInputs,
+    Evaluator,
+    Row,
+    build_inputs,
+    choose,
+    scorer_rankings,
+    subset,
+    validation_users,
+)
 from agrec.decode.fusion import fuse_rankings, fusion_name
 from agrec.decode.point import DecodePoint
 from agrec.decode.shard import SINGLE, broadcast_object, gather_rows, shard_positions
@@ -266,14 +276,6 @@ class RankingWriter:
         if self.env.is_main:
             for target in source.metrics:
                 atomic_write_bytes(self.path(name, target), self.path(source.name, target).read_bytes())
-
-
-def validation_users(n_users: int, select_users: int | None, seed: int) -> np.ndarray:
-    """The users whose validation item is evaluated: all ``n_users``, or ``select_users`` of them drawn with
-    ``seed`` (sorted; the same for every process and every run of the profile)."""
-    if select_users is None or select_users >= n_users:
-        return np.arange(n_users)
-    return np.sort(np.random.default_rng(seed).choice(n_users, size=select_users, replace=False))
 
 
 def read_report(session: Session) -> DecodeReport:

@@ -48,6 +48,7 @@ from agrec.lm.random_ids import random_code_table
 from agrec.lm.trainer import Trainer, TrainResult
 from agrec.decode.beam import generate_items
 from agrec.decode.config import DecodeConfig
+from agrec.decode.evaluate import validation_users
 from agrec.decode.trie import ItemTrie
 from agrec.metrics import evaluate_rankings
 from agrec.lm.vocab import add_code_tokens
@@ -231,11 +232,7 @@ def validation_ndcg(
     with ``lm.select_beam_size`` beams) on the validation items of ``lm.select_users`` users drawn with
     ``seed`` (the same users after every epoch), each user's history left out unless
     ``lm.select_exclude_history`` is false. ``histories [U]`` and ``targets [U]`` are the validation users'."""
-    n = len(histories)
-    if cfg.select_users >= n:
-        users = np.arange(n)
-    else:
-        users = np.sort(np.random.default_rng(seed).choice(n, size=cfg.select_users, replace=False))
+    users = validation_users(len(histories), cfg.select_users, seed)  # drawn as the decode stage draws its own
     prompts = [prompt_fn(histories[int(u)]) for u in users]
     exclude = [histories[int(u)] for u in users] if cfg.select_exclude_history else None
     want = np.asarray(targets)[users]
