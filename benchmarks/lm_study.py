@@ -1,0 +1,215 @@
+"""What makes the generative LM better per minute of CPU: a study of the tiny Llama on one dataset.
+
+    python benchmarks/lm_study.py --config configs/instruments-cpu.yaml                 # every point
+    python benchmarks/lm_study.py --config configs/instruments-cpu.yaml --points base wide
+    python benchmarks/lm_study.py --report                                               # table + figure only
+
+Each point is the profile's ``lm`` stage with a few keys overridden (``POINTS`` below), trained in a fresh
+process (so that its peak RSS is its own) into ``runs/lm-study/<dataset>/<point>`` with ``lm.select: ndcg``:
+after every epoch the LM alone decodes the same ``lm.select_users`` validation users (trie-constrained beam
+search, the profile's seed draws them) and the stage keeps the epoch with the best validation NDCG@10.
+Selection sees validation only; nothing here reads a test item. Every point has a stated budget: its epochs
+(with ``lm.patience`` where it says so), the same data and the same two threads.
+
+A finished point is not retrained: its run folder's stage record makes ``agrec.lm.train`` return at once
+(the usual content-keyed reuse), and this script reads the record again. Results go to
+``benchmarks/results/lm_study_<dataset>.json``; ``--report`` writes ``benchmarks/results/lm_study.md`` and
+``benchmarks/results/lm_study.png`` (validation NDCG@10 against parameters and against training minutes, per
+dataset) from every ``lm_study_*.json`` there.
+
+Timing is wall time of the training steps on a shared machine: compare points of one run, not across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+# Every point: the profile's lm block plus these keys. "base" is the shipped CPU profile's LM (4 x 128, 8 epochs,
+# lr 1e-3), selected on validation NDCG@10 instead of taken at the last epoch.
+COMMON = {"lm.select": "ndcg", "lm.select_users": 2048, "lm.progress": False, "lm.keep_checkpoints": 2}
+POINTS: dict[str, dict[str, object]] = {
+    "base": {},
+    "epochs 16": {"lm.epochs": 16, "lm.patience": 3},
+    "lr 3e-3": {"lm.lr": 3.0e-3},
+    "label smoothing 0.1": {"lm.label_smoothing": 0.1},
+    "wd 0.1 + attn dropout 0.1": {"lm.weight_decay": 0.1, "lm.tiny.attention_dropout": 0.1},
+    "deep 8 x 128": {"lm.tiny.num_layers": 8},
+    "wide 4 x 256": {
+        "lm.tiny.hidden_size": 256,
+        "lm.tiny.intermediate_size": 1024,
+        "lm.tiny.num_heads": 8,
+        "lm.tiny.num_kv_heads": 8,
+    },
+    "wide 4 x 256, epochs 16": {
+        "lm.tiny.hidden_size": 256,
+        "lm.tiny.intermediate_size": 1024,
+        "lm.tiny.num_heads": 8,
+        "lm.tiny.num_kv_heads": 8,
+        "lm.epochs": 16,
+        "lm.patience": 3,
+        "lm.weight_decay": 0.1,
+        "lm.tiny.attention_dropout": 0.1,
+    },
+    "beam 40 at selection": {"lm.select_beam_size": 40},
+}
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name).strip("-").replace("--", "-")
+
+
+def _yaml_value(v: object) -> str:
+    return json.dumps(v)  # --set parses values as YAML, and JSON scalars are YAML
+
+
+def run_point(config: Path, name: str, runs: Path) -> dict:
+    """Train one point in a child process (or find it trained) and read its stage record and curves."""
+    import pandas as pd
+
+    overrides = {**COMMON, **POINTS[name]}
+    run_dir = runs / _slug(name)
+    cmd = [sys.executable, "-m", "agrec.lm.train", "--config", str(config), "--run-dir", str(run_dir)]
+    for k, v in overrides.items():
+        cmd += ["--set", f"{k}={_yaml_value(v)}"]
+    t0 = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    proc = subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True)
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if proc.returncode != 0:
+        raise SystemExit(f"point {name!r} failed ({' '.join(cmd)}):\n{proc.stderr[-4000:]}")
+    rec = json.loads((run_dir / "lm" / "stage.json").read_text())
+    steps = pd.read_csv(run_dir / "lm" / "loss_curve.csv")
+    evals = pd.read_csv(run_dir / "lm" / "val_curve.csv")
+    minutes = steps.groupby("epoch")["train_time_s"].max().to_numpy() / 60.0
+    curve = [
+        {
+            "epoch": int(r.epoch),
+            "train_minutes": round(float(minutes[int(r.epoch) - 1]), 2),
+            "val_loss": round(float(r.val_loss), 4),
+            "val_HR@10": round(float(r["val_HR@10"]), 4),
+            "val_NDCG@10": round(float(r["val_NDCG@10"]), 4),
+        }
+        for _, r in evals.iterrows()
+    ]
+    best = max(curve, key=lambda c: c["val_NDCG@10"])
+    return {
+        "point": name,
+        "overrides": overrides,
+        "params": rec["params"]["total"],
+        "epochs_trained": len(curve),
+        "best_epoch": best["epoch"],
+        "val_HR@10": best["val_HR@10"],
+        "val_NDCG@10": best["val_NDCG@10"],
+        "train_minutes": curve[-1]["train_minutes"],
+        "stage_minutes": round(rec["stage_time_s"] / 60.0, 2),
+        "process_wall_minutes": round(wall / 60.0, 2),
+        # ru_maxrss of the children so far: this point's own peak only if it is the largest yet (fresh run: it is
+        # the first and only child)
+        "peak_rss_mib_children": round(max(peak, before) / 1024.0, 0),
+        "tokens_per_s": rec["tokens_per_s"],
+        "reused": rec["stage_time_s"] > wall + 1.0,
+        "curve": curve,
+    }
+
+
+def study(config: Path, names: list[str]) -> Path:
+    from agrec.config import load_profile
+
+    profile = load_profile(config)
+    dataset = profile.data.dataset
+    runs = ROOT / "runs" / "lm-study" / dataset
+    out = RESULTS / f"lm_study_{dataset}.json"
+    doc = json.loads(out.read_text()) if out.is_file() else {"dataset": dataset, "points": {}}
+    doc.update(
+        {
+            "config": str(config.resolve().relative_to(ROOT)),
+            "machine": f"{os.cpu_count()} CPUs, {profile.pipeline.num_threads} torch threads",
+            "common": COMMON,
+        }
+    )
+    for name in names:
+        print(f"lm_study: {dataset}: {name} ...", flush=True)
+        row = run_point(config, name, runs)
+        doc["points"][name] = row
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=1) + "\n")
+        tmp.replace(out)
+        print(
+            f"lm_study: {dataset}: {name}: val NDCG@10 {row['val_NDCG@10']:.4f} (epoch {row['best_epoch']}), "
+            f"{row['params']:,} params, {row['train_minutes']:.1f} train min",
+            flush=True,
+        )
+    return out
+
+
+def report() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    docs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("lm_study_*.json"))]
+    if not docs:
+        raise SystemExit(f"no lm_study_*.json in {RESULTS}")
+    lines = ["# LM study: validation NDCG@10 of the LM alone per point (benchmarks/lm_study.py)", ""]
+    fig, axes = plt.subplots(len(docs), 2, figsize=(11, 4 * len(docs)), squeeze=False)
+    for doc, (ax_p, ax_t) in zip(docs, axes, strict=True):
+        ds = doc["dataset"]
+        lines += [
+            f"## {ds}",
+            "",
+            f"Profile `{doc['config']}` with {json.dumps(doc['common'])}; {doc['machine']}.",
+            "",
+            "| point | overrides | params | epochs (best) | val HR@10 | val NDCG@10 | train min | stage min |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        rows = sorted(doc["points"].values(), key=lambda r: -r["val_NDCG@10"])
+        for r in rows:
+            own = {k: v for k, v in r["overrides"].items() if k not in doc["common"]}
+            lines.append(
+                f"| {r['point']} | {', '.join(f'`{k}={v}`' for k, v in own.items()) or '—'} | {r['params']:,} | "
+                f"{r['epochs_trained']} ({r['best_epoch']}) | {r['val_HR@10']:.4f} | {r['val_NDCG@10']:.4f} | "
+                f"{r['train_minutes']:.1f} | {r['stage_minutes']:.1f} |"
+            )
+            ax_p.scatter(r["params"], r["val_NDCG@10"])
+            ax_p.annotate(r["point"], (r["params"], r["val_NDCG@10"]), fontsize=7)
+            xs = [c["train_minutes"] for c in r["curve"]]
+            ax_t.plot(xs, [c["val_NDCG@10"] for c in r["curve"]], marker=".", label=r["point"])
+        lines.append("")
+        ax_p.set(xscale="log", xlabel="parameters", ylabel="best validation NDCG@10", title=f"{ds}: size")
+        ax_t.set(
+            xlabel="training minutes (2 threads)", ylabel="validation NDCG@10 per epoch", title=f"{ds}: per minute"
+        )
+        ax_t.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "lm_study.png", dpi=110)
+    (RESULTS / "lm_study.md").write_text("\n".join(lines) + "\n")
+    print(f"lm_study: wrote {RESULTS / 'lm_study.md'} and {RESULTS / 'lm_study.png'}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", type=Path, help="YAML profile (its dataset names the results file)")
+    p.add_argument("--points", nargs="+", default=list(POINTS), choices=list(POINTS), metavar="POINT")
+    p.add_argument("--report", action="store_true", help="only write the table and figure from the results")
+    args = p.parse_args()
+    if not args.report:
+        if args.config is None:
+            p.error("--config is required unless --report")
+        study(args.config, args.points)
+    report()
+
+
+if __name__ == "__main__":
+    main()
