@@ -61,6 +61,17 @@ POINTS: dict[str, dict[str, object]] = {
         "lm.tiny.attention_dropout": 0.1,
     },
     "beam 40 at selection": {"lm.select_beam_size": 40},
+    "dropout 0.1": {"lm.tiny.dropout": 0.1},
+    "dropout 0.1, epochs 16": {"lm.tiny.dropout": 0.1, "lm.epochs": 16, "lm.patience": 3},
+    "wide 4 x 256, dropout 0.1, epochs 16": {
+        "lm.tiny.hidden_size": 256,
+        "lm.tiny.intermediate_size": 1024,
+        "lm.tiny.num_heads": 8,
+        "lm.tiny.num_kv_heads": 8,
+        "lm.tiny.dropout": 0.1,
+        "lm.epochs": 16,
+        "lm.patience": 3,
+    },
 }
 
 
@@ -103,8 +114,10 @@ def run_point(config: Path, name: str, runs: Path) -> dict:
         for _, r in evals.iterrows()
     ]
     best = max(curve, key=lambda c: c["val_NDCG@10"])
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True, capture_output=True)
     return {
         "point": name,
+        "commit": commit.stdout.strip(),  # the code the point was trained with (run the study from a pinned worktree)
         "overrides": overrides,
         "params": rec["params"]["total"],
         "epochs_trained": len(curve),

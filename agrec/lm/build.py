@@ -18,6 +18,7 @@ from agrec.lm.backbones import (
 )
 from agrec.lm.checkpoint import read_manifest
 from agrec.lm.config import LMConfig
+from agrec.lm.dropout import add_hidden_dropout
 from agrec.lm.finetune import prepare_for_training
 from agrec.lm.vocab import CodeVocab, add_code_tokens, code_vocab, resize_embeddings
 from agrec.semantic_ids.codes import CodeTable
@@ -54,6 +55,8 @@ def build_fresh(
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
     model = prepare_for_training(model, cfg.finetune_mode, cfg.lora, vocab.token_ids)
+    if path is None:
+        add_hidden_dropout(model, cfg.tiny.dropout)
     return BuiltLM(model=model, tokenizer=tokenizer, vocab=vocab, backbone_path=path, base_model=base)
 
 
@@ -113,6 +116,8 @@ def load_checkpoint_model(
             model.config.use_cache = False
             for p in model.parameters():
                 p.requires_grad_(True)
+        if manifest["backbone"] == "tiny":
+            add_hidden_dropout(model, cfg.tiny.dropout)  # hooks are not saved: a resumed run gets them again
         model.train()
     else:
         model.eval()

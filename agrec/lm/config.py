@@ -30,9 +30,15 @@ class TinyLlamaConfig:
     num_kv_heads: int = 4  # key/value heads; fewer than num_heads = grouped-query attention
     intermediate_size: int = 512  # width of each layer's SwiGLU MLP
     attention_dropout: float = 0.0  # dropout on the attention weights while training
+    # dropout on the token embeddings and on each attention and MLP output before it joins the residual stream,
+    # while training (GPT-2's embd_pdrop/resid_pdrop; TIGER trains its 4 x 128 transformer with 0.1): Llama has none
+    dropout: float = neutral(0.0)
     rope_theta: float = 10000.0  # rotary position embedding base (Llama's default)
 
     def __post_init__(self) -> None:
+        for k in ("attention_dropout", "dropout"):
+            if not 0.0 <= getattr(self, k) < 1.0:
+                raise ConfigError(f"lm.tiny.{k} must be in [0, 1), got {getattr(self, k)}")
         for k in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size"):
             if getattr(self, k) <= 0:
                 raise ConfigError(f"lm.tiny.{k} must be > 0, got {getattr(self, k)}")

@@ -1,5 +1,7 @@
 """The training loop: determinism, exact resume, gradient accumulation, save -> reload, refusals."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -79,6 +81,21 @@ def test_tiny_learns_and_interrupted_run_resumes_exactly(tmp_path, precision):
     a = load_checkpoint_model(res.selected, cfg, CODES, tmp_path).model
     b = load_checkpoint_model(resumed.selected, cfg, CODES, tmp_path).model
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_run_with_hidden_dropout_resumes_exactly(tmp_path):
+    # lm.tiny.dropout's hooks are not in the checkpoint and its masks come from the RNG: a resumed run must add the
+    # hooks again and restore the RNG, or its losses drift from the uninterrupted run's
+    cfg = tiny_cfg(epochs=2, tiny=dataclasses.replace(tiny_cfg().tiny, dropout=0.3))
+    res = job(tmp_path, "full", cfg).trainer.fit()
+    no_dropout = job(tmp_path, "plain", tiny_cfg(epochs=2)).trainer.fit()
+    assert losses(res) != losses(no_dropout)
+    broken = job(tmp_path, "broken", cfg)
+    broken.trainer.stop_after_step = len(broken.trainer.plan(0)) + 1
+    with pytest.raises(TrainingInterrupted):
+        broken.trainer.fit()
+    resumed = job(tmp_path, "broken", cfg).trainer.fit(resume=True)
+    assert losses(resumed) == losses(res)
 
 
 def test_a_damaged_checkpoint_is_skipped_on_resume_and_the_run_stays_exact(tmp_path):
