@@ -44,6 +44,7 @@ POINTS: dict[str, dict[str, object]] = {
     "label smoothing 0.1": {"lm.label_smoothing": 0.1},
     "wd 0.1 + attn dropout 0.1": {"lm.weight_decay": 0.1, "lm.tiny.attention_dropout": 0.1},
     "deep 8 x 128": {"lm.tiny.num_layers": 8},
+    "narrow 4 x 64": {"lm.tiny.hidden_size": 64, "lm.tiny.intermediate_size": 256},
     "wide 4 x 256": {
         "lm.tiny.hidden_size": 256,
         "lm.tiny.intermediate_size": 1024,
