@@ -131,3 +131,21 @@ def read_json_file(path: str | os.PathLike, remedy: str = "") -> Any:
         raise AgrecError(f"{path}: cannot be read ({e}){tail}") from None
     except json.JSONDecodeError as e:
         raise AgrecError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}){tail}") from None
+
+
+def check_format(path: str | os.PathLike, found: Any, what: str, newest: int, oldest: int = 1, remedy: str = "") -> int:
+    """The layout version ``found`` of a file this agrec reads (``"format"`` of a stage record or a results file),
+    accepted when it is an integer in ``[oldest, newest]``; otherwise an :class:`AgrecError` naming ``path`` and
+    ``what``. A newer format is never read as if it were one of ours (and never overwritten as if absent): it was
+    written by a newer agrec. ``remedy`` (what to rerun) is appended to the other refusals."""
+    tail = f"; {remedy}" if remedy else ""
+    if not isinstance(found, int) or isinstance(found, bool) or found < 1:
+        raise AgrecError(f"{path}: {what} format {found!r} is not a positive integer{tail}")
+    if found > newest:
+        raise AgrecError(
+            f"{path}: {what} format {found} was written by a newer agrec (this one reads up to {newest}); "
+            f"upgrade agrec{', or ' + remedy if remedy else ''}"
+        )
+    if found < oldest:
+        raise AgrecError(f"{path}: {what} format {found} is older than this agrec reads ({oldest}){tail}")
+    return found

@@ -1,7 +1,9 @@
 import json
+import re
 
 import pytest
 
+from agrec.errors import AgrecError
 from agrec.io import atomic_dir, atomic_path, atomic_write_text
 
 
@@ -80,3 +82,18 @@ def test_safetensors_bytes_do_not_depend_on_the_order_of_the_header(tmp_path):
     n = int.from_bytes(next(iter(blobs))[:8], "little")
     header = json.loads(next(iter(blobs))[8:8 + n])
     assert list(header) == sorted(header) and list(header["__metadata__"]) == sorted(meta)
+
+
+def test_check_format_accepts_its_range_and_names_every_refusal(tmp_path):
+    from agrec.io import check_format
+
+    p = tmp_path / "r.json"
+    assert check_format(p, 2, "gnn results", newest=3, oldest=2) == 2
+    with pytest.raises(AgrecError, match=r"r\.json: gnn results format 4 was written by a newer agrec \(this one reads "
+                                         r"up to 3\); upgrade agrec, or rerun it$"):
+        check_format(p, 4, "gnn results", newest=3, remedy="rerun it")
+    with pytest.raises(AgrecError, match=r"gnn results format 1 is older than this agrec reads \(2\); rerun it$"):
+        check_format(p, 1, "gnn results", newest=3, oldest=2, remedy="rerun it")
+    for bad in (True, "2", 0, 1.0, None):
+        with pytest.raises(AgrecError, match=rf"gnn results format {re.escape(repr(bad))} is not a positive integer$"):
+            check_format(p, bad, "gnn results", newest=3)

@@ -310,6 +310,6 @@ def test_a_record_of_a_newer_format_is_refused_not_overwritten(profile_path):
     rec = json.loads(path.read_text())
     assert rec["format"] == 2
     path.write_text(json.dumps({**rec, "format": 3}))
-    with pytest.raises(AgrecError, match=r"stage record format 3 was written by a newer agrec \(this one writes 2\)"):
+    with pytest.raises(AgrecError, match=r"stage record format 3 was written by a newer agrec \(this one reads up to 2\); upgrade agrec, or use another run folder"):
         prepare_data(s)
     assert json.loads(path.read_text())["format"] == 3            # left as it was

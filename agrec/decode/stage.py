@@ -40,7 +40,7 @@ from agrec.decode.variants import DecodeVariant, alpha_label, choose_point, pars
 from agrec.devices import resolve_device
 from agrec.gnn.stage import run_gnn_stage
 from agrec.errors import AgrecError
-from agrec.io import atomic_write_bytes, atomic_write_json, read_json_file
+from agrec.io import atomic_write_bytes, atomic_write_json, check_format, read_json_file
 from agrec.run.lineage import DECODE_SECTIONS, config_key
 from agrec.lm.distributed import DistEnv, init_distributed
 from agrec.lm.stage import train_lm
@@ -205,14 +205,7 @@ def read_results(folder: Path) -> dict[str, Any]:
 
     if not isinstance(d, dict):
         raise bad("the top level is not an object")
-    fmt = d.get("format", 1)
-    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
-        raise bad(f"'format' is {fmt!r}, not a positive integer")
-    if fmt > RESULTS_FORMAT:
-        raise AgrecError(
-            f"{path}: results format {fmt} was written by a newer agrec (this one reads up to {RESULTS_FORMAT}); "
-            "upgrade agrec or rerun the decode stage"
-        )
+    check_format(path, d.get("format", 1), "decode results", newest=RESULTS_FORMAT, remedy="rerun the decode stage")
     rows = d.get("rows")
     if not isinstance(rows, list) or not rows:
         raise bad("'rows' is not a non-empty list")

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from agrec.errors import AgrecError
-from agrec.io import atomic_path, atomic_write_json, atomic_write_text, read_json_file
+from agrec.io import atomic_path, atomic_write_json, atomic_write_text, check_format, read_json_file
 from agrec.manifest import check_manifest, update_manifest
 
 RESULTS_KIND = "agrec report results"
@@ -68,11 +68,5 @@ def read_results(report_dir: str | Path, stage: str, fmt: int, required: bool = 
     d = read_json_file(path, remedy)
     if not isinstance(d, dict):
         raise AgrecError(f"{path}: the top level is not an object; {remedy}")
-    got = d.get("format", 1)
-    if got != fmt:
-        newer = isinstance(got, int) and got > fmt
-        raise AgrecError(
-            f"{path}: results format {got!r}, this agrec reads format {fmt} of {stage} results"
-            + ("; it was written by a newer agrec" if newer else f"; {remedy}")
-        )
+    check_format(path, d.get("format", 1), f"{stage} results", newest=fmt, oldest=fmt, remedy=remedy)
     return d

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from agrec.errors import AgrecError
 from agrec.fingerprint import FingerprintCache, iter_files, sha256_json
-from agrec.io import atomic_write_json
+from agrec.io import atomic_write_json, check_format
 from agrec.run.lineage import source_digest, stage_inputs, stage_status
 from agrec.run.provenance import library_versions
 
@@ -95,12 +95,10 @@ class RunDir:
         if not isinstance(rec, dict) or rec.get("stage") != stage or not isinstance(rec.get("config_hash"), str):
             return None
         fmt = rec.get("format", 1)
-        if isinstance(fmt, int) and fmt > RECORD_FORMAT:
-            # never treated as absent: the stage would rerun and overwrite what a newer agrec recorded
-            raise AgrecError(
-                f"{p}: stage record format {fmt} was written by a newer agrec (this one writes {RECORD_FORMAT}); "
-                "upgrade agrec, or use another run folder"
-            )
+        if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
+            return None  # garbage, like the checks above
+        # a newer record is refused, never treated as absent: the stage would rerun and overwrite it
+        check_format(p, fmt, "stage record", newest=RECORD_FORMAT, remedy="use another run folder")
         return rec
 
     def digest(self, stage: str) -> str | None:

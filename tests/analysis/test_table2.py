@@ -307,8 +307,9 @@ def test_decode_results_carry_their_format_and_other_formats_are_refused(tmp_pat
     path.write_text(json.dumps(d))
     update_manifest(path.parent, ["decode.json"], RESULTS_KIND)
     assert read_run(folder).rows["w/o Graph"]["HR@10"] == 0.1
-    for fmt, message in [(2, r"results format 2, this agrec reads format 1 of decode results; it was written by a "
-                              r"newer agrec"), ("1", r"results format '1', this agrec reads format 1")]:
+    for fmt, message in [(2, r"decode results format 2 was written by a newer agrec \(this one reads up to 1\)"),
+                         ("1", r"decode results format '1' is not a positive integer; rerun the stages"),
+                         (0, r"decode results format 0 is not a positive integer")]:
         path.write_text(json.dumps({**d, "format": fmt}))
         update_manifest(path.parent, ["decode.json"], RESULTS_KIND)
         with pytest.raises(AgrecError, match=message):

@@ -61,10 +61,10 @@ def test_results_json_round_trips_through_its_one_writer_and_reader(tmp_path):
     (tmp_path / RESULTS).write_text(json.dumps(d))
     assert load_report(tmp_path).rows == rep.rows
     (tmp_path / RESULTS).write_text(json.dumps({**d, "format": 2}))
-    with pytest.raises(AgrecError, match=r"results format 2 was written by a newer agrec \(this one reads up to 1\)"):
+    with pytest.raises(AgrecError, match=r"decode results format 2 was written by a newer agrec \(this one reads up to 1\); upgrade agrec, or rerun the decode stage"):
         load_report(tmp_path)
     (tmp_path / RESULTS).write_text(json.dumps({**d, "format": True}))
-    with pytest.raises(AgrecError, match=r"'format' is True, not a positive integer"):
+    with pytest.raises(AgrecError, match=r"decode results format True is not a positive integer; rerun the decode stage"):
         load_report(tmp_path)
 
 
