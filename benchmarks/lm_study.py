@@ -167,6 +167,80 @@ def study(config: Path, names: list[str]) -> Path:
     return out
 
 
+def test_points(config: Path, names: list[str], n_users: int, reference: Path | None) -> None:
+    """Test HR/NDCG@5/10 of the LM alone for trained points, on ``n_users`` test users drawn with the profile's seed
+    (the decode stage's beam size and protocol), beside a reference row's rankings of the same users (``reference``:
+    a decode stage's ``rankings/<row>__test.npz``, e.g. ``sasrec_only``), with paired tests. For the points the
+    validation study chose: selection never reads these numbers."""
+    import numpy as np
+    import torch
+
+    from agrec.analysis.significance import paired_test, user_gains
+    from agrec.config import load_profile
+    from agrec.data.stage import load_run_data
+    from agrec.decode.beam import generate_items
+    from agrec.decode.config import DecodeConfig
+    from agrec.decode.evaluate import build_inputs, validation_users
+    from agrec.decode.trie import ItemTrie
+    from agrec.lm.stage import load_lm
+    from agrec.metrics import evaluate_rankings
+    from agrec.run.session import open_session
+
+    profile = load_profile(config)
+    torch.set_num_threads(profile.pipeline.num_threads or 1)
+    dataset = profile.data.dataset
+    out = RESULTS / f"lm_study_{dataset}.json"
+    doc = json.loads(out.read_text())
+    ref = None
+    if reference is not None:
+        with np.load(reference, allow_pickle=False) as z:
+            ref = {k: z[k] for k in z.files}
+    for name in names:
+        overrides = {**COMMON, **POINTS[name], "lm.progress": False}
+        session = open_session(config, run_dir=ROOT / "runs" / "lm-study" / dataset / _slug(name), overrides=overrides)
+        split = load_run_data(session).split
+        users = validation_users(split.n_users, n_users, session.profile.seed)
+        bundle = load_lm(session, log=lambda s: None)
+        inp = build_inputs(split, bundle.prompt_ids, "test", users, session.profile.evaluation.exclude_history)
+        dec = session.profile.decode
+        cfg = DecodeConfig(alpha=0.0, beam_size=dec.beam_size, batch_size=dec.batch_size)
+        t0 = time.perf_counter()
+        res = generate_items(
+            bundle.model,
+            inp.prompts,
+            ItemTrie.build(bundle.item_token_ids),
+            cfg=cfg,
+            exclude=inp.exclude,
+            k=dec.beam_size,
+            pad_token_id=bundle.pad_token_id,
+        )
+        items = res.items.numpy()
+        row = {
+            "users": len(users),
+            "seconds": round(time.perf_counter() - t0, 1),
+            **{k: round(v, 4) for k, v in evaluate_rankings(items, inp.targets, [5, 10]).items()},
+        }
+        if ref is not None:
+            pos = {int(u): i for i, u in enumerate(ref["users"])}
+            missing = [int(u) for u in users if int(u) not in pos]
+            if missing:
+                raise SystemExit(f"{reference}: {len(missing)} of the {len(users)} test users are not ranked there")
+            idx = np.array([pos[int(u)] for u in users])
+            if not np.array_equal(ref["targets"][idx], inp.targets):
+                raise SystemExit(f"{reference}: its test targets are not this split's")
+            ours, theirs = user_gains(items, inp.targets), user_gains(ref["items"][idx], inp.targets)
+            row["reference"] = {
+                "rankings": str(reference),
+                **{m: round(float(theirs[m].mean()), 4) for m in ("HR@10", "NDCG@10")},
+                **{f"p {m}": paired_test(ours[m], theirs[m], m).p_value for m in ("HR@10", "NDCG@10")},
+            }
+        doc["points"][name]["test_lm_alone"] = row
+        print(f"lm_study: {dataset}: {name}: test (LM alone, {len(users)} users) {row}", flush=True)
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=1) + "\n")
+        tmp.replace(out)
+
+
 def report() -> None:
     import matplotlib
 
@@ -217,8 +291,12 @@ def main() -> None:
     p.add_argument("--config", type=Path, help="YAML profile (its dataset names the results file)")
     p.add_argument("--points", nargs="+", default=list(POINTS), choices=list(POINTS), metavar="POINT")
     p.add_argument("--report", action="store_true", help="only write the table and figure from the results")
+    p.add_argument("--test", type=int, metavar="USERS", help="test the trained --points on this many test users")
+    p.add_argument("--reference", type=Path, help="with --test: a decode stage's rankings/<row>__test.npz to compare")
     args = p.parse_args()
-    if not args.report:
+    if args.test:
+        test_points(args.config, args.points, args.test, args.reference)
+    elif not args.report:
         if args.config is None:
             p.error("--config is required unless --report")
         study(args.config, args.points)
