@@ -165,7 +165,6 @@ def read_run(report_dir: str | Path, scorer: str = "lightgcn") -> RunRows:
     folder = Path(report_dir)
     path = folder / "results" / "decode.json"
     d = read_results(folder, "decode", DECODE_RESULTS_FORMAT)
-    assert d is not None  # required
     rows = d.get("rows")
     if not isinstance(rows, dict) or not rows:
         raise AgrecError(f"{path}: expected a non-empty 'rows' object of row name -> {{valid, test}} metrics")

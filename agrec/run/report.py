@@ -13,7 +13,7 @@ A file without ``"format"`` was written before the layouts had numbers and reads
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import pandas as pd
 
@@ -53,6 +53,10 @@ class Report:
         return path
 
 
+@overload
+def read_results(report_dir: str | Path, stage: str, fmt: int, required: Literal[True] = ...) -> dict[str, Any]: ...
+@overload
+def read_results(report_dir: str | Path, stage: str, fmt: int, required: bool) -> dict[str, Any] | None: ...
 def read_results(report_dir: str | Path, stage: str, fmt: int, required: bool = True) -> dict[str, Any] | None:
     """``results/<stage>.json`` of a report folder, checked against the folder's manifest and read only if its
     layout is version ``fmt`` (a file without a version is format 1). Missing: a named error, or None when not
