@@ -167,10 +167,10 @@ def study(config: Path, names: list[str]) -> Path:
     return out
 
 
-def test_points(config: Path, names: list[str], n_users: int, reference: Path | None) -> None:
+def test_points(config: Path, names: list[str], n_users: int, references: list[Path]) -> None:
     """Test HR/NDCG@5/10 of the LM alone for trained points, on ``n_users`` test users drawn with the profile's seed
-    (the decode stage's beam size and protocol), beside a reference row's rankings of the same users (``reference``:
-    a decode stage's ``rankings/<row>__test.npz``, e.g. ``sasrec_only``), with paired tests. For the points the
+    (the decode stage's beam size and protocol), beside other rows' rankings of the same users (``references``:
+    decode stages' ``rankings/<row>__test.npz``, e.g. ``sasrec_only``), with paired tests. For the points the
     validation study chose: selection never reads these numbers."""
     import numpy as np
     import torch
@@ -191,10 +191,10 @@ def test_points(config: Path, names: list[str], n_users: int, reference: Path | 
     dataset = profile.data.dataset
     out = RESULTS / f"lm_study_{dataset}.json"
     doc = json.loads(out.read_text())
-    ref = None
-    if reference is not None:
-        with np.load(reference, allow_pickle=False) as z:
-            ref = {k: z[k] for k in z.files}
+    refs = {}
+    for path in references:
+        with np.load(path, allow_pickle=False) as z:
+            refs[path] = {k: z[k] for k in z.files}
     for name in names:
         overrides = {**COMMON, **POINTS[name], "lm.progress": False}
         session = open_session(config, run_dir=ROOT / "runs" / "lm-study" / dataset / _slug(name), overrides=overrides)
@@ -220,7 +220,8 @@ def test_points(config: Path, names: list[str], n_users: int, reference: Path | 
             "seconds": round(time.perf_counter() - t0, 1),
             **{k: round(v, 4) for k, v in evaluate_rankings(items, inp.targets, [5, 10]).items()},
         }
-        if ref is not None:
+        row["references"] = {}
+        for reference, ref in refs.items():
             pos = {int(u): i for i, u in enumerate(ref["users"])}
             missing = [int(u) for u in users if int(u) not in pos]
             if missing:
@@ -229,8 +230,7 @@ def test_points(config: Path, names: list[str], n_users: int, reference: Path | 
             if not np.array_equal(ref["targets"][idx], inp.targets):
                 raise SystemExit(f"{reference}: its test targets are not this split's")
             ours, theirs = user_gains(items, inp.targets), user_gains(ref["items"][idx], inp.targets)
-            row["reference"] = {
-                "rankings": str(reference),
+            row["references"][str(reference)] = {
                 **{m: round(float(theirs[m].mean()), 4) for m in ("HR@10", "NDCG@10")},
                 **{f"p {m}": paired_test(ours[m], theirs[m], m).p_value for m in ("HR@10", "NDCG@10")},
             }
@@ -292,7 +292,13 @@ def main() -> None:
     p.add_argument("--points", nargs="+", default=list(POINTS), choices=list(POINTS), metavar="POINT")
     p.add_argument("--report", action="store_true", help="only write the table and figure from the results")
     p.add_argument("--test", type=int, metavar="USERS", help="test the trained --points on this many test users")
-    p.add_argument("--reference", type=Path, help="with --test: a decode stage's rankings/<row>__test.npz to compare")
+    p.add_argument(
+        "--reference",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="with --test: decode stages' rankings/<row>__test.npz to compare with",
+    )
     args = p.parse_args()
     if args.test:
         test_points(args.config, args.points, args.test, args.reference)
