@@ -23,6 +23,7 @@ Timing is wall time of the training steps on a shared machine: compare points of
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -114,7 +115,9 @@ def run_point(config: Path, name: str, runs: Path) -> dict:
         }
         for _, r in evals.iterrows()
     ]
-    best = max(curve, key=lambda c: c["val_NDCG@10"])
+    # the epoch the stage kept (its unrounded validation NDCG@10): the checkpoint `--test` decodes
+    kept = int(Path(rec["checkpoint"]).name.removeprefix("epoch-"))
+    best = next(c for c in curve if c["epoch"] == kept)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True, capture_output=True)
     return {
         "point": name,
@@ -155,6 +158,8 @@ def study(config: Path, names: list[str]) -> Path:
     for name in names:
         print(f"lm_study: {dataset}: {name} ...", flush=True)
         row = run_point(config, name, runs)
+        if row["reused"] and name in doc["points"]:
+            row["commit"] = doc["points"][name].get("commit", row["commit"])  # trained by that code, not this one
         doc["points"][name] = row
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc, indent=1) + "\n")
@@ -179,7 +184,6 @@ def test_points(config: Path, names: list[str], n_users: int, references: list[P
     from agrec.config import load_profile
     from agrec.data.stage import load_run_data
     from agrec.decode.beam import generate_items
-    from agrec.decode.config import DecodeConfig
     from agrec.decode.evaluate import build_inputs, validation_users
     from agrec.decode.trie import ItemTrie
     from agrec.lm.stage import load_lm
@@ -203,7 +207,7 @@ def test_points(config: Path, names: list[str], n_users: int, references: list[P
         bundle = load_lm(session, log=lambda s: None)
         inp = build_inputs(split, bundle.prompt_ids, "test", users, session.profile.evaluation.exclude_history)
         dec = session.profile.decode
-        cfg = DecodeConfig(alpha=0.0, beam_size=dec.beam_size, batch_size=dec.batch_size)
+        cfg = dataclasses.replace(dec, alpha=0.0)  # the decode stage's "w/o Graph": its settings, no graph
         t0 = time.perf_counter()
         res = generate_items(
             bundle.model,
@@ -259,7 +263,7 @@ def report() -> None:
             "",
             f"Profile `{doc['config']}` with {json.dumps(doc['common'])}; {doc['machine']}.",
             "",
-            "| point | overrides | params | epochs (best) | val HR@10 | val NDCG@10 | train min | stage min |",
+            "| point | overrides | params | epochs (kept) | val HR@10 | val NDCG@10 | train min (all) | stage min |",
             "|---|---|---:|---:|---:|---:|---:|---:|",
         ]
         rows = sorted(doc["points"].values(), key=lambda r: -r["val_NDCG@10"])
@@ -300,11 +304,11 @@ def main() -> None:
         help="with --test: decode stages' rankings/<row>__test.npz to compare with",
     )
     args = p.parse_args()
+    if (args.test or not args.report) and args.config is None:
+        p.error("--config is required unless --report")
     if args.test:
         test_points(args.config, args.points, args.test, args.reference)
     elif not args.report:
-        if args.config is None:
-            p.error("--config is required unless --report")
         study(args.config, args.points)
     report()
 

@@ -6,7 +6,8 @@ LM and the scorer disagree. This module measures that from the rankings the deco
 decoding anything again:
 
 1. A signal gives every user one number (:data:`SIGNALS`), computed the same way for validation and test users.
-2. The validation users are split into ``n_buckets`` equal-sized buckets at the signal's validation quantiles;
+2. The validation users are split into ``n_buckets`` buckets at the signal's validation quantiles (equal-sized
+   when the signal has many distinct values; a signal with few, such as the top-10 overlap, gives uneven ones);
    the test users are put into buckets with the same edges.
 3. Each bucket takes the α of the row's grid with the best mean validation gain of its own users (grid order
    breaks ties, as :func:`agrec.decode.stage.choose` does).
@@ -64,7 +65,7 @@ class SignalInputs:
 
     history_len: np.ndarray  # [U] items the user had seen before the target
     lm: Rankings  # α = 0
-    scorer: Rankings  # α = 1: the scorer alone
+    scorer: Rankings  # α = 1: the beam search steered by the scorer alone (its scores are beam scores)
 
 
 def _top_score(r: Rankings) -> np.ndarray:
@@ -78,8 +79,8 @@ def _agreement(x: SignalInputs, k: int = 10) -> np.ndarray:
     )
 
 
-# name -> per-user value. The LM's and the scorer's confidence are the score of their first item (the LM: its best
-# beam's log-probability; the scorer: its top item's score), agreement the overlap of their top-10 lists.
+# name -> per-user value. The LM's and the scorer's confidence are the score of their first item (the best beam's
+# score at α = 0 and at α = 1), agreement the overlap of their top-10 lists.
 SIGNALS: dict[str, Callable[[SignalInputs], np.ndarray]] = {
     "history length": lambda x: x.history_len.astype(np.float64),
     "LM confidence": lambda x: _top_score(x.lm),
@@ -166,7 +167,7 @@ def signal_study(
             "alpha per bucket": choice,
             "test users per bucket": [int((buckets["test"] == b).sum()) for b in range(nb)],
         }
-        for m in (metric, f"HR@{k}"):
+        for m in dict.fromkeys((metric, f"NDCG@{k}", f"HR@{k}")):
             per = {a: g[m] for a, g in outcome["test"].items()}
             ours, base = mixed(per, buckets["test"], choice), per[global_alpha]
             t = paired_test(ours, base, m)

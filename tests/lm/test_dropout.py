@@ -32,6 +32,14 @@ def test_fresh_tiny_model_gets_one_hook_per_embedding_and_block_output():
     assert _hooked(build_fresh(tiny_cfg(), TOY_CODES, seed=0).model) == []  # default 0: no hooks at all
 
 
+def test_lora_model_gets_its_hooks_on_the_wrappers_so_the_adapter_output_is_dropped_too():
+    cfg = tiny_cfg(finetune="lora", tiny=dataclasses.replace(tiny_cfg().tiny, dropout=0.1))
+    hooked = _hooked(build_fresh(cfg, TOY_CODES, seed=0).model)
+    # one hook per site, on the module whose output includes the LoRA branch (not its base_layer or lora_A)
+    assert len(hooked) == 5
+    assert all(h.endswith(("model.embed_tokens", "self_attn.o_proj", "mlp.down_proj")) for h in hooked)
+
+
 def test_dropout_acts_in_training_only():
     cfg = tiny_cfg()
     plain = build_fresh(cfg, TOY_CODES, seed=0).model
