@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from agrec.io import atomic_write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -89,6 +91,9 @@ def run_point(config: Path, name: str, runs: Path) -> dict:
     """Train one point in a child process (or find it trained) and read its stage record and curves."""
     import pandas as pd
 
+    from agrec.lm.stage import LOSS_CSV, STAGE, VAL_CSV
+    from agrec.run.rundir import RunDir
+
     overrides = {**COMMON, **POINTS[name]}
     run_dir = runs / _slug(name)
     cmd = [sys.executable, "-m", "agrec.lm.train", "--config", str(config), "--run-dir", str(run_dir)]
@@ -101,9 +106,10 @@ def run_point(config: Path, name: str, runs: Path) -> dict:
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if proc.returncode != 0:
         raise SystemExit(f"point {name!r} failed ({' '.join(cmd)}):\n{proc.stderr[-4000:]}")
-    rec = json.loads((run_dir / "lm" / "stage.json").read_text())
-    steps = pd.read_csv(run_dir / "lm" / "loss_curve.csv")
-    evals = pd.read_csv(run_dir / "lm" / "val_curve.csv")
+    rec = RunDir(run_dir).read_record(STAGE)
+    if rec is None:
+        raise SystemExit(f"point {name!r}: {run_dir} has no lm stage record after training")
+    steps, evals = (pd.read_csv(run_dir / STAGE / f) for f in (LOSS_CSV, VAL_CSV))
     minutes = steps.groupby("epoch")["train_time_s"].max().to_numpy() / 60.0
     curve = [
         {
@@ -161,9 +167,7 @@ def study(config: Path, names: list[str]) -> Path:
         if row["reused"] and name in doc["points"]:
             row["commit"] = doc["points"][name].get("commit", row["commit"])  # trained by that code, not this one
         doc["points"][name] = row
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, indent=1) + "\n")
-        tmp.replace(out)
+        atomic_write_json(out, doc, indent=1)
         print(
             f"lm_study: {dataset}: {name}: val NDCG@10 {row['val_NDCG@10']:.4f} (epoch {row['best_epoch']}), "
             f"{row['params']:,} params, {row['train_minutes']:.1f} train min",
@@ -181,10 +185,12 @@ def test_points(config: Path, names: list[str], n_users: int, references: list[P
     import torch
 
     from agrec.analysis.significance import paired_test, user_gains
+    from agrec.analysis.user_alpha import Rankings
     from agrec.config import load_profile
     from agrec.data.stage import load_run_data
     from agrec.decode.beam import generate_items
     from agrec.decode.evaluate import build_inputs, validation_users
+    from agrec.decode.stage import load_rankings
     from agrec.decode.trie import ItemTrie
     from agrec.lm.stage import load_lm
     from agrec.metrics import evaluate_rankings
@@ -196,9 +202,9 @@ def test_points(config: Path, names: list[str], n_users: int, references: list[P
     out = RESULTS / f"lm_study_{dataset}.json"
     doc = json.loads(out.read_text())
     refs = {}
-    for path in references:
-        with np.load(path, allow_pickle=False) as z:
-            refs[path] = {k: z[k] for k in z.files}
+    for path in references:  # <decode folder>/rankings/<row>__<target>.npz, read by the decode stage's reader
+        row_name, _, target = path.stem.rpartition("__")
+        refs[path] = Rankings(**load_rankings(path.parent.parent, row_name, target))
     for name in names:
         overrides = {**COMMON, **POINTS[name], "lm.progress": False}
         session = open_session(config, run_dir=ROOT / "runs" / "lm-study" / dataset / _slug(name), overrides=overrides)
@@ -225,24 +231,18 @@ def test_points(config: Path, names: list[str], n_users: int, references: list[P
             **{k: round(v, 4) for k, v in evaluate_rankings(items, inp.targets, [5, 10]).items()},
         }
         row["references"] = {}
-        for reference, ref in refs.items():
-            pos = {int(u): i for i, u in enumerate(ref["users"])}
-            missing = [int(u) for u in users if int(u) not in pos]
-            if missing:
-                raise SystemExit(f"{reference}: {len(missing)} of the {len(users)} test users are not ranked there")
-            idx = np.array([pos[int(u)] for u in users])
-            if not np.array_equal(ref["targets"][idx], inp.targets):
+        for reference, all_users in refs.items():
+            ref = all_users.aligned(users)  # an AgrecError names any user it does not rank
+            if not np.array_equal(ref.targets, inp.targets):
                 raise SystemExit(f"{reference}: its test targets are not this split's")
-            ours, theirs = user_gains(items, inp.targets), user_gains(ref["items"][idx], inp.targets)
+            ours, theirs = user_gains(items, inp.targets), user_gains(ref.items, inp.targets)
             row["references"][str(reference)] = {
                 **{m: round(float(theirs[m].mean()), 4) for m in ("HR@10", "NDCG@10")},
                 **{f"p {m}": paired_test(ours[m], theirs[m], m).p_value for m in ("HR@10", "NDCG@10")},
             }
         doc["points"][name]["test_lm_alone"] = row
         print(f"lm_study: {dataset}: {name}: test (LM alone, {len(users)} users) {row}", flush=True)
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, indent=1) + "\n")
-        tmp.replace(out)
+        atomic_write_json(out, doc, indent=1)
 
 
 def report() -> None:

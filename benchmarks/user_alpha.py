@@ -12,12 +12,13 @@ the decode stage's rankings are read. Results: ``benchmarks/results/user_alpha_<
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
 from agrec.analysis.user_alpha import run_study
+from agrec.data.stage import load_run_data
+from agrec.io import atomic_write_json, atomic_write_text
 from agrec.run.session import open_session
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -31,13 +32,18 @@ def main() -> None:
     args = p.parse_args()
     session = open_session(args.config, run_dir=args.run_dir)
     ev = session.profile.evaluation
-    split = np.load(session.run.root / "data" / "split.npz", allow_pickle=False)
+    split = load_run_data(session).split
     out = run_study(
-        session.run.root / "decode", np.diff(split["offsets"]), ev.scorer, ev.scorers, ev.select_metric, args.buckets
+        session.run.root / "decode",
+        np.array([len(h) for h in split.train]),
+        ev.scorer,
+        ev.scorers,
+        ev.select_metric,
+        args.buckets,
     )
     dataset = session.profile.data.dataset
     doc = {"config": str(args.config), "run": str(session.run.root), "buckets": args.buckets, "scorers": out}
-    (RESULTS / f"user_alpha_{dataset}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    atomic_write_json(RESULTS / f"user_alpha_{dataset}.json", doc, indent=1)
     m = ev.select_metric
     k = m.partition("@")[2]
     lines = [
@@ -71,7 +77,7 @@ def main() -> None:
                 f"{r[f'per-bucket α HR@{k}']:.4f} | {r[f'p HR@{k}']:.2g} |"
             )
         lines.append("")
-    (RESULTS / f"user_alpha_{dataset}.md").write_text("\n".join(lines))
+    atomic_write_text(RESULTS / f"user_alpha_{dataset}.md", "\n".join(lines))
     print("\n".join(lines))
 
 

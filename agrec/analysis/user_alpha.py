@@ -235,9 +235,9 @@ def run_study(
     Returns ``{scorer: {"global_alpha", "grid", "left_out", "table": [rows]}}``; a scorer whose grid has test
     rankings at fewer than two α is reported with its reason and no table.
     """
-    import json
+    from agrec.decode.stage import read_results  # the decode stage imports torch; this module needs only numpy
 
-    record = json.loads((folder / "results.json").read_text())
+    record = read_results(folder)  # checked: format, rows, metrics
     lm = {t: _load(folder, slug(LM_ROW), t, None) for t in ("valid", "test")}
     users = {t: lm[t].users for t in lm}
     lengths = np.asarray(train_lengths)
