@@ -165,7 +165,11 @@ def study(config: Path, names: list[str]) -> Path:
         print(f"lm_study: {dataset}: {name} ...", flush=True)
         row = run_point(config, name, runs)
         if row["reused"] and name in doc["points"]:
-            row["commit"] = doc["points"][name].get("commit", row["commit"])  # trained by that code, not this one
+            # the training process's measurements and code, not this quick reuse's
+            earlier = doc["points"][name]
+            for k in ("commit", "process_wall_minutes", "peak_rss_mib_children", "test_lm_alone"):
+                if k in earlier:
+                    row[k] = earlier[k]
         doc["points"][name] = row
         atomic_write_json(out, doc, indent=1)
         print(
