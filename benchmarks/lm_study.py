@@ -66,6 +66,9 @@ POINTS: dict[str, dict[str, object]] = {
     },
     "beam 40 at selection": {"lm.select_beam_size": 40},
     "dropout 0.1": {"lm.tiny.dropout": 0.1},
+    # one learned vector per item at the last code of each history item (agrec/lm/item_embedding.py): SASRec's
+    # item identity beside the semantic codes; + items x 128 parameters (2.2 M on Games), the same compute per token
+    "item embedding": {"lm.tiny.item_embedding": True},
     "dropout 0.1, epochs 16": {"lm.tiny.dropout": 0.1, "lm.epochs": 16, "lm.patience": 3},
     "wide 4 x 256, dropout 0.1, epochs 16": {
         "lm.tiny.hidden_size": 256,

@@ -20,6 +20,7 @@ from agrec.lm.checkpoint import read_manifest
 from agrec.lm.config import LMConfig
 from agrec.lm.dropout import add_hidden_dropout
 from agrec.lm.finetune import prepare_for_training
+from agrec.lm.item_embedding import add_item_embedding, load_item_embedding
 from agrec.lm.vocab import CodeVocab, add_code_tokens, code_vocab, resize_embeddings
 from agrec.semantic_ids.codes import CodeTable
 
@@ -56,6 +57,8 @@ def build_fresh(
     model.config.use_cache = False
     model = prepare_for_training(model, cfg.finetune_mode, cfg.lora, vocab.token_ids)
     if path is None:
+        if cfg.tiny.item_embedding:  # before the dropout hook, which then drops from the sum
+            add_item_embedding(model, vocab.item_token_ids)
         add_hidden_dropout(model, cfg.tiny.dropout)
     return BuiltLM(model=model, tokenizer=tokenizer, vocab=vocab, backbone_path=path, base_model=base)
 
@@ -93,6 +96,8 @@ def load_checkpoint_model(
         )
         if manifest["backbone"] != "tiny":
             path = resolve_backbone_path(cfg, base_dir, log=log)
+        elif cfg.tiny.item_embedding:
+            load_item_embedding(model, folder, vocab.item_token_ids)
     else:
         from peft import PeftModel
 

@@ -33,6 +33,9 @@ class TinyLlamaConfig:
     # dropout on the token embeddings and on each attention and MLP output before it joins the residual stream,
     # while training (GPT-2's embd_pdrop/resid_pdrop; TIGER trains its 4 x 128 transformer with 0.1): Llama has none
     dropout: float = neutral(0.0)
+    # a learned vector per item added at the last code token of each item in the input (agrec/lm/item_embedding.py,
+    # issue 20: sample efficiency); it is never an output, so the decoder's vocabulary stays the code tokens
+    item_embedding: bool = neutral(False)
     rope_theta: float = 10000.0  # rotary position embedding base (Llama's default)
 
     def __post_init__(self) -> None:
@@ -200,6 +203,11 @@ class LMConfig:
             raise ConfigError(
                 "lm.prompt 'lcrec' needs a pretrained backbone: the vocabulary of 'tiny' has only "
                 "code tokens and specials (use 'compact' or 'auto')"
+            )
+        if self.tiny.item_embedding and not (self.is_tiny and self.finetune_mode == "full"):
+            raise ConfigError(
+                "lm.tiny.item_embedding needs lm.backbone 'tiny' trained in full (lm.finetune 'full' or 'auto'), got "
+                f"backbone {self.backbone!r}, finetune {self.finetune_mode!r}"
             )
         if not self.random_codebook_sizes or any(k <= 1 for k in self.random_codebook_sizes):
             raise ConfigError(

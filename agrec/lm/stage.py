@@ -43,6 +43,7 @@ from agrec.lm.checkpoint import (
 from agrec.lm.config import LMConfig
 from agrec.lm.distributed import DistEnv, init_distributed
 from agrec.lm.finetune import merged_for_inference
+from agrec.lm.item_embedding import item_embedding, save_item_embedding, state_dict_without
 from agrec.lm.prompts import PromptFormat, Samples, build_eval_samples, build_train_samples, make_prompt_format
 from agrec.lm.random_ids import random_code_table
 from agrec.lm.trainer import Trainer, TrainResult
@@ -127,6 +128,9 @@ def _save_fn(built: BuiltLM, tiny_base) -> Callable:
         if isinstance(model, PeftModel):
             # the resized embedding need not be saved whole: the code-token rows are in the adapter
             model.save_pretrained(str(folder), save_embedding_layers=False)
+        elif item_embedding(model) is not None:  # a plain Llama folder, and the item vectors beside it
+            model.save_pretrained(folder, state_dict=state_dict_without(model))
+            save_item_embedding(model, folder)
         else:
             model.save_pretrained(folder)
         built.tokenizer.save_pretrained(folder)

@@ -451,3 +451,25 @@ def test_multi_runs_must_share_batch_size():
     with pytest.raises(AgrecError, match="batch_size"):
         generate_items_multi(tiny.model, tiny.prompts, tiny.trie, runs)
     assert generate_items_multi(tiny.model, tiny.prompts, tiny.trie, []) == []
+
+
+# -- an item-level input embedding (lm.tiny.item_embedding) goes through the cached decode ---------------------
+@pytest.mark.parametrize("kv", ["shared", "expand"])
+def test_lm_with_item_embedding_scores_each_item_as_teacher_forcing_does(kv):
+    from agrec.lm.item_embedding import add_item_embedding
+
+    tiny = make_tiny(seed=3, n_users=4)
+    plain = generate_items(tiny.model, tiny.prompts, tiny.trie, cfg=DecodeConfig(alpha=0.0, beam_size=6, kv=kv))
+    weight = add_item_embedding(tiny.model, torch.as_tensor(tiny.tokens))
+    with torch.no_grad():
+        weight.copy_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)))
+    res = generate_items(tiny.model, tiny.prompts, tiny.trie, cfg=DecodeConfig(alpha=0.0, beam_size=6, kv=kv))
+    assert not torch.equal(res.scores, plain.scores)  # the history's item vectors change what the LM says
+    # the prompt forward sees every history item's vector; the beam's own steps see none (their item is unknown):
+    # each beam's score is the teacher-forced log-probability of its codes after the whole prompt
+    for u, prompt in enumerate(tiny.prompts):
+        for j in range(6):
+            toks = tiny.trie.item_tokens[int(res.items[u, j])].tolist()
+            logp = torch.log_softmax(lm_probs(tiny.model, prompt, toks), -1)
+            want = sum(float(logp[d, toks[d]]) for d in range(len(toks)))
+            assert float(res.scores[u, j]) == pytest.approx(want, rel=1e-4, abs=1e-4)

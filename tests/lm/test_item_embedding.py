@@ -1,0 +1,110 @@
+"""lm.tiny.item_embedding: one learned vector per item at the last code token of each item in the input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from agrec.canonical import keyed
+from agrec.errors import AgrecError, ConfigError
+from agrec.lm.build import build_fresh, load_checkpoint_model
+from agrec.lm.item_embedding import ITEM_EMBEDDING_FILE, PARAM, ItemIndexer, add_item_embedding, item_embedding
+from agrec.lm.loss import SupervisedNLL
+from agrec.lm.trainer import TrainingInterrupted
+
+from lm_helpers import TOY_CODES, tiny_cfg
+from test_lm_trainer import CODES, job, losses
+
+# TOY_CODES in the tiny vocabulary: item 0 = [4, 9], item 1 = [5, 10], item 2 = [7, 8]; 1 is <s>, 0 is the pad
+TOY_ITEMS = torch.tensor([[4, 9], [5, 10], [7, 8]])
+
+
+def item_cfg(**kw):
+    return tiny_cfg(tiny=dataclasses.replace(tiny_cfg().tiny, item_embedding=True), **kw)
+
+
+def test_indexer_finds_each_complete_item_at_its_last_code_and_nothing_else():
+    index = ItemIndexer(TOY_ITEMS, vocab_size=11)
+    ids = torch.tensor([[1, 4, 9, 7, 8, 5, 10], [0, 0, 1, 5, 10, 4, 9]])
+    assert index(ids).tolist() == [[-1, -1, 0, -1, 2, -1, 1], [-1, -1, -1, -1, 1, -1, 0]]
+    # codes of no item ([4, 10]), a level-1 code after a non-code token, and levels out of order: no item
+    assert index(torch.tensor([[1, 4, 10, 1, 9, 9, 4]])).tolist() == [[-1] * 7]
+    # one token (a decoder step feeding a generated code) cannot complete an item
+    assert index(torch.tensor([[9]])).tolist() == [[-1]]
+    assert index(torch.tensor([[4], [9]])).tolist() == [[-1], [-1]]
+
+
+def test_indexer_refuses_codes_that_do_not_name_one_item():
+    with pytest.raises(ValueError, match="two items share one code tuple"):
+        ItemIndexer(torch.tensor([[4, 9], [4, 9]]), vocab_size=11)
+    with pytest.raises(ValueError, match="at level 1 and at another level"):
+        ItemIndexer(torch.tensor([[4, 9], [9, 5]]), vocab_size=11)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        ItemIndexer(torch.tensor([[4, 11]]), vocab_size=11)
+
+
+def test_zero_vectors_leave_the_model_unchanged_and_a_vector_reaches_only_later_positions():
+    plain = build_fresh(tiny_cfg(), TOY_CODES, seed=0).model.eval()
+    model = build_fresh(item_cfg(), TOY_CODES, seed=0).model.eval()
+    weight = item_embedding(model)
+    assert weight is not None and tuple(weight.shape) == (3, 32) and not weight.any()
+    ids = torch.tensor([[1, 4, 9, 7, 8, 5, 10]])  # items 0, 2, 1 end at positions 2, 4, 6
+    with torch.no_grad():
+        assert torch.equal(plain(ids).logits, model(ids).logits)  # zero init: the model without it
+        weight[2] = 1.0  # item 2's vector
+        out = model(ids).logits
+        base = plain(ids).logits
+    # positions before item 2's last code (4) do not see it, so the codes of item 2 are never given away;
+    # from position 4 on (the prediction of the next item's first code) the output changes
+    assert torch.equal(out[0, :4], base[0, :4])
+    assert all(not torch.allclose(out[0, t], base[0, t]) for t in range(4, 7))
+
+
+def test_the_vector_is_trained_and_round_trips_through_a_checkpoint(tmp_path):
+    res = job(tmp_path, "run", item_cfg(epochs=2)).trainer.fit()
+    folder = res.selected
+    assert (folder / ITEM_EMBEDDING_FILE).is_file()
+    loaded = load_checkpoint_model(folder, item_cfg(epochs=2), CODES, tmp_path).model
+    weight = item_embedding(loaded)
+    assert weight is not None and tuple(weight.shape) == (12, 32)
+    assert float(weight.detach().abs().sum()) > 0  # trained away from zero
+    # the model file is a plain Llama: the item vectors live only in their own file
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        assert not any(k.endswith(PARAM) for k in f.keys())
+    # ... and the loaded model is the trained one: its validation loss is the run's last evaluation
+    again = job(tmp_path, "run", item_cfg(epochs=2)).trainer
+    assert again.evaluate(SupervisedNLL(loaded))["val_loss"] == pytest.approx(res.state.evals[-1]["val_loss"], rel=1e-6)
+    loaded.get_input_embeddings().item_weight.data.zero_()  # without the trained vectors it is another model
+    assert again.evaluate(SupervisedNLL(loaded))["val_loss"] != pytest.approx(res.state.evals[-1]["val_loss"], rel=1e-3)
+
+
+def test_run_with_item_embedding_resumes_exactly_and_differs_from_one_without(tmp_path):
+    cfg = item_cfg(epochs=2)
+    res = job(tmp_path, "full", cfg).trainer.fit()
+    assert losses(res) != losses(job(tmp_path, "plain", tiny_cfg(epochs=2)).trainer.fit())
+    broken = job(tmp_path, "broken", cfg)
+    broken.trainer.stop_after_step = len(broken.trainer.plan(0)) + 1
+    with pytest.raises(TrainingInterrupted):
+        broken.trainer.fit()
+    resumed = job(tmp_path, "broken", cfg).trainer.fit(resume=True)
+    assert losses(resumed) == losses(res)
+
+
+def test_missing_vectors_file_is_named(tmp_path):
+    res = job(tmp_path, "run", item_cfg(epochs=1)).trainer.fit()
+    (res.selected / ITEM_EMBEDDING_FILE).unlink()
+    with pytest.raises(AgrecError, match=rf"{ITEM_EMBEDDING_FILE}: missing"):
+        load_checkpoint_model(res.selected, item_cfg(epochs=1), CODES, tmp_path)
+
+
+def test_config_refuses_it_where_it_cannot_apply_and_default_keeps_the_key():
+    with pytest.raises(ConfigError, match="lm.tiny.item_embedding needs lm.backbone 'tiny' trained in full"):
+        item_cfg(finetune="lora")
+    assert "item_embedding" not in keyed(tiny_cfg())["tiny"]
+    assert keyed(item_cfg())["tiny"]["item_embedding"] is True
+    with pytest.raises(ValueError, match="already has an item embedding"):
+        add_item_embedding(build_fresh(item_cfg(), TOY_CODES, seed=0).model, TOY_ITEMS)
