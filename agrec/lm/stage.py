@@ -174,7 +174,8 @@ def make_training_job(
     tiny_base = copy.deepcopy(built.base_model) if built.base_model is not None else None
     fmt = make_prompt_format(cfg.prompt_format, built.vocab, built.tokenizer, cfg.max_history, cfg.prompt_variants)
     train = build_train_samples(fmt, train_seqs, cfg.samples, cfg.window_stride, seed=seed)
-    valid = build_eval_samples(fmt, valid_histories, valid_targets)
+    keep = validation_users(len(valid_histories), cfg.val_loss_users, seed)
+    valid = build_eval_samples(fmt, [valid_histories[int(u)] for u in keep], np.asarray(valid_targets)[keep])
     manifest = make_manifest(
         cfg,
         codes,

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from agrec.errors import ConfigError
 from agrec.lm.build import load_checkpoint_model
 from agrec.lm.checkpoint import CheckpointMismatch, load_tree
 from agrec.lm.config import LoRASettings
@@ -273,3 +274,26 @@ def test_label_smoothing_is_the_mixture_of_nll_and_the_uniform_cross_entropy():
         assert float(smooth(ids, None, labels)) == pytest.approx(float(0.8 * nll + 0.2 * uniform), rel=1e-6)
     with pytest.raises(Exception, match=r"lm.label_smoothing must be in \[0, 1\)"):
         tiny_cfg(label_smoothing=1.0)
+
+
+def test_validation_loss_on_a_seeded_sample_of_users(tmp_path):
+    from agrec.decode.evaluate import validation_users
+    from agrec.lm.prompts import build_eval_samples
+
+    full = job(tmp_path, "all", tiny_cfg(epochs=1))
+    part = job(tmp_path, "part", tiny_cfg(epochs=1, val_loss_users=6))
+    # the decode stage's draw of 6 of the 24 users with the run's seed (7), in user order
+    users = validation_users(len(SEQS), 6, seed=7)
+    assert len(users) == 6 and users.tolist() != list(range(6))
+    want = build_eval_samples(part.prompt, [SEQS[int(u)][:-1] for u in users], [int(SEQS[int(u)][-1]) for u in users])
+    assert [x.tolist() for x in part.valid.input_ids] == [x.tolist() for x in want.input_ids]
+    assert [x.tolist() for x in part.valid.labels] == [x.tolist() for x in want.labels]
+    # training is the same; only the end-of-epoch numbers come from the sample
+    a, b = full.trainer.fit(), part.trainer.fit()
+    assert losses(a) == losses(b)
+    assert a.state.evals[0]["val_loss"] != b.state.evals[0]["val_loss"]
+    # a sample at least as large as the users is every user: the very same run
+    c = job(tmp_path, "big", tiny_cfg(epochs=1, val_loss_users=100)).trainer.fit()
+    assert c.state.evals == a.state.evals
+    with pytest.raises(ConfigError, match="lm.val_loss_users must be > 0 or null, got 0"):
+        tiny_cfg(val_loss_users=0)
