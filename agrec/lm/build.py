@@ -58,7 +58,7 @@ def build_fresh(
     model = prepare_for_training(model, cfg.finetune_mode, cfg.lora, vocab.token_ids)
     if path is None:
         if cfg.tiny.item_embedding:  # before the dropout hook, which then drops from the sum
-            add_item_embedding(model, vocab.item_token_ids)
+            add_item_embedding(model, vocab.item_token_ids, cfg.tiny.item_dropout)
         add_hidden_dropout(model, cfg.tiny.dropout)
     return BuiltLM(model=model, tokenizer=tokenizer, vocab=vocab, backbone_path=path, base_model=base)
 
@@ -97,7 +97,7 @@ def load_checkpoint_model(
         if manifest["backbone"] != "tiny":
             path = resolve_backbone_path(cfg, base_dir, log=log)
         elif cfg.tiny.item_embedding:
-            load_item_embedding(model, folder, vocab.item_token_ids)
+            load_item_embedding(model, folder, vocab.item_token_ids, cfg.tiny.item_dropout)
     else:
         from peft import PeftModel
 

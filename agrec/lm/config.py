@@ -36,15 +36,20 @@ class TinyLlamaConfig:
     # a learned vector per item added at the last code token of each item in the input (agrec/lm/item_embedding.py,
     # issue 20: sample efficiency); it is never an output, so the decoder's vocabulary stays the code tokens
     item_embedding: bool = neutral(False)
+    # training only: each position's item vector is left out with this probability (inverted dropout), so the LM
+    # cannot lean on memorised item identities alone (the plain item embedding overfits on Instruments)
+    item_dropout: float = neutral(0.0)
     rope_theta: float = 10000.0  # rotary position embedding base (Llama's default)
 
     def __post_init__(self) -> None:
-        for k in ("attention_dropout", "dropout"):
+        for k in ("attention_dropout", "dropout", "item_dropout"):
             if not 0.0 <= getattr(self, k) < 1.0:
                 raise ConfigError(f"lm.tiny.{k} must be in [0, 1), got {getattr(self, k)}")
         for k in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size"):
             if getattr(self, k) <= 0:
                 raise ConfigError(f"lm.tiny.{k} must be > 0, got {getattr(self, k)}")
+        if self.item_dropout and not self.item_embedding:
+            raise ConfigError(f"lm.tiny.item_dropout ({self.item_dropout}) needs lm.tiny.item_embedding: true")
         if self.hidden_size % self.num_heads:
             raise ConfigError(
                 f"lm.tiny.hidden_size ({self.hidden_size}) must be divisible by lm.tiny.num_heads ({self.num_heads})"

@@ -98,13 +98,21 @@ class ItemIndexer:
         return torch.where(found, t["order"][pos], torch.full_like(pos, -1))
 
 
-def add_item_embedding(model: torch.nn.Module, item_token_ids: torch.Tensor) -> torch.nn.Parameter:
+def add_item_embedding(
+    model: torch.nn.Module, item_token_ids: torch.Tensor, dropout: float = 0.0
+) -> torch.nn.Parameter:
     """Give ``model`` (a transformers causal LM) an item-level input embedding: a zero-initialised parameter
     ``item_weight`` ``[n_items, hidden]`` on its input-embedding module, added by a forward hook at the last
     code token of every complete item (see the module docstring). Returns the parameter.
 
+    ``dropout``: while the module is training, each position's item vector is left out with this probability
+    and the kept ones are scaled by ``1 / (1 - dropout)`` (inverted dropout; eval mode adds every vector), so
+    that the LM cannot lean on memorised item identities alone.
+
     Register it before any other hook on the input embedding (e.g. :func:`agrec.lm.dropout.add_hidden_dropout`),
     so that those see the sum. Raises ValueError if the model has one already or the codes are not unique."""
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"item-embedding dropout must be in [0, 1), got {dropout}")
     embed = _input_embeddings(model)
     if hasattr(embed, PARAM):
         raise ValueError(f"{type(model).__name__} already has an item embedding")
@@ -118,8 +126,10 @@ def add_item_embedding(model: torch.nn.Module, item_token_ids: torch.Tensor) -> 
     def hook(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
         idx = indexer(args[0])
         w = getattr(module, PARAM)
-        extra = F.embedding(idx.clamp(min=0), w) * (idx >= 0).unsqueeze(-1).to(output.dtype)
-        return output + extra
+        scale = (idx >= 0).to(output.dtype)
+        if dropout and module.training:
+            scale = scale * (torch.rand(idx.shape, device=idx.device) >= dropout).to(output.dtype) / (1.0 - dropout)
+        return output + F.embedding(idx.clamp(min=0), w) * scale.unsqueeze(-1)
 
     embed.register_forward_hook(hook)
     return weight
@@ -152,8 +162,11 @@ def save_item_embedding(model: torch.nn.Module, folder: Path) -> None:
     save_file({PARAM: weight.detach().cpu().contiguous()}, str(Path(folder) / ITEM_EMBEDDING_FILE))
 
 
-def load_item_embedding(model: torch.nn.Module, folder: Path, item_token_ids: torch.Tensor) -> torch.nn.Parameter:
-    """Add an item embedding to ``model`` (:func:`add_item_embedding`) with the values saved in ``folder``.
+def load_item_embedding(
+    model: torch.nn.Module, folder: Path, item_token_ids: torch.Tensor, dropout: float = 0.0
+) -> torch.nn.Parameter:
+    """Add an item embedding to ``model`` (:func:`add_item_embedding`, with ``dropout``) with the values saved in
+    ``folder``.
 
     Raises :class:`AgrecError` naming the file if it is missing or its shape is not ``[n_items, hidden]``."""
     from safetensors.torch import load_file
@@ -162,7 +175,7 @@ def load_item_embedding(model: torch.nn.Module, folder: Path, item_token_ids: to
     if not path.is_file():
         raise AgrecError(f"{path}: missing; the checkpoint was trained with lm.tiny.item_embedding but lacks it")
     saved = load_file(str(path)).get(PARAM)
-    weight = add_item_embedding(model, item_token_ids)
+    weight = add_item_embedding(model, item_token_ids, dropout)
     if saved is None or tuple(saved.shape) != tuple(weight.shape):
         shape = None if saved is None else tuple(saved.shape)
         raise AgrecError(f"{path}: holds {PARAM} of shape {shape}, expected {tuple(weight.shape)} (items x hidden)")

@@ -10,6 +10,7 @@ import torch
 from agrec.canonical import keyed
 from agrec.errors import AgrecError, ConfigError
 from agrec.lm.build import build_fresh, load_checkpoint_model
+from agrec.lm.config import TinyLlamaConfig
 from agrec.lm.item_embedding import ITEM_EMBEDDING_FILE, PARAM, ItemIndexer, add_item_embedding, item_embedding
 from agrec.lm.loss import SupervisedNLL
 from agrec.lm.trainer import TrainingInterrupted
@@ -82,8 +83,10 @@ def test_the_vector_is_trained_and_round_trips_through_a_checkpoint(tmp_path):
     assert again.evaluate(SupervisedNLL(loaded))["val_loss"] != pytest.approx(res.state.evals[-1]["val_loss"], rel=1e-3)
 
 
-def test_run_with_item_embedding_resumes_exactly_and_differs_from_one_without(tmp_path):
-    cfg = item_cfg(epochs=2)
+@pytest.mark.parametrize("item_dropout", [0.0, 0.3])
+def test_run_with_item_embedding_resumes_exactly_and_differs_from_one_without(tmp_path, item_dropout):
+    # with item dropout the masks come from the RNG: a resumed run must restore it and add the hook again
+    cfg = tiny_cfg(epochs=2, tiny=dataclasses.replace(tiny_cfg().tiny, item_embedding=True, item_dropout=item_dropout))
     res = job(tmp_path, "full", cfg).trainer.fit()
     assert losses(res) != losses(job(tmp_path, "plain", tiny_cfg(epochs=2)).trainer.fit())
     broken = job(tmp_path, "broken", cfg)
@@ -108,3 +111,35 @@ def test_config_refuses_it_where_it_cannot_apply_and_default_keeps_the_key():
     assert keyed(item_cfg())["tiny"]["item_embedding"] is True
     with pytest.raises(ValueError, match="already has an item embedding"):
         add_item_embedding(build_fresh(item_cfg(), TOY_CODES, seed=0).model, TOY_ITEMS)
+
+
+def test_item_dropout_drops_whole_vectors_in_training_only():
+    cfg = tiny_cfg(tiny=dataclasses.replace(tiny_cfg().tiny, item_embedding=True, item_dropout=0.5))
+    model = build_fresh(cfg, TOY_CODES, seed=0).model
+    embed = model.get_input_embeddings()
+    with torch.no_grad():
+        embed.item_weight.fill_(1.0)
+    ids = torch.tensor([[1, 4, 9, 7, 8, 5, 10] * 20])  # 60 item ends
+    ends = ItemIndexer(TOY_ITEMS, 11)(ids) >= 0
+    clean = torch.nn.functional.embedding(ids, embed.weight)
+    model.eval()
+    with torch.no_grad():  # eval: every vector, as is (up to the rounding of adding and subtracting it)
+        torch.testing.assert_close(embed(ids) - clean, ends.unsqueeze(-1).float().expand(-1, -1, 32))
+        model.train()
+        torch.manual_seed(0)
+        extra = (embed(ids) - clean)[0]
+    # each item end gets its whole vector scaled by 1 / (1 - 0.5) = 2, or nothing; other positions nothing
+    per_position = extra[:, 0]
+    torch.testing.assert_close(extra, per_position.unsqueeze(-1).expand(-1, 32))
+    assert set(per_position[ends[0]].round(decimals=4).tolist()) == {0.0, 2.0}
+    assert not per_position[~ends[0]].any()
+
+
+def test_item_dropout_config_is_checked():
+    with pytest.raises(ConfigError, match=r"lm.tiny.item_dropout \(0.1\) needs lm.tiny.item_embedding: true"):
+        TinyLlamaConfig(item_dropout=0.1)
+    with pytest.raises(ConfigError, match=r"lm.tiny.item_dropout must be in \[0, 1\), got 1.0"):
+        TinyLlamaConfig(item_embedding=True, item_dropout=1.0)
+    with pytest.raises(ValueError, match="must be in \\[0, 1\\)"):
+        add_item_embedding(build_fresh(tiny_cfg(), TOY_CODES, seed=0).model, TOY_ITEMS, dropout=-0.1)
+    assert "item_dropout" not in keyed(item_cfg())["tiny"]
