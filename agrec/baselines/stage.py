@@ -5,6 +5,9 @@ Layout:
     weights.safetensors   the best (validation NDCG@10) weights
     curves.csv            per epoch: loss, seconds, validation metrics
     metrics.json          valid + test metrics, timing, config and its hash (written last)
+    resume.pt             while training: the state after the last finished epoch, under the key below; an
+                          interrupted training continues from it (exactly), and it is removed once metrics.json
+                          is written
 
 The key hashes the ``data`` section, ``baselines.sasrec`` (without where it runs and whether a bar is shown)
 and the seed; a folder whose ``metrics.json`` carries the current key is reused (:func:`is_reusable`).
@@ -31,7 +34,7 @@ from agrec.io import atomic_path, atomic_write_json, atomic_write_safetensors
 from agrec.run.session import RunContext, Session
 
 STAGE, MODEL = "baselines", "sasrec"
-WEIGHTS, CURVES, METRICS = "weights.safetensors", "curves.csv", "metrics.json"
+WEIGHTS, CURVES, METRICS, RESUME = "weights.safetensors", "curves.csv", "metrics.json", "resume.pt"
 KS = (5, 10, 20)
 
 
@@ -97,6 +100,8 @@ def train_sasrec(source: Session | RunData, force: bool = False, progress: bool 
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / METRICS).unlink(missing_ok=True)
+    if force:
+        (folder / RESUME).unlink(missing_ok=True)
     key = sasrec_key(data)
     scorer = SASRecScorer(model, split)
     result = fit(
@@ -106,6 +111,8 @@ def train_sasrec(source: Session | RunData, force: bool = False, progress: bool 
         profile.seed,
         progress=progress,
         evaluate=lambda m: evaluate_sasrec(scorer, "valid", KS, cfg.exclude_history),
+        checkpoint=folder / RESUME,
+        key=key,
     )
     valid = evaluate_sasrec(scorer, "valid", KS, cfg.exclude_history)
     test = evaluate_sasrec(scorer, "test", KS, cfg.exclude_history)
@@ -134,4 +141,5 @@ def train_sasrec(source: Session | RunData, force: bool = False, progress: bool 
             "config": profile.to_dict()["baselines"]["sasrec"],
         },
     )
+    (folder / RESUME).unlink(missing_ok=True)  # the result is stored: the training state is no longer needed
     return scorer

@@ -11,6 +11,10 @@ context (all of them when fewer precede it), in fewer windows.
 - Only ``split.train`` is trained on and ``split.valid`` selects the model; the test item is never read.
 - Every source of randomness of epoch ``e`` (window order, dropout) derives from ``(seed, e)``; the global
   torch RNG is restored afterwards. Same seed, same thread count -> the same weights.
+- With a ``checkpoint`` path, the whole training state (weights, Adam's moments, the best epoch so far, the
+  curves) is written there after every epoch, and a later call with the same ``key`` continues from it. Since
+  an epoch's randomness is a function of ``(seed, epoch)`` only, an interrupted and resumed training ends with
+  exactly the weights of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -28,6 +33,7 @@ from tqdm import tqdm
 from agrec.baselines.config import SASRecConfig
 from agrec.baselines.sasrec import SASRec
 from agrec.data.split import LeaveOneOutSplit
+from agrec.io import atomic_path
 from agrec.progress import Task
 
 
@@ -100,6 +106,24 @@ def target_batches(
     return groups
 
 
+def read_checkpoint(path: Path, key: str, log: Callable[[str], None] = print) -> dict[str, Any] | None:
+    """The training state :func:`fit` wrote to ``path`` under ``key``; None (and a line in ``log``) when the
+    file is absent, unreadable or from another configuration, so that training starts afresh."""
+    if not path.is_file():
+        return None
+    try:
+        # weights_only: tensors, numbers, strings and containers of them; nothing executable is unpickled
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file: report and start over
+        log(f"sasrec: not resuming from {path}: unreadable ({type(e).__name__}: {e})")
+        return None
+    if not isinstance(state, dict) or state.get("key") != key:
+        found = state.get("key") if isinstance(state, dict) else None
+        log(f"sasrec: not resuming from {path}: written for configuration {found!r}, this one is {key!r}")
+        return None
+    return state
+
+
 @dataclass
 class FitResult:
     """What :func:`fit` reports; the model holds the best weights afterwards (eval mode)."""
@@ -132,11 +156,18 @@ def fit(
     seed: int,
     evaluate: Callable[[SASRec], dict[str, float]],
     progress: bool | None = None,
+    checkpoint: Path | None = None,
+    key: str = "",
+    log: Callable[[str], None] = print,
 ) -> FitResult:
     """Train ``model`` on ``split.train``; select the epoch by ``evaluate(model)[cfg.valid_metric]``.
 
     ``evaluate`` returns validation metrics of the model in eval mode (see
     :func:`agrec.baselines.scorer.evaluate_sasrec`); it must not look at the test items.
+    ``checkpoint``: a file that holds the training state after each epoch; when it exists and was written
+    under the same ``key`` (the caller's hash of everything the training depends on), training continues from
+    it. One written under another key, or unreadable, is named in ``log`` and training starts afresh. The
+    caller removes the file once the result is stored.
     """
     device = model.device
     windows = training_windows(split.train, cfg.max_seq_length, cfg.train_stride)
@@ -144,8 +175,17 @@ def fit(
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     best_score, best_epoch, best_valid, best_state = -math.inf, 0, {}, None
     bad_evals, epoch, train_seconds, rows = 0, 0, 0.0, []
+    saved = read_checkpoint(checkpoint, key, log) if checkpoint is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        best_score, best_epoch, best_valid = saved["best_score"], saved["best_epoch"], saved["best_valid"]
+        best_state, bad_evals, epoch = saved["best_state"], saved["bad_evals"], saved["epoch"]
+        train_seconds, rows = saved["train_seconds"], saved["rows"]
+        log(f"sasrec: resuming after epoch {epoch} from {checkpoint}")
     bar = tqdm(
         total=cfg.epochs,
+        initial=epoch,
         desc="sasrec",
         mininterval=1.0,
         unit="epoch",
@@ -195,6 +235,22 @@ def fit(
             else:
                 task.update(epoch, loss=f"{row['loss']:.4f}")
             rows.append(row)
+            if checkpoint is not None:
+                state = {
+                    "key": key,
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "best_score": best_score,
+                    "best_epoch": best_epoch,
+                    "best_valid": best_valid,
+                    "best_state": best_state,
+                    "bad_evals": bad_evals,
+                    "train_seconds": train_seconds,
+                    "rows": rows,
+                }
+                with atomic_path(checkpoint) as tmp:
+                    torch.save(state, tmp)
         task.close(best_epoch=best_epoch)
     finally:
         bar.close()

@@ -78,6 +78,65 @@ def test_training_is_deterministic_never_reads_test_items_and_learns():
     assert not a.training
 
 
+class Interrupted(Exception):
+    pass
+
+
+def fit_with_checkpoint(split, path, key="k", stop_at_eval=None, log=None, seed=7):
+    """fit() of the tiny SASRec with a checkpoint file; ``stop_at_eval``: raise in the n-th validation call
+    (1-based), as a killed process would stop mid-training."""
+    cfg = SASRecConfig(**{**TINY_CFG, "epochs": 5})
+    m = SASRec(cfg, N_ITEMS, seed=seed)
+    calls = []
+
+    def evaluate(mm):
+        calls.append(1)
+        if stop_at_eval is not None and len(calls) == stop_at_eval:
+            raise Interrupted
+        return evaluate_sasrec(SASRecScorer(mm, split), "valid", (5, 10))
+
+    res = fit(m, split, cfg, seed, evaluate=evaluate, checkpoint=path, key=key, log=(log or (lambda _: None)))
+    return m, res, len(calls)
+
+
+def test_an_interrupted_training_resumes_to_exactly_the_uninterrupted_weights(tmp_path):
+    split = toy_split()
+    ref, ref_res, ref_calls = fit_with_checkpoint(split, tmp_path / "ref.pt")
+    assert ref_calls == 5 and ref_res.epochs_run == 5
+
+    path = tmp_path / "resume.pt"
+    with pytest.raises(Interrupted):
+        fit_with_checkpoint(split, path, stop_at_eval=4)  # killed while validating epoch 4
+    assert torch.load(path, weights_only=True)["epoch"] == 3  # the last finished epoch
+    lines = []
+    m, res, calls = fit_with_checkpoint(split, path, log=lines.append)
+    assert calls == 2  # epochs 4 and 5 only
+    assert lines == [f"sasrec: resuming after epoch 3 from {path}"]
+    # Adam's moments, the best epoch so far and the curves come back too: the same weights, bit for bit
+    assert all(torch.equal(x, y) for x, y in zip(m.state_dict().values(), ref.state_dict().values()))
+    assert res.best_epoch == ref_res.best_epoch and res.best_valid == ref_res.best_valid
+    assert res.curves.drop(columns="seconds").equals(ref_res.curves.drop(columns="seconds"))
+    assert res.epochs_run == 5
+
+
+def test_a_checkpoint_of_another_configuration_or_a_damaged_one_is_named_and_not_used(tmp_path):
+    split = toy_split()
+    fresh, fresh_res, _ = fit_with_checkpoint(split, tmp_path / "fresh.pt")
+    path = tmp_path / "resume.pt"
+    with pytest.raises(Interrupted):
+        fit_with_checkpoint(split, path, key="old", stop_at_eval=3)
+    lines = []
+    m, res, calls = fit_with_checkpoint(split, path, key="new", log=lines.append)
+    assert calls == 5 and lines == [f"sasrec: not resuming from {path}: written for configuration 'old', this one is 'new'"]
+    assert all(torch.equal(x, y) for x, y in zip(m.state_dict().values(), fresh.state_dict().values()))
+
+    path.write_bytes(path.read_bytes()[:100])  # truncated
+    lines = []
+    m, _, calls = fit_with_checkpoint(split, path, key="new", log=lines.append)
+    assert calls == 5 and len(lines) == 1 and lines[0].startswith(f"sasrec: not resuming from {path}: unreadable")
+    assert all(torch.equal(x, y) for x, y in zip(m.state_dict().values(), fresh.state_dict().values()))
+
+
 def test_evaluation_masks_the_history_it_was_given():
     split = toy_split()
     model, _ = trained(split)
@@ -115,6 +174,7 @@ def test_stage_trains_once_and_reuses(shared):
     again = train_sasrec(session(shared, **{"baselines.sasrec.progress": True}))  # runtime keys: same key
     assert (folder / "metrics.json").stat().st_mtime_ns == stamp
     torch.testing.assert_close(again.score_users(users, "test"), scorer.score_users(users, "test"), rtol=0, atol=0)
+    assert {p.name for p in folder.iterdir()} == {"weights.safetensors", "curves.csv", "metrics.json"}
 
     changed = session(shared, **{"baselines.sasrec.hidden_dropout_prob": 0.2})
     assert read_metrics(changed) is None
@@ -122,6 +182,44 @@ def test_stage_trains_once_and_reuses(shared):
     assert json.loads((folder / "metrics.json").read_text())["config_hash"] != rec["config_hash"]
     # the seed is part of the key
     assert sasrec_key(session(shared, seed=1)) != rec["config_hash"]
+
+
+def test_stage_resumes_an_interrupted_training_under_its_key_and_force_starts_afresh(shared, monkeypatch):
+    import agrec.baselines.stage as stage
+
+    s = session(shared)
+    ref = train_sasrec(s, force=True)
+    ref_rec = read_metrics(s)
+    folder = s.run.root / "baselines" / "sasrec"
+    real_fit, seen = stage.fit, []
+
+    def stopping_fit(*args, **kw):  # the stage's own fit, killed while validating its second epoch
+        evaluate = kw["evaluate"]
+
+        def ev(m):
+            if len(seen) == 1:
+                raise Interrupted
+            seen.append(1)
+            return evaluate(m)
+
+        return real_fit(*args, **{**kw, "evaluate": ev})
+
+    monkeypatch.setattr(stage, "fit", stopping_fit)
+    with pytest.raises(Interrupted):
+        train_sasrec(s, force=True)
+    assert read_metrics(s) is None and torch.load(folder / "resume.pt", weights_only=True)["key"] == sasrec_key(s)
+    monkeypatch.setattr(stage, "fit", real_fit)
+    again = train_sasrec(s)
+    assert {p.name for p in folder.iterdir()} == {"weights.safetensors", "curves.csv", "metrics.json"}
+    rec = read_metrics(s)
+    assert rec["weights_sha256"] == ref_rec["weights_sha256"] and rec["valid"] == ref_rec["valid"]
+    users = np.arange(3)
+    torch.testing.assert_close(again.score_users(users, "test"), ref.score_users(users, "test"), rtol=0, atol=0)
+
+    # force: a stale training state is dropped, not continued
+    (folder / "resume.pt").write_bytes(b"not a checkpoint")
+    train_sasrec(s, force=True)
+    assert not (folder / "resume.pt").exists() and read_metrics(s)["weights_sha256"] == ref_rec["weights_sha256"]
 
 
 def test_profile_section_is_strict():
