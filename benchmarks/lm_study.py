@@ -245,7 +245,8 @@ def test_points(config: Path, names: list[str], n_users: int, references: list[P
             if not np.array_equal(ref.targets, inp.targets):
                 raise SystemExit(f"{reference}: its test targets are not this split's")
             ours, theirs = user_gains(items, inp.targets), user_gains(ref.items, inp.targets)
-            row["references"][str(reference)] = {
+            # keyed by the rankings' row and target (e.g. "sasrec_only__test"), not by where they lay on this machine
+            row["references"][reference.stem] = {
                 **{m: round(float(theirs[m].mean()), 4) for m in ("HR@10", "NDCG@10")},
                 **{f"p {m}": paired_test(ours[m], theirs[m], m).p_value for m in ("HR@10", "NDCG@10")},
             }

@@ -42,6 +42,23 @@ def tiny_cfg(**kw) -> LMConfig:
     return LMConfig(**base)
 
 
+CODES = toy_table()
+SEQS = toy_sequences()
+
+
+def job(tmp_path: Path, name: str, cfg: LMConfig, codes: CodeTable = CODES, key: str = "k"):
+    """A training job of ``cfg`` on the toy sequences (last item held out for validation) in ``tmp_path/name``."""
+    from agrec.lm.stage import make_training_job
+
+    return make_training_job(cfg, codes, [s[:-1] for s in SEQS], [s[:-1] for s in SEQS], [int(s[-1]) for s in SEQS],
+                             tmp_path / name, seed=7, run_key=key, base_dir=tmp_path, log=lambda s: None)
+
+
+def losses(result) -> list[dict]:
+    """The per-step rows without their wall-clock column."""
+    return [{k: v for k, v in r.items() if k != "train_time_s"} for r in result.state.steps]
+
+
 def standin_tokenizer():
     """A small byte-level BPE tokenizer trained on the LC-Rec prompt text (a stand-in for a real
     pretrained tokenizer: words, BOS/EOS/PAD, no code tokens)."""

@@ -15,8 +15,7 @@ from agrec.lm.item_embedding import ITEM_EMBEDDING_FILE, PARAM, ItemIndexer, add
 from agrec.lm.loss import SupervisedNLL
 from agrec.lm.trainer import TrainingInterrupted
 
-from lm_helpers import TOY_CODES, tiny_cfg
-from test_lm_trainer import CODES, job, losses
+from lm_helpers import CODES, TOY_CODES, job, losses, tiny_cfg
 
 # TOY_CODES in the tiny vocabulary: item 0 = [4, 9], item 1 = [5, 10], item 2 = [7, 8]; 1 is <s>, 0 is the pad
 TOY_ITEMS = torch.tensor([[4, 9], [5, 10], [7, 8]])

@@ -10,23 +10,10 @@ from agrec.errors import ConfigError
 from agrec.lm.build import load_checkpoint_model
 from agrec.lm.checkpoint import CheckpointMismatch, load_tree
 from agrec.lm.config import LoRASettings
-from agrec.lm.stage import load_bundle, make_training_job
+from agrec.lm.stage import load_bundle
 from agrec.lm.trainer import TrainingInterrupted, epoch_plan, lr_lambda
 
-from lm_helpers import make_standin_checkpoint, tiny_cfg, toy_sequences, toy_table
-
-CODES = toy_table()
-SEQS = toy_sequences()
-
-
-def job(tmp_path, name, cfg, codes=CODES, key="k"):
-    return make_training_job(cfg, codes, [s[:-1] for s in SEQS], [s[:-1] for s in SEQS], [int(s[-1]) for s in SEQS],
-                             tmp_path / name, seed=7, run_key=key, base_dir=tmp_path, log=lambda s: None)
-
-
-def losses(result):
-    """The per-step rows without their wall-clock column."""
-    return [{k: v for k, v in r.items() if k != "train_time_s"} for r in result.state.steps]
+from lm_helpers import CODES, SEQS, job, losses, make_standin_checkpoint, tiny_cfg, toy_table
 
 
 def logits(model, ids):
