@@ -12,22 +12,26 @@ Llama over those code tokens, and four GNN-like scorers (random 64-d user/item e
   Runs against whichever ``agrec`` is first on ``PYTHONPATH`` (the code before / after the change).
 - ``--mode speed``: the real :func:`agrec.decode.generate_items` of the tiny LM at beam 20 (α = 0.4 with
   the scorer's top-10 FSM, and α = 0) on ``--users`` validation prompts; prints users/s.
-- ``--mode shared``: an α grid (0, .1, .2, .4, .7, 1) decoded one row at a time (:func:`generate_items` per
-  point) and in one pass sharing each batch's prompt encoding (:func:`generate_items_multi`), side by side in
-  one run on the same ``--users`` validation users (drawn like ``evaluation.select_users``); prints both rates
-  and whether the rankings are identical. With ``--config`` the profile's trained LM and main scorer are used
-  (their stages run first where they have not: a fresh run directory trains them), else the random tiny LM
-  and scorer above.
+- ``--mode shared``: the decode stage's validation pass (the LM alone, then α = .1, .2, .4, .7, 1 for each
+  scorer) decoded three ways, side by side in one run on the same ``--users`` validation users (drawn like
+  ``evaluation.select_users``): one row at a time (:func:`generate_items` per row), in one pass sharing each
+  batch's prompt encoding (:func:`generate_items_multi`), and in one pass that also runs each distinct beam
+  prefix through the LM once for all rows (``decode.share_prefixes``). Prints the three rates, whether the
+  first two are identical, and how far the third is from them (rows whose top 10 differ, the largest score
+  difference). With ``--config`` the profile's trained LM and scorers (``--scorers``, default its main one) are
+  used from ``--run-dir`` (their stages run first where they have not: a fresh run directory trains them), else
+  the random tiny LM and scorer above.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/decode_scale.py --mode memory
     PYTHONPATH=$PWD .venv/bin/python benchmarks/decode_scale.py --mode speed --users 64
     PYTHONPATH=$PWD .venv/bin/python benchmarks/decode_scale.py --mode shared --users 2000 --threads 2 \
-        --batch-size 64 --config configs/instruments-cpu.yaml
+        --batch-size 64 --config configs/instruments-cpu.yaml --scorers lightgcn sasrec
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import sys
@@ -180,40 +184,61 @@ def shared(args) -> dict:
         from agrec.scorers import load_scorer
         from agrec.run.session import open_session
 
-        session = open_session(args.config)
+        session = open_session(args.config, run_dir=args.run_dir)
         torch.set_num_threads(args.threads)
         _, split = prepare_data(session)
         bundle = train_lm(session)  # the run's LM: reused when current, trained here otherwise
         model, trie, prompt = bundle.model, ItemTrie.build(bundle.item_token_ids), bundle.prompt_ids
-        scorer, seed = load_scorer(load_run_data(session), session.profile.evaluation.scorer), session.profile.seed
+        data = load_run_data(session)
+        scorers = {name: load_scorer(data, name) for name in (args.scorers or [session.profile.evaluation.scorer])}
+        seed = session.profile.seed
     else:
         torch.set_num_threads(args.threads)
         split, n_items, tokens, trie, prompt, vocab = load_instruments(Path(args.data))
-        model, scorer, seed = tiny_llama(vocab), EmbeddingScorer(split.n_users, n_items, 0), 2024
+        model, seed = tiny_llama(vocab), 2024
+        scorers = {"random": EmbeddingScorer(split.n_users, n_items, 0)}
     users = validation_users(split.n_users, args.users, seed)
     inp = build_inputs(split, prompt, "valid", users)
-    top = scorer_rankings(scorer, {"valid": inp}, 10)["valid"]
-    runs = [(DecodeConfig(alpha=a, beam_size=20, top_n=10, batch_size=args.batch_size),
-             (top.items, top.scores) if a > 0 else None) for a in (0.0, 0.1, 0.2, 0.4, 0.7, 1.0)]
+    tops = {name: scorer_rankings(s, {"valid": inp}, 10)["valid"] for name, s in scorers.items()}
+    # the decode stage's validation pass: the LM alone once, then each scorer's alpha grid
+    grid = (0.1, 0.2, 0.4, 0.7, 1.0)
+    runs = [(DecodeConfig(alpha=0.0, beam_size=20, top_n=10, batch_size=args.batch_size), None)]
+    runs += [(DecodeConfig(alpha=a, beam_size=20, top_n=10, batch_size=args.batch_size), (t.items, t.scores))
+             for t in tops.values() for a in grid]
     t0 = time.perf_counter()
     one = [generate_items(model, inp.prompts, trie, fsm_inputs=f, cfg=c, exclude=inp.exclude) for c, f in runs]
     t_one = time.perf_counter() - t0
     t0 = time.perf_counter()
     multi = generate_items_multi(model, inp.prompts, trie, runs, exclude=inp.exclude)
     t_multi = time.perf_counter() - t0
+    share = [(dataclasses.replace(c, share_prefixes=True), f) for c, f in runs]
+    t0 = time.perf_counter()
+    prefixes = generate_items_multi(model, inp.prompts, trie, share, exclude=inp.exclude)
+    t_prefixes = time.perf_counter() - t0
     same = all(torch.equal(a.items, b.items) and torch.equal(a.scores, b.scores) for a, b in zip(one, multi))
+    # decode.share_prefixes: the same rankings up to float rounding; how many users' top-10 differ at all
+    differ = sum(int((a.items[:, :10] != b.items[:, :10]).any(1).sum()) for a, b in zip(multi, prefixes))
+    max_diff = max(float((a.scores - b.scores).abs().nan_to_num(0.0).max()) for a, b in zip(multi, prefixes))
     n = len(users) * len(runs)
-    return {"model": args.config or "random tiny", "users": len(users), "rows": len(runs), "threads": args.threads,
-            "batch_size": args.batch_size, "prompt_tokens_mean": float(np.mean([len(p) for p in inp.prompts])),
+    return {"model": args.config or "random tiny", "scorers": list(scorers), "users": len(users), "rows": len(runs),
+            "threads": args.threads, "batch_size": args.batch_size,
+            "prompt_tokens_mean": float(np.mean([len(p) for p in inp.prompts])),
             "user_decodes_per_s_one_row_at_a_time": round(n / t_one, 1),
             "user_decodes_per_s_shared_prompt": round(n / t_multi, 1), "ratio": round(t_one / t_multi, 3),
-            "identical": same}
+            "identical": same,
+            "user_decodes_per_s_share_prefixes": round(n / t_prefixes, 1),
+            "ratio_share_prefixes_vs_shared_prompt": round(t_multi / t_prefixes, 3),
+            "share_prefixes_user_rows_whose_top10_differ": differ,
+            "share_prefixes_max_abs_score_difference": max_diff}
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mode", choices=["memory", "speed", "shared"], required=True)
     p.add_argument("--config", default=None, help="shared: a profile whose trained LM and main scorer are used (trained first where missing)")
+    p.add_argument("--run-dir", default=None, help="shared: the run directory of --config (default: the profile's)")
+    p.add_argument("--scorers", nargs="*", default=None,
+                   help="shared: the scorers whose alpha grids are decoded (default: the profile's main scorer)")
     p.add_argument("--data", default=str(ROOT / "data" / "Instruments"))
     p.add_argument("--users", type=int, default=None, help="memory: evaluated users (default all); speed: 64")
     p.add_argument("--threads", type=int, default=1)

@@ -269,6 +269,9 @@ def generate_items_multi(
             f"{sorted({r.cfg.batch_size for r in prepared})}"
         )
     share = all(r.cfg.kv == "shared" for r in prepared)
+    lockstep = prepared[0].cfg.share_prefixes
+    if any(r.cfg.share_prefixes != lockstep for r in prepared):
+        raise AgrecError("the runs of one decode must agree on share_prefixes (it decides how the pass is run)")
 
     device = _device(model)
     trie = trie.to(device)
@@ -299,22 +302,20 @@ def generate_items_multi(
             batch_prompts = [prompts[u] for u in rows]
             ex = [exclude[u] for u in rows] if exclude is not None else None
             shared = _Prefill(model, batch_prompts, trie, ex, pad_token_id) if share else None
-            for r, res in zip(prepared, outs, strict=True):
-                fsm = None
-                if r.top_items is not None and r.top_scores is not None:
-                    fsm = RankableFSM.build(
-                        trie,
-                        r.top_items[rows].to(device),
-                        r.top_scores[rows].to(device),
-                        tau=r.cfg.tau,
-                        agg=r.cfg.agg,
-                        state=r.cfg.state,
-                        floor=r.cfg.floor,
-                    )
-                pre = shared if shared is not None else _Prefill(model, batch_prompts, trie, ex, pad_token_id)
-                out = _decode_batch(pre, trie, fsm, r.cfg, r.k, trace, pad_token_id)
-                if shared is not None:
-                    shared.rewind()
+            fsms = [_batch_fsm(trie, r, rows, device) for r in prepared]
+            if lockstep and shared is not None:
+                found = _decode_batch_shared_prefixes(
+                    shared, trie, [(f, r.cfg, r.k) for f, r in zip(fsms, prepared, strict=True)], trace, pad_token_id
+                )
+                shared.rewind()
+            else:
+                found = []
+                for r, fsm in zip(prepared, fsms, strict=True):
+                    pre = shared if shared is not None else _Prefill(model, batch_prompts, trie, ex, pad_token_id)
+                    found.append(_decode_batch(pre, trie, fsm, r.cfg, r.k, trace, pad_token_id))
+                    if shared is not None:
+                        shared.rewind()
+            for res, out in zip(outs, found, strict=True):
                 res.items[idx], res.scores[idx] = out.items.cpu(), out.scores.cpu()
                 if trace:
                     for f in ("tokens", "p_llm", "p_g", "p_hat", "on"):
@@ -325,6 +326,21 @@ def generate_items_multi(
     finally:
         model.train(was_training)
     return outs
+
+
+def _batch_fsm(trie: ItemTrie, r: "_Run", rows: list[int], device: torch.device) -> RankableFSM | None:
+    """The FSM of run ``r`` for the batch's users ``rows`` (None when the run does not use the graph)."""
+    if r.top_items is None or r.top_scores is None:
+        return None
+    return RankableFSM.build(
+        trie,
+        r.top_items[rows].to(device),
+        r.top_scores[rows].to(device),
+        tau=r.cfg.tau,
+        agg=r.cfg.agg,
+        state=r.cfg.state,
+        floor=r.cfg.floor,
+    )
 
 
 @dataclass
@@ -410,54 +426,28 @@ class _Prefill:
             self.kv_len = self.P
 
 
-def _decode_batch(
-    pre: _Prefill, trie: ItemTrie, fsm: RankableFSM | None, cfg: DecodeConfig, k: int, trace: bool, pad_token_id: int
-) -> DecodeResult:
-    device = trie.device
-    U, B, L, P = pre.U, cfg.beam_size, trie.n_levels, pre.P
-    lm, cache, attn, n_real, logits, remaining = pre.lm, pre.cache, pre.attn, pre.n_real, pre.logits, pre.remaining
-    ar_u = torch.arange(U, device=device)
+class _Beams:
+    """One run's beams during a batch's search: ``node``, ``score``, ``alive`` ``[U, M]`` (``M`` = 1 before the
+    first token), the FSM state, the last chosen tokens and, with ``trace``, each step's record."""
 
-    # Beam state: [U, M] with M = 1 before the first token.
-    node = torch.zeros(U, 1, dtype=torch.int64, device=device)
-    score = torch.zeros(U, 1, device=device)
-    alive = torch.ones(U, 1, dtype=torch.bool, device=device)
-    fstate = fsm.initial_state(1) if fsm is not None else None
-    anc = torch.zeros(U, 1, 0, dtype=torch.int64, device=device)  # kv="shared": cache slots of each beam's path
-    kv_len = pre.kv_len
-    steps = []  # per step: parent, token, p_llm, p_g, p_hat, on
-    token = torch.empty(0, dtype=torch.int64, device=device)  # set at the end of step 0, read from step 1
+    def __init__(self, U: int, fsm: RankableFSM | None, cfg: DecodeConfig, k: int, device: torch.device):
+        self.fsm, self.cfg, self.k = fsm, cfg, k
+        self.node = torch.zeros(U, 1, dtype=torch.int64, device=device)
+        self.score = torch.zeros(U, 1, device=device)
+        self.alive = torch.ones(U, 1, dtype=torch.bool, device=device)
+        self.fstate = fsm.initial_state(1) if fsm is not None else None
+        self.token = torch.empty(0, dtype=torch.int64, device=device)  # set at the end of step 0, read from step 1
+        self.steps: list[tuple] = []  # per step: parent, token, p_llm, p_g, p_hat, on
 
-    for t in range(L):
-        if t > 0:
-            tok_in = torch.where(alive, token, pad_token_id)  # dead beams feed a harmless pad token
-            M = tok_in.shape[1]
-            pos = (n_real.unsqueeze(1) + (t - 1)).expand(U, M)
-            if cfg.kv == "shared":
-                own = kv_len + torch.arange(M, device=device).expand(U, M)
-                allowed = torch.zeros(U, M, kv_len + M, dtype=torch.bool, device=device)
-                allowed[:, :, :P] = attn.bool().unsqueeze(1)
-                allowed.scatter_(2, torch.cat([anc, own.unsqueeze(-1)], dim=-1), True)
-                mask = (
-                    torch.zeros(allowed.shape, dtype=lm.dtype, device=device)
-                    .masked_fill_(~allowed, torch.finfo(lm.dtype).min)
-                    .unsqueeze(1)
-                )
-                logits = lm(input_ids=tok_in, attention_mask=mask, position_ids=pos, cache=cache)  # [U, M, V]
-                kv_len += M
-                pre.kv_len = kv_len
-                anc = torch.cat([anc, own.unsqueeze(-1)], dim=-1)
-            else:
-                mask2d = torch.cat(
-                    [attn.repeat_interleave(M, 0), torch.ones(U * M, t, dtype=attn.dtype, device=device)], dim=1
-                )
-                logits = lm(
-                    input_ids=tok_in.reshape(U * M, 1),
-                    attention_mask=mask2d,
-                    position_ids=pos.reshape(U * M, 1),
-                    cache=cache,
-                ).view(U, M, -1)
-        M = node.shape[1]
+    def step(
+        self, t: int, logits: torch.Tensor, trie: ItemTrie, remaining: torch.Tensor | None, trace: bool
+    ) -> torch.Tensor:
+        """Extend every beam by its trie children scored with Eq. 4 and keep the best ``beam_size``.
+        ``logits [U, M, V]``: the LM's logits after each beam's prefix. Returns each new beam's parent ``[U, M']``."""
+        fsm, cfg = self.fsm, self.cfg
+        node, score, alive, fstate = self.node, self.score, self.alive, self.fstate
+        U, M = node.shape
+        device = node.device
         C = int(trie.max_children[t])
         child, ctok, cvalid = trie.children(node, C)  # [U, M, C]
         cvalid = cvalid & alive.unsqueeze(-1)
@@ -482,34 +472,158 @@ def _decode_batch(
             lhat, lp_llm = mixed_log_probs(lp_all, p_g, on, cvalid, a_t, cfg.renormalize)
 
         cand = (score.unsqueeze(-1) + lhat).view(U, M * C)
-        width = min(B, M * C)
+        width = min(cfg.beam_size, M * C)
         top, flat = torch.sort(cand, dim=1, descending=True, stable=True)
         top, flat = top[:, :width], flat[:, :width]
         parent = flat // C
-        alive = top > float("-inf")
+        self.alive = top > float("-inf")
 
-        def pick(x: torch.Tensor, M: int = M, C: int = C, flat: torch.Tensor = flat) -> torch.Tensor:
+        def pick(x: torch.Tensor) -> torch.Tensor:
             return x.view(U, M * C).gather(1, flat)
 
-        node, token, score = pick(child), pick(ctok), top
+        self.node, self.token, self.score = pick(child), pick(ctok), top
         if trace:
-            steps.append((parent, token, pick(lp_llm).exp(), pick(p_g), pick(lhat).exp(), on.gather(1, parent)))
+            self.steps.append(
+                (parent, self.token, pick(lp_llm).exp(), pick(p_g), pick(lhat).exp(), on.gather(1, parent))
+            )
         if fsm is not None and fstate is not None:
-            fstate = fsm.next_state(fstate.gather(1, parent), t, token)
+            self.fstate = fsm.next_state(fstate.gather(1, parent), t, self.token)
+        return parent
+
+    def result(self, trie: ItemTrie, trace: bool) -> DecodeResult:
+        """The finished search: each live beam is one item, best first."""
+        U, device, k = self.node.shape[0], self.node.device, self.k
+        item = torch.where(self.alive, trie.leaf_item[self.node], -1)
+        kk = min(k, item.shape[1])
+        items = torch.full((U, k), -1, dtype=torch.int64, device=device)
+        scores = torch.full((U, k), float("-inf"), device=device)
+        items[:, :kk] = item[:, :kk]
+        scores[:, :kk] = torch.where(self.alive[:, :kk], self.score[:, :kk], float("-inf"))
+        tr = _backtrack(self.steps, U, k, kk, self.alive, device) if trace else None
+        return DecodeResult(items=items, scores=scores, trace=tr)
+
+
+def _tree_mask(attn: torch.Tensor, anc: torch.Tensor, own: torch.Tensor, kv_len: int, dtype: torch.dtype):
+    """The 4-D additive attention mask of ``kv="shared"``: query ``m`` of user ``u`` sees the prompt's real tokens,
+    the cache slots ``anc[u, m]`` of its ancestors and its own new slot ``own[u, m]``. ``[U, 1, M, kv_len + M]``."""
+    U, M = own.shape
+    P = attn.shape[1]
+    allowed = torch.zeros(U, M, kv_len + M, dtype=torch.bool, device=own.device)
+    allowed[:, :, :P] = attn.bool().unsqueeze(1)
+    allowed.scatter_(2, torch.cat([anc, own.unsqueeze(-1)], dim=-1), True)
+    return (
+        torch.zeros(allowed.shape, dtype=dtype, device=own.device)
+        .masked_fill_(~allowed, torch.finfo(dtype).min)
+        .unsqueeze(1)
+    )
+
+
+def _decode_batch(
+    pre: _Prefill, trie: ItemTrie, fsm: RankableFSM | None, cfg: DecodeConfig, k: int, trace: bool, pad_token_id: int
+) -> DecodeResult:
+    device = trie.device
+    U, L = pre.U, trie.n_levels
+    lm, cache, attn, n_real, logits, remaining = pre.lm, pre.cache, pre.attn, pre.n_real, pre.logits, pre.remaining
+    ar_u = torch.arange(U, device=device)
+    beams = _Beams(U, fsm, cfg, k, device)
+    anc = torch.zeros(U, 1, 0, dtype=torch.int64, device=device)  # kv="shared": cache slots of each beam's path
+    kv_len = pre.kv_len
+
+    for t in range(L):
+        if t > 0:
+            tok_in = torch.where(beams.alive, beams.token, pad_token_id)  # dead beams feed a harmless pad token
+            M = tok_in.shape[1]
+            pos = (n_real.unsqueeze(1) + (t - 1)).expand(U, M)
+            if cfg.kv == "shared":
+                own = kv_len + torch.arange(M, device=device).expand(U, M)
+                mask = _tree_mask(attn, anc, own, kv_len, lm.dtype)
+                logits = lm(input_ids=tok_in, attention_mask=mask, position_ids=pos, cache=cache)  # [U, M, V]
+                kv_len += M
+                pre.kv_len = kv_len
+                anc = torch.cat([anc, own.unsqueeze(-1)], dim=-1)
+            else:
+                mask2d = torch.cat(
+                    [attn.repeat_interleave(M, 0), torch.ones(U * M, t, dtype=attn.dtype, device=device)], dim=1
+                )
+                logits = lm(
+                    input_ids=tok_in.reshape(U * M, 1),
+                    attention_mask=mask2d,
+                    position_ids=pos.reshape(U * M, 1),
+                    cache=cache,
+                ).view(U, M, -1)
+        M = beams.node.shape[1]
+        parent = beams.step(t, logits, trie, remaining, trace)
+        width = parent.shape[1]
         if t + 1 < L:
             if cfg.kv == "shared":
                 anc = anc.gather(1, parent.unsqueeze(-1).expand(U, width, anc.shape[-1]))
             else:  # rows u*M + beam; at t = 0 (M = 1) this repeats each prompt's cache once per beam
                 cache.reorder_cache((ar_u.unsqueeze(1) * M + parent).reshape(-1))
+    return beams.result(trie, trace)
 
-    item = torch.where(alive, trie.leaf_item[node], -1)
-    kk = min(k, item.shape[1])
-    items = torch.full((U, k), -1, dtype=torch.int64, device=device)
-    scores = torch.full((U, k), float("-inf"), device=device)
-    items[:, :kk] = item[:, :kk]
-    scores[:, :kk] = torch.where(alive[:, :kk], score[:, :kk], float("-inf"))
-    tr = _backtrack(steps, U, k, kk, alive, device) if trace else None
-    return DecodeResult(items=items, scores=scores, trace=tr)
+
+def _decode_batch_shared_prefixes(
+    pre: _Prefill,
+    trie: ItemTrie,
+    runs: Sequence[tuple[RankableFSM | None, DecodeConfig, int]],
+    trace: bool,
+    pad_token_id: int,
+) -> list[DecodeResult]:
+    """Several runs' searches over one batch in lockstep (``decode.share_prefixes``): at each step the distinct
+    prefixes among all runs' live beams go through the LM once, as extra query positions of the tree-masked
+    cache (``kv="shared"``), and every beam reads the logits of its prefix. An α grid's rows keep most of their
+    beams in common, so the LM sees a fraction of the ``runs × beam_size`` queries per step. Each run's scoring
+    and selection is :meth:`_Beams.step`, as in :func:`_decode_batch`; the logits of a prefix are the same
+    function of it, computed in a differently shaped batch, so they equal that path's up to float rounding."""
+    device = trie.device
+    U, L = pre.U, trie.n_levels
+    lm, cache, attn, n_real, remaining = pre.lm, pre.cache, pre.attn, pre.n_real, pre.remaining
+    beams = [_Beams(U, fsm, cfg, k, device) for fsm, cfg, k in runs]
+    none = trie.n_nodes  # sorts after every node: padding of the per-user prefix lists
+    kv_len = pre.kv_len
+    prefixes = own = anc = torch.empty(U, 0, dtype=torch.int64, device=device)
+    for t in range(L):
+        if t == 0:
+            per_run = [pre.logits] * len(beams)  # every search starts at the prompt
+        else:
+            nodes = torch.cat([torch.where(b.alive, b.node, none) for b in beams], dim=1)  # [U, N]
+            srt = torch.sort(nodes, dim=1).values
+            first = torch.ones_like(srt, dtype=torch.bool)
+            first[:, 1:] = srt[:, 1:] != srt[:, :-1]
+            first &= srt != none
+            Q = max(int(first.sum(1).max()), 1)
+            slot = torch.where(first, first.cumsum(1) - 1, Q)  # column Q collects the repeats and the padding
+            new = (
+                torch.full((U, Q + 1), none, dtype=torch.int64, device=device)
+                .scatter_(1, slot, srt)[:, :Q]
+                .contiguous()
+            )
+            real = new != none
+            node_ = new.clamp_max(none - 1)
+            tok_in = torch.where(real, trie.node_token[node_], pad_token_id)
+            new_own = kv_len + torch.arange(Q, device=device).expand(U, Q)
+            if t == 1:  # children of the root: no ancestor besides the prompt
+                new_anc = torch.zeros(U, Q, 0, dtype=torch.int64, device=device)
+            else:  # a prefix's ancestors are its parent's, and the parent's own slot
+                pidx = torch.searchsorted(prefixes, trie.node_parent[node_]).clamp_max(prefixes.shape[1] - 1)
+                new_anc = torch.cat(
+                    [anc.gather(1, pidx.unsqueeze(-1).expand(U, Q, anc.shape[-1])), own.gather(1, pidx).unsqueeze(-1)],
+                    dim=-1,
+                )
+            mask = _tree_mask(attn, new_anc, new_own, kv_len, lm.dtype)
+            pos = (n_real.unsqueeze(1) + (t - 1)).expand(U, Q)
+            logits = lm(input_ids=tok_in, attention_mask=mask, position_ids=pos, cache=cache)  # [U, Q, V]
+            kv_len += Q
+            pre.kv_len = kv_len
+            prefixes, own, anc = new, new_own, new_anc
+            V = logits.shape[-1]
+            per_run = []
+            for b in beams:  # dead beams read some row: their candidates are invalid whatever the logits
+                at = torch.searchsorted(prefixes, b.node.contiguous()).clamp_max(Q - 1)
+                per_run.append(logits.gather(1, at.unsqueeze(-1).expand(*at.shape, V)))
+        for b, lg in zip(beams, per_run, strict=True):
+            b.step(t, lg, trie, remaining, trace)
+    return [b.result(trie, trace) for b in beams]
 
 
 def _graph_logit_vectors(fsm: RankableFSM, state: torch.Tensor, depth: int, trie: ItemTrie) -> torch.Tensor:

@@ -58,6 +58,11 @@ class DecodeConfig:
     renormalize: bool = False  # False: p_LLM is masked, not renormalised (Hugging Face's behaviour)
     batch_size: int = 16  # users per forward pass
     kv: Literal["shared", "expand"] = "shared"  # prompt KV shared by all beams (tree mask) or copied per beam
+    # Not in the paper (an option of this project, issue 20): when one pass decodes several rows (an α grid, a
+    # table's rows), run every distinct prefix among all rows' beams through the LM once per step, instead of
+    # once per row (agrec/decode/beam.py). The rankings are the same up to float rounding (the LM sees the
+    # prefixes in differently shaped batches), so it is part of the stage's key; needs kv="shared".
+    share_prefixes: bool = neutral(False)
     # Not in the paper (an option of this project, issue 12): "entropy" scales α per beam and step by the LM's
     # normalised entropy over the state's candidates, α·H/log(n): the graph weighs most where the LM is unsure,
     # not at all where it is certain. "none": the paper's one α.
@@ -96,6 +101,11 @@ class DecodeConfig:
         if self.batch_size < 1:
             raise ConfigError(f"decode.batch_size must be >= 1, got {self.batch_size}")
         check_device(self.device, "decode.device")
+        if self.share_prefixes and self.kv != "shared":
+            raise ConfigError(
+                "decode.share_prefixes runs the rows' common prefixes as extra queries of one tree-masked cache, so "
+                f"it needs decode.kv='shared' (got {self.kv!r})"
+            )
         if self.alpha_gate != "none" and self.mix != "prob":
             raise ConfigError(
                 f"decode.alpha_gate={self.alpha_gate!r} scales Eq. 4's α, so it needs mix='prob' (got mix={self.mix!r})"

@@ -10,7 +10,7 @@ from tiny_lm import EOS, make_tiny
 from agrec.decode import DecodeConfig, ItemTrie, generate_items, generate_items_multi, mixed_log_probs
 from agrec.decode.beam import mixed_logit_log_probs
 from agrec.decode.hf import hf_generate_items
-from agrec.errors import AgrecError
+from agrec.errors import AgrecError, ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -442,6 +442,82 @@ def test_multi_runs_equal_separate_decodes_bit_for_bit():
                                                              exclude=exclude)):
         ref = generate_items(tiny.model, tiny.prompts, tiny.trie, fsm_inputs=fsm, cfg=cfg, exclude=exclude)
         assert torch.equal(got.items, ref.items) and torch.equal(got.scores, ref.scores)
+
+
+def test_shared_prefixes_give_the_separate_decodes_rankings_and_scores():
+    # decode.share_prefixes: one LM pass per step over the distinct prefixes of all runs' beams. The same
+    # settings as above; the logits of a prefix come from a differently shaped batch, so scores agree up to
+    # float rounding (the tiny model's peaked distributions keep rankings far from ties).
+    tiny = make_tiny(seed=3, n_users=11)
+    rng = np.random.default_rng(1)
+    exclude = [rng.choice(tiny.trie.n_items, size=15, replace=False) for _ in tiny.prompts]
+    items, scores = gnn_inputs(tiny, n=8, seed=2)
+    base = DecodeConfig(alpha=0.0, beam_size=6, top_n=5, batch_size=4)
+    settings = [dict(), dict(alpha=0.4), dict(alpha=[0.7, 0.0]), dict(alpha=0.3, top_n=8, tau=2.0),
+                dict(alpha=0.5, mix="logit"), dict(alpha=0.5, state="last_token", agg="max"),
+                dict(alpha=0.6, alpha_gate="entropy"), dict(alpha=0.2, renormalize=True), dict(alpha=1.0)]
+    runs = [(dataclasses.replace(base, **s), (items, scores)) for s in settings]
+    shared = [(dataclasses.replace(c, share_prefixes=True), f) for c, f in runs]
+    got = generate_items_multi(tiny.model, tiny.prompts, tiny.trie, shared, exclude=exclude, k=5, trace=True)
+    ref = generate_items_multi(tiny.model, tiny.prompts, tiny.trie, runs, exclude=exclude, k=5, trace=True)
+    for (cfg, _), a, b in zip(runs, got, ref, strict=True):
+        assert torch.equal(a.items, b.items), cfg
+        torch.testing.assert_close(a.scores, b.scores, rtol=1e-5, atol=1e-5)
+        assert torch.equal(a.trace.tokens, b.trace.tokens) and torch.equal(a.trace.on, b.trace.on)
+        torch.testing.assert_close(a.trace.p_llm, b.trace.p_llm, rtol=1e-5, atol=1e-6)
+    # a single run is the same search too
+    one = generate_items(tiny.model, tiny.prompts, tiny.trie, fsm_inputs=(items, scores), cfg=shared[1][0],
+                         exclude=exclude, k=5)
+    assert torch.equal(one.items, ref[1].items)
+
+
+def count_queries(model):
+    """A forward pre-hook counting the query positions of every LM call after the prompt's (calls with a 4-D
+    tree mask)."""
+    seen = []
+
+    def hook(module, args, kwargs):
+        mask = kwargs.get("attention_mask")
+        if mask is not None and mask.dim() == 4:
+            seen.append(int(kwargs["input_ids"].numel()))
+
+    return seen, model.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def test_shared_prefixes_run_each_distinct_prefix_through_the_lm_once():
+    tiny = make_tiny(seed=5, n_users=4)
+    cfg = DecodeConfig(alpha=0.0, beam_size=5, batch_size=4)
+    # one run, per-run path: every step feeds U x beams queries (each user's 5 beams are 5 distinct prefixes)
+    seen, h = count_queries(tiny.model)
+    one = generate_items(tiny.model, tiny.prompts, tiny.trie, cfg=cfg)
+    h.remove()
+    U, L = len(tiny.prompts), tiny.trie.n_levels
+    assert seen == [U * 5] * (L - 1)
+    # three identical runs sharing prefixes: the LM sees exactly the one run's queries, and all three agree
+    same = [(dataclasses.replace(cfg, share_prefixes=True), None)] * 3
+    seen, h = count_queries(tiny.model)
+    out = generate_items_multi(tiny.model, tiny.prompts, tiny.trie, same)
+    h.remove()
+    assert seen == [U * 5] * (L - 1)
+    assert all(torch.equal(o.items, one.items) for o in out)
+    # an alpha grid: fewer queries than runs x beams, at least the largest run's; every prefix at most once
+    items, scores = gnn_inputs(tiny, n=5, seed=1)
+    grid = [(DecodeConfig(alpha=a, beam_size=5, top_n=5, batch_size=4, share_prefixes=True), (items, scores))
+            for a in (0.0, 0.2, 0.5, 1.0)]
+    seen, h = count_queries(tiny.model)
+    generate_items_multi(tiny.model, tiny.prompts, tiny.trie, grid)
+    h.remove()
+    assert all(U * 5 <= n < 4 * U * 5 for n in seen), seen
+
+
+def test_share_prefixes_needs_the_shared_cache_and_one_setting_per_pass():
+    with pytest.raises(ConfigError, match="share_prefixes .* needs decode.kv='shared'"):
+        DecodeConfig(share_prefixes=True, kv="expand")
+    tiny = make_tiny(seed=3, n_users=3)
+    runs = [(DecodeConfig(alpha=0.0, beam_size=4, share_prefixes=True), None),
+            (DecodeConfig(alpha=0.0, beam_size=4), None)]
+    with pytest.raises(AgrecError, match="share_prefixes"):
+        generate_items_multi(tiny.model, tiny.prompts, tiny.trie, runs)
 
 
 def test_multi_runs_must_share_batch_size():

@@ -80,3 +80,36 @@ def test_rankings_round_trip_through_their_writer_and_reader(tmp_path):
                                                        "scores": scores.tolist()}
     with pytest.raises(ValueError, match=r"do not describe one ranking per user"):
         save_rankings(tmp_path, "x", "test", users, targets[:1], items, scores)
+
+
+def test_share_prefixes_decodes_the_same_table_and_is_keyed_only_when_on(tmp_path):
+    import dataclasses
+
+    from agrec.config import profile_from_dict
+    from agrec.decode.config import DecodeConfig, EvalConfig
+    from agrec.decode.shard import SINGLE
+    from agrec.decode.stage import decode_table
+    from tests.decode.test_shard import _setup
+
+    tiny, split, prompt, scorers = _setup()
+    ev = EvalConfig(alpha_grid=[0.0, 0.3, 0.6, 1.0], scorer="lightgcn", scorers=["lightgcn"],
+                    released_code_variants=False)
+    dec = DecodeConfig(beam_size=6, top_n=4, batch_size=4)
+    reps = {}
+    for on in (False, True):
+        folder = tmp_path / str(on)
+        reps[on] = decode_table(tiny.model, tiny.trie, 0, split, prompt, scorers,
+                                dataclasses.replace(dec, share_prefixes=on), ev, folder, seed=11, env=SINGLE,
+                                log=lambda m: None)
+    # every row, the α chosen and each ranking: as decoded one row at a time (the scores agree to rounding)
+    assert [r["metrics"] for r in reps[True].rows] == [r["metrics"] for r in reps[False].rows]
+    assert reps[True].chosen == reps[False].chosen
+    for f in sorted((tmp_path / "False" / "rankings").iterdir()):
+        a, b = np.load(f), np.load(tmp_path / "True" / "rankings" / f.name)
+        assert np.array_equal(a["items"], b["items"]), f.name
+        np.testing.assert_allclose(a["scores"], b["scores"], rtol=1e-5, atol=1e-5)
+    # off is the default and leaves recorded runs current; on is part of the decode stage's key
+    plain = profile_from_dict({"name": "p"})
+    assert "share_prefixes" not in plain.to_dict()["decode"]
+    on = profile_from_dict({"name": "p", "decode": {"share_prefixes": True}})
+    assert on.section_hash("decode") != plain.section_hash("decode")
