@@ -232,6 +232,11 @@ def generate_items_multi(
     tokens), all of which is saved for every run after the first. With ``kv="expand"`` (the cache is reordered
     per beam, so it cannot be shared) each run encodes the prompt itself, as :func:`generate_items` does.
 
+    With ``share_prefixes`` (every run's config must agree) the runs search in lockstep and each step's distinct
+    prefixes go through the LM once for all of them (:func:`_decode_batch_shared_prefixes`). Results then equal
+    the single-run decodes up to float rounding, not bit for bit, and a run's scores depend (at that level) on
+    which other runs share its pass, since they change the shape of the LM's batch.
+
     Args:
         runs: per decoding, its :class:`DecodeConfig` and FSM inputs (see :func:`generate_items`). All runs
             must have the same ``batch_size`` (the batches, hence each prompt's padding, are the same).
@@ -269,8 +274,9 @@ def generate_items_multi(
             f"{sorted({r.cfg.batch_size for r in prepared})}"
         )
     share = all(r.cfg.kv == "shared" for r in prepared)
-    lockstep = prepared[0].cfg.share_prefixes
-    if any(r.cfg.share_prefixes != lockstep for r in prepared):
+    # asked of the callers' settings: a run that fell back to kv="expand" (flash attention) decodes row by row
+    lockstep = runs[0][0].share_prefixes
+    if any(cfg.share_prefixes != lockstep for cfg, _ in runs):
         raise AgrecError("the runs of one decode must agree on share_prefixes (it decides how the pass is run)")
 
     device = _device(model)
@@ -377,7 +383,7 @@ def _prepare_run(model, cfg: DecodeConfig, fsm_inputs, n_users: int, k: int | No
         warnings.warn(
             "flash attention cannot take the tree mask of kv='shared'; decoding with kv='expand'", stacklevel=2
         )
-        cfg = dataclasses.replace(cfg, kv="expand")
+        cfg = dataclasses.replace(cfg, kv="expand", share_prefixes=False)
     return _Run(cfg=cfg, k=k, top_items=top_items, top_scores=top_scores)
 
 
@@ -583,9 +589,7 @@ def _decode_batch_shared_prefixes(
     kv_len = pre.kv_len
     prefixes = own = anc = torch.empty(U, 0, dtype=torch.int64, device=device)
     for t in range(L):
-        if t == 0:
-            per_run = [pre.logits] * len(beams)  # every search starts at the prompt
-        else:
+        if t > 0:
             nodes = torch.cat([torch.where(b.alive, b.node, none) for b in beams], dim=1)  # [U, N]
             srt = torch.sort(nodes, dim=1).values
             first = torch.ones_like(srt, dtype=torch.bool)
@@ -616,12 +620,12 @@ def _decode_batch_shared_prefixes(
             kv_len += Q
             pre.kv_len = kv_len
             prefixes, own, anc = new, new_own, new_anc
-            V = logits.shape[-1]
-            per_run = []
-            for b in beams:  # dead beams read some row: their candidates are invalid whatever the logits
-                at = torch.searchsorted(prefixes, b.node.contiguous()).clamp_max(Q - 1)
-                per_run.append(logits.gather(1, at.unsqueeze(-1).expand(*at.shape, V)))
-        for b, lg in zip(beams, per_run, strict=True):
+        for b in beams:
+            if t == 0:  # every search starts at the prompt
+                lg = pre.logits
+            else:  # each beam's prefix's row; dead beams read some row, their candidates are invalid anyway
+                at = torch.searchsorted(prefixes, b.node.contiguous()).clamp_max(prefixes.shape[1] - 1)
+                lg = logits.gather(1, at.unsqueeze(-1).expand(*at.shape, logits.shape[-1]))
             b.step(t, lg, trie, remaining, trace)
     return [b.result(trie, trace) for b in beams]
 

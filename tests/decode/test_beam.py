@@ -465,6 +465,19 @@ def test_shared_prefixes_give_the_separate_decodes_rankings_and_scores():
         torch.testing.assert_close(a.scores, b.scores, rtol=1e-5, atol=1e-5)
         assert torch.equal(a.trace.tokens, b.trace.tokens) and torch.equal(a.trace.on, b.trace.on)
         torch.testing.assert_close(a.trace.p_llm, b.trace.p_llm, rtol=1e-5, atol=1e-6)
+    # four levels (ancestors carried over two steps) and heavy exclusions (beams die, some users run dry)
+    deep = make_tiny(seed=4, sizes=(5, 4, 3, 3), n_items=150, n_users=9)
+    ex = [rng.choice(150, size=int(n), replace=False) for n in rng.integers(60, 149, size=9)]
+    it, sc = gnn_inputs(deep, n=6, seed=3)
+    grid = [(DecodeConfig(alpha=a, beam_size=8, top_n=6, batch_size=4), (it, sc)) for a in (0.0, 0.3, 0.7, 1.0)]
+    deep_ref = generate_items_multi(deep.model, deep.prompts, deep.trie, grid, exclude=ex, trace=True)
+    deep_got = generate_items_multi(deep.model, deep.prompts, deep.trie,
+                               [(dataclasses.replace(c, share_prefixes=True), f) for c, f in grid], exclude=ex,
+                               trace=True)
+    assert deep.trie.n_levels == 4 and any((r.items < 0).any() for r in deep_ref)  # some users get < 8 items
+    for a, b in zip(deep_got, deep_ref, strict=True):
+        assert torch.equal(a.items, b.items) and torch.equal(a.trace.tokens, b.trace.tokens)
+        torch.testing.assert_close(a.scores, b.scores, rtol=1e-5, atol=1e-5)
     # a single run is the same search too
     one = generate_items(tiny.model, tiny.prompts, tiny.trie, fsm_inputs=(items, scores), cfg=shared[1][0],
                          exclude=exclude, k=5)
@@ -508,6 +521,15 @@ def test_shared_prefixes_run_each_distinct_prefix_through_the_lm_once():
     generate_items_multi(tiny.model, tiny.prompts, tiny.trie, grid)
     h.remove()
     assert all(U * 5 <= n < 4 * U * 5 for n in seen), seen
+
+
+def test_flash_attention_falls_back_to_row_by_row_expanded_decoding_with_share_prefixes():
+    from agrec.decode.beam import _prepare_run
+
+    flash = types.SimpleNamespace(config=types.SimpleNamespace(_attn_implementation="flash_attention_2"))
+    with pytest.warns(UserWarning, match="flash attention"):
+        run = _prepare_run(flash, DecodeConfig(alpha=0.0, share_prefixes=True), None, 3, None)
+    assert run.cfg.kv == "expand" and not run.cfg.share_prefixes
 
 
 def test_share_prefixes_needs_the_shared_cache_and_one_setting_per_pass():
