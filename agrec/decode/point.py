@@ -21,8 +21,11 @@ from typing import Any
 from agrec.decode.config import DecodeConfig
 from agrec.errors import AgrecError
 
+# DecodeConfig fields of a whole decoding pass, not of one row: every row of a pass shares its batches (batch_size),
+# its KV cache (kv, share_prefixes) and its device, so a row cannot change them (the pass would refuse to run)
+PASS_KEYS = frozenset({"batch_size", "kv", "share_prefixes", "device"})
 # DecodeConfig fields a point may override besides alpha and tau (everything a row can change)
-OVERRIDABLE = frozenset(f.name for f in dataclasses.fields(DecodeConfig)) - {"alpha", "tau"}
+OVERRIDABLE = frozenset(f.name for f in dataclasses.fields(DecodeConfig)) - {"alpha", "tau"} - PASS_KEYS
 # what a table row records about its origin, beside the decoding settings
 ORIGIN_KEYS = ("fused", "weight", "source")
 
@@ -42,9 +45,7 @@ class DecodePoint:
     def __post_init__(self) -> None:
         if isinstance(self.alpha, list):
             object.__setattr__(self, "alpha", tuple(float(a) for a in self.alpha))
-        unknown = sorted(k for k, _ in self.overrides if k not in OVERRIDABLE)
-        if unknown:
-            raise AgrecError(f"decode point: {unknown} are not decode settings (known: {sorted(OVERRIDABLE)})")
+        _check_overrides([k for k, _ in self.overrides], "decode point")
         object.__setattr__(self, "overrides", tuple(sorted(dict(self.overrides).items())))
 
     @classmethod
@@ -105,9 +106,7 @@ class DecodePoint:
         if scorer is not None and not isinstance(scorer, str):
             raise AgrecError(f"{where}.scorer: a name or null, got {scorer!r}")
         rest = {k: v for k, v in d.items() if k not in ("alpha", "tau", "scorer", *ORIGIN_KEYS)}
-        unknown = sorted(k for k in rest if k not in OVERRIDABLE)
-        if unknown:
-            raise AgrecError(f"{where}: unknown keys {unknown} (not decode settings)")
+        _check_overrides(list(rest), where)
         fused = d.get("fused")
         return cls(
             alpha=tuple(float(a) for a in alpha) if isinstance(alpha, list) else float(alpha),
@@ -118,6 +117,20 @@ class DecodePoint:
             weight=d.get("weight"),
             source=d.get("source"),
         )
+
+
+def _check_overrides(keys: list[str], where: str) -> None:
+    """Refuse keys a row cannot set: settings of the whole pass (:data:`PASS_KEYS`), and anything that is not a
+    :class:`~agrec.decode.config.DecodeConfig` field."""
+    per_pass = sorted(k for k in keys if k in PASS_KEYS)
+    if per_pass:
+        raise AgrecError(
+            f"{where}: {per_pass} are settings of the whole decoding pass (every row of a pass shares them), "
+            f"not of one row; set them in the profile's decode section"
+        )
+    unknown = sorted(k for k in keys if k not in OVERRIDABLE)
+    if unknown:
+        raise AgrecError(f"{where}: {unknown} are not decode settings (known: {sorted(OVERRIDABLE)})")
 
 
 def _is_number(v: Any) -> bool:

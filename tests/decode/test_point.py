@@ -57,9 +57,15 @@ def test_older_rows_and_bad_points():
         ({"alpha": True}, r"row 'x'.alpha"),
         ({"alpha": 0.2, "tau": 0}, r"row 'x'.tau: a positive number, got 0"),
         ({"alpha": 0.2, "scorer": 3}, r"row 'x'.scorer: a name or null, got 3"),
-        ({"alpha": 0.2, "beams": 3}, r"row 'x': unknown keys \['beams'\]"),
+        ({"alpha": 0.2, "beams": 3}, r"row 'x': \['beams'\] are not decode settings"),
+        ({"alpha": 0.2, "kv": "expand"}, r"row 'x': \['kv'\] are settings of the whole decoding pass"),
     ]:
         with pytest.raises(AgrecError, match=message):
             DecodePoint.from_json(d, "row 'x'")
     with pytest.raises(AgrecError, match=r"\['colour'\] are not decode settings"):
         DecodePoint(overrides=(("colour", 1),))
+    # a row cannot change what every row of its pass shares: the pass would refuse to run
+    for key, value in (("batch_size", 8), ("kv", "expand"), ("share_prefixes", True), ("device", "cuda")):
+        with pytest.raises(AgrecError, match=rf"\['{key}'\] are settings of the whole decoding pass"):
+            DecodePoint.of(0.2, 1.0, "lightgcn", **{key: value})
+    assert DecodePoint.of(0.2, 1.0, "lightgcn", top_n=30).config(DecodeConfig()).top_n == 30
