@@ -424,6 +424,18 @@ class _Prefill:
         )
         self.kv_len = P  # the cache's length now
 
+    def extend(self, tokens: torch.Tensor, anc: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``kv="shared"``: append ``tokens [U, M]`` (step ``t``'s beam tokens) to the cache as new slots, each
+        seeing the prompt, the slots ``anc [U, M, t-1]`` of its ancestors and itself. Returns the logits
+        ``[U, M, V]`` and the new slots ``[U, M]``."""
+        U, M = tokens.shape
+        own = self.kv_len + torch.arange(M, device=tokens.device).expand(U, M)
+        mask = _tree_mask(self.attn, anc, own, self.kv_len, self.lm.dtype)
+        pos = (self.n_real.unsqueeze(1) + (t - 1)).expand(U, M)
+        logits = self.lm(input_ids=tokens, attention_mask=mask, position_ids=pos, cache=self.cache)
+        self.kv_len += M
+        return logits, own
+
     def rewind(self) -> None:
         """Back to the prompt's cache (the beam tokens appended since are removed)."""
         extra = self.kv_len - self.P
@@ -533,21 +545,16 @@ def _decode_batch(
     ar_u = torch.arange(U, device=device)
     beams = _Beams(U, fsm, cfg, k, device)
     anc = torch.zeros(U, 1, 0, dtype=torch.int64, device=device)  # kv="shared": cache slots of each beam's path
-    kv_len = pre.kv_len
 
     for t in range(L):
         if t > 0:
             tok_in = torch.where(beams.alive, beams.token, pad_token_id)  # dead beams feed a harmless pad token
             M = tok_in.shape[1]
-            pos = (n_real.unsqueeze(1) + (t - 1)).expand(U, M)
             if cfg.kv == "shared":
-                own = kv_len + torch.arange(M, device=device).expand(U, M)
-                mask = _tree_mask(attn, anc, own, kv_len, lm.dtype)
-                logits = lm(input_ids=tok_in, attention_mask=mask, position_ids=pos, cache=cache)  # [U, M, V]
-                kv_len += M
-                pre.kv_len = kv_len
+                logits, own = pre.extend(tok_in, anc, t)  # [U, M, V]
                 anc = torch.cat([anc, own.unsqueeze(-1)], dim=-1)
             else:
+                pos = (n_real.unsqueeze(1) + (t - 1)).expand(U, M)
                 mask2d = torch.cat(
                     [attn.repeat_interleave(M, 0), torch.ones(U * M, t, dtype=attn.dtype, device=device)], dim=1
                 )
@@ -583,10 +590,8 @@ def _decode_batch_shared_prefixes(
     function of it, computed in a differently shaped batch, so they equal that path's up to float rounding."""
     device = trie.device
     U, L = pre.U, trie.n_levels
-    lm, cache, attn, n_real, remaining = pre.lm, pre.cache, pre.attn, pre.n_real, pre.remaining
     beams = [_Beams(U, fsm, cfg, k, device) for fsm, cfg, k in runs]
     none = trie.n_nodes  # sorts after every node: padding of the per-user prefix lists
-    kv_len = pre.kv_len
     prefixes = own = anc = torch.empty(U, 0, dtype=torch.int64, device=device)
     for t in range(L):
         if t > 0:
@@ -605,7 +610,6 @@ def _decode_batch_shared_prefixes(
             real = new != none
             node_ = new.clamp_max(none - 1)
             tok_in = torch.where(real, trie.node_token[node_], pad_token_id)
-            new_own = kv_len + torch.arange(Q, device=device).expand(U, Q)
             if t == 1:  # children of the root: no ancestor besides the prompt
                 new_anc = torch.zeros(U, Q, 0, dtype=torch.int64, device=device)
             else:  # a prefix's ancestors are its parent's, and the parent's own slot
@@ -614,19 +618,15 @@ def _decode_batch_shared_prefixes(
                     [anc.gather(1, pidx.unsqueeze(-1).expand(U, Q, anc.shape[-1])), own.gather(1, pidx).unsqueeze(-1)],
                     dim=-1,
                 )
-            mask = _tree_mask(attn, new_anc, new_own, kv_len, lm.dtype)
-            pos = (n_real.unsqueeze(1) + (t - 1)).expand(U, Q)
-            logits = lm(input_ids=tok_in, attention_mask=mask, position_ids=pos, cache=cache)  # [U, Q, V]
-            kv_len += Q
-            pre.kv_len = kv_len
-            prefixes, own, anc = new, new_own, new_anc
+            logits, own = pre.extend(tok_in, new_anc, t)  # [U, Q, V]
+            prefixes, anc = new, new_anc
         for b in beams:
             if t == 0:  # every search starts at the prompt
                 lg = pre.logits
             else:  # each beam's prefix's row; dead beams read some row, their candidates are invalid anyway
                 at = torch.searchsorted(prefixes, b.node.contiguous()).clamp_max(prefixes.shape[1] - 1)
                 lg = logits.gather(1, at.unsqueeze(-1).expand(*at.shape, logits.shape[-1]))
-            b.step(t, lg, trie, remaining, trace)
+            b.step(t, lg, trie, pre.remaining, trace)
     return [b.result(trie, trace) for b in beams]
 
 
