@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -233,3 +234,34 @@ def test_sweep_refuses_ambiguous_or_escaping_grids_before_running(tmp_path, grid
         run_sweep(CI_PROFILE, "data", grid, overrides={**_dirs(tmp_path), **sets}, notebooks_dir=tmp_path / "nb",
                   log=lambda s: None)
     assert list(tmp_path.iterdir()) == []
+
+
+def _hungry_notebooks(folder, mib, cpu_s):
+    """A data-stage notebook that keeps ``mib`` MiB resident and burns ``cpu_s`` CPU seconds in the kernel."""
+    folder.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("config_path = None\noverrides = {}", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell(f"import time\nimport numpy as np\na = np.ones({mib} * 2**20 // 8)\n"
+                                          f"t = time.process_time()\nwhile time.process_time() - t < {cpu_s}:\n"
+                                          "    pass")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, folder / "01_data.ipynb")
+    return folder
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's usage is read from Linux /proc")
+def test_the_run_records_each_stage_kernels_peak_memory_and_cpu_time(tmp_path, toy_profile):
+    logs = []
+    nbs = _hungry_notebooks(tmp_path / "nbs", mib=256, cpu_s=1.5)
+    run_pipeline(toy_profile, notebooks_dir=nbs, log=logs.append)
+    rep = toy_profile.parent / "reports" / "Toy" / "toy"
+    record = json.loads((rep / "results" / "pipeline.json").read_text())
+    used = record["resources"]["data"]
+    # the kernel's own high-water mark: the 256 MiB it held, plus the interpreter; not this test process's
+    assert 256 <= used["peak_rss_mib"] < 2048 and record["peak_rss_mib"] == used["peak_rss_mib"]
+    assert used["cpu_s"] >= 1.5 and used["cpu_s"] <= record["stages_s"]["data"] * os.cpu_count() + 1
+    assert used["others_cpu_s"] >= 0
+    # the log line says it, and the notebook carries it for a later run that reuses the report
+    line = next(x for x in logs if "data: done in" in x)
+    assert "GiB" in line and "CPU s" in line, line
+    assert nbformat.read(rep / "01_data.ipynb", as_version=4).metadata["agrec"]["resources"] == used

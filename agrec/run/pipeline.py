@@ -25,6 +25,7 @@ from agrec.io import atomic_path, atomic_write_json
 from agrec.paths import safe_component, safe_join
 from agrec.progress import follow as follow_progress, kernel_ipc_config
 from agrec.run.provenance import library_versions
+from agrec.run.resources import StageMeter, StageUsage
 from agrec.run.rundir import RunDir, ensure_writable
 from agrec.run.runlock import locked
 from agrec.fingerprint import sha256_file, sha256_json
@@ -41,8 +42,9 @@ def default_notebooks_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "notebooks"
 
 
-def _kernel_manager_class(kernel_log: Path | None):
-    """A kernel manager whose kernel process writes its own stdout/stderr to ``kernel_log``.
+def _kernel_manager_class(kernel_log: Path | None, meter: StageMeter | None = None):
+    """A kernel manager whose kernel process writes its own stdout/stderr to ``kernel_log``, and which lets
+    ``meter`` sample the kernel process (peak memory, CPU time) just before shutting it down.
 
     What cells print reaches the notebook through the kernel protocol either way; the process streams
     only carry the kernel's housekeeping (the "running over TCP without encryption" warning, and the
@@ -50,19 +52,26 @@ def _kernel_manager_class(kernel_log: Path | None):
     """
     from jupyter_client.manager import AsyncKernelManager
 
-    if kernel_log is None:
-        return AsyncKernelManager
-    log_path: Path = kernel_log
+    log_path = kernel_log
 
-    class _LoggedKernelManager(AsyncKernelManager):
+    class _StageKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            if log_path is None:
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+                return
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(log_path, "ab") as f:  # the child keeps its own copy of the descriptor
                 kw.setdefault("stdout", f)
                 kw.setdefault("stderr", f)
                 await super()._async_launch_kernel(kernel_cmd, **kw)
 
-    return _LoggedKernelManager
+        async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:  # type: ignore[override]
+            if meter is not None:
+                # the process's high-water mark and CPU time are gone with it: read them while it still runs
+                meter.sample_kernel(getattr(getattr(self, "provisioner", None), "pid", None))
+            await super().shutdown_kernel(now=now, restart=restart)
+
+    return _StageKernelManager
 
 
 def execute_notebook(
@@ -74,13 +83,15 @@ def execute_notebook(
     timeout_s: int | None = None,
     progress_bar: bool | None = None,
     kernel_log: Path | None = None,
+    meter: StageMeter | None = None,
 ) -> Path:
     """Execute ``notebook`` with papermill into ``output`` atomically.
 
     On a cell error, raise :class:`StageError` naming the stage, the cell and the exception, and
     keep the partial notebook as ``<output stem>.FAILED.ipynb``. On an interrupt (Ctrl-C, SIGTERM through
     :func:`agrec.cli.main`) the kernel is shut down and nothing is left in the report folder.
-    ``kernel_log``: where the kernel process's own output goes (None: the terminal).
+    ``kernel_log``: where the kernel process's own output goes (None: the terminal). ``meter``: sampled
+    (:meth:`StageMeter.sample_kernel`) just before the kernel is shut down.
     """
     import papermill as pm  # heavy import; only the runner needs it
 
@@ -113,7 +124,7 @@ def execute_notebook(
                 execution_timeout=timeout_s,
                 log_output=False,
                 config=kernel_ipc_config(kernel_dir),
-                kernel_manager_class=_kernel_manager_class(kernel_log),
+                kernel_manager_class=_kernel_manager_class(kernel_log, meter),
             )
     except pm.PapermillExecutionError as e:
         os.replace(tmp, failed)
@@ -189,19 +200,34 @@ def _report_meta(output: Path) -> dict[str, Any]:
         return {}
 
 
+def _usage_note(usage: StageUsage) -> str:
+    """`` (peak 1.2 GiB, 2,400 CPU s, others 30 CPU s)`` for the log line; empty where nothing was measured."""
+    parts = []
+    if usage.peak_rss_mib is not None:
+        parts.append(f"peak {usage.peak_rss_mib / 1024:.2f} GiB")
+    if usage.cpu_s is not None:
+        parts.append(f"{usage.cpu_s:,.0f} CPU s")
+    if usage.others_cpu_s is not None:
+        parts.append(f"other work {usage.others_cpu_s:,.0f} CPU s")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def _report_key_of(output: Path) -> str | None:
     """The report key stamped into an executed notebook (None if absent or unreadable)."""
     key = _report_meta(output).get("report_key")
     return key if isinstance(key, str) else None
 
 
-def _stamp_report_key(output: Path, key: str, seconds: float) -> None:
-    """Record in the notebook the key of what it was made from and how long its execution took (a later
-    run that reuses it reports that time, not a time of some other computation)."""
+def _stamp_report_key(output: Path, key: str, seconds: float, usage: StageUsage | None = None) -> None:
+    """Record in the notebook the key of what it was made from, how long its execution took and what it used
+    (a later run that reuses it reports these, not those of some other computation)."""
     import nbformat
 
     nb = nbformat.read(output, as_version=4)
-    nb.metadata.setdefault("agrec", {}).update(report_key=key, seconds=seconds)
+    stamp: dict[str, Any] = {"report_key": key, "seconds": seconds}
+    if usage is not None:
+        stamp["resources"] = usage.to_dict()
+    nb.metadata.setdefault("agrec", {}).update(stamp)
     with atomic_path(output) as tmp:
         nbformat.write(nb, tmp)
 
@@ -270,6 +296,7 @@ def _run_stages(
     timings_path = profile.report_dir / "results" / "pipeline.json"
     t_all = time.perf_counter()
     timings: dict[str, float | None] = {}
+    usages: dict[str, dict[str, float | None] | None] = {}
     reused: list[str] = []
     for i, stage in enumerate(ordered, 1):
         nb = nb_dir / STAGE_NOTEBOOKS[stage]
@@ -288,8 +315,11 @@ def _run_stages(
         elif st.current and out.is_file() and _report_key_of(out) == report_key(profile, run, stage, nb, params):
             log(f"{tag}: current, reused ({out.name})")
             reused.append(stage)
-            seconds = _report_meta(out).get("seconds")
+            meta = _report_meta(out)
+            seconds = meta.get("seconds")
             timings[stage] = seconds if isinstance(seconds, (int, float)) else None
+            used = StageUsage.from_dict(meta.get("resources"))
+            usages[stage] = used.to_dict() if used is not None else None
             continue
         elif st.state == "stale":
             log(f"{tag}: stale ({'; '.join(st.reasons)}): recomputing")
@@ -302,6 +332,8 @@ def _run_stages(
             # whose content changed under an unchanged mtime, found with --verify).
             run.invalidate(stage)
         log(f"{tag}: {nb.name} ...")
+        meter = StageMeter()
+        meter.start()
         t0 = time.perf_counter()
         execute_notebook(
             nb,
@@ -311,11 +343,14 @@ def _run_stages(
             kernel_name=profile.pipeline.kernel_name,
             timeout_s=profile.pipeline.stage_timeout_s,
             kernel_log=profile.run_dir / "logs" / f"{nb.stem}.kernel.log",
+            meter=meter,
         )
         seconds_run = round(time.perf_counter() - t0, 1)
+        usage = meter.usage()
         timings[stage] = seconds_run
-        _stamp_report_key(out, report_key(profile, run, stage, nb, params), seconds_run)
-        log(f"{tag}: done in {seconds_run:.1f} s -> {out}")
+        usages[stage] = usage.to_dict()
+        _stamp_report_key(out, report_key(profile, run, stage, nb, params), seconds_run, usage)
+        log(f"{tag}: done in {seconds_run:.1f} s{_usage_note(usage)} -> {out}")
     total = round(time.perf_counter() - t_all, 1)
     if len(reused) == len(ordered) and timings_path.is_file():
         # Nothing ran: the record of the run that made these reports stays (rewriting it would replace its
@@ -323,9 +358,20 @@ def _run_stages(
         log(f"agrec run: all {len(ordered)} stage(s) current, nothing executed; {timings_path.name} kept")
         return profile
     # stages_s: seconds of each notebook's execution; for a reused stage, those of the execution that made its
-    # report (which may itself have reused the stage's artefacts), None when unknown.
+    # report (which may itself have reused the stage's artefacts), None when unknown. resources: the same
+    # executions' peak memory, CPU seconds and the machine's CPU seconds spent on other work
+    # (agrec/run/resources.py); peak_rss_mib: the largest of the stages' peaks.
+    peaks = [u["peak_rss_mib"] for u in usages.values() if u is not None and u["peak_rss_mib"] is not None]
     atomic_write_json(
-        timings_path, {"stages_s": timings, "reused": reused, "total_s": total, "versions": library_versions()}
+        timings_path,
+        {
+            "stages_s": timings,
+            "reused": reused,
+            "total_s": total,
+            "resources": usages,
+            "peak_rss_mib": max(peaks) if peaks else None,
+            "versions": library_versions(),
+        },
     )
     log(
         f"agrec run: {len(ordered)} stage(s) in {total:.1f} s"
