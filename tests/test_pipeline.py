@@ -160,6 +160,9 @@ def test_report_notebook_edited_by_hand_is_regenerated(toy_profile):
     run_pipeline(toy_profile, log=logs.append)
     assert "[1/1] data: artefacts current; the report is refreshed" in logs
     assert nbformat.read(nb, as_version=4).metadata["agrec"]["report_key"]
+    # its seconds are those of loading the data stage's artefacts, and the run record says so
+    record = json.loads((nb.parent / "results" / "pipeline.json").read_text())
+    assert record["refreshed"] == ["data"] and record["reused"] == []
 
 
 def _sleeping_notebooks(folder):

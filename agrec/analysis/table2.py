@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from agrec.analysis.cost import cost_markdown, cost_table
 from agrec.analysis.stage import COMPLEMENTARITY_GROUPS, read_complementarity
 from agrec.errors import AgrecError
 from agrec.manifest import check_manifest
@@ -558,6 +559,10 @@ def write_table2(configs: Sequence[str | Path], out: str | Path | None = None) -
     df = table2(runs)
     cmd = "agrec table2 " + " ".join(f"--config {c}" for c in configs)
     comp = complementarity_table(runs)
-    atomic_write_text(path, f"# Table 2, ours\n\n`{cmd}`\n\n" + to_markdown(df) + complementarity_markdown(comp))
+    cost = cost_table([(run.dataset, p.seed, p.report_dir) for run, p in zip(runs, profiles, strict=True)])
+    atomic_write_text(
+        path,
+        f"# Table 2, ours\n\n`{cmd}`\n\n" + to_markdown(df) + complementarity_markdown(comp) + cost_markdown(cost),
+    )
     atomic_write_text(path.with_suffix(".csv"), df.to_csv(index=False))
     return path

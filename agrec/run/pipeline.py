@@ -298,6 +298,7 @@ def _run_stages(
     timings: dict[str, float | None] = {}
     usages: dict[str, dict[str, float | None] | None] = {}
     reused: list[str] = []
+    refreshed: list[str] = []  # executed with the stage's artefacts already current: the report only
     for i, stage in enumerate(ordered, 1):
         nb = nb_dir / STAGE_NOTEBOOKS[stage]
         out = profile.report_dir / nb.name
@@ -327,6 +328,8 @@ def _run_stages(
             log(f"{tag}: not computed yet")
         else:
             log(f"{tag}: artefacts current; the report is refreshed")
+            if st.current and stage not in REPORT_ONLY:
+                refreshed.append(stage)
         if st is not None and not st.current and stage not in REPORT_ONLY:
             # The notebook must recompute, whatever its own quicker checks would conclude (e.g. an artefact
             # whose content changed under an unchanged mtime, found with --verify).
@@ -360,13 +363,16 @@ def _run_stages(
     # stages_s: seconds of each notebook's execution; for a reused stage, those of the execution that made its
     # report (which may itself have reused the stage's artefacts), None when unknown. resources: the same
     # executions' peak memory, CPU seconds and the machine's CPU seconds spent on other work
-    # (agrec/run/resources.py); peak_rss_mib: the largest of the stages' peaks.
+    # (agrec/run/resources.py); peak_rss_mib: the largest of the stages' peaks. refreshed: stages whose notebook
+    # ran with the stage's artefacts already current (made by an earlier execution, maybe in another checkout):
+    # their seconds are those of loading them, not of computing them.
     peaks = [u["peak_rss_mib"] for u in usages.values() if u is not None and u["peak_rss_mib"] is not None]
     atomic_write_json(
         timings_path,
         {
             "stages_s": timings,
             "reused": reused,
+            "refreshed": refreshed,
             "total_s": total,
             "resources": usages,
             "peak_rss_mib": max(peaks) if peaks else None,

@@ -1,0 +1,125 @@
+"""What each run of a report folder cost: wall time per stage, peak memory, and whether it ran alone.
+
+Read from the ``results/pipeline.json`` that ``agrec run`` writes beside the report (:mod:`agrec.run.pipeline`,
+:mod:`agrec.run.resources`), for the profile's own run and for each seed that ``agrec seeds`` ran into
+``seeds/<seed>/``. Nothing is measured here. Reports written before the runner recorded resources have no
+peak memory or other-work figure (shown empty). A stage the runner reused shows the seconds of the execution
+that made its report; a stage whose notebook ran only to refresh its report, its artefacts already current
+(computed by an earlier execution, maybe in another checkout), shows the seconds it took to load them. The
+``reused`` column names both kinds (the second as "refreshed"); reports from before the runner recorded the
+second kind cannot say it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from agrec.errors import AgrecError
+from agrec.io import read_json_file
+
+STAGE_COLUMNS: tuple[str, ...] = ("data", "semantic_ids", "gnn", "lm", "decode", "analysis")
+
+
+def _number(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def read_cost(report_dir: str | Path) -> dict[str, Any] | None:
+    """The run record of one report folder: ``{"stages_s", "total_s", "reused", "refreshed", "peak_rss_mib",
+    "others_cpu_s"}``; None where the folder has no ``results/pipeline.json``. ``others_cpu_s`` is the sum over
+    the executed stages, None unless every one of them measured it."""
+    path = Path(report_dir) / "results" / "pipeline.json"
+    if not path.is_file():
+        return None
+    d = read_json_file(path, "rerun `agrec run --config <profile>` to rewrite it")
+    if not isinstance(d, dict) or not isinstance(d.get("stages_s"), dict):
+        raise AgrecError(f"{path}: expected an object with a 'stages_s' object of stage -> seconds")
+    raw = d.get("resources")
+    resources: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    reused = [s for s in d.get("reused") or [] if isinstance(s, str)]
+    refreshed = [s for s in d.get("refreshed") or [] if isinstance(s, str)]
+    others = [
+        _number(u.get("others_cpu_s")) if isinstance(u, dict) else None
+        for stage, u in resources.items()
+        if stage not in reused
+    ]
+    executed = [s for s in d["stages_s"] if s not in reused]
+    return {
+        "stages_s": {s: _number(v) for s, v in d["stages_s"].items()},
+        "total_s": _number(d.get("total_s")),
+        "reused": reused,
+        "refreshed": refreshed,
+        "peak_rss_mib": _number(d.get("peak_rss_mib")),
+        "others_cpu_s": (
+            sum(o for o in others if o is not None)
+            if executed and len(others) == len(executed) and all(o is not None for o in others)
+            else None
+        ),
+    }
+
+
+def cost_table(folders: Sequence[tuple[str, int, Path]]) -> pd.DataFrame:
+    """One row per run: ``folders`` holds (dataset, the profile's seed, report folder); each folder's
+    ``seeds/<seed>/`` runs are added after it. Seconds per stage, total, peak MiB, other work, reused stages."""
+    from agrec.run.seeds import SEEDS_DIR
+
+    recs = []
+    for dataset, seed, folder in folders:
+        runs = [(str(seed), folder)]
+        seeds_root = folder / SEEDS_DIR
+        if seeds_root.is_dir():
+            runs += sorted(
+                ((p.name, p) for p in seeds_root.iterdir() if p.is_dir() and p.name.isdigit()),
+                key=lambda t: int(t[0]),
+            )
+        for s, f in runs:
+            c = read_cost(f)
+            if c is None:
+                continue
+            recs.append(
+                {
+                    "dataset": dataset,
+                    "seed": int(s),
+                    **{st: c["stages_s"].get(st) for st in STAGE_COLUMNS},
+                    "total_s": c["total_s"],
+                    "peak_rss_mib": c["peak_rss_mib"],
+                    "others_cpu_s": c["others_cpu_s"],
+                    "reused": ", ".join(c["reused"] + [f"{st} (refreshed)" for st in c["refreshed"]]),
+                }
+            )
+    return pd.DataFrame(
+        recs, columns=["dataset", "seed", *STAGE_COLUMNS, "total_s", "peak_rss_mib", "others_cpu_s", "reused"]
+    )
+
+
+def cost_markdown(df: pd.DataFrame) -> str:
+    """The cost section of ``table2.md`` (empty when no run has a record)."""
+    if df.empty:
+        return ""
+
+    def minutes(v: Any) -> str:
+        return "" if v is None or pd.isna(v) else f"{v / 60:.1f}"
+
+    lines = [
+        "| dataset | seed | " + " | ".join(STAGE_COLUMNS) + " | total | peak GiB | other work (CPU min) | reused |",
+        "|---|---:|" + "---:|" * (len(STAGE_COLUMNS) + 3) + "---|",
+    ]
+    for _, r in df.iterrows():
+        peak = "" if r["peak_rss_mib"] is None or pd.isna(r["peak_rss_mib"]) else f"{r['peak_rss_mib'] / 1024:.2f}"
+        lines.append(
+            f"| {r['dataset']} | {r['seed']} | "
+            + " | ".join(minutes(r[s]) for s in STAGE_COLUMNS)
+            + f" | {minutes(r['total_s'])} | {peak} | {minutes(r['others_cpu_s'])} | {r['reused']} |"
+        )
+    return (
+        "\n## Cost (wall minutes per stage)\n\nFrom each run's `results/pipeline.json`. Peak: the largest stage "
+        "kernel's peak resident memory. Other work: CPU minutes the machine spent on anything else while the "
+        "stages ran (near 0: the run was alone and its minutes measure it; otherwise they are an upper bound). "
+        "Empty: not recorded (a report from before these were). Reused: stages not executed (their minutes are "
+        "those of the execution that made their report) or executed only to refresh the report, their artefacts "
+        "already computed (their minutes are those of loading them); reports from before the second kind was "
+        "recorded cannot name it.\n\n" + "\n".join(lines) + "\n"
+    )
