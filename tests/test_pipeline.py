@@ -240,11 +240,13 @@ def test_sweep_refuses_ambiguous_or_escaping_grids_before_running(tmp_path, grid
 
 
 def _hungry_notebooks(folder, mib, cpu_s):
-    """A data-stage notebook that keeps ``mib`` MiB resident and burns ``cpu_s`` CPU seconds in the kernel."""
+    """A data-stage notebook that keeps ``mib`` MiB resident, burns ``cpu_s`` CPU seconds and writes its kernel's
+    pid to ``kernel.pid``."""
     folder.mkdir()
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("config_path = None\noverrides = {}", metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell(f"import time\nimport numpy as np\na = np.ones({mib} * 2**20 // 8)\n"
+                nbformat.v4.new_code_cell(f"import os, pathlib, time\nimport numpy as np\na = np.ones({mib} * 2**20 // 8)\n"
+                                          "pathlib.Path('kernel.pid').write_text(str(os.getpid()))\n"
                                           f"t = time.process_time()\nwhile time.process_time() - t < {cpu_s}:\n"
                                           "    pass")]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -253,18 +255,50 @@ def _hungry_notebooks(folder, mib, cpu_s):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's usage is read from Linux /proc")
-def test_the_run_records_each_stage_kernels_peak_memory_and_cpu_time(tmp_path, toy_profile):
+def test_the_run_records_each_stage_kernels_peak_memory_and_cpu_time(tmp_path, toy_profile, monkeypatch):
+    from agrec.run.resources import StageMeter
+
+    sampled = []
+    sample = StageMeter.sample_kernel
+    monkeypatch.setattr(StageMeter, "sample_kernel", lambda self, pid: (sampled.append(pid), sample(self, pid)))
     logs = []
     nbs = _hungry_notebooks(tmp_path / "nbs", mib=256, cpu_s=1.5)
     run_pipeline(toy_profile, notebooks_dir=nbs, log=logs.append)
+    # the process sampled is the kernel that ran the cells, not this one
+    assert sampled == [int((nbs / "kernel.pid").read_text())] and sampled[0] != os.getpid()
     rep = toy_profile.parent / "reports" / "Toy" / "toy"
     record = json.loads((rep / "results" / "pipeline.json").read_text())
     used = record["resources"]["data"]
-    # the kernel's own high-water mark: the 256 MiB it held, plus the interpreter; not this test process's
     assert 256 <= used["peak_rss_mib"] < 2048 and record["peak_rss_mib"] == used["peak_rss_mib"]
     assert used["cpu_s"] >= 1.5 and used["cpu_s"] <= record["stages_s"]["data"] * os.cpu_count() + 1
-    assert used["others_cpu_s"] >= 0
+    assert used["others_cpu_s"] is not None
     # the log line says it, and the notebook carries it for a later run that reuses the report
     line = next(x for x in logs if "data: done in" in x)
-    assert "GiB" in line and "CPU s" in line, line
+    assert "GiB" in line and "CPU s" in line and "other work" in line, line
     assert nbformat.read(rep / "01_data.ipynb", as_version=4).metadata["agrec"]["resources"] == used
+
+
+def test_a_refreshed_stage_stays_refreshed_when_a_later_run_reuses_its_report(tmp_path, toy_profile):
+    import shutil
+
+    from agrec.run.pipeline import default_notebooks_dir
+
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    shutil.copy(default_notebooks_dir() / "01_data.ipynb", nbs)
+    # a second stage that executes on every run (it keeps no record), so the runner writes pipeline.json each time
+    second = nbformat.v4.new_notebook()
+    second.cells = [nbformat.v4.new_code_cell("config_path = None\noverrides = {}", metadata={"tags": ["parameters"]})]
+    second.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(second, nbs / "02_tokenization.ipynb")
+    rep = toy_profile.parent / "reports" / "Toy" / "toy"
+
+    def record():
+        run_pipeline(toy_profile, stages=["data", "semantic_ids"], notebooks_dir=nbs, log=lambda s: None)
+        d = json.loads((rep / "results" / "pipeline.json").read_text())
+        return d["reused"], d["refreshed"]
+
+    assert record() == ([], [])  # data computed
+    (rep / "01_data.ipynb").write_text("{}")  # a report edited by hand: the next run only refreshes it
+    assert record() == ([], ["data"])
+    assert record() == (["data"], ["data"])  # its report's seconds are still those of loading

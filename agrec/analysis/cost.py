@@ -7,7 +7,7 @@ peak memory or other-work figure (shown empty). A stage the runner reused shows 
 that made its report; a stage whose notebook ran only to refresh its report, its artefacts already current
 (computed by an earlier execution, maybe in another checkout), shows the seconds it took to load them. The
 ``reused`` column names both kinds (the second as "refreshed"); reports from before the runner recorded the
-second kind cannot say it.
+second kind cannot say it. A record that exists but cannot be read is an error naming the file.
 """
 
 from __future__ import annotations
@@ -87,7 +87,10 @@ def cost_table(folders: Sequence[tuple[str, int, Path]]) -> pd.DataFrame:
                     "total_s": c["total_s"],
                     "peak_rss_mib": c["peak_rss_mib"],
                     "others_cpu_s": c["others_cpu_s"],
-                    "reused": ", ".join(c["reused"] + [f"{st} (refreshed)" for st in c["refreshed"]]),
+                    "reused": ", ".join(
+                        [st for st in c["reused"] if st not in c["refreshed"]]
+                        + [f"{st} (refreshed)" for st in c["refreshed"]]
+                    ),
                 }
             )
     return pd.DataFrame(
@@ -115,9 +118,10 @@ def cost_markdown(df: pd.DataFrame) -> str:
             + f" | {minutes(r['total_s'])} | {peak} | {minutes(r['others_cpu_s'])} | {r['reused']} |"
         )
     return (
-        "\n## Cost (wall minutes per stage)\n\nFrom each run's `results/pipeline.json`. Peak: the largest stage "
-        "kernel's peak resident memory. Other work: CPU minutes the machine spent on anything else while the "
-        "stages ran (near 0: the run was alone and its minutes measure it; otherwise they are an upper bound). "
+        "\n## Cost (wall minutes per stage)\n\nFrom each run's `results/pipeline.json`. Total: the wall time of "
+        "that `agrec run` (a reused stage adds nothing to it). Peak: the largest stage kernel's peak resident "
+        "memory. Other work: CPU minutes the machine spent on anything else while the executed stages ran (near "
+        "0: they ran alone and their minutes measure them; otherwise they are upper bounds). "
         "Empty: not recorded (a report from before these were). Reused: stages not executed (their minutes are "
         "those of the execution that made their report) or executed only to refresh the report, their artefacts "
         "already computed (their minutes are those of loading them); reports from before the second kind was "

@@ -201,7 +201,7 @@ def _report_meta(output: Path) -> dict[str, Any]:
 
 
 def _usage_note(usage: StageUsage) -> str:
-    """`` (peak 1.2 GiB, 2,400 CPU s, others 30 CPU s)`` for the log line; empty where nothing was measured."""
+    """`` (peak 1.20 GiB, 2,400 CPU s, other work 30 CPU s)`` for the log line; empty where nothing was measured."""
     parts = []
     if usage.peak_rss_mib is not None:
         parts.append(f"peak {usage.peak_rss_mib / 1024:.2f} GiB")
@@ -218,13 +218,16 @@ def _report_key_of(output: Path) -> str | None:
     return key if isinstance(key, str) else None
 
 
-def _stamp_report_key(output: Path, key: str, seconds: float, usage: StageUsage | None = None) -> None:
-    """Record in the notebook the key of what it was made from, how long its execution took and what it used
-    (a later run that reuses it reports these, not those of some other computation)."""
+def _stamp_report_key(
+    output: Path, key: str, seconds: float, usage: StageUsage | None = None, refreshed: bool = False
+) -> None:
+    """Record in the notebook the key of what it was made from, how long its execution took, what it used and
+    whether it only loaded artefacts computed before (a later run that reuses it reports these, not those of
+    some other computation)."""
     import nbformat
 
     nb = nbformat.read(output, as_version=4)
-    stamp: dict[str, Any] = {"report_key": key, "seconds": seconds}
+    stamp: dict[str, Any] = {"report_key": key, "seconds": seconds, "refreshed": refreshed}
     if usage is not None:
         stamp["resources"] = usage.to_dict()
     nb.metadata.setdefault("agrec", {}).update(stamp)
@@ -321,6 +324,8 @@ def _run_stages(
             timings[stage] = seconds if isinstance(seconds, (int, float)) else None
             used = StageUsage.from_dict(meta.get("resources"))
             usages[stage] = used.to_dict() if used is not None else None
+            if meta.get("refreshed") is True:  # the execution that made the report only loaded the artefacts
+                refreshed.append(stage)
             continue
         elif st.state == "stale":
             log(f"{tag}: stale ({'; '.join(st.reasons)}): recomputing")
@@ -352,7 +357,9 @@ def _run_stages(
         usage = meter.usage()
         timings[stage] = seconds_run
         usages[stage] = usage.to_dict()
-        _stamp_report_key(out, report_key(profile, run, stage, nb, params), seconds_run, usage)
+        _stamp_report_key(
+            out, report_key(profile, run, stage, nb, params), seconds_run, usage, refreshed=stage in refreshed
+        )
         log(f"{tag}: done in {seconds_run:.1f} s{_usage_note(usage)} -> {out}")
     total = round(time.perf_counter() - t_all, 1)
     if len(reused) == len(ordered) and timings_path.is_file():
@@ -364,8 +371,8 @@ def _run_stages(
     # report (which may itself have reused the stage's artefacts), None when unknown. resources: the same
     # executions' peak memory, CPU seconds and the machine's CPU seconds spent on other work
     # (agrec/run/resources.py); peak_rss_mib: the largest of the stages' peaks. refreshed: stages whose notebook
-    # ran with the stage's artefacts already current (made by an earlier execution, maybe in another checkout):
-    # their seconds are those of loading them, not of computing them.
+    # ran with the stage's artefacts already current (made by an earlier execution, maybe in another checkout),
+    # now or in the execution a reused stage reports: their seconds are those of loading them, not computing them.
     peaks = [u["peak_rss_mib"] for u in usages.values() if u is not None and u["peak_rss_mib"] is not None]
     atomic_write_json(
         timings_path,

@@ -8,9 +8,10 @@ stage, and records per stage (``results/pipeline.json``, key ``resources``):
   ``/usr/bin/time -v`` reports as its maximum resident set size). Processes the kernel starts are not counted.
 - ``cpu_s``: the kernel's CPU seconds, every thread of it (user + system). ``cpu_s / wall_s`` says how many
   cores the stage kept busy.
-- ``others_cpu_s``: CPU seconds the whole machine spent on anything else while the stage ran (every process but
-  the kernel and this runner). Near 0: the stage ran alone, its wall time is a measurement of the stage; large:
-  other work shared the cores, the wall time is an upper bound.
+- ``others_cpu_s``: CPU seconds the whole machine spent on anything else while the stage ran: every process but
+  the kernel and this runner. Processes the kernel itself starts (the stage notebooks start none), and the
+  kernel's shutdown after the sample, count here too. Near 0: the stage ran alone, its wall time is a measurement
+  of the stage; large: other work shared the cores, the wall time is an upper bound.
 
 Everything is read from ``/proc``. Where it is unreadable (not Linux, a process already gone) the values are
 ``None``: nothing here ever makes a run fail.

@@ -21,7 +21,7 @@ def _record(folder, stages, total, reused=(), refreshed=None, resources=None, pe
 
 def test_cost_rows_per_run_and_seed_with_other_work_summed_over_executed_stages(tmp_path):
     main = tmp_path / "Games" / "cpu"
-    _record(main, {"data": 6.0, "lm": 3000.0, "decode": 1200.0}, 4206.0, reused=["data"], refreshed=["lm"],
+    _record(main, {"data": 6.0, "lm": 3000.0, "decode": 1200.0}, 4206.0, reused=["data", "lm"], refreshed=["lm"],
             resources={"data": None,
                        "lm": {"peak_rss_mib": 900.0, "cpu_s": 5000.0, "others_cpu_s": 30.0},
                        "decode": {"peak_rss_mib": 2048.0, "cpu_s": 2000.0, "others_cpu_s": 60.0}},
@@ -35,12 +35,12 @@ def test_cost_rows_per_run_and_seed_with_other_work_summed_over_executed_stages(
     assert df[["dataset", "seed"]].values.tolist() == [["Games", 2024], ["Games", 2025], ["Beauty", 7]]
     first = df.iloc[0]
     assert (first["lm"], first["total_s"], first["peak_rss_mib"]) == (3000.0, 4206.0, 2048.0)
-    assert first["others_cpu_s"] == 90.0  # lm + decode; data was not executed
-    assert first["reused"] == "data, lm (refreshed)"
+    assert first["others_cpu_s"] == 60.0  # decode's: data and lm were not executed in this run
+    assert first["reused"] == "data, lm (refreshed)"  # lm once, as refreshed: its minutes are loading
     assert df.iloc[1][["peak_rss_mib", "others_cpu_s"]].isna().all()  # not recorded, not 0
 
     md = cost_markdown(df)
-    assert "| Games | 2024 | 0.1 |  |  | 50.0 | 20.0 |  | 70.1 | 2.00 | 1.5 | data, lm (refreshed) |" in md
+    assert "| Games | 2024 | 0.1 |  |  | 50.0 | 20.0 |  | 70.1 | 2.00 | 1.0 | data, lm (refreshed) |" in md
     assert "| Games | 2025 | 0.2 |  |  | 30.0 |  |  | 30.2 |  |  |  |" in md
     assert "| Beauty | 7 | 1.0 |" in md
 
