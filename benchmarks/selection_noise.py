@@ -19,17 +19,17 @@ from pathlib import Path
 import numpy as np
 
 from agrec.analysis.significance import user_gains, wilcoxon_p
+from agrec.decode.stage import load_rankings
 from agrec.io import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SELECTED = "agrec_selected"
-
-
 PARTS = ("w_o_graph", "sasrec_only")  # the parts alone, listed whatever their rank (with every gnn_only_*)
 
 
-def _load(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    z = np.load(path)
+def _load(decode_dir: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One validation ranking, users in id order: ``(users [U], items [U, K], NDCG@10 per user [U])``."""
+    z = load_rankings(decode_dir, name, "valid")  # a rankings file name is its row's slug, and slug(slug) = slug
     order = np.argsort(z["users"], kind="stable")
     items, targets = z["items"][order], z["targets"][order]
     return z["users"][order], items, user_gains(items, targets, ks=(10,))["NDCG@10"]
@@ -40,12 +40,12 @@ def run_table(run_dir: Path, top: int) -> list[str]:
     files = sorted(rankings.glob("*__valid.npz"))
     if not any(f.name == f"{SELECTED}__valid.npz" for f in files):
         raise SystemExit(f"{rankings}: no {SELECTED}__valid.npz (a decode stage from before AGRec (selected)?)")
-    users, sel_items, sel = _load(rankings / f"{SELECTED}__valid.npz")
+    users, sel_items, sel = _load(run_dir / "decode", SELECTED)
     # one line per distinct ranking: a row and its chosen grid point are the same ranking under two names
     distinct: list[tuple[list[str], np.ndarray, np.ndarray]] = []
     for f in files:
         name = f.name[: -len("__valid.npz")]
-        u, items, g = _load(f)
+        u, items, g = _load(run_dir / "decode", name)
         if not np.array_equal(u, users):
             raise SystemExit(f"{f}: other validation users than {SELECTED}")
         same = next((d for d in distinct if np.array_equal(d[1], items)), None)
