@@ -191,7 +191,8 @@ def _source(profile: Profile) -> str:
 
 
 def _report_meta(output: Path) -> dict[str, Any]:
-    """What the runner stamped into an executed notebook (``report_key``, ``seconds``); {} if unreadable."""
+    """What the runner stamped into an executed notebook (``report_key``, ``seconds``, ``refreshed``,
+    ``resources``); {} if missing or unreadable."""
     try:
         meta = json.loads(output.read_text(encoding="utf-8")).get("metadata", {})
         agrec_meta = meta.get("agrec", {}) if isinstance(meta, dict) else {}
@@ -210,12 +211,6 @@ def _usage_note(usage: StageUsage) -> str:
     if usage.others_cpu_s is not None:
         parts.append(f"other work {usage.others_cpu_s:,.0f} CPU s")
     return f" ({', '.join(parts)})" if parts else ""
-
-
-def _report_key_of(output: Path) -> str | None:
-    """The report key stamped into an executed notebook (None if absent or unreadable)."""
-    key = _report_meta(output).get("report_key")
-    return key if isinstance(key, str) else None
 
 
 def _stamp_report_key(
@@ -316,10 +311,12 @@ def _run_stages(
             for folder in stage_folders(stage):
                 run.discard(folder)
             log(f"{tag}: forced: recomputing from nothing")
-        elif st.current and out.is_file() and _report_key_of(out) == report_key(profile, run, stage, nb, params):
+        elif st.current and (meta := _report_meta(out)).get("report_key") == report_key(
+            profile, run, stage, nb, params
+        ):
+            # one read of what the runner stamped into the report (_report_meta gives {} for a missing file)
             log(f"{tag}: current, reused ({out.name})")
             reused.append(stage)
-            meta = _report_meta(out)
             seconds = meta.get("seconds")
             timings[stage] = seconds if isinstance(seconds, (int, float)) else None
             used = StageUsage.from_dict(meta.get("resources"))
