@@ -29,8 +29,8 @@ def _number(v: Any) -> float | None:
 
 def read_cost(report_dir: str | Path) -> dict[str, Any] | None:
     """The run record of one report folder: ``{"stages_s", "total_s", "reused", "refreshed", "peak_rss_mib",
-    "others_cpu_s"}``; None where the folder has no ``results/pipeline.json``. ``others_cpu_s`` is the sum over
-    the executed stages, None unless every one of them measured it."""
+    "others_cpu_s", "steal_s"}``; None where the folder has no ``results/pipeline.json``. ``others_cpu_s`` and
+    ``steal_s`` are sums over the executed stages, None unless every one of them measured it."""
     path = Path(report_dir) / "results" / "pipeline.json"
     if not path.is_file():
         return None
@@ -41,29 +41,29 @@ def read_cost(report_dir: str | Path) -> dict[str, Any] | None:
     resources: dict[str, Any] = raw if isinstance(raw, dict) else {}
     reused = [s for s in d.get("reused") or [] if isinstance(s, str)]
     refreshed = [s for s in d.get("refreshed") or [] if isinstance(s, str)]
-    others = [
-        _number(u.get("others_cpu_s")) if isinstance(u, dict) else None
-        for stage, u in resources.items()
-        if stage not in reused
-    ]
     executed = [s for s in d["stages_s"] if s not in reused]
+
+    def executed_sum(key: str) -> float | None:
+        vals = [_number(u.get(key)) if isinstance(u, dict) else None for s, u in resources.items() if s not in reused]
+        if executed and len(vals) == len(executed) and all(v is not None for v in vals):
+            return sum(v for v in vals if v is not None)
+        return None
+
     return {
         "stages_s": {s: _number(v) for s, v in d["stages_s"].items()},
         "total_s": _number(d.get("total_s")),
         "reused": reused,
         "refreshed": refreshed,
         "peak_rss_mib": _number(d.get("peak_rss_mib")),
-        "others_cpu_s": (
-            sum(o for o in others if o is not None)
-            if executed and len(others) == len(executed) and all(o is not None for o in others)
-            else None
-        ),
+        "others_cpu_s": executed_sum("others_cpu_s"),
+        "steal_s": executed_sum("steal_s"),
     }
 
 
 def cost_table(folders: Sequence[tuple[str, int, Path]]) -> pd.DataFrame:
     """One row per run: ``folders`` holds (dataset, the profile's seed, report folder); each folder's
-    ``seeds/<seed>/`` runs are added after it. Seconds per stage, total, peak MiB, other work, reused stages."""
+    ``seeds/<seed>/`` runs are added after it. Seconds per stage, total, peak MiB, other work, steal, reused
+    stages."""
     from agrec.run.seeds import SEEDS_DIR
 
     recs = []
@@ -87,6 +87,7 @@ def cost_table(folders: Sequence[tuple[str, int, Path]]) -> pd.DataFrame:
                     "total_s": c["total_s"],
                     "peak_rss_mib": c["peak_rss_mib"],
                     "others_cpu_s": c["others_cpu_s"],
+                    "steal_s": c["steal_s"],
                     "reused": ", ".join(
                         [st for st in c["reused"] if st not in c["refreshed"]]
                         + [f"{st} (refreshed)" for st in c["refreshed"]]
@@ -94,7 +95,8 @@ def cost_table(folders: Sequence[tuple[str, int, Path]]) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(
-        recs, columns=["dataset", "seed", *STAGE_COLUMNS, "total_s", "peak_rss_mib", "others_cpu_s", "reused"]
+        recs,
+        columns=["dataset", "seed", *STAGE_COLUMNS, "total_s", "peak_rss_mib", "others_cpu_s", "steal_s", "reused"],
     )
 
 
@@ -107,21 +109,26 @@ def cost_markdown(df: pd.DataFrame) -> str:
         return "" if v is None or pd.isna(v) else f"{v / 60:.1f}"
 
     lines = [
-        "| dataset | seed | " + " | ".join(STAGE_COLUMNS) + " | total | peak GiB | other work (CPU min) | reused |",
-        "|---|---:|" + "---:|" * (len(STAGE_COLUMNS) + 3) + "---|",
+        "| dataset | seed | "
+        + " | ".join(STAGE_COLUMNS)
+        + " | total | peak GiB | other work (CPU min) | steal (min) | reused |",
+        "|---|---:|" + "---:|" * (len(STAGE_COLUMNS) + 4) + "---|",
     ]
     for _, r in df.iterrows():
         peak = "" if r["peak_rss_mib"] is None or pd.isna(r["peak_rss_mib"]) else f"{r['peak_rss_mib'] / 1024:.2f}"
         lines.append(
             f"| {r['dataset']} | {r['seed']} | "
             + " | ".join(minutes(r[s]) for s in STAGE_COLUMNS)
-            + f" | {minutes(r['total_s'])} | {peak} | {minutes(r['others_cpu_s'])} | {r['reused']} |"
+            + f" | {minutes(r['total_s'])} | {peak} | {minutes(r['others_cpu_s'])} | {minutes(r['steal_s'])} | "
+            f"{r['reused']} |"
         )
     return (
         "\n## Cost (wall minutes per stage)\n\nFrom each run's `results/pipeline.json`. Total: the wall time of "
         "that `agrec run` (a reused stage adds nothing to it). Peak: the largest stage kernel's peak resident "
         "memory. Other work: CPU minutes the machine spent on anything else while the executed stages ran (near "
-        "0: they ran alone and their minutes measure them; otherwise they are upper bounds). "
+        "0: they ran alone and their minutes measure them; otherwise they are upper bounds). Steal: CPU minutes the "
+        "virtual machine's host ran something else while these cores were ready to run (0 on bare metal; "
+        "not work on this machine, but wall time the stages waited). "
         "Empty: not recorded (a report from before these were). Reused: stages not executed (their minutes are "
         "those of the execution that made their report) or executed only to refresh the report, their artefacts "
         "already computed (their minutes are those of loading them); reports from before the second kind was "

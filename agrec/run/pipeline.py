@@ -202,7 +202,8 @@ def _report_meta(output: Path) -> dict[str, Any]:
 
 
 def _usage_note(usage: StageUsage) -> str:
-    """`` (peak 1.20 GiB, 2,400 CPU s, other work 30 CPU s)`` for the log line; empty where nothing was measured."""
+    """`` (peak 1.20 GiB, 2,400 CPU s, other work 30 CPU s, steal 12 s)`` for the log line; empty where nothing
+    was measured (steal only where there was some)."""
     parts = []
     if usage.peak_rss_mib is not None:
         parts.append(f"peak {usage.peak_rss_mib / 1024:.2f} GiB")
@@ -210,6 +211,8 @@ def _usage_note(usage: StageUsage) -> str:
         parts.append(f"{usage.cpu_s:,.0f} CPU s")
     if usage.others_cpu_s is not None:
         parts.append(f"other work {usage.others_cpu_s:,.0f} CPU s")
+    if usage.steal_s:
+        parts.append(f"steal {usage.steal_s:,.0f} s")
     return f" ({', '.join(parts)})" if parts else ""
 
 

@@ -12,6 +12,10 @@ stage, and records per stage (``results/pipeline.json``, key ``resources``):
   the kernel and this runner. Processes the kernel itself starts (the stage notebooks start none), and the
   kernel's shutdown after the sample, count here too. Near 0: the stage ran alone, its wall time is a measurement
   of the stage; large: other work shared the cores, the wall time is an upper bound.
+- ``steal_s``: CPU seconds the hypervisor gave to someone else while this machine's cores wanted to run (the
+  ``steal`` column of ``/proc/stat``; 0 on bare metal). It is not work on this machine, so it is not in
+  ``others_cpu_s``; but the stage waited for it, and on a shared virtual machine it explains wall time that no
+  process here used.
 
 Everything is read from ``/proc``. Where it is unreadable (not Linux, a process already gone) the values are
 ``None``: nothing here ever makes a run fail.
@@ -69,11 +73,20 @@ def process_usage(pid: int, proc: Path = PROC) -> ProcessUsage:
     return ProcessUsage(peak_rss_mib=peak, cpu_s=cpu)
 
 
-def machine_busy_s(proc: Path = PROC) -> float | None:
-    """CPU seconds all cores of the machine have spent busy since boot (None where unreadable).
+@dataclass(frozen=True)
+class MachineCPU:
+    """CPU seconds of all cores since boot: ``busy`` (work done on this machine) and ``steal``."""
 
-    Busy is user + nice + system + irq + softirq + steal of ``/proc/stat``'s ``cpu`` line; idle and iowait are
-    not (guest time is already inside user).
+    busy: float
+    steal: float
+
+
+def machine_cpu_s(proc: Path = PROC) -> MachineCPU | None:
+    """CPU seconds all cores of the machine have spent busy, and lost to steal, since boot (None where unreadable).
+
+    Busy is user + nice + system + irq + softirq of ``/proc/stat``'s ``cpu`` line; idle and iowait are not
+    (guest time is already inside user). Steal is the time the hypervisor ran something else while a core of
+    this machine was ready to run: it is not work done here, so it is kept apart.
     """
     try:
         with open(proc / "stat") as f:
@@ -82,7 +95,8 @@ def machine_busy_s(proc: Path = PROC) -> float | None:
             return None
         v = [int(x) for x in first[1:9]] + [0] * max(0, 8 - len(first[1:9]))
         user, nice, system, _idle, _iowait, irq, softirq, steal = v[:8]
-        return (user + nice + system + irq + softirq + steal) / _clock_ticks()
+        ticks = _clock_ticks()
+        return MachineCPU(busy=(user + nice + system + irq + softirq) / ticks, steal=steal / ticks)
     except (OSError, ValueError):
         return None
 
@@ -100,6 +114,7 @@ class StageUsage:
     peak_rss_mib: float | None
     cpu_s: float | None
     others_cpu_s: float | None
+    steal_s: float | None = None  # None in records made before it was measured
 
     def to_dict(self) -> dict[str, float | None]:
         return {k: (None if v is None else round(v, 1)) for k, v in asdict(self).items()}
@@ -110,7 +125,7 @@ class StageUsage:
         if not isinstance(d, dict):
             return None
         vals = {}
-        for k in ("peak_rss_mib", "cpu_s", "others_cpu_s"):
+        for k in ("peak_rss_mib", "cpu_s", "others_cpu_s", "steal_s"):
             v = d.get(k)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
                 return None
@@ -127,11 +142,11 @@ class StageMeter:
     def __init__(self, proc: Path = PROC) -> None:
         self.proc = proc
         self.kernel: ProcessUsage | None = None
-        self._busy0: float | None = None
+        self._cpu0: MachineCPU | None = None
         self._own0 = 0.0
 
     def start(self) -> None:
-        self._busy0 = machine_busy_s(self.proc)
+        self._cpu0 = machine_cpu_s(self.proc)
         self._own0 = own_cpu_s()
 
     def sample_kernel(self, pid: int | None) -> None:
@@ -139,10 +154,13 @@ class StageMeter:
             self.kernel = process_usage(pid, self.proc)
 
     def usage(self) -> StageUsage:
-        busy1 = machine_busy_s(self.proc)
+        cpu1 = machine_cpu_s(self.proc)
         kernel = self.kernel or ProcessUsage(None, None)
-        others = None
-        if self._busy0 is not None and busy1 is not None and kernel.cpu_s is not None:
-            # never below 0: the counters are sampled at slightly different moments
-            others = max(0.0, (busy1 - self._busy0) - kernel.cpu_s - (own_cpu_s() - self._own0))
-        return StageUsage(peak_rss_mib=kernel.peak_rss_mib, cpu_s=kernel.cpu_s, others_cpu_s=others)
+        others = steal = None
+        if self._cpu0 is not None and cpu1 is not None:
+            steal = max(0.0, cpu1.steal - self._cpu0.steal)
+            if kernel.cpu_s is not None:
+                # never below 0: the counters are sampled at slightly different moments
+                busy = cpu1.busy - self._cpu0.busy
+                others = max(0.0, busy - kernel.cpu_s - (own_cpu_s() - self._own0))
+        return StageUsage(peak_rss_mib=kernel.peak_rss_mib, cpu_s=kernel.cpu_s, others_cpu_s=others, steal_s=steal)
