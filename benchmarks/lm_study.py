@@ -11,6 +11,12 @@ search, the profile's seed draws them) and the stage keeps the epoch with the be
 Selection sees validation only; nothing here reads a test item. Every point has a stated budget: its epochs
 (with ``lm.patience`` where it says so), the same data and the same two threads.
 
+The "base" point can instead be read from a run of the profile itself (``--base-from <run folder>``): its LM is
+the base point's training (``lm.select`` only picks a checkpoint, it changes no weight), so each of its epoch
+checkpoints is decoded here with the same selection (the same users, beams and protocol) instead of training
+again. The run must have kept every epoch's checkpoint (``lm.keep_checkpoints: 0``, the default) and its lm
+stage must be current for the profile; its stage minutes are the run's plus the decoding done here.
+
 A finished point is not retrained: its run folder's stage record makes ``agrec.lm.train`` return at once
 (the usual content-keyed reuse), and this script reads the record again. Results go to
 ``benchmarks/results/lm_study_<dataset>.json``; ``--report`` writes ``benchmarks/results/lm_study.md`` and
@@ -151,7 +157,92 @@ def run_point(config: Path, name: str, runs: Path) -> dict:
     }
 
 
-def study(config: Path, names: list[str]) -> Path:
+def base_from_run(config: Path, run_dir: Path) -> dict:
+    """The "base" point from a finished run of the profile: each kept epoch checkpoint decoded with the study's
+    selection (:func:`agrec.lm.stage.validation_ndcg` on ``COMMON``'s users), the best kept."""
+    import pandas as pd
+    import torch
+
+    from agrec.data.stage import prepare_data
+    from agrec.lm.stage import LOSS_CSV, STAGE, VAL_CSV, _base_dir, load_bundle, resolve_codes, stage_key
+    from agrec.lm.stage import validation_ndcg
+    from agrec.run.lineage import config_key
+    from agrec.run.session import open_session
+
+    session = open_session(config, run_dir=run_dir, overrides={"lm.progress": False})
+    profile, run = session.profile, session.run
+    torch.set_num_threads(profile.pipeline.num_threads or 1)
+    if POINTS["base"]:
+        raise SystemExit("--base-from: the base point has overrides; a run of the profile is not its training")
+    if not run.is_current(STAGE, config_key(profile, STAGE), profile, log=print):
+        raise SystemExit(f"--base-from: {run.root / STAGE} is not a current lm stage of {config}")
+    rec = run.read_record(STAGE)
+    ds, split = prepare_data(session)
+    codes = resolve_codes(session, ds.n_items, ds.item_ids)
+    key = stage_key(session, codes)
+    folders = sorted((run.root / STAGE / "checkpoints").glob("epoch-*"))
+    epochs = [int(f.name.removeprefix("epoch-")) for f in folders]
+    if epochs != list(range(1, len(epochs) + 1)) or len(epochs) != profile.lm.epochs:
+        raise SystemExit(
+            f"--base-from: {run.root / STAGE / 'checkpoints'} holds epochs {epochs}, not every one of "
+            f"1..{profile.lm.epochs} (train with lm.keep_checkpoints: 0)"
+        )
+    sel = dataclasses.replace(profile.lm, select="ndcg", select_users=int(COMMON["lm.select_users"]))
+    n_users = min(sel.max_users or split.n_users, split.n_users)
+    steps, evals = (pd.read_csv(run.root / STAGE / f) for f in (LOSS_CSV, VAL_CSV))
+    minutes = steps.groupby("epoch")["train_time_s"].max().to_numpy() / 60.0
+    t0 = time.perf_counter()
+    curve = []
+    for epoch, folder in zip(epochs, folders, strict=True):
+        bundle = load_bundle(folder, profile.lm, codes, key, _base_dir(session), log=lambda s: None)
+        evaluate = validation_ndcg(
+            sel,
+            bundle.prompt_ids,
+            bundle.item_token_ids,
+            split.train[:n_users],
+            split.valid[:n_users],
+            profile.seed,
+            bundle.pad_token_id,
+        )
+        m = evaluate(bundle.model)
+        val_loss = evals.loc[evals["epoch"] == epoch, "val_loss"]
+        curve.append(
+            {
+                "epoch": epoch,
+                "train_minutes": round(float(minutes[epoch - 1]), 2),
+                "val_loss": round(float(val_loss.iloc[0]), 4) if len(val_loss) else None,
+                "val_HR@10": round(m["val_HR@10"], 4),
+                "val_NDCG@10": round(m["val_NDCG@10"], 4),
+                "_ndcg": m["val_NDCG@10"],
+            }
+        )
+        print(f"lm_study: base from {run.root}: epoch {epoch}: val NDCG@10 {m['val_NDCG@10']:.4f}", flush=True)
+    decode_s = time.perf_counter() - t0
+    best = max(curve, key=lambda c: (c["_ndcg"], -c["epoch"]))  # the trainer's rule: the earliest best epoch
+    for c in curve:
+        del c["_ndcg"]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True, capture_output=True)
+    return {
+        "point": "base",
+        "commit": commit.stdout.strip(),  # the code that decoded the checkpoints; the run's record has its own
+        "overrides": dict(COMMON),
+        "from_run": str(run.root),
+        "from_run_source_digest": rec.get("source_digest"),
+        "params": rec["params"]["total"],
+        "epochs_trained": len(curve),
+        "best_epoch": best["epoch"],
+        "val_HR@10": best["val_HR@10"],
+        "val_NDCG@10": best["val_NDCG@10"],
+        "train_minutes": curve[-1]["train_minutes"],
+        "stage_minutes": round((rec["stage_time_s"] + decode_s) / 60.0, 2),
+        "selection_decode_minutes": round(decode_s / 60.0, 2),
+        "tokens_per_s": rec["tokens_per_s"],
+        "reused": False,
+        "curve": curve,
+    }
+
+
+def study(config: Path, names: list[str], base_from: Path | None = None) -> Path:
     from agrec.config import load_profile
 
     profile = load_profile(config)
@@ -168,7 +259,7 @@ def study(config: Path, names: list[str]) -> Path:
     )
     for name in names:
         print(f"lm_study: {dataset}: {name} ...", flush=True)
-        row = run_point(config, name, runs)
+        row = base_from_run(config, base_from) if name == "base" and base_from else run_point(config, name, runs)
         if row["reused"] and name in doc["points"]:
             # the training process's measurements and code, not this quick reuse's
             earlier = doc["points"][name]
@@ -307,6 +398,12 @@ def main() -> None:
     p.add_argument("--report", action="store_true", help="only write the table and figure from the results")
     p.add_argument("--test", type=int, metavar="USERS", help="test the trained --points on this many test users")
     p.add_argument(
+        "--base-from",
+        type=Path,
+        metavar="RUN",
+        help="read the base point from this run folder of the profile (every epoch checkpoint kept), not training it",
+    )
+    p.add_argument(
         "--reference",
         type=Path,
         nargs="*",
@@ -319,7 +416,7 @@ def main() -> None:
     if args.test:
         test_points(args.config, args.points, args.test, args.reference)
     elif not args.report:
-        study(args.config, args.points)
+        study(args.config, args.points, args.base_from)
     report()
 
 
