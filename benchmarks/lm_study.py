@@ -98,11 +98,56 @@ def _yaml_value(v: object) -> str:
     return json.dumps(v)  # --set parses values as YAML, and JSON scalars are YAML
 
 
-def run_point(config: Path, name: str, runs: Path) -> dict:
-    """Train one point in a child process (or find it trained) and read its stage record and curves."""
+def _epoch_curves(stage_dir: Path):
+    """An lm stage folder's training minutes at the end of each epoch (``[epoch - 1]``) and its per-epoch
+    evaluation rows (``val_curve.csv``)."""
     import pandas as pd
 
-    from agrec.lm.stage import LOSS_CSV, STAGE, VAL_CSV
+    from agrec.lm.stage import LOSS_CSV, VAL_CSV
+
+    steps, evals = (pd.read_csv(stage_dir / f) for f in (LOSS_CSV, VAL_CSV))
+    return steps.groupby("epoch")["train_time_s"].max().to_numpy() / 60.0, evals
+
+
+def _curve_point(epoch: int, minutes, val_loss: float | None, hr: float, ndcg: float) -> dict:
+    """One epoch of a point's curve, rounded as the results file keeps it."""
+    return {
+        "epoch": epoch,
+        "train_minutes": round(float(minutes[epoch - 1]), 2),
+        "val_loss": None if val_loss is None else round(float(val_loss), 4),
+        "val_HR@10": round(float(hr), 4),
+        "val_NDCG@10": round(float(ndcg), 4),
+    }
+
+
+def _point_row(
+    name: str, overrides: dict, rec: dict, curve: list[dict], best: dict, stage_s: float, reused: bool, **measured
+) -> dict:
+    """A point's entry in the results file: its summary from the lm stage record ``rec`` and its ``curve``
+    (``best``: the kept epoch's entry), the ``measured`` extras of the way it was obtained, and the commit of the
+    code that ran it (run the study from a pinned worktree)."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True, capture_output=True)
+    return {
+        "point": name,
+        "commit": commit.stdout.strip(),
+        "overrides": overrides,
+        "params": rec["params"]["total"],
+        "epochs_trained": len(curve),
+        "best_epoch": best["epoch"],
+        "val_HR@10": best["val_HR@10"],
+        "val_NDCG@10": best["val_NDCG@10"],
+        "train_minutes": curve[-1]["train_minutes"],
+        "stage_minutes": round(stage_s / 60.0, 2),
+        **measured,
+        "tokens_per_s": rec["tokens_per_s"],
+        "reused": reused,
+        "curve": curve,
+    }
+
+
+def run_point(config: Path, name: str, runs: Path) -> dict:
+    """Train one point in a child process (or find it trained) and read its stage record and curves."""
+    from agrec.lm.stage import STAGE
     from agrec.run.rundir import RunDir
 
     overrides = {**COMMON, **POINTS[name]}
@@ -120,51 +165,35 @@ def run_point(config: Path, name: str, runs: Path) -> dict:
     rec = RunDir(run_dir).read_record(STAGE)
     if rec is None:
         raise SystemExit(f"point {name!r}: {run_dir} has no lm stage record after training")
-    steps, evals = (pd.read_csv(run_dir / STAGE / f) for f in (LOSS_CSV, VAL_CSV))
-    minutes = steps.groupby("epoch")["train_time_s"].max().to_numpy() / 60.0
+    minutes, evals = _epoch_curves(run_dir / STAGE)
     curve = [
-        {
-            "epoch": int(r.epoch),
-            "train_minutes": round(float(minutes[int(r.epoch) - 1]), 2),
-            "val_loss": round(float(r.val_loss), 4),
-            "val_HR@10": round(float(r["val_HR@10"]), 4),
-            "val_NDCG@10": round(float(r["val_NDCG@10"]), 4),
-        }
-        for _, r in evals.iterrows()
+        _curve_point(int(r.epoch), minutes, r.val_loss, r["val_HR@10"], r["val_NDCG@10"]) for _, r in evals.iterrows()
     ]
     # the epoch the stage kept (its unrounded validation NDCG@10): the checkpoint `--test` decodes
     kept = int(Path(rec["checkpoint"]).name.removeprefix("epoch-"))
     best = next(c for c in curve if c["epoch"] == kept)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True, capture_output=True)
-    return {
-        "point": name,
-        "commit": commit.stdout.strip(),  # the code the point was trained with (run the study from a pinned worktree)
-        "overrides": overrides,
-        "params": rec["params"]["total"],
-        "epochs_trained": len(curve),
-        "best_epoch": best["epoch"],
-        "val_HR@10": best["val_HR@10"],
-        "val_NDCG@10": best["val_NDCG@10"],
-        "train_minutes": curve[-1]["train_minutes"],
-        "stage_minutes": round(rec["stage_time_s"] / 60.0, 2),
-        "process_wall_minutes": round(wall / 60.0, 2),
+    return _point_row(
+        name,
+        overrides,
+        rec,
+        curve,
+        best,
+        rec["stage_time_s"],
+        reused=rec["stage_time_s"] > wall + 1.0,
+        process_wall_minutes=round(wall / 60.0, 2),
         # ru_maxrss of the children so far: this point's own peak only if it is the largest yet (fresh run: it is
         # the first and only child)
-        "peak_rss_mib_children": round(max(peak, before) / 1024.0, 0),
-        "tokens_per_s": rec["tokens_per_s"],
-        "reused": rec["stage_time_s"] > wall + 1.0,
-        "curve": curve,
-    }
+        peak_rss_mib_children=round(max(peak, before) / 1024.0, 0),
+    )
 
 
 def base_from_run(config: Path, run_dir: Path) -> dict:
     """The "base" point from a finished run of the profile: each kept epoch checkpoint decoded with the study's
     selection (:func:`agrec.lm.stage.validation_ndcg` on ``COMMON``'s users), the best kept."""
-    import pandas as pd
     import torch
 
     from agrec.data.stage import prepare_data
-    from agrec.lm.stage import LOSS_CSV, STAGE, VAL_CSV, _base_dir, load_bundle, resolve_codes, stage_key
+    from agrec.lm.stage import STAGE, _base_dir, load_bundle, resolve_codes, stage_key
     from agrec.lm.stage import validation_ndcg
     from agrec.run.lineage import config_key
     from agrec.run.session import open_session
@@ -189,8 +218,7 @@ def base_from_run(config: Path, run_dir: Path) -> dict:
         )
     sel = dataclasses.replace(profile.lm, select="ndcg", select_users=int(COMMON["lm.select_users"]))
     n_users = min(sel.max_users or split.n_users, split.n_users)
-    steps, evals = (pd.read_csv(run.root / STAGE / f) for f in (LOSS_CSV, VAL_CSV))
-    minutes = steps.groupby("epoch")["train_time_s"].max().to_numpy() / 60.0
+    minutes, evals = _epoch_curves(run.root / STAGE)
     t0 = time.perf_counter()
     curve = []
     for epoch, folder in zip(epochs, folders, strict=True):
@@ -206,40 +234,27 @@ def base_from_run(config: Path, run_dir: Path) -> dict:
         )
         m = evaluate(bundle.model)
         val_loss = evals.loc[evals["epoch"] == epoch, "val_loss"]
-        curve.append(
-            {
-                "epoch": epoch,
-                "train_minutes": round(float(minutes[epoch - 1]), 2),
-                "val_loss": round(float(val_loss.iloc[0]), 4) if len(val_loss) else None,
-                "val_HR@10": round(m["val_HR@10"], 4),
-                "val_NDCG@10": round(m["val_NDCG@10"], 4),
-                "_ndcg": m["val_NDCG@10"],
-            }
+        point = _curve_point(
+            epoch, minutes, val_loss.iloc[0] if len(val_loss) else None, m["val_HR@10"], m["val_NDCG@10"]
         )
+        curve.append({**point, "_ndcg": m["val_NDCG@10"]})
         print(f"lm_study: base from {run.root}: epoch {epoch}: val NDCG@10 {m['val_NDCG@10']:.4f}", flush=True)
     decode_s = time.perf_counter() - t0
     best = max(curve, key=lambda c: (c["_ndcg"], -c["epoch"]))  # the trainer's rule: the earliest best epoch
     for c in curve:
         del c["_ndcg"]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True, capture_output=True)
-    return {
-        "point": "base",
-        "commit": commit.stdout.strip(),  # the code that decoded the checkpoints; the run's record has its own
-        "overrides": dict(COMMON),
-        "from_run": str(run.root),
-        "from_run_source_digest": rec.get("source_digest"),
-        "params": rec["params"]["total"],
-        "epochs_trained": len(curve),
-        "best_epoch": best["epoch"],
-        "val_HR@10": best["val_HR@10"],
-        "val_NDCG@10": best["val_NDCG@10"],
-        "train_minutes": curve[-1]["train_minutes"],
-        "stage_minutes": round((rec["stage_time_s"] + decode_s) / 60.0, 2),
-        "selection_decode_minutes": round(decode_s / 60.0, 2),
-        "tokens_per_s": rec["tokens_per_s"],
-        "reused": False,
-        "curve": curve,
-    }
+    return _point_row(
+        "base",
+        dict(COMMON),
+        rec,
+        curve,
+        best,
+        rec["stage_time_s"] + decode_s,
+        reused=False,
+        from_run=str(run.root),
+        from_run_source_digest=rec.get("source_digest"),
+        selection_decode_minutes=round(decode_s / 60.0, 2),
+    )
 
 
 def study(config: Path, names: list[str], base_from: Path | None = None) -> Path:
