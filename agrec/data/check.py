@@ -5,7 +5,8 @@ For the dataset of a profile (``data.dataset`` in ``data.path``) it reports, one
 - files: present / absent, and the sha256 (or, where only that is recorded, git's blob id) against the
   registry (:mod:`agrec.data.registry`); "no recorded checksum" where nothing is recorded;
 - statistics of ``<D>.inter.json`` (users, items, interactions, average / min / max length, repeated
-  interactions) against the registry and, where recorded, the paper's Table 1;
+  interactions, test / validation items already in their user's history) against the registry and, where
+  recorded, the paper's Table 1;
 - coverage: every interacted item has codes (``<D>.index.json``) and / or text (``<D>.item.json``);
 - codes: entries, levels, codebook sizes (largest code + 1) and collisions (items sharing a full code tuple,
   which the semantic-ID stage separates with ``semantic_ids.dedup``).
@@ -106,7 +107,10 @@ class CheckReport:
 
 
 def inter_statistics(seqs: dict[str, list[str]]) -> dict[str, Any]:
-    """The values of :data:`STAT_KEYS` (``repeats``: interactions with an item the user already had)."""
+    """The values of :data:`STAT_KEYS`. ``repeats``: interactions with an item the user already had;
+    ``test_in_history`` / ``valid_in_history``: users whose leave-one-out test item (the last) / validation item
+    (the one before) is already among the items before it (users of 2 / 3 items or more), the targets that a
+    ranking with the history excluded can never hit."""
     lengths = [len(s) for s in seqs.values()]
     n = sum(lengths)
     return {
@@ -117,6 +121,8 @@ def inter_statistics(seqs: dict[str, list[str]]) -> dict[str, Any]:
         "min_length": min(lengths) if lengths else 0,
         "max_length": max(lengths) if lengths else 0,
         "repeats": sum(len(s) - len(set(s)) for s in seqs.values()),
+        "test_in_history": sum(len(s) >= 2 and s[-1] in s[:-1] for s in seqs.values()),
+        "valid_in_history": sum(len(s) >= 3 and s[-2] in s[:-2] for s in seqs.values()),
     }
 
 
@@ -198,11 +204,13 @@ def check_lcrec(
     registry: dict[str, DatasetRecord] | None = None,
     min_seq_len: int = 3,
     dedup: str = "extra_level",
+    exclude_history: bool | None = None,
 ) -> CheckReport:
     """Check the LC-Rec files of ``dataset`` in ``folder`` against ``registry`` (default: the committed one).
 
-    ``min_seq_len`` and ``dedup`` are the profile's (``data.min_seq_len``, ``semantic_ids.dedup``), for the notes
-    on what the pipeline will do with short users and colliding codes.
+    ``min_seq_len``, ``dedup`` and ``exclude_history`` are the profile's (``data.min_seq_len``,
+    ``semantic_ids.dedup``, ``evaluation.exclude_history``; None: no profile), for the notes on what the pipeline
+    will do with short users, colliding codes and targets already in their user's history.
     """
     folder = Path(folder)
     registry = load_registry() if registry is None else registry
@@ -281,6 +289,18 @@ def check_lcrec(
             f"{short:,} user(s) shorter than data.min_seq_len = {min_seq_len}"
             + (" (the data stage filters and counts them)" if short else ""),
         )
+        repeated = {"test": stats["test_in_history"], "validation": stats["valid_in_history"]}
+        if any(repeated.values()):
+            what = " and ".join(
+                f"{n:,} {t} item(s) ({n / len(seqs):.1%} of the users)" for t, n in repeated.items() if n
+            )
+            if exclude_history is None:
+                tail = "a ranking that excludes the history can never hit them (evaluation.exclude_history)"
+            elif exclude_history:
+                tail = "the profile's evaluation.exclude_history: true masks them, so no row can hit them"
+            else:
+                tail = "the profile's evaluation.exclude_history: false keeps history items rankable"
+            report.add("statistics", "note", "targets in history", f"{what} already in the user's history: {tail}")
 
     # coverage
     if seqs is not None:
@@ -362,7 +382,14 @@ def check_profile(profile: Any, registry: dict[str, DatasetRecord] | None = None
         )
     if profile.data_path() is None:
         raise ConfigError("agrec data check: data.path is not set")
-    return check_lcrec(profile.data_path(), cfg.dataset, registry, cfg.min_seq_len, profile.semantic_ids.dedup)
+    return check_lcrec(
+        profile.data_path(),
+        cfg.dataset,
+        registry,
+        cfg.min_seq_len,
+        profile.semantic_ids.dedup,
+        profile.evaluation.exclude_history,
+    )
 
 
 def registry_entry(report: CheckReport) -> str:

@@ -22,7 +22,17 @@ from agrec.errors import DataError
 REGISTRY_FILE = Path(__file__).with_name("registry.yaml")
 FILE_KINDS = ("inter", "item", "index")  # LC-Rec layout: <D>.inter.json, <D>.item.json, <D>.index.json
 # What a registry entry may record, per section (agrec.data.check computes the same keys).
-STAT_KEYS = ("users", "items", "interactions", "avg_length", "min_length", "max_length", "repeats")
+STAT_KEYS = (
+    "users",
+    "items",
+    "interactions",
+    "avg_length",
+    "min_length",
+    "max_length",
+    "repeats",
+    "test_in_history",
+    "valid_in_history",
+)
 CODE_KEYS = ("entries", "levels", "codebook_sizes", "colliding_items", "collision_groups", "largest_group")
 TEXT_KEYS = ("entries", "with_text")
 _HEX64 = re.compile(r"[0-9a-f]{64}")

@@ -27,7 +27,7 @@ def registry_for(folder, path, **extra):
              f"      {INTER}: {{sha256: {sha(folder / INTER)}}}",
              f"      {INDEX}: {{sha256: {sha(folder / INDEX)}}}",
              "    statistics: {users: 120, items: 48, interactions: 930, avg_length: 7.75, min_length: 5, "
-             "max_length: 10, repeats: 0}",
+             "max_length: 10, repeats: 0, test_in_history: 0, valid_in_history: 0}",
              "    codes: {entries: 48, levels: 4, codebook_sizes: [4, 3, 4, 1], colliding_items: 6, "
              "collision_groups: 3, largest_group: 2}"]
     lines += [f"    {k}: {v}" for k, v in extra.items()]
@@ -55,6 +55,8 @@ STATS_OK = ["  ok        users                     120",
             "  ok        min_length                5",
             "  ok        max_length                10",
             "  ok        repeats                   0",
+            "  ok        test_in_history           0",
+            "  ok        valid_in_history          0",
             "  note      short users               0 user(s) shorter than data.min_seq_len = 3"]
 COVERAGE_OK = ["  ok        codes                     48 of 48 interacted items",
                "  absent    text                      no item text: the semantic_ids stage uses the given codes, the "
@@ -227,7 +229,8 @@ def test_committed_registry_records_the_authors_files():
     ins = reg["Instruments"]
     assert ins.source == "WangXFng/AGRec @ 63af6b2, data/Instruments/"
     assert ins.statistics == {"users": 24772, "items": 9922, "interactions": 206153, "avg_length": 8.322,
-                              "min_length": 5, "max_length": 218, "repeats": 0}
+                              "min_length": 5, "max_length": 218, "repeats": 0, "test_in_history": 0,
+                              "valid_in_history": 0}
     assert ins.files["Instruments.inter.json"].sha256 == \
         "0a11d47791d90483005da93c36d826679e20e4592d1d2b86518d5f56f218e743"
     # known from a Git LFS pointer that replaced exactly the authors' blob (wzf2000/GAMER @ aaba49a)
@@ -237,6 +240,7 @@ def test_committed_registry_records_the_authors_files():
     assert reg["Games"].files["Games.item.json"] == FileRecord(git_blob="5ca3711d3ab8342e05b469e89654cf860457d6d1")
     assert reg["Yelp"].files["Yelp.inter.json"].sha256 == \
         "22069fef8afd1d53fe9e0aaa385a6c93f7b43e43574fb10f5f5155fa2c869a97"
+    assert reg["Yelp"].statistics["test_in_history"] == 2027 and reg["Yelp"].statistics["valid_in_history"] == 1640
     assert reg["Arts"].statistics == {} and reg["Arts"].files["Arts.index.json"].sha256 is not None
     assert reg["Yelp"].text == {"entries": 20033, "with_text": 20033}
     assert all(not r.paper for r in reg.values())          # the paper's Table 1 was not read
@@ -345,3 +349,27 @@ def test_a_recorded_optional_file_deleted_from_the_copy_fails_the_check(synth, t
         (ln.status, ln.name, ln.detail) for ln in report.lines]
     assert main(["data", "check", "--path", str(folder), "--dataset", "Synth", "--registry", str(reg)]) == 1
     assert "result: FAILED, 1 problem(s): Synth.item.json missing" in capsys.readouterr().out
+
+
+def test_targets_already_in_history_are_counted_and_explained(tmp_path):
+    # test item = the last, validation item = the one before; "in history" = among the items before it
+    seqs = {"a": [1, 2, 1],        # test 1 in [1, 2]
+            "b": [3, 4, 3, 5],     # validation 3 in [3, 4]; test 5 is new
+            "c": [6, 7, 7, 7],     # validation 7 in [6, 7], test 7 in [6, 7, 7]
+            "d": [8, 9, 10],       # nothing repeated
+            "e": [11, 11]}         # test 11 in [11]; too short for a validation item
+    folder = tmp_path / "R"
+    folder.mkdir()
+    (folder / "R.inter.json").write_text(json.dumps(seqs))
+    (folder / "R.index.json").write_text(json.dumps({str(i): [f"<a_{i}>", "<b_0>"] for i in range(1, 12)}))
+    stats = {ln.name: ln.detail for ln in check_lcrec(folder, "R", {}).lines if ln.section == "statistics"}
+    assert (stats["repeats"], stats["test_in_history"], stats["valid_in_history"]) == ("5", "3", "2")
+    assert stats["targets in history"] == (
+        "3 test item(s) (60.0% of the users) and 2 validation item(s) (40.0% of the users) already in the user's "
+        "history: a ranking that excludes the history can never hit them (evaluation.exclude_history)")
+    for exclude, tail in ((True, "the profile's evaluation.exclude_history: true masks them, so no row can hit them"),
+                          (False, "the profile's evaluation.exclude_history: false keeps history items rankable")):
+        lines = {ln.name: ln.detail for ln in check_lcrec(folder, "R", {}, exclude_history=exclude).lines}
+        assert lines["targets in history"].endswith(tail)
+    (folder / "R.inter.json").write_text(json.dumps({"d": [8, 9, 10]}))
+    assert "targets in history" not in {ln.name for ln in check_lcrec(folder, "R", {}, exclude_history=True).lines}
