@@ -122,8 +122,9 @@ def bound_violations(metrics: dict[str, float | None], decimals: int | None = 4)
 
 PROTOCOL_NOTES: tuple[str, ...] = (
     "ours: the authors' public inter/index files (leave-one-out, last item = test), full ranking over all items "
-    "with each user's history excluded; a 4-layer x 128 Llama trained from scratch on the given codes (1.2 M "
-    "parameters) instead of LoRA on Llama-3.2-1B; LightGCN 64-d; α chosen on validation NDCG@10, never on test",
+    "with each user's history excluded (unless a note below names the dataset); a 4-layer x 128 Llama trained "
+    "from scratch on the given codes (1.2 M parameters) instead of LoRA on Llama-3.2-1B; LightGCN 64-d; α chosen "
+    "on validation NDCG@10, never on test",
     "ours: at test time the GNN also propagates over the user's validation interaction (the LM's test prompt "
     "contains it); the paper's released code fits LightGCN on train + validation and picks its epoch on test",
 )
@@ -485,8 +486,19 @@ def _bounds(metrics: dict[str, float | None], decimals: int | None) -> str:
     return "; ".join(bound_violations(metrics, decimals)) or "ok"
 
 
-def to_markdown(df: pd.DataFrame) -> str:
-    """The table as GitHub markdown (empty cells where a value is unknown) followed by the protocol notes."""
+def history_note(dataset: str) -> str:
+    """The protocol note of a dataset whose profile keeps history items rankable (``evaluation.exclude_history:
+    false``)."""
+    return (
+        f"ours, {dataset}: history items are **not** excluded (evaluation.exclude_history: false, and so the GNN's "
+        "and SASRec's rankings): users revisit, so a target may be in its user's history (`agrec data check` counts "
+        'them), and the paper\'s generative baselines mask no history item (docs/data.md, "Repeat visits")'
+    )
+
+
+def to_markdown(df: pd.DataFrame, extra_notes: Sequence[str] = ()) -> str:
+    """The table as GitHub markdown (empty cells where a value is unknown) followed by the protocol notes
+    (:data:`PROTOCOL_NOTES`, then ``extra_notes``)."""
 
     def num(v: Any) -> str:
         return "" if v is None or pd.isna(v) else f"{v:.4f}".lstrip("0")
@@ -523,7 +535,7 @@ def to_markdown(df: pd.DataFrame) -> str:
             + " | ".join(value(r, m) for m in METRICS)
             + f" | {pair(r, 'LM')} | {pair(r, 'scorer')} | {alpha(r['alpha'])} | {r.get('bounds') or ''} |"
         )
-    notes = "\n".join(f"- {n}" for n in PROTOCOL_NOTES)
+    notes = "\n".join(f"- {n}" for n in (*PROTOCOL_NOTES, *extra_notes))
     return (
         "\n".join(lines)
         + "\n\nseeds: 1 = one run (the profile's seed); more = mean ± sd (sample sd) over that many seeds "
@@ -557,12 +569,16 @@ def write_table2(configs: Sequence[str | Path], out: str | Path | None = None) -
         raise AgrecError(f"--out {out}: folder {path.parent} does not exist")
     runs = [read_run(p.report_dir, p.evaluation.scorer) for p in profiles]
     df = table2(runs)
+    kept = [history_note(p.data.dataset) for p in profiles if not p.evaluation.exclude_history]
     cmd = "agrec table2 " + " ".join(f"--config {c}" for c in configs)
     comp = complementarity_table(runs)
     cost = cost_table([(run.dataset, p.seed, p.report_dir) for run, p in zip(runs, profiles, strict=True)])
     atomic_write_text(
         path,
-        f"# Table 2, ours\n\n`{cmd}`\n\n" + to_markdown(df) + complementarity_markdown(comp) + cost_markdown(cost),
+        f"# Table 2, ours\n\n`{cmd}`\n\n"
+        + to_markdown(df, kept)
+        + complementarity_markdown(comp)
+        + cost_markdown(cost),
     )
     atomic_write_text(path.with_suffix(".csv"), df.to_csv(index=False))
     return path

@@ -348,3 +348,20 @@ def test_bound_violations_from_ranks():
     assert bound_violations(_metrics(0.1000, 0.0800, 0.1300, round(0.0800 + edge + 0.00005, 4)), 4) == []
     assert bound_violations(_metrics(0.0815, 0.0572, 0.1064, 0.0671), 4) == ["N@10-N@5 <= (H@10-H@5)/log2 7"]
     assert bound_violations({"HR@5": None, "NDCG@5": 0.1, "HR@10": 0.2, "NDCG@10": 0.1}) == []
+
+
+def test_a_profile_that_keeps_history_items_gets_its_protocol_note(tmp_path):
+    from agrec.analysis.table2 import write_table2
+
+    reports = tmp_path / "reports"
+    configs = []
+    for dataset, keep in (("Instruments", ""), ("Yelp", "evaluation: {exclude_history: false}\n")):
+        _write(reports / dataset / "cpu", {"w/o Graph": _metrics(0.1, 0.1, 0.1, 0.1)})
+        prof = tmp_path / f"{dataset}.yaml"
+        prof.write_text(f"name: cpu\nseed: 1\ndata: {{dataset: {dataset}, format: lcrec, path: x}}\n{keep}"
+                        f"pipeline: {{reports_dir: {reports}, runs_dir: {tmp_path / 'runs'}}}\n")
+        configs.append(prof)
+    md = write_table2(configs).read_text()
+    assert "- ours, Yelp: history items are **not** excluded (evaluation.exclude_history: false" in md
+    assert "- ours, Instruments:" not in md
+    assert "with each user's history excluded (unless a note below names the dataset)" in md
