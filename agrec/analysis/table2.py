@@ -490,9 +490,10 @@ def history_note(dataset: str) -> str:
     """The protocol note of a dataset whose profile keeps history items rankable (``evaluation.exclude_history:
     false``)."""
     return (
-        f"ours, {dataset}: history items are **not** excluded (evaluation.exclude_history: false, and so the GNN's "
-        "and SASRec's rankings): users revisit, so a target may be in its user's history (`agrec data check` counts "
-        'them), and the paper\'s generative baselines mask no history item (docs/data.md, "Repeat visits")'
+        f"ours, {dataset}: history items are **not** excluded (evaluation.exclude_history: false, which the "
+        "GNN-only and SASRec-only rows follow too): users revisit, so a target may be in its user's history "
+        "(`agrec data check` counts them), and the paper's generative baselines mask no history item (docs/data.md, "
+        '"Repeat visits")'
     )
 
 
@@ -569,7 +570,7 @@ def write_table2(configs: Sequence[str | Path], out: str | Path | None = None) -
         raise AgrecError(f"--out {out}: folder {path.parent} does not exist")
     runs = [read_run(p.report_dir, p.evaluation.scorer) for p in profiles]
     df = table2(runs)
-    kept = [history_note(p.data.dataset) for p in profiles if not p.evaluation.exclude_history]
+    kept = list(dict.fromkeys(history_note(p.data.dataset) for p in profiles if not p.evaluation.exclude_history))
     cmd = "agrec table2 " + " ".join(f"--config {c}" for c in configs)
     comp = complementarity_table(runs)
     cost = cost_table([(run.dataset, p.seed, p.report_dir) for run, p in zip(runs, profiles, strict=True)])

@@ -109,8 +109,8 @@ class CheckReport:
 def inter_statistics(seqs: dict[str, list[str]]) -> dict[str, Any]:
     """The values of :data:`STAT_KEYS`. ``repeats``: interactions with an item the user already had;
     ``test_in_history`` / ``valid_in_history``: users whose leave-one-out test item (the last) / validation item
-    (the one before) is already among the items before it (users of 2 / 3 items or more), the targets that a
-    ranking with the history excluded can never hit."""
+    (the one before) is already among the items before it (users of 3 items or more, leave-one-out's minimum),
+    the targets that a ranking with the history excluded can never hit."""
     lengths = [len(s) for s in seqs.values()]
     n = sum(lengths)
     return {
@@ -121,7 +121,7 @@ def inter_statistics(seqs: dict[str, list[str]]) -> dict[str, Any]:
         "min_length": min(lengths) if lengths else 0,
         "max_length": max(lengths) if lengths else 0,
         "repeats": sum(len(s) - len(set(s)) for s in seqs.values()),
-        "test_in_history": sum(len(s) >= 2 and s[-1] in s[:-1] for s in seqs.values()),
+        "test_in_history": sum(len(s) >= 3 and s[-1] in s[:-1] for s in seqs.values()),
         "valid_in_history": sum(len(s) >= 3 and s[-2] in s[:-2] for s in seqs.values()),
     }
 

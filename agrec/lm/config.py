@@ -143,7 +143,7 @@ class LMConfig:
     select_users: int = neutral(512)
     select_beam_size: int = neutral(20)  # select "ndcg": beams of that decoding (the paper's 20)
     # select "ndcg": leave each user's history out of the ranking (evaluation.exclude_history's protocol; set it
-    # to false where the dataset repeats items, as the Yelp profiles do)
+    # to false where the dataset repeats items and the profile selects on NDCG; the Yelp profiles keep the last epoch)
     select_exclude_history: bool = neutral(True)
     # stop after this many epochs without a better selection metric (val loss for "best", NDCG@10 for "ndcg");
     # None: train every epoch. Needs select "best" or "ndcg"

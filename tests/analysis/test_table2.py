@@ -355,13 +355,14 @@ def test_a_profile_that_keeps_history_items_gets_its_protocol_note(tmp_path):
 
     reports = tmp_path / "reports"
     configs = []
-    for dataset, keep in (("Instruments", ""), ("Yelp", "evaluation: {exclude_history: false}\n")):
-        _write(reports / dataset / "cpu", {"w/o Graph": _metrics(0.1, 0.1, 0.1, 0.1)})
-        prof = tmp_path / f"{dataset}.yaml"
-        prof.write_text(f"name: cpu\nseed: 1\ndata: {{dataset: {dataset}, format: lcrec, path: x}}\n{keep}"
+    for dataset, name, keep in (("Instruments", "cpu", ""), ("Yelp", "cpu", "evaluation: {exclude_history: false}\n"),
+                                ("Yelp", "big", "evaluation: {exclude_history: false}\n")):
+        _write(reports / dataset / name, {"w/o Graph": _metrics(0.1, 0.1, 0.1, 0.1)})
+        prof = tmp_path / f"{dataset}-{name}.yaml"
+        prof.write_text(f"name: {name}\nseed: 1\ndata: {{dataset: {dataset}, format: lcrec, path: x}}\n{keep}"
                         f"pipeline: {{reports_dir: {reports}, runs_dir: {tmp_path / 'runs'}}}\n")
         configs.append(prof)
     md = write_table2(configs).read_text()
-    assert "- ours, Yelp: history items are **not** excluded (evaluation.exclude_history: false" in md
+    assert md.count("- ours, Yelp: history items are **not** excluded (evaluation.exclude_history: false") == 1
     assert "- ours, Instruments:" not in md
     assert "with each user's history excluded (unless a note below names the dataset)" in md

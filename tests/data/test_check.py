@@ -357,19 +357,22 @@ def test_targets_already_in_history_are_counted_and_explained(tmp_path):
             "b": [3, 4, 3, 5],     # validation 3 in [3, 4]; test 5 is new
             "c": [6, 7, 7, 7],     # validation 7 in [6, 7], test 7 in [6, 7, 7]
             "d": [8, 9, 10],       # nothing repeated
-            "e": [11, 11]}         # test 11 in [11]; too short for a validation item
+            "e": [11, 11]}         # too short for leave-one-out: counted in neither
     folder = tmp_path / "R"
     folder.mkdir()
     (folder / "R.inter.json").write_text(json.dumps(seqs))
     (folder / "R.index.json").write_text(json.dumps({str(i): [f"<a_{i}>", "<b_0>"] for i in range(1, 12)}))
     stats = {ln.name: ln.detail for ln in check_lcrec(folder, "R", {}).lines if ln.section == "statistics"}
-    assert (stats["repeats"], stats["test_in_history"], stats["valid_in_history"]) == ("5", "3", "2")
+    assert (stats["repeats"], stats["test_in_history"], stats["valid_in_history"]) == ("5", "2", "2")
     assert stats["targets in history"] == (
-        "3 test item(s) (60.0% of the users) and 2 validation item(s) (40.0% of the users) already in the user's "
+        "2 test item(s) (40.0% of the users) and 2 validation item(s) (40.0% of the users) already in the user's "
         "history: a ranking that excludes the history can never hit them (evaluation.exclude_history)")
     for exclude, tail in ((True, "the profile's evaluation.exclude_history: true masks them, so no row can hit them"),
                           (False, "the profile's evaluation.exclude_history: false keeps history items rankable")):
         lines = {ln.name: ln.detail for ln in check_lcrec(folder, "R", {}, exclude_history=exclude).lines}
         assert lines["targets in history"].endswith(tail)
+    (folder / "R.inter.json").write_text(json.dumps({"a": [1, 2, 1], "d": [8, 9, 10]}))
+    lines = {ln.name: ln.detail for ln in check_lcrec(folder, "R", {}).lines}
+    assert lines["targets in history"].startswith("1 test item(s) (50.0% of the users) already in the user's history")
     (folder / "R.inter.json").write_text(json.dumps({"d": [8, 9, 10]}))
     assert "targets in history" not in {ln.name for ln in check_lcrec(folder, "R", {}, exclude_history=True).lines}
