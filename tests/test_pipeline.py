@@ -302,3 +302,77 @@ def test_a_refreshed_stage_stays_refreshed_when_a_later_run_reuses_its_report(tm
     (rep / "01_data.ipynb").write_text("{}")  # a report edited by hand: the next run only refreshes it
     assert record() == ([], ["data"])
     assert record() == (["data"], ["data"])  # its report's seconds are still those of loading
+
+
+def _writing_notebooks(folder, rep, flag, fail):
+    """A data stage that writes ``tables/keep`` always and ``tables/extra`` + ``results/extra.json`` while ``flag``
+    exists (raising first while ``fail`` exists), and a tokenization stage that writes ``figures/tok.png``."""
+    folder.mkdir()
+    data = ("from pathlib import Path\nimport pandas as pd\nimport matplotlib\nmatplotlib.use('Agg')\n"
+            "from agrec.run.report import Report\n"
+            f"rep = Report({str(rep)!r})\n"
+            f"if Path({str(fail)!r}).exists():\n    raise RuntimeError('stage fails')\n"
+            "rep.table('keep', pd.DataFrame({'a': [1]}))\n"
+            f"if Path({str(flag)!r}).exists():\n"
+            "    rep.table('extra', pd.DataFrame({'a': [2]}))\n    rep.record('extra', {'x': 1}, 1)\n"
+            "rep.record('data', {'y': 2}, 1)\n")
+    tok = ("import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+           "from agrec.run.report import Report\n"
+           f"Report({str(rep)!r}).figure('tok', plt.figure())\n")
+    for name, code in (("01_data.ipynb", data), ("02_tokenization.ipynb", tok)):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell("config_path = None\noverrides = {}", metadata={"tags": ["parameters"]}),
+                    nbformat.v4.new_code_cell(code)]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, folder / name)
+    return folder
+
+
+def test_a_rerun_removes_the_report_files_its_stage_no_longer_writes_and_only_those(tmp_path, toy_profile):
+    from agrec.run.report import read_results
+
+    rep = toy_profile.parent / "reports" / "Toy" / "toy"
+    flag, fail = tmp_path / "flag", tmp_path / "fail"
+    nbs = _writing_notebooks(tmp_path / "nbs", rep, flag, fail)
+    (rep / "tables").mkdir(parents=True)
+    (rep / "tables" / "stray.md").write_text("from a run made before the runner recorded outputs\n")
+
+    def run():
+        logs = []
+        run_pipeline(toy_profile, stages=["data", "semantic_ids"], notebooks_dir=nbs, log=logs.append)
+        return [line for line in logs if "removed" in line]
+
+    def files():
+        return sorted(p.relative_to(rep).as_posix() for p in rep.rglob("*") if p.is_file() and p.suffix != ".ipynb")
+
+    flag.touch()
+    # both stages now record what they wrote, so the file neither of them claims goes, with a log line naming it
+    assert run() == ["  removed 1 report file(s) that no stage of this report wrote (left from an earlier run): "
+                     "tables/stray.md"]
+    assert files() == ["figures/tok.png", "results/data.json", "results/extra.json", "results/manifest.json",
+                       "results/pipeline.json", "tables/extra.csv", "tables/extra.md", "tables/keep.csv",
+                       "tables/keep.md"]
+    assert nbformat.read(rep / "01_data.ipynb", as_version=4).metadata["agrec"]["outputs"] == [
+        "results/data.json", "results/extra.json", "tables/extra.csv", "tables/extra.md", "tables/keep.csv",
+        "tables/keep.md"]
+    assert nbformat.read(rep / "02_tokenization.ipynb", as_version=4).metadata["agrec"]["outputs"] == [
+        "figures/tok.png"]
+
+    # a failed execution removes nothing: the last good report stays whole
+    flag.unlink()
+    fail.touch()
+    with pytest.raises(StageError, match="stage fails"):
+        run()
+    assert "tables/extra.md" in files() and "results/extra.json" in files()
+
+    fail.unlink()
+    assert run() == ["  removed 3 report file(s) that the previous execution of data wrote and this one did not: "
+                     "results/extra.json, tables/extra.csv, tables/extra.md"]
+    assert files() == ["figures/tok.png", "results/data.json", "results/manifest.json", "results/pipeline.json",
+                       "tables/keep.csv", "tables/keep.md"]
+    # the results manifest forgets the removed file, so the report's other results still read
+    manifest = json.loads((rep / "results" / "manifest.json").read_text())
+    assert sorted(manifest["files"]) == ["data.json"]
+    assert read_results(rep, "data", 1)["y"] == 2
+    # a rerun that writes the same files removes nothing
+    assert run() == []

@@ -30,6 +30,7 @@ from agrec.run.rundir import RunDir, ensure_writable
 from agrec.run.runlock import locked
 from agrec.fingerprint import sha256_file, sha256_json
 from agrec.run.lineage import REPORT_ONLY, config_key, pipeline_status, stage_folders, stage_status, upstream
+from agrec.run import outputs as report_outputs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -217,20 +218,49 @@ def _usage_note(usage: StageUsage) -> str:
 
 
 def _stamp_report_key(
-    output: Path, key: str, seconds: float, usage: StageUsage | None = None, refreshed: bool = False
+    output: Path,
+    key: str,
+    seconds: float,
+    usage: StageUsage | None = None,
+    refreshed: bool = False,
+    outputs: list[str] | None = None,
 ) -> None:
-    """Record in the notebook the key of what it was made from, how long its execution took, what it used and
+    """Record in the notebook the key of what it was made from, how long its execution took, what it used,
     whether it only loaded artefacts computed before (a later run that reuses it reports these, not those of
-    some other computation)."""
+    some other computation) and which report files it wrote (``outputs``, :mod:`agrec.run.outputs`)."""
     import nbformat
 
     nb = nbformat.read(output, as_version=4)
     stamp: dict[str, Any] = {"report_key": key, "seconds": seconds, "refreshed": refreshed}
     if usage is not None:
         stamp["resources"] = usage.to_dict()
+    if outputs is not None:
+        stamp["outputs"] = outputs
     nb.metadata.setdefault("agrec", {}).update(stamp)
     with atomic_path(output) as tmp:
         nbformat.write(nb, tmp)
+
+
+def _stage_reports(report_dir: Path, exclude: Path | None = None) -> list[Path]:
+    """The executed stage notebooks in ``report_dir`` (any stage, whether or not this run lists it)."""
+    names = set(STAGE_NOTEBOOKS.values())
+    return sorted(p for p in report_dir.glob("*.ipynb") if p.name in names and p != exclude)
+
+
+def _remove_unclaimed(report_dir: Path, log: Callable[[str], None]) -> None:
+    """Remove the stage-written report files that no executed stage notebook of the folder claims, once every
+    one of them records its outputs: files left by a run older than every stage's last execution (made before
+    the runner recorded outputs, or by a stage the profile no longer runs whose notebook is gone)."""
+    reports = _stage_reports(report_dir)
+    names, complete = report_outputs.claimed(reports)
+    if not reports or not complete:
+        return
+    report_outputs.remove(
+        report_dir,
+        set(report_outputs.snapshot(report_dir)) - names,
+        log,
+        "that no stage of this report wrote (left from an earlier run)",
+    )
 
 
 def run_pipeline(
@@ -340,6 +370,8 @@ def _run_stages(
             # whose content changed under an unchanged mtime, found with --verify).
             run.invalidate(stage)
         log(f"{tag}: {nb.name} ...")
+        previous = report_outputs.read_outputs(out)  # what the execution this one replaces wrote
+        before = report_outputs.snapshot(profile.report_dir)
         meter = StageMeter()
         meter.start()
         t0 = time.perf_counter()
@@ -357,10 +389,25 @@ def _run_stages(
         usage = meter.usage()
         timings[stage] = seconds_run
         usages[stage] = usage.to_dict()
+        written = report_outputs.written_since(profile.report_dir, before)
         _stamp_report_key(
-            out, report_key(profile, run, stage, nb, params), seconds_run, usage, refreshed=stage in refreshed
+            out,
+            report_key(profile, run, stage, nb, params),
+            seconds_run,
+            usage,
+            refreshed=stage in refreshed,
+            outputs=written,
         )
         log(f"{tag}: done in {seconds_run:.1f} s{_usage_note(usage)} -> {out}")
+        if previous:
+            others, _ = report_outputs.claimed(_stage_reports(profile.report_dir, exclude=out))
+            report_outputs.remove(
+                profile.report_dir,
+                set(previous) - set(written) - others,
+                log,
+                f"that the previous execution of {stage} wrote and this one did not",
+            )
+    _remove_unclaimed(profile.report_dir, log)
     total = round(time.perf_counter() - t_all, 1)
     if len(reused) == len(ordered) and timings_path.is_file():
         # Nothing ran: the record of the run that made these reports stays (rewriting it would replace its
