@@ -198,19 +198,43 @@ def _ids(ids: list[str]) -> str:
     return shown + (", …" if len(ids) > SHOW_IDS else "")
 
 
+def _history_note(exclude_history: bool | dict[str, bool] | None) -> str:
+    """What the profile's ``exclude_history`` settings do with targets already in their user's history."""
+    if exclude_history is None:
+        return "a ranking that excludes the history can never hit them (evaluation.exclude_history)"
+    settings = {"evaluation.exclude_history": exclude_history} if isinstance(exclude_history, bool) else exclude_history
+    first = next(iter(settings))
+    masked = [k for k, v in settings.items() if v]
+    kept = [k for k, v in settings.items() if not v]
+    if not kept:
+        return f"the profile's {', '.join(masked)}: true masks them, so no row can hit them"
+    if not masked:
+        return f"the profile's {', '.join(kept)}: false keeps history items rankable"
+    # mixed: the decoded rows follow the first (evaluation); each other one sets how its scorer is stopped early
+    # and ranked in its own row
+    others = "; ".join(
+        f"{k}: {str(v).lower()} {'masks' if v else 'keeps'} them in that scorer's early stopping and its own row"
+        for k, v in settings.items()
+        if k != first and v != settings[first]
+    )
+    how = "masks them in" if settings[first] else "keeps them rankable in"
+    return f"the profile's {first}: {str(settings[first]).lower()} {how} the decoded rows; {others}"
+
+
 def check_lcrec(
     folder: str | Path,
     dataset: str,
     registry: dict[str, DatasetRecord] | None = None,
     min_seq_len: int = 3,
     dedup: str = "extra_level",
-    exclude_history: bool | None = None,
+    exclude_history: bool | dict[str, bool] | None = None,
 ) -> CheckReport:
     """Check the LC-Rec files of ``dataset`` in ``folder`` against ``registry`` (default: the committed one).
 
     ``min_seq_len``, ``dedup`` and ``exclude_history`` are the profile's (``data.min_seq_len``,
-    ``semantic_ids.dedup``, ``evaluation.exclude_history``; None: no profile), for the notes on what the pipeline
-    will do with short users, colliding codes and targets already in their user's history.
+    ``semantic_ids.dedup``; ``exclude_history``: ``{setting: value}`` of every ``exclude_history`` the profile
+    sets, ``evaluation.exclude_history`` first, or that one value alone; None: no profile), for the notes on what
+    the pipeline will do with short users, colliding codes and targets already in their user's history.
     """
     folder = Path(folder)
     registry = load_registry() if registry is None else registry
@@ -294,13 +318,12 @@ def check_lcrec(
             what = " and ".join(
                 f"{n:,} {t} item(s) ({n / len(seqs):.1%} of the users)" for t, n in repeated.items() if n
             )
-            if exclude_history is None:
-                tail = "a ranking that excludes the history can never hit them (evaluation.exclude_history)"
-            elif exclude_history:
-                tail = "the profile's evaluation.exclude_history: true masks them, so no row can hit them"
-            else:
-                tail = "the profile's evaluation.exclude_history: false keeps history items rankable"
-            report.add("statistics", "note", "targets in history", f"{what} already in the user's history: {tail}")
+            report.add(
+                "statistics",
+                "note",
+                "targets in history",
+                f"{what} already in the user's history: {_history_note(exclude_history)}",
+            )
 
     # coverage
     if seqs is not None:
@@ -388,7 +411,11 @@ def check_profile(profile: Any, registry: dict[str, DatasetRecord] | None = None
         registry,
         cfg.min_seq_len,
         profile.semantic_ids.dedup,
-        profile.evaluation.exclude_history,
+        {
+            "evaluation.exclude_history": profile.evaluation.exclude_history,
+            "gnn.train.exclude_history": profile.gnn.train.exclude_history,
+            "baselines.sasrec.exclude_history": profile.baselines.sasrec.exclude_history,
+        },
     )
 
 

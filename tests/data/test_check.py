@@ -376,3 +376,25 @@ def test_targets_already_in_history_are_counted_and_explained(tmp_path):
     assert lines["targets in history"].startswith("1 test item(s) (50.0% of the users) already in the user's history")
     (folder / "R.inter.json").write_text(json.dumps({"d": [8, 9, 10]}))
     assert "targets in history" not in {ln.name for ln in check_lcrec(folder, "R", {}, exclude_history=True).lines}
+
+
+def test_targets_in_history_note_names_each_exclude_history_setting_that_differs(tmp_path):
+    folder = tmp_path / "R"
+    folder.mkdir()
+    (folder / "R.inter.json").write_text(json.dumps({"a": [1, 2, 1]}))
+    (folder / "R.index.json").write_text(json.dumps({str(i): [f"<a_{i}>", "<b_0>"] for i in (1, 2)}))
+
+    def note(settings):
+        return {ln.name: ln.detail for ln in check_lcrec(folder, "R", {}, exclude_history=settings).lines}[
+            "targets in history"].split(": ", 1)[1]
+
+    names = ("evaluation.exclude_history", "gnn.train.exclude_history", "baselines.sasrec.exclude_history")
+    assert note(dict.fromkeys(names, False)) == (
+        "the profile's evaluation.exclude_history, gnn.train.exclude_history, baselines.sasrec.exclude_history: "
+        "false keeps history items rankable")
+    assert note(dict(zip(names, (False, False, True)))) == (
+        "the profile's evaluation.exclude_history: false keeps them rankable in the decoded rows; "
+        "baselines.sasrec.exclude_history: true masks them in that scorer's early stopping and its own row")
+    assert note(dict(zip(names, (True, False, True)))) == (
+        "the profile's evaluation.exclude_history: true masks them in the decoded rows; "
+        "gnn.train.exclude_history: false keeps them in that scorer's early stopping and its own row")
