@@ -250,7 +250,18 @@ def check_lcrec(
         p = paths[kind]
         frec = rec.files.get(p.name) if rec is not None else None
         if not p.is_file():
-            if frec is not None:  # the registry's copy of the dataset has this file: this copy is incomplete
+            if frec is not None and kind == "item" and paths["index"].is_file():
+                # the authors' folder has item text, this copy only the codes: the same rows (the given codes make
+                # the semantic IDs), a report with item ids where titles would be
+                report.add(
+                    "files",
+                    "absent",
+                    p.name,
+                    f"in the registry's copy of {dataset}, not in this one: the semantic IDs come from "
+                    f"{paths['index'].name} (the reports show item ids; a profile that makes its own codes, "
+                    "semantic_ids.use_given_codes: false, needs it)",
+                )
+            elif frec is not None:  # the registry's copy of the dataset has this file: this copy is incomplete
                 report.add("files", "MISSING", p.name, f"recorded in the registry for {dataset}, not in {folder}")
             elif kind == "inter":
                 report.add("files", "MISSING", p.name, "required (the interactions)")

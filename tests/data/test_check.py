@@ -241,7 +241,14 @@ def test_committed_registry_records_the_authors_files():
     assert reg["Yelp"].files["Yelp.inter.json"].sha256 == \
         "22069fef8afd1d53fe9e0aaa385a6c93f7b43e43574fb10f5f5155fa2c869a97"
     assert reg["Yelp"].statistics["test_in_history"] == 2027 and reg["Yelp"].statistics["valid_in_history"] == 1640
-    assert reg["Arts"].statistics == {} and reg["Arts"].files["Arts.index.json"].sha256 is not None
+    # reassembled from its text and checked against the authors' git blob id (docs/data.md)
+    assert reg["Arts"].statistics == {"users": 45141, "items": 20956, "interactions": 390832, "avg_length": 8.658,
+                                      "min_length": 5, "max_length": 184, "repeats": 0, "test_in_history": 0,
+                                      "valid_in_history": 0}
+    assert reg["Arts"].files["Arts.inter.json"] == FileRecord(
+        sha256="34cfe08a02f7a36eb601ef47f5c3bcd167bcf5060e659df50a1bd12e38c574d3",
+        git_blob="14458a7bb2c2f2be979963cccd4f750d20922ad1", bytes=6450349)
+    assert reg["Arts"].files["Arts.item.json"] == FileRecord(git_blob="1c214be3483fdd119f145a1f2f0d9e249d918f51")
     assert reg["Yelp"].text == {"entries": 20033, "with_text": 20033}
     assert all(not r.paper for r in reg.values())          # the paper's Table 1 was not read
 
@@ -334,7 +341,7 @@ def test_data_stage_records_the_registry_comparison(synth, tmp_path, monkeypatch
     assert ds.notes == [] and "registry" not in s.run.read_record("data")
 
 
-def test_a_recorded_optional_file_deleted_from_the_copy_fails_the_check(synth, tmp_path, capsys):
+def test_a_recorded_item_file_absent_beside_the_codes_is_noted_and_without_them_fails_the_check(synth, tmp_path, capsys):
     folder, _ = synth
     (folder / "Synth.item.json").write_text(json.dumps({str(i): {"title": f"t{i}"} for i in range(48)}))
     reg = registry_for(folder, tmp_path / "with_item.yaml")
@@ -342,13 +349,24 @@ def test_a_recorded_optional_file_deleted_from_the_copy_fails_the_check(synth, t
         f"      {INDEX}:", f"      Synth.item.json: {{sha256: {sha(folder / 'Synth.item.json')}}}\n      {INDEX}:")
     reg.write_text(text)
     assert check_lcrec(folder, "Synth", load_registry(reg)).ok
-    (folder / "Synth.item.json").unlink()   # optional for the pipeline, but this copy is not the recorded one
+    # the authors' folders have item text that many copies lack: with the codes present the rows are the same
+    (folder / "Synth.item.json").unlink()
+    report = check_lcrec(folder, "Synth", load_registry(reg))
+    assert report.ok
+    assert ("absent", "Synth.item.json",
+            f"in the registry's copy of Synth, not in this one: the semantic IDs come from {INDEX} (the reports show "
+            "item ids; a profile that makes its own codes, semantic_ids.use_given_codes: false, needs it)") in [
+        (ln.status, ln.name, ln.detail) for ln in report.lines]
+    assert main(["data", "check", "--path", str(folder), "--dataset", "Synth", "--registry", str(reg)]) == 0
+    capsys.readouterr()
+    # without the codes either, the recorded files are missing: the copy is incomplete
+    (folder / INDEX).unlink()
     report = check_lcrec(folder, "Synth", load_registry(reg))
     assert not report.ok
     assert ("MISSING", "Synth.item.json", f"recorded in the registry for Synth, not in {folder}") in [
         (ln.status, ln.name, ln.detail) for ln in report.lines]
     assert main(["data", "check", "--path", str(folder), "--dataset", "Synth", "--registry", str(reg)]) == 1
-    assert "result: FAILED, 1 problem(s): Synth.item.json missing" in capsys.readouterr().out
+    assert "result: FAILED, 2 problem(s): Synth.item.json missing; Synth.index.json missing" in capsys.readouterr().out
 
 
 def test_targets_already_in_history_are_counted_and_explained(tmp_path):
