@@ -305,20 +305,23 @@ def test_a_refreshed_stage_stays_refreshed_when_a_later_run_reuses_its_report(tm
 
 
 def _writing_notebooks(folder, rep, flag, fail):
-    """A data stage that writes ``tables/keep`` always and ``tables/extra`` + ``results/extra.json`` while ``flag``
-    exists (raising first while ``fail`` exists), and a tokenization stage that writes ``figures/tok.png``."""
+    """A data stage that writes ``tables/keep`` always and ``tables/extra``, ``tables/shared`` and
+    ``results/extra.json`` while ``flag`` exists (raising first while ``fail`` exists), and a tokenization stage
+    that writes ``figures/tok.png`` and ``tables/shared``."""
     folder.mkdir()
-    data = ("from pathlib import Path\nimport pandas as pd\nimport matplotlib\nmatplotlib.use('Agg')\n"
+    data = ("from pathlib import Path\nimport pandas as pd\n"
             "from agrec.run.report import Report\n"
             f"rep = Report({str(rep)!r})\n"
             f"if Path({str(fail)!r}).exists():\n    raise RuntimeError('stage fails')\n"
             "rep.table('keep', pd.DataFrame({'a': [1]}))\n"
             f"if Path({str(flag)!r}).exists():\n"
             "    rep.table('extra', pd.DataFrame({'a': [2]}))\n    rep.record('extra', {'x': 1}, 1)\n"
+            "    rep.table('shared', pd.DataFrame({'a': [3]}))\n"
             "rep.record('data', {'y': 2}, 1)\n")
-    tok = ("import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+    tok = ("import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\nimport pandas as pd\n"
            "from agrec.run.report import Report\n"
-           f"Report({str(rep)!r}).figure('tok', plt.figure())\n")
+           f"rep = Report({str(rep)!r})\nrep.figure('tok', plt.figure())\n"
+           "rep.table('shared', pd.DataFrame({'a': [4]}))\n")
     for name, code in (("01_data.ipynb", data), ("02_tokenization.ipynb", tok)):
         nb = nbformat.v4.new_notebook()
         nb.cells = [nbformat.v4.new_code_cell("config_path = None\noverrides = {}", metadata={"tags": ["parameters"]}),
@@ -336,43 +339,76 @@ def test_a_rerun_removes_the_report_files_its_stage_no_longer_writes_and_only_th
     nbs = _writing_notebooks(tmp_path / "nbs", rep, flag, fail)
     (rep / "tables").mkdir(parents=True)
     (rep / "tables" / "stray.md").write_text("from a run made before the runner recorded outputs\n")
+    (rep / "seeds" / "2025" / "tables").mkdir(parents=True)
+    (rep / "seeds" / "2025" / "tables" / "a.md").write_text("another report folder\n")
+    (rep / "index.md").write_text("the runner's\n")
 
-    def run():
+    def run(stages=("data", "semantic_ids")):
         logs = []
-        run_pipeline(toy_profile, stages=["data", "semantic_ids"], notebooks_dir=nbs, log=logs.append)
+        run_pipeline(toy_profile, stages=list(stages), notebooks_dir=nbs, log=logs.append)
         return [line for line in logs if "removed" in line]
 
     def files():
         return sorted(p.relative_to(rep).as_posix() for p in rep.rglob("*") if p.is_file() and p.suffix != ".ipynb")
 
+    # a stage notebook without a record of its outputs (made before the record existed): nothing unclaimed goes
+    legacy = nbformat.v4.new_notebook()
+    nbformat.write(legacy, rep / "03_gnn.ipynb")
     flag.touch()
-    # both stages now record what they wrote, so the file neither of them claims goes, with a log line naming it
+    assert run() == []
+    assert "tables/stray.md" in files()
+    # once every stage notebook records what it wrote, the file none of them claims goes, with a log line naming it
+    (rep / "03_gnn.ipynb").unlink()
     assert run() == ["  removed 1 report file(s) that no stage of this report wrote (left from an earlier run): "
                      "tables/stray.md"]
-    assert files() == ["figures/tok.png", "results/data.json", "results/extra.json", "results/manifest.json",
-                       "results/pipeline.json", "tables/extra.csv", "tables/extra.md", "tables/keep.csv",
-                       "tables/keep.md"]
+    assert files() == ["figures/tok.png", "index.md", "results/data.json", "results/extra.json",
+                       "results/manifest.json", "results/pipeline.json", "seeds/2025/tables/a.md",
+                       "tables/extra.csv", "tables/extra.md", "tables/keep.csv", "tables/keep.md", "tables/shared.csv",
+                       "tables/shared.md"]
     assert nbformat.read(rep / "01_data.ipynb", as_version=4).metadata["agrec"]["outputs"] == [
         "results/data.json", "results/extra.json", "tables/extra.csv", "tables/extra.md", "tables/keep.csv",
-        "tables/keep.md"]
+        "tables/keep.md", "tables/shared.csv", "tables/shared.md"]
     assert nbformat.read(rep / "02_tokenization.ipynb", as_version=4).metadata["agrec"]["outputs"] == [
-        "figures/tok.png"]
+        "figures/tok.png", "tables/shared.csv", "tables/shared.md"]
 
-    # a failed execution removes nothing: the last good report stays whole
+    # a failed execution removes nothing
     flag.unlink()
     fail.touch()
     with pytest.raises(StageError, match="stage fails"):
         run()
     assert "tables/extra.md" in files() and "results/extra.json" in files()
 
+    # data alone: what it no longer writes goes, except the table tokenization (not executed) still claims
     fail.unlink()
-    assert run() == ["  removed 3 report file(s) that the previous execution of data wrote and this one did not: "
-                     "results/extra.json, tables/extra.csv, tables/extra.md"]
-    assert files() == ["figures/tok.png", "results/data.json", "results/manifest.json", "results/pipeline.json",
-                       "tables/keep.csv", "tables/keep.md"]
+    assert run(["data"]) == ["  removed 3 report file(s) that the previous execution of data wrote and this one did "
+                             "not: results/extra.json, tables/extra.csv, tables/extra.md"]
+    assert files() == ["figures/tok.png", "index.md", "results/data.json", "results/manifest.json",
+                       "results/pipeline.json", "seeds/2025/tables/a.md", "tables/keep.csv", "tables/keep.md",
+                       "tables/shared.csv", "tables/shared.md"]
     # the results manifest forgets the removed file, so the report's other results still read
     manifest = json.loads((rep / "results" / "manifest.json").read_text())
     assert sorted(manifest["files"]) == ["data.json"]
     assert read_results(rep, "data", 1)["y"] == 2
     # a rerun that writes the same files removes nothing
     assert run() == []
+
+
+def test_removal_takes_only_stage_written_files_of_the_folder_whatever_the_record_says(tmp_path):
+    from agrec.run.outputs import remove, snapshot
+
+    rep, outside = tmp_path / "rep", tmp_path / "outside"
+    for d in (rep / "tables", rep / "results", outside):
+        d.mkdir(parents=True)
+    for rel in ("tables/a.md", "results/manifest.json", "results/pipeline.json", "notes.md"):
+        (rep / rel).write_text("x")
+    (outside / "victim.md").write_text("not ours")
+    (rep / "figures").symlink_to(outside, target_is_directory=True)   # a linked stage folder is not scanned
+    (rep / "tables" / "link").symlink_to(outside, target_is_directory=True)
+    assert sorted(snapshot(rep)) == ["tables/a.md"]
+    logs = []
+    names = ["results/./manifest.json", "results//pipeline.json", "figures/victim.md", "tables/link/victim.md",
+             "../outside/victim.md", "notes.md", "tables/a.md", "tables/absent.md"]
+    assert remove(rep, names, logs.append, "as a test") == ["tables/a.md"]
+    assert logs == ["  removed 1 report file(s) as a test: tables/a.md"]
+    assert (outside / "victim.md").is_file() and (rep / "results" / "manifest.json").is_file()
+    assert (rep / "results" / "pipeline.json").is_file() and (rep / "notes.md").is_file()

@@ -1,4 +1,4 @@
-"""Which report files each stage's execution wrote, so that a rerun leaves none of an older run behind.
+"""Which report files each stage's execution wrote, so that a stage executed again does not leave its old files.
 
 A stage's notebook writes tables, figures and results into the report folder (:class:`agrec.run.report.Report`);
 the folder is shared by all stages and outlives the run that filled it. When a stage executes again with a profile
@@ -6,7 +6,15 @@ or code that no longer writes some file (a decode row dropped from the profile, 
 otherwise stay beside the new ones and read as part of the new report. The runner therefore records, in each
 executed notebook's ``agrec`` metadata, the list ``outputs`` of report files its execution created or replaced;
 after the next successful execution of the same stage it removes the files of the previous list that this one did
-not write and that no other stage claims. A failed execution removes nothing, so the last good report stays whole.
+not write and that no other stage claims. A failed execution removes nothing (the files it wrote before its failing
+cell stay, as does the partial notebook). Once every executed stage notebook of the folder records its outputs, the
+runner also removes the files of the stage folders that none of them claims: left by an execution from before this
+record existed, written by hand or by a notebook run interactively on the profile's report folder.
+
+What this does not cover: a stage whose report is reused keeps its recorded list (or none, if it predates the
+record); a file two stages write (``figures/alpha_curve.png``, decode and analysis) stays while either claims it;
+the notebook of a stage a profile no longer runs stays until removed by hand; sweep points and seed sub-folders are
+report folders of their own.
 
 Files are told apart by (inode, mtime, size): every report file is written to a temporary file and renamed
 (:mod:`agrec.io`), so a rewritten file always has a new inode, even when its bytes are the same.
@@ -15,6 +23,7 @@ Files are told apart by (inode, mtime, size): every report file is written to a 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -30,21 +39,24 @@ Signature = tuple[int, int, int]
 
 
 def snapshot(report_dir: Path) -> dict[str, Signature]:
-    """``{relative path: (inode, mtime_ns, size)}`` of every stage-written file under ``report_dir``
-    (temporary files, whose names start with ``.``, excluded)."""
+    """``{relative path: (inode, mtime_ns, size)}`` of every stage-written file under ``report_dir``: regular files
+    below the stage folders, reached without following a symbolic link (a linked folder or file is never a stage's
+    output), temporary files (names starting with ``.``) and the shared files excluded."""
     files: dict[str, Signature] = {}
     for sub in STAGE_SUBDIRS:
         root = report_dir / sub
-        if not root.is_dir():
+        if root.is_symlink() or not root.is_dir():
             continue
-        for p in root.rglob("*"):
-            if p.name.startswith(".") or not p.is_file():
-                continue
-            rel = p.relative_to(report_dir).as_posix()
-            if rel in SHARED:
-                continue
-            st = p.stat()
-            files[rel] = (st.st_ino, st.st_mtime_ns, st.st_size)
+        for dirpath, _dirnames, filenames in os.walk(root):  # os.walk does not descend into linked folders
+            for name in filenames:
+                p = Path(dirpath) / name
+                if name.startswith(".") or p.is_symlink() or not p.is_file():
+                    continue
+                rel = p.relative_to(report_dir).as_posix()
+                if rel in SHARED:
+                    continue
+                st = p.stat()
+                files[rel] = (st.st_ino, st.st_mtime_ns, st.st_size)
     return files
 
 
@@ -80,21 +92,36 @@ def read_outputs(notebook: Path) -> list[str] | None:
 
 
 def remove(report_dir: Path, names: Iterable[str], log: Callable[[str], None], why: str) -> list[str]:
-    """Delete ``report_dir/<name>`` for each name (only inside the stage folders; a name that escapes them is
-    skipped), forget removed results in ``results/manifest.json``, log one line; return what was removed."""
+    """Delete the files ``names`` (paths relative to ``report_dir``) that are stage-written files of the folder now
+    (:func:`snapshot`: nothing shared, linked, temporary or outside the stage folders, whatever a hand-edited record
+    says), forget removed results in ``results/manifest.json``, log one line; return what was removed. A file that
+    cannot be removed is named in the log and kept: the stage's execution has already succeeded."""
+    present = snapshot(report_dir)
     gone: list[str] = []
-    for rel in sorted(set(names)):
-        path = report_dir / rel
-        parts = Path(rel).parts
-        if not parts or parts[0] not in STAGE_SUBDIRS or ".." in parts or rel in SHARED:
-            continue
-        if path.is_file():
-            path.unlink()
+    try:
+        for rel in sorted(set(names) & set(present)):
+            try:
+                (report_dir / rel).unlink()
+            except OSError as e:
+                log(f"  could not remove {rel} from {report_dir} ({type(e).__name__}: {e}); it is kept")
+                continue
             gone.append(rel)
-    if any(rel.startswith("results/") for rel in gone) and (report_dir / "results" / MANIFEST).is_file():
-        from agrec.run.report import RESULTS_KIND
-
-        update_manifest(report_dir / "results", [], RESULTS_KIND)  # keeps only the entries still on disk
+    finally:
+        if any(rel.startswith("results/") for rel in gone):
+            _forget_results(report_dir / "results")
     if gone:
         log(f"  removed {len(gone)} report file(s) {why}: {', '.join(gone)}")
     return gone
+
+
+def _forget_results(folder: Path) -> None:
+    """Drop the entries of removed files from ``folder/manifest.json``, if it is a readable results manifest (one
+    that is not is left for the readers' own check to name)."""
+    from agrec.run.report import RESULTS_KIND
+
+    try:
+        rec = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(rec, dict) and rec.get("kind") == RESULTS_KIND and isinstance(rec.get("files"), dict):
+        update_manifest(folder, [], RESULTS_KIND)  # keeps only the entries still on disk
