@@ -228,6 +228,7 @@ def check_lcrec(
     min_seq_len: int = 3,
     dedup: str = "extra_level",
     exclude_history: bool | dict[str, bool] | None = None,
+    use_given_codes: bool = True,
 ) -> CheckReport:
     """Check the LC-Rec files of ``dataset`` in ``folder`` against ``registry`` (default: the committed one).
 
@@ -235,6 +236,7 @@ def check_lcrec(
     ``semantic_ids.dedup``; ``exclude_history``: ``{setting: value}`` of every ``exclude_history`` the profile
     sets, ``evaluation.exclude_history`` first, or that one value alone; None: no profile), for the notes on what
     the pipeline will do with short users, colliding codes and targets already in their user's history.
+    ``use_given_codes``: the profile's ``semantic_ids.use_given_codes``; False makes the item text a needed file.
     """
     folder = Path(folder)
     registry = load_registry() if registry is None else registry
@@ -250,7 +252,7 @@ def check_lcrec(
         p = paths[kind]
         frec = rec.files.get(p.name) if rec is not None else None
         if not p.is_file():
-            if frec is not None and kind == "item" and paths["index"].is_file():
+            if frec is not None and kind == "item" and paths["index"].is_file() and use_given_codes:
                 # the authors' folder has item text, this copy only the codes: the same rows (the given codes make
                 # the semantic IDs), a report with item ids where titles would be
                 report.add(
@@ -422,12 +424,24 @@ def check_profile(profile: Any, registry: dict[str, DatasetRecord] | None = None
         registry,
         cfg.min_seq_len,
         profile.semantic_ids.dedup,
-        {
-            "evaluation.exclude_history": profile.evaluation.exclude_history,
-            "gnn.train.exclude_history": profile.gnn.train.exclude_history,
-            "baselines.sasrec.exclude_history": profile.baselines.sasrec.exclude_history,
-        },
+        _history_settings(profile),
+        profile.semantic_ids.use_given_codes,
     )
+
+
+def _history_settings(profile: Any) -> dict[str, bool]:
+    """Every ``exclude_history`` in effect in the profile, ``evaluation``'s first: the GNN's early stopping, the
+    LM's checkpoint choice where it decodes (``lm.select: ndcg``), SASRec's where it is a scorer."""
+    settings = {
+        "evaluation.exclude_history": profile.evaluation.exclude_history,
+        "gnn.train.exclude_history": profile.gnn.train.exclude_history,
+    }
+    if profile.lm.select == "ndcg":
+        settings["lm.select_exclude_history"] = profile.lm.select_exclude_history
+    ev = profile.evaluation
+    if "sasrec" in {ev.scorer, *ev.scorers, *(ev.fuse or ())}:
+        settings["baselines.sasrec.exclude_history"] = profile.baselines.sasrec.exclude_history
+    return settings
 
 
 def registry_entry(report: CheckReport) -> str:

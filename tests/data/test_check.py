@@ -4,6 +4,7 @@ index-only folder of tests/data/index_only.py and registries written for it."""
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,8 @@ from agrec.data.check import check_lcrec, registry_summary, summary_note
 from agrec.data.registry import FileRecord, file_digests, load_registry
 from agrec.errors import DataError
 from tests.data.index_only import write_index_only
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 INTER, INDEX = "Synth.inter.json", "Synth.index.json"
 
@@ -359,6 +362,9 @@ def test_a_recorded_item_file_absent_beside_the_codes_is_noted_and_without_them_
         (ln.status, ln.name, ln.detail) for ln in report.lines]
     assert main(["data", "check", "--path", str(folder), "--dataset", "Synth", "--registry", str(reg)]) == 0
     capsys.readouterr()
+    # a profile that makes its own codes from the text needs it
+    report = check_lcrec(folder, "Synth", load_registry(reg), use_given_codes=False)
+    assert not report.ok and ("MISSING", "Synth.item.json") in [(ln.status, ln.name) for ln in report.lines]
     # without the codes either, the recorded files are missing: the copy is incomplete
     (folder / INDEX).unlink()
     report = check_lcrec(folder, "Synth", load_registry(reg))
@@ -416,3 +422,19 @@ def test_targets_in_history_note_names_each_exclude_history_setting_that_differs
     assert note(dict(zip(names, (True, False, True)))) == (
         "the profile's evaluation.exclude_history: true masks them in the decoded rows; "
         "gnn.train.exclude_history: false keeps them in that scorer's early stopping and its own row")
+
+
+def test_the_history_settings_named_are_those_in_effect_in_the_profile():
+    from agrec.config import load_profile
+    from agrec.data.check import _history_settings
+
+    # Games: the LM's checkpoint is chosen by decoding (lm.select: ndcg), SASRec is a scorer
+    assert list(_history_settings(load_profile(CONFIGS / "games-cpu.yaml"))) == [
+        "evaluation.exclude_history", "gnn.train.exclude_history", "lm.select_exclude_history",
+        "baselines.sasrec.exclude_history"]
+    # the paper's setting: the last LM checkpoint, LightGCN the only scorer
+    assert list(_history_settings(load_profile(CONFIGS / "instruments-llama1b.yaml"))) == [
+        "evaluation.exclude_history", "gnn.train.exclude_history"]
+    assert _history_settings(load_profile(CONFIGS / "yelp-cpu.yaml")) == {
+        "evaluation.exclude_history": False, "gnn.train.exclude_history": False,
+        "baselines.sasrec.exclude_history": False}
