@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from agrec.manifest import MANIFEST, update_manifest
 
@@ -79,16 +79,29 @@ def claimed(notebooks: Iterable[Path]) -> tuple[set[str], bool]:
     return names, complete
 
 
-def read_outputs(notebook: Path) -> list[str] | None:
-    """The ``outputs`` the runner recorded in an executed notebook; None if it has none or cannot be read."""
+def read_stamp(notebook: Path) -> dict[str, Any]:
+    """What the runner stamped into an executed notebook's ``agrec`` metadata (``report_key``, ``seconds``,
+    ``refreshed``, ``resources``, ``outputs``); {} if missing or unreadable."""
     try:
         meta = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {})
-        outs = meta.get("agrec", {}).get("outputs")
+        stamp = meta.get("agrec", {}) if isinstance(meta, dict) else {}
+        return stamp if isinstance(stamp, dict) else {}
     except (OSError, ValueError, AttributeError):
-        return None
+        return {}
+
+
+def outputs_of(stamp: dict[str, Any]) -> list[str] | None:
+    """The ``outputs`` of a notebook's stamp (:func:`read_stamp`); None if it records none, or not as a list of
+    names."""
+    outs = stamp.get("outputs")
     if not isinstance(outs, list) or not all(isinstance(o, str) for o in outs):
         return None
     return outs
+
+
+def read_outputs(notebook: Path) -> list[str] | None:
+    """The ``outputs`` the runner recorded in an executed notebook; None if it has none or cannot be read."""
+    return outputs_of(read_stamp(notebook))
 
 
 def remove(report_dir: Path, names: Iterable[str], log: Callable[[str], None], why: str) -> list[str]:

@@ -191,17 +191,6 @@ def _source(profile: Profile) -> str:
     return profile.source
 
 
-def _report_meta(output: Path) -> dict[str, Any]:
-    """What the runner stamped into an executed notebook (``report_key``, ``seconds``, ``refreshed``,
-    ``resources``); {} if missing or unreadable."""
-    try:
-        meta = json.loads(output.read_text(encoding="utf-8")).get("metadata", {})
-        agrec_meta = meta.get("agrec", {}) if isinstance(meta, dict) else {}
-        return agrec_meta if isinstance(agrec_meta, dict) else {}
-    except (OSError, ValueError, AttributeError):
-        return {}
-
-
 def _usage_note(usage: StageUsage) -> str:
     """`` (peak 1.20 GiB, 2,400 CPU s, other work 30 CPU s, steal 12 s)`` for the log line; empty where nothing
     was measured (steal only where there was some)."""
@@ -338,16 +327,16 @@ def _run_stages(
             raise StageError(f"stage '{stage}': notebook {nb} not found")
         # a forced stage recomputes whatever its status: its status is not worth the hashing
         st = None if force else stage_status(profile, run, stage, verify=verify)
+        # one read of what the runner stamped into the report ({} for a missing file): whether it can be reused,
+        # and which report files the execution it would replace wrote
+        meta = report_outputs.read_stamp(out)
         if st is None:
             # One mechanism for every stage: whatever the stage keeps in the run folder (record, artefacts,
             # checkpoints) goes, so its notebook finds nothing of the run it replaces to resume from or reuse.
             for folder in stage_folders(stage):
                 run.discard(folder)
             log(f"{tag}: forced: recomputing from nothing")
-        elif st.current and (meta := _report_meta(out)).get("report_key") == report_key(
-            profile, run, stage, nb, params
-        ):
-            # one read of what the runner stamped into the report (_report_meta gives {} for a missing file)
+        elif st.current and meta.get("report_key") == report_key(profile, run, stage, nb, params):
             log(f"{tag}: current, reused ({out.name})")
             reused.append(stage)
             seconds = meta.get("seconds")
@@ -370,7 +359,7 @@ def _run_stages(
             # whose content changed under an unchanged mtime, found with --verify).
             run.invalidate(stage)
         log(f"{tag}: {nb.name} ...")
-        previous = report_outputs.read_outputs(out)  # what the execution this one replaces wrote
+        previous = report_outputs.outputs_of(meta)  # what the execution this one replaces wrote
         before = report_outputs.snapshot(profile.report_dir)
         meter = StageMeter()
         meter.start()
