@@ -274,8 +274,16 @@ def check_lcrec(
                     p.name,
                     f"required: neither {p.name} (item text) nor {paths['index'].name} (codes) is present",
                 )
-            elif kind == "item":
+            elif kind == "item" and use_given_codes:
                 report.add("files", "absent", p.name, f"optional: no item text; codes come from {paths['index'].name}")
+            elif kind == "item":
+                report.add(
+                    "files",
+                    "MISSING",
+                    p.name,
+                    f"required: the profile makes its own codes from the item text (semantic_ids.use_given_codes: "
+                    f"false), {paths['index'].name} is not used",
+                )
             elif paths["item"].is_file():
                 report.add(
                     "files",
@@ -368,11 +376,18 @@ def check_lcrec(
                 report.add("coverage", "ok", "text", f"{len(used):,} of {len(used):,} interacted items")
             else:
                 what = f"{len(missing):,} of {len(used):,} interacted items have no text: {_ids(missing)}"
-                if isinstance(index, dict):
+                if isinstance(index, dict) and use_given_codes:
                     report.add("coverage", "note", "text", what + " (their codes are given)")
+                elif isinstance(index, dict):
+                    report.add(
+                        "coverage",
+                        "MISSING",
+                        "text",
+                        what + " (semantic_ids.use_given_codes: false makes the codes from text: every item needs it)",
+                    )
                 else:
                     report.add("coverage", "MISSING", "text", what + " (no codes given: every item needs text)")
-        elif paths["index"].is_file():
+        elif paths["index"].is_file() and use_given_codes:
             report.add(
                 "coverage",
                 "absent",

@@ -183,6 +183,33 @@ def test_text_only_folder_needs_text_for_every_item(tmp_path):
     assert ("text", "", "entries", "4") in got and ("text", "", "with_text", "3") in got
 
 
+def test_a_profile_that_makes_its_own_codes_needs_the_item_text_of_an_unrecorded_folder(synth):
+    folder, _ = synth
+    # not in the registry, codes only: the given codes make the semantic IDs, the text is optional ...
+    report = check_lcrec(folder, "Synth", {})
+    got = [(ln.section, ln.status, ln.name, ln.detail) for ln in report.lines]
+    assert ("files", "absent", "Synth.item.json", f"optional: no item text; codes come from {INDEX}") in got
+    assert ("coverage", "absent", "text", "no item text: the semantic_ids stage uses the given codes, the reports "
+                                          "show item ids") in got
+    # ... unless the profile trains its own codes, which it does from the item text alone
+    report = check_lcrec(folder, "Synth", {}, use_given_codes=False)
+    got = [(ln.section, ln.status, ln.name, ln.detail) for ln in report.lines]
+    assert not report.ok
+    assert ("files", "MISSING", "Synth.item.json", "required: the profile makes its own codes from the item text "
+                                                   f"(semantic_ids.use_given_codes: false), {INDEX} is not used") in got
+    assert [g for g in got if g[0] == "coverage" and g[2] == "text"] == []
+    # text for some items only: given codes cover the rest; own codes need text for every item
+    (folder / "Synth.item.json").write_text(json.dumps({str(i): {"title": f"t{i}"} for i in range(1, 48)}))
+    note = [(ln.status, ln.detail) for ln in check_lcrec(folder, "Synth", {}).lines
+            if ln.section == "coverage" and ln.name == "text"]
+    assert note == [("note", "1 of 48 interacted items have no text: '0' (their codes are given)")]
+    report = check_lcrec(folder, "Synth", {}, use_given_codes=False)
+    assert not report.ok
+    assert [(ln.status, ln.detail) for ln in report.lines if ln.section == "coverage" and ln.name == "text"] == [
+        ("MISSING", "1 of 48 interacted items have no text: '0' (semantic_ids.use_given_codes: false makes the "
+                    "codes from text: every item needs it)")]
+
+
 def test_git_blob_identifies_a_file_whose_sha256_is_not_recorded(synth, tmp_path):
     folder, _ = synth
     data = (folder / INTER).read_bytes()
