@@ -183,7 +183,10 @@ def test_interrupt_leaves_one_line_no_temp_files_no_record(tmp_path, toy_profile
     import time
 
     nbs = _sleeping_notebooks(tmp_path / "nbs")
-    code = ("import sys; from pathlib import Path; import agrec.run.pipeline as p\n"
+    # A foreground run, as in a terminal: a shell starts background jobs with SIGINT ignored, and pytest started by
+    # one (`pytest &` in a script) would hand that on, so the runner would rightly ignore Ctrl-C and finish.
+    code = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "import sys; from pathlib import Path; import agrec.run.pipeline as p\n"
             f"p.default_notebooks_dir = lambda: Path({str(nbs)!r})\n"
             f"from agrec.cli import main; sys.exit(main(['run', '--config', {str(toy_profile)!r}]))")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
