@@ -165,6 +165,43 @@ def test_report_notebook_edited_by_hand_is_regenerated(toy_profile):
     assert record["refreshed"] == ["data"] and record["reused"] == []
 
 
+def _dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_orphan_partials_are_the_temp_notebooks_of_gone_writers_of_that_output(tmp_path):
+    from agrec.run.pipeline import orphan_partials
+
+    out = tmp_path / "04_finetune.ipynb"
+    dead = _dead_pid()
+    names = {
+        f".04_finetune.pid{dead}.k2j4_x9a.tmp.ipynb": True,        # its writer is gone
+        ".04_finetune.ilur4sm5.tmp.ipynb": True,                   # a version that did not record the pid
+        f".04_finetune.pid{os.getpid()}.abcd1234.tmp.ipynb": False,  # a live writer
+        f".05_decode.pid{dead}.abcd1234.tmp.ipynb": False,           # another stage's
+        ".04_finetune.FAILED.ipynb": False,                          # kept for the user on purpose
+        ".04_finetune.progress.jsonl": False,
+        "04_finetune.ipynb": False,
+    }
+    for n in names:
+        (tmp_path / n).write_text("{}")
+    assert [p.name for p in orphan_partials(out)] == sorted(n for n, orphan in names.items() if orphan)
+
+
+def test_a_killed_executions_partial_notebook_is_removed_by_the_next_and_named(toy_profile):
+    rep = toy_profile.parent / "reports" / "Toy" / "toy"
+    rep.mkdir(parents=True)
+    left = rep / f".01_data.pid{_dead_pid()}.q1w2e3r4.tmp.ipynb"
+    left.write_text("{}")
+    logs = []
+    run_pipeline(toy_profile, log=logs.append)
+    assert not left.exists() and (rep / "01_data.ipynb").is_file()
+    assert f"    removed {left.name}: the partial notebook of an execution that was killed" in logs
+    assert [p.name for p in rep.iterdir() if p.name.endswith(".tmp.ipynb")] == []
+
+
 def _sleeping_notebooks(folder):
     folder.mkdir()
     nb = nbformat.v4.new_notebook()

@@ -75,6 +75,38 @@ def _kernel_manager_class(kernel_log: Path | None, meter: StageMeter | None = No
     return _StageKernelManager
 
 
+TMP_SUFFIX = ".tmp.ipynb"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def orphan_partials(output: Path) -> list[Path]:
+    """The temporary notebooks of executions into ``output`` whose writer is gone.
+
+    A running execution writes ``.<stem>.pid<pid>.<random>.tmp.ipynb`` beside ``output`` and renames it at the end
+    (or removes it on an error or interrupt); only a killed process leaves one. Names without a pid come from
+    versions of agrec before it was recorded, whose executions are over.
+    """
+    found = []
+    for p in output.parent.glob(f".{output.stem}.*{TMP_SUFFIX}"):
+        middle = p.name[len(output.stem) + 2 : -len(TMP_SUFFIX)]  # "pid<pid>.<random>", or "<random>" before
+        if "." not in middle:
+            found.append(p)
+            continue
+        head = middle.split(".", 1)[0]
+        if head.startswith("pid") and head[3:].isdigit() and not _alive(int(head[3:])):
+            found.append(p)
+    return sorted(found)
+
+
 def execute_notebook(
     notebook: Path,
     output: Path,
@@ -85,6 +117,7 @@ def execute_notebook(
     progress_bar: bool | None = None,
     kernel_log: Path | None = None,
     meter: StageMeter | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Path:
     """Execute ``notebook`` with papermill into ``output`` atomically.
 
@@ -92,7 +125,9 @@ def execute_notebook(
     keep the partial notebook as ``<output stem>.FAILED.ipynb``. On an interrupt (Ctrl-C, SIGTERM through
     :func:`agrec.cli.main`) the kernel is shut down and nothing is left in the report folder.
     ``kernel_log``: where the kernel process's own output goes (None: the terminal). ``meter``: sampled
-    (:meth:`StageMeter.sample_kernel`) just before the kernel is shut down.
+    (:meth:`StageMeter.sample_kernel`) just before the kernel is shut down. A partial notebook that a killed
+    execution of the same output left behind (SIGKILL, a power cut: no handler ran) is removed first, named in
+    ``log``.
     """
     import papermill as pm  # heavy import; only the runner needs it
 
@@ -100,7 +135,12 @@ def execute_notebook(
         raise StageError(f"stage '{stage}': notebook {notebook} not found")
     output.parent.mkdir(parents=True, exist_ok=True)
     failed = output.with_name(output.stem + ".FAILED.ipynb")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".tmp.ipynb", dir=output.parent)
+    for orphan in orphan_partials(output):
+        orphan.unlink(missing_ok=True)
+        if log is not None:
+            log(f"    removed {orphan.name}: the partial notebook of an execution that was killed")
+    # the writer's pid in the name tells a later execution whether that writer is still alive
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.stem}.pid{os.getpid()}.", suffix=TMP_SUFFIX, dir=output.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     if progress_bar is None:  # papermill's cells bar would fight the inner progress line for the terminal
@@ -373,6 +413,7 @@ def _run_stages(
             timeout_s=profile.pipeline.stage_timeout_s,
             kernel_log=profile.run_dir / "logs" / f"{nb.stem}.kernel.log",
             meter=meter,
+            log=log,
         )
         seconds_run = round(time.perf_counter() - t0, 1)
         usage = meter.usage()
@@ -527,6 +568,7 @@ def _run_points(
             stage,
             kernel_name=profile.pipeline.kernel_name,
             timeout_s=profile.pipeline.stage_timeout_s,
+            log=log,
         )
         log(f"[{i}/{len(points)}] {stage} {point_label(point)}: done in {time.perf_counter() - t0:.1f} s")
         res_path = out_dir / "results" / f"{stage}.json"
