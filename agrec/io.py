@@ -3,17 +3,26 @@
 Everything is written to a temporary file in the destination folder and then renamed over the
 target (``os.replace`` is atomic on POSIX within one file system). On error the temporary file is
 removed, so a failed run leaves nothing behind.
+
+A process killed outright (SIGKILL, out of memory, a power cut) runs no handler, so its temporary file
+stays. Every temporary name therefore carries its writer, ``.<name>.pid<pid>@<host>.<random>.tmp<suffix>``
+(:func:`writer_tag`), and :func:`remove_orphaned_temps` removes those whose writer is gone from this host:
+a stage that recomputes sweeps its folders first (:meth:`agrec.run.rundir.RunDir.invalidate`). A temporary
+file of a live process, or of another host sharing the folder, is never touched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from agrec.errors import AgrecError
 
 
@@ -28,7 +37,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     path.parent.mkdir(parents=True, exist_ok=True)
     # keep the real suffix last: writers such as savefig infer the format from it
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=suffix if suffix is not None else ".tmp" + path.suffix, dir=path.parent
+        prefix=temp_prefix(path.name), suffix=suffix if suffix is not None else ".tmp" + path.suffix, dir=path.parent
     )
     os.close(fd)
     tmp_path = Path(tmp)
@@ -92,11 +101,12 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=path.parent))
     try:
         yield tmp
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
+            # a temporary name too: a kill between the two renames leaves it to the orphan sweep
+            old = path.with_name(f"{temp_prefix(path.name)}old.tmp")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
             os.replace(tmp, path)
@@ -106,6 +116,88 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# -- temporary names and the leftovers of killed writers ---------------------------------------------------
+# The host is hashed: a host name may hold dots, and only equality matters (a pid says nothing on another host).
+_HOST = hashlib.sha256(socket.gethostname().encode("utf-8")).hexdigest()[:8]
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.pid(?P<pid>[0-9]+)@(?P<host>[0-9a-f]{8})\.(?:.*\.)?tmp(?:\..*)?$")
+
+
+def writer_tag() -> str:
+    """``pid<pid>@<host hash>``: the process writing a temporary file, as its name carries it."""
+    return f"pid{os.getpid()}@{_HOST}"
+
+
+def temp_prefix(name: str) -> str:
+    """The start of every temporary name this process uses for the artefact ``name``: ``.<name>.<writer>.``
+    (hidden, so that artefact listings skip it)."""
+    return f".{name}.{writer_tag()}."
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (someone else's process counts)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def orphan_writer(path: str | os.PathLike) -> int | None:
+    """The pid of the gone writer whose temporary file (or folder) ``path`` is, or None: not a temporary name of
+    ours, written on another host, or by a process that still exists (this one included)."""
+    m = _TEMP_NAME.match(Path(path).name)
+    if m is None or m["host"] != _HOST:
+        return None
+    pid = int(m["pid"])
+    return pid if pid != os.getpid() and not pid_alive(pid) else None
+
+
+def orphaned_temps(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """The temporary files and folders under ``folder`` (its direct entries, or every level with ``recursive``)
+    whose writer is gone, sorted. Symbolic links are neither followed nor reported."""
+    found: list[Path] = []
+    pending = [Path(folder)]
+    while pending:
+        try:
+            entries = sorted(os.scandir(pending.pop()), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for e in entries:
+            if e.is_symlink():
+                continue
+            if orphan_writer(e.path) is not None:
+                found.append(Path(e.path))
+            elif recursive and e.is_dir():
+                pending.append(Path(e.path))
+    return sorted(found)
+
+
+def remove_orphaned_temps(
+    folder: str | os.PathLike, recursive: bool = False, log: Callable[[str], None] | None = None
+) -> list[Path]:
+    """Remove :func:`orphaned_temps` of ``folder``; each is named in ``log`` with its size and writer. Returns
+    what was removed."""
+    removed = []
+    for p in orphaned_temps(folder, recursive):
+        pid = orphan_writer(p)
+        try:
+            size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+        except FileNotFoundError:  # removed meanwhile by another sweep
+            continue
+        removed.append(p)
+        if log is not None:
+            log(f"removed {p} ({size / 2**20:.1f} MiB): left by process {pid}, which is gone")
+    return removed
 
 
 def _json_default(obj: Any) -> Any:

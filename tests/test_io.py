@@ -97,3 +97,33 @@ def test_check_format_accepts_its_range_and_names_every_refusal(tmp_path):
     for bad in (True, "2", 0, 1.0, None):
         with pytest.raises(AgrecError, match=rf"gnn results format {re.escape(repr(bad))} is not a positive integer$"):
             check_format(p, bad, "gnn results", newest=3)
+
+
+def test_a_killed_writers_temporaries_carry_its_pid_and_only_they_are_swept(tmp_path, killed_writer):
+    from agrec.io import orphan_writer, orphaned_temps, remove_orphaned_temps, temp_prefix, writer_tag
+
+    (tmp_path / "table.csv").write_text("the previous version")
+    pid = killed_writer(tmp_path)
+    left = sorted(p for p in tmp_path.rglob(".*") if p.name.endswith((".tmp", ".tmp.csv")))
+    host = writer_tag().split("@")[1]
+    assert [p.parent for p in left] == [tmp_path, tmp_path / "ckpt"] and left[0].is_file() and left[1].is_dir()
+    assert all(p.name.startswith((f".epoch-1.pid{pid}@{host}.", f".table.csv.pid{pid}@{host}.")) for p in left)
+    assert [orphan_writer(p) for p in left] == [pid, pid]
+    # what the sweep must leave: a live writer's (this process), another host's, names that are not ours
+    own = tmp_path / f"{temp_prefix('a.csv')}x1y2z3w4.tmp.csv"
+    other_host = tmp_path / f".b.csv.pid{pid}@{'0' * 8 if host != '0' * 8 else '1' * 8}.x1y2z3w4.tmp.csv"
+    keep = [own, other_host, tmp_path / ".c.csv.x1y2z3w4.tmp.csv", tmp_path / f".notes.pid{pid}.txt"]
+    for p in keep:
+        p.write_text("x")
+    (tmp_path / "link").symlink_to(left[1].parent, target_is_directory=True)
+    assert orphaned_temps(tmp_path) == [left[0]]  # not recursive: the folder's own entries
+    assert orphaned_temps(tmp_path, recursive=True) == left
+    logs: list[str] = []
+    assert remove_orphaned_temps(tmp_path, recursive=True, log=logs.append) == left
+    assert not any(p.exists() for p in left) and all(p.exists() for p in keep)
+    assert (tmp_path / "table.csv").read_text() == "the previous version" and (tmp_path / "ckpt").is_dir()
+    assert logs == [
+        f"removed {left[0]} (0.0 MiB): left by process {pid}, which is gone",
+        f"removed {left[1]} (3.0 MiB): left by process {pid}, which is gone",
+    ]
+    assert remove_orphaned_temps(tmp_path, recursive=True) == []

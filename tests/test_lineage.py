@@ -12,6 +12,7 @@ from agrec.data.stage import prepare_data
 from agrec.errors import AgrecError
 from agrec import fingerprint as fingerprint_mod
 from agrec.fingerprint import FingerprintCache, sha256_file
+from agrec.io import orphaned_temps, writer_tag
 from agrec.run.lineage import pipeline_status, stage_status
 from agrec.run.rundir import RunDir, RunFolderError
 from agrec.semantic_ids.stage import prepare_semantic_ids
@@ -235,6 +236,26 @@ def test_read_only_run_folder_is_a_named_error(tmp_path, monkeypatch):
     with pytest.raises(RunFolderError, match=r"run/data is not writable \(permission denied\)"):
         run.invalidate("data")
     assert isinstance(RunFolderError("x"), AgrecError)
+
+
+def test_invalidating_a_stage_removes_what_killed_writers_left_in_its_folders_and_the_run_folder(
+    tmp_path, killed_writer
+):
+    run = RunDir(tmp_path / "run")
+    for stage in ("lm", "decode"):
+        (run.stage_dir(stage) / "model.bin").write_text("an artefact, resumable")
+    lm_pid = killed_writer(run.root / "lm")  # a checkpoint folder and a table, mid-write
+    decode_pid = killed_writer(run.root / "decode")
+    trash = run.root / f".gnn.pid{lm_pid}@{writer_tag().split('@')[1]}.discarded.tmp"  # a discard killed mid-delete
+    (trash / "sub").mkdir(parents=True)
+    logs: list[str] = []
+    removed = run.invalidate("lm", log=logs.append)
+    assert [p.relative_to(run.root).parts[:-1] for p in removed] == [(), ("lm",), ("lm", "ckpt")]
+    assert removed[0] == trash and all(f"left by process {lm_pid}, which is gone" in m for m in logs)
+    assert not run.record_path("lm").exists() and (run.root / "lm" / "model.bin").read_text() == "an artefact, resumable"
+    assert (run.root / "lm" / "ckpt").is_dir() and not any((run.root / "lm" / "ckpt").iterdir())
+    # another stage's leftovers wait for that stage to recompute
+    assert len(orphaned_temps(run.root / "decode", recursive=True)) == 2 and decode_pid != lm_pid
 
 
 def test_status_of_a_profile_without_runs(profile_path):

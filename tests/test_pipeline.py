@@ -8,6 +8,7 @@ import pytest
 
 from agrec.cli import main
 from agrec.errors import StageError
+from agrec.io import writer_tag
 from agrec.run.pipeline import run_pipeline
 
 from conftest import CI_PROFILE
@@ -176,8 +177,12 @@ def test_orphan_partials_are_the_temp_notebooks_of_gone_writers_of_that_output(t
 
     out = tmp_path / "04_finetune.ipynb"
     dead = _dead_pid()
+    host = writer_tag().split("@")[1]
     names = {
-        f".04_finetune.pid{dead}.k2j4_x9a.tmp.ipynb": True,        # its writer is gone
+        f".04_finetune.pid{dead}@{host}.k2j4_x9a.tmp.ipynb": True,  # its writer is gone
+        f".04_finetune.pid{dead}@{'0' * 8 if host != '0' * 8 else '1' * 8}.k2j4_x9a.tmp.ipynb": False,  # another host
+        f".04_finetune.{writer_tag()}.k2j4_x9a.tmp.ipynb": False,    # this process, alive
+        f".04_finetune.pid{dead}.k2j4_x9b.tmp.ipynb": True,         # before the host was recorded
         ".04_finetune.ilur4sm5.tmp.ipynb": True,                   # a version that did not record the pid
         f".04_finetune.pid{os.getpid()}.abcd1234.tmp.ipynb": False,  # a live writer
         f".05_decode.pid{dead}.abcd1234.tmp.ipynb": False,           # another stage's
@@ -193,13 +198,17 @@ def test_orphan_partials_are_the_temp_notebooks_of_gone_writers_of_that_output(t
 def test_a_killed_executions_partial_notebook_is_removed_by_the_next_and_named(toy_profile):
     rep = toy_profile.parent / "reports" / "Toy" / "toy"
     rep.mkdir(parents=True)
-    left = rep / f".01_data.pid{_dead_pid()}.q1w2e3r4.tmp.ipynb"
+    left = rep / f".01_data.pid{_dead_pid()}@{writer_tag().split('@')[1]}.q1w2e3r4.tmp.ipynb"
     left.write_text("{}")
+    figure = rep / "figures" / f".alpha.png.pid{_dead_pid()}@{writer_tag().split('@')[1]}.q1w2e3r4.tmp.png"
+    figure.parent.mkdir()
+    figure.write_bytes(b"half a figure")
     logs = []
     run_pipeline(toy_profile, log=logs.append)
     assert not left.exists() and (rep / "01_data.ipynb").is_file()
     assert f"    removed {left.name}: the partial notebook of an execution that was killed" in logs
     assert [p.name for p in rep.iterdir() if p.name.endswith(".tmp.ipynb")] == []
+    assert not figure.exists() and any(m.startswith(f"    removed {figure} (0.0 MiB): left by process") for m in logs)
 
 
 def _sleeping_notebooks(folder):

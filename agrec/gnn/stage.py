@@ -285,6 +285,8 @@ def run_gnn_stage(
     names = profile.gnn.stage_models()
     key = config_key(profile, STAGE)
     current = not force and run.is_current(STAGE, key, profile)
+    if not current:  # as every stage: no record while it recomputes, no leftovers of a killed run
+        run.invalidate(STAGE)
     models = {name: train_gnn(data, name, force=force, progress=progress) for name in names}
     if not current:
         run.mark_done(STAGE, key, profile, models={n: read_metrics(data, n) for n in names})

@@ -300,7 +300,7 @@ def train_lm(
     folder = run.stage_dir(STAGE)
     base_dir = _base_dir(session)
     if env.is_main:
-        run.invalidate(STAGE)
+        run.invalidate(STAGE, log=say)
     t_start = time.perf_counter()
 
     n_users = min(cfg.max_users or split.n_users, split.n_users)

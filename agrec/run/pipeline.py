@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from agrec.config import Profile, STAGE_NOTEBOOKS, load_profile
 from agrec.errors import AgrecError, ConfigError, StageError
-from agrec.io import atomic_path, atomic_write_json
+from agrec.io import atomic_path, atomic_write_json, orphan_writer, pid_alive, remove_orphaned_temps, temp_prefix
 from agrec.paths import safe_component, safe_join
 from agrec.progress import follow as follow_progress, kernel_ipc_config
 from agrec.run.provenance import library_versions
@@ -78,31 +78,25 @@ def _kernel_manager_class(kernel_log: Path | None, meter: StageMeter | None = No
 TMP_SUFFIX = ".tmp.ipynb"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
 def orphan_partials(output: Path) -> list[Path]:
     """The temporary notebooks of executions into ``output`` whose writer is gone.
 
-    A running execution writes ``.<stem>.pid<pid>.<random>.tmp.ipynb`` beside ``output`` and renames it at the end
-    (or removes it on an error or interrupt); only a killed process leaves one. Names without a pid come from
-    versions of agrec before it was recorded, whose executions are over.
+    A running execution writes ``.<stem>.pid<pid>@<host>.<random>.tmp.ipynb`` beside ``output``
+    (:func:`agrec.io.temp_prefix`) and renames it at the end (or removes it on an error or interrupt); only a
+    killed process leaves one. Older versions of agrec wrote ``pid<pid>`` without the host (taken as this one)
+    or no writer at all (their executions are over).
     """
     found = []
     for p in output.parent.glob(f".{output.stem}.*{TMP_SUFFIX}"):
-        middle = p.name[len(output.stem) + 2 : -len(TMP_SUFFIX)]  # "pid<pid>.<random>", or "<random>" before
+        middle = p.name[len(output.stem) + 2 : -len(TMP_SUFFIX)]  # "<writer>.<random>", or "<random>" before
         if "." not in middle:
             found.append(p)
             continue
         head = middle.split(".", 1)[0]
-        if head.startswith("pid") and head[3:].isdigit() and not _alive(int(head[3:])):
+        if "@" in head:
+            if orphan_writer(p) is not None:
+                found.append(p)
+        elif head.startswith("pid") and head[3:].isdigit() and not pid_alive(int(head[3:])):
             found.append(p)
     return sorted(found)
 
@@ -139,8 +133,10 @@ def execute_notebook(
         orphan.unlink(missing_ok=True)
         if log is not None:
             log(f"    removed {orphan.name}: the partial notebook of an execution that was killed")
-    # the writer's pid in the name tells a later execution whether that writer is still alive
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.stem}.pid{os.getpid()}.", suffix=TMP_SUFFIX, dir=output.parent)
+    # and whatever else killed writers left in the report folder (figures, tables, pages)
+    remove_orphaned_temps(output.parent, recursive=True, log=None if log is None else lambda m: log(f"    {m}"))
+    # the writer in the name tells a later execution whether that writer is still alive
+    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(output.stem), suffix=TMP_SUFFIX, dir=output.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     if progress_bar is None:  # papermill's cells bar would fight the inner progress line for the terminal
@@ -397,7 +393,7 @@ def _run_stages(
         if st is not None and not st.current and stage not in REPORT_ONLY:
             # The notebook must recompute, whatever its own quicker checks would conclude (e.g. an artefact
             # whose content changed under an unchanged mtime, found with --verify).
-            run.invalidate(stage)
+            run.invalidate(stage, log=lambda m: log(f"    {m}"))
         log(f"{tag}: {nb.name} ...")
         previous = report_outputs.outputs_of(meta)  # what the execution this one replaces wrote
         before = report_outputs.snapshot(profile.report_dir)

@@ -12,7 +12,8 @@ holding
 
 A stage is reused only when config hash, inputs and artefacts all match (:func:`agrec.run.lineage.stage_status`).
 The record is written last, so a crash mid-stage leaves no record and the stage reruns; a record that
-cannot be read is treated as absent.
+cannot be read is treated as absent. A stage about to recompute is invalidated first, which also removes the
+temporary files of writers that were killed (:func:`agrec.io.remove_orphaned_temps`).
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from agrec.errors import AgrecError
 from agrec.fingerprint import FingerprintCache, iter_files, sha256_json
-from agrec.io import atomic_write_json, check_format
-from agrec.run.lineage import source_digest, stage_inputs, stage_status
+from agrec.io import atomic_write_json, check_format, remove_orphaned_temps, temp_prefix
+from agrec.run.lineage import source_digest, stage_folders, stage_inputs, stage_status
 from agrec.run.provenance import library_versions
 
 if TYPE_CHECKING:
@@ -204,12 +205,18 @@ class RunDir:
             log(f"{stage}: recomputing: {'; '.join(st.reasons)}")
         return st.current
 
-    def invalidate(self, stage: str) -> None:
-        """Remove the stage's record (its artefacts stay and may be resumed from: a stale stage's checkpoints)."""
+    def invalidate(self, stage: str, log: Callable[[str], None] | None = print) -> list[Path]:
+        """Remove the stage's record (its artefacts stay and may be resumed from: a stale stage's checkpoints)
+        and the temporary files that killed writers left in its folders and in the run folder itself
+        (:func:`agrec.io.remove_orphaned_temps`, each named in ``log``). Returns those removed."""
         try:
             self.record_path(stage).unlink(missing_ok=True)
+            removed = remove_orphaned_temps(self.root, log=log)
+            for folder in stage_folders(stage):
+                removed += remove_orphaned_temps(self.root / folder, recursive=True, log=log)
         except OSError as e:
             raise writable_error(self.record_path(stage).parent, e) from None
+        return removed
 
     def discard(self, stage: str) -> None:
         """Remove everything the stage left in the run folder: record, artefacts, checkpoints (``--force``).
@@ -221,7 +228,7 @@ class RunDir:
         folder = self.root / stage
         if not folder.exists():
             return
-        trash = self.root / f".discarded-{stage}-{os.getpid()}"
+        trash = self.root / f"{temp_prefix(stage)}discarded.tmp"  # a kill mid-delete leaves it to the orphan sweep
         try:
             if trash.exists():
                 shutil.rmtree(trash)
