@@ -31,6 +31,9 @@ fresh models, each step counted with its fastest round. Real (non-padding) token
 step time.
 
     nice -n 19 python benchmarks/lm_train.py --packing --threads 2 --steps 100 --rounds 1
+
+Another dataset's shipped CPU profile is a case too (``--cases games:bucket games:bucket:b64`` times Games' LM
+at 32 and 64 samples per step, side by side), with ``--out`` naming where its results go.
 """
 
 from __future__ import annotations
@@ -210,7 +213,14 @@ lm:
 
 
 def _packing_profile(dataset: str, cache: Path) -> tuple[Path, dict]:
-    """The profile of ``dataset`` and its overrides (data and codes computed once under ``cache``)."""
+    """The profile of ``dataset`` and its overrides (data and codes computed once under ``cache``).
+    ``instruments``: the quick profile's plain tiny LM on Instruments; ``ml100k``: the quick profile; any other
+    name: that dataset's shipped CPU profile as it is (``configs/<name>-cpu.yaml``, e.g. Games' item-embedding LM)."""
+    if dataset not in ("ml100k", "instruments"):
+        path = ROOT / "configs" / f"{dataset}-cpu.yaml"
+        if not path.is_file():
+            raise SystemExit(f"--cases: no profile {path} for dataset {dataset!r}")
+        return path, {}
     if dataset == "ml100k":
         emb = cache / "embeddings"
         emb.mkdir(parents=True, exist_ok=True)
@@ -375,6 +385,12 @@ def run_packing(args) -> int:
                 ratios[f"{r['case']} / {base}"] = round(r["tokens_per_s"] / ref[base]["tokens_per_s"], 3)
                 ratios[f"{r['case']} / {base} (CPU time)"] = round(
                     r["tokens_per_cpu_s"] / ref[base]["tokens_per_cpu_s"], 3)
+    first = results[0]["case"]
+    if first not in ("instruments:pad", "ml100k:pad"):  # another dataset's cases: each against the first
+        for r in results[1:]:
+            ratios[f"{r['case']} / {first}"] = round(r["tokens_per_s"] / ref[first]["tokens_per_s"], 3)
+            cpu = r["tokens_per_cpu_s"] / ref[first]["tokens_per_cpu_s"]
+            ratios[f"{r['case']} / {first} (CPU time)"] = round(cpu, 3)
     command = "nice -n 19 python benchmarks/lm_train.py " + " ".join(sys.argv[1:])
     meta = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
             "torch": torch.__version__, "command": command, "steps": steps, "warmup": args.warmup, "rounds": rounds,
