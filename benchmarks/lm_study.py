@@ -96,6 +96,13 @@ POINTS: dict[str, dict[str, object]] = {
         "lm.epochs": 16,
         "lm.patience": 3,
     },
+    # the shipped Games LM with softened targets: does a regulariser on the output side help where the item
+    # vectors start to memorise after ~8 epochs?
+    "item embedding, item dropout 0.5, label smoothing 0.1": {
+        "lm.tiny.item_embedding": True,
+        "lm.tiny.item_dropout": 0.5,
+        "lm.label_smoothing": 0.1,
+    },
     "wide 4 x 256, dropout 0.1, epochs 16": {
         "lm.tiny.hidden_size": 256,
         "lm.tiny.intermediate_size": 1024,
