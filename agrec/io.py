@@ -158,10 +158,9 @@ def orphan_writer(path: str | os.PathLike) -> int | None:
     return pid if pid != os.getpid() and not pid_alive(pid) else None
 
 
-def orphaned_temps(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
-    """The temporary files and folders under ``folder`` (its direct entries, or every level with ``recursive``)
-    whose writer is gone, sorted. Symbolic links are neither followed nor reported."""
-    found: list[Path] = []
+def _orphans(folder: str | os.PathLike, recursive: bool) -> list[tuple[Path, int]]:
+    """(path, gone writer's pid) of :func:`orphaned_temps`, sorted by path: each name's writer is checked once."""
+    found: list[tuple[Path, int]] = []
     pending = [Path(folder)]
     while pending:
         try:
@@ -171,11 +170,18 @@ def orphaned_temps(folder: str | os.PathLike, recursive: bool = False) -> list[P
         for e in entries:
             if e.is_symlink():
                 continue
-            if orphan_writer(e.path) is not None:
-                found.append(Path(e.path))
+            pid = orphan_writer(e.path)
+            if pid is not None:
+                found.append((Path(e.path), pid))
             elif recursive and e.is_dir():
                 pending.append(Path(e.path))
     return sorted(found)
+
+
+def orphaned_temps(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """The temporary files and folders under ``folder`` (its direct entries, or every level with ``recursive``)
+    whose writer is gone, sorted. Symbolic links are neither followed nor reported."""
+    return [p for p, _ in _orphans(folder, recursive)]
 
 
 def remove_orphaned_temps(
@@ -184,8 +190,7 @@ def remove_orphaned_temps(
     """Remove :func:`orphaned_temps` of ``folder``; each is named in ``log`` with its size and writer. Returns
     what was removed."""
     removed = []
-    for p in orphaned_temps(folder, recursive):
-        pid = orphan_writer(p)
+    for p, pid in _orphans(folder, recursive):
         try:
             size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
             if p.is_dir():

@@ -378,19 +378,15 @@ def run_packing(args) -> int:
     cases = args.cases if args.cases != DEFAULT_CASES else PACKING_CASES
     results = run_packing_cases(cases, args.threads, steps, args.warmup, rounds, cache)
     ref = {r["case"]: r for r in results}
+    # each case against the two standard references, and against the first case (another dataset's cases)
+    bases = [b for b in dict.fromkeys(("instruments:pad", "ml100k:pad", results[0]["case"])) if b in ref]
     ratios = {}
     for r in results:
-        for base in ("instruments:pad", "ml100k:pad"):
-            if base in ref and r["case"] != base:
+        for base in bases:
+            if r["case"] != base:
                 ratios[f"{r['case']} / {base}"] = round(r["tokens_per_s"] / ref[base]["tokens_per_s"], 3)
                 ratios[f"{r['case']} / {base} (CPU time)"] = round(
                     r["tokens_per_cpu_s"] / ref[base]["tokens_per_cpu_s"], 3)
-    first = results[0]["case"]
-    if first not in ("instruments:pad", "ml100k:pad"):  # another dataset's cases: each against the first
-        for r in results[1:]:
-            ratios[f"{r['case']} / {first}"] = round(r["tokens_per_s"] / ref[first]["tokens_per_s"], 3)
-            cpu = r["tokens_per_cpu_s"] / ref[first]["tokens_per_cpu_s"]
-            ratios[f"{r['case']} / {first} (CPU time)"] = round(cpu, 3)
     command = "nice -n 19 python benchmarks/lm_train.py " + " ".join(sys.argv[1:])
     meta = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
             "torch": torch.__version__, "command": command, "steps": steps, "warmup": args.warmup, "rounds": rounds,

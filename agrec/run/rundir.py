@@ -245,7 +245,7 @@ def ensure_writable(folder: Path) -> None:
     """
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".agrec-write-test-{os.getpid()}"
+        probe = folder / f"{temp_prefix('agrec-write-test')}tmp"  # a kill in between leaves it to the orphan sweep
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
