@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="rehash every artefact (default: sizes, and hashes of files whose modification time changed)",
     )
+    cl = sub.add_parser(
+        "clean", help="remove what killed writers left (temporary files and folders) in the run and report folders"
+    )
+    cl.add_argument("--config", required=True, help="YAML profile")
+    add_set_option(cl, "override a profile key (repeatable)")
+    cl.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
     sw = sub.add_parser("sweep", help="run one stage's notebook over a parameter grid into reports/…/sweeps/<stage>/")
     sw.add_argument("--config", required=True, help="YAML profile")
     sw.add_argument("--stage", required=True, help="the stage whose notebook is swept, e.g. decode")
@@ -225,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
             for r in results:
                 print(r.line())
             return 0 if all(r.current for r in results) else 1
+        elif args.command == "clean":
+            from agrec.run.clean import clean
+
+            clean(args.config, overrides=parse_sets(args.sets), dry_run=args.dry_run)
         elif args.command == "sweep":
             from agrec.run.pipeline import run_sweep
 

@@ -185,15 +185,20 @@ def orphaned_temps(folder: str | os.PathLike, recursive: bool = False) -> list[P
 
 
 def remove_orphaned_temps(
-    folder: str | os.PathLike, recursive: bool = False, log: Callable[[str], None] | None = None
+    folder: str | os.PathLike,
+    recursive: bool = False,
+    log: Callable[[str], None] | None = None,
+    dry_run: bool = False,
 ) -> list[Path]:
     """Remove :func:`orphaned_temps` of ``folder``; each is named in ``log`` with its size and writer. Returns
-    what was removed."""
+    what was removed (with ``dry_run``: what would be, and nothing is removed)."""
     removed = []
     for p, pid in _orphans(folder, recursive):
         try:
             size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
-            if p.is_dir():
+            if dry_run:
+                pass
+            elif p.is_dir():
                 shutil.rmtree(p)
             else:
                 p.unlink()
@@ -201,7 +206,8 @@ def remove_orphaned_temps(
             continue
         removed.append(p)
         if log is not None:
-            log(f"removed {p} ({size / 2**20:.1f} MiB): left by process {pid}, which is gone")
+            verb = "would remove" if dry_run else "removed"
+            log(f"{verb} {p} ({size / 2**20:.1f} MiB): left by process {pid}, which is gone")
     return removed
 
 
