@@ -196,12 +196,11 @@ def remove_orphaned_temps(
     for p, pid in _orphans(folder, recursive):
         try:
             size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
-            if dry_run:
-                pass
-            elif p.is_dir():
-                shutil.rmtree(p)
-            else:
-                p.unlink()
+            if not dry_run:
+                if p.is_dir():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
         except FileNotFoundError:  # removed meanwhile by another sweep
             continue
         removed.append(p)

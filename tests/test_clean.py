@@ -55,3 +55,16 @@ def test_clean_of_a_profile_that_never_ran_removes_nothing_and_creates_nothing(t
     assert main(["clean", "--config", str(CI_PROFILE), *sets]) == 0
     assert capsys.readouterr().out.startswith("agrec clean: removed 0 temporaries")
     assert list(Path(tmp_path).iterdir()) == []
+
+
+def test_a_report_folder_inside_the_run_folder_is_swept_once(tmp_path, killed_writer, capsys):
+    runs, reports = tmp_path / "runs", tmp_path / "runs" / "ml-100k" / "ci" / "rep"  # inside the CI profile's run
+    sets = ["--set", f"pipeline.runs_dir={runs}", "--set", f"pipeline.reports_dir={reports}"]
+    profile = load_profile(CI_PROFILE, {"pipeline.runs_dir": str(runs), "pipeline.reports_dir": str(reports)})
+    run, report = profile.run_dir, profile.report_dir
+    assert report.is_relative_to(run)
+    pid = killed_writer(report / "figures")
+    assert main(["clean", "--config", str(CI_PROFILE), "--dry-run", *sets]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 3 and all(f"left by process {pid}, which is gone" in line for line in out[:2])
+    assert out[-1] == f"agrec clean: would remove 2 temporaries of writers that are gone under {run}"

@@ -29,10 +29,12 @@ def clean(
     folder (``<runs_dir>/<dataset>/<name>[/<pipeline.variant>]``, the same under ``reports_dir``; without a variant
     its variants, e.g. ``seeds/<seed>``, are sub-folders and are swept too). Returns what was (would be) removed."""
     profile = load_profile(config_path, overrides)
-    folders = list(dict.fromkeys((profile.run_dir, profile.report_dir)))
+    both = list(dict.fromkeys((profile.run_dir, profile.report_dir)))
+    # a folder inside the other (reports_dir under the run folder) is swept with it, so nothing is listed twice
+    folders = [f for f in both if not any(g != f and f.is_relative_to(g) for g in both)]
     found: list[Path] = []
     for folder in folders:
-        found += [p for p in remove_orphaned_temps(folder, recursive=True, log=log, dry_run=dry_run) if p not in found]
+        found += remove_orphaned_temps(folder, recursive=True, log=log, dry_run=dry_run)
     n = len(found)
     what = f"{n} temporar{'y' if n == 1 else 'ies'} of writers that are gone"
     log(f"agrec clean: {'would remove' if dry_run else 'removed'} {what} under {' and '.join(map(str, folders))}")
