@@ -111,6 +111,14 @@ POINTS: dict[str, dict[str, object]] = {
         "lm.tiny.item_dropout": 0.5,
         "lm.weight_decay": 0.1,
     },
+    # the shipped Games LM with a dense next-item term beside the codes' NLL (agrec/lm/loss.py): the final hidden
+    # state scores all items against the (tied) item vectors, SASRec's full-softmax objective as a training signal;
+    # the LM still recommends by generating codes. + one [positions x items] product per step, no new parameters
+    "item embedding, item dropout 0.5, item loss 1": {
+        "lm.tiny.item_embedding": True,
+        "lm.tiny.item_dropout": 0.5,
+        "lm.tiny.item_loss": 1.0,
+    },
     "wide 4 x 256, dropout 0.1, epochs 16": {
         "lm.tiny.hidden_size": 256,
         "lm.tiny.intermediate_size": 1024,

@@ -34,11 +34,14 @@ class TinyLlamaConfig:
     # while training (GPT-2's embd_pdrop/resid_pdrop; TIGER trains its 4 x 128 transformer with 0.1): Llama has none
     dropout: float = neutral(0.0)
     # a learned vector per item added at the last code token of each item in the input (agrec/lm/item_embedding.py,
-    # issue 20: sample efficiency); it is never an output, so the decoder's vocabulary stays the code tokens
+    # issue 20: sample efficiency); the decoder never outputs it: its vocabulary stays the code tokens
     item_embedding: bool = neutral(False)
     # training only: each position's item vector is left out with this probability (inverted dropout), so the LM
     # cannot lean on memorised item identities alone (the plain item embedding overfits on Instruments)
     item_dropout: float = neutral(0.0)
+    # training only: weight of a dense next-item cross-entropy over all items, scored by the final hidden state
+    # against the item vectors above (tied), beside the codes' NLL (agrec/lm/loss.py); 0 = the codes alone
+    item_loss: float = neutral(0.0)
     rope_theta: float = 10000.0  # rotary position embedding base (Llama's default)
 
     def __post_init__(self) -> None:
@@ -50,6 +53,10 @@ class TinyLlamaConfig:
                 raise ConfigError(f"lm.tiny.{k} must be > 0, got {getattr(self, k)}")
         if self.item_dropout and not self.item_embedding:
             raise ConfigError(f"lm.tiny.item_dropout ({self.item_dropout}) needs lm.tiny.item_embedding: true")
+        if self.item_loss < 0:
+            raise ConfigError(f"lm.tiny.item_loss must be >= 0, got {self.item_loss}")
+        if self.item_loss and not self.item_embedding:
+            raise ConfigError(f"lm.tiny.item_loss ({self.item_loss}) needs lm.tiny.item_embedding: true")
         if self.hidden_size % self.num_heads:
             raise ConfigError(
                 f"lm.tiny.hidden_size ({self.hidden_size}) must be divisible by lm.tiny.num_heads ({self.num_heads})"

@@ -29,6 +29,7 @@ from agrec.errors import AgrecError
 
 ITEM_EMBEDDING_FILE = "item_embedding.safetensors"
 PARAM = "item_weight"  # the parameter's name on the input-embedding module
+INDEXER = "item_indexer"  # the attribute holding its ItemIndexer (the item loss reads items from token ids too)
 
 
 class ItemIndexer:
@@ -122,6 +123,7 @@ def add_item_embedding(
         torch.zeros(indexer.n_items, int(tokens.shape[1]), dtype=tokens.dtype, device=tokens.device)
     )
     embed.register_parameter(PARAM, weight)
+    setattr(embed, INDEXER, indexer)
 
     def hook(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
         idx = indexer(args[0])
@@ -138,6 +140,11 @@ def add_item_embedding(
 def item_embedding(model: torch.nn.Module) -> torch.nn.Parameter | None:
     """The model's item-embedding parameter, or None if it has none."""
     return getattr(_input_embeddings(model), PARAM, None)
+
+
+def item_indexer(model: torch.nn.Module) -> ItemIndexer | None:
+    """The :class:`ItemIndexer` of the model's item embedding, or None if it has none."""
+    return getattr(_input_embeddings(model), INDEXER, None)
 
 
 def _input_embeddings(model: torch.nn.Module) -> torch.nn.Module:

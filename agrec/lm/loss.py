@@ -8,6 +8,13 @@ model's own forward.
 
 Packed micro-batches (``lm.batching: pack``) pass ``position_ids`` and ``segment_ids``; the block-diagonal
 causal mask is built here, in the form the model's attention takes (:mod:`agrec.lm.batching`).
+
+``lm.tiny.item_loss`` (weight λ > 0, with ``lm.tiny.item_embedding``) adds a dense next-item objective beside the
+generative one, the hybrid training of generative and dense retrieval (e.g. LIGER, Yang et al. 2024): at each
+position right before a supervised item's first code, the final hidden state scores *every* item by a dot
+product with the item vectors the input already uses (tied, as SASRec ties its input and output item
+embeddings), and the loss adds λ times the cross-entropy of the item that follows. It is a training signal
+only: the LM still recommends by generating codes, and the validation loss stays the codes' NLL.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from torch import nn
 
 from agrec.lm.batching import attn_implementation, block_causal_mask
 from agrec.lm.finetune import unwrap
+from agrec.lm.item_embedding import item_embedding, item_indexer
 from agrec.lm.prompts import IGNORE
 
 # *ForCausalLM classes whose logits are exactly lm_head(final hidden state).
@@ -42,7 +50,7 @@ class SupervisedNLL(nn.Module):
     that go through the wrapped module's ``forward``.
     """
 
-    def __init__(self, model: nn.Module, label_smoothing: float = 0.0):
+    def __init__(self, model: nn.Module, label_smoothing: float = 0.0, item_loss: float = 0.0):
         super().__init__()
         self.model = model
         # lm.label_smoothing: the training loss spreads this much of each target's mass uniformly over the
@@ -50,6 +58,34 @@ class SupervisedNLL(nn.Module):
         self.label_smoothing = label_smoothing
         base = unwrap(model)
         self.fast = type(base).__name__ in PLAIN_HEAD_ARCHS and hasattr(base, "model")
+        # lm.tiny.item_loss: the weight of the dense next-item term (module docstring); 0 = codes only
+        if item_loss < 0:
+            raise ValueError(f"item_loss must be >= 0, got {item_loss}")
+        self.item_loss = float(item_loss)
+        if self.item_loss and (item_embedding(base) is None or not self.fast):
+            raise ValueError(
+                f"item_loss needs a {'/'.join(sorted(PLAIN_HEAD_ARCHS))} with an item embedding "
+                f"(lm.tiny.item_embedding), got {type(base).__name__}"
+                + ("" if item_embedding(base) is None else " (not a plain-head architecture)")
+            )
+
+    def _hidden(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        segment_ids: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The final hidden states ``[B, T, H]`` of a plain-head model (after its last norm: what the LM head
+        reads)."""
+        extra = {}
+        if segment_ids is not None:
+            attention_mask = block_causal_mask(segment_ids, attn_implementation(self.model))
+            extra["position_ids"] = position_ids
+        base = unwrap(self.model)
+        return base.model(
+            input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra
+        ).last_hidden_state
 
     def supervised_logits(
         self,
@@ -74,20 +110,38 @@ class SupervisedNLL(nn.Module):
         """
         targets = labels[:, 1:]
         keep = targets != IGNORE
+        if self.fast:
+            hidden = self._hidden(input_ids, attention_mask, position_ids, segment_ids)
+            return unwrap(self.model).get_output_embeddings()(hidden[:, :-1][keep]), targets[keep]
         extra = {}
         if segment_ids is not None:
             attention_mask = block_causal_mask(segment_ids, attn_implementation(self.model))
             extra["position_ids"] = position_ids
-        if self.fast:
-            base = unwrap(self.model)
-            hidden = base.model(
-                input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra
-            ).last_hidden_state
-            logits = base.get_output_embeddings()(hidden[:, :-1][keep])
-        else:
-            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra).logits
-            logits = logits[:, :-1][keep]
-        return logits, targets[keep]
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra).logits
+        return logits[:, :-1][keep], targets[keep]
+
+    def next_item_targets(
+        self, input_ids: torch.Tensor, labels: torch.Tensor, segment_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``[B, T]``: at each position ``t`` right before a supervised item (tokens ``t+1 .. t+L`` are one item's
+        ``L`` codes in level order, all supervised, and in ``t``'s segment of a packed row), that item's index;
+        -1 elsewhere. These are the positions and targets of the dense next-item term."""
+        indexer = item_indexer(unwrap(self.model))
+        if indexer is None:
+            raise ValueError("next_item_targets needs a model with an item embedding")
+        B, T = input_ids.shape
+        L = indexer.n_levels
+        out = torch.full((B, T), -1, dtype=torch.long, device=input_ids.device)
+        if T <= L:
+            return out
+        nxt = indexer(input_ids)[:, L:]  # the item whose last code is at t + L
+        ok = nxt >= 0
+        for k in range(1, L + 1):
+            ok = ok & (labels[:, k : T - L + k] != IGNORE)
+        if segment_ids is not None:
+            ok = ok & (segment_ids[:, : T - L] == segment_ids[:, L:])
+        out[:, : T - L] = torch.where(ok, nxt, torch.full_like(nxt, -1))
+        return out
 
     def forward(
         self,
@@ -98,6 +152,21 @@ class SupervisedNLL(nn.Module):
         segment_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Summed NLL (a scalar, fp32) of the supervised tokens of the batch (padded or packed); with
-        ``label_smoothing`` ε, the summed ``(1 - ε)·NLL + ε·mean over the vocabulary of -log p``."""
-        logits, targets = self.supervised_logits(input_ids, attention_mask, labels, position_ids, segment_ids)
-        return F.cross_entropy(logits.float(), targets, reduction="sum", label_smoothing=self.label_smoothing)
+        ``label_smoothing`` ε, the summed ``(1 - ε)·NLL + ε·mean over the vocabulary of -log p``; with
+        ``item_loss`` λ, plus λ times the summed cross-entropy of each supervised item over all items
+        (:meth:`next_item_targets`)."""
+        if not self.item_loss:
+            logits, targets = self.supervised_logits(input_ids, attention_mask, labels, position_ids, segment_ids)
+            return F.cross_entropy(logits.float(), targets, reduction="sum", label_smoothing=self.label_smoothing)
+        base = unwrap(self.model)
+        hidden = self._hidden(input_ids, attention_mask, position_ids, segment_ids)
+        targets = labels[:, 1:]
+        keep = targets != IGNORE
+        logits = base.get_output_embeddings()(hidden[:, :-1][keep])
+        loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum", label_smoothing=self.label_smoothing)
+        items = self.next_item_targets(input_ids, labels, segment_ids)
+        at = items >= 0
+        weight = item_embedding(base)
+        assert weight is not None  # checked in __init__
+        item_logits = hidden[at] @ weight.T  # [N_items_supervised, n_items]
+        return loss + self.item_loss * F.cross_entropy(item_logits.float(), items[at], reduction="sum")
