@@ -64,9 +64,9 @@ class SupervisedNLL(nn.Module):
         self.item_loss = float(item_loss)
         if self.item_loss and (item_embedding(base) is None or not self.fast):
             raise ValueError(
-                f"item_loss needs a {'/'.join(sorted(PLAIN_HEAD_ARCHS))} with an item embedding "
-                f"(lm.tiny.item_embedding), got {type(base).__name__}"
-                + ("" if item_embedding(base) is None else " (not a plain-head architecture)")
+                f"item_loss needs a plain-head causal LM ({', '.join(sorted(PLAIN_HEAD_ARCHS))}) with an item "
+                f"embedding (lm.tiny.item_embedding), got {type(base).__name__}"
+                f"{'' if item_embedding(base) is None else ' (an item embedding, but not a plain head)'}"
             )
 
     def _hidden(
@@ -112,13 +112,17 @@ class SupervisedNLL(nn.Module):
         keep = targets != IGNORE
         if self.fast:
             hidden = self._hidden(input_ids, attention_mask, position_ids, segment_ids)
-            return unwrap(self.model).get_output_embeddings()(hidden[:, :-1][keep]), targets[keep]
+            return self._head(hidden[:, :-1][keep]), targets[keep]
         extra = {}
         if segment_ids is not None:
             attention_mask = block_causal_mask(segment_ids, attn_implementation(self.model))
             extra["position_ids"] = position_ids
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra).logits
         return logits[:, :-1][keep], targets[keep]
+
+    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The plain LM head on hidden states ``[N, H]`` -> code logits ``[N, V]``."""
+        return unwrap(self.model).get_output_embeddings()(hidden)
 
     def next_item_targets(
         self, input_ids: torch.Tensor, labels: torch.Tensor, segment_ids: torch.Tensor | None = None
@@ -158,15 +162,14 @@ class SupervisedNLL(nn.Module):
         if not self.item_loss:
             logits, targets = self.supervised_logits(input_ids, attention_mask, labels, position_ids, segment_ids)
             return F.cross_entropy(logits.float(), targets, reduction="sum", label_smoothing=self.label_smoothing)
-        base = unwrap(self.model)
         hidden = self._hidden(input_ids, attention_mask, position_ids, segment_ids)
         targets = labels[:, 1:]
         keep = targets != IGNORE
-        logits = base.get_output_embeddings()(hidden[:, :-1][keep])
+        logits = self._head(hidden[:, :-1][keep])
         loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum", label_smoothing=self.label_smoothing)
         items = self.next_item_targets(input_ids, labels, segment_ids)
         at = items >= 0
-        weight = item_embedding(base)
+        weight = item_embedding(unwrap(self.model))
         assert weight is not None  # checked in __init__
         item_logits = hidden[at] @ weight.T  # [N_items_supervised, n_items]
         return loss + self.item_loss * F.cross_entropy(item_logits.float(), items[at], reduction="sum")
