@@ -126,6 +126,14 @@ class Profile:
         if not 0 <= self.seed < 2**32:  # NumPy's range: checked here, not in the data notebook's numpy call
             raise ConfigError(f"seed must be in [0, 2**32) (NumPy's seed range), got {self.seed}")
         parse_variants(self.evaluation, self.decode)  # every grid point of every decode variant is valid
+        ev = self.evaluation
+        if "lm" in (ev.scorer, *ev.scorers) and not (self.lm.is_tiny and self.lm.tiny.item_loss > 0):
+            # the item vectors are an output (a head) only when the item loss trains them as one
+            raise ConfigError(
+                "evaluation.scorers: 'lm' (the LM's own item head) needs lm.backbone 'tiny' with "
+                f"lm.tiny.item_embedding and lm.tiny.item_loss > 0, got backbone {self.lm.backbone!r}, "
+                f"item_loss {self.lm.tiny.item_loss}"
+            )
 
     # -- paths -------------------------------------------------------------------------------
     def _resolve(self, p: str) -> Path:

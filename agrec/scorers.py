@@ -12,7 +12,8 @@ decode stage masks train items for valid, train + validation items for test).
 :func:`load_scorer` resolves a name: a GNN (``lightgcn``, ``sgl``, ``xsimgcl``) becomes a
 :class:`GNNScorer` over the gnn stage's model — the training-split model for ``"valid"``, the test-time
 model of ``gnn.train.test_graph`` for ``"test"``; ``"sasrec"`` is trained (or reused) by
-``agrec.baselines.stage.train_sasrec``, imported only when asked for.
+``agrec.baselines.stage.train_sasrec``, imported only when asked for. ``"lm"``, the LM's own item head
+(:class:`agrec.lm.item_scorer.LMItemScorer`), is built by the decode stage from the LM it decodes with.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 TARGETS: tuple[str, ...] = ("valid", "test")
 __all__ = ["SCORERS", "TARGETS", "TopNScorer", "GNNScorer", "load_scorer", "only_row", "agrec_row"]
 # Display names in row labels ("SASRec only"); GNN rows keep their historical form "GNN only (<name>)".
-DISPLAY: dict[str, str] = {"sasrec": "SASRec"}
+DISPLAY: dict[str, str] = {"sasrec": "SASRec", "lm": "LM items"}
 
 
 @runtime_checkable
@@ -92,6 +93,11 @@ def load_scorer(data: RunData, name: str) -> TopNScorer:
         from agrec.baselines.stage import train_sasrec  # the sasrec branch; imported only when used
 
         return train_sasrec(data)
+    if name == "lm":
+        raise ConfigError(
+            "scorer 'lm' is the LM's own item head: the decode stage builds it from its trained LM "
+            "(agrec.lm.item_scorer.LMItemScorer), load_scorer cannot"
+        )
     raise ConfigError(f"unknown scorer {name!r}; known: {list(SCORERS)}")
 
 

@@ -12,7 +12,8 @@ from agrec.errors import ConfigError
 from agrec.gnn.config import GNN_MODELS
 
 # Top-n scorers that can drive the FSM (agrec/scorers.py): the gnn stage's GNNs and SASRec (agrec/baselines).
-SCORERS: tuple[str, ...] = (*GNN_MODELS, "sasrec")
+# "lm": the LM's own item head (agrec/lm/item_scorer.py; needs lm.tiny.item_loss), built by the decode stage
+SCORERS: tuple[str, ...] = (*GNN_MODELS, "sasrec", "lm")
 # Keys of earlier versions, with the key that replaced them (profile loading names the new key).
 DEFAULT_FUSION_WEIGHTS = (0.25, 0.5, 0.75)
 RENAMED_KEYS: dict[str, str] = {
@@ -156,7 +157,8 @@ class EvalConfig:
     select_metric: str = "NDCG@10"
     ks: list[int] = field(default_factory=lambda: [5, 10])  # cut-offs of HR@K / NDCG@K in every table
     scorer: str = "lightgcn"  # the scorer of the main AGRec row and of the α curve
-    scorers: list[str] = field(default_factory=lambda: ["lightgcn", "sgl", "xsimgcl"])  # rows per scorer
+    # rows per scorer: a GNN, "sasrec", or "lm" (the LM's own item head, needs lm.tiny.item_loss > 0)
+    scorers: list[str] = field(default_factory=lambda: ["lightgcn", "sgl", "xsimgcl"])
     released_code_variants: bool = True  # rows with mix="logit" and state="last_token" at the main row's α
     exclude_history: bool = True  # False keeps history items (repeat consumption, e.g. Yelp)
     max_users: int | None = None  # evaluate the first N users only (CI); None = all
