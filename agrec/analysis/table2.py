@@ -374,6 +374,12 @@ def ours_rows(run: RunRows) -> list[tuple[str, str]]:
     ]
     if s != "sasrec":
         want.append(("AGRec (sasrec)", "ours: AGRec (SASRec)"))
+    # every other scorer of the run (another GNN, the LM's own item head "lm"): its own row, then its AGRec row
+    listed = {name for name, _ in want}
+    for name in run.rows:
+        other = name[len("AGRec (") : -1] if name.startswith("AGRec (") else ""
+        if other and "+" not in other and other != "selected" and name not in listed:
+            want += [(only_row(other), f"ours: {_display(other)} alone"), (name, f"ours: AGRec ({_display(other)})")]
     # steered by two fused scorers
     want += [
         (name, f"ours: AGRec ({' + '.join(_display(x) for x in name[7:-1].split('+'))})")
@@ -388,7 +394,9 @@ def ours_rows(run: RunRows) -> list[tuple[str, str]]:
 
 
 def _display(name: str) -> str:
-    return {"lightgcn": "LightGCN", "sgl": "SGL", "xsimgcl": "XSimGCL", "sasrec": "SASRec"}.get(name, name)
+    return {"lightgcn": "LightGCN", "sgl": "SGL", "xsimgcl": "XSimGCL", "sasrec": "SASRec", "lm": "LM items"}.get(
+        name, name
+    )
 
 
 def part_rows(run: RunRows, name: str) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -366,3 +367,20 @@ def test_a_profile_that_keeps_history_items_gets_its_protocol_note(tmp_path):
     assert md.count("- ours, Yelp: history items are **not** excluded (evaluation.exclude_history: false") == 1
     assert "- ours, Instruments:" not in md
     assert "with each user's history excluded (unless a note below names the dataset)" in md
+
+
+def test_every_scorer_of_a_run_gets_its_own_row_and_its_agrec_row_in_table_order():
+    from agrec.analysis.table2 import RunRows, ours_rows, part_rows
+
+    names = ["w/o Graph", "GNN only (lightgcn)", "SASRec only", "LM items only", "AGRec (lightgcn)", "AGRec (sasrec)",
+             "AGRec (lm)", "AGRec (lightgcn+sasrec)", "AGRec (selected)"]
+    run = RunRows(dataset="D", profile="p", folder=Path("."), rows={n: {"NDCG@10": 0.1} for n in names},
+                  p_values={}, chosen={}, n_users=1, scorer="lightgcn")
+    assert ours_rows(run) == [
+        ("w/o Graph", "ours: LM alone (w/o Graph)"), ("GNN only (lightgcn)", "ours: LightGCN alone"),
+        ("SASRec only", "ours: SASRec (full-softmax CE)"), ("AGRec (lightgcn)", "ours: AGRec (LightGCN)"),
+        ("AGRec (sasrec)", "ours: AGRec (SASRec)"), ("LM items only", "ours: LM items alone"),
+        ("AGRec (lm)", "ours: AGRec (LM items)"), ("AGRec (lightgcn+sasrec)", "ours: AGRec (LightGCN + SASRec)"),
+        ("AGRec (selected)", "ours: AGRec (selected)"),
+    ]
+    assert part_rows(run, "AGRec (lm)") == {"LM": "w/o Graph", "scorer": "LM items only"}
