@@ -179,6 +179,7 @@ def shared(args) -> dict:
     if args.config:
         from agrec.data.stage import prepare_data
         from agrec.decode import ItemTrie
+        from agrec.lm.item_scorer import LMItemScorer
         from agrec.lm.stage import train_lm
         from agrec.data.stage import load_run_data
         from agrec.scorers import load_scorer
@@ -190,7 +191,10 @@ def shared(args) -> dict:
         bundle = train_lm(session)  # the run's LM: reused when current, trained here otherwise
         model, trie, prompt = bundle.model, ItemTrie.build(bundle.item_token_ids), bundle.prompt_ids
         data = load_run_data(session)
-        scorers = {name: load_scorer(data, name) for name in (args.scorers or [session.profile.evaluation.scorer])}
+        scorers = {  # "lm", the LM's own item head, is built from the LM, as the decode stage does
+            name: LMItemScorer(model, split, prompt, bundle.pad_token_id) if name == "lm" else load_scorer(data, name)
+            for name in (args.scorers or [session.profile.evaluation.scorer])
+        }
         seed = session.profile.seed
     else:
         torch.set_num_threads(args.threads)

@@ -368,7 +368,7 @@ def ours_rows(run: RunRows) -> list[tuple[str, str]]:
     s = run.scorer
     want = [
         ("w/o Graph", "ours: LM alone (w/o Graph)"),
-        (f"GNN only ({s})", f"ours: {_display(s)} alone"),
+        (only_row(s), f"ours: {_display(s)} alone"),
         ("SASRec only", "ours: SASRec (full-softmax CE)"),
         (f"AGRec ({s})", f"ours: AGRec ({_display(s)})"),
     ]

@@ -139,8 +139,9 @@ class EvalConfig:
     α, α = 1, the scorer and variant rows, and the whole grid of the selected row for its selection regret), so
     the α curve has test metrics only at those points.
 
-    ``scorer`` is the top-n scorer (a GNN or ``sasrec``, see :mod:`agrec.scorers`) of the main AGRec row and of
-    the analysis; every name in ``scorers`` gets its own-ranking row (``GNN only (<gnn>)`` / ``SASRec only``) and
+    ``scorer`` is the top-n scorer (a GNN, ``sasrec`` or ``lm``, see :mod:`agrec.scorers`) of the main AGRec row
+    and of the analysis; every name in ``scorers`` gets its own-ranking row (``GNN only (<gnn>)`` / ``SASRec only``
+    / ``LM items only``) and
     an ``AGRec (<name>)`` row whose α/τ is chosen on validation from its own curve over ``alpha_grid`` x
     ``tau_grid``. The grid must hold 0 (the LM alone) and 1 (with ``decode.agg: sum``, the scorer alone on
     HR/NDCG@K for K <= top_n), so that no chosen row can be below either of its parts on validation. Of all

@@ -67,15 +67,17 @@ class LMItemScorer:
             with torch.inference_mode():
                 for s in range(0, len(prompts), self.batch_size):
                     chunk = prompts[s : s + self.batch_size]
-                    lengths = torch.tensor([len(p) for p in chunk], device=device)
+                    lengths = torch.tensor([len(p) for p in chunk])
                     if int(lengths.min()) < 1:
                         raise AgrecError("evaluation scorer 'lm': an empty prompt (a user without a history)")
-                    ids = torch.full((len(chunk), int(lengths.max())), self.pad_token_id, device=device)
+                    ids = torch.full((len(chunk), int(lengths.max())), self.pad_token_id)
                     for i, p in enumerate(chunk):
-                        ids[i, : len(p)] = torch.as_tensor(p, device=device)
-                    mask = (torch.arange(ids.shape[1], device=device)[None] < lengths[:, None]).long()
-                    hidden = self.model.model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-                    last = hidden[torch.arange(len(chunk), device=device), lengths - 1]  # [b, H]
+                        ids[i, : len(p)] = torch.as_tensor(p)
+                    mask = (torch.arange(ids.shape[1])[None] < lengths[:, None]).long()
+                    hidden = self.model.model(
+                        input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False
+                    ).last_hidden_state
+                    last = hidden[torch.arange(len(chunk), device=device), lengths.to(device) - 1]  # [b, H]
                     out.append((last @ weight.T).float().cpu())
         finally:
             self.model.train(was_training)

@@ -13,8 +13,9 @@ causal mask is built here, in the form the model's attention takes (:mod:`agrec.
 generative one, the hybrid training of generative and dense retrieval (e.g. LIGER, Yang et al. 2024): at each
 position right before a supervised item's first code, the final hidden state scores *every* item by a dot
 product with the item vectors the input already uses (tied, as SASRec ties its input and output item
-embeddings), and the loss adds λ times the cross-entropy of the item that follows. It is a training signal
-only: the LM still recommends by generating codes, and the validation loss stays the codes' NLL.
+embeddings), and the loss adds λ times the cross-entropy of the item that follows. The LM still recommends by
+generating codes, and the validation loss stays the codes' NLL; the trained head can also rank and steer on its own
+(the evaluation scorer ``lm``, :mod:`agrec.lm.item_scorer`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """agrec.analysis.table2: rows read from decode.json, paper rows beside them, markdown."""
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -384,3 +385,6 @@ def test_every_scorer_of_a_run_gets_its_own_row_and_its_agrec_row_in_table_order
         ("AGRec (selected)", "ours: AGRec (selected)"),
     ]
     assert part_rows(run, "AGRec (lm)") == {"LM": "w/o Graph", "scorer": "LM items only"}
+    main_lm = dataclasses.replace(run, scorer="lm")  # the LM's head as the main scorer: its rows come first
+    assert [n for n, _ in ours_rows(main_lm)][:5] == ["w/o Graph", "LM items only", "SASRec only", "AGRec (lm)",
+                                                     "AGRec (sasrec)"]

@@ -11,13 +11,13 @@ import torch.nn.functional as F
 
 from agrec.canonical import keyed
 from agrec.errors import ConfigError
-from agrec.lm.build import build_fresh
+from agrec.lm.build import build_fresh, load_checkpoint_model
 from agrec.lm.config import TinyLlamaConfig
 from agrec.lm.item_embedding import item_embedding
 from agrec.lm.loss import SupervisedNLL
 from agrec.lm.trainer import TrainingInterrupted
 
-from lm_helpers import TOY_CODES, job, losses, tiny_cfg
+from lm_helpers import CODES, TOY_CODES, job, losses, tiny_cfg
 
 # TOY_CODES in the tiny vocabulary: item 0 = [4, 9], item 1 = [5, 10], item 2 = [7, 8]; 1 is <s>, 0 is the pad
 IDS = torch.tensor([[1, 4, 9, 7, 8, 5, 10]])  # <s>, then items 0, 2, 1
@@ -78,7 +78,11 @@ def test_item_loss_trains_a_different_model_and_resumes_exactly(tmp_path):
     assert losses(res) != losses(without)
     # the logged training loss holds the item term (ln 12 per item at the start), the validation loss does not
     assert res.state.steps[0]["loss"] > without.state.steps[0]["loss"] + 1.0
-    assert res.state.evals[-1]["val_loss"] != without.state.evals[-1]["val_loss"]
+    trainer = job(tmp_path, "full", cfg).trainer
+    model = load_checkpoint_model(res.selected, cfg, CODES, tmp_path).model
+    with_term, codes_only = SupervisedNLL(model, item_loss=1.0), SupervisedNLL(model)
+    assert trainer.evaluate(with_term)["val_loss"] == trainer.evaluate(codes_only)["val_loss"]
+    assert trainer.evaluate(codes_only)["val_loss"] == pytest.approx(res.state.evals[-1]["val_loss"], rel=1e-6)
     broken = job(tmp_path, "broken", cfg)
     broken.trainer.stop_after_step = len(broken.trainer.plan(0)) + 1
     with pytest.raises(TrainingInterrupted):
