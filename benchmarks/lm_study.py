@@ -119,6 +119,12 @@ POINTS: dict[str, dict[str, object]] = {
         "lm.tiny.item_dropout": 0.5,
         "lm.tiny.item_loss": 1.0,
     },
+    # three times the weight: does a stronger dense term move the generated codes, not only the head?
+    "item embedding, item dropout 0.5, item loss 3": {
+        "lm.tiny.item_embedding": True,
+        "lm.tiny.item_dropout": 0.5,
+        "lm.tiny.item_loss": 3.0,
+    },
     "wide 4 x 256, dropout 0.1, epochs 16": {
         "lm.tiny.hidden_size": 256,
         "lm.tiny.intermediate_size": 1024,
