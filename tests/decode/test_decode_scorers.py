@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import agrec.decode.stage as decode_stage
-import agrec.lm.stage as lm_stage
 from agrec.decode.config import EvalConfig
 from agrec.decode.evaluate import EvalInputs, scorer_rankings
 from agrec.decode.fusion import fuse_rankings
@@ -72,7 +71,7 @@ def test_decode_stage_uses_each_targets_scores_and_a_row_per_scorer(tmp_path, mo
     prompt = lambda h: [BOS] + tiny.tokens[np.asarray(h, dtype=np.int64)].reshape(-1).tolist()  # noqa: E731
     bundle = types.SimpleNamespace(model=tiny.model, item_token_ids=torch.as_tensor(tiny.tokens), pad_token_id=0,
                                    prompt_ids=prompt)
-    monkeypatch.setattr(lm_stage, "train_lm", lambda session: bundle)
+    monkeypatch.setattr(decode_stage, "train_lm", lambda session: bundle)  # the name the decode stage calls
     scorers = {"lightgcn": FakeScorer(split.n_users, ds.n_items, 1), "sasrec": FakeScorer(split.n_users, ds.n_items, 2)}
     monkeypatch.setattr(decode_stage, "load_scorer", lambda session, name: scorers[name])
 
@@ -116,7 +115,7 @@ def test_every_scorer_chooses_its_own_alpha_and_alpha_one_equals_the_scorer_alon
     prompt = lambda h: [BOS] + tiny.tokens[np.asarray(h, dtype=np.int64)].reshape(-1).tolist()  # noqa: E731
     bundle = types.SimpleNamespace(model=tiny.model, item_token_ids=torch.as_tensor(tiny.tokens), pad_token_id=0,
                                    prompt_ids=prompt)
-    monkeypatch.setattr(lm_stage, "train_lm", lambda session: bundle)
+    monkeypatch.setattr(decode_stage, "train_lm", lambda session: bundle)  # the name the decode stage calls
     scorers = {"lightgcn": FakeScorer(split.n_users, ds.n_items, 1), "sasrec": FakeScorer(split.n_users, ds.n_items, 2)}
     monkeypatch.setattr(decode_stage, "load_scorer", lambda session, name: scorers[name])
     report = decode_stage.evaluate_decoding(s, force=True, log=lambda m: None)
