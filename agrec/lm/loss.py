@@ -79,14 +79,25 @@ class SupervisedNLL(nn.Module):
     ) -> torch.Tensor:
         """The final hidden states ``[B, T, H]`` of a plain-head model (after its last norm: what the LM head
         reads)."""
-        extra = {}
-        if segment_ids is not None:
-            attention_mask = block_causal_mask(segment_ids, attn_implementation(self.model))
-            extra["position_ids"] = position_ids
-        base = unwrap(self.model)
-        return base.model(
-            input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra
-        ).last_hidden_state
+        kw = self._attention(attention_mask, position_ids, segment_ids)
+        return unwrap(self.model).model(input_ids=input_ids, use_cache=False, **kw).last_hidden_state
+
+    def _attention(
+        self, attention_mask: torch.Tensor | None, position_ids: torch.Tensor | None, segment_ids: torch.Tensor | None
+    ) -> dict:
+        """The attention keywords of a padded batch, or of a packed one (its block-diagonal mask and positions)."""
+        if segment_ids is None:
+            return {"attention_mask": attention_mask}
+        return {
+            "attention_mask": block_causal_mask(segment_ids, attn_implementation(self.model)),
+            "position_ids": position_ids,
+        }
+
+    def _code_logits(self, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states ``[B, T, H]`` -> ``(logits [N, V], targets [N])`` of the supervised positions."""
+        targets = labels[:, 1:]
+        keep = targets != IGNORE
+        return unwrap(self.model).get_output_embeddings()(hidden[:, :-1][keep]), targets[keep]
 
     def supervised_logits(
         self,
@@ -109,21 +120,13 @@ class SupervisedNLL(nn.Module):
             ``(logits [N, V], targets [N])`` in row-major order of the positions, where ``N`` is the
             number of supervised positions (position ``t`` predicts ``labels[:, t + 1]``).
         """
+        if self.fast:
+            return self._code_logits(self._hidden(input_ids, attention_mask, position_ids, segment_ids), labels)
+        kw = self._attention(attention_mask, position_ids, segment_ids)
+        logits = self.model(input_ids=input_ids, use_cache=False, **kw).logits
         targets = labels[:, 1:]
         keep = targets != IGNORE
-        if self.fast:
-            hidden = self._hidden(input_ids, attention_mask, position_ids, segment_ids)
-            return self._head(hidden[:, :-1][keep]), targets[keep]
-        extra = {}
-        if segment_ids is not None:
-            attention_mask = block_causal_mask(segment_ids, attn_implementation(self.model))
-            extra["position_ids"] = position_ids
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra).logits
         return logits[:, :-1][keep], targets[keep]
-
-    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The plain LM head on hidden states ``[N, H]`` -> code logits ``[N, V]``."""
-        return unwrap(self.model).get_output_embeddings()(hidden)
 
     def next_item_targets(
         self, input_ids: torch.Tensor, labels: torch.Tensor, segment_ids: torch.Tensor | None = None
@@ -164,10 +167,8 @@ class SupervisedNLL(nn.Module):
             logits, targets = self.supervised_logits(input_ids, attention_mask, labels, position_ids, segment_ids)
             return F.cross_entropy(logits.float(), targets, reduction="sum", label_smoothing=self.label_smoothing)
         hidden = self._hidden(input_ids, attention_mask, position_ids, segment_ids)
-        targets = labels[:, 1:]
-        keep = targets != IGNORE
-        logits = self._head(hidden[:, :-1][keep])
-        loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum", label_smoothing=self.label_smoothing)
+        logits, targets = self._code_logits(hidden, labels)
+        loss = F.cross_entropy(logits.float(), targets, reduction="sum", label_smoothing=self.label_smoothing)
         items = self.next_item_targets(input_ids, labels, segment_ids)
         at = items >= 0
         weight = item_embedding(unwrap(self.model))

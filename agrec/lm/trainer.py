@@ -377,7 +377,7 @@ class Trainer:
             if "cuda" in rng and env.device.type == "cuda":
                 torch.cuda.set_rng_state(rng["cuda"], env.device)
             self.log(f"lm: resuming from {ckpt.name} (epoch {state.epoch}, step {state.global_step} of {total})")
-        loss_mod = SupervisedNLL(model, cfg.label_smoothing, cfg.tiny.item_loss if cfg.is_tiny else 0.0)
+        loss_mod = SupervisedNLL(model, cfg.label_smoothing, cfg.tiny.item_loss)  # > 0 only for tiny (config checks)
         ddp = None
         if env.distributed:
             ddp = torch.nn.parallel.DistributedDataParallel(
