@@ -12,8 +12,8 @@ decode stage masks train items for valid, train + validation items for test).
 :func:`load_scorer` resolves a name: a GNN (``lightgcn``, ``sgl``, ``xsimgcl``) becomes a
 :class:`GNNScorer` over the gnn stage's model — the training-split model for ``"valid"``, the test-time
 model of ``gnn.train.test_graph`` for ``"test"``; ``"sasrec"`` is trained (or reused) by
-``agrec.baselines.stage.train_sasrec``, imported only when asked for. ``"lm"``, the LM's own item head
-(:class:`agrec.lm.item_scorer.LMItemScorer`), is built by the decode stage from the LM it decodes with.
+``agrec.baselines.stage.train_sasrec``, imported only when asked for; ``"lm"``, the LM's own item head
+(:class:`agrec.lm.item_scorer.LMItemScorer`), is built from the trained LM the caller passes (``lm=``).
 """
 
 from __future__ import annotations
@@ -80,10 +80,11 @@ class GNNScorer:
         return torch.cat(out)
 
 
-def load_scorer(data: RunData, name: str) -> TopNScorer:
-    """The scorer ``name`` for a run: a GNN of the gnn stage or ``"sasrec"`` (see module doc), built from the
-    run's loaded data stage (:class:`~agrec.data.stage.RunData`, from ``load_run_data(session)``), which is
-    neither reloaded nor re-checked."""
+def load_scorer(data: RunData, name: str, lm: Any = None) -> TopNScorer:
+    """The scorer ``name`` for a run: a GNN of the gnn stage, ``"sasrec"`` or ``"lm"`` (see module doc), built
+    from the run's loaded data stage (:class:`~agrec.data.stage.RunData`, from ``load_run_data(session)``), which
+    is neither reloaded nor re-checked. ``lm``: the trained LM (:class:`agrec.lm.bundle.LMBundle`), which ``"lm"``
+    needs; the other scorers ignore it."""
     # The stage modules train the models; they sit a layer above this one, so they are imported here, on use.
     if name in GNN_MODELS:
         from agrec.gnn.stage import gnn_for_target, train_gnn
@@ -94,10 +95,11 @@ def load_scorer(data: RunData, name: str) -> TopNScorer:
 
         return train_sasrec(data)
     if name == "lm":
-        raise ConfigError(
-            "scorer 'lm' is the LM's own item head: the decode stage builds it from its trained LM "
-            "(agrec.lm.item_scorer.LMItemScorer), load_scorer cannot"
-        )
+        if lm is None:
+            raise ConfigError("scorer 'lm' is the LM's own item head: load_scorer needs the trained LM (lm=)")
+        from agrec.lm.item_scorer import LMItemScorer
+
+        return LMItemScorer(lm.model, data.split, lm.prompt_ids, lm.pad_token_id, data.profile.decode.batch_size)
     raise ConfigError(f"unknown scorer {name!r}; known: {list(SCORERS)}")
 
 

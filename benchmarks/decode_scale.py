@@ -128,7 +128,7 @@ def memory(args) -> dict:
     decode_stage.train_lm = lambda session: bundle  # the names decode.stage imported
     decode_stage.run_gnn_stage = lambda data: None
     data_stage.prepare_data = lambda session: (types.SimpleNamespace(n_items=n_items), split)
-    decode_stage.load_scorer = lambda data, name: scorers[name]
+    decode_stage.load_scorer = lambda data, name, lm=None: scorers[name]
     rundir.RunDir.mark_done = lambda self, *a, **k: None
     run_dir = Path(tempfile.mkdtemp(prefix="decode_scale_"))
     overrides = {"evaluation.alpha_grid": [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0], "evaluation.scorers": names,
@@ -179,7 +179,6 @@ def shared(args) -> dict:
     if args.config:
         from agrec.data.stage import prepare_data
         from agrec.decode import ItemTrie
-        from agrec.lm.item_scorer import LMItemScorer
         from agrec.lm.stage import train_lm
         from agrec.data.stage import load_run_data
         from agrec.scorers import load_scorer
@@ -191,10 +190,8 @@ def shared(args) -> dict:
         bundle = train_lm(session)  # the run's LM: reused when current, trained here otherwise
         model, trie, prompt = bundle.model, ItemTrie.build(bundle.item_token_ids), bundle.prompt_ids
         data = load_run_data(session)
-        scorers = {  # "lm", the LM's own item head, is built from the LM, as the decode stage does
-            name: LMItemScorer(model, split, prompt, bundle.pad_token_id) if name == "lm" else load_scorer(data, name)
-            for name in (args.scorers or [session.profile.evaluation.scorer])
-        }
+        names = args.scorers or [session.profile.evaluation.scorer]
+        scorers = {name: load_scorer(data, name, lm=bundle) for name in names}
         seed = session.profile.seed
     else:
         torch.set_num_threads(args.threads)

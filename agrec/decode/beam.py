@@ -39,6 +39,7 @@ from agrec.decode.config import DecodeConfig
 from agrec.decode.fsm import RankableFSM
 from agrec.decode.trie import ItemTrie
 from agrec.errors import AgrecError
+from agrec.lm.prompts import left_pad
 from agrec.progress import Task
 
 
@@ -401,13 +402,8 @@ class _Prefill:
 
     def __init__(self, model, prompts, trie: ItemTrie, exclude, pad_token_id: int):
         device = trie.device
-        U = len(prompts)
-        P = max(len(p) for p in prompts)
-        input_ids = torch.full((U, P), pad_token_id, dtype=torch.int64)
-        attn = torch.zeros((U, P), dtype=torch.int64)
-        for u, p in enumerate(prompts):
-            input_ids[u, P - len(p) :] = torch.as_tensor(p, dtype=torch.int64)
-            attn[u, P - len(p) :] = 1
+        input_ids, attn = left_pad(prompts, pad_token_id)
+        U, P = input_ids.shape
         input_ids, attn = input_ids.to(device), attn.to(device)
         self.U, self.P, self.attn = U, P, attn
         self.n_real = attn.sum(1)  # [U] real prompt tokens

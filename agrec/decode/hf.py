@@ -22,6 +22,7 @@ import torch
 
 from agrec.decode.beam import DecodeResult
 from agrec.decode.trie import ItemTrie
+from agrec.lm.prompts import left_pad
 
 
 def prefix_allowed_tokens_fn(
@@ -73,12 +74,8 @@ def hf_generate_items(
     leaf = {tuple(r): i for i, r in enumerate(trie.item_tokens.cpu().tolist())}
     for start in range(0, len(prompts), batch_size):
         batch = prompts[start : start + batch_size]
-        P = max(len(p) for p in batch)
-        ids = torch.full((len(batch), P), pad_token_id, dtype=torch.int64)
-        attn = torch.zeros((len(batch), P), dtype=torch.int64)
-        for u, p in enumerate(batch):
-            ids[u, P - len(p) :] = torch.as_tensor(p)
-            attn[u, P - len(p) :] = 1
+        ids, attn = left_pad(batch, pad_token_id)
+        P = ids.shape[1]
         out = model.generate(
             input_ids=ids.to(device),
             attention_mask=attn.to(device),

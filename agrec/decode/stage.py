@@ -45,7 +45,6 @@ from agrec.run.lineage import DECODE_SECTIONS, config_key
 from agrec.lm.distributed import DistEnv, init_distributed
 from agrec.lm.stage import train_lm
 from agrec.metrics import evaluate_rankings
-from agrec.lm.item_scorer import LMItemScorer
 from agrec.scorers import TopNScorer, agrec_row, load_scorer
 from agrec.run.session import Session
 
@@ -324,12 +323,7 @@ def evaluate_decoding(session: Session, force: bool = False, log: Callable[[str]
     with env.main_first():
         run_gnn_stage(data)  # the whole stage, so that its record (an input of this one) exists
         names = list(dict.fromkeys([profile.evaluation.scorer, *profile.evaluation.scorers]))
-        scorers = {
-            name: LMItemScorer(model, split, bundle.prompt_ids, bundle.pad_token_id, profile.decode.batch_size)
-            if name == "lm"
-            else load_scorer(data, name)
-            for name in names
-        }
+        scorers = {name: load_scorer(data, name, lm=bundle) for name in names}
     say(
         f"decode: {ds.n_items} items, beam {profile.decode.beam_size}, top_n {profile.decode.top_n}"
         + (f", {env.world} processes" if env.distributed else "")

@@ -19,6 +19,7 @@ import torch
 
 from agrec.errors import AgrecError
 from agrec.lm.item_embedding import item_embedding
+from agrec.lm.prompts import left_pad
 
 
 class LMItemScorer:
@@ -29,7 +30,7 @@ class LMItemScorer:
             item embedding (:func:`agrec.lm.item_embedding.add_item_embedding`); it is used in eval mode.
         split: the leave-one-out split (``history(user, target)``).
         prompt_fn: a history (item ids) -> the decoder's prompt token ids (``LMBundle.prompt_ids``).
-        pad_token_id: the id that right-pads a batch (masked out; it never reaches a real position).
+        pad_token_id: the id that left-pads a batch (masked out; it never reaches a real position).
         batch_size: prompts per forward pass.
     """
 
@@ -67,18 +68,17 @@ class LMItemScorer:
             with torch.inference_mode():
                 for s in range(0, len(prompts), self.batch_size):
                     chunk = prompts[s : s + self.batch_size]
-                    lengths = torch.tensor([len(p) for p in chunk])
-                    if int(lengths.min()) < 1:
+                    if min(len(p) for p in chunk) < 1:
                         raise AgrecError("evaluation scorer 'lm': an empty prompt (a user without a history)")
-                    ids = torch.full((len(chunk), int(lengths.max())), self.pad_token_id)
-                    for i, p in enumerate(chunk):
-                        ids[i, : len(p)] = torch.as_tensor(p)
-                    mask = (torch.arange(ids.shape[1])[None] < lengths[:, None]).long()
+                    ids, mask = left_pad(chunk, self.pad_token_id)  # every prompt ends in the last column
+                    positions = (mask.cumsum(1) - 1).clamp_min(0)  # each prompt's own 0, 1, ... as unpadded
                     hidden = self.model.model(
-                        input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False
+                        input_ids=ids.to(device),
+                        attention_mask=mask.to(device),
+                        position_ids=positions.to(device),
+                        use_cache=False,
                     ).last_hidden_state
-                    last = hidden[torch.arange(len(chunk), device=device), lengths.to(device) - 1]  # [b, H]
-                    out.append((last @ weight.T).float().cpu())
+                    out.append((hidden[:, -1] @ weight.T).float().cpu())  # [b, n_items]
         finally:
             self.model.train(was_training)
         return torch.cat(out)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from agrec.lm.vocab import CodeVocab
 
@@ -232,6 +233,18 @@ class Samples:
 
     def n_tokens(self) -> int:
         return int(self.lengths.sum())
+
+
+def left_pad(prompts: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input_ids, attention_mask)``, each ``LongTensor[U, P]`` on the CPU (``P`` the longest prompt), every
+    prompt left-padded so that it ends in the last column, where the next token is predicted."""
+    P = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), P), pad_token_id, dtype=torch.int64)
+    attn = torch.zeros((len(prompts), P), dtype=torch.int64)
+    for u, p in enumerate(prompts):
+        ids[u, P - len(p) :] = torch.as_tensor(p, dtype=torch.int64)
+        attn[u, P - len(p) :] = 1
+    return ids, attn
 
 
 def eq7_windows(seq: Sequence[int], window: int, stride: int) -> list[list[int]]:

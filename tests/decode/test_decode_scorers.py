@@ -73,7 +73,7 @@ def test_decode_stage_uses_each_targets_scores_and_a_row_per_scorer(tmp_path, mo
                                    prompt_ids=prompt)
     monkeypatch.setattr(decode_stage, "train_lm", lambda session: bundle)  # the name the decode stage calls
     scorers = {"lightgcn": FakeScorer(split.n_users, ds.n_items, 1), "sasrec": FakeScorer(split.n_users, ds.n_items, 2)}
-    monkeypatch.setattr(decode_stage, "load_scorer", lambda session, name: scorers[name])
+    monkeypatch.setattr(decode_stage, "load_scorer", lambda session, name, lm=None: scorers[name])
 
     report = decode_stage.evaluate_decoding(s, force=True, log=lambda m: None)
     users = np.arange(5)
@@ -117,7 +117,7 @@ def test_every_scorer_chooses_its_own_alpha_and_alpha_one_equals_the_scorer_alon
                                    prompt_ids=prompt)
     monkeypatch.setattr(decode_stage, "train_lm", lambda session: bundle)  # the name the decode stage calls
     scorers = {"lightgcn": FakeScorer(split.n_users, ds.n_items, 1), "sasrec": FakeScorer(split.n_users, ds.n_items, 2)}
-    monkeypatch.setattr(decode_stage, "load_scorer", lambda session, name: scorers[name])
+    monkeypatch.setattr(decode_stage, "load_scorer", lambda session, name, lm=None: scorers[name])
     report = decode_stage.evaluate_decoding(s, force=True, log=lambda m: None)
     saved = decode_stage.read_results(report.folder)
     rows = {r["name"]: r for r in report.rows}

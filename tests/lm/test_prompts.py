@@ -1,4 +1,5 @@
 import numpy as np
+import torch
 import pytest
 
 from agrec.lm.backbones import build_tiny_tokenizer
@@ -103,3 +104,11 @@ def test_lcrec_variants_are_drawn_per_sample_reproducibly():
     assert len(heads) > 1  # several instruction variants in use
     # the decoder's prompt is always variant 0
     assert tok.decode(fmt.prompt_ids([0])).startswith(LCREC_FRAME.split("{")[0] + LCREC_SEQREC_INSTRUCTIONS[0][:20])
+
+
+def test_left_pad_ends_every_prompt_in_the_last_column():
+    from agrec.lm.prompts import left_pad
+
+    ids, attn = left_pad([[5, 6, 7], [8], [9, 10]], pad_token_id=0)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8], [0, 9, 10]] and ids.dtype == torch.int64
+    assert attn.tolist() == [[1, 1, 1], [0, 0, 1], [0, 1, 1]]
