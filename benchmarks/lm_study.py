@@ -125,6 +125,21 @@ POINTS: dict[str, dict[str, object]] = {
         "lm.tiny.item_dropout": 0.5,
         "lm.tiny.item_loss": 3.0,
     },
+    # the shipped Games LM on codes quantised from the training interactions instead of the authors' text codes
+    # (agrec/semantic_ids/collaborative.py): items that share users share prefixes, so the first tokens say what the
+    # history predicts. 3 levels x 256 (65,536 two-level prefixes already exceed Games' 16,859 items; one decoding
+    # step fewer than the given 4 + 1), balanced last level (LC-Rec's Sinkhorn epsilon), duplicates moved to a free
+    # last code. Two changes at once (what the codes say, how many there are): a direction, not an attribution
+    "item embedding, item dropout 0.5, collaborative codes 3 x 256": {
+        "lm.tiny.item_embedding": True,
+        "lm.tiny.item_dropout": 0.5,
+        "semantic_ids.use_given_codes": False,
+        "semantic_ids.encoder": "collaborative",
+        "semantic_ids.method": "rkmeans",
+        "semantic_ids.rqvae.n_levels": 3,
+        "semantic_ids.rqvae.sinkhorn_epsilon": 0.003,
+        "semantic_ids.dedup": "reassign",
+    },
     "wide 4 x 256, dropout 0.1, epochs 16": {
         "lm.tiny.hidden_size": 256,
         "lm.tiny.intermediate_size": 1024,

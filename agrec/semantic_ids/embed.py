@@ -347,14 +347,14 @@ def embed_texts(
             raise ConfigError(f"semantic_ids.encoder: unknown encoder {spec.encoder!r}")
         if shared_cache is not None:
             entry = shared_cache / f"{key}.npy"
-            sha = _save_npy(entry, arr)
+            sha = save_npy(entry, arr)
             atomic_write_json(entry.with_suffix(".json"), {**meta, "shape": list(arr.shape), "sha256": sha})
-    sha = _save_npy(run_file, arr)
+    sha = save_npy(run_file, arr)
     atomic_write_json(meta_file, {**meta, "shape": list(arr.shape), "sha256": sha})
     return arr, {**meta, "shape": list(arr.shape), "sha256": sha, "source": source}
 
 
-def _save_npy(path: Path, arr: np.ndarray) -> str:
+def save_npy(path: Path, arr: np.ndarray) -> str:
     """Write ``arr`` atomically; return the file's sha256 (the check of every later read)."""
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=False)

@@ -5,7 +5,8 @@ Artefacts under ``<run>/semantic_ids/``:
 - ``codes.json`` — the final, collision-free :class:`CodeTable` (what later stages load);
 - ``codes_raw.json`` — the quantiser's codes before de-duplication;
 - ``<dataset>.index.json`` — the final codes in LC-Rec's format (``{item_id: ["<a_1>", …]}``);
-- ``embeddings.npy`` + ``embeddings.json`` — item text embeddings and their cache key; ``texts.json``;
+- ``embeddings.npy`` + ``embeddings.json`` — the quantiser's item embeddings (text, or collaborative for
+  ``encoder: collaborative``) and their cache key; ``texts.json``;
 - ``rqvae.safetensors`` + ``rqvae.json`` — the selected RQ-VAE checkpoint and its config;
 - ``train_log.csv`` — loss curves and evaluation columns per epoch;
 - ``stage.json`` — the record (config hash, collision and de-duplication numbers, timings).
@@ -31,11 +32,13 @@ from agrec.devices import resolve_device
 from agrec.errors import DataError
 from agrec.io import atomic_path, atomic_write_json
 from agrec.run.lineage import config_key
+from agrec.data.split import LeaveOneOutSplit
 from agrec.semantic_ids.codes import CodeTable
+from agrec.semantic_ids.collaborative import collaborative_embeddings
 from agrec.semantic_ids.config import RQVAEConfig, SemanticIdConfig
 from agrec.semantic_ids.dedup import make_collision_free
 from agrec.semantic_ids.diagnostics import collision_stats
-from agrec.semantic_ids.embed import EmbeddingSpec, embed_texts
+from agrec.semantic_ids.embed import EmbeddingSpec, embed_texts, save_npy
 from agrec.semantic_ids.rqvae import RQVAE
 from agrec.semantic_ids.text import item_texts
 from agrec.semantic_ids.train import QuantizeResult, residual_kmeans, train_rqvae
@@ -88,23 +91,40 @@ def prepare_semantic_ids(session: Session, force: bool = False, progress: bool =
     cfg: SemanticIdConfig = profile.semantic_ids
     key = config_key(profile, STAGE)
     folder = run.stage_dir(STAGE)
-    ds, _ = prepare_data(session)
+    ds, split = prepare_data(session)
     if not force and run.is_current(STAGE, key, profile):
         return load_semantic_ids(folder, run.read_record(STAGE) or {})
     run.invalidate(STAGE)
 
     with torch_threads(cfg.cpu_threads):
-        return _compute(session, ds, folder, key, progress, refresh=force)
+        return _compute(session, ds, split, folder, key, progress, refresh=force)
 
 
-def _compute(session: Session, ds: SeqDataset, folder: Path, key: str, progress: bool, refresh: bool) -> SemanticIds:
+def _compute(
+    session: Session, ds: SeqDataset, split: LeaveOneOutSplit, folder: Path, key: str, progress: bool, refresh: bool
+) -> SemanticIds:
     profile, run = session.profile, session.run
     cfg: SemanticIdConfig = profile.semantic_ids
     texts = _texts_or_none(ds, cfg)
     given = ds.item_codes is not None and cfg.use_given_codes
     emb, emb_info, t_embed = None, None, 0.0
     # With given codes only diagnostics would read the embeddings: computed when the profile asks for them.
-    if texts is not None and (not given or cfg.text_diagnostics):
+    wanted = not given or bool(cfg.text_diagnostics)
+    if cfg.encoder == "collaborative" and wanted:
+        t0 = time.perf_counter()
+        emb = collaborative_embeddings(split, ds.n_items, cfg.collaborative_dim, profile.seed, cfg.normalize)
+        sha = save_npy(folder / "embeddings.npy", emb)
+        emb_info = {
+            "encoder": "collaborative",
+            "dim": cfg.collaborative_dim,
+            "normalize": cfg.normalize,
+            "shape": list(emb.shape),
+            "sha256": sha,
+            "source": "computed",
+        }
+        atomic_write_json(folder / "embeddings.json", emb_info)
+        t_embed = time.perf_counter() - t0
+    elif cfg.encoder != "collaborative" and texts is not None and wanted:
         t0 = time.perf_counter()
         shared = Path(profile._resolve(cfg.embedding_cache)) if cfg.embedding_cache else None
         spec = EmbeddingSpec(
@@ -134,7 +154,10 @@ def _compute(session: Session, ds: SeqDataset, folder: Path, key: str, progress:
         source = "index.json"
     else:
         if emb is None:
-            raise DataError(f"{ds.name}: no item text and no given codes; the semantic-ID stage needs one of them")
+            raise DataError(
+                f"{ds.name}: no item text and no given codes; the semantic-ID stage needs one of them "
+                f"(or semantic_ids.encoder: collaborative, codes from the interactions)"
+            )
         fit = (
             residual_kmeans(emb, cfg.rqvae, profile.seed)
             if cfg.method == "rkmeans"
@@ -174,9 +197,10 @@ def _compute(session: Session, ds: SeqDataset, folder: Path, key: str, progress:
 
 
 def _texts_or_none(ds: SeqDataset, cfg: SemanticIdConfig) -> list[str] | None:
-    """Item texts to embed; None when the dataset has none and codes are given."""
+    """Item texts to embed (or, for the collaborative encoder, to show); None when the dataset has none and
+    codes are given or come from the interactions."""
     if ds.item_text is None and cfg.template == "auto":
-        if ds.item_codes is None:
+        if ds.item_codes is None and cfg.encoder != "collaborative":
             raise DataError(
                 f"{ds.name}: the dataset has neither item text nor codes (index.json); "
                 f"the semantic-ID stage needs one of them"

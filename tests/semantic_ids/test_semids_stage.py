@@ -117,6 +117,24 @@ def test_no_text_and_no_codes_is_a_clear_error(tmp_path, index_only_dir):
         prepare_semantic_ids(s, progress=False)
 
 
+def test_collaborative_codes_need_no_text(tmp_path, index_only_dir):
+    """A dataset without item text gets learned codes from its training interactions (encoder collaborative)."""
+    s = session(tmp_path, **lcrec_overrides(index_only_dir, **{
+        "semantic_ids.use_given_codes": False, "semantic_ids.encoder": "collaborative",
+        "semantic_ids.collaborative_dim": 2, "semantic_ids.method": "rkmeans",
+        "semantic_ids.rqvae.n_levels": 2, "semantic_ids.rqvae.codebook_size": 2}))
+    sem = prepare_semantic_ids(s, progress=False)
+    assert sem.record["source"] == "rkmeans" and sem.texts is None and sem.codes.is_collision_free()
+    assert sem.record["embedding"]["encoder"] == "collaborative" and sem.embeddings.shape == (6, 2)
+    folder = s.run.root / "semantic_ids"
+    np.testing.assert_array_equal(np.load(folder / "embeddings.npy"), sem.embeddings)
+    # training prefixes: user 0 [0, 1], user 1 [1, 2], user 2 [5, 4, 3, 2]: every item has an edge, none is zero
+    assert np.all(np.linalg.norm(sem.embeddings, axis=1) > 0)
+    again = prepare_semantic_ids(s, progress=False)  # reused from the run folder
+    np.testing.assert_array_equal(again.embeddings, sem.embeddings)
+    np.testing.assert_array_equal(again.codes.codes, sem.codes.codes)
+
+
 def test_given_codes_embed_the_text_only_when_diagnostics_are_asked_for(tmp_path, monkeypatch, lcrec_dir):
     """lcrec_dir has item text and given codes: the codes need no embedding, so none is computed unless the
     profile asks for the text diagnostics; then they are computed, and dropped again when no longer asked for."""
