@@ -140,6 +140,29 @@ POINTS: dict[str, dict[str, object]] = {
         "semantic_ids.rqvae.sinkhorn_epsilon": 0.003,
         "semantic_ids.dedup": "reassign",
     },
+    # both: the collaborative codes and the dense next-item term
+    "item embedding, item dropout 0.5, collaborative codes 3 x 256, item loss 1": {
+        "lm.tiny.item_embedding": True,
+        "lm.tiny.item_dropout": 0.5,
+        "lm.tiny.item_loss": 1.0,
+        "semantic_ids.use_given_codes": False,
+        "semantic_ids.encoder": "collaborative",
+        "semantic_ids.method": "rkmeans",
+        "semantic_ids.rqvae.n_levels": 3,
+        "semantic_ids.rqvae.sinkhorn_epsilon": 0.003,
+        "semantic_ids.dedup": "reassign",
+    },
+    # the attribution of the 3 x 256 point: collaborative codes at the given codes' 4 levels
+    "item embedding, item dropout 0.5, collaborative codes 4 x 256": {
+        "lm.tiny.item_embedding": True,
+        "lm.tiny.item_dropout": 0.5,
+        "semantic_ids.use_given_codes": False,
+        "semantic_ids.encoder": "collaborative",
+        "semantic_ids.method": "rkmeans",
+        "semantic_ids.rqvae.n_levels": 4,
+        "semantic_ids.rqvae.sinkhorn_epsilon": 0.003,
+        "semantic_ids.dedup": "reassign",
+    },
     "wide 4 x 256, dropout 0.1, epochs 16": {
         "lm.tiny.hidden_size": 256,
         "lm.tiny.intermediate_size": 1024,
