@@ -61,7 +61,8 @@ class SemanticIds:
     Attributes:
         codes: the collision-free table (a bijection item <-> code sequence).
         raw_codes: the codes before de-duplication (same items, possibly fewer levels).
-        embeddings: item text embeddings ``[n_items, D]`` (None when codes were given and there is no text).
+        embeddings: the quantiser's input ``[n_items, D]``: text embeddings, or collaborative ones for
+            ``encoder: collaborative`` (None when codes were given and none was asked for).
         texts: the text of each item that was embedded (None likewise).
         train_log: per-epoch losses and evaluation columns (empty when not trained).
         record: the stage record's summary (source, collisions, de-duplication, timings).
