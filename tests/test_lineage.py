@@ -295,6 +295,20 @@ def test_a_local_checkpoint_given_by_path_is_an_input_of_the_lm_stage(profile_pa
     assert stage_inputs(prof, run, "lm")["checkpoint:path:ckpt"] == "absent"
 
 
+def test_the_semantic_id_stage_names_the_package_its_encoder_runs(profile_path):
+    import importlib.metadata
+
+    from agrec.run.lineage import stage_inputs
+
+    text = stage_inputs(load_profile(profile_path), RunDir(load_profile(profile_path).run_dir), "semantic_ids")
+    assert "package:sentence-transformers" in text and "package:scikit-learn" not in text
+    prof = load_profile(profile_path, {"semantic_ids.encoder": "collaborative"})
+    cf = stage_inputs(prof, RunDir(prof.run_dir), "semantic_ids")
+    assert cf["package:scikit-learn"] == importlib.metadata.version("scikit-learn")
+    # neither MiniLM nor the backbone LM of encoder "lm" is read by the collaborative embedding
+    assert not any(k.startswith(("package:sentence", "package:gt-all", "package:llm-", "backbone:")) for k in cf)
+
+
 def test_an_edited_implementation_is_noted_but_not_a_reason(profile_path, monkeypatch):
     import agrec.run.lineage as lineage
 

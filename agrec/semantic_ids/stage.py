@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 
 from agrec.data.dataset import SeqDataset
+from agrec.data.split import LeaveOneOutSplit
 from agrec.data.stage import prepare_data
 from agrec.devices import resolve_device
 from agrec.errors import DataError
 from agrec.io import atomic_path, atomic_write_json
 from agrec.run.lineage import config_key
-from agrec.data.split import LeaveOneOutSplit
 from agrec.semantic_ids.codes import CodeTable
 from agrec.semantic_ids.collaborative import collaborative_embeddings
 from agrec.semantic_ids.config import RQVAEConfig, SemanticIdConfig

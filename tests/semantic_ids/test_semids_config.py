@@ -22,6 +22,9 @@ def test_profiles_carry_the_small_catalogue_shape():
     ({"semantic_ids.dedup": "drop"}, r"key 'semantic_ids.dedup' expects"),
     ({"semantic_ids.rqvae.codebook_size": 1}, r"semantic_ids.rqvae.codebook_size: out of range"),
     ({"semantic_ids.cpu_threads": 0}, r"semantic_ids.cpu_threads must be >= 1"),
+    ({"semantic_ids.encoder": "svd"}, r"key 'semantic_ids.encoder' expects"),
+    ({"semantic_ids.encoder": "collaborative", "semantic_ids.collaborative_dim": 0},
+     r"semantic_ids.collaborative_dim must be >= 1"),
 ])
 def test_bad_semantic_ids_config_names_the_key(override, msg):
     with pytest.raises(ConfigError, match=msg):
