@@ -53,7 +53,7 @@ def make_inputs(n_users=6):
                                    pad_token_id=0, prompt_ids=lambda h: [2] + t.tokens[np.asarray(h)].reshape(-1).tolist())
     ds = types.SimpleNamespace(n_items=n_items, item_info=pd.DataFrame({"genres": [["G%d" % (i % 3)]
                                                                                    for i in range(n_items)]}))
-    sem = types.SimpleNamespace(embeddings=rng.normal(size=(n_items, 16)).astype(np.float32))
+    sem = types.SimpleNamespace(embeddings=rng.normal(size=(n_items, 16)).astype(np.float32), record={})
     return A.AnalysisInputs(
         cfg=AnalysisConfig(tsne_items=40, tsne_perplexity=5.0, explorer_users=3, activity_buckets=2),
         ds=ds, split=split, sem=sem, bundle=bundle, gnn=FakeGNN(n_users, n_items), gnn_name="lightgcn",
@@ -84,6 +84,14 @@ def test_notebook_flow_on_synthetic_outputs(tmp_path):
     nums = A.analysis_results(comp, pd.DataFrame([{"setting": "x", "users": 1, "mean L1": 2.0}]), case, [])
     assert nums["homogeneity"] == {"x": {"mean L1": 2.0}} and nums["complementarity"] == comp["overall"]
     assert nums["case_study"] == {"user": 1, "target": case["target_title"], "hit_lm": False, "hit_agrec": True}
+
+
+def test_codes_quantised_from_the_interactions_name_their_embedding_collaborative(tmp_path):
+    inp = make_inputs()
+    inp.sem.record = {"embedding": {"encoder": "collaborative", "dim": 16}}
+    reps = A.item_representations(inp, tmp_path)            # no RQ-VAE checkpoint: the quantiser's input
+    assert list(reps) == ["collaborative embedding", "GNN (lightgcn)", "LM code tokens"]
+    np.testing.assert_array_equal(reps["collaborative embedding"], inp.sem.embeddings)
 
 
 def test_tsne_of_a_dataset_without_text_has_no_genre_colouring(tmp_path):
