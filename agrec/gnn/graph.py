@@ -103,6 +103,15 @@ class InteractionGraph:
         pos = np.minimum(pos, len(self.keys) - 1)
         return (self.keys[pos] == q) if len(self.keys) else np.zeros(q.shape, dtype=bool)
 
+    def normalized_edges(self, keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(users, items, w)`` of the edges (those in ``keep``, a boolean mask ``[n_edges]``, when given), with
+        ``w = 1 / sqrt(|N_u| |N_i|)`` (float64) over the degrees of that sub-graph: the non-zero entries of
+        ``R̃ = D_u^{-1/2} R D_i^{-1/2}``, the user-item block of :meth:`norm_adjacency`."""
+        users, items = (self.users, self.items) if keep is None else (self.users[keep], self.items[keep])
+        deg_u = np.bincount(users, minlength=self.n_users).astype(np.float64)
+        deg_i = np.bincount(items, minlength=self.n_items).astype(np.float64)
+        return users, items, 1.0 / np.sqrt(deg_u[users] * deg_i[items])  # every edge has both degrees >= 1
+
     def norm_adjacency(self, keep: np.ndarray | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
         """Â = D^{-1/2} A D^{-1/2} as a sparse CSR tensor ``[n_nodes, n_nodes]`` (float32).
 
@@ -110,10 +119,7 @@ class InteractionGraph:
             keep: optional boolean mask ``[n_edges]`` of the edges to keep (SGL's edge dropout);
                 degrees are those of the kept sub-graph.
         """
-        users, items = (self.users, self.items) if keep is None else (self.users[keep], self.items[keep])
-        deg_u = np.bincount(users, minlength=self.n_users).astype(np.float64)
-        deg_i = np.bincount(items, minlength=self.n_items).astype(np.float64)
-        w = 1.0 / np.sqrt(deg_u[users] * deg_i[items])  # every edge has both degrees >= 1
+        users, items, w = self.normalized_edges(keep)
         rows = np.concatenate([users, items + self.n_users])
         cols = np.concatenate([items + self.n_users, users])
         vals = np.concatenate([w, w]).astype(np.float32)

@@ -8,10 +8,11 @@ Item IDs for Recommendation Foundation Models") and of LETTER's collaborative re
 It is also the only route to learned codes for a dataset with neither item text nor given codes.
 
 The embedding is a rank-``dim`` truncated SVD of LightGCN's normalised interaction matrix
-``R̃ = D_u^{-1/2} R D_i^{-1/2}`` (the graph of ``agrec.gnn.graph``), built from the training prefixes of the
-leave-one-out split only: no validation or test item is ever an interaction, so codes built from it leak nothing
-the models could not see. An item's vector is its row of ``V Σ``: inner products of these vectors approximate
-``R̃ᵀ R̃``, the degree-normalised co-occurrence of items. Items with no training interaction get the zero vector.
+``R̃ = D_u^{-1/2} R D_i^{-1/2}`` (:meth:`agrec.gnn.graph.InteractionGraph.normalized_edges`), built from the
+training prefixes of the leave-one-out split only: no validation or test item is ever an interaction, so codes
+built from it leak nothing the models could not see. An item's vector is its row of ``V Σ``: inner products of
+these vectors approximate ``R̃ᵀ R̃``, the degree-normalised co-occurrence of items. Items with no training
+interaction get the zero vector.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from agrec.data.split import LeaveOneOutSplit
 from agrec.errors import ConfigError, DataError
+from agrec.gnn.graph import InteractionGraph
 
 
 def collaborative_embeddings(
@@ -39,21 +41,17 @@ def collaborative_embeddings(
 
     if dim < 1:
         raise ConfigError(f"semantic_ids.collaborative_dim must be >= 1, got {dim}")
-    users, items = split.train_pairs()
     n_users = split.n_users
     if dim >= min(n_users, n_items):
         raise DataError(
             f"semantic_ids.collaborative_dim = {dim} needs more than {dim} users and items "
             f"(the training interactions have {n_users} users and {n_items} items)"
         )
-    keys = np.unique(users * n_items + items)
-    rows, cols = keys // n_items, keys % n_items
-    if len(keys) == 0:
+    graph = InteractionGraph.from_split(split, n_items, "valid")  # the training prefixes, repeats merged
+    if graph.n_edges == 0:
         raise DataError("no training interactions: a collaborative embedding needs some")
-    du = np.bincount(rows, minlength=n_users).astype(np.float64)
-    di = np.bincount(cols, minlength=n_items).astype(np.float64)
-    vals = 1.0 / np.sqrt(du[rows] * di[cols])
-    r = sp.csr_matrix((vals, (rows, cols)), shape=(n_users, n_items))
+    users, items, w = graph.normalized_edges()
+    r = sp.csr_matrix((w, (users, items)), shape=(n_users, n_items))
     # n_iter 7: sklearn's own choice for a rank this small relative to the matrix; the power iterations make
     # the leading singular vectors accurate, and the seed fixes the random start.
     _, s, vt = randomized_svd(r, n_components=dim, n_iter=7, random_state=seed)
