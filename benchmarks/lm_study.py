@@ -43,6 +43,22 @@ from agrec.io import atomic_write_json
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
+
+def _collaborative_codes(n_levels: int) -> dict[str, object]:
+    """The shipped Games LM (item embedding, item dropout 0.5) on codes quantised from the training interactions:
+    ``n_levels`` x 256 by residual k-means, LC-Rec's balanced last level, duplicates moved to a free last code."""
+    return {
+        "lm.tiny.item_embedding": True,
+        "lm.tiny.item_dropout": 0.5,
+        "semantic_ids.use_given_codes": False,
+        "semantic_ids.encoder": "collaborative",
+        "semantic_ids.method": "rkmeans",
+        "semantic_ids.rqvae.n_levels": n_levels,
+        "semantic_ids.rqvae.sinkhorn_epsilon": 0.003,
+        "semantic_ids.dedup": "reassign",
+    }
+
+
 # Every point: the profile's lm block plus these keys. "base" is the shipped CPU profile's LM (4 x 128, 8 epochs,
 # lr 1e-3), selected on validation NDCG@10 instead of taken at the last epoch.
 COMMON = {"lm.select": "ndcg", "lm.select_users": 2048, "lm.progress": False, "lm.keep_checkpoints": 2}
@@ -129,40 +145,15 @@ POINTS: dict[str, dict[str, object]] = {
     # (agrec/semantic_ids/collaborative.py): items that share users share prefixes, so the first tokens say what the
     # history predicts. 3 levels x 256 (65,536 two-level prefixes already exceed Games' 16,859 items; one decoding
     # step fewer than the given 4 + 1), balanced last level (LC-Rec's Sinkhorn epsilon), duplicates moved to a free
-    # last code. Two changes at once (what the codes say, how many there are): a direction, not an attribution
-    "item embedding, item dropout 0.5, collaborative codes 3 x 256": {
-        "lm.tiny.item_embedding": True,
-        "lm.tiny.item_dropout": 0.5,
-        "semantic_ids.use_given_codes": False,
-        "semantic_ids.encoder": "collaborative",
-        "semantic_ids.method": "rkmeans",
-        "semantic_ids.rqvae.n_levels": 3,
-        "semantic_ids.rqvae.sinkhorn_epsilon": 0.003,
-        "semantic_ids.dedup": "reassign",
-    },
+    # last code. Two changes at once (what the codes say, how many there are): the 4 x 256 point below separates them
+    "item embedding, item dropout 0.5, collaborative codes 3 x 256": _collaborative_codes(3),
     # both: the collaborative codes and the dense next-item term
     "item embedding, item dropout 0.5, collaborative codes 3 x 256, item loss 1": {
-        "lm.tiny.item_embedding": True,
-        "lm.tiny.item_dropout": 0.5,
+        **_collaborative_codes(3),
         "lm.tiny.item_loss": 1.0,
-        "semantic_ids.use_given_codes": False,
-        "semantic_ids.encoder": "collaborative",
-        "semantic_ids.method": "rkmeans",
-        "semantic_ids.rqvae.n_levels": 3,
-        "semantic_ids.rqvae.sinkhorn_epsilon": 0.003,
-        "semantic_ids.dedup": "reassign",
     },
     # the attribution of the 3 x 256 point: collaborative codes at the given codes' 4 levels
-    "item embedding, item dropout 0.5, collaborative codes 4 x 256": {
-        "lm.tiny.item_embedding": True,
-        "lm.tiny.item_dropout": 0.5,
-        "semantic_ids.use_given_codes": False,
-        "semantic_ids.encoder": "collaborative",
-        "semantic_ids.method": "rkmeans",
-        "semantic_ids.rqvae.n_levels": 4,
-        "semantic_ids.rqvae.sinkhorn_epsilon": 0.003,
-        "semantic_ids.dedup": "reassign",
-    },
+    "item embedding, item dropout 0.5, collaborative codes 4 x 256": _collaborative_codes(4),
     "wide 4 x 256, dropout 0.1, epochs 16": {
         "lm.tiny.hidden_size": 256,
         "lm.tiny.intermediate_size": 1024,

@@ -125,7 +125,7 @@ def _compute(
         }
         atomic_write_json(folder / "embeddings.json", emb_info)
         t_embed = time.perf_counter() - t0
-    elif cfg.encoder != "collaborative" and texts is not None and wanted:
+    elif texts is not None and wanted:  # a text encoder (the collaborative one was wanted above or is not wanted)
         t0 = time.perf_counter()
         shared = Path(profile._resolve(cfg.embedding_cache)) if cfg.embedding_cache else None
         spec = EmbeddingSpec(
