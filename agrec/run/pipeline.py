@@ -117,7 +117,8 @@ def execute_notebook(
 
     On a cell error, raise :class:`StageError` naming the stage, the cell and the exception, and
     keep the partial notebook as ``<output stem>.FAILED.ipynb``. On an interrupt (Ctrl-C, SIGTERM through
-    :func:`agrec.cli.main`) the kernel is shut down and nothing is left in the report folder.
+    :func:`agrec.cli.main`) the kernel is shut down and nothing is left in the report folder; a report folder
+    (and its parents) that this call created is removed again when empty.
     ``kernel_log``: where the kernel process's own output goes (None: the terminal). ``meter``: sampled
     (:meth:`StageMeter.sample_kernel`) just before the kernel is shut down. A partial notebook that a killed
     execution of the same output left behind (SIGKILL, a power cut: no handler ran) is removed first, named in
@@ -127,6 +128,7 @@ def execute_notebook(
 
     if not notebook.is_file():
         raise StageError(f"stage '{stage}': notebook {notebook} not found")
+    created = _missing_folders(output.parent)
     output.parent.mkdir(parents=True, exist_ok=True)
     failed = output.with_name(output.stem + ".FAILED.ipynb")
     for orphan in orphan_partials(output):
@@ -172,6 +174,7 @@ def execute_notebook(
         ) from None
     except KeyboardInterrupt:
         tmp.unlink(missing_ok=True)
+        _remove_if_empty(created)
         # tasks of the shut-down kernel client are abandoned on purpose; asyncio would report each at exit
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         raise
@@ -180,6 +183,7 @@ def execute_notebook(
 
         if not isinstance(e, DeadKernelError):
             tmp.unlink(missing_ok=True)
+            _remove_if_empty(created)
             raise
         os.replace(tmp, failed)
         raise StageError(
@@ -189,11 +193,33 @@ def execute_notebook(
         ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
+        _remove_if_empty(created)
         raise
     _tidy_papermill_metadata(tmp, notebook, output)
     os.replace(tmp, output)
     failed.unlink(missing_ok=True)
     return output
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its ancestors that do not exist yet, deepest first: what ``mkdir(parents=True)``
+    is about to create."""
+    missing = []
+    for f in (folder, *folder.parents):
+        if f.exists():
+            break
+        missing.append(f)
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove the folders an interrupted execution created (deepest first) where nothing else was put in them,
+    so that a stopped run leaves no empty report folder behind (a seed's, a sweep point's)."""
+    for f in folders:
+        try:
+            f.rmdir()
+        except OSError:  # not empty (another writer's file), or already gone
+            return
 
 
 def _tidy_papermill_metadata(executed: Path, notebook: Path, output: Path) -> None:
@@ -330,9 +356,14 @@ def run_pipeline(
                 + "\nrun without --reuse-only to recompute them (or restore the files named)"
             )
     ensure_writable(profile.run_dir)
+    created = _missing_folders(profile.report_dir)
     ensure_writable(profile.report_dir)
-    with locked(profile.run_dir):
-        return _run_stages(profile, run, ordered, overrides, force, nb_dir, log, verify)
+    try:
+        with locked(profile.run_dir):
+            return _run_stages(profile, run, ordered, overrides, force, nb_dir, log, verify)
+    except BaseException:
+        _remove_if_empty(created)  # a run stopped before its first report leaves no empty report folder
+        raise
 
 
 def _run_stages(
