@@ -32,8 +32,15 @@ if TYPE_CHECKING:
 
 TARGETS: tuple[str, ...] = ("valid", "test")
 __all__ = ["SCORERS", "TARGETS", "TopNScorer", "GNNScorer", "load_scorer", "only_row", "agrec_row"]
-# Display names in row labels ("SASRec only"); GNN rows keep their historical form "GNN only (<name>)".
-DISPLAY: dict[str, str] = {"sasrec": "SASRec", "lm": "LM items"}
+# Display names of the scorers in labels ("SASRec only", Table 2's "AGRec (LightGCN)"); a GNN's own ablation row keeps
+# its historical form "GNN only (<name>)".
+DISPLAY: dict[str, str] = {
+    "lightgcn": "LightGCN",
+    "sgl": "SGL",
+    "xsimgcl": "XSimGCL",
+    "sasrec": "SASRec",
+    "lm": "LM items",
+}
 
 
 @runtime_checkable

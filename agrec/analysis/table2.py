@@ -33,7 +33,7 @@ from agrec.analysis.stage import COMPLEMENTARITY_GROUPS, read_complementarity
 from agrec.errors import AgrecError
 from agrec.manifest import check_manifest
 from agrec.run.report import read_results
-from agrec.scorers import agrec_row, only_row
+from agrec.scorers import DISPLAY, agrec_row, only_row
 from agrec.config import load_profile
 from agrec.io import atomic_write_text
 
@@ -394,9 +394,7 @@ def ours_rows(run: RunRows) -> list[tuple[str, str]]:
 
 
 def _display(name: str) -> str:
-    return {"lightgcn": "LightGCN", "sgl": "SGL", "xsimgcl": "XSimGCL", "sasrec": "SASRec", "lm": "LM items"}.get(
-        name, name
-    )
+    return DISPLAY.get(name, name)
 
 
 def part_rows(run: RunRows, name: str) -> dict[str, str]:
