@@ -351,9 +351,11 @@ def complementarity_markdown(df: pd.DataFrame) -> str:
         "| dataset | users | LM only | GNN only | both | neither | LM HR@10 | GNN HR@10 | union HR@10 |",
         "|---|" + "---:|" * 8,
     ]
+    several = set(df.groupby("dataset")["profile"].nunique().loc[lambda n: n > 1].index)
     for _, r in df.iterrows():
+        name = f"{r['dataset']} ({r['profile']})" if r["dataset"] in several else r["dataset"]
         lines.append(
-            f"| {r['dataset']} | {r['users']:,} | {r['LLM only']:,} | {r['GNN only']:,} | {r['both']:,} | "
+            f"| {name} | {r['users']:,} | {r['LLM only']:,} | {r['GNN only']:,} | {r['both']:,} | "
             f"{r['neither']:,} | {r['LM HR@10']:.4f} | {r['GNN HR@10']:.4f} | {r['union HR@10']:.4f} |"
         )
     return (
@@ -432,10 +434,13 @@ def table2(runs: Sequence[RunRows], paper: dict[str, dict[str, dict[str, float |
 
     A row the run's seed aggregate has (:class:`SeedRows`) gets the mean over its seeds, their sd (``<metric> sd``),
     their number (``seeds``), the α of each seed, and the pooled p-values of that aggregate; other rows are the
-    one run, ``seeds`` = 1."""
+    one run, ``seeds`` = 1. ``source`` names the profile of our rows (``ours (<profile>)``); where several runs share
+    a dataset, the published rows of that dataset come once, after its last run."""
     paper = PAPER_ROWS if paper is None else paper
+    # a dataset run under several profiles (e.g. two kinds of semantic IDs): its published rows once, after its last
+    last_run = {run.dataset: i for i, run in enumerate(runs)}
     recs = []
-    for run in runs:
+    for i, run in enumerate(runs):
         for name, label in ours_rows(run):
             is_agrec = name.startswith("AGRec (") or name.startswith("AGRec [")
             agg = run.seeds if run.seeds is not None and name in run.seeds.mean else None
@@ -467,7 +472,7 @@ def table2(runs: Sequence[RunRows], paper: dict[str, dict[str, dict[str, float |
                     "bounds": _bounds({m: values.get(m) for m in METRICS}, None),
                 }
             )
-        for name, metrics in paper.get(run.dataset, {}).items():
+        for name, metrics in paper.get(run.dataset, {}).items() if last_run[run.dataset] == i else ():
             recs.append(
                 {
                     "dataset": run.dataset,
@@ -531,6 +536,16 @@ def to_markdown(df: pd.DataFrame, extra_notes: Sequence[str] = ()) -> str:
     def seeds(v: Any) -> str:
         return "" if v is None or pd.isna(v) else str(int(v))
 
+    ours = df[df["source"].astype(str).str.startswith("ours")]
+    several = set(ours.groupby("dataset")["source"].nunique().loc[lambda n: n > 1].index)
+
+    def dataset_cell(r: Any) -> str:
+        # a dataset shown under several profiles: each of our rows names its profile ("Games (cpu-collab)")
+        src = str(r["source"])
+        if r["dataset"] in several and src.startswith("ours (") and src.endswith(")"):
+            return f"{r['dataset']} ({src[6:-1]})"
+        return str(r["dataset"])
+
     lines = [
         "| dataset | row | seeds | " + " | ".join(METRICS) + " | p vs LM (HR@10 / NDCG@10) | p vs its scorer "
         "alone (HR@10 / NDCG@10) | α | bounds |",
@@ -538,7 +553,7 @@ def to_markdown(df: pd.DataFrame, extra_notes: Sequence[str] = ()) -> str:
     ]
     for _, r in df.iterrows():
         lines.append(
-            f"| {r['dataset']} | {r['row']} | {seeds(r.get('seeds'))} | "
+            f"| {dataset_cell(r)} | {r['row']} | {seeds(r.get('seeds'))} | "
             + " | ".join(value(r, m) for m in METRICS)
             + f" | {pair(r, 'LM')} | {pair(r, 'scorer')} | {alpha(r['alpha'])} | {r.get('bounds') or ''} |"
         )
@@ -579,7 +594,13 @@ def write_table2(configs: Sequence[str | Path], out: str | Path | None = None) -
     kept = list(dict.fromkeys(history_note(p.data.dataset) for p in profiles if not p.evaluation.exclude_history))
     cmd = "agrec table2 " + " ".join(f"--config {c}" for c in configs)
     comp = complementarity_table(runs)
-    cost = cost_table([(run.dataset, p.seed, p.report_dir) for run, p in zip(runs, profiles, strict=True)])
+    several = {d for d in (r.dataset for r in runs) if sum(r.dataset == d for r in runs) > 1}
+    cost = cost_table(
+        [
+            (f"{run.dataset} ({run.profile})" if run.dataset in several else run.dataset, p.seed, p.report_dir)
+            for run, p in zip(runs, profiles, strict=True)
+        ]
+    )
     atomic_write_text(
         path,
         f"# Table 2, ours\n\n`{cmd}`\n\n"

@@ -237,6 +237,24 @@ def test_unknown_dataset_has_no_paper_rows(tmp_path):
     assert list(df["row"]) == ["ours: LM alone (w/o Graph)"]
 
 
+def test_one_dataset_under_two_profiles_names_each_and_prints_the_published_rows_once(tmp_path):
+    from agrec.analysis.table2 import PAPER_ROWS
+
+    a = _write(tmp_path / "Games" / "cpu", {"w/o Graph": _metrics(0.05, 0.04, 0.08, 0.05)})
+    b = _write(tmp_path / "Games" / "cpu-collab", {"w/o Graph": _metrics(0.06, 0.04, 0.09, 0.05)})
+    c = _write(tmp_path / "Instruments" / "cpu", {"w/o Graph": _metrics(0.09, 0.07, 0.11, 0.08)})
+    df = table2([read_run(a), read_run(b), read_run(c)])
+    n_games = len(PAPER_ROWS["Games"])
+    assert list(df["source"]) == (["ours (cpu)", "ours (cpu-collab)"] + ["paper"] * n_games
+                                  + ["ours (cpu)"] + ["paper"] * len(PAPER_ROWS["Instruments"]))
+    md = to_markdown(df)
+    assert "| Games (cpu) | ours: LM alone (w/o Graph) | 1 | .0500 | .0400 | .0800 | .0500 |" in md
+    assert "| Games (cpu-collab) | ours: LM alone (w/o Graph) | 1 | .0600 | .0400 | .0900 | .0500 |" in md
+    assert md.count("| Games | paper: SASRec |") == 1
+    # a dataset under one profile keeps its plain name
+    assert "| Instruments | ours: LM alone (w/o Graph) | 1 |" in md
+
+
 def test_missing_or_broken_results_are_named(tmp_path):
     with pytest.raises(AgrecError, match="no decode results"):
         read_run(tmp_path / "X" / "cpu")
