@@ -461,3 +461,25 @@ def test_removal_takes_only_stage_written_files_of_the_folder_whatever_the_recor
     assert logs == ["  removed 1 report file(s) as a test: tables/a.md"]
     assert (outside / "victim.md").is_file() and (rep / "results" / "manifest.json").is_file()
     assert (rep / "results" / "pipeline.json").is_file() and (rep / "notes.md").is_file()
+
+
+def test_a_stopped_writer_removes_only_the_empty_folders_it_created_below_the_dataset_folder(tmp_path):
+    from agrec.run.pipeline import _missing_folders, _remove_if_empty
+
+    reports = tmp_path / "reports"
+    (reports / "Games").mkdir(parents=True)
+    report = reports / "Games" / "cpu" / "seeds" / "2026"
+    created = _missing_folders(report, within=reports / "Games")
+    assert created == [report, report.parent, report.parent.parent]  # deepest first, never the dataset folder
+    # the dataset folder itself missing (a first run of the dataset): still not listed, other profiles share it
+    assert _missing_folders(tmp_path / "x" / "D" / "p", within=tmp_path / "x" / "D") == [tmp_path / "x" / "D" / "p"]
+    # a report folder outside the dataset folder: only itself
+    assert _missing_folders(tmp_path / "else" / "r", within=reports / "Games") == [tmp_path / "else" / "r"]
+    report.mkdir(parents=True)
+    (report.parent / "other.txt").write_text("another writer's file")
+    report.rmdir()  # gone already: its parents are still visited
+    _remove_if_empty(created)
+    assert not report.exists() and report.parent.exists() and (reports / "Games" / "cpu").exists()
+    (report.parent / "other.txt").unlink()
+    _remove_if_empty(created)
+    assert not (reports / "Games" / "cpu").exists() and (reports / "Games").is_dir()

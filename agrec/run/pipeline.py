@@ -128,7 +128,7 @@ def execute_notebook(
 
     if not notebook.is_file():
         raise StageError(f"stage '{stage}': notebook {notebook} not found")
-    created = _missing_folders(output.parent)
+    created = _missing_folders(output.parent, within=output.parent.parent)
     output.parent.mkdir(parents=True, exist_ok=True)
     failed = output.with_name(output.stem + ".FAILED.ipynb")
     for orphan in orphan_partials(output):
@@ -201,14 +201,19 @@ def execute_notebook(
     return output
 
 
-def _missing_folders(folder: Path) -> list[Path]:
-    """``folder`` and those of its ancestors that do not exist yet, deepest first: what ``mkdir(parents=True)``
-    is about to create."""
+def _missing_folders(folder: Path, within: Path) -> list[Path]:
+    """``folder`` and those of its ancestors below ``within`` that do not exist yet, deepest first: what
+    ``mkdir(parents=True)`` is about to create that this writer may remove again. ``within`` and the folders above
+    it (a dataset's report folder, which other profiles share) are never listed; a ``folder`` outside ``within``
+    lists only itself."""
     missing = []
+    below = folder.is_relative_to(within)
     for f in (folder, *folder.parents):
-        if f.exists():
+        if f.exists() or (below and not f.is_relative_to(within)) or f == within:
             break
         missing.append(f)
+        if not below:
+            break
     return missing
 
 
@@ -218,7 +223,9 @@ def _remove_if_empty(folders: list[Path]) -> None:
     for f in folders:
         try:
             f.rmdir()
-        except OSError:  # not empty (another writer's file), or already gone
+        except FileNotFoundError:  # gone already: its parent may still be empty
+            continue
+        except OSError:  # not empty: another writer's file, kept with every folder above it
             return
 
 
@@ -356,14 +363,15 @@ def run_pipeline(
                 + "\nrun without --reuse-only to recompute them (or restore the files named)"
             )
     ensure_writable(profile.run_dir)
-    created = _missing_folders(profile.report_dir)
-    ensure_writable(profile.report_dir)
-    try:
-        with locked(profile.run_dir):
+    with locked(profile.run_dir):
+        # under the lock: a second writer refused by it must not remove the folder the first is about to use
+        created = _missing_folders(profile.report_dir, within=profile.reports_root / profile.data.dataset)
+        ensure_writable(profile.report_dir)
+        try:
             return _run_stages(profile, run, ordered, overrides, force, nb_dir, log, verify)
-    except BaseException:
-        _remove_if_empty(created)  # a run stopped before its first report leaves no empty report folder
-        raise
+        except BaseException:
+            _remove_if_empty(created)  # a run stopped before its first report leaves no empty report folder
+            raise
 
 
 def _run_stages(
