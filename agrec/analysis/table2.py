@@ -319,11 +319,20 @@ def read_seeds(report_dir: str | Path, scorer: str = "lightgcn") -> SeedRows | N
     )
 
 
+def run_labels(runs: Sequence[RunRows]) -> list[str]:
+    """How each run is named in the tables: its dataset, or ``"<dataset> (<profile>)"`` where the runs hold that
+    dataset under more than one profile (text and collaborative codes on Games, say)."""
+    profiles: dict[str, set[str]] = {}
+    for run in runs:
+        profiles.setdefault(run.dataset, set()).add(run.profile)
+    return [f"{r.dataset} ({r.profile})" if len(profiles[r.dataset]) > 1 else r.dataset for r in runs]
+
+
 def complementarity_table(runs: Sequence[RunRows]) -> pd.DataFrame:
     """Per dataset run, the test users hit at 10 by the LM alone only, the GNN alone only, both and neither, with
     each part's HR@10 and the union's (what a perfect switch between the two would reach)."""
     recs = []
-    for run in runs:
+    for run, label in zip(runs, run_labels(runs), strict=True):
         c = run.complementarity
         if c is None:
             continue
@@ -332,6 +341,7 @@ def complementarity_table(runs: Sequence[RunRows]) -> pd.DataFrame:
             {
                 "dataset": run.dataset,
                 "profile": run.profile,
+                "label": label,
                 "users": n,
                 **c,
                 "LM HR@10": (c["LLM only"] + c["both"]) / n,
@@ -340,7 +350,17 @@ def complementarity_table(runs: Sequence[RunRows]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(
-        recs, columns=["dataset", "profile", "users", *COMPLEMENTARITY_GROUPS, "LM HR@10", "GNN HR@10", "union HR@10"]
+        recs,
+        columns=[
+            "dataset",
+            "profile",
+            "label",
+            "users",
+            *COMPLEMENTARITY_GROUPS,
+            "LM HR@10",
+            "GNN HR@10",
+            "union HR@10",
+        ],
     )
 
 
@@ -351,11 +371,9 @@ def complementarity_markdown(df: pd.DataFrame) -> str:
         "| dataset | users | LM only | GNN only | both | neither | LM HR@10 | GNN HR@10 | union HR@10 |",
         "|---|" + "---:|" * 8,
     ]
-    several = set(df.groupby("dataset")["profile"].nunique().loc[lambda n: n > 1].index)
     for _, r in df.iterrows():
-        name = f"{r['dataset']} ({r['profile']})" if r["dataset"] in several else r["dataset"]
         lines.append(
-            f"| {name} | {r['users']:,} | {r['LLM only']:,} | {r['GNN only']:,} | {r['both']:,} | "
+            f"| {r['label']} | {r['users']:,} | {r['LLM only']:,} | {r['GNN only']:,} | {r['both']:,} | "
             f"{r['neither']:,} | {r['LM HR@10']:.4f} | {r['GNN HR@10']:.4f} | {r['union HR@10']:.4f} |"
         )
     return (
@@ -434,11 +452,13 @@ def table2(runs: Sequence[RunRows], paper: dict[str, dict[str, dict[str, float |
 
     A row the run's seed aggregate has (:class:`SeedRows`) gets the mean over its seeds, their sd (``<metric> sd``),
     their number (``seeds``), the α of each seed, and the pooled p-values of that aggregate; other rows are the
-    one run, ``seeds`` = 1. ``source`` names the profile of our rows (``ours (<profile>)``); where several runs share
-    a dataset, the published rows of that dataset come once, after its last run."""
+    one run, ``seeds`` = 1. ``source`` names the profile of our rows (``ours (<profile>)``), ``shown`` the name
+    the markdown prints (:func:`run_labels`); where several runs share a dataset, the published rows of that dataset
+    come once, after its last run."""
     paper = PAPER_ROWS if paper is None else paper
     # a dataset run under several profiles (e.g. two kinds of semantic IDs): its published rows once, after its last
     last_run = {run.dataset: i for i, run in enumerate(runs)}
+    labels = run_labels(runs)
     recs = []
     for i, run in enumerate(runs):
         for name, label in ours_rows(run):
@@ -462,6 +482,7 @@ def table2(runs: Sequence[RunRows], paper: dict[str, dict[str, dict[str, float |
             recs.append(
                 {
                     "dataset": run.dataset,
+                    "shown": labels[i],
                     "row": label,
                     "source": f"ours ({run.profile})",
                     "seeds": n,
@@ -476,6 +497,7 @@ def table2(runs: Sequence[RunRows], paper: dict[str, dict[str, dict[str, float |
             recs.append(
                 {
                     "dataset": run.dataset,
+                    "shown": run.dataset,
                     "row": f"paper: {name}",
                     "source": "paper",
                     "seeds": None,
@@ -486,7 +508,7 @@ def table2(runs: Sequence[RunRows], paper: dict[str, dict[str, dict[str, float |
                     "bounds": _bounds(metrics, 4),
                 }
             )
-    columns = ["dataset", "row", "source", "seeds", *METRICS, *SD_COLUMNS, *P_COLUMNS, "alpha", "bounds"]
+    columns = ["dataset", "shown", "row", "source", "seeds", *METRICS, *SD_COLUMNS, *P_COLUMNS, "alpha", "bounds"]
     return pd.DataFrame(recs, columns=columns)
 
 
@@ -536,15 +558,10 @@ def to_markdown(df: pd.DataFrame, extra_notes: Sequence[str] = ()) -> str:
     def seeds(v: Any) -> str:
         return "" if v is None or pd.isna(v) else str(int(v))
 
-    ours = df[df["source"].astype(str).str.startswith("ours")]
-    several = set(ours.groupby("dataset")["source"].nunique().loc[lambda n: n > 1].index)
-
     def dataset_cell(r: Any) -> str:
-        # a dataset shown under several profiles: each of our rows names its profile ("Games (cpu-collab)")
-        src = str(r["source"])
-        if r["dataset"] in several and src.startswith("ours (") and src.endswith(")"):
-            return f"{r['dataset']} ({src[6:-1]})"
-        return str(r["dataset"])
+        # a dataset under several profiles: each of our rows names its profile ("Games (cpu-collab)")
+        shown = r.get("shown")
+        return str(r["dataset"] if shown is None or pd.isna(shown) else shown)
 
     lines = [
         "| dataset | row | seeds | " + " | ".join(METRICS) + " | p vs LM (HR@10 / NDCG@10) | p vs its scorer "
@@ -589,18 +606,20 @@ def write_table2(configs: Sequence[str | Path], out: str | Path | None = None) -
         )
     if not path.parent.is_dir():
         raise AgrecError(f"--out {out}: folder {path.parent} does not exist")
+    seen: dict[Path, str] = {}
+    for c, p in zip(configs, profiles, strict=True):
+        if p.report_dir in seen:
+            raise AgrecError(f"--config {c}: its report folder {p.report_dir} is --config {seen[p.report_dir]}'s too")
+        seen[p.report_dir] = str(c)
+    # one block per dataset, in the order the datasets first come, with its published rows after its last run
+    order = list(dict.fromkeys(p.data.dataset for p in profiles))
+    profiles = sorted(profiles, key=lambda p: order.index(p.data.dataset))
     runs = [read_run(p.report_dir, p.evaluation.scorer) for p in profiles]
     df = table2(runs)
     kept = list(dict.fromkeys(history_note(p.data.dataset) for p in profiles if not p.evaluation.exclude_history))
     cmd = "agrec table2 " + " ".join(f"--config {c}" for c in configs)
     comp = complementarity_table(runs)
-    several = {d for d in (r.dataset for r in runs) if sum(r.dataset == d for r in runs) > 1}
-    cost = cost_table(
-        [
-            (f"{run.dataset} ({run.profile})" if run.dataset in several else run.dataset, p.seed, p.report_dir)
-            for run, p in zip(runs, profiles, strict=True)
-        ]
-    )
+    cost = cost_table([(label, p.seed, p.report_dir) for label, p in zip(run_labels(runs), profiles, strict=True)])
     atomic_write_text(
         path,
         f"# Table 2, ours\n\n`{cmd}`\n\n"

@@ -231,6 +231,25 @@ def test_table2_out_must_be_a_markdown_file_in_an_existing_folder(tmp_path):
             write_table2([prof], out)
 
 
+def test_table2_groups_the_runs_of_a_dataset_and_refuses_one_report_folder_twice(tmp_path):
+    from agrec.analysis.table2 import write_table2
+
+    def prof(file, name, dataset):
+        (tmp_path / file).write_text(
+            f"name: {name}\nseed: 1\ndata: {{dataset: {dataset}, format: lcrec, path: x}}\n"
+            f"pipeline: {{reports_dir: {tmp_path / 'reports'}, runs_dir: {tmp_path / 'runs'}}}\n")
+        _write(tmp_path / "reports" / dataset / name, {"w/o Graph": _metrics(0.05, 0.04, 0.08, 0.05)})
+        return tmp_path / file
+
+    games, instruments, collab = prof("g.yaml", "cpu", "Games"), prof("i.yaml", "cpu", "Instruments"), \
+        prof("gc.yaml", "cpu-collab", "Games")
+    out = write_table2([games, instruments, collab], tmp_path / "t.md")
+    shown = [line.split(" | ")[0][2:] for line in out.read_text().splitlines() if " | ours: LM alone" in line]
+    assert shown == ["Games (cpu)", "Games (cpu-collab)", "Instruments"]  # Games' two runs side by side
+    with pytest.raises(AgrecError, match="g2.yaml: its report folder .* is --config .*g.yaml's too"):
+        write_table2([games, prof("g2.yaml", "cpu", "Games")], tmp_path / "t.md")
+
+
 def test_unknown_dataset_has_no_paper_rows(tmp_path):
     folder = _write(tmp_path / "Mine" / "cpu", {"w/o Graph": _metrics(0.1, 0.1, 0.1, 0.1)})
     df = table2([read_run(folder)])
@@ -253,6 +272,15 @@ def test_one_dataset_under_two_profiles_names_each_and_prints_the_published_rows
     assert md.count("| Games | paper: SASRec |") == 1
     # a dataset under one profile keeps its plain name
     assert "| Instruments | ours: LM alone (w/o Graph) | 1 |" in md
+    # the complementarity section names the profile too, even where only one of the two runs was analysed
+    from agrec.analysis.table2 import complementarity_markdown, complementarity_table
+
+    comp = {"overall": {"LLM only": 10, "GNN only": 5, "both": 15, "neither": 70}}
+    case = {"user": 3, "target_title": "t", "hit_lm": False, "hit_agrec": True}
+    homog = pd.DataFrame([{"setting": "α=0", "users": 100, "mean distinct": 2.5}])
+    Report(a).record("analysis", analysis_results(comp, homog, case, ["x"]), ANALYSIS_FORMAT)
+    cm = complementarity_markdown(complementarity_table([read_run(a), read_run(b), read_run(c)]))
+    assert "| Games (cpu) | 100 | 10 | 5 | 15 | 70 | 0.2500 | 0.2000 | 0.3000 |" in cm
 
 
 def test_missing_or_broken_results_are_named(tmp_path):
