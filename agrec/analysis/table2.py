@@ -162,8 +162,12 @@ class RunRows:
     seeds: SeedRows | None = None  # the aggregate of `agrec seeds`, where the report has one
 
 
-def read_run(report_dir: str | Path, scorer: str = "lightgcn") -> RunRows:
-    """The decode results of one report folder (``<reports>/<dataset>/<profile>``)."""
+def read_run(
+    report_dir: str | Path, scorer: str = "lightgcn", dataset: str | None = None, profile: str | None = None
+) -> RunRows:
+    """The decode results of one report folder (``<reports>/<dataset>/<profile>``). ``dataset`` and ``profile``
+    name the run where the folder's own names do not (a ``pipeline.variant`` is a deeper folder); by default they are
+    the folder's parent's name and its own."""
     folder = Path(report_dir)
     path = folder / "results" / "decode.json"
     d = read_results(folder, "decode", DECODE_RESULTS_FORMAT)
@@ -181,8 +185,8 @@ def read_run(report_dir: str | Path, scorer: str = "lightgcn") -> RunRows:
     if selected is not None and (not isinstance(selected, dict) or not isinstance(selected.get("source"), str)):
         raise AgrecError(f"{path}: 'selected' does not name its source row")
     return RunRows(
-        dataset=folder.parent.name,
-        profile=folder.name,
+        dataset=folder.parent.name if dataset is None else dataset,
+        profile=folder.name if profile is None else profile,
         folder=folder,
         rows=test,
         p_values=d.get("significance_test") or {},
@@ -614,7 +618,15 @@ def write_table2(configs: Sequence[str | Path], out: str | Path | None = None) -
     # one block per dataset, in the order the datasets first come, with its published rows after its last run
     order = list(dict.fromkeys(p.data.dataset for p in profiles))
     profiles = sorted(profiles, key=lambda p: order.index(p.data.dataset))
-    runs = [read_run(p.report_dir, p.evaluation.scorer) for p in profiles]
+    runs = [
+        read_run(
+            p.report_dir,
+            p.evaluation.scorer,
+            dataset=p.data.dataset,
+            profile=p.name if p.pipeline.variant is None else f"{p.name}/{p.pipeline.variant}",
+        )
+        for p in profiles
+    ]
     df = table2(runs)
     kept = list(dict.fromkeys(history_note(p.data.dataset) for p in profiles if not p.evaluation.exclude_history))
     cmd = "agrec table2 " + " ".join(f"--config {c}" for c in configs)

@@ -248,6 +248,13 @@ def test_table2_groups_the_runs_of_a_dataset_and_refuses_one_report_folder_twice
     assert shown == ["Games (cpu)", "Games (cpu-collab)", "Instruments"]  # Games' two runs side by side
     with pytest.raises(AgrecError, match="g2.yaml: its report folder .* is --config .*g.yaml's too"):
         write_table2([games, prof("g2.yaml", "cpu", "Games")], tmp_path / "t.md")
+    # a variant's report folder is deeper (<dataset>/<name>/seeds/7): the run is still named by its profile
+    variant = tmp_path / "v.yaml"
+    variant.write_text(games.read_text().replace("pipeline: {", "pipeline: {variant: seeds/7, "))
+    _write(tmp_path / "reports" / "Games" / "cpu" / "seeds" / "7", {"w/o Graph": _metrics(0.06, 0.04, 0.08, 0.05)})
+    md = write_table2([games, variant], tmp_path / "t.md").read_text()
+    assert "| Games (cpu/seeds/7) | ours: LM alone (w/o Graph) | 1 | .0600 |" in md
+    assert md.count("| Games | paper: SASRec |") == 1
 
 
 def test_unknown_dataset_has_no_paper_rows(tmp_path):
