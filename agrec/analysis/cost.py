@@ -28,9 +28,9 @@ def _number(v: Any) -> float | None:
 
 
 def read_cost(report_dir: str | Path) -> dict[str, Any] | None:
-    """The run record of one report folder: ``{"stages_s", "total_s", "reused", "refreshed", "peak_rss_mib",
-    "others_cpu_s", "steal_s"}``; None where the folder has no ``results/pipeline.json``. ``others_cpu_s`` and
-    ``steal_s`` are sums over the executed stages, None unless every one of them measured it."""
+    """The run record of one report folder: ``{"stages_s", "total_s", "stages_sum_s", "reused", "refreshed",
+    "peak_rss_mib", "others_cpu_s", "steal_s"}``; None where the folder has no ``results/pipeline.json``.
+    ``others_cpu_s`` and ``steal_s`` are sums over the executed stages, None unless every one of them measured it."""
     path = Path(report_dir) / "results" / "pipeline.json"
     if not path.is_file():
         return None
@@ -49,9 +49,15 @@ def read_cost(report_dir: str | Path) -> dict[str, Any] | None:
             return sum(v for v in vals if v is not None)
         return None
 
+    stages = {s: _number(v) for s, v in d["stages_s"].items()}
     return {
-        "stages_s": {s: _number(v) for s, v in d["stages_s"].items()},
+        "stages_s": stages,
         "total_s": _number(d.get("total_s")),
+        # what the run costs when every stage is computed: a reused stage counts with the seconds of the execution
+        # that made it, where total_s (the wall time of this `agrec run`) counts it as nothing
+        "stages_sum_s": sum(v for v in stages.values() if v is not None)
+        if stages and all(v is not None for v in stages.values())
+        else None,
         "reused": reused,
         "refreshed": refreshed,
         "peak_rss_mib": _number(d.get("peak_rss_mib")),
@@ -85,6 +91,7 @@ def cost_table(folders: Sequence[tuple[str, int, Path]]) -> pd.DataFrame:
                     "seed": int(s),
                     **{st: c["stages_s"].get(st) for st in STAGE_COLUMNS},
                     "total_s": c["total_s"],
+                    "stages_sum_s": c["stages_sum_s"],
                     "peak_rss_mib": c["peak_rss_mib"],
                     "others_cpu_s": c["others_cpu_s"],
                     "steal_s": c["steal_s"],
@@ -96,7 +103,17 @@ def cost_table(folders: Sequence[tuple[str, int, Path]]) -> pd.DataFrame:
             )
     return pd.DataFrame(
         recs,
-        columns=["dataset", "seed", *STAGE_COLUMNS, "total_s", "peak_rss_mib", "others_cpu_s", "steal_s", "reused"],
+        columns=[
+            "dataset",
+            "seed",
+            *STAGE_COLUMNS,
+            "total_s",
+            "stages_sum_s",
+            "peak_rss_mib",
+            "others_cpu_s",
+            "steal_s",
+            "reused",
+        ],
     )
 
 
@@ -111,20 +128,23 @@ def cost_markdown(df: pd.DataFrame) -> str:
     lines = [
         "| dataset | seed | "
         + " | ".join(STAGE_COLUMNS)
-        + " | total | peak GiB | other work (CPU min) | steal (min) | reused |",
-        "|---|---:|" + "---:|" * (len(STAGE_COLUMNS) + 4) + "---|",
+        + " | total | sum of stages | peak GiB | other work (CPU min) | steal (min) | reused |",
+        "|---|---:|" + "---:|" * (len(STAGE_COLUMNS) + 5) + "---|",
     ]
     for _, r in df.iterrows():
         peak = "" if r["peak_rss_mib"] is None or pd.isna(r["peak_rss_mib"]) else f"{r['peak_rss_mib'] / 1024:.2f}"
         lines.append(
             f"| {r['dataset']} | {r['seed']} | "
             + " | ".join(minutes(r[s]) for s in STAGE_COLUMNS)
-            + f" | {minutes(r['total_s'])} | {peak} | {minutes(r['others_cpu_s'])} | {minutes(r['steal_s'])} | "
+            + f" | {minutes(r['total_s'])} | {minutes(r['stages_sum_s'])} | {peak} | {minutes(r['others_cpu_s'])} | "
+            f"{minutes(r['steal_s'])} | "
             f"{r['reused']} |"
         )
     return (
         "\n## Cost (wall minutes per stage)\n\nFrom each run's `results/pipeline.json`. Total: the wall time of "
-        "that `agrec run` (a reused stage adds nothing to it). Peak: the largest stage kernel's peak resident "
+        "that `agrec run` (a reused stage adds nothing to it). Sum of stages: the stage columns added up, what the run "
+        "costs computed from nothing (a reused stage counted with the minutes of the execution that made it). "
+        "Peak: the largest stage kernel's peak resident "
         "memory. Other work: CPU minutes the machine spent on anything else while the executed stages ran (near "
         "0: they ran alone and their minutes measure them; otherwise they are upper bounds). Steal: CPU minutes the "
         "virtual machine's host ran something else while these cores were ready to run (0 on bare metal; "

@@ -21,7 +21,8 @@ def _record(folder, stages, total, reused=(), refreshed=None, resources=None, pe
 
 def test_cost_rows_per_run_and_seed_with_other_work_summed_over_executed_stages(tmp_path):
     main = tmp_path / "Games" / "cpu"
-    _record(main, {"data": 6.0, "lm": 3000.0, "decode": 1200.0}, 4206.0, reused=["data", "lm"], refreshed=["lm"],
+    # a rerun that reused data and lm: its wall time is decode's and a little, its stages add up to 4,206 s
+    _record(main, {"data": 6.0, "lm": 3000.0, "decode": 1200.0}, 1212.0, reused=["data", "lm"], refreshed=["lm"],
             resources={"data": None,
                        "lm": {"peak_rss_mib": 900.0, "cpu_s": 5000.0, "others_cpu_s": 30.0},
                        "decode": {"peak_rss_mib": 2048.0, "cpu_s": 2000.0, "others_cpu_s": 60.0, "steal_s": 90.0}},
@@ -34,15 +35,16 @@ def test_cost_rows_per_run_and_seed_with_other_work_summed_over_executed_stages(
     df = cost_table([("Games", 2024, main), ("Beauty", 2024, tmp_path / "Beauty" / "cpu")])
     assert df[["dataset", "seed"]].values.tolist() == [["Games", 2024], ["Games", 2025], ["Beauty", 7]]
     first = df.iloc[0]
-    assert (first["lm"], first["total_s"], first["peak_rss_mib"]) == (3000.0, 4206.0, 2048.0)
+    assert (first["lm"], first["total_s"], first["stages_sum_s"], first["peak_rss_mib"]) == (3000.0, 1212.0, 4206.0,
+                                                                                            2048.0)
     assert first["others_cpu_s"] == 60.0  # decode's: data and lm were not executed in this run
     assert first["steal_s"] == 90.0
     assert first["reused"] == "data, lm (refreshed)"  # lm once, as refreshed: its minutes are loading
     assert df.iloc[1][["peak_rss_mib", "others_cpu_s", "steal_s"]].isna().all()  # not recorded, not 0
 
     md = cost_markdown(df)
-    assert "| Games | 2024 | 0.1 |  |  | 50.0 | 20.0 |  | 70.1 | 2.00 | 1.0 | 1.5 | data, lm (refreshed) |" in md
-    assert "| Games | 2025 | 0.2 |  |  | 30.0 |  |  | 30.2 |  |  |  |  |" in md
+    assert "| Games | 2024 | 0.1 |  |  | 50.0 | 20.0 |  | 20.2 | 70.1 | 2.00 | 1.0 | 1.5 | data, lm (refreshed) |" in md
+    assert "| Games | 2025 | 0.2 |  |  | 30.0 |  |  | 30.2 | 30.2 |  |  |  |  |" in md
     assert "| Beauty | 7 | 1.0 |" in md
 
 
@@ -52,6 +54,11 @@ def test_other_work_is_unknown_unless_every_executed_stage_measured_it(tmp_path)
     assert read_cost(tmp_path)["others_cpu_s"] is None
     # steal recorded by the stages of a run made before it was: unknown for that run, not 0
     assert read_cost(tmp_path)["steal_s"] is None
+
+
+def test_the_sum_of_stages_is_unknown_where_a_stage_has_no_seconds(tmp_path):
+    _record(tmp_path, {"data": 1.0, "lm": None}, 3.0)
+    assert read_cost(tmp_path)["stages_sum_s"] is None
 
 
 def test_no_record_is_no_row_and_a_damaged_record_is_a_named_error(tmp_path):
