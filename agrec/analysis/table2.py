@@ -562,11 +562,6 @@ def to_markdown(df: pd.DataFrame, extra_notes: Sequence[str] = ()) -> str:
     def seeds(v: Any) -> str:
         return "" if v is None or pd.isna(v) else str(int(v))
 
-    def dataset_cell(r: Any) -> str:
-        # a dataset under several profiles: each of our rows names its profile ("Games (cpu-collab)")
-        shown = r.get("shown")
-        return str(r["dataset"] if shown is None or pd.isna(shown) else shown)
-
     lines = [
         "| dataset | row | seeds | " + " | ".join(METRICS) + " | p vs LM (HR@10 / NDCG@10) | p vs its scorer "
         "alone (HR@10 / NDCG@10) | α | bounds |",
@@ -574,7 +569,7 @@ def to_markdown(df: pd.DataFrame, extra_notes: Sequence[str] = ()) -> str:
     ]
     for _, r in df.iterrows():
         lines.append(
-            f"| {dataset_cell(r)} | {r['row']} | {seeds(r.get('seeds'))} | "
+            f"| {r['shown']} | {r['row']} | {seeds(r.get('seeds'))} | "
             + " | ".join(value(r, m) for m in METRICS)
             + f" | {pair(r, 'LM')} | {pair(r, 'scorer')} | {alpha(r['alpha'])} | {r.get('bounds') or ''} |"
         )

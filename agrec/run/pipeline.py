@@ -206,14 +206,13 @@ def _missing_folders(folder: Path, within: Path) -> list[Path]:
     ``mkdir(parents=True)`` is about to create that this writer may remove again. ``within`` and the folders above
     it (a dataset's report folder, which other profiles share) are never listed; a ``folder`` outside ``within``
     lists only itself."""
+    if not folder.is_relative_to(within):
+        return [] if folder.exists() else [folder]
     missing = []
-    below = folder.is_relative_to(within)
-    for f in (folder, *folder.parents):
-        if f.exists() or (below and not f.is_relative_to(within)) or f == within:
+    for f in (folder, *folder.parents):  # reaches ``within`` before it could leave it
+        if f == within or f.exists():
             break
         missing.append(f)
-        if not below:
-            break
     return missing
 
 
