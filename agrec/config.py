@@ -135,6 +135,13 @@ class Profile:
                 f"item_loss {self.lm.tiny.item_loss}"
             )
 
+        window = self.lm.max_history + 1  # the items of one training sequence, all read by the teacher
+        if self.lm.distill_teacher == "sasrec" and window > self.baselines.sasrec.max_seq_length:
+            raise ConfigError(
+                f"lm.distill_teacher 'sasrec' reads a training sequence of lm.max_history + 1 = {window} items, "
+                f"more than baselines.sasrec.max_seq_length ({self.baselines.sasrec.max_seq_length})"
+            )
+
     # -- paths -------------------------------------------------------------------------------
     def _resolve(self, p: str) -> Path:
         base = Path(self.source).parent if self.source else Path.cwd()

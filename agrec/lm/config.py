@@ -128,6 +128,12 @@ class LMConfig:
     # training loss: (1 - ε)·NLL + ε·(mean -log p over the vocabulary), F.cross_entropy's label smoothing;
     # 0 = the paper's NLL (Eq. 8). The validation loss is always plain NLL
     label_smoothing: float = neutral(0.0)
+    # Knowledge distillation (agrec/lm/distill.py): "sasrec" = the profile's SASRec (baselines.sasrec, trained or
+    # reused by this stage; the decode stage reuses it) gives a soft target at each code position, mixed in with
+    # weight distill_weight (λ: (1 - λ)·hard + λ·T²·soft) at temperature distill_temperature; "none" = Eq. 8 alone
+    distill_teacher: Literal["none", "sasrec"] = neutral("none")
+    distill_weight: float = neutral(0.5)  # λ in (0, 1]: the soft target's share at a position that has one
+    distill_temperature: float = neutral(1.0)  # T > 0 of both softmaxes in the soft term (scaled by T², Hinton)
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, slower
     # How samples become micro-batches (agrec/lm/batching.py): pad = one right-padded row per sample (the
     # original loop); bucket = batches of similar length; pack = pad's batches packed into rows of
@@ -194,6 +200,20 @@ class LMConfig:
                     f"lm.pack_length ({self.pack_length}) applies to lm.batching 'pack' only, "
                     f"got lm.batching {self.batching!r}"
                 )
+        if not 0.0 < self.distill_weight <= 1.0 or self.distill_temperature <= 0:
+            raise ConfigError(
+                f"lm.distill_weight must be in (0, 1] and lm.distill_temperature > 0; got {self.distill_weight}, "
+                f"{self.distill_temperature}"
+            )
+        if self.distill_teacher == "none" and (self.distill_weight != 0.5 or self.distill_temperature != 1.0):
+            raise ConfigError(
+                f"lm.distill_weight ({self.distill_weight}) and lm.distill_temperature ({self.distill_temperature}) "
+                f"apply with a teacher only: set lm.distill_teacher (sasrec)"
+            )
+        if self.distill_teacher != "none" and self.batching == "pack":
+            raise ConfigError(
+                "lm.distill_teacher needs one training sequence per row: lm.batching 'pad' or 'bucket', not 'pack'"
+            )
         if self.lr <= 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
             raise ConfigError(
                 f"lm.lr must be > 0, lm.weight_decay and lm.max_grad_norm >= 0; got "

@@ -16,6 +16,9 @@ product with the item vectors the input already uses (tied, as SASRec ties its i
 embeddings), and the loss adds λ times the cross-entropy of the item that follows. The LM still recommends by
 generating codes, and the validation loss stays the codes' NLL; the trained head can also rank and steer on its own
 (the evaluation scorer ``lm``, :mod:`agrec.lm.item_scorer`).
+
+``lm.distill_teacher`` (with a :class:`~agrec.lm.distill.CodeDistiller`) mixes into each code position's loss the
+teacher recommender's distribution over that position's codes (knowledge distillation, :mod:`agrec.lm.distill`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from agrec.lm.batching import attn_implementation, block_causal_mask
+from agrec.lm.distill import CodeDistiller
 from agrec.lm.finetune import unwrap
 from agrec.lm.item_embedding import item_embedding, item_indexer
 from agrec.lm.prompts import IGNORE
@@ -51,9 +55,17 @@ class SupervisedNLL(nn.Module):
     that go through the wrapped module's ``forward``.
     """
 
-    def __init__(self, model: nn.Module, label_smoothing: float = 0.0, item_loss: float = 0.0):
+    def __init__(
+        self,
+        model: nn.Module,
+        label_smoothing: float = 0.0,
+        item_loss: float = 0.0,
+        distiller: CodeDistiller | None = None,
+    ):
         super().__init__()
         self.model = model
+        # lm.distill_teacher: soft code targets from a teacher recommender, mixed into the training loss only
+        self.distiller = distiller
         # lm.label_smoothing: the training loss spreads this much of each target's mass uniformly over the
         # vocabulary (F.cross_entropy's label_smoothing); 0 is the paper's NLL. Validation stays plain NLL.
         self.label_smoothing = label_smoothing
@@ -160,15 +172,25 @@ class SupervisedNLL(nn.Module):
         segment_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Summed NLL (a scalar, fp32) of the supervised tokens of the batch (padded or packed); with
-        ``label_smoothing`` ε, the summed ``(1 - ε)·NLL + ε·mean over the vocabulary of -log p``; with
-        ``item_loss`` λ, plus λ times the summed cross-entropy of each supervised item over all items
-        (:meth:`next_item_targets`)."""
-        if not self.item_loss:
+        ``label_smoothing`` ε, the summed ``(1 - ε)·NLL + ε·mean over the vocabulary of -log p``; with a
+        ``distiller``, each position with a teacher target mixes in the teacher's code distribution
+        (:meth:`agrec.lm.distill.CodeDistiller.loss`; padded batches only); with ``item_loss`` λ, plus λ times the
+        summed cross-entropy of each supervised item over all items (:meth:`next_item_targets`)."""
+        if self.distiller is not None and segment_ids is not None:
+            raise ValueError("distillation needs one sequence per row (lm.batching pad or bucket), got a packed batch")
+        hidden = None
+        if self.item_loss:
+            hidden = self._hidden(input_ids, attention_mask, position_ids, segment_ids)
+            logits, targets = self._code_logits(hidden, labels)
+        else:
             logits, targets = self.supervised_logits(input_ids, attention_mask, labels, position_ids, segment_ids)
-            return F.cross_entropy(logits.float(), targets, reduction="sum", label_smoothing=self.label_smoothing)
-        hidden = self._hidden(input_ids, attention_mask, position_ids, segment_ids)
-        logits, targets = self._code_logits(hidden, labels)
-        loss = F.cross_entropy(logits.float(), targets, reduction="sum", label_smoothing=self.label_smoothing)
+        if self.distiller is None:
+            loss = F.cross_entropy(logits.float(), targets, reduction="sum", label_smoothing=self.label_smoothing)
+        else:
+            hard = F.cross_entropy(logits.float(), targets, reduction="none", label_smoothing=self.label_smoothing)
+            loss = self.distiller.loss(logits, input_ids, labels, hard)
+        if hidden is None:
+            return loss
         items = self.next_item_targets(input_ids, labels, segment_ids)
         at = items >= 0
         weight = item_embedding(unwrap(self.model))

@@ -40,7 +40,9 @@ from agrec.lm.checkpoint import (
     read_manifest,
     training_config,
 )
+from agrec.baselines.stage import sasrec_key, train_sasrec
 from agrec.lm.config import LMConfig
+from agrec.lm.distill import CodeDistiller, TeacherFn, sasrec_teacher
 from agrec.lm.distributed import DistEnv, init_distributed
 from agrec.lm.finetune import merged_for_inference
 from agrec.lm.item_embedding import item_embedding, save_item_embedding, state_dict_without
@@ -74,6 +76,7 @@ def stage_key(session: Session, codes: CodeTable) -> str:
         "lm": training_config(p.lm),
         "codes": codes_fingerprint(codes),
         "seed": p.seed,
+        **({"teacher": sasrec_key(session)} if p.lm.distill_teacher == "sasrec" else {}),  # absent: keys unchanged
         "data_digest": session.run.digest("data"),
         "agrec": agrec.__version__,
     }
@@ -164,9 +167,11 @@ def make_training_job(
     base_dir: Path | None = None,
     env: DistEnv | None = None,
     log: Callable[[str], None] = print,
+    teacher: TeacherFn | None = None,
 ) -> TrainingJob:
     """Build the fresh model, the prompt format and the samples, and the trainer that resumes from
-    ``out_dir/checkpoints`` (through ``from_pretrained``) or starts from the fresh model."""
+    ``out_dir/checkpoints`` (through ``from_pretrained``) or starts from the fresh model. ``teacher``: the
+    distillation teacher of ``lm.distill_teacher`` (:mod:`agrec.lm.distill`), None without one."""
     env = env or DistEnv()
     torch.manual_seed(seed)
     with env.main_first():  # rank 0 converts SmolLM2 once; the others then read the cache
@@ -206,6 +211,13 @@ def make_training_job(
             int(built.tokenizer.pad_token_id),
         )
 
+    distiller = None
+    if cfg.distill_teacher != "none":
+        if teacher is None:
+            raise AgrecError(f"lm.distill_teacher {cfg.distill_teacher!r}: no teacher was given")
+        distiller = CodeDistiller(
+            teacher, built.vocab.item_token_ids, len(built.tokenizer), cfg.distill_weight, cfg.distill_temperature
+        )
     trainer = Trainer(
         build_model,
         _save_fn(built, tiny_base),
@@ -220,6 +232,7 @@ def make_training_job(
         env=env,
         log=log,
         rec_eval=rec_eval,
+        distiller=distiller,
     )
     return TrainingJob(trainer=trainer, built=built, prompt=fmt, train=train, valid=valid)
 
@@ -304,6 +317,12 @@ def train_lm(
     t_start = time.perf_counter()
 
     n_users = min(cfg.max_users or split.n_users, split.n_users)
+    teacher = None
+    if cfg.distill_teacher == "sasrec":  # trained here, or reused from <run>/baselines/ (the decode stage reuses it)
+        with env.main_first():
+            say("lm: distillation teacher: SASRec (baselines.sasrec)")
+            scorer = train_sasrec(session, progress=cfg.progress)
+        teacher = sasrec_teacher(scorer.model.to(env.device))
     job = make_training_job(
         cfg,
         codes,
@@ -316,6 +335,7 @@ def train_lm(
         base_dir,
         env,
         log=say,
+        teacher=teacher,
     )
     trainer, train, valid = job.trainer, job.train, job.valid
     resume = cfg.resume and not force

@@ -46,6 +46,7 @@ from agrec.lm.checkpoint import (
     write_checksums,
 )
 from agrec.lm.config import LMConfig
+from agrec.lm.distill import CodeDistiller
 from agrec.lm.distributed import DistEnv
 from agrec.lm.finetune import parameter_counts
 from agrec.lm.loss import SupervisedNLL
@@ -165,6 +166,7 @@ class Trainer:
         env: DistEnv | None = None,
         log: Callable[[str], None] = print,
         rec_eval: Callable[[Any], dict[str, float]] | None = None,
+        distiller: CodeDistiller | None = None,
     ):
         if len(train) == 0:
             raise ValueError("no training samples")
@@ -188,8 +190,12 @@ class Trainer:
         self.stop_after_step: int | None = None  # test hook: raise TrainingInterrupted after this step
         # lm.select "ndcg": the model's validation recommendation metrics (``{"val_NDCG@10": …}``) after each epoch
         self.rec_eval = rec_eval
+        # lm.distill_teacher: the teacher's soft code targets, mixed into the training loss (agrec/lm/distill.py)
+        self.distiller = distiller
         if cfg.select == "ndcg" and rec_eval is None:
             raise ConfigError("lm.select 'ndcg' needs a recommendation evaluation of the model (rec_eval)")
+        if cfg.distill_teacher != "none" and distiller is None:
+            raise ConfigError(f"lm.distill_teacher {cfg.distill_teacher!r} needs the teacher's distiller")
 
     # -- plan -------------------------------------------------------------------------------------
     def plan(self, epoch: int) -> list[list[np.ndarray]]:
@@ -377,7 +383,8 @@ class Trainer:
             if "cuda" in rng and env.device.type == "cuda":
                 torch.cuda.set_rng_state(rng["cuda"], env.device)
             self.log(f"lm: resuming from {ckpt.name} (epoch {state.epoch}, step {state.global_step} of {total})")
-        loss_mod = SupervisedNLL(model, cfg.label_smoothing, cfg.tiny.item_loss)  # > 0 only for tiny (config checks)
+        # item_loss > 0 only for tiny (config checks)
+        loss_mod = SupervisedNLL(model, cfg.label_smoothing, cfg.tiny.item_loss, self.distiller)
         ddp = None
         if env.distributed:
             ddp = torch.nn.parallel.DistributedDataParallel(

@@ -51,7 +51,7 @@ SECTIONS_OF: dict[str, tuple[str, ...]] = {
     "data": ("data",),
     "semantic_ids": ("data", "semantic_ids", "seed"),
     "gnn": ("data", "gnn", "seed"),
-    "lm": ("data", "lm", "seed"),
+    "lm": ("data", "lm", "baselines", "seed"),  # baselines: the distillation teacher's (lm.distill_teacher)
     "decode": DECODE_SECTIONS + ("baselines", "seed"),
     "analysis": DECODE_SECTIONS + ("baselines", "analysis", "seed"),
 }
@@ -105,7 +105,10 @@ def config_key(profile: "Profile", stage: str) -> str:
     if stage == "lm":
         from agrec.lm.checkpoint import training_config
 
-        return short_hash({"data": profile.key_dict()["data"], "lm": training_config(profile.lm), "seed": profile.seed})
+        payload = {"data": profile.key_dict()["data"], "lm": training_config(profile.lm), "seed": profile.seed}
+        if profile.lm.distill_teacher == "sasrec":  # the teacher's configuration (absent without one: keys unchanged)
+            payload["teacher"] = profile.key_dict()["baselines"]["sasrec"]
+        return short_hash(payload)
     # "baselines" (SASRec, agrec/baselines) drives rows of the decode stage once a profile has the section.
     extra = ("baselines",) if "baselines" in profile.key_dict() else ()
     if stage == "decode":

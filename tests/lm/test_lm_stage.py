@@ -86,3 +86,25 @@ def test_gpu_profiles_load_and_train_a_step_on_a_standin(tmp_path, lcrec_dir):
     assert next(bundle.model.parameters()).dtype == torch.bfloat16
     text = bundle.tokenizer.decode(bundle.prompt_ids([0, 1]))
     assert text.endswith("### Response:") and "<a_0><b_0><c_0><d_0>, <a_1><b_1><c_0><d_0>" in text
+
+
+def test_distillation_trains_the_profiles_sasrec_first_and_keys_the_lm_on_it(tmp_path):
+    from agrec.baselines.stage import read_metrics, sasrec_dir, train_sasrec
+    from agrec.lm.stage import stage_key
+
+    fast = {"baselines.sasrec.epochs": 1, "baselines.sasrec.hidden_size": 16, "baselines.sasrec.inner_size": 32}
+    s = session(tmp_path, **{"lm.distill_teacher": "sasrec", **fast})
+    train_lm(s, **quiet)
+    teacher = read_metrics(s)
+    assert teacher is not None and teacher["epochs_run"] == 1  # trained here, before the LM, under <run>/baselines
+    rec = s.run.read_record("lm")
+    assert rec["config"]["lm"]["distill_teacher"] == "sasrec"
+    # the decode stage gets the same SASRec back, without training it again
+    stamp = (sasrec_dir(s) / "metrics.json").stat().st_mtime_ns
+    train_sasrec(s, progress=False)
+    assert (sasrec_dir(s) / "metrics.json").stat().st_mtime_ns == stamp
+    # another teacher is another LM: the key holds the teacher's; without a teacher, the teacher is not in it
+    codes = load_lm(s).codes
+    other = session(tmp_path, **{"lm.distill_teacher": "sasrec", **fast, "baselines.sasrec.hidden_size": 8})
+    plain, plain_other = session(tmp_path, **fast), session(tmp_path, **{**fast, "baselines.sasrec.hidden_size": 8})
+    assert stage_key(other, codes) != stage_key(s, codes) != stage_key(plain, codes) == stage_key(plain_other, codes)

@@ -1,0 +1,174 @@
+"""Distillation of a teacher recommender into the LM's codes (agrec/lm/distill.py): the positions, the exact soft
+targets (the teacher's distribution conditioned along the observed code path), the loss, the trainer and the stage."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from agrec.baselines.config import SASRecConfig
+from agrec.baselines.sasrec import SASRec
+from agrec.canonical import keyed
+from agrec.config import load_profile
+from agrec.errors import ConfigError
+from agrec.lm.build import build_fresh, load_checkpoint_model
+from agrec.lm.config import LMConfig
+from agrec.lm.distill import CodeDistiller, sasrec_teacher
+from agrec.lm.loss import SupervisedNLL
+from agrec.lm.trainer import TrainingInterrupted
+from agrec.run.lineage import config_key
+from agrec.semantic_ids.codes import CodeTable
+
+from conftest import CI_PROFILE
+from lm_helpers import CODES, job, losses, tiny_cfg
+
+# 3 items, codes (0,0), (0,1), (1,0): in the tiny vocabulary (4 specials) level 0 is ids 4-5, level 1 ids 6-7, so
+# item 0 = [4, 6], item 1 = [4, 7], item 2 = [5, 6]; items 0 and 1 share their first code
+SHARED = CodeTable(codes=[[0, 0], [0, 1], [1, 0]], codebook_sizes=(2, 2))
+TOKENS = torch.tensor([[4, 6], [4, 7], [5, 6]])
+IDS = torch.tensor([[1, 4, 6, 5, 6, 4, 7], [1, 4, 7, 0, 0, 0, 0]])  # <s> + items 0, 2, 1; <s> + item 1, padding
+ALL = torch.tensor([[-100, 4, 6, 5, 6, 4, 7], [-100, 4, 7, -100, -100, -100, -100]])  # Eq. 7: every code
+Q = torch.tensor([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1], [1 / 3, 1 / 3, 1 / 3]])  # the teacher after 1, 2, 3 items
+
+
+def table_teacher(seen: list):
+    """Whatever the row, the teacher's distribution after the row's first k+1 items is Q[k]."""
+
+    def fn(items: torch.Tensor) -> torch.Tensor:
+        seen.append(items.tolist())
+        return Q.log()[: items.shape[1]].expand(items.shape[0], -1, -1).clone()
+
+    return fn
+
+
+def distiller(weight=0.5, temperature=1.0, seen=None):
+    return CodeDistiller(table_teacher([] if seen is None else seen), TOKENS, 8, weight, temperature)
+
+
+def test_positions_find_each_rows_items_and_the_level_of_each_code():
+    items, owner, level = distiller().code_positions(IDS)
+    assert items.tolist() == [[0, 2, 1], [1, -1, -1]]
+    assert owner.tolist() == [[-1, 0, 0, 1, 1, 2, 2], [-1, 0, 0, -1, -1, -1, -1]]
+    assert level.tolist() == [[-1, 0, 1, 0, 1, 0, 1], [-1, 0, 1, -1, -1, -1, -1]]
+
+
+def test_soft_targets_are_the_teachers_distribution_along_the_observed_code_path():
+    seen: list = []
+    has, soft = distiller(seen=seen).soft_targets(IDS, ALL, 8)
+    assert seen == [[[0, 2, 1], [1, -1, -1]]]  # one teacher call on the batch's item rows
+    # supervised positions in row-major order: row 0's six codes, row 1's two; a row's first item has no teacher
+    assert has.tolist() == [False, False, True, True, True, True, False, False]
+    want = torch.zeros(4, 8)
+    want[0, 4], want[0, 5] = 0.5, 0.5  # item 2 after item 0 (Q[0]): first code 0 holds items 0 and 1 (.2 + .3)
+    want[1, 6] = 1.0  # item 2's second code, given its first: item 2 alone has first code 1
+    want[2, 4], want[2, 5] = 0.9, 0.1  # item 1 after items 0, 2 (Q[1])
+    want[3, 6], want[3, 7] = 2 / 3, 1 / 3  # given first code 0: items 0 and 1, .6 and .3, renormalised
+    torch.testing.assert_close(soft, want)
+    # at temperature 2 the teacher's softmax is over log q / 2: proportional to sqrt(q)
+    _, soft2 = distiller(temperature=2.0).soft_targets(IDS, ALL, 8)
+    assert float(soft2[3, 6]) == pytest.approx(math.sqrt(0.6) / (math.sqrt(0.6) + math.sqrt(0.3)), rel=1e-6)
+    # only an answer supervised (sliding samples): one item, after two
+    answer = torch.tensor([[-100, -100, -100, -100, -100, 4, 7]])
+    has, soft = distiller().soft_targets(IDS[:1], answer, 8)
+    assert has.tolist() == [True, True] and torch.allclose(soft, want[2:])
+    # nothing to distil: no teacher call
+    seen.clear()
+    has, soft = distiller(seen=seen).soft_targets(IDS[1:], ALL[1:], 8)
+    assert has.tolist() == [False, False] and soft.shape == (0, 8) and seen == []
+
+
+def test_loss_mixes_hard_and_soft_targets_with_lambda_and_t_squared():
+    logits = torch.zeros(8, 8)  # uniform over 8 logits: every cross-entropy is ln 8
+    hard = F.cross_entropy(logits, torch.tensor([4, 6, 5, 6, 4, 7, 4, 7]), reduction="none")
+    # 4 hard-only positions + (1 - .5) x 4 hard + .5 x 2^2 x 4 soft
+    got = distiller(0.5, 2.0).loss(logits, IDS, ALL, hard)
+    assert float(got) == pytest.approx((4 + 2 + 8) * math.log(8), rel=1e-6)
+    # λ = 1: the soft target alone where there is one; an informative student pays its cross-entropy
+    logits = torch.randn(8, 8, generator=torch.Generator().manual_seed(0))
+    hard = F.cross_entropy(logits, torch.tensor([4, 6, 5, 6, 4, 7, 4, 7]), reduction="none")
+    has, soft = distiller(1.0).soft_targets(IDS, ALL, 8)
+    want = hard[~has].sum() - (soft * F.log_softmax(logits[has], -1)).sum()
+    assert float(distiller(1.0).loss(logits, IDS, ALL, hard)) == pytest.approx(float(want), rel=1e-6)
+
+
+def test_supervised_nll_adds_the_teacher_to_training_only():
+    model = build_fresh(tiny_cfg(), SHARED, seed=0).model.eval()
+    plain, taught = SupervisedNLL(model), SupervisedNLL(model, distiller=distiller(0.5))
+    ids, labels, mask = IDS[:1], ALL[:1], torch.ones(1, 7, dtype=torch.long)
+    with torch.no_grad():
+        logits, targets = plain.supervised_logits(ids, mask, labels)
+        hard = F.cross_entropy(logits, targets, reduction="none")
+        assert float(taught(ids, mask, labels)) == pytest.approx(float(distiller(0.5).loss(logits, ids, labels, hard)))
+        assert float(taught(ids, mask, labels)) != pytest.approx(float(plain(ids, mask, labels)))
+        # the validation path is the codes' logits, unchanged
+        assert torch.equal(taught.supervised_logits(ids, mask, labels)[0], logits)
+    with pytest.raises(ValueError, match="packed batch"):
+        taught(ids, None, labels, torch.arange(7)[None], torch.zeros(1, 7, dtype=torch.long))
+
+
+def test_sasrec_teacher_scores_every_prefix_as_sasrec_scores_that_history():
+    m = SASRec(SASRecConfig(hidden_size=8, n_heads=2, inner_size=16, max_seq_length=4, progress=False), 5, seed=3)
+    teacher = sasrec_teacher(m)
+    assert not any(p.requires_grad for p in m.parameters()) and not m.training
+    rows = torch.tensor([[2, 0, 4], [1, -1, -1]])
+    out = teacher(rows)
+    assert out.shape == (2, 3, 5)
+    for b, row in enumerate(rows.tolist()):
+        for k in range(len([i for i in row if i >= 0])):
+            seq, lengths = m.encode_histories([row[: k + 1]])
+            torch.testing.assert_close(out[b, k], m.full_sort_predict(seq, lengths)[0])
+    with pytest.raises(ValueError, match="5 items in a row, more than SASRec's max_seq_length 4"):
+        teacher(torch.zeros(1, 5, dtype=torch.long))
+
+
+def toy_teacher(n_items: int):
+    """A teacher that always says 'the item after the last one' (the toy sequences' rule), with some doubt."""
+
+    def fn(items: torch.Tensor) -> torch.Tensor:
+        nxt = (items.clamp(min=0) + 1) % n_items
+        return 3.0 * F.one_hot(nxt, n_items).float()
+
+    return fn
+
+
+def test_trainer_distils_a_different_model_resumes_exactly_and_keeps_the_plain_validation_loss(tmp_path):
+    cfg = tiny_cfg(distill_teacher="sasrec", distill_weight=0.5)
+    teacher = toy_teacher(CODES.n_items)
+    res = job(tmp_path, "taught", cfg, teacher=teacher).trainer.fit()
+    plain = job(tmp_path, "plain", tiny_cfg()).trainer.fit()
+    assert losses(res) != losses(plain)
+    trainer = job(tmp_path, "taught", cfg, teacher=teacher).trainer
+    model = load_checkpoint_model(res.selected, cfg, CODES, tmp_path).model
+    assert trainer.evaluate(SupervisedNLL(model))["val_loss"] == pytest.approx(res.state.evals[-1]["val_loss"])
+    broken = job(tmp_path, "broken", cfg, teacher=teacher)
+    broken.trainer.stop_after_step = len(broken.trainer.plan(0)) + 1
+    with pytest.raises(TrainingInterrupted):
+        broken.trainer.fit()
+    assert losses(job(tmp_path, "broken", cfg, teacher=teacher).trainer.fit(resume=True)) == losses(res)
+    with pytest.raises(Exception, match="lm.distill_teacher 'sasrec': no teacher was given"):
+        job(tmp_path, "none", cfg)
+
+
+def test_config_checks_and_the_default_keeps_every_key():
+    with pytest.raises(ConfigError, match=r"lm.distill_weight must be in \(0, 1\]"):
+        LMConfig(distill_teacher="sasrec", distill_weight=0.0)
+    with pytest.raises(ConfigError, match="lm.distill_temperature > 0"):
+        LMConfig(distill_teacher="sasrec", distill_temperature=0.0)
+    with pytest.raises(ConfigError, match=r"lm.distill_weight \(0.3\) .* apply with a teacher only"):
+        LMConfig(distill_weight=0.3)
+    with pytest.raises(ConfigError, match="not 'pack'"):
+        LMConfig(distill_teacher="sasrec", batching="pack")
+    with pytest.raises(ConfigError, match=r"lm.max_history \+ 1 = 51 items, more than baselines.sasrec.max_seq_length"):
+        load_profile(CI_PROFILE, {"lm.distill_teacher": "sasrec", "lm.max_history": 50})
+    assert not {"distill_teacher", "distill_weight", "distill_temperature"} & set(keyed(LMConfig()))
+    assert keyed(LMConfig(distill_teacher="sasrec"))["distill_teacher"] == "sasrec"
+    # the lm stage's key takes the teacher's configuration only when there is a teacher
+    base, taught = load_profile(CI_PROFILE), load_profile(CI_PROFILE, {"lm.distill_teacher": "sasrec"})
+    other = load_profile(CI_PROFILE, {"baselines.sasrec.hidden_size": 32})
+    assert config_key(other, "lm") == config_key(base, "lm") != config_key(taught, "lm")
+    taught_other = load_profile(CI_PROFILE, {"lm.distill_teacher": "sasrec", "baselines.sasrec.hidden_size": 32})
+    assert config_key(taught_other, "lm") != config_key(taught, "lm")
+
