@@ -33,6 +33,7 @@ import dataclasses
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -166,6 +167,13 @@ POINTS: dict[str, dict[str, object]] = {
         **_collaborative_codes(3),
         **WIDE,
     },
+    # the collaborative-code LM distilled from the profile's SASRec (agrec/lm/distill.py): at each code position half
+    # of the target is SASRec's next-item distribution conditioned along the observed code path. The point trains
+    # its teacher first (its minutes are in the stage's), unless --teacher-from hands over one with the same key
+    "item embedding, item dropout 0.5, collaborative codes 3 x 256, distilled from SASRec": {
+        **_collaborative_codes(3),
+        "lm.distill_teacher": "sasrec",
+    },
     "wide 4 x 256, dropout 0.1, epochs 16": {
         **WIDE,
         "lm.tiny.dropout": 0.1,
@@ -230,13 +238,24 @@ def _point_row(
     }
 
 
-def run_point(config: Path, name: str, runs: Path) -> dict:
-    """Train one point in a child process (or find it trained) and read its stage record and curves."""
+def run_point(config: Path, name: str, runs: Path, teacher_from: Path | None = None) -> dict:
+    """Train one point in a child process (or find it trained) and read its stage record and curves.
+    ``teacher_from``: a run folder whose trained SASRec (``baselines/sasrec``) a distilled point starts from."""
     from agrec.lm.stage import STAGE
     from agrec.run.rundir import RunDir
 
     overrides = {**COMMON, **POINTS[name]}
     run_dir = runs / _slug(name)
+    teacher = run_dir / "baselines" / "sasrec"
+    if teacher_from is not None and overrides.get("lm.distill_teacher") == "sasrec" and not teacher.exists():
+        # a copy, not a link: the stage reuses it only if its key and weights' sha256 are this point's, and trains
+        # its own otherwise (agrec.baselines.stage.is_reusable); the copy's training minutes are not in the point's
+        source = teacher_from / "baselines" / "sasrec"
+        if not (source / "metrics.json").is_file():
+            raise SystemExit(f"--teacher-from: no trained SASRec at {source}")
+        teacher.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(source, teacher)
+        print(f"lm_study: {name}: teacher copied from {source}", flush=True)
     cmd = [sys.executable, "-m", "agrec.lm.train", "--config", str(config), "--run-dir", str(run_dir)]
     for k, v in overrides.items():
         cmd += ["--set", f"{k}={_yaml_value(v)}"]
@@ -342,7 +361,7 @@ def base_from_run(config: Path, run_dir: Path) -> dict:
     )
 
 
-def study(config: Path, names: list[str], base_from: Path | None = None) -> Path:
+def study(config: Path, names: list[str], base_from: Path | None = None, teacher_from: Path | None = None) -> Path:
     from agrec.config import load_profile
 
     profile = load_profile(config)
@@ -359,7 +378,10 @@ def study(config: Path, names: list[str], base_from: Path | None = None) -> Path
     )
     for name in names:
         print(f"lm_study: {dataset}: {name} ...", flush=True)
-        row = base_from_run(config, base_from) if name == "base" and base_from else run_point(config, name, runs)
+        if name == "base" and base_from:
+            row = base_from_run(config, base_from)
+        else:
+            row = run_point(config, name, runs, teacher_from)
         if row["reused"] and name in doc["points"]:
             # the training process's measurements and code, not this quick reuse's
             earlier = doc["points"][name]
@@ -504,6 +526,12 @@ def main() -> None:
         help="read the base point from this run folder of the profile (every epoch checkpoint kept), not training it",
     )
     p.add_argument(
+        "--teacher-from",
+        type=Path,
+        metavar="RUN",
+        help="a distilled point starts from this run folder's trained SASRec (reused only if its key is the point's)",
+    )
+    p.add_argument(
         "--reference",
         type=Path,
         nargs="*",
@@ -516,7 +544,7 @@ def main() -> None:
     if args.test:
         test_points(args.config, args.points, args.test, args.reference)
     elif not args.report:
-        study(args.config, args.points, args.base_from)
+        study(args.config, args.points, args.base_from, args.teacher_from)
     report()
 
 

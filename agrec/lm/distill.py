@@ -29,25 +29,27 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from agrec.lm.item_embedding import ItemIndexer
 from agrec.lm.prompts import IGNORE
 
-# items [B, K] (project item ids, -1 = padding after the row's last item) -> logits [B, K, n_items]: position k
-# scores the item that follows items 0..k of the row
-TeacherFn = Callable[[torch.Tensor], torch.Tensor]
+# (items [B, K] project item ids, -1 = padding after the row's last item; rows [P]; positions [P]) -> logits
+# [P, n_items]: for each (row, position) pair, the teacher's scores of the item that follows items 0..position of
+# that row
+TeacherFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class CodeDistiller:
     """Soft code targets from a teacher's next-item distribution (see the module docstring).
 
     Args:
-        teacher: the teacher's logits for every prefix of a batch of item sequences (:data:`TeacherFn`).
-        item_token_ids: ``LongTensor[n_items, n_levels]``, the vocabulary ids of each item's codes.
+        teacher: the teacher's logits after prefixes of a batch of item sequences (:data:`TeacherFn`).
+        item_token_ids: ``LongTensor[n_items, n_levels]``, the vocabulary ids of each item's codes (rows distinct).
         vocab_size: the tokenizer's vocabulary size (every input id is below it).
-        weight: λ in ``[0, 1]``, the soft term's share.
+        weight: λ in ``(0, 1]``, the soft term's share.
         temperature: ``T > 0``.
     """
 
@@ -66,14 +68,8 @@ class CodeDistiller:
         self.teacher = teacher
         self.weight, self.temperature = float(weight), float(temperature)
         self.indexer = ItemIndexer(item_token_ids, vocab_size)
-        tokens = item_token_ids.to(torch.long).cpu()
-        self.n_items, self.n_levels = tokens.shape
-        # prefix[l][i]: an id of item i's first l codes (level 0: one empty prefix shared by all items)
-        prefixes = [torch.zeros(self.n_items, dtype=torch.long)]
-        for lvl in range(1, self.n_levels):
-            _, ids = torch.unique(tokens[:, :lvl], dim=0, return_inverse=True)
-            prefixes.append(ids)
-        self._tables = {"tokens": tokens, "prefix": torch.stack(prefixes, dim=1)}  # both [n_items, n_levels]
+        self.n_items, self.n_levels = item_token_ids.shape
+        self._tables = _path_tables(item_token_ids.to(torch.long).cpu())
         self._on: dict[torch.device, dict[str, torch.Tensor]] = {}
 
     def _at(self, device: torch.device) -> dict[str, torch.Tensor]:
@@ -136,20 +132,60 @@ class CodeDistiller:
         targets = torch.zeros(int(has.sum()), n_logits, device=device)
         if not bool(has.any()):
             return has, targets
-        logits = self.teacher(items)  # [B, K, n_items]; position k-1 scores item k
         b, own, lvl = b[has], own[has], lvl[has]
-        target_item = items[b, own]
-        q = torch.softmax(logits[b, own - 1].float() / self.temperature, dim=-1)  # [M, n_items]
-        for level_l in range(self.n_levels):
-            sel = (lvl == level_l).nonzero(as_tuple=True)[0]
+        # one teacher distribution per supervised item (its codes share it)
+        K = items.shape[1]
+        pairs, which = torch.unique(b * K + own, return_inverse=True)
+        logits = self.teacher(items, pairs // K, pairs % K - 1)  # [P, n_items]: after the item before each
+        if self.temperature != 1.0:
+            logits = logits / self.temperature
+        q = torch.softmax(logits.float(), dim=-1).index_select(1, tabs["order"])  # [P, n_items], in code order
+        # in code order every prefix's items, and each child's among them, are one contiguous run: a child's mass is
+        # a difference of the cumulative sum (float64, so that small masses keep their digits), read in place
+        cum = torch.cumsum(q, dim=1, dtype=torch.float64).view(-1)
+        n = q.shape[1]
+        path = tabs["prefix"][items[b, own]]  # [M, n_levels]: the observed item's prefix id at each level
+        for lv in range(self.n_levels):
+            sel = (lvl == lv).nonzero(as_tuple=True)[0]
             if len(sel) == 0:
                 continue
-            prefix = tabs["prefix"][:, level_l]
-            same = prefix[None, :] == prefix[target_item[sel]][:, None]  # items on the observed path
-            mass = q[sel] * same
-            dist = torch.zeros(len(sel), n_logits, device=device)
-            dist.scatter_add_(1, tabs["tokens"][:, level_l].expand(len(sel), -1), mass)
-            targets[sel] = dist / dist.sum(1, keepdim=True)
+            first, tok = tabs[f"first{lv}"], tabs[f"tok{lv}"]
+            p = path[sel, lv]
+            runs = first[p][:, None] + torch.arange(int(tabs[f"width{lv}"]), device=device)[None, :]
+            real = runs < first[p + 1][:, None]  # [n_sel, width]: the prefix's children (the rest is padding)
+            runs = runs.clamp(max=len(tok) - 1)
+            start, end = tabs[f"start{lv}"][runs], tabs[f"end{lv}"][runs]
+            base = which[sel][:, None] * n
+            before = torch.where(start > 0, cum[base + (start - 1).clamp(min=0)], 0.0)
+            mass = (cum[base + end - 1] - before) * real
+            dist = torch.zeros(len(sel), n_logits, dtype=torch.float64, device=device)
+            dist.scatter_add_(1, tok[runs], mass)
+            targets[sel] = (dist / dist.sum(1, keepdim=True)).float()
+        return has, targets
+        b, own, lvl = b[has], own[has], lvl[has]
+        # one teacher distribution per supervised item (its codes share it)
+        K = items.shape[1]
+        pairs, which = torch.unique(b * K + own, return_inverse=True)
+        logits = self.teacher(items, pairs // K, pairs % K - 1)  # [P, n_items]: after the item before each
+        q = torch.softmax(logits.float() / self.temperature, dim=-1)
+        # in code order every prefix's items, and each child's among them, are one contiguous run: a child's mass
+        # is a difference of the cumulative sum (in float64, so that small masses keep their digits)
+        cum = F.pad(torch.cumsum(q[:, tabs["order"]].double(), dim=1), (1, 0))  # [P, n_items + 1]
+        path = tabs["prefix"][items[b, own]]  # [M, n_levels]: the observed item's prefix id at each level
+        for lv in range(self.n_levels):
+            sel = (lvl == lv).nonzero(as_tuple=True)[0]
+            if len(sel) == 0:
+                continue
+            first, tok = tabs[f"first{lv}"], tabs[f"tok{lv}"]
+            p = path[sel, lv]
+            runs = first[p][:, None] + torch.arange(int(tabs[f"width{lv}"]), device=device)[None, :]
+            real = runs < first[p + 1][:, None]  # [n_sel, width]: the prefix's children (the rest is padding)
+            runs = runs.clamp(max=len(tok) - 1)
+            c = cum[which[sel]]
+            mass = (c.gather(1, tabs[f"end{lv}"][runs]) - c.gather(1, tabs[f"start{lv}"][runs])) * real
+            dist = torch.zeros(len(sel), n_logits, dtype=torch.float64, device=device)
+            dist.scatter_add_(1, tok[runs], mass)
+            targets[sel] = (dist / dist.sum(1, keepdim=True)).float()
         return has, targets
 
     def loss(
@@ -173,20 +209,52 @@ class CodeDistiller:
         return hard[~has].sum() + (1 - lam) * hard[has].sum() + lam * T * T * soft_ce.sum()
 
 
+def _path_tables(tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Lookup tables of the code paths, each linear in the number of items: ``order``, the items sorted by code
+    tuple; ``prefix [n_items, n_levels]``, each item's prefix id per level (level 0: the one empty prefix); and per
+    level ``l`` the runs of that order sharing a prefix and an ``l``-th code: their bounds (``start{l}``,
+    ``end{l}``) and code token (``tok{l}``), each prefix's first run (``first{l}``, one entry more than prefixes)
+    and the most runs one prefix has (``width{l}``)."""
+    n_items, n_levels = tokens.shape
+    order = torch.from_numpy(np.lexsort(tokens.numpy().T[::-1]).copy())
+    st = tokens[order]
+    out = {"order": order}
+    prefixes = torch.zeros(n_items, n_levels, dtype=torch.long)
+    for lv in range(n_levels):
+        # equal tuples are adjacent in code order: a new prefix (or child) starts where the tuple changes
+        new_prefix = torch.zeros(n_items, dtype=torch.bool)
+        new_prefix[0] = True
+        if lv:
+            new_prefix[1:] = (st[1:, :lv] != st[:-1, :lv]).any(1)
+        new_child = new_prefix.clone()
+        new_child[1:] |= st[1:, lv] != st[:-1, lv]
+        prefix_id = torch.cumsum(new_prefix.long(), 0) - 1
+        prefixes[order, lv] = prefix_id
+        starts = new_child.nonzero(as_tuple=True)[0]
+        counts = torch.bincount(prefix_id[starts], minlength=int(prefix_id[-1]) + 1)
+        out[f"start{lv}"], out[f"end{lv}"] = starts, torch.cat([starts[1:], torch.tensor([n_items])])
+        out[f"tok{lv}"] = st[starts, lv]
+        out[f"first{lv}"] = F.pad(torch.cumsum(counts, 0), (1, 0))
+        out[f"width{lv}"] = counts.max()
+    out["prefix"] = prefixes
+    return out
+
+
 def sasrec_teacher(model) -> TeacherFn:
     """The :data:`TeacherFn` of a trained :class:`agrec.baselines.sasrec.SASRec` (evaluation mode, no gradient).
-    Rows longer than its ``max_seq_length`` are refused (the LM's windows are checked against it up front)."""
+    Rows longer than its ``max_seq_length`` are refused (the profile checks the LM's windows against it)."""
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
 
     @torch.no_grad()
-    def logits(items: torch.Tensor) -> torch.Tensor:
+    def logits(items: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         if items.shape[1] > model.max_seq_length:
             raise ValueError(
                 f"{items.shape[1]} items in a row, more than SASRec's max_seq_length {model.max_seq_length}"
             )
         seq = (items + 1).clamp(min=0).to(model.device)  # model ids: 0 = padding (right-padded, causal: harmless)
-        return model.item_logits(model(seq)).to(items.device)
+        hidden = model(seq)[rows.to(model.device), positions.to(model.device)]  # only the positions asked for
+        return model.item_logits(hidden).to(items.device)
 
     return logits

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -37,9 +38,9 @@ Q = torch.tensor([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1], [1 / 3, 1 / 3, 1 / 3]])  # t
 def table_teacher(seen: list):
     """Whatever the row, the teacher's distribution after the row's first k+1 items is Q[k]."""
 
-    def fn(items: torch.Tensor) -> torch.Tensor:
-        seen.append(items.tolist())
-        return Q.log()[: items.shape[1]].expand(items.shape[0], -1, -1).clone()
+    def fn(items: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        seen.append((items.tolist(), rows.tolist(), positions.tolist()))
+        return Q.log()[positions]
 
     return fn
 
@@ -58,7 +59,8 @@ def test_positions_find_each_rows_items_and_the_level_of_each_code():
 def test_soft_targets_are_the_teachers_distribution_along_the_observed_code_path():
     seen: list = []
     has, soft = distiller(seen=seen).soft_targets(IDS, ALL, 8)
-    assert seen == [[[0, 2, 1], [1, -1, -1]]]  # one teacher call on the batch's item rows
+    # one teacher call on the batch's item rows, asked for the two items that have an item before them
+    assert seen == [([[0, 2, 1], [1, -1, -1]], [0, 0], [0, 1])]
     # supervised positions in row-major order: row 0's six codes, row 1's two; a row's first item has no teacher
     assert has.tolist() == [False, False, True, True, True, True, False, False]
     want = torch.zeros(4, 8)
@@ -113,22 +115,22 @@ def test_sasrec_teacher_scores_every_prefix_as_sasrec_scores_that_history():
     m = SASRec(SASRecConfig(hidden_size=8, n_heads=2, inner_size=16, max_seq_length=4, progress=False), 5, seed=3)
     teacher = sasrec_teacher(m)
     assert not any(p.requires_grad for p in m.parameters()) and not m.training
-    rows = torch.tensor([[2, 0, 4], [1, -1, -1]])
-    out = teacher(rows)
-    assert out.shape == (2, 3, 5)
-    for b, row in enumerate(rows.tolist()):
-        for k in range(len([i for i in row if i >= 0])):
-            seq, lengths = m.encode_histories([row[: k + 1]])
-            torch.testing.assert_close(out[b, k], m.full_sort_predict(seq, lengths)[0])
+    items = torch.tensor([[2, 0, 4], [1, -1, -1]])
+    at = [(0, 0), (0, 1), (0, 2), (1, 0)]
+    out = teacher(items, torch.tensor([b for b, _ in at]), torch.tensor([k for _, k in at]))
+    assert out.shape == (4, 5)
+    for row, (b, k) in zip(out, at):
+        seq, lengths = m.encode_histories([items[b, : k + 1].tolist()])
+        torch.testing.assert_close(row, m.full_sort_predict(seq, lengths)[0])
     with pytest.raises(ValueError, match="5 items in a row, more than SASRec's max_seq_length 4"):
-        teacher(torch.zeros(1, 5, dtype=torch.long))
+        teacher(torch.zeros(1, 5, dtype=torch.long), torch.tensor([0]), torch.tensor([0]))
 
 
 def toy_teacher(n_items: int):
     """A teacher that always says 'the item after the last one' (the toy sequences' rule), with some doubt."""
 
-    def fn(items: torch.Tensor) -> torch.Tensor:
-        nxt = (items.clamp(min=0) + 1) % n_items
+    def fn(items: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        nxt = (items[rows, positions].clamp(min=0) + 1) % n_items
         return 3.0 * F.one_hot(nxt, n_items).float()
 
     return fn
@@ -172,3 +174,34 @@ def test_config_checks_and_the_default_keeps_every_key():
     taught_other = load_profile(CI_PROFILE, {"lm.distill_teacher": "sasrec", "baselines.sasrec.hidden_size": 32})
     assert config_key(taught_other, "lm") != config_key(taught, "lm")
 
+
+
+def test_soft_targets_equal_the_conditionals_summed_item_by_item_on_a_random_three_level_table():
+    # 40 items with 3 codes each from codebooks of 3, 4, 5 (many shared prefixes); the tables of runs in code order
+    # must give what a sum over items gives: q's mass of each child of the observed prefix, renormalised
+    rng = np.random.default_rng(0)
+    codes = rng.permutation(np.array([(a, b, c) for a in range(3) for b in range(4) for c in range(5)]))[:40]
+    tokens = torch.tensor([[4 + a, 7 + b, 11 + c] for a, b, c in codes])
+    logits = torch.tensor(rng.normal(size=(6, 40)) * 2.0, dtype=torch.float32)
+
+    def teacher(items, rows, positions):
+        return logits[positions]
+
+    seq = [3, 17, 0, 39, 25, 8]
+    ids = torch.tensor([[1] + [int(t) for i in seq for t in tokens[i]]])
+    labels = ids.clone()
+    labels[0, 0] = -100
+    for temperature in (1.0, 0.5):
+        has, soft = CodeDistiller(teacher, tokens, 16, 0.5, temperature).soft_targets(ids, labels, 16)
+        assert has.tolist() == [False] * 3 + [True] * 15
+        q = torch.softmax(logits.double() / temperature, -1)
+        row = 0
+        for k in range(1, len(seq)):
+            target = codes[seq[k]]
+            for lv in range(3):
+                want = torch.zeros(16, dtype=torch.float64)
+                for i in range(40):
+                    if tuple(codes[i][:lv]) == tuple(target[:lv]):
+                        want[int(tokens[i, lv])] += q[k - 1, i]
+                torch.testing.assert_close(soft[row].double(), want / want.sum(), rtol=1e-6, atol=1e-7)
+                row += 1
