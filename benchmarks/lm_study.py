@@ -174,6 +174,9 @@ POINTS: dict[str, dict[str, object]] = {
         **_collaborative_codes(3),
         "lm.distill_teacher": "sasrec",
     },
+    # the profile's LM distilled from the profile's SASRec, on the profile's codes (the Instruments check of the point
+    # above: the same mechanism, untouched, on a dataset where the LM was already close to SASRec)
+    "distilled from SASRec": {"lm.distill_teacher": "sasrec"},
     "wide 4 x 256, dropout 0.1, epochs 16": {
         **WIDE,
         "lm.tiny.dropout": 0.1,
