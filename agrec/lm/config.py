@@ -200,11 +200,10 @@ class LMConfig:
                     f"lm.pack_length ({self.pack_length}) applies to lm.batching 'pack' only, "
                     f"got lm.batching {self.batching!r}"
                 )
-        if not 0.0 < self.distill_weight <= 1.0 or self.distill_temperature <= 0:
-            raise ConfigError(
-                f"lm.distill_weight must be in (0, 1] and lm.distill_temperature > 0; got {self.distill_weight}, "
-                f"{self.distill_temperature}"
-            )
+        if not 0.0 < self.distill_weight <= 1.0:
+            raise ConfigError(f"lm.distill_weight must be in (0, 1], got {self.distill_weight}")
+        if self.distill_temperature <= 0:
+            raise ConfigError(f"lm.distill_temperature must be > 0, got {self.distill_temperature}")
         if self.distill_teacher == "none" and (self.distill_weight != 0.5 or self.distill_temperature != 1.0):
             raise ConfigError(
                 f"lm.distill_weight ({self.distill_weight}) and lm.distill_temperature ({self.distill_temperature}) "

@@ -21,8 +21,12 @@ The loss at a code position with a teacher target is ``(1 - λ)·CE(observed cod
 ``lm.distill_weight``, ``T`` = ``lm.distill_temperature``; ``q_T`` and ``p_T`` the teacher's and the LM's
 softmax at temperature ``T``; the ``T²`` keeps the soft term's gradient on the scale of the hard one, as in Hinton
 et al.). A position has a teacher target where the teacher has something to read: the first item of a training
-sequence has no earlier item in it, so it keeps the hard target alone. The validation loss stays the codes' plain
-NLL, and the teacher is used only while training: the trained LM generates on its own.
+sequence has no earlier item in it, so it keeps the hard target alone. The teacher reads what the LM reads, the
+items of the training sequence before the target (an Eq. 7 window's, not the user's earlier windows). The masses
+are summed in float64 from the items upwards (positive terms only), so a prefix far below the teacher's top items
+keeps its conditionals; one whose whole mass underflows even there (some 700 nats down) keeps the hard target
+alone. The validation loss stays the codes' plain NLL, and the teacher is used only while training: the trained
+LM generates on its own.
 """
 
 from __future__ import annotations
@@ -62,9 +66,9 @@ class CodeDistiller:
         temperature: float = 1.0,
     ):
         if not 0.0 < weight <= 1.0:
-            raise ValueError(f"distillation weight must be in (0, 1], got {weight}")
+            raise ValueError(f"distillation weight (lm.distill_weight) must be in (0, 1], got {weight}")
         if temperature <= 0:
-            raise ValueError(f"distillation temperature must be > 0, got {temperature}")
+            raise ValueError(f"distillation temperature (lm.distill_temperature) must be > 0, got {temperature}")
         self.teacher = teacher
         self.weight, self.temperature = float(weight), float(temperature)
         self.indexer = ItemIndexer(item_token_ids, vocab_size)
@@ -137,15 +141,20 @@ class CodeDistiller:
         K = items.shape[1]
         pairs, which = torch.unique(b * K + own, return_inverse=True)
         logits = self.teacher(items, pairs // K, pairs % K - 1)  # [P, n_items]: after the item before each
-        if self.temperature != 1.0:
-            logits = logits / self.temperature
-        q = torch.softmax(logits.float(), dim=-1).index_select(1, tabs["order"])  # [P, n_items], in code order
-        # in code order every prefix's items, and each child's among them, are one contiguous run: a child's mass is
-        # a difference of the cumulative sum (float64, so that small masses keep their digits), read in place
-        cum = torch.cumsum(q, dim=1, dtype=torch.float64).view(-1)
-        n = q.shape[1]
+        # float64 from here: the softmax underflows only some 700 nats below the top item, not 100
+        q = torch.softmax(logits.double() / self.temperature, dim=-1).index_select(1, tabs["order"])
+        # the mass of every run (prefix + code) of every level, summed upwards from the items (positive terms only:
+        # no cancellation, so a prefix far below the teacher's top items keeps its relative masses)
+        L = self.n_levels
+        sums = [q.new_zeros(0)] * L
+        sums[L - 1] = q.new_zeros(q.shape[0], len(tabs[f"tok{L - 1}"])).index_add_(1, tabs["item_run"], q)
+        for lv in range(L - 2, -1, -1):
+            sums[lv] = q.new_zeros(q.shape[0], len(tabs[f"tok{lv}"])).index_add_(
+                1, tabs[f"parent{lv + 1}"], sums[lv + 1]
+            )
         path = tabs["prefix"][items[b, own]]  # [M, n_levels]: the observed item's prefix id at each level
-        for lv in range(self.n_levels):
+        keep = torch.ones(len(b), dtype=torch.bool, device=device)
+        for lv in range(L):
             sel = (lvl == lv).nonzero(as_tuple=True)[0]
             if len(sel) == 0:
                 continue
@@ -154,38 +163,16 @@ class CodeDistiller:
             runs = first[p][:, None] + torch.arange(int(tabs[f"width{lv}"]), device=device)[None, :]
             real = runs < first[p + 1][:, None]  # [n_sel, width]: the prefix's children (the rest is padding)
             runs = runs.clamp(max=len(tok) - 1)
-            start, end = tabs[f"start{lv}"][runs], tabs[f"end{lv}"][runs]
-            base = which[sel][:, None] * n
-            before = torch.where(start > 0, cum[base + (start - 1).clamp(min=0)], 0.0)
-            mass = (cum[base + end - 1] - before) * real
+            mass = sums[lv][which[sel][:, None], runs] * real
+            total = mass.sum(1, keepdim=True)
+            # a prefix whose whole mass underflowed even in float64 has no target: the hard one alone
+            keep[sel] = total[:, 0] > 0
             dist = torch.zeros(len(sel), n_logits, dtype=torch.float64, device=device)
-            dist.scatter_add_(1, tok[runs], mass)
-            targets[sel] = (dist / dist.sum(1, keepdim=True)).float()
-        return has, targets
-        b, own, lvl = b[has], own[has], lvl[has]
-        # one teacher distribution per supervised item (its codes share it)
-        K = items.shape[1]
-        pairs, which = torch.unique(b * K + own, return_inverse=True)
-        logits = self.teacher(items, pairs // K, pairs % K - 1)  # [P, n_items]: after the item before each
-        q = torch.softmax(logits.float() / self.temperature, dim=-1)
-        # in code order every prefix's items, and each child's among them, are one contiguous run: a child's mass
-        # is a difference of the cumulative sum (in float64, so that small masses keep their digits)
-        cum = F.pad(torch.cumsum(q[:, tabs["order"]].double(), dim=1), (1, 0))  # [P, n_items + 1]
-        path = tabs["prefix"][items[b, own]]  # [M, n_levels]: the observed item's prefix id at each level
-        for lv in range(self.n_levels):
-            sel = (lvl == lv).nonzero(as_tuple=True)[0]
-            if len(sel) == 0:
-                continue
-            first, tok = tabs[f"first{lv}"], tabs[f"tok{lv}"]
-            p = path[sel, lv]
-            runs = first[p][:, None] + torch.arange(int(tabs[f"width{lv}"]), device=device)[None, :]
-            real = runs < first[p + 1][:, None]  # [n_sel, width]: the prefix's children (the rest is padding)
-            runs = runs.clamp(max=len(tok) - 1)
-            c = cum[which[sel]]
-            mass = (c.gather(1, tabs[f"end{lv}"][runs]) - c.gather(1, tabs[f"start{lv}"][runs])) * real
-            dist = torch.zeros(len(sel), n_logits, dtype=torch.float64, device=device)
-            dist.scatter_add_(1, tok[runs], mass)
-            targets[sel] = (dist / dist.sum(1, keepdim=True)).float()
+            dist.scatter_add_(1, tok[runs], mass / total.clamp(min=torch.finfo(torch.float64).tiny))
+            targets[sel] = dist.float()
+        if not bool(keep.all()):
+            has[has.nonzero(as_tuple=True)[0][~keep]] = False
+            targets = targets[keep]
         return has, targets
 
     def loss(
@@ -211,14 +198,16 @@ class CodeDistiller:
 
 def _path_tables(tokens: torch.Tensor) -> dict[str, torch.Tensor]:
     """Lookup tables of the code paths, each linear in the number of items: ``order``, the items sorted by code
-    tuple; ``prefix [n_items, n_levels]``, each item's prefix id per level (level 0: the one empty prefix); and per
-    level ``l`` the runs of that order sharing a prefix and an ``l``-th code: their bounds (``start{l}``,
-    ``end{l}``) and code token (``tok{l}``), each prefix's first run (``first{l}``, one entry more than prefixes)
-    and the most runs one prefix has (``width{l}``)."""
+    tuple; ``prefix [n_items, n_levels]``, each item's prefix id per level (level 0: the one empty prefix); per
+    level ``l`` the runs of that order sharing a prefix and an ``l``-th code (runs are numbered in code order): their
+    code token (``tok{l}``), the run of level ``l - 1`` holding each (``parent{l}``, from level 1), each prefix's
+    first run (``first{l}``, one entry more than prefixes) and the most runs one prefix has (``width{l}``); and the
+    last level's run of each position in code order (``item_run``)."""
     n_items, n_levels = tokens.shape
     order = torch.from_numpy(np.lexsort(tokens.numpy().T[::-1]).copy())
     st = tokens[order]
     out = {"order": order}
+    above = torch.zeros(0, dtype=torch.long)
     prefixes = torch.zeros(n_items, n_levels, dtype=torch.long)
     for lv in range(n_levels):
         # equal tuples are adjacent in code order: a new prefix (or child) starts where the tuple changes
@@ -232,8 +221,12 @@ def _path_tables(tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         prefixes[order, lv] = prefix_id
         starts = new_child.nonzero(as_tuple=True)[0]
         counts = torch.bincount(prefix_id[starts], minlength=int(prefix_id[-1]) + 1)
-        out[f"start{lv}"], out[f"end{lv}"] = starts, torch.cat([starts[1:], torch.tensor([n_items])])
         out[f"tok{lv}"] = st[starts, lv]
+        if lv:  # the run of the level above that holds each run of this level
+            out[f"parent{lv}"] = torch.searchsorted(above, starts, right=True) - 1
+        above = starts
+        if lv == n_levels - 1:  # each item's run (position in code order -> run) at the last level
+            out["item_run"] = torch.cumsum(new_child.long(), 0) - 1
         out[f"first{lv}"] = F.pad(torch.cumsum(counts, 0), (1, 0))
         out[f"width{lv}"] = counts.max()
     out["prefix"] = prefixes
@@ -254,7 +247,9 @@ def sasrec_teacher(model) -> TeacherFn:
                 f"{items.shape[1]} items in a row, more than SASRec's max_seq_length {model.max_seq_length}"
             )
         seq = (items + 1).clamp(min=0).to(model.device)  # model ids: 0 = padding (right-padded, causal: harmless)
-        hidden = model(seq)[rows.to(model.device), positions.to(model.device)]  # only the positions asked for
-        return model.item_logits(hidden).to(items.device)
+        # the teacher in full precision even inside the LM's bf16 autocast: its targets are not the student's rounding
+        with torch.autocast(model.device.type, enabled=False):
+            hidden = model(seq)[rows.to(model.device), positions.to(model.device)]  # only the positions asked for
+            return model.item_logits(hidden).float().to(items.device)
 
     return logits

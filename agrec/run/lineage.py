@@ -51,7 +51,7 @@ SECTIONS_OF: dict[str, tuple[str, ...]] = {
     "data": ("data",),
     "semantic_ids": ("data", "semantic_ids", "seed"),
     "gnn": ("data", "gnn", "seed"),
-    "lm": ("data", "lm", "baselines", "seed"),  # baselines: the distillation teacher's (lm.distill_teacher)
+    "lm": ("data", "lm", "seed"),
     "decode": DECODE_SECTIONS + ("baselines", "seed"),
     "analysis": DECODE_SECTIONS + ("baselines", "analysis", "seed"),
 }
@@ -187,6 +187,10 @@ def stage_inputs(profile: "Profile", run: "RunDir", stage: str, verify: bool = F
     if stage == "lm":
         k, v = _backbone_input(profile, profile.lm.backbone, run, verify)
         inputs[k] = v
+        if profile.lm.distill_teacher == "sasrec":
+            teacher = _teacher_weights(profile, run)
+            if teacher is not None:  # absent (e.g. discarded with the decode stage): not checkable, not a change
+                inputs["teacher:sasrec"] = teacher
     for up in upstream(profile, stage):
         inputs[f"upstream:{up}"] = run.digest(up) or "missing"
     run.fingerprints.save()
@@ -217,6 +221,22 @@ class StageStatus:
         return text
 
 
+def _teacher_weights(profile: "Profile", run: "RunDir") -> str | None:
+    """sha256 of the weights of the distillation teacher (``<run>/baselines/sasrec``) trained under this profile's
+    key, None when there is none: a teacher retrained to other weights makes the LM distilled from it stale."""
+    from agrec.baselines.stage import read_metrics
+
+    rec = read_metrics(_Context(profile, run))
+    sha = None if rec is None else rec.get("weights_sha256")
+    return sha if isinstance(sha, str) else None
+
+
+@dataclass
+class _Context:
+    profile: "Profile"
+    run: "RunDir"
+
+
 def _describe_input_change(name: str, old: str | None, new: str) -> str:
     kind, _, what = name.partition(":")
     if kind == "protocol":
@@ -236,6 +256,8 @@ def _describe_input_change(name: str, old: str | None, new: str) -> str:
         return f"upstream {what} changed" if new != "missing" else f"upstream {what} has no record"
     if kind == "code":
         return f"code: {what} {old} -> {new}"
+    if kind == "teacher":
+        return f"the distillation teacher ({what}, <run>/baselines/{what}) was retrained to other weights"
     if kind == "package":
         return f"package {what}: {old} -> {new}"
     if kind == "checkpoint":
@@ -307,7 +329,10 @@ def _section_diff(profile: "Profile", rec: dict[str, Any], stage: str) -> str:
     if not isinstance(old, dict):
         return ""
     old, new = keyed_record(Profile, old), profile.key_dict()
-    changed = [k for k in SECTIONS_OF.get(stage, tuple(new)) if k in new and old.get(k) != new[k]]
+    sections = SECTIONS_OF.get(stage, tuple(new))
+    if stage == "lm" and profile.lm.distill_teacher != "none":  # the teacher's section is in the LM's key
+        sections = (*sections, "baselines")
+    changed = [k for k in sections if k in new and old.get(k) != new[k]]
     return f": {', '.join(changed)}" if changed else ""
 
 

@@ -157,7 +157,7 @@ def test_trainer_distils_a_different_model_resumes_exactly_and_keeps_the_plain_v
 def test_config_checks_and_the_default_keeps_every_key():
     with pytest.raises(ConfigError, match=r"lm.distill_weight must be in \(0, 1\]"):
         LMConfig(distill_teacher="sasrec", distill_weight=0.0)
-    with pytest.raises(ConfigError, match="lm.distill_temperature > 0"):
+    with pytest.raises(ConfigError, match="lm.distill_temperature must be > 0, got 0.0"):
         LMConfig(distill_teacher="sasrec", distill_temperature=0.0)
     with pytest.raises(ConfigError, match=r"lm.distill_weight \(0.3\) .* apply with a teacher only"):
         LMConfig(distill_weight=0.3)
@@ -205,3 +205,40 @@ def test_soft_targets_equal_the_conditionals_summed_item_by_item_on_a_random_thr
                         want[int(tokens[i, lv])] += q[k - 1, i]
                 torch.testing.assert_close(soft[row].double(), want / want.sum(), rtol=1e-6, atol=1e-7)
                 row += 1
+
+
+def test_a_confident_teacher_keeps_the_conditionals_of_a_prefix_far_below_its_top_item():
+    # item 0 = [4, 6] carries almost all the mass; items 1 and 2 share nothing with it at level 0 here:
+    # codes (0,0), (1,0), (1,1) -> item 0 = [4, 6], item 1 = [5, 6], item 2 = [5, 7]
+    tokens = torch.tensor([[4, 6], [5, 6], [5, 7]])
+    ids = torch.tensor([[1, 4, 6, 5, 7]])  # item 0, then item 2
+    labels = torch.tensor([[-100, 4, 6, 5, 7]])
+    for gap in (38.0, 200.0):  # e^-38 is below float64's epsilon relative to 1; e^-200 is far below float32's range
+        logits = torch.tensor([[gap, 0.0, 0.0]])  # items 1 and 2 equally likely, far below item 0
+
+        def teacher(items, rows, positions, logits=logits):
+            return logits.expand(len(rows), -1)
+
+        has, soft = CodeDistiller(teacher, tokens, 8, 0.5).soft_targets(ids, labels, 8)
+        assert has.tolist() == [False, False, True, True]
+        assert float(soft[0, 4]) == pytest.approx(1.0) and float(soft[0, 5]) == pytest.approx(math.exp(-gap) * 2, abs=1e-12)
+        torch.testing.assert_close(soft[1], torch.tensor([0, 0, 0, 0, 0, 0, 0.5, 0.5]))  # given first code 1: half each
+    # beyond float64 (e^-1000): that prefix has no mass left; its position keeps the hard target alone, never a NaN
+    def far(items, rows, positions):
+        return torch.tensor([[1000.0, 0.0, 0.0]]).expand(len(rows), -1)
+
+    has, soft = CodeDistiller(far, tokens, 8, 0.5).soft_targets(ids, labels, 8)
+    assert has.tolist() == [False, False, True, False] and soft.shape == (1, 8) and torch.isfinite(soft).all()
+    hard = torch.full((4,), 2.0)
+    loss = CodeDistiller(far, tokens, 8, 0.5).loss(torch.zeros(4, 8), ids, labels, hard)
+    assert torch.isfinite(loss)
+
+
+def test_the_sasrec_teacher_scores_in_full_precision_under_the_students_autocast():
+    m = SASRec(SASRecConfig(hidden_size=8, n_heads=2, inner_size=16, max_seq_length=4, progress=False), 5, seed=3)
+    teacher = sasrec_teacher(m)
+    items, rows, pos = torch.tensor([[2, 0, 4]]), torch.tensor([0]), torch.tensor([2])
+    plain = teacher(items, rows, pos)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = teacher(items, rows, pos)
+    assert under.dtype == torch.float32 and torch.equal(under, plain)

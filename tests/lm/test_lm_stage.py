@@ -1,5 +1,8 @@
 """The lm stage: train, record, reuse, the LMBundle contract, and the GPU profiles on a stand-in."""
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -108,3 +111,17 @@ def test_distillation_trains_the_profiles_sasrec_first_and_keys_the_lm_on_it(tmp
     other = session(tmp_path, **{"lm.distill_teacher": "sasrec", **fast, "baselines.sasrec.hidden_size": 8})
     plain, plain_other = session(tmp_path, **fast), session(tmp_path, **{**fast, "baselines.sasrec.hidden_size": 8})
     assert stage_key(other, codes) != stage_key(s, codes) != stage_key(plain, codes) == stage_key(plain_other, codes)
+    # a teacher retrained to other weights makes the LM stale, naming why; a teacher discarded (with the decode
+    # stage's folders) cannot be checked and changes nothing
+    from agrec.run.lineage import config_key, stage_status
+
+    assert stage_status(s.profile, s.run, "lm", config_key(s.profile, "lm")).current
+    metrics = sasrec_dir(s) / "metrics.json"
+    rec = json.loads(metrics.read_text())
+    metrics.write_text(json.dumps({**rec, "weights_sha256": "0" * 64}))
+    st = stage_status(s.profile, s.run, "lm", config_key(s.profile, "lm"))
+    assert not st.current and st.reasons == [
+        "the distillation teacher (sasrec, <run>/baselines/sasrec) was retrained to other weights"
+    ]
+    shutil.rmtree(sasrec_dir(s))
+    assert stage_status(s.profile, s.run, "lm", config_key(s.profile, "lm")).current
