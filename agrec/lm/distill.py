@@ -72,8 +72,10 @@ class CodeDistiller:
         self.teacher = teacher
         self.weight, self.temperature = float(weight), float(temperature)
         self.indexer = ItemIndexer(item_token_ids, vocab_size)
-        self.n_items, self.n_levels = item_token_ids.shape
+        self.n_levels = self.indexer.n_levels
         self._tables = _path_tables(item_token_ids.to(torch.long).cpu())
+        # the most children one prefix has, per level: Python ints, so that the hot path never reads a device tensor
+        self._widths = [int(self._tables.pop(f"width{lv}")) for lv in range(self.n_levels)]
         self._on: dict[torch.device, dict[str, torch.Tensor]] = {}
 
     def _at(self, device: torch.device) -> dict[str, torch.Tensor]:
@@ -160,7 +162,7 @@ class CodeDistiller:
                 continue
             first, tok = tabs[f"first{lv}"], tabs[f"tok{lv}"]
             p = path[sel, lv]
-            runs = first[p][:, None] + torch.arange(int(tabs[f"width{lv}"]), device=device)[None, :]
+            runs = first[p][:, None] + torch.arange(self._widths[lv], device=device)[None, :]
             real = runs < first[p + 1][:, None]  # [n_sel, width]: the prefix's children (the rest is padding)
             runs = runs.clamp(max=len(tok) - 1)
             mass = sums[lv][which[sel][:, None], runs] * real
