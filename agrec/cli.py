@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument(
         "--aggregate-only",
         action="store_true",
-        help="run nothing: rebuild the summary from the seeds whose decode stage has finished",
+        help="run nothing: rebuild the summary from the seeds whose decode stage has finished (in their run "
+        "folders, or recorded in their reports' results/decode_outcomes.npz)",
     )
     sd.add_argument(
         "--reference",

@@ -8,10 +8,12 @@ import pytest
 
 from agrec.cli import main
 from agrec.config import load_profile
+from agrec.decode.outcomes import OUTCOMES, read_outcomes, write_outcomes
 from agrec.decode.stage import DecodeReport, save_rankings, slug
 from agrec.errors import AgrecError, ConfigError
 from agrec.io import atomic_write_json
 from agrec.run.lineage import config_key, stage_status
+from agrec.run.report import Report
 from agrec.run.rundir import RunDir
 from agrec.run.seeds import aggregate_seeds, mean_sd, parse_seeds, run_seeds, seed_overrides
 
@@ -49,8 +51,10 @@ def fake_decode(profile, hits: dict[str, np.ndarray], alpha: float):
             {"gnn": None, "alpha": 0.0} if name == "w/o Graph" else {"gnn": "lightgcn"})
         rows.append({"name": name, "settings": settings, "metrics": {"valid": m, "test": m}, "rankings": slug(name)})
     chosen = {"alpha": alpha, "tau": 1.0, "valid": {"NDCG@10": 0.1, "HR@10": 0.2}, "test": {}}
-    DecodeReport(rows=rows, curve=[], chosen=chosen, n_users=U, seconds=0.0, folder=folder).save()
+    dec = DecodeReport(rows=rows, curve=[], chosen=chosen, n_users=U, seconds=0.0, folder=folder)
+    dec.save()
     run.mark_done("decode", config_key(profile, "decode"), profile, chosen=chosen)
+    write_outcomes(Report(profile.report_dir), dec, profile)   # as the decode notebook does
 
 
 def seed_hits(seed):
@@ -269,3 +273,135 @@ def test_aggregate_refuses_a_seed_whose_decode_stage_is_not_current(tmp_path, da
         aggregate_seeds(CI_PROFILE, [2024, 7], _dirs(tmp_path), log=lambda s: None, n_resamples=99)
     assert main(["seeds", "--config", str(CI_PROFILE), "--aggregate-only",
                  *[a for k, v in _dirs(tmp_path).items() for a in ("--set", f"{k}={v}")]]) == 2
+
+
+def _summary_files(folder):
+    return {f: (folder / f).read_text() for f in ("summary.csv", "significance.csv")}
+
+
+def test_seeds_whose_run_folders_are_gone_are_paired_from_their_reports(tmp_path):
+    """A seed run on another machine or day arrives as its report folder alone: the aggregate pairs it from the
+    per-user outcomes the decode notebook recorded, to the same numbers as from its run folder."""
+    import shutil
+
+    fake = FakePipeline()
+    seeds = [2024, 2025, 2026]
+    from_runs = run_seeds(CI_PROFILE, seeds, stages=["decode"], overrides=_dirs(tmp_path), run_pipeline=fake,
+                          log=lambda s: None, n_resamples=999)
+    out = tmp_path / "reports" / "ml-100k" / "ci" / "seeds"
+    before = _summary_files(out)
+    assert from_runs.seeds["source"].tolist() == ["run"] * 3
+    runs = tmp_path / "runs" / "ml-100k" / "ci"
+    shutil.rmtree(runs / "seeds" / "2025")               # one seed's run folder gone: mixed sources
+    mixed = aggregate_seeds(CI_PROFILE, seeds, _dirs(tmp_path), log=lambda s: None, n_resamples=999)
+    assert mixed.seeds["source"].tolist() == ["run", "report", "run"]
+    assert _summary_files(out) == before                 # every mean, p-value and CI identical
+    shutil.rmtree(runs)                                  # every run folder gone; the seeds are still found
+    found = aggregate_seeds(CI_PROFILE, None, _dirs(tmp_path), log=lambda s: None, n_resamples=999)
+    assert found.seeds["seed"].tolist() == seeds and found.seeds["source"].tolist() == ["report"] * 3
+    assert _summary_files(out) == before
+    sets = [a for k, v in _dirs(tmp_path).items() for a in ("--set", f"{k}={v}")]
+    assert main(["seeds", "--config", str(CI_PROFILE), "--aggregate-only", *sets]) == 0
+    assert pd.read_csv(out / "seeds.csv")["source"].tolist() == ["report"] * 3
+    assert "*report*, the per-user outcomes" in (out / "summary.md").read_text()
+
+
+def test_outcomes_hold_each_rows_rank_of_the_test_item(tmp_path):
+    prof = load_profile(CI_PROFILE, _dirs(tmp_path))
+    fake_decode(prof, seed_hits(2024), alpha=0.2)
+    got = read_outcomes(prof.report_dir)
+    assert got.seed == 2024 and got.list_length == 10 and got.chosen["alpha"] == 0.2
+    assert [r["name"] for r in got.rows] == ["w/o Graph", "GNN only (lightgcn)", "AGRec (lightgcn)"]
+    np.testing.assert_array_equal(got.users, np.arange(U))
+    np.testing.assert_array_equal(got.targets, np.arange(U) * 3)
+    want = np.zeros(U, dtype=np.int32)
+    want[10:25] = 1                                      # the LM alone ranks the target first for users 10..24
+    np.testing.assert_array_equal(got.ranks["w/o Graph"], want)
+    assert got.config["evaluation"] == prof.key_dict()["evaluation"]
+    listed = json.loads((prof.report_dir / "results" / "manifest.json").read_text())["files"]
+    assert OUTCOMES in listed
+    assert read_outcomes(tmp_path / "nowhere", required=False) is None
+    with pytest.raises(AgrecError, match="no per-user decode outcomes"):
+        read_outcomes(tmp_path / "nowhere")
+
+
+def test_rank_gains_by_hand():
+    from agrec.analysis.significance import rank_gains, user_gains
+
+    g = rank_gains(np.array([1, 3, 0, 6, 11]), (5, 10))
+    np.testing.assert_array_equal(g["HR@5"], [1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(g["HR@10"], [1, 1, 0, 1, 0])
+    np.testing.assert_array_equal(g["NDCG@5"], [1.0, 0.5, 0, 0, 0])
+    assert g["NDCG@10"][3] == pytest.approx(1 / math.log2(7))
+    items = np.array([[4, 5, 6], [7, 8, -1]])
+    assert {k: v.tolist() for k, v in user_gains(items, np.array([6, 9]), (2,)).items()} == {
+        "HR@2": [0.0, 0.0], "NDCG@2": [0.0, 0.0]}
+
+
+def _rewrite_outcomes(path, edit):
+    """Rewrite an outcomes file through ``edit(arrays, meta)``, and its manifest entry, as a writer would."""
+    from agrec.manifest import update_manifest
+    from agrec.run.report import RESULTS_KIND
+
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["meta"]))
+    edit(arrays, meta)
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez_compressed(path, **arrays)
+    update_manifest(path.parent, [path.name], RESULTS_KIND)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("bytes", "has changed content|sha256"),
+    ("ranks", r"row 'AGRec \(lightgcn\)': the per-user ranks give HR@10 0.575000, the record 0.525000"),
+    ("seed", "the decode record is of seed 9, expected seed 2025"),
+    ("format", "outcomes of layout 2, this version reads 1"),
+    ("config", r"seed 2025's decode stage ran with another configuration \(differs in evaluation.max_users\)"),
+])
+def test_report_outcomes_that_do_not_hold_up_are_refused(tmp_path, damage, message):
+    import shutil
+
+    fake = FakePipeline()
+    run_seeds(CI_PROFILE, [2024, 2025], stages=["decode"], overrides=_dirs(tmp_path), run_pipeline=fake,
+              log=lambda s: None, n_resamples=99)
+    shutil.rmtree(tmp_path / "runs" / "ml-100k" / "ci" / "seeds" / "2025")
+    path = tmp_path / "reports" / "ml-100k" / "ci" / "seeds" / "2025" / "results" / OUTCOMES
+    over = _dirs(tmp_path)
+    if damage == "bytes":
+        path.write_bytes(path.read_bytes()[:-1] + b"x")
+    elif damage == "ranks":     # two more users at rank 1 than the recorded metrics say
+        def edit(a, meta):
+            a["ranks"][2, 30:32] = 1
+        _rewrite_outcomes(path, edit)
+    elif damage == "seed":
+        _rewrite_outcomes(path, lambda a, meta: meta.update(seed=9))
+    elif damage == "format":
+        _rewrite_outcomes(path, lambda a, meta: meta.update(format=2))
+    else:                       # the profile asked for now is not the one the seed ran
+        def edit(a, meta):
+            meta["config"]["evaluation"]["max_users"] = 5
+        _rewrite_outcomes(path, edit)
+    with pytest.raises(AgrecError, match=message) as e:
+        aggregate_seeds(CI_PROFILE, [2024, 2025], over, log=lambda s: None, n_resamples=99)
+    assert "decode_outcomes.npz" in str(e.value)
+
+
+def test_the_decode_notebook_records_each_rows_outcomes_from_its_rankings():
+    """The real pipeline (the CI profile; reused when another test module has run it): the report's outcomes are
+    the ranks of the run's own rankings, row by row, and give back its test metrics."""
+    from agrec.decode.stage import load_rankings, read_results
+    from agrec.metrics import target_ranks
+    from agrec.run.pipeline import run_pipeline
+
+    run_pipeline(CI_PROFILE, log=lambda s: None)
+    prof = load_profile(CI_PROFILE)
+    out = read_outcomes(prof.report_dir)    # checks the manifest and the recorded test metrics
+    res = read_results(prof.run_dir / "decode")
+    assert [r["name"] for r in out.rows] == [r["name"] for r in res["rows"]]
+    assert out.seed == prof.seed and out.chosen == res["chosen"]
+    for r in res["rows"]:
+        rk = load_rankings(prof.run_dir / "decode", r["name"], "test")
+        np.testing.assert_array_equal(out.ranks[r["name"]], target_ranks(rk["items"], rk["targets"]))
+        np.testing.assert_array_equal(out.users, rk["users"])
+    assert len(res["rows"]) >= 3

@@ -40,6 +40,7 @@ seeds the reference's mean beats the other row's).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence, cast
 
 import numpy as np
@@ -63,7 +64,12 @@ def user_gains(items: np.ndarray, targets: np.ndarray, ks: Iterable[int] = (5, 1
 
     Their means are exactly :func:`agrec.metrics.evaluate_rankings`'s numbers.
     """
-    ranks = target_ranks(np.asarray(items), np.asarray(targets))
+    return rank_gains(target_ranks(np.asarray(items), np.asarray(targets)), ks)
+
+
+def rank_gains(ranks: np.ndarray, ks: Iterable[int] = (5, 10)) -> dict[str, np.ndarray]:
+    """:func:`user_gains` from the target's 1-based rank per user (``[U]``, 0 = not in the list)."""
+    ranks = np.asarray(ranks)
     out: dict[str, np.ndarray] = {}
     for k in ks:
         hit = (ranks >= 1) & (ranks <= k)
@@ -218,28 +224,43 @@ def paired_test(
     )
 
 
-def rows_gains(
-    dec: "DecodeReport", rows: Sequence[str], target: str = "test", ks: Iterable[int] = (5, 10)
-) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, np.ndarray]]]:
-    """Per-user outcomes of ``rows`` of one decode run, read from its saved rankings.
+def rows_ranks(
+    folder: Path, rows: Sequence[str], target: str = "test"
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], int]:
+    """Each row's 1-based rank of every user's ``target`` item (0 = not in its list), read from the decode
+    stage's rankings in ``folder``.
 
-    Returns ``(users [U], targets [U], {row: {metric: [U]}})``; raises :class:`AgrecError` when two rows
-    were not ranked for the same users and targets (they could not be paired).
+    Returns ``(users [U], targets [U], {row: ranks [U]}, K)``, ``K`` the longest list's length; raises
+    :class:`AgrecError` when two rows were not ranked for the same users and targets (they could not be paired).
     """
+    from agrec.decode.stage import load_rankings
+
     users = targets = None
-    out: dict[str, dict[str, np.ndarray]] = {}
+    out: dict[str, np.ndarray] = {}
+    length = 0
     for row in rows:
-        rk = dec.rankings(row, target)
+        rk = load_rankings(folder, row, target)
         if users is None:
             users, targets = rk["users"], rk["targets"]
         elif not (np.array_equal(rk["users"], users) and np.array_equal(rk["targets"], cast(np.ndarray, targets))):
             raise AgrecError(
-                f"{dec.folder}: rows {rows[0]!r} and {row!r} were ranked for different users or "
+                f"{folder}: rows {rows[0]!r} and {row!r} were ranked for different users or "
                 f"targets on {target}; they cannot be compared per user"
             )
-        out[row] = user_gains(rk["items"], rk["targets"], ks)
-    assert users is not None and targets is not None
-    return users, targets, out
+        out[row] = target_ranks(rk["items"], rk["targets"])
+        length = max(length, int(rk["items"].shape[1]))
+    if users is None or targets is None:
+        raise AgrecError(f"{folder}: no rows asked for; nothing to pair")
+    return users, targets, out, length
+
+
+def rows_gains(
+    folder: Path, rows: Sequence[str], target: str = "test", ks: Iterable[int] = (5, 10)
+) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, np.ndarray]]]:
+    """Per-user outcomes of ``rows`` of one decode run (:func:`rank_gains` of :func:`rows_ranks`): ``(users [U],
+    targets [U], {row: {metric: [U]}})``."""
+    users, targets, ranks, _ = rows_ranks(folder, rows, target)
+    return users, targets, {row: rank_gains(r, ks) for row, r in ranks.items()}
 
 
 def decode_significance(
@@ -266,7 +287,7 @@ def decode_significance(
             raise AgrecError(f"{dec.folder}: no row {name!r} in the decode table (rows: {names})")
     if against is not None:
         names = [reference, *[n for n in against if n != reference]]
-    _, _, gains = rows_gains(dec, names, target, ks)
+    _, _, gains = rows_gains(dec.folder, names, target, ks)
     recs = []
     for name in names:
         if name == reference:

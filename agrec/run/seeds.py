@@ -38,8 +38,9 @@ from agrec.manifest import MANIFEST, write_manifest
 from agrec.io import atomic_dir, atomic_path, atomic_write_json, atomic_write_text
 from agrec.run.rundir import RunDir
 from agrec.run.runlock import locked
-from agrec.decode.stage import RESULTS, SECTIONS, STAGE, load_rankings, read_results
-from agrec.analysis.significance import paired_test, user_gains
+from agrec.decode.outcomes import OUTCOMES, outcome_gains, read_outcomes
+from agrec.decode.stage import RESULTS, SECTIONS, STAGE, read_results
+from agrec.analysis.significance import paired_test, rows_gains
 from agrec.run.lineage import stage_status
 
 MANIFEST_KIND = "agrec seeds aggregate"
@@ -218,23 +219,44 @@ def _run_seeds(
 
 
 def discover_seeds(base: Profile) -> list[int]:
-    """Seeds with a decode record: the profile's own run and every ``seeds/<seed>/`` beside it."""
+    """Seeds with a finished decode stage: the profile's own run and every ``seeds/<seed>/`` beside it, in the
+    run folders or, for a seed run elsewhere, in the report folders (their ``results/decode_outcomes.npz``)."""
     found = []
     rec = RunDir(base.run_dir).read_record("decode")
     if rec is not None and int(rec.get("seed", -1)) == base.seed:  # another seed there is not one of the axis
         found.append(base.seed)
-    seeds_root = base.run_dir / SEEDS_DIR
-    if seeds_root.is_dir():
-        for d in sorted(seeds_root.iterdir()):
-            if d.name.isdigit() and RunDir(d).read_record("decode") is not None and int(d.name) not in found:
-                found.append(int(d.name))
+    elif _outcomes_seed(base.report_dir) == base.seed:
+        found.append(base.seed)
+    for root, has in (
+        (base.run_dir, lambda d: RunDir(d).read_record("decode") is not None),
+        (base.report_dir, lambda d: (d / "results" / OUTCOMES).is_file()),
+    ):
+        seeds_root = root / SEEDS_DIR
+        if seeds_root.is_dir():
+            for d in sorted(seeds_root.iterdir()):
+                if d.name.isdigit() and has(d) and int(d.name) not in found:
+                    found.append(int(d.name))
     return found
 
 
-def _decode_done(sr: SeedRun) -> bool:
+def _outcomes_seed(report_dir: Path) -> int | None:
+    """The seed a report folder's decode outcomes were recorded with (None: none there, or unreadable; the
+    aggregate's own read names what is wrong with one it needs)."""
+    try:
+        out = read_outcomes(report_dir, required=False)
+    except AgrecError:
+        return None
+    return None if out is None else out.seed
 
+
+def _run_decode_done(sr: SeedRun) -> bool:
     run = RunDir(sr.profile.run_dir)
     return run.read_record(STAGE) is not None and (run.root / STAGE / RESULTS).is_file()
+
+
+def _decode_done(sr: SeedRun) -> bool:
+    """The seed's decode stage has finished: in its run folder, or recorded in its report (a run elsewhere)."""
+    return _run_decode_done(sr) or (sr.profile.report_dir / "results" / OUTCOMES).is_file()
 
 
 @dataclass
@@ -281,38 +303,21 @@ def aggregate_seeds(
 
     per_seed: dict[int, dict[str, Any]] = {}
     users_ref = targets_ref = None
+    first = None
     for sr in done:
-        run = RunDir(sr.profile.run_dir)
-        folder = run.root / STAGE
-        rec = run.read_record(STAGE) or {}
-        _check_record(rec, sr, SECTIONS)
-        # Only what `agrec status` calls current is aggregated: a hand-edited results.json, a truncated
-        # rankings file or a stage whose inputs changed would put numbers in the table that no run produced.
-        st = stage_status(sr.profile, run, STAGE)
-        if not st.current:
+        ev = _seed_evidence(sr, ks)
+        if users_ref is None:
+            users_ref, targets_ref, first = ev["users"], ev["targets"], sr.seed
+        elif not (
+            np.array_equal(ev["users"], users_ref) and np.array_equal(ev["targets"], cast(np.ndarray, targets_ref))
+        ):
             raise AgrecError(
-                f"{folder}: seed {sr.seed}'s decode stage is {st.state} ({'; '.join(st.reasons)}), "
-                f"so its numbers are not aggregated; rerun that seed (agrec seeds --seeds "
-                f"{sr.seed}, … with the same options) and aggregate again"
+                f"{ev['where']}: seed {sr.seed} was ranked for other users or test items than seed {first}; "
+                f"seeds cannot be paired per user"
             )
-        res = read_results(folder)
-        rows, gains = {}, {}
-        for r in res["rows"]:
-            rk = load_rankings(folder, r["name"], METRICS_TARGET)
-            if users_ref is None:
-                users_ref, targets_ref = rk["users"], rk["targets"]
-            elif not (
-                np.array_equal(rk["users"], users_ref) and np.array_equal(rk["targets"], cast(np.ndarray, targets_ref))
-            ):
-                raise AgrecError(
-                    f"{folder}: row {r['name']!r} of seed {sr.seed} was ranked for other users or "
-                    f"targets than seed {done[0].seed}'s rows; seeds cannot be paired per user"
-                )
-            rows[r["name"]] = r
-            gains[r["name"]] = user_gains(rk["items"], rk["targets"], ks)
-        if reference not in rows:
-            raise AgrecError(f"{folder / RESULTS}: seed {sr.seed} has no row {reference!r} to test the others against")
-        per_seed[sr.seed] = {"rows": rows, "gains": gains, "chosen": res["chosen"], "sr": sr}
+        if reference not in ev["rows"]:
+            raise AgrecError(f"{ev['where']}: seed {sr.seed} has no row {reference!r} to test the others against")
+        per_seed[sr.seed] = {**ev, "sr": sr}
 
     order = list(dict.fromkeys(n for s in per_seed.values() for n in s["rows"]))
     seed_list = list(per_seed)
@@ -356,6 +361,8 @@ def aggregate_seeds(
                 "alpha": per_seed[s]["chosen"]["alpha"],
                 "tau": per_seed[s]["chosen"]["tau"],
                 f"valid {base.evaluation.select_metric}": per_seed[s]["chosen"]["valid"][base.evaluation.select_metric],
+                # run: this machine's run folder (checked current); report: the outcomes its report recorded
+                "source": per_seed[s]["source"],
                 "run_dir": str(per_seed[s]["sr"].profile.run_dir),
                 "report_dir": str(per_seed[s]["sr"].profile.report_dir),
             }
@@ -373,8 +380,59 @@ def aggregate_seeds(
     return summary
 
 
-def _check_record(rec: dict[str, Any], sr: SeedRun, sections: tuple[str, ...]) -> None:
-    where = sr.profile.run_dir / "decode"
+def _seed_evidence(sr: SeedRun, ks: list[int]) -> dict[str, Any]:
+    """One seed's rows, chosen point and per-user test gains: from its run folder when that holds the decode
+    stage, else from its report's ``results/decode_outcomes.npz`` (a seed run on another machine or day, whose
+    run folder is not here)."""
+    run = RunDir(sr.profile.run_dir)
+    folder = run.root / STAGE
+    if not _run_decode_done(sr):
+        return _report_evidence(sr, ks)
+    rec = run.read_record(STAGE) or {}
+    _check_record(rec, sr, SECTIONS)
+    # Only what `agrec status` calls current is aggregated: a hand-edited results.json, a truncated
+    # rankings file or a stage whose inputs changed would put numbers in the table that no run produced.
+    st = stage_status(sr.profile, run, STAGE)
+    if not st.current:
+        raise AgrecError(
+            f"{folder}: seed {sr.seed}'s decode stage is {st.state} ({'; '.join(st.reasons)}), "
+            f"so its numbers are not aggregated; rerun that seed (agrec seeds --seeds "
+            f"{sr.seed}, … with the same options) and aggregate again"
+        )
+    res = read_results(folder)
+    rows = {r["name"]: r for r in res["rows"]}
+    users, targets, gains = rows_gains(folder, list(rows), METRICS_TARGET, ks)
+    return {
+        "rows": rows,
+        "gains": gains,
+        "chosen": res["chosen"],
+        "users": users,
+        "targets": targets,
+        "where": folder,
+        "source": "run",
+    }
+
+
+def _report_evidence(sr: SeedRun, ks: list[int]) -> dict[str, Any]:
+    """:func:`_seed_evidence` from the seed's report folder. Its configuration is checked as a run's record is;
+    whether its inputs are still current cannot be (the run folder is elsewhere), so the summary names the
+    seed's source."""
+    out = read_outcomes(sr.profile.report_dir)
+    assert out is not None
+    _check_record({"seed": out.seed, "config": out.config}, sr, SECTIONS, where=out.path)
+    return {
+        "rows": {r["name"]: r for r in out.rows},
+        "gains": {r["name"]: outcome_gains(out, r["name"], ks) for r in out.rows},
+        "chosen": out.chosen,
+        "users": out.users,
+        "targets": out.targets,
+        "where": out.path,
+        "source": "report",
+    }
+
+
+def _check_record(rec: dict[str, Any], sr: SeedRun, sections: tuple[str, ...], where: Path | None = None) -> None:
+    where = where or sr.profile.run_dir / "decode"
     if int(rec.get("seed", -1)) != sr.seed:
         raise AgrecError(f"{where}: the decode record is of seed {rec.get('seed')}, expected seed {sr.seed}")
     cfg, want = rec.get("config"), sr.profile.key_dict()
@@ -443,7 +501,9 @@ def write_summary(summary: SeedsSummary, base: Profile, metrics: list[str]) -> N
         f"{ref} − row over users). 'better': seeds in which {ref}'s mean is higher. Per-seed tests: "
         f"significance.md; method: agrec/analysis/significance.py.\n\n"
         + md.to_markdown(index=False, disable_numparse=True)
-        + "\n\n## Seeds\n\n"
+        + "\n\n## Seeds\n\nsource: *run*, the seed's run folder here, checked current as `agrec status` checks it; "
+        "*report*, the per-user outcomes its report recorded (`results/decode_outcomes.npz`, a run made elsewhere: "
+        "its configuration is checked, whether its inputs are still current cannot be).\n\n"
         + summary.seeds.drop(columns=["run_dir", "report_dir"])
         .astype({"seed": str})
         .to_markdown(index=False, floatfmt=".4f")
