@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -51,6 +52,22 @@ class DistEnv:
         """Run the block on rank 0 first, then on the others (which then find its cached results:
         the data split, the code table, a converted backbone)."""
         if not self.is_main:
+            self.barrier()
+        try:
+            yield
+        finally:
+            if self.is_main:
+                self.barrier()
+
+    @contextlib.contextmanager
+    def main_first_until(self, ready: Callable[[], bool], poll_s: float = 2.0) -> Iterator[None]:
+        """:meth:`main_first` for a block that may outlast the process group's timeout (training a model on rank 0):
+        the other ranks wait by polling ``ready()`` (a check of what rank 0 writes to disk) instead of inside a
+        barrier, which would end the run after :func:`init_distributed`'s timeout; then all meet in a barrier as
+        :meth:`main_first` does, and the others run the block (finding rank 0's result)."""
+        if not self.is_main:
+            while not ready():
+                time.sleep(poll_s)
             self.barrier()
         try:
             yield

@@ -40,7 +40,7 @@ from agrec.lm.checkpoint import (
     read_manifest,
     training_config,
 )
-from agrec.baselines.stage import sasrec_key, train_sasrec
+from agrec.baselines.stage import is_reusable as sasrec_reusable, sasrec_key, train_sasrec
 from agrec.lm.config import LMConfig
 from agrec.lm.distill import CodeDistiller, TeacherFn, sasrec_teacher
 from agrec.lm.distributed import DistEnv, init_distributed
@@ -319,7 +319,8 @@ def train_lm(
     n_users = min(cfg.max_users or split.n_users, split.n_users)
     teacher = None
     if cfg.distill_teacher == "sasrec":  # trained here, or reused from <run>/baselines/ (the decode stage reuses it)
-        with env.main_first():
+        # the other ranks poll for the trained teacher: its training can outlast the process group's barrier timeout
+        with env.main_first_until(lambda: sasrec_reusable(session)):
             say("lm: distillation teacher: SASRec (baselines.sasrec)")
             scorer = train_sasrec(session, progress=cfg.progress)
         teacher = sasrec_teacher(scorer.model.to(env.device))

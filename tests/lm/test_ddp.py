@@ -22,9 +22,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run(cmd, run_dir, batch_size):
+def _run(cmd, run_dir, batch_size, extra=()):
     args = cmd + ["-m", "agrec.lm.train", "--config", str(CI_PROFILE), "--run-dir", str(run_dir)]
-    for kv in SETS + [f"lm.batch_size={batch_size}"]:
+    for kv in SETS + list(extra) + [f"lm.batch_size={batch_size}"]:
         args += ["--set", kv]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     out = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
@@ -60,3 +60,52 @@ def test_two_gloo_processes_train_like_one_process_with_the_global_batch(tmp_pat
     # one checkpoint, written once, loadable as a standard save_pretrained folder
     ck = tmp_path / "ddp" / "lm" / ddp_rec["checkpoint"]
     assert (ck / "model.safetensors").is_file() and (ck / "tokenizer.json").is_file()
+
+
+def test_main_first_until_lets_the_other_ranks_poll_instead_of_waiting_in_a_timed_barrier():
+    """Rank 0 trains the distillation teacher inside the block; the others must not sit in a barrier meanwhile
+    (its timeout would end a run whose teacher trains for longer): they poll, then meet rank 0's barrier."""
+    from agrec.lm.distributed import DistEnv
+
+    class Recording(DistEnv):
+        def barrier(self):
+            calls.append("barrier")
+
+    for rank, want in ((1, ["ready? no", "ready? no", "ready? yes", "barrier", "block"]), (0, ["block", "barrier"])):
+        calls, answers = [], iter([False, False, True])
+
+        def ready():
+            ok = next(answers)
+            calls.append("ready? yes" if ok else "ready? no")
+            return ok
+
+        with Recording(rank=rank, world=2).main_first_until(ready, poll_s=0):
+            calls.append("block")
+        assert calls == want, rank
+
+
+def test_two_gloo_processes_distil_like_one_process(tmp_path):
+    """lm.distill_teacher under torchrun: rank 0 trains SASRec while rank 1 waits for it, both read the same teacher,
+    and the run equals the 1-process run with the global batch (that reuses the same teacher: same key)."""
+    import shutil
+
+    distil = ["lm.distill_teacher=sasrec", "lm.distill_weight=0.5"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                "--master_port", str(_free_port())]
+    out = _run(torchrun, tmp_path / "ddp", batch_size=4, extra=distil)
+    assert "lm: done on 2 process(es)" in out
+    from agrec.run.launch import parse_sets
+    from agrec.lm.stage import train_lm
+    from agrec.run.session import open_session
+
+    shutil.copytree(tmp_path / "ddp" / "baselines", tmp_path / "single" / "baselines")
+    session = open_session(CI_PROFILE, run_dir=tmp_path / "single", report_dir=tmp_path / "rep",
+                           overrides=parse_sets(SETS + distil + ["lm.batch_size=8"]))
+    train_lm(session, load=False, log=lambda s: None)
+    ddp_rec = json.loads((tmp_path / "ddp" / "lm" / "stage.json").read_text())
+    one_rec = json.loads((tmp_path / "single" / "lm" / "stage.json").read_text())
+    assert ddp_rec["world_size"] == 2 and ddp_rec["steps"] == one_rec["steps"] > 5
+    assert ddp_rec["inputs"]["teacher:sasrec"] == one_rec["inputs"]["teacher:sasrec"]   # the one teacher, reused
+    a = pd.read_csv(tmp_path / "ddp" / "lm" / "loss_curve.csv")
+    b = pd.read_csv(tmp_path / "single" / "lm" / "loss_curve.csv")
+    np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-4)

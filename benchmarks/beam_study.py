@@ -1,0 +1,170 @@
+"""Beam size at decode: does a wider beam rank the next item better, and at what cost? (Validation only.)
+
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/beam_study.py --config configs/games-cpu-collab-distill.yaml \
+        --run-dir runs/Games/cpu-collab-distill/seeds/2025 --label "seed 2025" --scorer sasrec --alpha 0.4
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/beam_study.py --report
+
+The profile's trained LM (its run folder's lm stage, which must be current: nothing is trained here) decodes the
+validation item of ``--users`` validation users at each of ``--beams`` (trie-constrained beam search, the decode
+stage's ``decode`` settings otherwise, each user's history left out): the LM alone (α = 0), and with
+``--scorer``/``--alpha`` also AGRec steered by that scorer's top-n FSM at that α. The users are drawn with the
+profile's seed from the validation users *outside* the LM's own epoch-selection sample (``lm.select_users``), so
+the beam is judged on users that chose nothing else. Every beam is compared with the profile's ``decode.beam_size``
+on the same users (paired: exact sign test for HR@10, Wilcoxon for NDCG@10; :mod:`agrec.analysis.significance`).
+Nothing here reads a test item.
+
+Results: ``benchmarks/results/beam_study_<dataset>_<profile>_<label>.json``; ``--report`` writes
+``benchmarks/results/beam_study.md`` from all of them. Seconds are wall time on a shared machine: compare beams of
+one run (they run one after another in one process), not across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+KS = (5, 10)
+
+
+def study_users(n_users: int, n: int, exclude: np.ndarray, seed: int) -> np.ndarray:
+    """``n`` validation users drawn with ``seed`` from those not in ``exclude`` (sorted)."""
+    pool = np.setdiff1d(np.arange(n_users), exclude)
+    if n >= len(pool):
+        return pool
+    return np.sort(np.random.default_rng(seed).choice(pool, size=n, replace=False))
+
+
+def run(args: argparse.Namespace) -> dict:
+    import torch
+
+    from agrec.analysis.significance import paired_test, user_gains
+    from agrec.data.stage import load_run_data
+    from agrec.decode import ItemTrie, generate_items
+    from agrec.decode.evaluate import build_inputs, scorer_rankings, validation_users
+    from agrec.errors import AgrecError
+    from agrec.lm.stage import load_lm
+    from agrec.metrics import evaluate_rankings
+    from agrec.run.lineage import stage_status
+    from agrec.run.session import open_session
+    from agrec.scorers import load_scorer
+
+    session = open_session(args.config, run_dir=args.run_dir)
+    profile = session.profile
+    st = stage_status(profile, session.run, "lm")
+    if not st.current:
+        raise AgrecError(f"{session.run.root}: the lm stage is {st.state} ({'; '.join(st.reasons)}); train it first")
+    torch.set_num_threads(args.threads)
+    data = load_run_data(session)
+    split = data.split
+    bundle = load_lm(session)
+    trie = ItemTrie.build(bundle.item_token_ids)
+    chose_epoch = validation_users(split.n_users, profile.lm.select_users, profile.seed)
+    users = study_users(split.n_users, args.users, chose_epoch, profile.seed)
+    inp = build_inputs(split, bundle.prompt_ids, "valid", users, profile.evaluation.exclude_history)
+    fsm = None
+    if args.scorer:
+        scorer = load_scorer(data, args.scorer, lm=bundle)
+        top = scorer_rankings(scorer, {"valid": inp}, profile.decode.top_n)["valid"]
+        fsm = (top.items, top.scores)
+    rows = {"LM alone": (0.0, None)}
+    if fsm is not None:
+        rows[f"AGRec ({args.scorer}) α={args.alpha:g}"] = (args.alpha, fsm)
+    out_rows, gains = [], {}
+    for beam in args.beams:
+        for name, (alpha, f) in rows.items():
+            cfg = dataclasses.replace(profile.decode, alpha=alpha, beam_size=beam)  # the decode stage's settings
+            t0 = time.perf_counter()
+            res = generate_items(bundle.model, inp.prompts, trie, fsm_inputs=f, cfg=cfg, exclude=inp.exclude, k=10)
+            sec = time.perf_counter() - t0
+            items = res.items.numpy()
+            m = evaluate_rankings(items, inp.targets, list(KS))
+            gains[(name, beam)] = user_gains(items, inp.targets, KS)
+            out_rows.append(
+                {"row": name, "beam": beam, **m, "seconds": round(sec, 1), "users_per_s": round(len(users) / sec, 1)}
+            )
+            print(f"{name} beam {beam}: NDCG@10 {m['NDCG@10']:.4f} HR@10 {m['HR@10']:.4f} ({sec:.0f} s)", flush=True)
+    ref_beam = profile.decode.beam_size
+    for r in out_rows:
+        ref = gains.get((r["row"], ref_beam))
+        if ref is None or r["beam"] == ref_beam:
+            continue
+        for metric in ("HR@10", "NDCG@10"):
+            t = paired_test(gains[(r["row"], r["beam"])][metric], ref[metric], metric, n_resamples=999, seed=0)
+            r[f"p {metric} vs beam {ref_beam}"] = t.p_value
+    return {
+        "config": str(args.config),
+        "run_dir": str(session.run.root),
+        "label": args.label,
+        "dataset": profile.data.dataset,
+        "profile": profile.name,
+        "seed": profile.seed,
+        "users": len(users),
+        "threads": args.threads,
+        "profile_beam": ref_beam,
+        "rows": out_rows,
+    }
+
+
+def report() -> Path:
+    import pandas as pd
+
+    lines = [
+        "# Beam size at decode (validation only)",
+        "",
+        "`benchmarks/beam_study.py`: the trained LM of a run decodes the validation item of users outside its "
+        "epoch-selection sample at each beam size; p: paired tests against the profile's beam on the same "
+        "users. Seconds: one process, beams one after another (compare within a run).",
+        "",
+    ]
+    for path in sorted(RESULTS.glob("beam_study_*.json")):
+        d = json.loads(path.read_text())
+        lines += [
+            f"## {d['dataset']} / {d['profile']} ({d['label']}), {d['users']} validation users, {d['threads']} threads",
+            "",
+            f"run: `{d['run_dir']}`; profile beam {d['profile_beam']}",
+            "",
+        ]
+        df = pd.DataFrame(d["rows"])
+        lines += [df.to_markdown(index=False, floatfmt=".4g"), ""]
+    out = RESULTS / "beam_study.md"
+    out.write_text("\n".join(lines))
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--config")
+    p.add_argument("--run-dir", default=None)
+    p.add_argument("--label", default="run")
+    p.add_argument("--users", type=int, default=2048)
+    p.add_argument("--beams", type=int, nargs="+", default=[10, 20, 40])
+    p.add_argument("--scorer", default=None)
+    p.add_argument("--alpha", type=float, default=0.4)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--report", action="store_true")
+    args = p.parse_args()
+    if args.report:
+        print(report())
+        return 0
+    if not args.config:
+        p.error("--config is required unless --report")
+    res = run(args)
+    name = re.sub(r"[^A-Za-z0-9]+", "_", f"{res['dataset']}_{res['profile']}_{args.label}").strip("_")
+    path = RESULTS / f"beam_study_{name}.json"
+    path.write_text(json.dumps(res, indent=1) + "\n")
+    print(path)
+    print(report())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
