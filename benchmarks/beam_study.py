@@ -7,10 +7,12 @@
 The profile's trained LM (its run folder's lm stage, which must be current: nothing is trained here) decodes the
 validation item of ``--users`` validation users at each of ``--beams`` (trie-constrained beam search, the decode
 stage's ``decode`` settings otherwise, each user's history left out): the LM alone (α = 0), and with
-``--scorer``/``--alpha`` also AGRec steered by that scorer's top-n FSM at that α. The users are drawn with the
-profile's seed from the validation users *outside* the LM's own epoch-selection sample (``lm.select_users``), so
-the beam is judged on users that chose nothing else. Every beam is compared with the profile's ``decode.beam_size``
-on the same users (paired: exact sign test for HR@10, Wilcoxon for NDCG@10; :mod:`agrec.analysis.significance`).
+``--scorer``/``--alpha``/``--tau`` also AGRec steered by that scorer's top-n FSM at that point. The users are
+drawn with the profile's seed from the validation users outside the LM's epoch-selection sample
+(``lm.select_users``) and outside the decode stage's α-selection sample (``evaluation.select_users``); SASRec and
+the GNN chose their epochs on every validation user, which all beams share. Every beam is compared with the
+profile's ``decode.beam_size`` on the same users (paired: exact sign test for HR@10, Wilcoxon for NDCG@10;
+:mod:`agrec.analysis.significance`), with the mean difference (this beam − the profile's).
 Nothing here reads a test item.
 
 Results: ``benchmarks/results/beam_study_<dataset>_<profile>_<label>.json``; ``--report`` writes
@@ -47,6 +49,7 @@ def run(args: argparse.Namespace) -> dict:
     import torch
 
     from agrec.analysis.significance import paired_test, user_gains
+    from agrec.baselines.stage import is_reusable as sasrec_reusable
     from agrec.data.stage import load_run_data
     from agrec.decode import ItemTrie, generate_items
     from agrec.decode.evaluate import build_inputs, scorer_rankings, validation_users
@@ -59,16 +62,33 @@ def run(args: argparse.Namespace) -> dict:
 
     session = open_session(args.config, run_dir=args.run_dir)
     profile = session.profile
+    bad = [b for b in args.beams if b < 10]
+    if bad:
+        raise AgrecError(f"--beams: NDCG@10 needs at least 10 beams, got {bad}")
     st = stage_status(profile, session.run, "lm")
     if not st.current:
         raise AgrecError(f"{session.run.root}: the lm stage is {st.state} ({'; '.join(st.reasons)}); train it first")
+    if args.scorer == "sasrec" and not sasrec_reusable(session):
+        raise AgrecError(f"{session.run.root}: no current SASRec in baselines/sasrec; nothing is trained here")
+    if args.scorer and args.scorer != "sasrec" and not stage_status(profile, session.run, "gnn").current:
+        raise AgrecError(f"{session.run.root}: the gnn stage is not current; nothing is trained here")
     torch.set_num_threads(args.threads)
     data = load_run_data(session)
     split = data.split
     bundle = load_lm(session)
     trie = ItemTrie.build(bundle.item_token_ids)
-    chose_epoch = validation_users(split.n_users, profile.lm.select_users, profile.seed)
-    users = study_users(split.n_users, args.users, chose_epoch, profile.seed)
+    # users that chose nothing: outside the LM's epoch-selection sample (drawn over the users it trained on) and
+    # outside the decode stage's α-selection sample
+    n_lm = min(profile.lm.max_users or split.n_users, split.n_users)
+    chose = [np.zeros(0, dtype=np.int64)]
+    alpha_sample = profile.evaluation.select_users is not None and profile.evaluation.select_users < split.n_users
+    if alpha_sample:  # where α was chosen on every validation user (small data), no user is outside it
+        chose.append(validation_users(split.n_users, profile.evaluation.select_users, profile.seed))
+    if profile.lm.select == "ndcg":
+        chose.append(validation_users(n_lm, profile.lm.select_users, profile.seed))
+    users = study_users(split.n_users, args.users, np.concatenate(chose), profile.seed)
+    if len(users) == 0:
+        raise AgrecError(f"{args.config}: every validation user is in a selection sample; no user is left to study")
     inp = build_inputs(split, bundle.prompt_ids, "valid", users, profile.evaluation.exclude_history)
     fsm = None
     if args.scorer:
@@ -78,12 +98,23 @@ def run(args: argparse.Namespace) -> dict:
     rows = {"LM alone": (0.0, None)}
     if fsm is not None:
         rows[f"AGRec ({args.scorer}) α={args.alpha:g}"] = (args.alpha, fsm)
+    beams = sorted(set(args.beams) | {profile.decode.beam_size})  # the profile's beam is every test's reference
     out_rows, gains = [], {}
-    for beam in args.beams:
+    for beam in beams:
         for name, (alpha, f) in rows.items():
-            cfg = dataclasses.replace(profile.decode, alpha=alpha, beam_size=beam)  # the decode stage's settings
+            # the decode stage's settings, at this beam (τ: --tau, the profile's chosen one where its grid has one)
+            cfg = dataclasses.replace(profile.decode, alpha=alpha, beam_size=beam, tau=args.tau)
             t0 = time.perf_counter()
-            res = generate_items(bundle.model, inp.prompts, trie, fsm_inputs=f, cfg=cfg, exclude=inp.exclude, k=10)
+            res = generate_items(
+                bundle.model,
+                inp.prompts,
+                trie,
+                fsm_inputs=f,
+                cfg=cfg,
+                exclude=inp.exclude,
+                k=10,
+                pad_token_id=bundle.pad_token_id,
+            )
             sec = time.perf_counter() - t0
             items = res.items.numpy()
             m = evaluate_rankings(items, inp.targets, list(KS))
@@ -99,7 +130,8 @@ def run(args: argparse.Namespace) -> dict:
             continue
         for metric in ("HR@10", "NDCG@10"):
             t = paired_test(gains[(r["row"], r["beam"])][metric], ref[metric], metric, n_resamples=999, seed=0)
-            r[f"p {metric} vs beam {ref_beam}"] = t.p_value
+            r[f"Δ{metric} vs beam {ref_beam}"] = t.mean_diff  # this beam − the profile's, over the same users
+            r[f"p {metric}"] = t.p_value
     return {
         "config": str(args.config),
         "run_dir": str(session.run.root),
@@ -110,6 +142,8 @@ def run(args: argparse.Namespace) -> dict:
         "users": len(users),
         "threads": args.threads,
         "profile_beam": ref_beam,
+        "outside_alpha_sample": alpha_sample,
+        "outside_lm_selection_sample": profile.lm.select == "ndcg",
         "rows": out_rows,
     }
 
@@ -133,7 +167,7 @@ def report() -> Path:
             f"run: `{d['run_dir']}`; profile beam {d['profile_beam']}",
             "",
         ]
-        df = pd.DataFrame(d["rows"])
+        df = pd.DataFrame(d["rows"]).astype(object).where(lambda x: x.notna(), "")
         lines += [df.to_markdown(index=False, floatfmt=".4g"), ""]
     out = RESULTS / "beam_study.md"
     out.write_text("\n".join(lines))
@@ -149,6 +183,7 @@ def main() -> int:
     p.add_argument("--beams", type=int, nargs="+", default=[10, 20, 40])
     p.add_argument("--scorer", default=None)
     p.add_argument("--alpha", type=float, default=0.4)
+    p.add_argument("--tau", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--report", action="store_true")
     args = p.parse_args()

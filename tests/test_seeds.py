@@ -1,6 +1,7 @@
 import json
 import os
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -292,8 +293,9 @@ def test_seeds_whose_run_folders_are_gone_are_paired_from_their_reports(tmp_path
     before = _summary_files(out)
     assert from_runs.seeds["source"].tolist() == ["run"] * 3
     runs = tmp_path / "runs" / "ml-100k" / "ci"
-    shutil.rmtree(runs / "seeds" / "2025")               # one seed's run folder gone: mixed sources
-    mixed = aggregate_seeds(CI_PROFILE, seeds, _dirs(tmp_path), log=lambda s: None, n_resamples=999)
+    shutil.rmtree(runs / "seeds" / "2025")               # one seed's run folder gone: mixed sources, found
+    mixed = aggregate_seeds(CI_PROFILE, None, _dirs(tmp_path), log=lambda s: None, n_resamples=999)
+    assert mixed.seeds["seed"].tolist() == seeds          # in seed order, wherever each was found
     assert mixed.seeds["source"].tolist() == ["run", "report", "run"]
     assert _summary_files(out) == before                 # every mean, p-value and CI identical
     shutil.rmtree(runs)                                  # every run folder gone; the seeds are still found
@@ -303,7 +305,35 @@ def test_seeds_whose_run_folders_are_gone_are_paired_from_their_reports(tmp_path
     sets = [a for k, v in _dirs(tmp_path).items() for a in ("--set", f"{k}={v}")]
     assert main(["seeds", "--config", str(CI_PROFILE), "--aggregate-only", *sets]) == 0
     assert pd.read_csv(out / "seeds.csv")["source"].tolist() == ["report"] * 3
-    assert "*report*, the per-user outcomes" in (out / "summary.md").read_text()
+    assert re.search(r"\|\s+2025 \|.*\| report\s+\|", (out / "summary.md").read_text())
+
+
+def test_a_run_folder_that_is_here_wins_over_its_report_even_unfinished(tmp_path):
+    """A seed whose decode rerun was stopped (record invalidated) is unfinished: its report's older outcomes
+    must not stand in for a run folder that is on this machine."""
+    fake = FakePipeline()
+    run_seeds(CI_PROFILE, [2024, 2025, 2026], stages=["decode"], overrides=_dirs(tmp_path), run_pipeline=fake,
+              log=lambda s: None, n_resamples=99)
+    RunDir(tmp_path / "runs" / "ml-100k" / "ci" / "seeds" / "2025").invalidate("decode", log=lambda s: None)
+    logs = []
+    got = aggregate_seeds(CI_PROFILE, [2024, 2025, 2026], _dirs(tmp_path), log=logs.append, n_resamples=99)
+    assert got.seeds["seed"].tolist() == [2024, 2026] and got.seeds["source"].tolist() == ["run", "run"]
+    assert any("seed(s) [2025] have no finished decode stage" in m for m in logs)
+    assert aggregate_seeds(CI_PROFILE, None, _dirs(tmp_path), log=lambda s: None,
+                           n_resamples=99).seeds["seed"].tolist() == [2024, 2026]
+
+
+def test_a_damaged_report_of_the_profiles_own_seed_is_named_not_dropped(tmp_path):
+    import shutil
+
+    fake = FakePipeline()
+    run_seeds(CI_PROFILE, [2024, 2025], stages=["decode"], overrides=_dirs(tmp_path), run_pipeline=fake,
+              log=lambda s: None, n_resamples=99)
+    shutil.rmtree(tmp_path / "runs")
+    path = tmp_path / "reports" / "ml-100k" / "ci" / "results" / OUTCOMES
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(AgrecError, match=r"ci/results/decode_outcomes.npz"):
+        aggregate_seeds(CI_PROFILE, None, _dirs(tmp_path), log=lambda s: None, n_resamples=99)
 
 
 def test_outcomes_hold_each_rows_rank_of_the_test_item(tmp_path):
@@ -358,6 +388,9 @@ def _rewrite_outcomes(path, edit):
     ("seed", "the decode record is of seed 9, expected seed 2025"),
     ("format", "outcomes of layout 2, this version reads 1"),
     ("config", r"seed 2025's decode stage ran with another configuration \(differs in evaluation.max_users\)"),
+    ("baselines", r"ran with another configuration \(differs in baselines.sasrec.epochs\)"),
+    ("protocol", "was decoded under decode protocol 1, this profile's is 2"),
+    ("malformed", r"the outcomes' record is malformed \(KeyError"),
 ])
 def test_report_outcomes_that_do_not_hold_up_are_refused(tmp_path, damage, message):
     import shutil
@@ -378,6 +411,15 @@ def test_report_outcomes_that_do_not_hold_up_are_refused(tmp_path, damage, messa
         _rewrite_outcomes(path, lambda a, meta: meta.update(seed=9))
     elif damage == "format":
         _rewrite_outcomes(path, lambda a, meta: meta.update(format=2))
+    elif damage == "baselines":  # the files are intact: the profile asked for trains another SASRec
+        shutil.rmtree(tmp_path / "runs")
+        over = {**over, "baselines.sasrec.epochs": 7}
+    elif damage == "protocol":
+        _rewrite_outcomes(path, lambda a, meta: meta.update(protocol=1))
+    elif damage == "malformed":
+        def edit(a, meta):
+            del meta["rows"][0]["metrics"]
+        _rewrite_outcomes(path, edit)
     else:                       # the profile asked for now is not the one the seed ran
         def edit(a, meta):
             meta["config"]["evaluation"]["max_users"] = 5

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,10 +44,12 @@ class Outcomes:
 
     ``ranks[row]`` is ``int32 [U]``: the 1-based rank of ``targets[u]`` in that row's list for ``users[u]``, 0 where
     it is not in the list (the list holds ``list_length`` items). ``rows`` are the decode results' rows (name,
-    settings, metrics), ``config`` the keyed configuration sections the stage depends on."""
+    settings, metrics); ``config``, ``decode_key`` and ``protocol`` what decided them (:func:`decode_identity`)."""
 
     seed: int
     config: dict[str, Any]
+    decode_key: str
+    protocol: Any
     chosen: dict[str, Any]
     rows: list[dict[str, Any]]
     users: np.ndarray
@@ -55,24 +59,37 @@ class Outcomes:
     path: Path
 
 
+def decode_identity(profile: "Profile") -> dict[str, Any]:
+    """What decides a decode stage's numbers, as its report's outcomes record it: the keyed configuration sections
+    of the stage (``baselines`` too: SASRec's rows and a distillation teacher), its key and its protocol version."""
+    from agrec.run.lineage import SECTIONS_OF, STAGE_PROTOCOL, config_key
+
+    key = profile.key_dict()
+    return {
+        "config": {s: key[s] for s in SECTIONS_OF["decode"] if s in key and s != "seed"},
+        "decode_key": config_key(profile, "decode"),
+        "protocol": STAGE_PROTOCOL.get("decode"),
+    }
+
+
 def write_outcomes(report: "Report", dec: "DecodeReport", profile: "Profile") -> Path:
-    """Write ``<report>/results/decode_outcomes.npz`` from the decode stage's test rankings (atomically), and its
-    sha256 into the results' manifest. Every row of ``dec`` must have test rankings over the same users."""
+    """Write ``<report>/results/decode_outcomes.npz`` from the decode stage's ``results.json`` and test rankings
+    (atomically), and its sha256 into the results' manifest. Every row must have test rankings over the same users."""
     from agrec.analysis.significance import rows_ranks
-    from agrec.decode.stage import SECTIONS
+    from agrec.decode.stage import read_results
     from agrec.run.report import RESULTS_KIND
 
-    if not dec.rows:
+    res = read_results(dec.folder)  # what the stage stored (plain JSON), not the notebook's objects
+    if not res["rows"]:
         raise AgrecError(f"{dec.folder}: the decode stage has no rows; nothing to record")
-    names = [r["name"] for r in dec.rows]
+    names = [r["name"] for r in res["rows"]]
     users, targets, ranks, length = rows_ranks(dec.folder, names, TARGET)
-    key = profile.key_dict()
     meta = {
         "format": OUTCOMES_FORMAT,
         "seed": profile.seed,
-        "config": {s: key[s] for s in SECTIONS},
-        "chosen": dec.chosen,
-        "rows": [{k: r[k] for k in ("name", "settings", "metrics") if k in r} for r in dec.rows],
+        **decode_identity(profile),
+        "chosen": res["chosen"],
+        "rows": [{k: r[k] for k in ("name", "settings", "metrics") if k in r} for r in res["rows"]],
         "list_length": length,
     }
     buf = io.BytesIO()
@@ -96,7 +113,10 @@ def read_outcomes(report_dir: str | Path, required: bool = True) -> Outcomes | N
 
     folder = Path(report_dir) / "results"
     path = folder / OUTCOMES
-    remedy = "rerun that run's decode stage (agrec run --config <profile> --stages decode) to rewrite it"
+    remedy = (
+        "rerun that run's decode stage to rewrite it (agrec run --config <profile> --stages decode, or for one seed "
+        "of agrec seeds: agrec seeds --config <profile> --seeds <seed>,)"
+    )
     if not path.is_file():
         if not required:
             return None
@@ -106,40 +126,45 @@ def read_outcomes(report_dir: str | Path, required: bool = True) -> Outcomes | N
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             users, targets, ranks = z["users"], z["targets"], z["ranks"]
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise AgrecError(f"{path}: cannot be read as decode outcomes ({type(e).__name__}: {e}); {remedy}") from None
     if not isinstance(meta, dict) or meta.get("format") != OUTCOMES_FORMAT:
         got = meta.get("format") if isinstance(meta, dict) else None
         raise AgrecError(f"{path}: outcomes of layout {got!r}, this version reads {OUTCOMES_FORMAT}; {remedy}")
-    lacking = sorted({"seed", "config", "chosen", "rows", "list_length"} - set(meta))
+    lacking = sorted({"seed", "config", "decode_key", "protocol", "chosen", "rows", "list_length"} - set(meta))
     if lacking:
         raise AgrecError(f"{path}: the outcomes' record lacks {', '.join(lacking)}; {remedy}")
-    rows = meta.get("rows")
+    rows = meta["rows"]
     if not isinstance(rows, list) or ranks.shape != (len(rows), len(users)) or targets.shape != users.shape:
         raise AgrecError(
             f"{path}: {len(rows) if isinstance(rows, list) else '?'} rows recorded but ranks of shape "
             f"{ranks.shape} for {len(users)} users; {remedy}"
         )
-    out = Outcomes(
-        seed=int(meta["seed"]),
-        config=meta["config"],
-        chosen=meta["chosen"],
-        rows=rows,
-        users=users,
-        targets=targets,
-        ranks={r["name"]: ranks[i] for i, r in enumerate(rows)},
-        list_length=int(meta["list_length"]),
-        path=path,
-    )
-    for r in rows:  # the ranks must give back the numbers the report shows, or they are not that run's
-        recorded = {m: v for m, v in r["metrics"][TARGET].items() if m.split("@")[0] in ("HR", "NDCG")}
-        gains = outcome_gains(out, r["name"], ks=sorted({int(m.split("@")[1]) for m in recorded}))
-        for m, want in recorded.items():
-            if not np.isclose(gains[m].mean(), want, rtol=0, atol=1e-9):
-                raise AgrecError(
-                    f"{path}: row {r['name']!r}: the per-user ranks give {m} {gains[m].mean():.6f}, the record "
-                    f"{want:.6f}; {remedy}"
-                )
+    try:
+        out = Outcomes(
+            seed=int(meta["seed"]),
+            config=dict(meta["config"]),
+            decode_key=str(meta["decode_key"]),
+            protocol=meta["protocol"],
+            chosen=dict(meta["chosen"]),
+            rows=rows,
+            users=users,
+            targets=targets,
+            ranks={str(r["name"]): ranks[i] for i, r in enumerate(rows)},
+            list_length=int(meta["list_length"]),
+            path=path,
+        )
+        for r in rows:  # the ranks must give back the numbers the report shows, or they are not that run's
+            recorded = {m: float(v) for m, v in r["metrics"][TARGET].items() if m.split("@")[0] in ("HR", "NDCG")}
+            gains = outcome_gains(out, r["name"], ks=sorted({int(m.split("@")[1]) for m in recorded}))
+            for m, want in recorded.items():
+                if not np.isclose(gains[m].mean(), want, rtol=0, atol=1e-9):
+                    raise AgrecError(
+                        f"{path}: row {r['name']!r}: the per-user ranks give {m} {gains[m].mean():.6f}, the record "
+                        f"{want:.6f}; {remedy}"
+                    )
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise AgrecError(f"{path}: the outcomes' record is malformed ({type(e).__name__}: {e}); {remedy}") from None
     return out
 
 

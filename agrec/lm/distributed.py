@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import itertools
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -60,20 +61,53 @@ class DistEnv:
                 self.barrier()
 
     @contextlib.contextmanager
-    def main_first_until(self, ready: Callable[[], bool], poll_s: float = 2.0) -> Iterator[None]:
+    def main_first_until(self, ready: Callable[[], bool], poll_s: float = 2.0, store: Any = None) -> Iterator[None]:
         """:meth:`main_first` for a block that may outlast the process group's timeout (training a model on rank 0):
         the other ranks wait by polling ``ready()`` (a check of what rank 0 writes to disk) instead of inside a
         barrier, which would end the run after :func:`init_distributed`'s timeout; then all meet in a barrier as
-        :meth:`main_first` does, and the others run the block (finding rank 0's result)."""
-        if not self.is_main:
-            while not ready():
-                time.sleep(poll_s)
-            self.barrier()
-        try:
+        :meth:`main_first` does, and the others run the block (finding rank 0's result).
+
+        If the block fails on rank 0, rank 0 raises its own error at once (no barrier) and says so in the process
+        group's key-value store (``store``; default the group's own), where the polling ranks find it and stop
+        too; a store that can no longer be reached (rank 0 gone) stops them as well."""
+        if not self.distributed:
             yield
-        finally:
-            if self.is_main:
-                self.barrier()
+            return
+        key = f"agrec/main_first_until/{next(_CALLS)}"  # every rank makes the same calls in the same order
+        store = store if store is not None else _group_store()
+        if self.is_main:
+            try:
+                yield
+            except BaseException:
+                if store is not None:
+                    store.set(key, "failed")
+                raise
+            self.barrier()
+            return
+        while not ready():
+            if store is not None:
+                try:
+                    failed = store.check([key])
+                except Exception as e:  # noqa: BLE001 - any failure to reach rank 0's store means rank 0 is gone
+                    raise RuntimeError(f"rank {self.rank}: rank 0 is gone while it ran its block first ({e})") from None
+                if failed:
+                    raise RuntimeError(f"rank {self.rank}: rank 0 failed in the block it runs first (see its error)")
+            time.sleep(poll_s)
+        self.barrier()
+        yield
+
+
+_CALLS = itertools.count()
+
+
+def _group_store() -> Any:
+    """The default process group's key-value store (hosted by rank 0), or None without one."""
+    if not dist.is_initialized():
+        return None
+    try:
+        return dist.distributed_c10d._get_default_store()
+    except (AttributeError, RuntimeError, ValueError):
+        return None
 
 
 def _device(local_rank: int) -> torch.device:

@@ -38,7 +38,7 @@ from agrec.manifest import MANIFEST, write_manifest
 from agrec.io import atomic_dir, atomic_path, atomic_write_json, atomic_write_text
 from agrec.run.rundir import RunDir
 from agrec.run.runlock import locked
-from agrec.decode.outcomes import OUTCOMES, outcome_gains, read_outcomes
+from agrec.decode.outcomes import OUTCOMES, decode_identity, outcome_gains, read_outcomes
 from agrec.decode.stage import RESULTS, SECTIONS, STAGE, read_results
 from agrec.analysis.significance import paired_test, rows_gains
 from agrec.run.lineage import stage_status
@@ -220,33 +220,35 @@ def _run_seeds(
 
 def discover_seeds(base: Profile) -> list[int]:
     """Seeds with a finished decode stage: the profile's own run and every ``seeds/<seed>/`` beside it, in the
-    run folders or, for a seed run elsewhere, in the report folders (their ``results/decode_outcomes.npz``)."""
-    found = []
+    run folders or, for a seed run elsewhere, in the report folders (their ``results/decode_outcomes.npz``). The
+    profile's seed comes first, then the others in increasing order, wherever each was found (the aggregate does
+    not depend on which folders happen to be on this machine)."""
+    found = set()
     rec = RunDir(base.run_dir).read_record("decode")
-    if rec is not None and int(rec.get("seed", -1)) == base.seed:  # another seed there is not one of the axis
-        found.append(base.seed)
-    elif _outcomes_seed(base.report_dir) == base.seed:
-        found.append(base.seed)
+    if rec is not None:
+        if int(rec.get("seed", -1)) == base.seed:  # another seed there is not one of the axis
+            found.add(base.seed)
+    elif not _has_records(base.run_dir) and (base.report_dir / "results" / OUTCOMES).is_file():
+        found.add(base.seed)  # its outcomes are read (and a wrong seed named) by the aggregate
     for root, has in (
         (base.run_dir, lambda d: RunDir(d).read_record("decode") is not None),
         (base.report_dir, lambda d: (d / "results" / OUTCOMES).is_file()),
     ):
         seeds_root = root / SEEDS_DIR
         if seeds_root.is_dir():
-            for d in sorted(seeds_root.iterdir()):
-                if d.name.isdigit() and has(d) and int(d.name) not in found:
-                    found.append(int(d.name))
-    return found
+            found.update(int(d.name) for d in seeds_root.iterdir() if d.name.isdigit() and has(d))
+    return ([base.seed] if base.seed in found else []) + sorted(found - {base.seed})
 
 
-def _outcomes_seed(report_dir: Path) -> int | None:
-    """The seed a report folder's decode outcomes were recorded with (None: none there, or unreadable; the
-    aggregate's own read names what is wrong with one it needs)."""
-    try:
-        out = read_outcomes(report_dir, required=False)
-    except AgrecError:
-        return None
-    return None if out is None else out.seed
+def _has_records(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds any stage's record: a run folder that is here (finished or not)."""
+    return run_dir.is_dir() and any(run_dir.glob(f"*/{RunDir.RECORD}"))
+
+
+def _run_here(sr: SeedRun) -> bool:
+    """The seed's run folder is on this machine, so it (not its report) is what counts: finished and current, or
+    not finished. Its report's outcomes stand in only for a run folder that is absent."""
+    return _has_records(sr.profile.run_dir)
 
 
 def _run_decode_done(sr: SeedRun) -> bool:
@@ -255,8 +257,11 @@ def _run_decode_done(sr: SeedRun) -> bool:
 
 
 def _decode_done(sr: SeedRun) -> bool:
-    """The seed's decode stage has finished: in its run folder, or recorded in its report (a run elsewhere)."""
-    return _run_decode_done(sr) or (sr.profile.report_dir / "results" / OUTCOMES).is_file()
+    """The seed's decode stage has finished: in its run folder, or, where no run folder is here (a run made
+    elsewhere), recorded in its report. A run folder here whose decode stage is unfinished is unfinished."""
+    if _run_here(sr):
+        return _run_decode_done(sr)
+    return (sr.profile.report_dir / "results" / OUTCOMES).is_file()
 
 
 @dataclass
@@ -386,7 +391,7 @@ def _seed_evidence(sr: SeedRun, ks: list[int]) -> dict[str, Any]:
     run folder is not here)."""
     run = RunDir(sr.profile.run_dir)
     folder = run.root / STAGE
-    if not _run_decode_done(sr):
+    if not _run_here(sr):
         return _report_evidence(sr, ks)
     rec = run.read_record(STAGE) or {}
     _check_record(rec, sr, SECTIONS)
@@ -419,7 +424,14 @@ def _report_evidence(sr: SeedRun, ks: list[int]) -> dict[str, Any]:
     seed's source."""
     out = read_outcomes(sr.profile.report_dir)
     assert out is not None
-    _check_record({"seed": out.seed, "config": out.config}, sr, SECTIONS, where=out.path)
+    want = decode_identity(sr.profile)
+    _check_record({"seed": out.seed, "config": out.config}, sr, tuple(want["config"]), where=out.path)
+    for k, what in (("protocol", "decode protocol"), ("decode_key", "decode stage key")):
+        if getattr(out, k) != want[k]:
+            raise AgrecError(
+                f"{out.path}: seed {sr.seed} was decoded under {what} {getattr(out, k)!r}, this profile's is "
+                f"{want[k]!r}; its numbers are not this configuration's: rerun that seed"
+            )
     return {
         "rows": {r["name"]: r for r in out.rows},
         "gains": {r["name"]: outcome_gains(out, r["name"], ks) for r in out.rows},

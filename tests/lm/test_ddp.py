@@ -62,15 +62,32 @@ def test_two_gloo_processes_train_like_one_process_with_the_global_batch(tmp_pat
     assert (ck / "model.safetensors").is_file() and (ck / "tokenizer.json").is_file()
 
 
-def test_main_first_until_lets_the_other_ranks_poll_instead_of_waiting_in_a_timed_barrier():
-    """Rank 0 trains the distillation teacher inside the block; the others must not sit in a barrier meanwhile
-    (its timeout would end a run whose teacher trains for longer): they poll, then meet rank 0's barrier."""
+class _Store:
+    """The process group's key-value store as main_first_until uses it."""
+
+    def __init__(self):
+        self.keys = {}
+
+    def set(self, key, value):
+        self.keys[key] = value
+
+    def check(self, keys):
+        return all(k in self.keys for k in keys)
+
+
+def _recording(rank, calls):
     from agrec.lm.distributed import DistEnv
 
     class Recording(DistEnv):
         def barrier(self):
             calls.append("barrier")
 
+    return Recording(rank=rank, world=2)
+
+
+def test_main_first_until_lets_the_other_ranks_poll_instead_of_waiting_in_a_timed_barrier():
+    """Rank 0 trains the distillation teacher inside the block; the others must not sit in a barrier meanwhile
+    (its timeout would end a run whose teacher trains for longer): they poll, then meet rank 0's barrier."""
     for rank, want in ((1, ["ready? no", "ready? no", "ready? yes", "barrier", "block"]), (0, ["block", "barrier"])):
         calls, answers = [], iter([False, False, True])
 
@@ -79,9 +96,37 @@ def test_main_first_until_lets_the_other_ranks_poll_instead_of_waiting_in_a_time
             calls.append("ready? yes" if ok else "ready? no")
             return ok
 
-        with Recording(rank=rank, world=2).main_first_until(ready, poll_s=0):
+        with _recording(rank, calls).main_first_until(ready, poll_s=0, store=_Store()):
             calls.append("block")
         assert calls == want, rank
+
+
+def test_main_first_until_stops_every_rank_when_rank_0_fails():
+    import itertools
+
+    import pytest
+
+    import agrec.lm.distributed as distributed
+
+    distributed._CALLS = itertools.count()      # both "ranks" below make their first call
+    store, calls = _Store(), []
+    with pytest.raises(ValueError, match="teacher diverged"):
+        with _recording(0, calls).main_first_until(lambda: False, poll_s=0, store=store):
+            raise ValueError("teacher diverged")
+    assert calls == [] and list(store.keys.values()) == ["failed"]   # no barrier: its own error, at once
+    distributed._CALLS = itertools.count()
+    with pytest.raises(RuntimeError, match="rank 1: rank 0 failed in the block it runs first"):
+        with _recording(1, calls).main_first_until(lambda: False, poll_s=0, store=store):
+            calls.append("block")
+    assert calls == []
+
+    class Gone(_Store):
+        def check(self, keys):
+            raise RuntimeError("Connection reset by peer")
+
+    with pytest.raises(RuntimeError, match="rank 0 is gone"):
+        with _recording(1, calls).main_first_until(lambda: False, poll_s=0, store=Gone()):
+            pass
 
 
 def test_two_gloo_processes_distil_like_one_process(tmp_path):
