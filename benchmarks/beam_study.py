@@ -1,7 +1,7 @@
 """Beam size at decode: does a wider beam rank the next item better, and at what cost? (Validation only.)
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/beam_study.py --config configs/games-cpu-collab-distill.yaml \
-        --run-dir runs/Games/cpu-collab-distill/seeds/2025 --label "seed 2025" --scorer sasrec --alpha 0.4
+        --set seed=2025 --set pipeline.variant=seeds/2025 --label "seed 2025" --scorer sasrec --alpha 0.4
     PYTHONPATH=$PWD .venv/bin/python benchmarks/beam_study.py --report
 
 The profile's trained LM (its run folder's lm stage, which must be current: nothing is trained here) decodes the
@@ -56,11 +56,12 @@ def run(args: argparse.Namespace) -> dict:
     from agrec.errors import AgrecError
     from agrec.lm.stage import load_lm
     from agrec.metrics import evaluate_rankings
+    from agrec.run.launch import parse_sets
     from agrec.run.lineage import stage_status
     from agrec.run.session import open_session
     from agrec.scorers import load_scorer
 
-    session = open_session(args.config, run_dir=args.run_dir)
+    session = open_session(args.config, run_dir=args.run_dir, overrides=parse_sets(args.set))
     profile = session.profile
     bad = [b for b in args.beams if b < 10]
     if bad:
@@ -178,6 +179,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--config")
     p.add_argument("--run-dir", default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="profile override (repeatable)")
     p.add_argument("--label", default="run")
     p.add_argument("--users", type=int, default=2048)
     p.add_argument("--beams", type=int, nargs="+", default=[10, 20, 40])
