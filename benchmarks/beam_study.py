@@ -55,7 +55,6 @@ def run(args: argparse.Namespace) -> dict:
     from agrec.decode.evaluate import build_inputs, scorer_rankings, validation_users
     from agrec.errors import AgrecError
     from agrec.lm.stage import load_lm
-    from agrec.metrics import evaluate_rankings
     from agrec.run.launch import parse_sets
     from agrec.run.lineage import stage_status
     from agrec.run.session import open_session
@@ -118,8 +117,8 @@ def run(args: argparse.Namespace) -> dict:
             )
             sec = time.perf_counter() - t0
             items = res.items.numpy()
-            m = evaluate_rankings(items, inp.targets, list(KS))
             gains[(name, beam)] = user_gains(items, inp.targets, KS)
+            m = {k: float(g.mean()) for k, g in gains[(name, beam)].items()}  # evaluate_rankings' numbers exactly
             out_rows.append(
                 {"row": name, "beam": beam, **m, "seconds": round(sec, 1), "users_per_s": round(len(users) / sec, 1)}
             )
