@@ -3,6 +3,10 @@
     python benchmarks/lm_study.py --config configs/instruments-cpu.yaml                 # every point
     python benchmarks/lm_study.py --config configs/instruments-cpu.yaml --points base wide
     python benchmarks/lm_study.py --report                                               # table + figure only
+    python benchmarks/lm_study.py --config configs/games-cpu-collab-distill.yaml --set seed=2025 --points "epochs 12"
+
+``--set KEY=VALUE`` changes the profile under every point (e.g. another seed, to reuse that seed's trained SASRec
+with ``--teacher-from``); such a point is its own entry, ``<point> [KEY=VALUE, ...]``, trained in its own folder.
 
 Each point is the profile's ``lm`` stage with a few keys overridden (``POINTS`` below), trained in a fresh
 process (so that its peak RSS is its own) into ``runs/lm-study/<dataset>/<point>`` with ``lm.select: ndcg``:
@@ -40,6 +44,7 @@ import time
 from pathlib import Path
 
 from agrec.io import atomic_write_json
+from agrec.run.launch import add_set_option, parse_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -74,6 +79,9 @@ COMMON = {"lm.select": "ndcg", "lm.select_users": 2048, "lm.progress": False, "l
 POINTS: dict[str, dict[str, object]] = {
     "base": {},
     "epochs 16": {"lm.epochs": 16, "lm.patience": 3},
+    # half as many epochs again, on the same cosine schedule stretched: where the validation curve still rises at
+    # the profile's last epoch (Games, distilled), is it the schedule's end or the epochs that stop it?
+    "epochs 12": {"lm.epochs": 12},
     "lr 3e-3": {"lm.lr": 3.0e-3},
     "label smoothing 0.1": {"lm.label_smoothing": 0.1},
     "wd 0.1 + attn dropout 0.1": {"lm.weight_decay": 0.1, "lm.tiny.attention_dropout": 0.1},
@@ -241,14 +249,34 @@ def _point_row(
     }
 
 
-def run_point(config: Path, name: str, runs: Path, teacher_from: Path | None = None) -> dict:
+def point_overrides(name: str, sets: dict[str, object]) -> dict[str, object]:
+    """A point's profile keys: :data:`COMMON`, then the point's own, then the study's ``--set`` (which may not
+    change a key the point itself sets: the point would not be what its name says)."""
+    clash = sorted(set(sets) & (set(POINTS[name]) | set(COMMON)))
+    if clash:
+        raise SystemExit(f"--set {', '.join(clash)}: point {name!r} sets that key itself")
+    return {**COMMON, **POINTS[name], **sets}
+
+
+def point_label(name: str, sets: dict[str, object]) -> str:
+    """The point's entry in the results file (and, slugged, its run folder): its name, plus the ``--set``
+    keys it ran under, so that a point under another seed never overwrites the profile's own."""
+    return f"{name} [{', '.join(f'{k}={_yaml_value(v)}' for k, v in sets.items())}]" if sets else name
+
+
+def run_point(
+    config: Path, name: str, runs: Path, teacher_from: Path | None = None, sets: dict[str, object] | None = None
+) -> dict:
     """Train one point in a child process (or find it trained) and read its stage record and curves.
-    ``teacher_from``: a run folder whose trained SASRec (``baselines/sasrec``) a distilled point starts from."""
+    ``teacher_from``: a run folder whose trained SASRec (``baselines/sasrec``) a distilled point starts from;
+    ``sets``: the study's ``--set`` keys (:func:`point_overrides`)."""
     from agrec.lm.stage import STAGE
     from agrec.run.rundir import RunDir
 
-    overrides = {**COMMON, **POINTS[name]}
-    run_dir = runs / _slug(name)
+    sets = sets or {}
+    overrides = point_overrides(name, sets)
+    label = point_label(name, sets)
+    run_dir = runs / _slug(label)
     teacher = run_dir / "baselines" / "sasrec"
     if teacher_from is not None and overrides.get("lm.distill_teacher") == "sasrec" and not teacher.exists():
         # a copy, not a link: the stage reuses it only if its key and weights' sha256 are this point's, and trains
@@ -280,7 +308,7 @@ def run_point(config: Path, name: str, runs: Path, teacher_from: Path | None = N
     kept = int(Path(rec["checkpoint"]).name.removeprefix("epoch-"))
     best = next(c for c in curve if c["epoch"] == kept)
     return _point_row(
-        name,
+        label,
         overrides,
         rec,
         curve,
@@ -364,10 +392,19 @@ def base_from_run(config: Path, run_dir: Path) -> dict:
     )
 
 
-def study(config: Path, names: list[str], base_from: Path | None = None, teacher_from: Path | None = None) -> Path:
+def study(
+    config: Path,
+    names: list[str],
+    base_from: Path | None = None,
+    teacher_from: Path | None = None,
+    sets: dict[str, object] | None = None,
+) -> Path:
     from agrec.config import load_profile
 
-    profile = load_profile(config)
+    sets = sets or {}
+    if base_from is not None and sets:
+        raise SystemExit("--base-from reads a run of the profile as it is: it takes no --set")
+    profile = load_profile(config, sets)
     dataset = profile.data.dataset
     runs = ROOT / "runs" / "lm-study" / dataset
     out = RESULTS / f"lm_study_{dataset}.json"
@@ -384,24 +421,27 @@ def study(config: Path, names: list[str], base_from: Path | None = None, teacher
         if name == "base" and base_from:
             row = base_from_run(config, base_from)
         else:
-            row = run_point(config, name, runs, teacher_from)
-        if row["reused"] and name in doc["points"]:
+            row = run_point(config, name, runs, teacher_from, sets)
+        label = row["point"]
+        if row["reused"] and label in doc["points"]:
             # the training process's measurements and code, not this quick reuse's
-            earlier = doc["points"][name]
+            earlier = doc["points"][label]
             for k in ("commit", "process_wall_minutes", "peak_rss_mib_children", "test_lm_alone"):
                 if k in earlier:
                     row[k] = earlier[k]
-        doc["points"][name] = row
+        doc["points"][label] = row
         atomic_write_json(out, doc, indent=1)
         print(
-            f"lm_study: {dataset}: {name}: val NDCG@10 {row['val_NDCG@10']:.4f} (epoch {row['best_epoch']}), "
+            f"lm_study: {dataset}: {label}: val NDCG@10 {row['val_NDCG@10']:.4f} (epoch {row['best_epoch']}), "
             f"{row['params']:,} params, {row['train_minutes']:.1f} train min",
             flush=True,
         )
     return out
 
 
-def test_points(config: Path, names: list[str], n_users: int, references: list[Path]) -> None:
+def test_points(
+    config: Path, names: list[str], n_users: int, references: list[Path], sets: dict[str, object] | None = None
+) -> None:
     """Test HR/NDCG@5/10 of the LM alone for trained points, on ``n_users`` test users drawn with the profile's seed
     (the decode stage's beam size and protocol), beside other rows' rankings of the same users (``references``:
     decode stages' ``rankings/<row>__test.npz``, e.g. ``sasrec_only``), with paired tests. For the points the
@@ -421,7 +461,8 @@ def test_points(config: Path, names: list[str], n_users: int, references: list[P
     from agrec.metrics import evaluate_rankings
     from agrec.run.session import open_session
 
-    profile = load_profile(config)
+    sets = sets or {}
+    profile = load_profile(config, sets)
     torch.set_num_threads(profile.pipeline.num_threads or 1)
     dataset = profile.data.dataset
     out = RESULTS / f"lm_study_{dataset}.json"
@@ -431,8 +472,11 @@ def test_points(config: Path, names: list[str], n_users: int, references: list[P
         row_name, _, target = path.stem.rpartition("__")
         refs[path] = Rankings(**load_rankings(path.parent.parent, row_name, target))
     for name in names:
-        overrides = {**COMMON, **POINTS[name], "lm.progress": False}
-        session = open_session(config, run_dir=ROOT / "runs" / "lm-study" / dataset / _slug(name), overrides=overrides)
+        label = point_label(name, sets)
+        if label not in doc["points"]:
+            raise SystemExit(f"--test: point {label!r} is not in {out}; train it first (the same --points and --set)")
+        overrides = {**point_overrides(name, sets), "lm.progress": False}
+        session = open_session(config, run_dir=ROOT / "runs" / "lm-study" / dataset / _slug(label), overrides=overrides)
         split = load_run_data(session).split
         users = validation_users(split.n_users, n_users, session.profile.seed)
         bundle = load_lm(session, log=lambda s: None)
@@ -466,8 +510,8 @@ def test_points(config: Path, names: list[str], n_users: int, references: list[P
                 **{m: round(float(theirs[m].mean()), 4) for m in ("HR@10", "NDCG@10")},
                 **{f"p {m}": paired_test(ours[m], theirs[m], m).p_value for m in ("HR@10", "NDCG@10")},
             }
-        doc["points"][name]["test_lm_alone"] = row
-        print(f"lm_study: {dataset}: {name}: test (LM alone, {len(users)} users) {row}", flush=True)
+        doc["points"][label]["test_lm_alone"] = row
+        print(f"lm_study: {dataset}: {label}: test (LM alone, {len(users)} users) {row}", flush=True)
         atomic_write_json(out, doc, indent=1)
 
 
@@ -541,13 +585,15 @@ def main() -> None:
         default=[],
         help="with --test: decode stages' rankings/<row>__test.npz to compare with",
     )
+    add_set_option(p, "profile override under every point (repeatable), e.g. seed=2025")
     args = p.parse_args()
+    sets = parse_sets(args.sets)
     if (args.test or not args.report) and args.config is None:
         p.error("--config is required unless --report")
     if args.test:
-        test_points(args.config, args.points, args.test, args.reference)
+        test_points(args.config, args.points, args.test, args.reference, sets)
     elif not args.report:
-        study(args.config, args.points, args.base_from, args.teacher_from)
+        study(args.config, args.points, args.base_from, args.teacher_from, sets)
     report()
 
 
