@@ -270,6 +270,7 @@ def run_point(
     """Train one point in a child process (or find it trained) and read its stage record and curves.
     ``teacher_from``: a run folder whose trained SASRec (``baselines/sasrec``) a distilled point starts from;
     ``sets``: the study's ``--set`` keys (:func:`point_overrides`)."""
+    from agrec.config import load_profile
     from agrec.lm.stage import STAGE
     from agrec.run.rundir import RunDir
 
@@ -278,7 +279,9 @@ def run_point(
     label = point_label(name, sets)
     run_dir = runs / _slug(label)
     teacher = run_dir / "baselines" / "sasrec"
-    if teacher_from is not None and overrides.get("lm.distill_teacher") == "sasrec" and not teacher.exists():
+    # the profile may distil already (configs/games-cpu-collab-distill.yaml), or the point may ask for it
+    distilled = load_profile(config, overrides).lm.distill_teacher == "sasrec"
+    if teacher_from is not None and distilled and not teacher.exists():
         # a copy, not a link: the stage reuses it only if its key and weights' sha256 are this point's, and trains
         # its own otherwise (agrec.baselines.stage.is_reusable); the copy's training minutes are not in the point's
         source = teacher_from / "baselines" / "sasrec"
