@@ -258,25 +258,44 @@ def point_overrides(name: str, sets: dict[str, object]) -> dict[str, object]:
     return {**COMMON, **POINTS[name], **sets}
 
 
-def point_label(name: str, sets: dict[str, object]) -> str:
-    """The point's entry in the results file (and, slugged, its run folder): its name, plus the ``--set``
-    keys it ran under, so that a point under another seed never overwrites the profile's own."""
-    return f"{name} [{', '.join(f'{k}={_yaml_value(v)}' for k, v in sets.items())}]" if sets else name
+def point_label(name: str, sets: dict[str, object], profile: str | None = None) -> str:
+    """The point's entry in the results file (and, slugged, its run folder): its name, plus the profile's name
+    when it is not the dataset's study profile and the ``--set`` keys it ran under, so that a point under another
+    profile or seed never overwrites (nor reads as) the study profile's own."""
+    tags = ([profile] if profile else []) + [f"{k}={_yaml_value(v)}" for k, v in sets.items()]
+    return f"{name} [{', '.join(tags)}]" if tags else name
+
+
+def _config_rel(config: Path) -> str:
+    return str(config.resolve().relative_to(ROOT))
+
+
+def profile_tag(doc: dict, config: Path) -> str | None:
+    """None when ``config`` is the results file's study profile (the first one it was run with), else the profile's
+    name, which then labels its points (:func:`point_label`)."""
+    from agrec.config import load_profile
+
+    return None if doc.get("config") in (None, _config_rel(config)) else load_profile(config).name
 
 
 def run_point(
-    config: Path, name: str, runs: Path, teacher_from: Path | None = None, sets: dict[str, object] | None = None
+    config: Path,
+    name: str,
+    runs: Path,
+    teacher_from: Path | None = None,
+    sets: dict[str, object] | None = None,
+    profile: str | None = None,
 ) -> dict:
     """Train one point in a child process (or find it trained) and read its stage record and curves.
     ``teacher_from``: a run folder whose trained SASRec (``baselines/sasrec``) a distilled point starts from;
-    ``sets``: the study's ``--set`` keys (:func:`point_overrides`)."""
+    ``sets``: the study's ``--set`` keys (:func:`point_overrides`); ``profile``: :func:`profile_tag`."""
     from agrec.config import load_profile
     from agrec.lm.stage import STAGE
     from agrec.run.rundir import RunDir
 
     sets = sets or {}
     overrides = point_overrides(name, sets)
-    label = point_label(name, sets)
+    label = point_label(name, sets, profile)
     run_dir = runs / _slug(label)
     teacher = run_dir / "baselines" / "sasrec"
     # the profile may distil already (configs/games-cpu-collab-distill.yaml), or the point may ask for it
@@ -325,7 +344,7 @@ def run_point(
     )
 
 
-def base_from_run(config: Path, run_dir: Path) -> dict:
+def base_from_run(config: Path, run_dir: Path, profile_name: str | None = None) -> dict:
     """The "base" point from a finished run of the profile: each kept epoch checkpoint decoded with the study's
     selection (:func:`agrec.lm.stage.validation_ndcg` on ``COMMON``'s users), the best kept."""
     import torch
@@ -382,7 +401,7 @@ def base_from_run(config: Path, run_dir: Path) -> dict:
     for c in curve:
         del c["_ndcg"]
     return _point_row(
-        "base",
+        point_label("base", {}, profile_name),
         dict(COMMON),
         rec,
         curve,
@@ -412,19 +431,19 @@ def study(
     runs = ROOT / "runs" / "lm-study" / dataset
     out = RESULTS / f"lm_study_{dataset}.json"
     doc = json.loads(out.read_text()) if out.is_file() else {"dataset": dataset, "points": {}}
-    doc.update(
-        {
-            "config": str(config.resolve().relative_to(ROOT)),
-            "machine": f"{os.cpu_count()} CPUs, {profile.pipeline.num_threads} torch threads",
-            "common": COMMON,
-        }
-    )
+    # the first profile a dataset's study ran with is its study profile; points of another carry their profile
+    tag = profile_tag(doc, config)
+    doc.setdefault("config", _config_rel(config))
+    for row in doc["points"].values():
+        row.setdefault("config", doc["config"])  # results written before points recorded their own profile
+    doc.update({"machine": f"{os.cpu_count()} CPUs, {profile.pipeline.num_threads} torch threads", "common": COMMON})
     for name in names:
         print(f"lm_study: {dataset}: {name} ...", flush=True)
         if name == "base" and base_from:
-            row = base_from_run(config, base_from)
+            row = base_from_run(config, base_from, tag)
         else:
-            row = run_point(config, name, runs, teacher_from, sets)
+            row = run_point(config, name, runs, teacher_from, sets, tag)
+        row["config"] = _config_rel(config)
         label = row["point"]
         if row["reused"] and label in doc["points"]:
             # the training process's measurements and code, not this quick reuse's
@@ -475,7 +494,7 @@ def test_points(
         row_name, _, target = path.stem.rpartition("__")
         refs[path] = Rankings(**load_rankings(path.parent.parent, row_name, target))
     for name in names:
-        label = point_label(name, sets)
+        label = point_label(name, sets, profile_tag(doc, config))
         if label not in doc["points"]:
             raise SystemExit(f"--test: point {label!r} is not in {out}; train it first (the same --points and --set)")
         overrides = {**point_overrides(name, sets), "lm.progress": False}
@@ -518,6 +537,16 @@ def test_points(
         atomic_write_json(out, doc, indent=1)
 
 
+def _other_configs(doc: dict) -> list[str]:
+    return sorted({r.get("config", doc["config"]) for r in doc["points"].values()} - {doc["config"]})
+
+
+def _profile_name(config: str) -> str:
+    from agrec.config import load_profile
+
+    return load_profile(ROOT / config).name
+
+
 def report() -> None:
     import matplotlib
 
@@ -534,7 +563,8 @@ def report() -> None:
         lines += [
             f"## {ds}",
             "",
-            f"Profile `{doc['config']}` with {json.dumps(doc['common'])}; {doc['machine']}.",
+            f"Profile `{doc['config']}` with {json.dumps(doc['common'])}; {doc['machine']}."
+            + "".join(f" Points labelled `[{_profile_name(c)}]` ran under `{c}`." for c in _other_configs(doc)),
             "",
             "| point | overrides | params | epochs (kept) | val HR@10 | val NDCG@10 | train min (all) | stage min |",
             "|---|---|---:|---:|---:|---:|---:|---:|",
