@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> dict:
     from agrec.run.session import open_session
     from agrec.scorers import load_scorer
 
-    session = open_session(args.config, run_dir=args.run_dir, overrides=parse_sets(args.set))
+    session = open_session(args.config, run_dir=args.run_dir, overrides=parse_sets(args.sets))
     profile = session.profile
     bad = [b for b in args.beams if b < 10]
     if bad:
@@ -175,10 +175,12 @@ def report() -> Path:
 
 
 def main() -> int:
+    from agrec.run.launch import add_set_option
+
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--config")
     p.add_argument("--run-dir", default=None)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="profile override (repeatable)")
+    add_set_option(p, "profile override (repeatable), e.g. seed=2025")
     p.add_argument("--label", default="run")
     p.add_argument("--users", type=int, default=2048)
     p.add_argument("--beams", type=int, nargs="+", default=[10, 20, 40])

@@ -273,9 +273,15 @@ def _config_rel(config: Path) -> str:
 def profile_tag(doc: dict, config: Path) -> str | None:
     """None when ``config`` is the results file's study profile (the first one it was run with), else the profile's
     name, which then labels its points (:func:`point_label`)."""
+    rel = _config_rel(config)
+    return None if doc.get("config") in (None, rel) else _profile_name(rel)
+
+
+def _profile_name(config: str) -> str:
+    """The ``name`` of the profile at ``config`` (relative to the repository, as the results file records it)."""
     from agrec.config import load_profile
 
-    return None if doc.get("config") in (None, _config_rel(config)) else load_profile(config).name
+    return load_profile(ROOT / config).name
 
 
 def run_point(
@@ -539,12 +545,6 @@ def test_points(
 
 def _other_configs(doc: dict) -> list[str]:
     return sorted({r.get("config", doc["config"]) for r in doc["points"].values()} - {doc["config"]})
-
-
-def _profile_name(config: str) -> str:
-    from agrec.config import load_profile
-
-    return load_profile(ROOT / config).name
 
 
 def report() -> None:
