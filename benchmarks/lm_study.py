@@ -284,6 +284,17 @@ def _profile_name(config: str) -> str:
     return load_profile(ROOT / config).name
 
 
+def study_runs(dataset: str) -> Path:
+    """The folder of a dataset's study points: ``runs/lm-study/<dataset>``."""
+    return ROOT / "runs" / "lm-study" / dataset
+
+
+def point_dir(runs: Path, label: str) -> Path:
+    """A point's run folder under :func:`study_runs`, named after its label (one folder per label, so a point
+    at another ``--set`` or profile never overwrites another's)."""
+    return runs / _slug(label)
+
+
 def run_point(
     config: Path,
     name: str,
@@ -302,7 +313,7 @@ def run_point(
     sets = sets or {}
     overrides = point_overrides(name, sets)
     label = point_label(name, sets, profile)
-    run_dir = runs / _slug(label)
+    run_dir = point_dir(runs, label)
     teacher = run_dir / "baselines" / "sasrec"
     # the profile may distil already (configs/games-cpu-collab-distill.yaml), or the point may ask for it
     distilled = load_profile(config, overrides).lm.distill_teacher == "sasrec"
@@ -434,7 +445,7 @@ def study(
         raise SystemExit("--base-from reads a run of the profile as it is: it takes no --set")
     profile = load_profile(config, sets)
     dataset = profile.data.dataset
-    runs = ROOT / "runs" / "lm-study" / dataset
+    runs = study_runs(dataset)
     out = RESULTS / f"lm_study_{dataset}.json"
     doc = json.loads(out.read_text()) if out.is_file() else {"dataset": dataset, "points": {}}
     # the first profile a dataset's study ran with is its study profile; points of another carry their profile
@@ -449,14 +460,15 @@ def study(
             row = base_from_run(config, base_from, tag)
         else:
             row = run_point(config, name, runs, teacher_from, sets, tag)
-        row["config"] = _config_rel(config)
         label = row["point"]
         if row["reused"] and label in doc["points"]:
-            # the training process's measurements and code, not this quick reuse's
+            # the training process's measurements and code, not this quick reuse's; "reused" too, so that an entry
+            # measured by a training run still says so after the point is re-read
             earlier = doc["points"][label]
-            for k in ("commit", "process_wall_minutes", "peak_rss_mib_children", "test_lm_alone"):
+            for k in ("commit", "reused", "process_wall_minutes", "peak_rss_mib_children", "test_lm_alone"):
                 if k in earlier:
                     row[k] = earlier[k]
+        row["config"] = _config_rel(config)
         doc["points"][label] = row
         atomic_write_json(out, doc, indent=1)
         print(
@@ -504,7 +516,7 @@ def test_points(
         if label not in doc["points"]:
             raise SystemExit(f"--test: point {label!r} is not in {out}; train it first (the same --points and --set)")
         overrides = {**point_overrides(name, sets), "lm.progress": False}
-        session = open_session(config, run_dir=ROOT / "runs" / "lm-study" / dataset / _slug(label), overrides=overrides)
+        session = open_session(config, run_dir=point_dir(study_runs(dataset), label), overrides=overrides)
         split = load_run_data(session).split
         users = validation_users(split.n_users, n_users, session.profile.seed)
         bundle = load_lm(session, log=lambda s: None)
