@@ -57,8 +57,22 @@ SECTIONS_OF: dict[str, tuple[str, ...]] = {
 }
 
 
-# The source folders (under agrec/) whose code computes each stage's artefacts; a change shows as a note.
+# The agrec sources (paths under agrec/; a folder is every .py below it) whose code computes each stage's
+# artefacts: its own package and what it runs from elsewhere (the validation metric that picks the GNN's epoch; the
+# decoding that scores an LM epoch under lm.select "ndcg" is added per profile, with the distillation teacher, by
+# stage_sources). A change shows as a note, never as a reason to recompute.
 STAGE_SOURCES: dict[str, tuple[str, ...]] = {
+    "data": ("data",),
+    "semantic_ids": ("semantic_ids",),
+    "gnn": ("gnn", "metrics.py"),
+    "lm": ("lm",),
+    "decode": ("decode", "scorers.py", "baselines", "metrics.py"),
+    "analysis": ("analysis", "decode", "scorers.py", "metrics.py"),
+}
+
+# What a record's source_digest covered before records listed their sources ("sources"): such a record is compared
+# over these, so that a wider STAGE_SOURCES never notes an old record as edited when nothing it covered changed.
+LEGACY_SOURCES: dict[str, tuple[str, ...]] = {
     "data": ("data",),
     "semantic_ids": ("semantic_ids",),
     "gnn": ("gnn",),
@@ -66,6 +80,23 @@ STAGE_SOURCES: dict[str, tuple[str, ...]] = {
     "decode": ("decode", "scorers.py", "baselines"),
     "analysis": ("analysis",),
 }
+
+# The lm stage's code that runs under some profiles only: a profile without a teacher would otherwise be noted as
+# edited when SASRec's code changes.
+LM_SELECT_SOURCES = ("decode/beam.py", "decode/fsm.py", "decode/trie.py", "decode/config.py", "decode/evaluate.py")
+LM_TEACHER_SOURCES = ("baselines", "scorers.py")
+
+
+def stage_sources(profile: "Profile", stage: str) -> tuple[str, ...]:
+    """The agrec sources that compute ``stage`` under ``profile`` (:data:`STAGE_SOURCES`, and for the lm stage the
+    decoding that picks its epoch under ``lm.select: ndcg`` and the SASRec it distils from)."""
+    sources = STAGE_SOURCES.get(stage, ())
+    if stage == "lm":
+        if profile.lm.select == "ndcg":
+            sources += (*LM_SELECT_SOURCES, "metrics.py")
+        if profile.lm.distill_teacher != "none":
+            sources += LM_TEACHER_SOURCES
+    return sources
 
 
 # What a stage computes, as a number to bump when its outputs change meaning under an unchanged config (a stage
@@ -80,15 +111,15 @@ def stage_folders(stage: str) -> tuple[str, ...]:
     return (stage, *EXTRA_FOLDERS.get(stage, ()))
 
 
-def source_digest(stage: str) -> str:
-    """sha256 (16 hex digits) of the agrec source files that compute ``stage`` (see :data:`STAGE_SOURCES`).
+def source_digest(sources: tuple[str, ...] | list[str]) -> str:
+    """sha256 (16 hex digits) of the agrec source files ``sources`` (a stage's :func:`stage_sources`).
 
     Recorded with the stage. It is not part of the key (a comment or a refactoring would recompute
     everything); ``agrec status`` notes when it differs, so an edited implementation never goes unnoticed.
     """
     root = Path(agrec.__file__).parent
     h = hashlib.sha256()
-    for rel in STAGE_SOURCES.get(stage, ()):
+    for rel in sources:
         base = root / rel
         files = [base] if base.is_file() else sorted(base.rglob("*.py")) if base.is_dir() else []
         for f in files:
@@ -310,11 +341,10 @@ def stage_status(
                 reasons.append(msg)
     reasons.extend(run.artefact_problems(stage, rec, verify))
     notes = _version_notes(rec)
-    if rec.get("source_digest") not in (None, source_digest(stage)):
-        notes.append(
-            f"the agrec code of this stage changed since it ran ({', '.join(STAGE_SOURCES[stage])}); "
-            f"--force recomputes it"
-        )
+    recorded = rec.get("sources")
+    sources = tuple(recorded) if isinstance(recorded, list) else LEGACY_SOURCES.get(stage, ())
+    if rec.get("source_digest") not in (None, source_digest(sources)):
+        notes.append(f"the agrec code of this stage changed since it ran ({', '.join(sources)}); --force recomputes it")
     res = StageStatus(stage, "current" if not reasons else "stale", reasons, notes, rec.get("digest"))
     memo[stage] = res
     return res

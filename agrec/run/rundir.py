@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from agrec.errors import AgrecError
 from agrec.fingerprint import FingerprintCache, iter_files, sha256_json
 from agrec.io import atomic_write_json, check_format, remove_orphaned_temps, temp_prefix
-from agrec.run.lineage import source_digest, stage_folders, stage_inputs, stage_status
+from agrec.run.lineage import source_digest, stage_folders, stage_inputs, stage_sources, stage_status
 from agrec.run.provenance import library_versions
 
 if TYPE_CHECKING:
@@ -165,6 +165,7 @@ class RunDir:
         if inputs is None:
             inputs = stage_inputs(profile, self, stage)
         artefacts = self.list_artefacts(stage)
+        sources = stage_sources(profile, stage)
         digest = sha256_json(
             {
                 "stage": stage,
@@ -185,7 +186,8 @@ class RunDir:
             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "config": profile.to_dict(),
             "versions": library_versions(),
-            "source_digest": source_digest(stage),
+            "sources": list(sources),
+            "source_digest": source_digest(sources),
             **extra,
         }
         try:
