@@ -511,8 +511,9 @@ def test_points(
     for path in references:  # <decode folder>/rankings/<row>__<target>.npz, read by the decode stage's reader
         row_name, _, target = path.stem.rpartition("__")
         refs[path] = Rankings(**load_rankings(path.parent.parent, row_name, target))
+    tag = profile_tag(doc, config)
     for name in names:
-        label = point_label(name, sets, profile_tag(doc, config))
+        label = point_label(name, sets, tag)
         if label not in doc["points"]:
             raise SystemExit(f"--test: point {label!r} is not in {out}; train it first (the same --points and --set)")
         overrides = {**point_overrides(name, sets), "lm.progress": False}

@@ -83,7 +83,14 @@ LEGACY_SOURCES: dict[str, tuple[str, ...]] = {
 
 # The lm stage's code that runs under some profiles only: a profile without a teacher would otherwise be noted as
 # edited when SASRec's code changes.
-LM_SELECT_SOURCES = ("decode/beam.py", "decode/fsm.py", "decode/trie.py", "decode/config.py", "decode/evaluate.py")
+LM_SELECT_SOURCES = (
+    "decode/beam.py",
+    "decode/fsm.py",
+    "decode/trie.py",
+    "decode/config.py",
+    "decode/evaluate.py",
+    "metrics.py",
+)
 LM_TEACHER_SOURCES = ("baselines", "scorers.py")
 
 
@@ -93,7 +100,7 @@ def stage_sources(profile: "Profile", stage: str) -> tuple[str, ...]:
     sources = STAGE_SOURCES.get(stage, ())
     if stage == "lm":
         if profile.lm.select == "ndcg":
-            sources += (*LM_SELECT_SOURCES, "metrics.py")
+            sources += LM_SELECT_SOURCES
         if profile.lm.distill_teacher != "none":
             sources += LM_TEACHER_SOURCES
     return sources
