@@ -51,6 +51,8 @@ def test_index_only_folder_runs_every_stage(tmp_path, capsys):
     run_pipeline(prof, log=logs.append)
     assert [line.split(":")[0] for line in logs if line.split(": ")[-1].startswith("done")] == [
         f"[{i}/6] {s}" for i, s in enumerate(["data", "semantic_ids", "gnn", "lm", "decode", "analysis"], 1)]
+    # the report-only stage keeps nothing in the run folder: a first run says its report is missing, nothing else
+    assert "[6/6] analysis: no report yet; made from the current upstream stages" in logs
     rep = tmp_path / "reports" / "Synth" / "ci"
     res = {name: json.loads((rep / "results" / f"{name}.json").read_text())
            for name in ("data", "semantic_ids", "decode", "analysis")}

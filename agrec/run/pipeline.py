@@ -424,10 +424,13 @@ def _run_stages(
             log(f"{tag}: stale ({'; '.join(st.reasons)}): recomputing")
         elif st.state == "missing" and stage not in REPORT_ONLY:
             log(f"{tag}: not computed yet")
+        elif stage in REPORT_ONLY:
+            # such a stage keeps no artefacts of its own: only its report can be missing or out of date
+            what = "report out of date" if meta else "no report yet"
+            log(f"{tag}: {what}; " + ("made from the current upstream stages" if st.current else "; ".join(st.reasons)))
         else:
             log(f"{tag}: artefacts current; the report is refreshed")
-            if st.current and stage not in REPORT_ONLY:
-                refreshed.append(stage)
+            refreshed.append(stage)
         if st is not None and not st.current and stage not in REPORT_ONLY:
             # The notebook must recompute, whatever its own quicker checks would conclude (e.g. an artefact
             # whose content changed under an unchanged mtime, found with --verify).
