@@ -82,6 +82,10 @@ POINTS: dict[str, dict[str, object]] = {
     # half as many epochs again, on the same cosine schedule stretched: where the validation curve still rises at
     # the profile's last epoch (Games, distilled), is it the schedule's end or the epochs that stop it?
     "epochs 12": {"lm.epochs": 12},
+    # the distillation's two knobs (defaults λ 0.5, T 1, never tuned), under a profile that distils: a larger
+    # share of SASRec's soft target against the LM's overfitting of its one-hot codes, or a softer teacher
+    "distill weight 0.8": {"lm.distill_weight": 0.8},
+    "distill temperature 2": {"lm.distill_temperature": 2.0},
     "lr 3e-3": {"lm.lr": 3.0e-3},
     "label smoothing 0.1": {"lm.label_smoothing": 0.1},
     "wd 0.1 + attn dropout 0.1": {"lm.weight_decay": 0.1, "lm.tiny.attention_dropout": 0.1},
