@@ -86,6 +86,8 @@ POINTS: dict[str, dict[str, object]] = {
     # share of SASRec's soft target against the LM's overfitting of its one-hot codes, or a softer teacher
     "distill weight 0.8": {"lm.distill_weight": 0.8},
     "distill temperature 2": {"lm.distill_temperature": 2.0},
+    # under a profile with item vectors and a teacher: those vectors start from the teacher's item embeddings
+    "item init from teacher": {"lm.tiny.item_init": "teacher"},
     "lr 3e-3": {"lm.lr": 3.0e-3},
     "label smoothing 0.1": {"lm.label_smoothing": 0.1},
     "wd 0.1 + attn dropout 0.1": {"lm.weight_decay": 0.1, "lm.tiny.attention_dropout": 0.1},

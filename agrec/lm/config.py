@@ -42,6 +42,10 @@ class TinyLlamaConfig:
     # training only: weight of a dense next-item cross-entropy over all items, scored by the final hidden state
     # against the item vectors above (tied), beside the codes' NLL (agrec/lm/loss.py); 0 = the codes alone
     item_loss: float = neutral(0.0)
+    # where the item vectors above start: "zeros" (the model begins as the one without them), or "teacher": the
+    # distillation teacher's trained item embeddings (lm.distill_teacher), projected to hidden_size and scaled to
+    # the code tokens' embedding norm (agrec/lm/item_embedding.py), so collaborative structure is there from step 0
+    item_init: Literal["zeros", "teacher"] = neutral("zeros")
     rope_theta: float = 10000.0  # rotary position embedding base (Llama's default)
 
     def __post_init__(self) -> None:
@@ -57,6 +61,10 @@ class TinyLlamaConfig:
             raise ConfigError(f"lm.tiny.item_loss must be >= 0, got {self.item_loss}")
         if self.item_loss and not self.item_embedding:
             raise ConfigError(f"lm.tiny.item_loss ({self.item_loss}) needs lm.tiny.item_embedding: true")
+        if self.item_init not in ("zeros", "teacher"):
+            raise ConfigError(f"lm.tiny.item_init must be 'zeros' or 'teacher', got {self.item_init!r}")
+        if self.item_init != "zeros" and not self.item_embedding:
+            raise ConfigError(f"lm.tiny.item_init ({self.item_init!r}) needs lm.tiny.item_embedding: true")
         if self.hidden_size % self.num_heads:
             raise ConfigError(
                 f"lm.tiny.hidden_size ({self.hidden_size}) must be divisible by lm.tiny.num_heads ({self.num_heads})"
@@ -243,6 +251,11 @@ class LMConfig:
             raise ConfigError(
                 "lm.tiny.item_embedding needs lm.backbone 'tiny' trained in full (lm.finetune 'full' or 'auto'), got "
                 f"backbone {self.backbone!r}, finetune {self.finetune_mode!r}"
+            )
+        if self.tiny.item_init == "teacher" and self.distill_teacher == "none":
+            raise ConfigError(
+                "lm.tiny.item_init 'teacher' starts the item vectors from the distillation teacher's: set "
+                "lm.distill_teacher (sasrec)"
             )
         if not self.random_codebook_sizes or any(k <= 1 for k in self.random_codebook_sizes):
             raise ConfigError(

@@ -255,3 +255,10 @@ def sasrec_teacher(model) -> TeacherFn:
             return model.item_logits(hidden).float().to(items.device)
 
     return logits
+
+
+def sasrec_item_vectors(model) -> torch.Tensor:
+    """A trained :class:`agrec.baselines.sasrec.SASRec`'s item embeddings, ``[n_items, hidden_size]`` with row
+    ``i`` for project item ``i`` (its padding row 0 dropped): what ``lm.tiny.item_init: teacher`` starts the LM's
+    item vectors from (:func:`agrec.lm.item_embedding.init_item_embedding`)."""
+    return model.item_embedding.weight.detach()[1:].float().cpu().clone()

@@ -21,6 +21,7 @@ file :data:`ITEM_EMBEDDING_FILE` beside ``model.safetensors``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +72,11 @@ class ItemIndexer:
         self.n_items, self.n_levels = n_items, n_levels
         self._tables = {"level": level, "code": code, "weights": weights, "keys": sorted_keys, "order": order}
         self._on: dict[torch.device, dict[str, torch.Tensor]] = {}
+
+    @property
+    def code_token_ids(self) -> torch.Tensor:
+        """``LongTensor[n_code_tokens]``: the vocabulary ids of the code tokens of every level, ascending."""
+        return torch.nonzero(self._tables["level"] >= 0).squeeze(1)
 
     def _at(self, device: torch.device) -> dict[str, torch.Tensor]:
         if device not in self._on:
@@ -135,6 +141,49 @@ def add_item_embedding(
 
     embed.register_forward_hook(hook)
     return weight
+
+
+@torch.no_grad()
+def init_item_embedding(model: torch.nn.Module, vectors: torch.Tensor) -> torch.Tensor:
+    """Start ``model``'s item embedding (:func:`add_item_embedding`) from another model's item vectors
+    (``lm.tiny.item_init: teacher``: the distillation teacher's) instead of zeros. Returns the values set,
+    ``[n_items, hidden]``.
+
+    ``vectors`` ``[n_items, d]``, row ``i`` for item ``i``. The two spaces share no basis, so only the geometry
+    (which items lie close, which far) carries over: with ``d <= hidden`` the vectors fill the first ``d``
+    dimensions and the rest stay zero (the LM's basis is arbitrary at initialisation); with ``d > hidden`` they are
+    centred and projected onto their ``hidden`` leading principal directions (the most variance any linear map to
+    ``hidden`` dimensions keeps). The result is then scaled so that its mean row norm equals the mean norm of the
+    LM's code-token input embeddings: an item vector starts as large as one token embedding, neither drowning the
+    codes it is added to nor vanishing beside them.
+
+    Raises ValueError if the model has no item embedding, ``vectors`` has the wrong number of rows, or holds a
+    non-finite or all-zero value set."""
+    weight = item_embedding(model)
+    if weight is None:
+        raise ValueError(f"{type(model).__name__} has no item embedding to initialise (lm.tiny.item_embedding)")
+    indexer = item_indexer(model)
+    assert indexer is not None
+    n_items, hidden = weight.shape
+    v = vectors.detach().to(torch.float64).cpu()
+    if v.ndim != 2 or v.shape[0] != n_items:
+        raise ValueError(f"item vectors of shape {tuple(v.shape)}, expected [{n_items}, d] (one row per item)")
+    if not bool(torch.isfinite(v).all()):
+        raise ValueError("the item vectors hold NaN or infinite values")
+    if v.shape[1] > hidden:
+        v = v - v.mean(dim=0, keepdim=True)
+        _, _, vh = torch.linalg.svd(v, full_matrices=False)
+        v = v @ vh[:hidden].T  # fewer than hidden columns when there are fewer items than dimensions
+    v = F.pad(v, (0, hidden - v.shape[1]))
+    norm = float(v.norm(dim=1).mean())
+    if norm == 0.0:
+        raise ValueError("the item vectors are all zero: nothing to start from")
+    # the code tokens' rows only: the specials' rows are not what an item vector is added to
+    tokens = cast(torch.Tensor, _input_embeddings(model).weight).detach()
+    target = float(tokens[indexer.code_token_ids.to(tokens.device)].to(torch.float64).norm(dim=1).mean())
+    out = (v * (target / norm)).to(weight.dtype)
+    weight.copy_(out.to(weight.device))
+    return out
 
 
 def item_embedding(model: torch.nn.Module) -> torch.nn.Parameter | None:

@@ -42,10 +42,10 @@ from agrec.lm.checkpoint import (
 )
 from agrec.baselines.stage import is_reusable as sasrec_reusable, sasrec_key, train_sasrec
 from agrec.lm.config import LMConfig
-from agrec.lm.distill import CodeDistiller, TeacherFn, sasrec_teacher
+from agrec.lm.distill import CodeDistiller, TeacherFn, sasrec_item_vectors, sasrec_teacher
 from agrec.lm.distributed import DistEnv, init_distributed
 from agrec.lm.finetune import merged_for_inference
-from agrec.lm.item_embedding import item_embedding, save_item_embedding, state_dict_without
+from agrec.lm.item_embedding import init_item_embedding, item_embedding, save_item_embedding, state_dict_without
 from agrec.lm.prompts import PromptFormat, Samples, build_eval_samples, build_train_samples, make_prompt_format
 from agrec.lm.random_ids import random_code_table
 from agrec.lm.trainer import Trainer, TrainResult
@@ -168,14 +168,20 @@ def make_training_job(
     env: DistEnv | None = None,
     log: Callable[[str], None] = print,
     teacher: TeacherFn | None = None,
+    teacher_items: torch.Tensor | None = None,
 ) -> TrainingJob:
     """Build the fresh model, the prompt format and the samples, and the trainer that resumes from
     ``out_dir/checkpoints`` (through ``from_pretrained``) or starts from the fresh model. ``teacher``: the
-    distillation teacher of ``lm.distill_teacher`` (:mod:`agrec.lm.distill`), None without one."""
+    distillation teacher of ``lm.distill_teacher`` (:mod:`agrec.lm.distill`), None without one; ``teacher_items``
+    ``[n_items, d]``: its item vectors, where ``lm.tiny.item_init: teacher`` starts the LM's item embedding."""
     env = env or DistEnv()
     torch.manual_seed(seed)
     with env.main_first():  # rank 0 converts SmolLM2 once; the others then read the cache
         built = build_fresh(cfg, codes, seed, base_dir, log=log)
+    if cfg.tiny.item_init == "teacher":
+        if teacher_items is None:
+            raise AgrecError("lm.tiny.item_init 'teacher': the teacher's item vectors were not given")
+        init_item_embedding(built.model, teacher_items)  # the fresh model only: a resumed one loads its checkpoint
     tiny_base = copy.deepcopy(built.base_model) if built.base_model is not None else None
     fmt = make_prompt_format(cfg.prompt_format, built.vocab, built.tokenizer, cfg.max_history, cfg.prompt_variants)
     train = build_train_samples(fmt, train_seqs, cfg.samples, cfg.window_stride, seed=seed)
@@ -317,13 +323,15 @@ def train_lm(
     t_start = time.perf_counter()
 
     n_users = min(cfg.max_users or split.n_users, split.n_users)
-    teacher = None
+    teacher, teacher_items = None, None
     if cfg.distill_teacher == "sasrec":  # trained here, or reused from <run>/baselines/ (the decode stage reuses it)
         # the other ranks poll for the trained teacher: its training can outlast the process group's barrier timeout
         with env.main_first_until(lambda: sasrec_reusable(session)):
             say("lm: distillation teacher: SASRec (baselines.sasrec)")
             scorer = train_sasrec(session, progress=cfg.progress)
         teacher = sasrec_teacher(scorer.model.to(env.device))
+        if cfg.tiny.item_init == "teacher":
+            teacher_items = sasrec_item_vectors(scorer.model)
     job = make_training_job(
         cfg,
         codes,
@@ -337,6 +345,7 @@ def train_lm(
         env,
         log=say,
         teacher=teacher,
+        teacher_items=teacher_items,
     )
     trainer, train, valid = job.trainer, job.train, job.valid
     resume = cfg.resume and not force

@@ -46,13 +46,14 @@ CODES = toy_table()
 SEQS = toy_sequences()
 
 
-def job(tmp_path: Path, name: str, cfg: LMConfig, codes: CodeTable = CODES, key: str = "k", teacher=None):
+def job(tmp_path: Path, name: str, cfg: LMConfig, codes: CodeTable = CODES, key: str = "k", teacher=None,
+        teacher_items=None):
     """A training job of ``cfg`` on the toy sequences (last item held out for validation) in ``tmp_path/name``."""
     from agrec.lm.stage import make_training_job
 
     return make_training_job(cfg, codes, [s[:-1] for s in SEQS], [s[:-1] for s in SEQS], [int(s[-1]) for s in SEQS],
                              tmp_path / name, seed=7, run_key=key, base_dir=tmp_path, log=lambda s: None,
-                             teacher=teacher)
+                             teacher=teacher, teacher_items=teacher_items)
 
 
 def losses(result) -> list[dict]:

@@ -11,7 +11,14 @@ from agrec.canonical import keyed
 from agrec.errors import AgrecError, ConfigError
 from agrec.lm.build import build_fresh, load_checkpoint_model
 from agrec.lm.config import TinyLlamaConfig
-from agrec.lm.item_embedding import ITEM_EMBEDDING_FILE, PARAM, ItemIndexer, add_item_embedding, item_embedding
+from agrec.lm.item_embedding import (
+    ITEM_EMBEDDING_FILE,
+    PARAM,
+    ItemIndexer,
+    add_item_embedding,
+    init_item_embedding,
+    item_embedding,
+)
 from agrec.lm.loss import SupervisedNLL
 from agrec.lm.trainer import TrainingInterrupted
 
@@ -142,3 +149,73 @@ def test_item_dropout_config_is_checked():
     with pytest.raises(ValueError, match="must be in \\[0, 1\\)"):
         add_item_embedding(build_fresh(tiny_cfg(), TOY_CODES, seed=0).model, TOY_ITEMS, dropout=-0.1)
     assert "item_dropout" not in keyed(item_cfg())["tiny"]
+
+
+def _code_token_norm(model) -> float:
+    """Mean norm of the toy vocabulary's code-token input embeddings (ids 4, 5, 7, 8, 9, 10 of TOY_ITEMS)."""
+    rows = model.get_input_embeddings().weight.detach()[torch.tensor([4, 5, 7, 8, 9, 10])]
+    return float(rows.double().norm(dim=1).mean())
+
+
+def test_teacher_vectors_narrower_than_the_model_fill_its_first_dimensions_at_the_code_tokens_norm():
+    model = build_fresh(item_cfg(), TOY_CODES, seed=0).model
+    target = _code_token_norm(model)
+    vectors = torch.tensor([[3.0, 4.0], [0.0, 0.0], [6.0, 8.0]])  # row norms 5, 0, 10: mean 5
+    out = init_item_embedding(model, vectors)
+    weight = item_embedding(model)
+    assert weight is not None and torch.equal(weight.detach(), out)
+    torch.testing.assert_close(out[:, :2], vectors * (target / 5.0))
+    assert not out[:, 2:].any()
+    assert float(out.double().norm(dim=1).mean()) == pytest.approx(target, rel=1e-6)
+    assert ItemIndexer(TOY_ITEMS, 11).code_token_ids.tolist() == [4, 5, 7, 8, 9, 10]
+
+
+def test_teacher_vectors_wider_than_the_model_keep_their_geometry_through_the_principal_directions():
+    model = build_fresh(item_cfg(), TOY_CODES, seed=0).model  # hidden 32
+    basis = torch.linalg.qr(torch.randn(40, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64))[0].T
+    coords = torch.tensor([[1.0, 2.0], [-3.0, 0.5], [2.0, -2.5]], dtype=torch.float64)
+    vectors = (coords @ basis + 7.0).float()  # 3 items on a shifted plane in 40 dimensions
+    out = init_item_embedding(model, vectors).double()
+    # centring and a projection onto the leading directions move no item relative to another: the distances are
+    # the teacher's, times the one scale that brings the mean norm to the code tokens'
+    centred = vectors.double() - vectors.double().mean(0)
+    scale = _code_token_norm(model) / float(centred.norm(dim=1).mean())
+    torch.testing.assert_close(torch.cdist(out, out), torch.cdist(centred, centred) * scale, rtol=1e-4, atol=1e-5)
+
+
+def test_teacher_vectors_are_checked():
+    model = build_fresh(item_cfg(), TOY_CODES, seed=0).model
+    with pytest.raises(ValueError, match=r"shape \(2, 4\), expected \[3, d\]"):
+        init_item_embedding(model, torch.ones(2, 4))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        init_item_embedding(model, torch.tensor([[1.0], [float("nan")], [0.0]]))
+    with pytest.raises(ValueError, match="all zero"):
+        init_item_embedding(model, torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="has no item embedding to initialise"):
+        init_item_embedding(build_fresh(tiny_cfg(), TOY_CODES, seed=0).model, torch.ones(3, 4))
+
+
+def test_item_init_teacher_starts_training_from_the_teachers_vectors_and_needs_them(tmp_path):
+    tiny = dataclasses.replace(tiny_cfg().tiny, item_embedding=True, item_init="teacher")
+    cfg = tiny_cfg(epochs=1, tiny=tiny, distill_teacher="sasrec")
+    teacher = lambda items, rows, positions: torch.zeros(len(rows), CODES.n_items)  # noqa: E731 (uniform)
+    vectors = torch.randn(CODES.n_items, 5, generator=torch.Generator().manual_seed(1))
+    started = job(tmp_path, "from-teacher", cfg, teacher=teacher, teacher_items=vectors)
+    expected = build_fresh(cfg, CODES, seed=7).model  # the job's seed: the same fresh model
+    want = init_item_embedding(expected, vectors)
+    weight = item_embedding(started.built.model)
+    assert weight is not None and torch.equal(weight.detach(), want)
+    with pytest.raises(AgrecError, match="lm.tiny.item_init 'teacher': the teacher's item vectors were not given"):
+        job(tmp_path, "none", cfg, teacher=teacher)
+
+
+def test_item_init_config_is_checked_and_the_default_keeps_the_key():
+    with pytest.raises(ConfigError, match=r"lm.tiny.item_init \('teacher'\) needs lm.tiny.item_embedding: true"):
+        TinyLlamaConfig(item_init="teacher")
+    with pytest.raises(ConfigError, match="lm.tiny.item_init must be 'zeros' or 'teacher', got 'sasrec'"):
+        TinyLlamaConfig(item_embedding=True, item_init="sasrec")
+    with pytest.raises(ConfigError, match="lm.tiny.item_init 'teacher' starts the item vectors from the distillation"):
+        tiny_cfg(tiny=TinyLlamaConfig(item_embedding=True, item_init="teacher"))
+    assert "item_init" not in keyed(item_cfg())["tiny"]
+    taught = tiny_cfg(tiny=TinyLlamaConfig(item_embedding=True, item_init="teacher"), distill_teacher="sasrec")
+    assert keyed(taught)["tiny"]["item_init"] == "teacher"

@@ -125,3 +125,21 @@ def test_distillation_trains_the_profiles_sasrec_first_and_keys_the_lm_on_it(tmp
     ]
     shutil.rmtree(sasrec_dir(s))
     assert stage_status(s.profile, s.run, "lm", config_key(s.profile, "lm")).current
+
+
+def test_item_init_teacher_starts_the_lms_item_vectors_from_the_trained_sasrec(tmp_path, monkeypatch):
+    import agrec.lm.stage as stage
+    from agrec.baselines.stage import train_sasrec
+    from agrec.lm.distill import sasrec_item_vectors
+
+    seen = []
+    real = stage.init_item_embedding
+    monkeypatch.setattr(stage, "init_item_embedding", lambda model, vectors: seen.append(vectors) or real(model, vectors))
+    fast = {"baselines.sasrec.epochs": 1, "baselines.sasrec.hidden_size": 16, "baselines.sasrec.inner_size": 32}
+    s = session(tmp_path, **{"lm.distill_teacher": "sasrec", "lm.tiny.item_embedding": True,
+                             "lm.tiny.item_init": "teacher", **fast})
+    train_lm(s, **quiet)
+    sasrec = train_sasrec(s, progress=False).model  # reused: the teacher the LM stage trained
+    assert len(seen) == 1 and torch.equal(seen[0], sasrec_item_vectors(sasrec))
+    assert seen[0].shape == (load_lm(s).codes.n_items, 16)  # one row per item, SASRec's width
+    assert s.run.read_record("lm")["config"]["lm"]["tiny"]["item_init"] == "teacher"
