@@ -61,8 +61,6 @@ class TinyLlamaConfig:
             raise ConfigError(f"lm.tiny.item_loss must be >= 0, got {self.item_loss}")
         if self.item_loss and not self.item_embedding:
             raise ConfigError(f"lm.tiny.item_loss ({self.item_loss}) needs lm.tiny.item_embedding: true")
-        if self.item_init not in ("zeros", "teacher"):
-            raise ConfigError(f"lm.tiny.item_init must be 'zeros' or 'teacher', got {self.item_init!r}")
         if self.item_init != "zeros" and not self.item_embedding:
             raise ConfigError(f"lm.tiny.item_init ({self.item_init!r}) needs lm.tiny.item_embedding: true")
         if self.hidden_size % self.num_heads:
