@@ -30,19 +30,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 KS = (5, 10)
-
-
-def study_users(n_users: int, n: int, exclude: np.ndarray, seed: int) -> np.ndarray:
-    """``n`` validation users drawn with ``seed`` from those not in ``exclude`` (sorted)."""
-    pool = np.setdiff1d(np.arange(n_users), exclude)
-    if n >= len(pool):
-        return pool
-    return np.sort(np.random.default_rng(seed).choice(pool, size=n, replace=False))
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -52,7 +43,7 @@ def run(args: argparse.Namespace) -> dict:
     from agrec.baselines.stage import is_reusable as sasrec_reusable
     from agrec.data.stage import load_run_data
     from agrec.decode import ItemTrie, generate_items
-    from agrec.decode.evaluate import build_inputs, scorer_rankings, validation_users
+    from agrec.decode.evaluate import build_inputs, scorer_rankings, unselected_users
     from agrec.errors import AgrecError
     from agrec.lm.stage import load_lm
     from agrec.run.launch import parse_sets
@@ -77,16 +68,9 @@ def run(args: argparse.Namespace) -> dict:
     split = data.split
     bundle = load_lm(session)
     trie = ItemTrie.build(bundle.item_token_ids)
-    # users that chose nothing: outside the LM's epoch-selection sample (drawn over the users it trained on) and
-    # outside the decode stage's α-selection sample
-    n_lm = min(profile.lm.max_users or split.n_users, split.n_users)
-    chose = [np.zeros(0, dtype=np.int64)]
+    # users that chose nothing: outside the LM's epoch-selection sample and the decode stage's α-selection sample
     alpha_sample = profile.evaluation.select_users is not None and profile.evaluation.select_users < split.n_users
-    if alpha_sample:  # where α was chosen on every validation user (small data), no user is outside it
-        chose.append(validation_users(split.n_users, profile.evaluation.select_users, profile.seed))
-    if profile.lm.select == "ndcg":
-        chose.append(validation_users(n_lm, profile.lm.select_users, profile.seed))
-    users = study_users(split.n_users, args.users, np.concatenate(chose), profile.seed)
+    users = unselected_users(profile, split.n_users, args.users)
     if len(users) == 0:
         raise AgrecError(f"{args.config}: every validation user is in a selection sample; no user is left to study")
     inp = build_inputs(split, bundle.prompt_ids, "valid", users, profile.evaluation.exclude_history)

@@ -22,7 +22,7 @@ Rows (``<s>`` is a scorer of ``evaluation.scorers``; GNN rows keep their names `
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ from agrec.errors import AgrecError
 from agrec.lm.distributed import DistEnv
 from agrec.metrics import evaluate_rankings
 from agrec.scorers import only_row
+
+if TYPE_CHECKING:
+    from agrec.config import Profile
 
 TARGETS = ("valid", "test")
 
@@ -65,6 +68,27 @@ def validation_users(n_users: int, select_users: int | None, seed: int) -> np.nd
     if select_users is None or select_users >= n_users:
         return np.arange(n_users)
     return np.sort(np.random.default_rng(seed).choice(n_users, size=select_users, replace=False))
+
+
+def unselected_users(profile: Profile, n_users: int, n: int) -> np.ndarray:
+    """``n`` of ``n_users`` users whose validation item chose nothing under ``profile`` (sorted, drawn with its
+    seed; all of them if fewer): outside the decode stage's α-selection sample (``evaluation.select_users``, where
+    it is a sample) and the LM's epoch-selection sample (``lm.select_users`` under ``lm.select: ndcg``, drawn over
+    the users the LM trained on). Studies that compare trained models on validation read these users, so that no
+    model is scored on the users that picked its own epoch or α. Where α is chosen on every validation user
+    (``evaluation.select_users`` None or above ``n_users``), no user is outside it and it excludes none.
+    (SASRec and the GNNs choose their epochs on every validation user; no user is outside those.)"""
+    chose = [np.zeros(0, dtype=np.int64)]
+    ev, lm = profile.evaluation, profile.lm
+    if ev.select_users is not None and ev.select_users < n_users:
+        chose.append(validation_users(n_users, ev.select_users, profile.seed))
+    if lm.select == "ndcg":
+        n_lm = min(lm.max_users or n_users, n_users)
+        chose.append(validation_users(n_lm, lm.select_users, profile.seed))
+    pool = np.setdiff1d(np.arange(n_users), np.concatenate(chose))
+    if n >= len(pool):
+        return pool
+    return np.sort(np.random.default_rng(profile.seed).choice(pool, size=n, replace=False))
 
 
 def build_inputs(
