@@ -144,12 +144,16 @@ class CodeDistiller:
         pairs, which = torch.unique(b * K + own, return_inverse=True)
         logits = self.teacher(items, pairs // K, pairs % K - 1)  # [P, n_items]: after the item before each
         # float64 from here: the softmax underflows only some 700 nats below the top item, not 100
-        q = torch.softmax(logits.double() / self.temperature, dim=-1).index_select(1, tabs["order"])
+        z = logits.double()
+        q = torch.softmax(z if self.temperature == 1.0 else z / self.temperature, dim=-1)
+        # in code order: a gather along the rows, the same values as index_select at a third of its time on CPU
+        q = q.gather(1, tabs["order"][None, :].expand_as(q))
         # the mass of every run (prefix + code) of every level, summed upwards from the items (positive terms only:
-        # no cancellation, so a prefix far below the teacher's top items keeps its relative masses)
+        # no cancellation, so a prefix far below the teacher's top items keeps its relative masses). The items'
+        # code tuples are distinct (ItemIndexer checks), so the last level's runs are the items in code order
         L = self.n_levels
         sums = [q.new_zeros(0)] * L
-        sums[L - 1] = q.new_zeros(q.shape[0], len(tabs[f"tok{L - 1}"])).index_add_(1, tabs["item_run"], q)
+        sums[L - 1] = q
         for lv in range(L - 2, -1, -1):
             sums[lv] = q.new_zeros(q.shape[0], len(tabs[f"tok{lv}"])).index_add_(
                 1, tabs[f"parent{lv + 1}"], sums[lv + 1]
@@ -203,8 +207,8 @@ def _path_tables(tokens: torch.Tensor) -> dict[str, torch.Tensor]:
     tuple; ``prefix [n_items, n_levels]``, each item's prefix id per level (level 0: the one empty prefix); per
     level ``l`` the runs of that order sharing a prefix and an ``l``-th code (runs are numbered in code order): their
     code token (``tok{l}``), the run of level ``l - 1`` holding each (``parent{l}``, from level 1), each prefix's
-    first run (``first{l}``, one entry more than prefixes) and the most runs one prefix has (``width{l}``); and the
-    last level's run of each position in code order (``item_run``)."""
+    first run (``first{l}``, one entry more than prefixes) and the most runs one prefix has (``width{l}``). The code
+    tuples must be distinct: the last level's runs are then the items in code order."""
     n_items, n_levels = tokens.shape
     order = torch.from_numpy(np.lexsort(tokens.numpy().T[::-1]).copy())
     st = tokens[order]
@@ -227,8 +231,6 @@ def _path_tables(tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         if lv:  # the run of the level above that holds each run of this level
             out[f"parent{lv}"] = torch.searchsorted(above, starts, right=True) - 1
         above = starts
-        if lv == n_levels - 1:  # each item's run (position in code order -> run) at the last level
-            out["item_run"] = torch.cumsum(new_child.long(), 0) - 1
         out[f"first{lv}"] = F.pad(torch.cumsum(counts, 0), (1, 0))
         out[f"width{lv}"] = counts.max()
     out["prefix"] = prefixes
