@@ -4,6 +4,8 @@
     python benchmarks/lm_study.py --config configs/instruments-cpu.yaml --points base wide
     python benchmarks/lm_study.py --report                                               # table + figure only
     python benchmarks/lm_study.py --config configs/games-cpu-collab-distill.yaml --set seed=2025 --points "epochs 12"
+    python benchmarks/lm_study.py --config configs/games-cpu-collab-distill.yaml --set seed=2025 --points "epochs 12" \
+        --reread 10000 --against runs/Games/cpu-collab-distill/seeds/2025      # the comparison, on unselected users
 
 ``--set KEY=VALUE`` changes the profile under every point (e.g. another seed, to reuse that seed's trained SASRec
 with ``--teacher-from``); such a point is its own entry, ``<point> [KEY=VALUE, ...]``, trained in its own folder.
@@ -20,6 +22,12 @@ the base point's training (``lm.select`` only picks a checkpoint, it changes no 
 checkpoints is decoded here with the same selection (the same users, beams and protocol) instead of training
 again. The run must have kept every epoch's checkpoint (``lm.keep_checkpoints: 0``, the default) and its lm
 stage must be current for the profile; its stage minutes are the run's plus the decoding done here.
+
+The 2,048 users that pick each point's epoch also score it, so the table's validation column carries the
+selection's optimism and a noise of a few percent. ``--reread USERS --against RUN`` is the comparison: the kept LM of
+each point and of a reference run (the profile's own run under the same ``--set``, whose LM the points vary) decode
+``USERS`` validation users outside every selection sample (:func:`agrec.decode.evaluate.unselected_users`), with
+paired tests; the report prints it beside the table. Nothing there reads a test item either.
 
 A finished point is not retrained: its run folder's stage record makes ``agrec.lm.train`` return at once
 (the usual content-keyed reuse), and this script reads the record again. Results go to
@@ -275,6 +283,12 @@ def point_label(name: str, sets: dict[str, object], profile: str | None = None) 
     return f"{name} [{', '.join(tags)}]" if tags else name
 
 
+def _where(path: Path) -> str:
+    """A run folder as the results file records it: relative to the repository where it lies inside it."""
+    full = path.resolve()
+    return str(full.relative_to(ROOT)) if full.is_relative_to(ROOT) else str(path)
+
+
 def _config_rel(config: Path) -> str:
     return str(config.resolve().relative_to(ROOT))
 
@@ -474,7 +488,7 @@ def study(
             # the training process's measurements and code, not this quick reuse's; "reused" too, so that an entry
             # measured by a training run still says so after the point is re-read
             earlier = doc["points"][label]
-            for k in ("commit", "reused", "process_wall_minutes", "peak_rss_mib_children", "test_lm_alone"):
+            for k in ("commit", "reused", "process_wall_minutes", "peak_rss_mib_children", "test_lm_alone", "reread"):
                 if k in earlier:
                     row[k] = earlier[k]
         row["config"] = _config_rel(config)
@@ -486,6 +500,30 @@ def study(
             flush=True,
         )
     return out
+
+
+def lm_alone(session, split, target: str, users):
+    """The ranked items ``[U, beam]`` of the run's trained LM alone for ``users`` on ``target`` ("valid" or "test") and
+    their targets ``[U]``: the decode stage's "w/o Graph" (its settings, α = 0, each user's history left out as the
+    profile says)."""
+    from agrec.decode.beam import generate_items
+    from agrec.decode.evaluate import build_inputs
+    from agrec.decode.trie import ItemTrie
+    from agrec.lm.stage import load_lm
+
+    bundle = load_lm(session, log=lambda s: None)
+    inp = build_inputs(split, bundle.prompt_ids, target, users, session.profile.evaluation.exclude_history)
+    dec = session.profile.decode
+    res = generate_items(
+        bundle.model,
+        inp.prompts,
+        ItemTrie.build(bundle.item_token_ids),
+        cfg=dataclasses.replace(dec, alpha=0.0),
+        exclude=inp.exclude,
+        k=dec.beam_size,
+        pad_token_id=bundle.pad_token_id,
+    )
+    return res.items.numpy(), inp.targets
 
 
 def test_points(
@@ -502,11 +540,8 @@ def test_points(
     from agrec.analysis.user_alpha import Rankings
     from agrec.config import load_profile
     from agrec.data.stage import load_run_data
-    from agrec.decode.beam import generate_items
-    from agrec.decode.evaluate import build_inputs, validation_users
+    from agrec.decode.evaluate import validation_users
     from agrec.decode.stage import load_rankings
-    from agrec.decode.trie import ItemTrie
-    from agrec.lm.stage import load_lm
     from agrec.metrics import evaluate_rankings
     from agrec.run.session import open_session
 
@@ -529,32 +564,19 @@ def test_points(
         session = open_session(config, run_dir=point_dir(study_runs(dataset), label), overrides=overrides)
         split = load_run_data(session).split
         users = validation_users(split.n_users, n_users, session.profile.seed)
-        bundle = load_lm(session, log=lambda s: None)
-        inp = build_inputs(split, bundle.prompt_ids, "test", users, session.profile.evaluation.exclude_history)
-        dec = session.profile.decode
-        cfg = dataclasses.replace(dec, alpha=0.0)  # the decode stage's "w/o Graph": its settings, no graph
         t0 = time.perf_counter()
-        res = generate_items(
-            bundle.model,
-            inp.prompts,
-            ItemTrie.build(bundle.item_token_ids),
-            cfg=cfg,
-            exclude=inp.exclude,
-            k=dec.beam_size,
-            pad_token_id=bundle.pad_token_id,
-        )
-        items = res.items.numpy()
+        items, targets = lm_alone(session, split, "test", users)
         row = {
             "users": len(users),
             "seconds": round(time.perf_counter() - t0, 1),
-            **{k: round(v, 4) for k, v in evaluate_rankings(items, inp.targets, [5, 10]).items()},
+            **{k: round(v, 4) for k, v in evaluate_rankings(items, targets, [5, 10]).items()},
         }
         row["references"] = {}
         for reference, all_users in refs.items():
             ref = all_users.aligned(users)  # an AgrecError names any user it does not rank
-            if not np.array_equal(ref.targets, inp.targets):
+            if not np.array_equal(ref.targets, targets):
                 raise SystemExit(f"{reference}: its test targets are not this split's")
-            ours, theirs = user_gains(items, inp.targets), user_gains(ref.items, inp.targets)
+            ours, theirs = user_gains(items, targets), user_gains(ref.items, targets)
             # keyed by the rankings' row and target (e.g. "sasrec_only__test"), not by where they lay on this machine
             row["references"][reference.stem] = {
                 **{m: round(float(theirs[m].mean()), 4) for m in ("HR@10", "NDCG@10")},
@@ -562,6 +584,68 @@ def test_points(
             }
         doc["points"][label]["test_lm_alone"] = row
         print(f"lm_study: {dataset}: {label}: test (LM alone, {len(users)} users) {row}", flush=True)
+        atomic_write_json(out, doc, indent=1)
+
+
+def reread_points(
+    config: Path, names: list[str], n_users: int, against: Path, sets: dict[str, object] | None = None
+) -> None:
+    """Validation HR@10 / NDCG@10 of the LM alone for trained points and for the run folder ``against`` (a run of
+    the profile under the same ``--set``, whose LM the points vary), on ``n_users`` validation users that chose
+    nothing (:func:`agrec.decode.evaluate.unselected_users`: outside the 2,048-user sample that picked every
+    point's epoch), with paired tests against ``against`` on the same users. The selection sample scores each
+    point on the users that chose its epoch, and differences of a few percent between points are inside its noise;
+    this re-reading is the comparison. Validation only: no test item is read."""
+    import numpy as np
+    import torch
+
+    from agrec.analysis.significance import paired_test, user_gains
+    from agrec.config import load_profile
+    from agrec.data.stage import load_run_data
+    from agrec.decode.evaluate import unselected_users, validation_users
+    from agrec.run.session import open_session
+
+    sets = sets or {}
+    profile = load_profile(config, sets)
+    torch.set_num_threads(profile.pipeline.num_threads or 1)
+    dataset = profile.data.dataset
+    out = RESULTS / f"lm_study_{dataset}.json"
+    doc = json.loads(out.read_text())
+    tag = profile_tag(doc, config)
+    labels = [point_label(name, sets, tag) for name in names]
+    missing = [label for label in labels if label not in doc["points"]]
+    if missing:
+        raise SystemExit(f"--reread: {missing} not in {out}; train them first (the same --points and --set)")
+    ref_session = open_session(config, run_dir=against, overrides={**sets, "lm.progress": False})
+    split = load_run_data(ref_session).split
+    users = None
+    for name, label in zip(names, labels, strict=True):
+        session = open_session(
+            config, run_dir=point_dir(study_runs(dataset), label), overrides={**point_overrides(name, sets)}
+        )
+        if users is None:
+            users = unselected_users(session.profile, split.n_users, n_users)
+            ref = ref_session.profile
+            if ref.lm.select == "ndcg":  # the reference's own epoch-selection sample must be outside them too
+                n_lm = min(ref.lm.max_users or split.n_users, split.n_users)
+                if np.intersect1d(users, validation_users(n_lm, ref.lm.select_users, ref.seed)).size:
+                    raise SystemExit(f"--against {against}: its LM chose its epoch on some of the re-read users")
+            if len(users) < n_users:
+                print(f"lm_study: only {len(users)} validation users chose nothing; re-reading those", flush=True)
+            t0 = time.perf_counter()
+            theirs = user_gains(*lm_alone(ref_session, split, "valid", users))
+            print(f"lm_study: {against}: NDCG@10 {theirs['NDCG@10'].mean():.4f} ({time.perf_counter() - t0:.0f} s)")
+        ours = user_gains(*lm_alone(session, split, "valid", users))
+        tests = {m: paired_test(ours[m], theirs[m], m) for m in ("HR@10", "NDCG@10")}
+        row = {
+            "users": len(users),
+            "against": _where(against),
+            **{m: round(float(ours[m].mean()), 4) for m in ("HR@10", "NDCG@10")},
+            **{f"against {m}": round(float(theirs[m].mean()), 4) for m in ("HR@10", "NDCG@10")},
+            **{f"p {m}": t.p_value for m, t in tests.items()},
+        }
+        doc["points"][label]["reread"] = row
+        print(f"lm_study: {dataset}: {label}: re-read on {len(users)} validation users {row}", flush=True)
         atomic_write_json(out, doc, indent=1)
 
 
@@ -604,6 +688,25 @@ def report() -> None:
             xs = [c["train_minutes"] for c in r["curve"]]
             ax_t.plot(xs, [c["val_NDCG@10"] for c in r["curve"]], marker=".", label=r["point"])
         lines.append("")
+        reread = [r for r in rows if "reread" in r]
+        if reread:
+            lines += [
+                "Re-read (`--reread`): the kept LM of each point against its reference run's on validation users "
+                "outside every selection sample (paired: exact sign test HR@10, Wilcoxon NDCG@10); the 2,048-user "
+                "column above chose each point's epoch and is not the comparison.",
+                "",
+                "| point | reference run | users | HR@10 | NDCG@10 | reference NDCG@10 | Δ NDCG@10 "
+                "| p NDCG@10 | p HR@10 |",
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+            ]
+            for r in reread:
+                x = r["reread"]
+                delta = x["NDCG@10"] / x["against NDCG@10"] - 1
+                lines.append(
+                    f"| {r['point']} | `{x['against']}` | {x['users']:,} | {x['HR@10']:.4f} | {x['NDCG@10']:.4f} | "
+                    f"{x['against NDCG@10']:.4f} | {delta:+.1%} | {x['p NDCG@10']:.2g} | {x['p HR@10']:.2g} |"
+                )
+            lines.append("")
         ax_p.set(xscale="log", xlabel="parameters", ylabel="best validation NDCG@10", title=f"{ds}: size")
         ax_t.set(
             xlabel="training minutes (2 threads)", ylabel="validation NDCG@10 per epoch", title=f"{ds}: per minute"
@@ -621,6 +724,13 @@ def main() -> None:
     p.add_argument("--points", nargs="+", default=list(POINTS), choices=list(POINTS), metavar="POINT")
     p.add_argument("--report", action="store_true", help="only write the table and figure from the results")
     p.add_argument("--test", type=int, metavar="USERS", help="test the trained --points on this many test users")
+    p.add_argument(
+        "--reread",
+        type=int,
+        metavar="USERS",
+        help="re-read the trained --points on this many validation users outside the selection samples (--against)",
+    )
+    p.add_argument("--against", type=Path, metavar="RUN", help="with --reread: the run folder to compare with")
     p.add_argument(
         "--base-from",
         type=Path,
@@ -643,9 +753,13 @@ def main() -> None:
     add_set_option(p, "profile override under every point (repeatable), e.g. seed=2025")
     args = p.parse_args()
     sets = parse_sets(args.sets)
-    if (args.test or not args.report) and args.config is None:
+    if (args.test or args.reread or not args.report) and args.config is None:
         p.error("--config is required unless --report")
-    if args.test:
+    if args.reread and args.against is None:
+        p.error("--reread needs --against RUN (the run whose LM the points are compared with)")
+    if args.reread:
+        reread_points(args.config, args.points, args.reread, args.against, sets)
+    elif args.test:
         test_points(args.config, args.points, args.test, args.reference, sets)
     elif not args.report:
         study(args.config, args.points, args.base_from, args.teacher_from, sets)
