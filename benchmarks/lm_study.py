@@ -502,6 +502,19 @@ def study(
     return out
 
 
+def _study_results(config: Path, sets: dict[str, object]) -> tuple[str, Path, dict]:
+    """For reading trained points: the dataset of ``config`` under ``sets``, its results file and that file's
+    content; torch's threads set to the profile's."""
+    import torch
+
+    from agrec.config import load_profile
+
+    profile = load_profile(config, sets)
+    torch.set_num_threads(profile.pipeline.num_threads or 1)
+    out = RESULTS / f"lm_study_{profile.data.dataset}.json"
+    return profile.data.dataset, out, json.loads(out.read_text())
+
+
 def lm_alone(session, split, target: str, users):
     """The ranked items ``[U, beam]`` of the run's trained LM alone for ``users`` on ``target`` ("valid" or "test") and
     their targets ``[U]``: the decode stage's "w/o Graph" (its settings, α = 0, each user's history left out as the
@@ -534,11 +547,9 @@ def test_points(
     decode stages' ``rankings/<row>__test.npz``, e.g. ``sasrec_only``), with paired tests. For the points the
     validation study chose: selection never reads these numbers."""
     import numpy as np
-    import torch
 
     from agrec.analysis.significance import paired_test, user_gains
     from agrec.analysis.user_alpha import Rankings
-    from agrec.config import load_profile
     from agrec.data.stage import load_run_data
     from agrec.decode.evaluate import validation_users
     from agrec.decode.stage import load_rankings
@@ -546,11 +557,7 @@ def test_points(
     from agrec.run.session import open_session
 
     sets = sets or {}
-    profile = load_profile(config, sets)
-    torch.set_num_threads(profile.pipeline.num_threads or 1)
-    dataset = profile.data.dataset
-    out = RESULTS / f"lm_study_{dataset}.json"
-    doc = json.loads(out.read_text())
+    dataset, out, doc = _study_results(config, sets)
     refs = {}
     for path in references:  # <decode folder>/rankings/<row>__<target>.npz, read by the decode stage's reader
         row_name, _, target = path.stem.rpartition("__")
@@ -597,20 +604,15 @@ def reread_points(
     point on the users that chose its epoch, and differences of a few percent between points are inside its noise;
     this re-reading is the comparison. Validation only: no test item is read."""
     import numpy as np
-    import torch
 
     from agrec.analysis.significance import paired_test, user_gains
     from agrec.config import load_profile
     from agrec.data.stage import load_run_data
-    from agrec.decode.evaluate import unselected_users, validation_users
+    from agrec.decode.evaluate import unselected_users
     from agrec.run.session import open_session
 
     sets = sets or {}
-    profile = load_profile(config, sets)
-    torch.set_num_threads(profile.pipeline.num_threads or 1)
-    dataset = profile.data.dataset
-    out = RESULTS / f"lm_study_{dataset}.json"
-    doc = json.loads(out.read_text())
+    dataset, out, doc = _study_results(config, sets)
     tag = profile_tag(doc, config)
     labels = [point_label(name, sets, tag) for name in names]
     missing = [label for label in labels if label not in doc["points"]]
@@ -618,23 +620,20 @@ def reread_points(
         raise SystemExit(f"--reread: {missing} not in {out}; train them first (the same --points and --set)")
     ref_session = open_session(config, run_dir=against, overrides={**sets, "lm.progress": False})
     split = load_run_data(ref_session).split
-    users = None
+    # the users outside the points' selection samples (the first point's: every point selects as COMMON says) ...
+    users = unselected_users(load_profile(config, point_overrides(names[0], sets)), split.n_users, n_users)
+    # ... and outside the reference's own
+    if np.setdiff1d(users, unselected_users(ref_session.profile, split.n_users, split.n_users)).size:
+        raise SystemExit(f"--against {against}: its LM chose its epoch (or α) on some of the re-read users")
+    if len(users) < n_users:
+        print(f"lm_study: only {len(users)} validation users chose nothing; re-reading those", flush=True)
+    t0 = time.perf_counter()
+    theirs = user_gains(*lm_alone(ref_session, split, "valid", users))
+    print(f"lm_study: {against}: NDCG@10 {theirs['NDCG@10'].mean():.4f} ({time.perf_counter() - t0:.0f} s)")
     for name, label in zip(names, labels, strict=True):
         session = open_session(
-            config, run_dir=point_dir(study_runs(dataset), label), overrides={**point_overrides(name, sets)}
+            config, run_dir=point_dir(study_runs(dataset), label), overrides=point_overrides(name, sets)
         )
-        if users is None:
-            users = unselected_users(session.profile, split.n_users, n_users)
-            ref = ref_session.profile
-            if ref.lm.select == "ndcg":  # the reference's own epoch-selection sample must be outside them too
-                n_lm = min(ref.lm.max_users or split.n_users, split.n_users)
-                if np.intersect1d(users, validation_users(n_lm, ref.lm.select_users, ref.seed)).size:
-                    raise SystemExit(f"--against {against}: its LM chose its epoch on some of the re-read users")
-            if len(users) < n_users:
-                print(f"lm_study: only {len(users)} validation users chose nothing; re-reading those", flush=True)
-            t0 = time.perf_counter()
-            theirs = user_gains(*lm_alone(ref_session, split, "valid", users))
-            print(f"lm_study: {against}: NDCG@10 {theirs['NDCG@10'].mean():.4f} ({time.perf_counter() - t0:.0f} s)")
         ours = user_gains(*lm_alone(session, split, "valid", users))
         tests = {m: paired_test(ours[m], theirs[m], m) for m in ("HR@10", "NDCG@10")}
         row = {
