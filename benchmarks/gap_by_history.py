@@ -61,6 +61,14 @@ def compare(a: np.ndarray, b: np.ndarray, lengths: np.ndarray, edges: list[int])
     return rows
 
 
+def write_section(out: Path, head: str, name: str, lines: list[str]) -> None:
+    """Write ``lines`` (starting ``## name``) into the markdown file ``out`` under its title ``head``, replacing
+    the section of that name and keeping the others (atomically)."""
+    old = re.split(r"(?m)^(?=## )", out.read_text(encoding="utf-8"))[1:] if out.is_file() else []
+    kept = [s.rstrip() for s in old if not s.startswith(f"## {name}\n")]
+    atomic_write_text(out, "\n\n".join([head.rstrip(), *kept, "\n".join(lines)]) + "\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, type=Path)
@@ -103,9 +111,7 @@ def main() -> None:
     dataset = session.profile.data.dataset
     out = RESULTS / f"gap_by_history_{dataset}.md"
     head = f"# Where one row loses to another, by history length: {dataset} (benchmarks/gap_by_history.py)\n"
-    old = re.split(r"(?m)^(?=## )", out.read_text(encoding="utf-8"))[1:] if out.is_file() else []
-    kept = [s.rstrip() for s in old if not s.startswith(f"## {name}\n")]
-    atomic_write_text(out, "\n\n".join([head.rstrip(), *kept, "\n".join(lines)]) + "\n")
+    write_section(out, head, name, lines)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,196 @@
+"""The distilled LM against its teacher on the same validation users: does it know less, or rank worse?
+
+    python benchmarks/teacher_nll.py --config configs/games-cpu-collab-distill.yaml --set seed=2025 \
+        --set pipeline.variant=seeds/2025 --users 10000
+
+For validation users outside every selection sample (:func:`agrec.decode.evaluate.unselected_users`), two
+readings of each model:
+
+- the negative log-likelihood of the user's true validation item, split along its code path, one term per level:
+  for the LM, teacher-forced, its softmax at each code position renormalised over the trie's children of the true
+  prefix (the choices a constrained decoder has); for SASRec, its softmax over all items summed into the same
+  conditionals (those ``agrec/lm/distill.py`` trains the LM on). Each total is the log-probability the model gives
+  the item among all items, so the two are comparable. History items are not removed from either distribution;
+- NDCG@10 as the decode stage scores each alone: the LM by its beam search ("w/o Graph"), SASRec by ranking every
+  item; each user's history excluded as the profile says.
+
+Both per group of users: all; the target's training popularity (quartiles over these users); the history length.
+Nothing is trained. Results: ``benchmarks/results/teacher_nll_<dataset>.md`` (one section per run folder, replaced
+on a rerun).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from agrec.analysis.significance import paired_test, user_gains, wilcoxon_p
+from agrec.baselines.stage import train_sasrec
+from agrec.data.stage import load_run_data
+from agrec.decode.evaluate import unselected_users
+from agrec.decode.rank import rank_by_scores
+from agrec.errors import AgrecError
+from agrec.lm.stage import load_lm
+from agrec.run.session import open_session
+from gap_by_history import buckets, write_section
+from lm_study import _where, lm_alone
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def prefix_ids(codes: torch.Tensor) -> torch.Tensor:
+    """``[n_items, L]`` code tuples -> ``[n_items, L]``: column ``l`` numbers the distinct prefixes of length
+    ``l + 1`` (equal ids = equal prefixes)."""
+    cols = [torch.unique(codes[:, : lv + 1], dim=0, return_inverse=True)[1] for lv in range(codes.shape[1])]
+    return torch.stack(cols, dim=1)
+
+
+def path_nll(log_q: torch.Tensor, prefix: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-level NLL of each target along its code path under an item distribution.
+
+    Args:
+        log_q: ``[U, n_items]`` log-probabilities over items (each row sums to 1 in probability).
+        prefix: ``[n_items, L]`` from :func:`prefix_ids`.
+        targets: ``[U]`` item ids.
+    Returns:
+        ``[U, L]``: ``-log q(c_l | c_<l)`` of the target's codes; the rows sum to ``-log q(target)``.
+    """
+    log_q = log_q.double()
+    mass = [torch.zeros(len(targets), dtype=torch.float64)]  # log-mass of the empty prefix: 0
+    for lv in range(prefix.shape[1]):
+        same = prefix[:, lv].unsqueeze(0) == prefix[targets, lv].unsqueeze(1)  # [U, n_items]
+        mass.append(torch.logsumexp(log_q.masked_fill(~same, float("-inf")), dim=1))
+    m = torch.stack(mass, dim=1)
+    return (m[:, :-1] - m[:, 1:]).float()
+
+
+def lm_path_nll(model, prompts: list[list[int]], codes: torch.Tensor, children: list[dict]) -> torch.Tensor:
+    """``[U, L]``: the LM's teacher-forced NLL of each ``codes [U, L]`` row after its prompt, renormalised per
+    level over ``children[l][prefix tuple]`` (the trie's token ids). Prompts of one length go through the model
+    together, so no row is padded."""
+    U, L = codes.shape
+    out = torch.empty(U, L)
+    by_len: dict[int, list[int]] = {}
+    for u, pr in enumerate(prompts):
+        by_len.setdefault(len(pr), []).append(u)
+    with torch.no_grad():
+        for P, rows in by_len.items():
+            for s in range(0, len(rows), 256):
+                r = rows[s : s + 256]
+                ids = torch.cat([torch.tensor([prompts[u] for u in r]), codes[r]], dim=1)
+                logits = model(input_ids=ids).logits[:, P - 1 : P - 1 + L].float()
+                lp = torch.log_softmax(logits, dim=-1)
+                for j, u in enumerate(r):
+                    row = codes[u].tolist()
+                    for lv in range(L):
+                        kids = children[lv][tuple(row[:lv])]
+                        out[u, lv] = torch.logsumexp(lp[j, lv, kids], 0) - lp[j, lv, row[lv]]
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="profile overrides")
+    p.add_argument("--users", type=int, default=10000, help="validation users outside every selection sample")
+    p.add_argument("--edges", nargs="+", type=int, default=[5, 10, 20], help="history-length bucket bounds")
+    args = p.parse_args()
+    if args.users <= 0:
+        raise SystemExit(f"--users must be positive, got {args.users}")
+    sets = {}
+    for kv in args.set:
+        if "=" not in kv:
+            raise SystemExit(f"--set expects KEY=VALUE, got {kv!r}")
+        k, v = kv.split("=", 1)
+        sets[k] = yaml.safe_load(v)
+    session = open_session(args.config, overrides={"lm.progress": False, **sets})
+    profile = session.profile
+    if profile.lm.distill_teacher != "sasrec":
+        raise AgrecError(f"{args.config}: lm.distill_teacher is {profile.lm.distill_teacher!r}; this reads 'sasrec'")
+    torch.set_num_threads(profile.pipeline.num_threads or 1)
+    split = load_run_data(session).split
+    bundle = load_lm(session, log=lambda s: None)
+    model = bundle.model.eval()
+    sasrec = train_sasrec(session, progress=False)  # the run's trained teacher; refused if not current
+    users = unselected_users(profile, split.n_users, args.users)
+    targets = torch.as_tensor(split.valid[users], dtype=torch.long)
+    histories = [split.history(int(u), "valid") for u in users]
+
+    codes = bundle.item_token_ids.to(torch.long)
+    children: list[dict] = [{} for _ in range(codes.shape[1])]
+    for row in codes.tolist():
+        for lv in range(len(row)):
+            children[lv].setdefault(tuple(row[:lv]), set()).add(row[lv])
+    children = [{k: torch.tensor(sorted(v)) for k, v in d.items()} for d in children]
+    lm_nll = lm_path_nll(model, [bundle.prompt_ids(h) for h in histories], codes[targets], children)
+
+    prefix = prefix_ids(codes)
+    t_nll, t_rank = [], []
+    for s in range(0, len(users), 500):
+        scores = sasrec.score_users(users[s : s + 500], "valid")
+        t_nll.append(path_nll(torch.log_softmax(scores, dim=1), prefix, targets[s : s + 500]))
+        exclude = histories[s : s + 500] if profile.evaluation.exclude_history else [[] for _ in scores]
+        t_rank.append(rank_by_scores(scores, 10, exclude).items)
+    teacher_nll = torch.cat(t_nll).numpy()
+    teacher_gain = user_gains(torch.cat(t_rank).numpy(), targets.numpy())["NDCG@10"]
+    items, lm_targets = lm_alone(session, split, "valid", users)
+    if not np.array_equal(lm_targets, targets.numpy()):
+        raise AgrecError("the LM's validation targets are not the split's")
+    lm_gain = user_gains(items, lm_targets)["NDCG@10"]
+    lm_nll = lm_nll.numpy()
+
+    counts = np.bincount(np.concatenate([np.asarray(t, dtype=np.int64) for t in split.train]), minlength=len(codes))
+    pop = counts[targets.numpy()]
+    q = np.quantile(pop, [0.25, 0.5, 0.75])
+    groups = [("all", np.ones(len(users), dtype=bool))]
+    groups += [
+        (f"popularity {lab}", m)
+        for lab, m in (
+            (f"≤ {q[0]:.0f}", pop <= q[0]),
+            (f"({q[0]:.0f}, {q[1]:.0f}]", (pop > q[0]) & (pop <= q[1])),
+            (f"({q[1]:.0f}, {q[2]:.0f}]", (pop > q[1]) & (pop <= q[2])),
+            (f"> {q[2]:.0f}", pop > q[2]),
+        )
+    ]
+    lengths = np.array([len(h) for h in histories])
+    groups += [(f"history {lab}", m) for lab, m in buckets(lengths, args.edges)]
+
+    L = codes.shape[1]
+    levels = " | ".join(f"level {lv + 1}" for lv in range(L))
+    name = _where(session.run.root)
+    lines = [
+        f"## {name}",
+        "",
+        f"`{args.config}`{''.join(f' `--set {kv}`' for kv in args.set)}: {len(users):,} validation users outside "
+        "every selection sample. NLL of the true item per code level (nats; SASRec's item softmax summed into the "
+        "LM's code conditionals; the LM renormalised over the trie's children), and NDCG@10 of each alone (history "
+        "excluded). p: Wilcoxon, paired by user, on the total NLL and on NDCG@10.",
+        "",
+        f"| users | n | SASRec NLL: {levels} | total | LM NLL: {levels} | total | p NLL | SASRec NDCG@10 | "
+        "LM NDCG@10 | p NDCG@10 |",
+        "|---|---:|" + "---:|" * (2 * L + 2) + "---:|---:|---:|---:|",
+    ]
+    for lab, m in groups:
+        if not m.any():
+            continue
+        tn, ln = teacher_nll[m], lm_nll[m]
+        cells = [f"{x:.3f}" for x in tn.mean(0)] + [f"{tn.sum(1).mean():.3f}"]
+        cells += [f"{x:.3f}" for x in ln.mean(0)] + [f"{ln.sum(1).mean():.3f}"]
+        p_nll = wilcoxon_p(ln.sum(1) - tn.sum(1))
+        p_ndcg = paired_test(lm_gain[m], teacher_gain[m], "NDCG@10").p_value
+        lines.append(
+            f"| {lab} | {int(m.sum()):,} | {' | '.join(cells)} | {p_nll:.2g} | {teacher_gain[m].mean():.4f} | "
+            f"{lm_gain[m].mean():.4f} | {p_ndcg:.2g} |"
+        )
+    print("\n".join(lines), flush=True)
+    out = RESULTS / f"teacher_nll_{profile.data.dataset}.md"
+    head = f"# The distilled LM against its teacher: {profile.data.dataset} (benchmarks/teacher_nll.py)\n"
+    write_section(out, head, name, lines)
+
+
+if __name__ == "__main__":
+    main()
