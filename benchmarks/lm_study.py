@@ -518,10 +518,11 @@ def _study_results(config: Path, sets: dict[str, object]) -> tuple[str, Path, di
     return profile.data.dataset, out, json.loads(out.read_text())
 
 
-def lm_alone(session, split, target: str, users):
-    """The ranked items ``[U, beam]`` of the run's trained LM alone for ``users`` on ``target`` ("valid" or "test") and
-    their targets ``[U]``: the decode stage's "w/o Graph" (its settings, α = 0, each user's history left out as the
-    profile says)."""
+def lm_decode(session, split, target: str, users):
+    """The run's trained LM alone for ``users`` on ``target`` ("valid" or "test"): its beam search's result
+    (:class:`agrec.decode.beam.DecodeResult`, ``items`` and ``scores`` ``[U, beam]``, best first) and the targets
+    ``[U]``, as the decode stage's "w/o Graph" (its settings, α = 0, each user's history left out as the profile
+    says)."""
     from agrec.decode.beam import generate_items
     from agrec.decode.evaluate import build_inputs
     from agrec.decode.trie import ItemTrie
@@ -539,7 +540,13 @@ def lm_alone(session, split, target: str, users):
         k=dec.beam_size,
         pad_token_id=bundle.pad_token_id,
     )
-    return res.items.numpy(), inp.targets
+    return res, inp.targets
+
+
+def lm_alone(session, split, target: str, users):
+    """The ranked items ``[U, beam]`` of :func:`lm_decode` and their targets ``[U]``."""
+    res, targets = lm_decode(session, split, target, users)
+    return res.items.numpy(), targets
 
 
 def test_points(

@@ -12,7 +12,10 @@ readings of each model:
   conditionals (those ``agrec/lm/distill.py`` trains the LM on). Each total is the log-probability the model gives
   the item among all items, so the two are comparable. History items are not removed from either distribution;
 - NDCG@10 as the decode stage scores each alone: the LM by its beam search ("w/o Graph"), SASRec by ranking every
-  item; each user's history excluded as the profile says.
+  item; each user's history excluded as the profile says;
+- the LM's search errors: users whose true item the LM itself scores above its beam's 10th item (the summed
+  log-probabilities the beam ranks by), yet the beam pruned it at an earlier level. The LM's NDCG@10 is its
+  search's, SASRec's an exact ranking; this column says how much of a difference the search can explain.
 
 Both per group of users: all; the target's training popularity (quartiles over these users); the history length.
 Nothing is trained. Results: ``benchmarks/results/teacher_nll_<dataset>.md`` (one section per run folder, replaced
@@ -28,7 +31,7 @@ import numpy as np
 import torch
 import yaml
 
-from agrec.analysis.significance import paired_test, user_gains, wilcoxon_p
+from agrec.analysis.significance import user_gains, wilcoxon_p
 from agrec.baselines.stage import train_sasrec
 from agrec.data.stage import load_run_data
 from agrec.decode.evaluate import unselected_users
@@ -37,7 +40,7 @@ from agrec.errors import AgrecError
 from agrec.lm.stage import load_lm
 from agrec.run.session import open_session
 from gap_by_history import buckets, write_section
-from lm_study import _where, lm_alone
+from lm_study import _where, lm_decode
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -68,12 +71,15 @@ def path_nll(log_q: torch.Tensor, prefix: torch.Tensor, targets: torch.Tensor) -
     return (m[:, :-1] - m[:, 1:]).float()
 
 
-def lm_path_nll(model, prompts: list[list[int]], codes: torch.Tensor, children: list[dict]) -> torch.Tensor:
-    """``[U, L]``: the LM's teacher-forced NLL of each ``codes [U, L]`` row after its prompt, renormalised per
-    level over ``children[l][prefix tuple]`` (the trie's token ids). Prompts of one length go through the model
-    together, so no row is padded."""
+def lm_path_nll(
+    model, prompts: list[list[int]], codes: torch.Tensor, children: list[dict]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The LM's teacher-forced reading of each ``codes [U, L]`` row after its prompt: ``[U, L]`` NLL per level,
+    renormalised over ``children[l][prefix tuple]`` (the trie's token ids), and ``[U]`` the row's score as the
+    beam search sums it (log-softmax over the whole vocabulary, not renormalised). Prompts of one length go
+    through the model together, so no row is padded."""
     U, L = codes.shape
-    out = torch.empty(U, L)
+    out, raw = torch.empty(U, L), torch.zeros(U)
     by_len: dict[int, list[int]] = {}
     for u, pr in enumerate(prompts):
         by_len.setdefault(len(pr), []).append(u)
@@ -89,7 +95,8 @@ def lm_path_nll(model, prompts: list[list[int]], codes: torch.Tensor, children: 
                     for lv in range(L):
                         kids = children[lv][tuple(row[:lv])]
                         out[u, lv] = torch.logsumexp(lp[j, lv, kids], 0) - lp[j, lv, row[lv]]
-    return out
+                        raw[u] += lp[j, lv, row[lv]]
+    return out, raw
 
 
 def main() -> None:
@@ -101,6 +108,8 @@ def main() -> None:
     args = p.parse_args()
     if args.users <= 0:
         raise SystemExit(f"--users must be positive, got {args.users}")
+    if sorted(set(args.edges)) != args.edges or args.edges[0] <= 0:
+        raise SystemExit(f"--edges must be increasing positive integers, got {args.edges}")
     sets = {}
     for kv in args.set:
         if "=" not in kv:
@@ -126,7 +135,7 @@ def main() -> None:
         for lv in range(len(row)):
             children[lv].setdefault(tuple(row[:lv]), set()).add(row[lv])
     children = [{k: torch.tensor(sorted(v)) for k, v in d.items()} for d in children]
-    lm_nll = lm_path_nll(model, [bundle.prompt_ids(h) for h in histories], codes[targets], children)
+    lm_nll, lm_score = lm_path_nll(model, [bundle.prompt_ids(h) for h in histories], codes[targets], children)
 
     prefix = prefix_ids(codes)
     t_nll, t_rank = [], []
@@ -137,15 +146,25 @@ def main() -> None:
         t_rank.append(rank_by_scores(scores, 10, exclude).items)
     teacher_nll = torch.cat(t_nll).numpy()
     teacher_gain = user_gains(torch.cat(t_rank).numpy(), targets.numpy())["NDCG@10"]
-    items, lm_targets = lm_alone(session, split, "valid", users)
+    res, lm_targets = lm_decode(session, split, "valid", users)
     if not np.array_equal(lm_targets, targets.numpy()):
         raise AgrecError("the LM's validation targets are not the split's")
+    items = res.items.numpy()
     lm_gain = user_gains(items, lm_targets)["NDCG@10"]
     lm_nll = lm_nll.numpy()
+    # A search error: the true item is not in the beam's top 10 although the model scores it above the 10th
+    # item (it was pruned at an earlier level). Only where the beam scores what lm_path_nll sums (no
+    # renormalisation) and the item is not one of the user's excluded history items.
+    excluded = np.array([int(t) in set(h) for t, h in zip(targets.tolist(), histories, strict=True)])
+    excluded &= profile.evaluation.exclude_history
+    tenth = res.scores[:, 9].numpy() if res.scores.shape[1] >= 10 else np.full(len(users), -np.inf)
+    missed = ~(items[:, :10] == lm_targets[:, None]).any(axis=1)
+    search_error = missed & ~excluded & (lm_score.numpy() > tenth + 1e-4)
+    read_errors = not profile.decode.renormalize
 
     counts = np.bincount(np.concatenate([np.asarray(t, dtype=np.int64) for t in split.train]), minlength=len(codes))
     pop = counts[targets.numpy()]
-    q = np.quantile(pop, [0.25, 0.5, 0.75])
+    q = np.floor(np.quantile(pop, [0.25, 0.5, 0.75]))  # whole counts, so that each label says what its mask does
     groups = [("all", np.ones(len(users), dtype=bool))]
     groups += [
         (f"popularity {lab}", m)
@@ -168,11 +187,13 @@ def main() -> None:
         f"`{args.config}`{''.join(f' `--set {kv}`' for kv in args.set)}: {len(users):,} validation users outside "
         "every selection sample. NLL of the true item per code level (nats; SASRec's item softmax summed into the "
         "LM's code conditionals; the LM renormalised over the trie's children), and NDCG@10 of each alone (history "
-        "excluded). p: Wilcoxon, paired by user, on the total NLL and on NDCG@10.",
+        "excluded). p: Wilcoxon, paired by user, on the total NLL and on NDCG@10. Search errors: users whose true "
+        "item the LM scores above its beam's 10th item, yet the beam lost it"
+        + ("." if read_errors else " (not read: decode.renormalize scores other sums)."),
         "",
         f"| users | n | SASRec NLL: {levels} | total | LM NLL: {levels} | total | p NLL | SASRec NDCG@10 | "
-        "LM NDCG@10 | p NDCG@10 |",
-        "|---|---:|" + "---:|" * (2 * L + 2) + "---:|---:|---:|---:|",
+        "LM NDCG@10 | p NDCG@10 | LM search errors |",
+        "|---|---:|" + "---:|" * (2 * L + 2) + "---:|---:|---:|---:|---:|",
     ]
     for lab, m in groups:
         if not m.any():
@@ -181,10 +202,11 @@ def main() -> None:
         cells = [f"{x:.3f}" for x in tn.mean(0)] + [f"{tn.sum(1).mean():.3f}"]
         cells += [f"{x:.3f}" for x in ln.mean(0)] + [f"{ln.sum(1).mean():.3f}"]
         p_nll = wilcoxon_p(ln.sum(1) - tn.sum(1))
-        p_ndcg = paired_test(lm_gain[m], teacher_gain[m], "NDCG@10").p_value
+        p_ndcg = wilcoxon_p(lm_gain[m] - teacher_gain[m])
+        errors = f"{int(search_error[m].sum()):,} ({100 * search_error[m].mean():.1f} %)" if read_errors else "—"
         lines.append(
             f"| {lab} | {int(m.sum()):,} | {' | '.join(cells)} | {p_nll:.2g} | {teacher_gain[m].mean():.4f} | "
-            f"{lm_gain[m].mean():.4f} | {p_ndcg:.2g} |"
+            f"{lm_gain[m].mean():.4f} | {p_ndcg:.2g} | {errors} |"
         )
     print("\n".join(lines), flush=True)
     out = RESULTS / f"teacher_nll_{profile.data.dataset}.md"
