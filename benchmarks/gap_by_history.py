@@ -62,11 +62,15 @@ def compare(a: np.ndarray, b: np.ndarray, lengths: np.ndarray, edges: list[int])
 
 
 def write_section(out: Path, head: str, name: str, lines: list[str]) -> None:
-    """Write ``lines`` (starting ``## name``) into the markdown file ``out`` under its title ``head``, replacing
-    the section of that name and keeping the others (atomically)."""
+    """Write ``lines`` (starting ``## name``) into the markdown file ``out`` under its title ``head``: in place of
+    the section of that name where there is one (a rerun keeps its place), after the others where there is not
+    (atomically)."""
     old = re.split(r"(?m)^(?=## )", out.read_text(encoding="utf-8"))[1:] if out.is_file() else []
-    kept = [s.rstrip() for s in old if not s.startswith(f"## {name}\n")]
-    atomic_write_text(out, "\n\n".join([head.rstrip(), *kept, "\n".join(lines)]) + "\n")
+    sections = [s.rstrip() for s in old]
+    new = "\n".join(lines)
+    at = [i for i, s in enumerate(sections) if s.startswith(f"## {name}\n")]
+    sections = [new if i == at[0] else s for i, s in enumerate(sections) if i not in at[1:]] if at else [*sections, new]
+    atomic_write_text(out, "\n\n".join([head.rstrip(), *sections]) + "\n")
 
 
 def main() -> None:
