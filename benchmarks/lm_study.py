@@ -518,23 +518,25 @@ def _study_results(config: Path, sets: dict[str, object]) -> tuple[str, Path, di
     return profile.data.dataset, out, json.loads(out.read_text())
 
 
-def lm_decode(session, split, target: str, users):
+def lm_decode(session, split, target: str, users, bundle=None, trie=None):
     """The run's trained LM alone for ``users`` on ``target`` ("valid" or "test"): its beam search's result
     (:class:`agrec.decode.beam.DecodeResult`, ``items`` and ``scores`` ``[U, beam]``, best first) and the targets
     ``[U]``, as the decode stage's "w/o Graph" (its settings, α = 0, each user's history left out as the profile
-    says)."""
+    says). ``bundle`` / ``trie``: the run's LM and its item trie where the caller has them already (loaded and
+    built here otherwise)."""
     from agrec.decode.beam import generate_items
     from agrec.decode.evaluate import build_inputs
     from agrec.decode.trie import ItemTrie
     from agrec.lm.stage import load_lm
 
-    bundle = load_lm(session, log=lambda s: None)
+    if bundle is None:
+        bundle = load_lm(session, log=lambda s: None)
     inp = build_inputs(split, bundle.prompt_ids, target, users, session.profile.evaluation.exclude_history)
     dec = session.profile.decode
     res = generate_items(
         bundle.model,
         inp.prompts,
-        ItemTrie.build(bundle.item_token_ids),
+        trie if trie is not None else ItemTrie.build(bundle.item_token_ids),
         cfg=dataclasses.replace(dec, alpha=0.0),
         exclude=inp.exclude,
         k=dec.beam_size,

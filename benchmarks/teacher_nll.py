@@ -29,15 +29,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
+from agrec.analysis.complementarity import target_popularity
 from agrec.analysis.significance import user_gains, wilcoxon_p
 from agrec.baselines.stage import train_sasrec
 from agrec.data.stage import load_run_data
 from agrec.decode.evaluate import unselected_users
 from agrec.decode.rank import rank_by_scores
+from agrec.decode.trie import ItemTrie
 from agrec.errors import AgrecError
 from agrec.lm.stage import load_lm
+from agrec.run.launch import add_set_option, parse_sets
 from agrec.run.session import open_session
 from gap_by_history import buckets, write_section
 from lm_study import _where, lm_decode
@@ -72,10 +74,10 @@ def path_nll(log_q: torch.Tensor, prefix: torch.Tensor, targets: torch.Tensor) -
 
 
 def lm_path_nll(
-    model, prompts: list[list[int]], codes: torch.Tensor, children: list[dict]
+    model, prompts: list[list[int]], codes: torch.Tensor, trie: ItemTrie
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The LM's teacher-forced reading of each ``codes [U, L]`` row after its prompt: ``[U, L]`` NLL per level,
-    renormalised over ``children[l][prefix tuple]`` (the trie's token ids), and ``[U]`` the row's score as the
+    renormalised over the trie's children of the row's prefix (``ItemTrie.allowed_tokens``), and ``[U]`` the row's score as the
     beam search sums it (log-softmax over the whole vocabulary, not renormalised). Prompts of one length go
     through the model together, so no row is padded."""
     U, L = codes.shape
@@ -93,7 +95,7 @@ def lm_path_nll(
                 for j, u in enumerate(r):
                     row = codes[u].tolist()
                     for lv in range(L):
-                        kids = children[lv][tuple(row[:lv])]
+                        kids = trie.allowed_tokens(row[:lv])
                         out[u, lv] = torch.logsumexp(lp[j, lv, kids], 0) - lp[j, lv, row[lv]]
                         raw[u] += lp[j, lv, row[lv]]
     return out, raw
@@ -102,7 +104,7 @@ def lm_path_nll(
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, type=Path)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="profile overrides")
+    add_set_option(p)
     p.add_argument("--users", type=int, default=10000, help="validation users outside every selection sample")
     p.add_argument("--edges", nargs="+", type=int, default=[5, 10, 20], help="history-length bucket bounds")
     args = p.parse_args()
@@ -110,12 +112,7 @@ def main() -> None:
         raise SystemExit(f"--users must be positive, got {args.users}")
     if sorted(set(args.edges)) != args.edges or args.edges[0] <= 0:
         raise SystemExit(f"--edges must be increasing positive integers, got {args.edges}")
-    sets = {}
-    for kv in args.set:
-        if "=" not in kv:
-            raise SystemExit(f"--set expects KEY=VALUE, got {kv!r}")
-        k, v = kv.split("=", 1)
-        sets[k] = yaml.safe_load(v)
+    sets = parse_sets(args.sets)
     session = open_session(args.config, overrides={"lm.progress": False, **sets})
     profile = session.profile
     if profile.lm.distill_teacher != "sasrec":
@@ -130,12 +127,8 @@ def main() -> None:
     histories = [split.history(int(u), "valid") for u in users]
 
     codes = bundle.item_token_ids.to(torch.long)
-    children: list[dict] = [{} for _ in range(codes.shape[1])]
-    for row in codes.tolist():
-        for lv in range(len(row)):
-            children[lv].setdefault(tuple(row[:lv]), set()).add(row[lv])
-    children = [{k: torch.tensor(sorted(v)) for k, v in d.items()} for d in children]
-    lm_nll, lm_score = lm_path_nll(model, [bundle.prompt_ids(h) for h in histories], codes[targets], children)
+    trie = ItemTrie.build(codes)
+    lm_nll, lm_score = lm_path_nll(model, [bundle.prompt_ids(h) for h in histories], codes[targets], trie)
 
     prefix = prefix_ids(codes)
     t_nll, t_rank = [], []
@@ -146,7 +139,7 @@ def main() -> None:
         t_rank.append(rank_by_scores(scores, 10, exclude).items)
     teacher_nll = torch.cat(t_nll).numpy()
     teacher_gain = user_gains(torch.cat(t_rank).numpy(), targets.numpy())["NDCG@10"]
-    res, lm_targets = lm_decode(session, split, "valid", users)
+    res, lm_targets = lm_decode(session, split, "valid", users, bundle=bundle, trie=trie)
     if not np.array_equal(lm_targets, targets.numpy()):
         raise AgrecError("the LM's validation targets are not the split's")
     items = res.items.numpy()
@@ -162,8 +155,7 @@ def main() -> None:
     search_error = missed & ~excluded & (lm_score.numpy() > tenth + 1e-4)
     read_errors = not profile.decode.renormalize
 
-    counts = np.bincount(np.concatenate([np.asarray(t, dtype=np.int64) for t in split.train]), minlength=len(codes))
-    pop = counts[targets.numpy()]
+    pop = target_popularity(split.train, targets.numpy(), len(codes))
     q = np.floor(np.quantile(pop, [0.25, 0.5, 0.75]))  # whole counts, so that each label says what its mask does
     groups = [("all", np.ones(len(users), dtype=bool))]
     groups += [
@@ -184,7 +176,7 @@ def main() -> None:
     lines = [
         f"## {name}",
         "",
-        f"`{args.config}`{''.join(f' `--set {kv}`' for kv in args.set)}: {len(users):,} validation users outside "
+        f"`{args.config}`{''.join(f' `--set {kv}`' for kv in args.sets)}: {len(users):,} validation users outside "
         "every selection sample. NLL of the true item per code level (nats; SASRec's item softmax summed into the "
         "LM's code conditionals; the LM renormalised over the trie's children), and NDCG@10 of each alone (history "
         "excluded). p: Wilcoxon, paired by user, on the total NLL and on NDCG@10. Search errors: users whose true "
