@@ -97,6 +97,10 @@ POINTS: dict[str, dict[str, object]] = {
     # a sharper teacher: T = 2 trailed T = 1 by more than the noise over its first three epochs (Games), so the
     # other side; with the T² scaling its soft gradient is half as large, concentrated on the teacher's top items
     "distill temperature 0.5": {"lm.distill_temperature": 0.5},
+    # ranking-side distillation: the LM beats its teacher's likelihood of the true item yet ranks below it on the
+    # rarer targets (benchmarks/teacher_nll.py), and the observed path trains one conditional per level; 16 off-path
+    # prefixes per row (rows average 22 tokens on Games) distil the conditionals beam search ranks the rivals by
+    "distill branch tokens 16": {"lm.distill_branch_tokens": 16},
     # under a profile with item vectors and a teacher: those vectors start from the teacher's item embeddings
     "item init from teacher": {"lm.tiny.item_init": "teacher"},
     # LC-Rec's 20 items of history against SASRec's 50: on Games the LM's gap to SASRec is largest for the users

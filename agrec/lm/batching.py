@@ -148,13 +148,22 @@ def block_causal_mask(
     T = segment_ids.shape[1]
     same = segment_ids[:, :, None] == segment_ids[:, None, :]
     causal = torch.ones(T, T, dtype=torch.bool, device=segment_ids.device).tril()
-    allowed = (same & causal).unsqueeze(1)
+    return attention_form(same & causal, attn_implementation, dtype, "lm.batching 'pack'")
+
+
+def attention_form(
+    allowed: torch.Tensor, attn_implementation: str, dtype: torch.dtype = torch.float32, what: str = "a 4-D mask"
+) -> torch.Tensor:
+    """``allowed`` ``[R, T, T]`` (True: query may attend key) -> ``[R, 1, T, T]`` in the form the attention
+    takes: boolean for ``sdpa``, additive (0 or the dtype's minimum) for ``eager``. ``what`` names the feature
+    that needs it in the error for any other implementation."""
+    allowed = allowed.unsqueeze(1)
     if attn_implementation == "sdpa":
         return allowed
     if attn_implementation == "eager":
-        zero = torch.zeros((), dtype=dtype, device=segment_ids.device)
+        zero = torch.zeros((), dtype=dtype, device=allowed.device)
         return torch.where(allowed, zero, torch.finfo(dtype).min)
-    raise ConfigError(f"lm.batching 'pack' needs sdpa or eager attention, the model uses {attn_implementation!r}")
+    raise ConfigError(f"{what} needs sdpa or eager attention, the model uses {attn_implementation!r}")
 
 
 def attn_implementation(model) -> str:

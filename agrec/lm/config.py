@@ -140,6 +140,9 @@ class LMConfig:
     distill_teacher: Literal["none", "sasrec"] = neutral("none")
     distill_weight: float = neutral(0.5)  # λ in (0, 1]: the soft target's share at a position that has one
     distill_temperature: float = neutral(1.0)  # T > 0 of both softmaxes in the soft term (scaled by T², Hinton)
+    # B >= 0: per training row, the B off-path code prefixes of most teacher mass also distilled, as extra tokens
+    # under a tree attention mask, each weighted by its mass (agrec/lm/distill.py); 0 = the observed path alone
+    distill_branch_tokens: int = neutral(0)
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, slower
     # How samples become micro-batches (agrec/lm/batching.py): pad = one right-padded row per sample (the
     # original loop); bucket = batches of similar length; pack = pad's batches packed into rows of
@@ -214,6 +217,13 @@ class LMConfig:
             raise ConfigError(
                 f"lm.distill_weight ({self.distill_weight}) and lm.distill_temperature ({self.distill_temperature}) "
                 f"apply with a teacher only: set lm.distill_teacher (sasrec)"
+            )
+        if self.distill_branch_tokens < 0:
+            raise ConfigError(f"lm.distill_branch_tokens must be >= 0, got {self.distill_branch_tokens}")
+        if self.distill_branch_tokens and self.distill_teacher == "none":
+            raise ConfigError(
+                f"lm.distill_branch_tokens ({self.distill_branch_tokens}) applies with a teacher only: set "
+                f"lm.distill_teacher (sasrec)"
             )
         if self.distill_teacher != "none" and self.batching == "pack":
             raise ConfigError(

@@ -27,11 +27,27 @@ are summed in float64 from the items upwards (positive terms only), so a prefix 
 keeps its conditionals; one whose whole mass underflows even there (some 700 nats down) keeps the hard target
 alone. The validation loss stays the codes' plain NLL, and the teacher is used only while training: the trained
 LM generates on its own.
+
+**Off-path branches** (``lm.distill_branch_tokens: B``). The observed path supervises the LM's conditionals under
+one prefix per level, the observed item's. Beam search ranks the items by the product of the conditionals along
+*every* path it keeps, and the item-level KL between teacher and student decomposes over the code trie exactly:
+
+    KL(q || p) = sum over prefixes n of q(n) · KL(q(. | n) || p(. | n))
+
+(the chain rule of KL; ``q(n)`` the teacher's mass of the items under ``n``). The observed path is one sample of
+that sum. With ``B > 0`` each training row also gets up to ``B`` extra tokens, the off-path prefixes of the row's
+distilled items with the most teacher mass: a prefix that leaves the observed path at level ``m`` is fed as its
+codes from level ``m`` on, at the positions of the observed codes they stand beside, each attending to the row's
+tokens before the observed level-``m`` code and to its own earlier codes (a tree attention mask; the row's own
+tokens never see them). Its output is trained towards the teacher's conditional of the next level, weighted by
+the prefix's mass: ``λ·T²·q(n)·CE(q_T(. | n), p_T(. | n))``. A prefix's mass is never above its parent's, and ties
+keep the shallower first, so the chosen prefixes form subtrees that hang off the observed path. The row's own
+tokens compute exactly what they compute without branches; the cost is the extra tokens (about linear in them).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -46,6 +62,43 @@ from agrec.lm.prompts import IGNORE
 TeacherFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+class Branches(NamedTuple):
+    """The off-path prefixes of a padded batch of ``B`` rows and ``T`` tokens (module docstring), ``E`` slots per
+    row appended after its tokens (a row with fewer prefixes fills the rest with padding that attends only to
+    itself and is trained on nothing).
+
+    ``input_ids`` / ``position_ids`` ``[B, E]``: each prefix's last code token and the position of the observed
+    code it stands beside. ``allowed`` ``[B, T + E, T + E]`` bool: which key each query of the extended rows may
+    attend (the row's own tokens as without branches). ``rows`` / ``slots`` ``[M]``: where the ``M`` prefixes are.
+    ``targets`` ``[M, V]``: the teacher's conditional over the next level's codes given each prefix, at
+    temperature ``T``. ``weights`` ``[M]``: each prefix's teacher mass ``q(n)``.
+    """
+
+    input_ids: torch.Tensor
+    position_ids: torch.Tensor
+    allowed: torch.Tensor
+    rows: torch.Tensor
+    slots: torch.Tensor
+    targets: torch.Tensor
+    weights: torch.Tensor
+
+
+class _Masses(NamedTuple):
+    """One teacher pass over a batch: the supervised positions with a teacher target and the teacher's mass of
+    every run (prefix + code) of every level, per distilled item."""
+
+    items: torch.Tensor  # [B, K] the items of each row (code_positions)
+    owner: torch.Tensor  # [B, T]
+    level: torch.Tensor  # [B, T]
+    has: torch.Tensor  # [N] bool over the supervised positions
+    b: torch.Tensor  # [H] row of each position with a teacher target
+    own: torch.Tensor  # [H] index in its row of the item the position's code belongs to
+    lvl: torch.Tensor  # [H] that code's level
+    which: torch.Tensor  # [H] the position's distilled item, into pairs
+    pairs: torch.Tensor  # [P] distilled items as row * K + index in the row
+    sums: list[torch.Tensor]  # per level [P, n_runs] float64
+
+
 class CodeDistiller:
     """Soft code targets from a teacher's next-item distribution (see the module docstring).
 
@@ -55,6 +108,7 @@ class CodeDistiller:
         vocab_size: the tokenizer's vocabulary size (every input id is below it).
         weight: λ in ``(0, 1]``, the soft term's share.
         temperature: ``T > 0``.
+        branch_tokens: ``B >= 0``, the off-path prefixes distilled per row (module docstring; 0 = none).
     """
 
     def __init__(
@@ -64,7 +118,11 @@ class CodeDistiller:
         vocab_size: int,
         weight: float,
         temperature: float = 1.0,
+        branch_tokens: int = 0,
     ):
+        if branch_tokens < 0:
+            raise ValueError(f"off-path prefixes per row (lm.distill_branch_tokens) must be >= 0, got {branch_tokens}")
+        self.branch_tokens = int(branch_tokens)
         if not 0.0 < weight <= 1.0:
             raise ValueError(f"distillation weight (lm.distill_weight) must be in (0, 1], got {weight}")
         if temperature <= 0:
@@ -113,21 +171,8 @@ class CodeDistiller:
         return items, owner, level
 
     @torch.no_grad()
-    def soft_targets(
-        self, input_ids: torch.Tensor, labels: torch.Tensor, n_logits: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The teacher's code distributions at the supervised positions of a padded batch.
-
-        Args:
-            input_ids: ``[B, T]`` token ids of a padded batch.
-            labels: ``[B, T]``, :data:`IGNORE` where unsupervised (the shift of the loss: position ``t`` predicts
-                ``labels[:, t + 1]``).
-            n_logits: ``V``, the width of the LM's logits (its output embedding's rows: the vocabulary, or more).
-        Returns:
-            ``(has [N] bool, targets [M, V])``: over the ``N`` supervised positions in row-major order (those of
-            :meth:`agrec.lm.loss.SupervisedNLL.supervised_logits`), which have a teacher target, and for those
-            ``M`` the target distribution over the vocabulary at temperature ``T``.
-        """
+    def _masses(self, input_ids: torch.Tensor, labels: torch.Tensor) -> _Masses | None:
+        """The teacher's pass over a batch (:class:`_Masses`); None where no supervised position has a teacher."""
         device = input_ids.device
         tabs = self._at(device)
         items, owner, level = self.code_positions(input_ids)
@@ -135,9 +180,8 @@ class CodeDistiller:
         own, lvl = owner[:, 1:][supervised], level[:, 1:][supervised]  # [N]
         b = torch.arange(input_ids.shape[0], device=device)[:, None].expand_as(supervised)[supervised]
         has = (own >= 1) & (lvl >= 0)  # a code of an item with at least one item before it in its row
-        targets = torch.zeros(int(has.sum()), n_logits, device=device)
         if not bool(has.any()):
-            return has, targets
+            return None
         b, own, lvl = b[has], own[has], lvl[has]
         # one teacher distribution per supervised item (its codes share it)
         K = items.shape[1]
@@ -158,31 +202,188 @@ class CodeDistiller:
             sums[lv] = q.new_zeros(q.shape[0], len(tabs[f"tok{lv}"])).index_add_(
                 1, tabs[f"parent{lv + 1}"], sums[lv + 1]
             )
-        path = tabs["prefix"][items[b, own]]  # [M, n_levels]: the observed item's prefix id at each level
-        keep = torch.ones(len(b), dtype=torch.bool, device=device)
-        for lv in range(L):
-            sel = (lvl == lv).nonzero(as_tuple=True)[0]
+        return _Masses(items, owner, level, has, b, own, lvl, which, pairs, sums)
+
+    def _conditionals(
+        self, m: _Masses, lv: int, pair: torch.Tensor, prefix: torch.Tensor, n_logits: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The teacher's distribution over the level-``lv`` codes given a prefix: ``pair`` ``[n]`` the distilled
+        item (into ``m.pairs``) whose teacher pass to read, ``prefix`` ``[n]`` the prefix's id at level ``lv`` (a
+        run of level ``lv - 1``). Returns ``(dist [n, n_logits] float64, total [n])``, ``total`` the prefix's
+        mass (0 where it underflowed: no target)."""
+        tabs = self._at(pair.device)
+        first, tok = tabs[f"first{lv}"], tabs[f"tok{lv}"]
+        runs = first[prefix][:, None] + torch.arange(self._widths[lv], device=pair.device)[None, :]
+        real = runs < first[prefix + 1][:, None]  # [n, width]: the prefix's children (the rest is padding)
+        runs = runs.clamp(max=len(tok) - 1)
+        mass = m.sums[lv][pair[:, None], runs] * real
+        total = mass.sum(1)
+        dist = torch.zeros(len(pair), n_logits, dtype=torch.float64, device=pair.device)
+        dist.scatter_add_(1, tok[runs], mass / total[:, None].clamp(min=torch.finfo(torch.float64).tiny))
+        return dist, total
+
+    def _path_targets(self, m: _Masses, n_logits: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(has [N], targets [M, V])`` of :meth:`soft_targets` from a teacher pass."""
+        tabs = self._at(m.b.device)
+        has = m.has.clone()
+        path = tabs["prefix"][m.items[m.b, m.own]]  # [H, n_levels]: the observed item's prefix id at each level
+        targets = torch.zeros(len(m.b), n_logits, device=m.b.device)
+        keep = torch.ones(len(m.b), dtype=torch.bool, device=m.b.device)
+        for lv in range(self.n_levels):
+            sel = (m.lvl == lv).nonzero(as_tuple=True)[0]
             if len(sel) == 0:
                 continue
-            first, tok = tabs[f"first{lv}"], tabs[f"tok{lv}"]
-            p = path[sel, lv]
-            runs = first[p][:, None] + torch.arange(self._widths[lv], device=device)[None, :]
-            real = runs < first[p + 1][:, None]  # [n_sel, width]: the prefix's children (the rest is padding)
-            runs = runs.clamp(max=len(tok) - 1)
-            mass = sums[lv][which[sel][:, None], runs] * real
-            total = mass.sum(1, keepdim=True)
+            dist, total = self._conditionals(m, lv, m.which[sel], path[sel, lv], n_logits)
             # a prefix whose whole mass underflowed even in float64 has no target: the hard one alone
-            keep[sel] = total[:, 0] > 0
-            dist = torch.zeros(len(sel), n_logits, dtype=torch.float64, device=device)
-            dist.scatter_add_(1, tok[runs], mass / total.clamp(min=torch.finfo(torch.float64).tiny))
+            keep[sel] = total > 0
             targets[sel] = dist.float()
         if not bool(keep.all()):
             has[has.nonzero(as_tuple=True)[0][~keep]] = False
             targets = targets[keep]
         return has, targets
 
+    @torch.no_grad()
+    def soft_targets(
+        self, input_ids: torch.Tensor, labels: torch.Tensor, n_logits: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The teacher's code distributions at the supervised positions of a padded batch.
+
+        Args:
+            input_ids: ``[B, T]`` token ids of a padded batch.
+            labels: ``[B, T]``, :data:`IGNORE` where unsupervised (the shift of the loss: position ``t`` predicts
+                ``labels[:, t + 1]``).
+            n_logits: ``V``, the width of the LM's logits (its output embedding's rows: the vocabulary, or more).
+        Returns:
+            ``(has [N] bool, targets [M, V])``: over the ``N`` supervised positions in row-major order (those of
+            :meth:`agrec.lm.loss.SupervisedNLL.supervised_logits`), which have a teacher target, and for those
+            ``M`` the target distribution over the vocabulary at temperature ``T``.
+        """
+        return self.targets(input_ids, None, labels, n_logits)[:2]
+
+    @torch.no_grad()
+    def targets(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor, n_logits: int
+    ) -> tuple[torch.Tensor, torch.Tensor, Branches | None]:
+        """:meth:`soft_targets` and, with ``branch_tokens > 0``, the batch's off-path prefixes (:class:`Branches`;
+        None without). ``attention_mask`` ``[B, T]`` (1 on real tokens; None: all real) shapes the rows' own
+        attention in :attr:`Branches.allowed`, as the model would build it from the 2-D mask."""
+        m = self._masses(input_ids, labels)
+        if m is None:
+            N = int((labels[:, 1:] != IGNORE).sum())
+            has = torch.zeros(N, dtype=torch.bool, device=input_ids.device)
+            return has, torch.zeros(0, n_logits, device=input_ids.device), None
+        has, soft = self._path_targets(m, n_logits)
+        branches = self._branches(m, input_ids, attention_mask, n_logits) if self.branch_tokens else None
+        return has, soft, branches
+
+    def _branches(
+        self, m: _Masses, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, n_logits: int
+    ) -> Branches:
+        """Each row's ``branch_tokens`` off-path prefixes of most teacher mass, ready to append (module docstring)."""
+        device = input_ids.device
+        tabs = self._at(device)
+        L, Bt = self.n_levels, self.branch_tokens
+        B, T = input_ids.shape
+        K = m.items.shape[1]
+        P = len(m.pairs)
+        row, idx = m.pairs // K, m.pairs % K
+        observed = tabs["prefix"][m.items[row, idx]]  # [P, L]: prefix ids; level l's run = prefix id at l + 1
+        # candidates: per distilled item and level 0 .. L-2 (a prefix that predicts a further level), its heaviest
+        # off-path runs; the row's best Bt are among these
+        mass_c, level_c, run_c = [], [], []
+        for lv in range(L - 1):
+            s = m.sums[lv].clone()
+            s[torch.arange(P, device=device), observed[:, lv + 1]] = -1.0  # the observed path is not a branch
+            k = min(Bt, s.shape[1])
+            v, r = s.topk(k, dim=1)
+            mass_c.append(v)
+            run_c.append(r)
+            level_c.append(torch.full_like(r, lv))
+        mass, lvl, run = torch.cat(mass_c, 1), torch.cat(level_c, 1), torch.cat(run_c, 1)  # [P, C]
+        C = mass.shape[1]
+        # per row: its items' candidates side by side, heaviest first, the shallower first among equals (a parent
+        # is never lighter than its child, so the chosen set holds every chosen prefix's off-path ancestors)
+        dense = torch.full((B, K * C), -1.0, dtype=torch.float64, device=device)
+        cols = idx[:, None] * C + torch.arange(C, device=device)[None, :]
+        dense[row[:, None].expand(P, C), cols] = mass
+        lv_dense = torch.full((B, K * C), L, dtype=torch.long, device=device)
+        lv_dense[row[:, None].expand(P, C), cols] = lvl
+        by_level = torch.sort(lv_dense, dim=1, stable=True).indices
+        by_mass = torch.sort(-dense.gather(1, by_level), dim=1, stable=True).indices
+        chosen = by_level.gather(1, by_mass)[:, :Bt]  # [B, <=Bt] columns into dense
+        ok = dense.gather(1, chosen) > 0
+        E = chosen.shape[1]
+        r_b, slot = ok.nonzero(as_tuple=True)  # [M]
+        col = chosen[r_b, slot]
+        pair_of = torch.full((B, K), -1, dtype=torch.long, device=device)
+        pair_of[row, idx] = torch.arange(P, device=device)
+        p = pair_of[r_b, col // C]  # the distilled item of each chosen prefix
+        c = col % C
+        n_lv, n_run, weight = lvl[p, c], run[p, c], mass[p, c]
+        # where each prefix leaves the observed path: its ancestors' runs, from the parent tables
+        anc = torch.full((len(p), L - 1), -1, dtype=torch.long, device=device)
+        for lv in range(L - 2, -1, -1):
+            at = n_lv == lv
+            anc[at, lv] = n_run[at]
+            deeper = n_lv > lv
+            if lv + 1 <= L - 2:
+                anc[deeper, lv] = tabs[f"parent{lv + 1}"][anc[deeper, lv + 1]]
+        depth = torch.arange(L - 1, device=device)[None, :]
+        off = (anc != observed[p, 1:]) & (depth <= n_lv[:, None])
+        diverge = torch.where(off, depth.expand_as(off), L).min(1).values  # m: the first level off the path
+        # positions of the observed item's codes in its row
+        pos_of = torch.zeros(B, K, L, dtype=torch.long, device=device)
+        has_code = m.owner >= 0
+        rows_t = torch.arange(B, device=device)[:, None].expand(B, T)
+        pos_of[rows_t[has_code], m.owner[has_code], m.level[has_code]] = torch.arange(T, device=device)[None, :].expand(
+            B, T
+        )[has_code]
+        root = pos_of[r_b, idx[p], diverge]  # the observed code the branch replaces: keys before it are shared
+        position = pos_of[r_b, idx[p], n_lv]
+        # the extended rows' attention: the rows' own (causal, real keys), then each prefix's
+        allowed = torch.zeros(B, T + E, T + E, dtype=torch.bool, device=device)
+        causal = torch.ones(T, T, dtype=torch.bool, device=device).tril()
+        real = torch.ones(B, T, dtype=torch.bool, device=device) if attention_mask is None else attention_mask.bool()
+        allowed[:, :T, :T] = causal[None] & real[:, None, :]
+        allowed[r_b, T + slot, :T] = torch.arange(T, device=device)[None, :] < root[:, None]
+        ar = torch.arange(E, device=device)
+        allowed[:, T + ar, T + ar] = True  # itself (and an empty slot attends to itself alone)
+        # its off-path ancestors, found among the chosen prefixes of its row by (item, level, run)
+        runs_max = max(int(tabs[f"first{lv}"][-1]) for lv in range(L))
+        key = (p * L + n_lv) * runs_max + n_run
+        sorted_key, order = torch.sort(key)
+        for lv in range(L - 2):
+            need = (diverge <= lv) & (n_lv > lv)  # an ancestor at level lv is off the path
+            if not bool(need.any()):
+                continue
+            want = (p[need] * L + lv) * runs_max + anc[need, lv]
+            at = torch.searchsorted(sorted_key, want).clamp(max=len(key) - 1)
+            if not bool((sorted_key[at] == want).all()):
+                raise AssertionError("an off-path prefix was chosen without its parent")
+            allowed[r_b[need], T + slot[need], T + slot[order[at]]] = True
+        tokens = torch.zeros(B, E, dtype=torch.long, device=device)
+        positions = torch.zeros(B, E, dtype=torch.long, device=device)
+        tok_of = torch.zeros(len(p), dtype=torch.long, device=device)
+        for lv in range(L - 1):
+            at = n_lv == lv
+            tok_of[at] = tabs[f"tok{lv}"][n_run[at]]
+        tokens[r_b, slot] = tok_of
+        positions[r_b, slot] = position
+        targets = torch.zeros(len(p), n_logits, device=device)
+        for lv in range(L - 1):
+            at = (n_lv == lv).nonzero(as_tuple=True)[0]
+            if len(at):
+                d, _ = self._conditionals(m, lv + 1, p[at], n_run[at], n_logits)
+                targets[at] = d.float()
+        return Branches(tokens, positions, allowed, r_b, slot, targets, weight.float())
+
     def loss(
-        self, logits: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor, hard: torch.Tensor
+        self,
+        logits: torch.Tensor,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor,
+        hard: torch.Tensor,
+        targets: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Summed loss of a batch's supervised positions (module docstring).
 
@@ -191,8 +392,9 @@ class CodeDistiller:
             input_ids: ``[B, T]`` the batch's token ids.
             labels: ``[B, T]`` its labels.
             hard: ``[N]`` the per-position hard loss (cross-entropy of the observed token, label smoothing and all).
+            targets: ``(has, soft)`` of :meth:`targets` if already computed (else computed here).
         """
-        has, soft = self.soft_targets(input_ids, labels, logits.shape[-1])
+        has, soft = self.soft_targets(input_ids, labels, logits.shape[-1]) if targets is None else targets
         if soft.shape[0] == 0:
             return hard.sum()
         T = self.temperature
@@ -200,6 +402,19 @@ class CodeDistiller:
         soft_ce = -(soft * log_p).sum(-1)  # cross-entropy with the soft target (its KL up to a constant)
         lam = self.weight
         return hard[~has].sum() + (1 - lam) * hard[has].sum() + lam * T * T * soft_ce.sum()
+
+    def branch_loss(self, logits: torch.Tensor, branches: Branches) -> torch.Tensor:
+        """``λ·T²·Σ q(n)·CE(q_T(. | n), p_T(. | n))`` over the off-path prefixes (module docstring).
+
+        Args:
+            logits: ``[M, V]`` the LM's logits at the prefixes' slots (``branches.rows``, ``branches.slots``).
+        """
+        if logits.shape[0] == 0:
+            return logits.sum() * 0.0
+        T = self.temperature
+        log_p = F.log_softmax(logits.float() / T, dim=-1)
+        ce = -(branches.targets * log_p).sum(-1)
+        return self.weight * T * T * (branches.weights * ce).sum()
 
 
 def _path_tables(tokens: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -18,7 +18,9 @@ generating codes, and the validation loss stays the codes' NLL; the trained head
 (the evaluation scorer ``lm``, :mod:`agrec.lm.item_scorer`).
 
 ``lm.distill_teacher`` (with a :class:`~agrec.lm.distill.CodeDistiller`) mixes into each code position's loss the
-teacher recommender's distribution over that position's codes (knowledge distillation, :mod:`agrec.lm.distill`).
+teacher recommender's distribution over that position's codes (knowledge distillation, :mod:`agrec.lm.distill`);
+with ``lm.distill_branch_tokens`` the rows are extended by off-path prefixes under a tree attention mask in the same
+forward.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agrec.lm.batching import attn_implementation, block_causal_mask
+from agrec.lm.batching import attention_form, attn_implementation, block_causal_mask
 from agrec.lm.distill import CodeDistiller
 from agrec.lm.finetune import unwrap
 from agrec.lm.item_embedding import item_embedding, item_indexer
@@ -75,6 +77,11 @@ class SupervisedNLL(nn.Module):
         if item_loss < 0:
             raise ValueError(f"item_loss must be >= 0, got {item_loss}")
         self.item_loss = float(item_loss)
+        if distiller is not None and distiller.branch_tokens and not self.fast:
+            raise ValueError(
+                f"lm.distill_branch_tokens needs a plain-head causal LM ({', '.join(sorted(PLAIN_HEAD_ARCHS))}), "
+                f"got {type(base).__name__}"
+            )
         if self.item_loss and (item_embedding(base) is None or not self.fast):
             raise ValueError(
                 f"item_loss needs a plain-head causal LM ({', '.join(sorted(PLAIN_HEAD_ARCHS))}) with an item "
@@ -93,6 +100,29 @@ class SupervisedNLL(nn.Module):
         reads)."""
         kw = self._attention(attention_mask, position_ids, segment_ids)
         return unwrap(self.model).model(input_ids=input_ids, use_cache=False, **kw).last_hidden_state
+
+    def _with_branches(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """One forward of a padded batch with the distiller's off-path prefixes appended to its rows
+        (:class:`agrec.lm.distill.Branches`). Returns the rows' own final hidden states ``[B, T, H]`` (what they
+        are without the prefixes) and ``(has, soft, branch loss)``: the path targets and the prefixes' summed
+        soft loss."""
+        distiller = self.distiller
+        assert distiller is not None
+        head = unwrap(self.model).get_output_embeddings()
+        has, soft, br = distiller.targets(input_ids, attention_mask, labels, int(head.weight.shape[0]))
+        if br is None:  # no position with a teacher: the plain forward
+            hidden = self._hidden(input_ids, attention_mask, None, None)
+            return hidden, (has, soft, hidden.sum() * 0.0)
+        B, T = input_ids.shape
+        ids = torch.cat([input_ids, br.input_ids], 1)
+        pos = torch.cat([torch.arange(T, device=input_ids.device).expand(B, T), br.position_ids], 1)
+        mask = attention_form(br.allowed, attn_implementation(self.model), what="lm.distill_branch_tokens")
+        out = unwrap(self.model).model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
+        hidden = out.last_hidden_state
+        branch = distiller.branch_loss(head(hidden[:, T:][br.rows, br.slots]), br)
+        return hidden[:, :T], (has, soft, branch)
 
     def _attention(
         self, attention_mask: torch.Tensor | None, position_ids: torch.Tensor | None, segment_ids: torch.Tensor | None
@@ -174,12 +204,17 @@ class SupervisedNLL(nn.Module):
         """Summed NLL (a scalar, fp32) of the supervised tokens of the batch (padded or packed); with
         ``label_smoothing`` ε, the summed ``(1 - ε)·NLL + ε·mean over the vocabulary of -log p``; with a
         ``distiller``, each position with a teacher target mixes in the teacher's code distribution
-        (:meth:`agrec.lm.distill.CodeDistiller.loss`; padded batches only); with ``item_loss`` λ, plus λ times the
+        (:meth:`agrec.lm.distill.CodeDistiller.loss`; padded batches only) and, with its ``branch_tokens``, the
+        off-path prefixes' term in the same forward (:meth:`_with_branches`); with ``item_loss`` λ, plus λ times the
         summed cross-entropy of each supervised item over all items (:meth:`next_item_targets`)."""
         if self.distiller is not None and segment_ids is not None:
             raise ValueError("distillation needs one sequence per row (lm.batching pad or bucket), got a packed batch")
         hidden = None
-        if self.item_loss:
+        extra = None
+        if self.distiller is not None and self.distiller.branch_tokens:
+            hidden, extra = self._with_branches(input_ids, attention_mask, labels)
+            logits, targets = self._code_logits(hidden, labels)
+        elif self.item_loss:
             hidden = self._hidden(input_ids, attention_mask, position_ids, segment_ids)
             logits, targets = self._code_logits(hidden, labels)
         else:
@@ -188,9 +223,12 @@ class SupervisedNLL(nn.Module):
             loss = F.cross_entropy(logits.float(), targets, reduction="sum", label_smoothing=self.label_smoothing)
         else:
             hard = F.cross_entropy(logits.float(), targets, reduction="none", label_smoothing=self.label_smoothing)
-            loss = self.distiller.loss(logits, input_ids, labels, hard)
-        if hidden is None:
+            loss = self.distiller.loss(logits, input_ids, labels, hard, None if extra is None else extra[:2])
+            if extra is not None:
+                loss = loss + extra[2]
+        if not self.item_loss:
             return loss
+        assert hidden is not None  # item_loss: one of the two forwards that keep the hidden states
         items = self.next_item_targets(input_ids, labels, segment_ids)
         at = items >= 0
         weight = item_embedding(unwrap(self.model))

@@ -222,7 +222,12 @@ def make_training_job(
         if teacher is None:
             raise AgrecError(f"lm.distill_teacher {cfg.distill_teacher!r}: no teacher was given")
         distiller = CodeDistiller(
-            teacher, built.vocab.item_token_ids, len(built.tokenizer), cfg.distill_weight, cfg.distill_temperature
+            teacher,
+            built.vocab.item_token_ids,
+            len(built.tokenizer),
+            cfg.distill_weight,
+            cfg.distill_temperature,
+            cfg.distill_branch_tokens,
         )
     trainer = Trainer(
         build_model,

@@ -242,3 +242,122 @@ def test_the_sasrec_teacher_scores_in_full_precision_under_the_students_autocast
     with torch.autocast("cpu", dtype=torch.bfloat16):
         under = teacher(items, rows, pos)
     assert under.dtype == torch.float32 and torch.equal(under, plain)
+
+
+def test_branches_are_the_rows_heaviest_off_path_prefixes_with_their_conditionals_and_tree_attention():
+    # row 0: items 0, 2, 1. Item 2 (codes (1,0)) after item 0 (Q[0] = .2 .3 .5): its off-path first code 0 holds
+    # items 0 and 1, mass .5, conditional .2/.5 and .3/.5 over second codes 0, 1. Item 1 (codes (0,1)) after items
+    # 0, 2 (Q[1] = .6 .3 .1): off-path first code 1 holds item 2 alone, mass .1. Row 1 has nothing to distil
+    mask = torch.tensor([[1] * 7, [1, 1, 1, 0, 0, 0, 0]])
+    d = CodeDistiller(table_teacher([]), TOKENS, 8, 0.5, 1.0, branch_tokens=1)
+    has, soft, br = d.targets(IDS, mask, ALL, 8)
+    torch.testing.assert_close((has, soft), distiller().soft_targets(IDS, ALL, 8))  # the path targets unchanged
+    assert br.input_ids.tolist() == [[4], [0]] and br.position_ids.tolist() == [[3], [0]]
+    assert br.rows.tolist() == [0] and br.slots.tolist() == [0]
+    torch.testing.assert_close(br.targets, torch.tensor([[0, 0, 0, 0, 0, 0, 0.4, 0.6]]))
+    torch.testing.assert_close(br.weights, torch.tensor([0.5]))
+    # the slot attends to the row's tokens before item 2's first code (positions 0-2) and itself; the rows' own
+    # tokens attend causally to their real tokens and never to a slot; row 1's empty slot attends to itself only
+    want = torch.zeros(2, 8, 8, dtype=torch.bool)
+    want[:, :7, :7] = torch.ones(7, 7, dtype=torch.bool).tril()
+    want[1, :7, 3:7] = False
+    want[0, 7, :3] = True
+    want[:, 7, 7] = True
+    assert torch.equal(br.allowed, want)
+    # two per row: item 1's branch (first code 1, token 5, beside position 5) comes second, lighter
+    has, soft, br = CodeDistiller(table_teacher([]), TOKENS, 8, 0.5, 1.0, branch_tokens=2).targets(IDS, mask, ALL, 8)
+    assert br.input_ids.tolist() == [[4, 5], [0, 0]] and br.position_ids.tolist() == [[3, 5], [0, 0]]
+    torch.testing.assert_close(br.weights, torch.tensor([0.5, 0.1]))
+    torch.testing.assert_close(br.targets[1], torch.tensor([0, 0, 0, 0, 0, 0, 1.0, 0]))
+    assert br.allowed[0, 8].tolist() == [True] * 5 + [False] * 3 + [True]
+    # the branch term: λ·T²·Σ q(n)·CE; uniform logits over 8 cost ln 8 each
+    got = CodeDistiller(table_teacher([]), TOKENS, 8, 0.5, 2.0, branch_tokens=2).branch_loss(torch.zeros(2, 8), br)
+    assert float(got) == pytest.approx(0.5 * 4 * (0.5 + 0.1) * math.log(8), rel=1e-6)
+    with pytest.raises(ValueError, match=r"lm.distill_branch_tokens\) must be >= 0, got -1"):
+        CodeDistiller(table_teacher([]), TOKENS, 8, 0.5, branch_tokens=-1)
+
+
+def test_a_batch_with_branches_equals_each_off_path_prefix_fed_on_its_own_on_a_random_three_level_table():
+    # 40 items of 3 levels; two rows of different lengths; every chosen prefix, brute-forced from the items, must
+    # cost in the one extended forward what it costs as a sequence of its own (the row up to the item, then the
+    # prefix's codes), and the rows' own positions must cost what they cost without branches
+    rng = np.random.default_rng(1)
+    codes = rng.permutation(np.array([(a, b, c) for a in range(3) for b in range(4) for c in range(5)]))[:40]
+    table = CodeTable(codes=codes, codebook_sizes=(3, 4, 5))
+    built = build_fresh(tiny_cfg(), table, seed=0, log=lambda s: None)
+    model, tokens = built.model.eval(), built.vocab.item_token_ids
+    V = int(model.get_output_embeddings().weight.shape[0])
+    logits = torch.tensor(rng.normal(size=(8, 40)) * 2.0, dtype=torch.float32)
+
+    def teacher(items, rows, positions):
+        return logits[positions + 3 * rows]
+
+    seqs = [[3, 17, 0, 39, 25], [8, 30, 11]]
+    T = 1 + 3 * max(map(len, seqs))
+    ids = torch.zeros(2, T, dtype=torch.long)
+    mask = torch.zeros(2, T, dtype=torch.long)
+    for r, s in enumerate(seqs):
+        row = [1] + [int(t) for i in s for t in tokens[i]]
+        ids[r, : len(row)], mask[r, : len(row)] = torch.tensor(row), 1
+    labels = torch.where(mask.bool(), ids, torch.full_like(ids, -100))
+    labels[:, 0] = -100
+    B_t, T_d = 6, 0.5
+    d = CodeDistiller(teacher, tokens, V, 0.5, T_d, branch_tokens=B_t)
+    plain = CodeDistiller(teacher, tokens, V, 0.5, T_d)
+    want = 0.0
+    for r, s in enumerate(seqs):
+        cands = []  # (mass, level, prefix, start of the item in the row)
+        for k in range(1, len(s)):
+            q = torch.softmax(logits[k - 1 + 3 * r].double() / T_d, -1)
+            obs = tuple(codes[s[k]])
+            for lv in range(2):
+                masses: dict = {}
+                for i in range(40):
+                    masses[tuple(codes[i][: lv + 1])] = masses.get(tuple(codes[i][: lv + 1]), 0.0) + float(q[i])
+                for pre, mass in masses.items():
+                    if pre != obs[: lv + 1]:
+                        cands.append((mass, lv, pre, 1 + 3 * k, q))
+        cands.sort(key=lambda c: (-c[0], c[1]))
+        for mass, lv, pre, start, q in cands[:B_t]:
+            child = torch.zeros(V, dtype=torch.float64)
+            for i in range(40):
+                if tuple(codes[i][: lv + 1]) == pre:
+                    child[int(tokens[i, lv + 1])] += q[i]
+            seq = torch.cat([ids[r, :start], torch.tensor([int(tokens[[i for i in range(40) if tuple(codes[i][: lv + 1]) == pre][0], j]) for j in range(lv + 1)])])
+            with torch.no_grad():
+                out = model(input_ids=seq[None]).logits[0, -1]
+            ce = -(child / child.sum() * F.log_softmax(out.double() / T_d, -1)).sum()
+            want += 0.5 * T_d * T_d * mass * float(ce)
+    with torch.no_grad():
+        got = SupervisedNLL(model, distiller=d)(ids, mask, labels)
+        base = SupervisedNLL(model, distiller=plain)(ids, mask, labels)
+        hidden, _ = SupervisedNLL(model, distiller=d)._with_branches(ids, mask, labels)
+        own = SupervisedNLL(model)._hidden(ids, mask, None, None)
+    assert float(got - base) == pytest.approx(want, rel=1e-4)
+    torch.testing.assert_close(hidden[mask.bool()], own[mask.bool()], rtol=1e-5, atol=1e-5)
+    # a prefix two levels deep came with its off-path parent (the brute force above holds both kinds)
+    br = d.targets(ids, mask, labels, V)[2]
+    assert br is not None and len(br.rows) == 2 * B_t
+    assert bool((br.allowed[:, T:, T:].sum(-1) > 1).any())
+
+
+def test_branch_config_needs_a_teacher_and_keeps_every_key_at_zero():
+    with pytest.raises(ConfigError, match=r"lm.distill_branch_tokens \(4\) applies with a teacher only"):
+        LMConfig(distill_branch_tokens=4)
+    with pytest.raises(ConfigError, match="lm.distill_branch_tokens must be >= 0, got -1"):
+        LMConfig(distill_teacher="sasrec", distill_branch_tokens=-1)
+    assert "distill_branch_tokens" not in keyed(LMConfig(distill_teacher="sasrec"))
+    assert keyed(LMConfig(distill_teacher="sasrec", distill_branch_tokens=4))["distill_branch_tokens"] == 4
+
+
+def test_the_trainer_distils_off_path_prefixes_through_the_stage_and_resumes_exactly(tmp_path):
+    teacher = toy_teacher(CODES.n_items)
+    path_only = job(tmp_path, "path", tiny_cfg(distill_teacher="sasrec"), teacher=teacher).trainer.fit()
+    cfg = tiny_cfg(distill_teacher="sasrec", distill_branch_tokens=3)
+    res = job(tmp_path, "branches", cfg, teacher=teacher).trainer.fit()
+    assert losses(res) != losses(path_only)
+    broken = job(tmp_path, "broken", cfg, teacher=teacher)
+    broken.trainer.stop_after_step = len(broken.trainer.plan(0)) + 1
+    with pytest.raises(TrainingInterrupted):
+        broken.trainer.fit()
+    assert losses(job(tmp_path, "broken", cfg, teacher=teacher).trainer.fit(resume=True)) == losses(res)
