@@ -173,9 +173,15 @@ def attn_implementation(model) -> str:
     return str(getattr(getattr(unwrap(model), "config", None), "_attn_implementation", None))
 
 
-def check_packable(model) -> None:
-    """A :class:`ConfigError` unless ``model`` takes a custom 4-D attention mask (sdpa or eager)."""
+def check_packable(model, what: str | None = None) -> None:
+    """A :class:`ConfigError` unless ``model`` takes a custom 4-D attention mask (sdpa or eager); ``what`` names the
+    feature that needs it (default: ``lm.batching 'pack'``)."""
     impl = attn_implementation(model)
+    if impl not in PACKABLE_ATTENTION and what is not None:
+        raise ConfigError(
+            f"{what} needs attention that takes a 4-D mask ({' or '.join(PACKABLE_ATTENTION)}); this backbone uses "
+            f"{impl!r}, which does not (flash-attention kernels reject 4-D masks)"
+        )
     if impl not in PACKABLE_ATTENTION:
         raise ConfigError(
             f"lm.batching 'pack' needs attention that takes a 4-D block-diagonal mask "

@@ -34,15 +34,20 @@ one prefix per level, the observed item's. Beam search ranks the items by the pr
 
     KL(q || p) = sum over prefixes n of q(n) · KL(q(. | n) || p(. | n))
 
-(the chain rule of KL; ``q(n)`` the teacher's mass of the items under ``n``). The observed path is one sample of
+(the chain rule of KL; ``q(n)`` the teacher's mass of the items under ``n``; at temperature ``T`` both sides are the
+tempered ``q_T`` and ``p_T``). The observed path is one sample of
 that sum. With ``B > 0`` each training row also gets up to ``B`` extra tokens, the off-path prefixes of the row's
 distilled items with the most teacher mass: a prefix that leaves the observed path at level ``m`` is fed as its
 codes from level ``m`` on, at the positions of the observed codes they stand beside, each attending to the row's
 tokens before the observed level-``m`` code and to its own earlier codes (a tree attention mask; the row's own
 tokens never see them). Its output is trained towards the teacher's conditional of the next level, weighted by
-the prefix's mass: ``λ·T²·q(n)·CE(q_T(. | n), p_T(. | n))``. A prefix's mass is never above its parent's, and ties
-keep the shallower first, so the chosen prefixes form subtrees that hang off the observed path. The row's own
-tokens compute exactly what they compute without branches; the cost is the extra tokens (about linear in them).
+the prefix's mass: ``λ·T²·q_T(n)·CE(q_T(. | n), p_T(. | n))``. A prefix's mass is never above its parent's, and
+ties keep the shallower first, so the chosen prefixes form subtrees that hang off the observed path. The row's own
+tokens go through the same computation as without branches (up to the attention kernel's rounding: a 4-D mask may
+take another kernel; with ``lm.tiny.item_dropout`` the dropout draws cover the extra tokens too, so they differ);
+the cost is the extra tokens (about linear in them). The logged training loss then holds the branch term too (a
+cross-entropy, so it includes the teacher conditionals' entropy): its curve is not comparable with ``B = 0``'s.
+Codes of one level have no prefix that predicts a further level, so ``B > 0`` is refused there.
 """
 
 from __future__ import annotations
@@ -63,15 +68,15 @@ TeacherFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class Branches(NamedTuple):
-    """The off-path prefixes of a padded batch of ``B`` rows and ``T`` tokens (module docstring), ``E`` slots per
+    """The off-path prefixes of a padded batch of ``R`` rows and ``T`` tokens (module docstring), ``E`` slots per
     row appended after its tokens (a row with fewer prefixes fills the rest with padding that attends only to
     itself and is trained on nothing).
 
-    ``input_ids`` / ``position_ids`` ``[B, E]``: each prefix's last code token and the position of the observed
-    code it stands beside. ``allowed`` ``[B, T + E, T + E]`` bool: which key each query of the extended rows may
+    ``input_ids`` / ``position_ids`` ``[R, E]``: each prefix's last code token and the position of the observed
+    code it stands beside. ``allowed`` ``[R, T + E, T + E]`` bool: which key each query of the extended rows may
     attend (the row's own tokens as without branches). ``rows`` / ``slots`` ``[M]``: where the ``M`` prefixes are.
     ``targets`` ``[M, V]``: the teacher's conditional over the next level's codes given each prefix, at
-    temperature ``T``. ``weights`` ``[M]``: each prefix's teacher mass ``q(n)``.
+    temperature ``T``. ``weights`` ``[M]``: each prefix's teacher mass ``q_T(n)``.
     """
 
     input_ids: torch.Tensor
@@ -134,6 +139,13 @@ class CodeDistiller:
         self._tables = _path_tables(item_token_ids.to(torch.long).cpu())
         # the most children one prefix has, per level: Python ints, so that the hot path never reads a device tensor
         self._widths = [int(self._tables.pop(f"width{lv}")) for lv in range(self.n_levels)]
+        # the most runs any level has (a key radix for finding a prefix's parent among the chosen ones)
+        self._runs_max = max(int(self._tables[f"first{lv}"][-1]) for lv in range(self.n_levels))
+        if self.branch_tokens and self.n_levels < 2:
+            raise ValueError(
+                f"lm.distill_branch_tokens ({self.branch_tokens}) needs codes of 2 levels or more: with "
+                f"{self.n_levels} no prefix predicts a further level"
+            )
         self._on: dict[torch.device, dict[str, torch.Tensor]] = {}
 
     def _at(self, device: torch.device) -> dict[str, torch.Tensor]:
@@ -311,8 +323,9 @@ class CodeDistiller:
         by_level = torch.sort(lv_dense, dim=1, stable=True).indices
         by_mass = torch.sort(-dense.gather(1, by_level), dim=1, stable=True).indices
         chosen = by_level.gather(1, by_mass)[:, :Bt]  # [B, <=Bt] columns into dense
-        ok = dense.gather(1, chosen) > 0
-        E = chosen.shape[1]
+        ok = dense.gather(1, chosen) > 0  # heaviest first: a row's valid slots come first
+        E = int(ok.sum(1).max())  # no slot that every row leaves empty
+        chosen, ok = chosen[:, :E], ok[:, :E]
         r_b, slot = ok.nonzero(as_tuple=True)  # [M]
         col = chosen[r_b, slot]
         pair_of = torch.full((B, K), -1, dtype=torch.long, device=device)
@@ -345,18 +358,17 @@ class CodeDistiller:
         causal = torch.ones(T, T, dtype=torch.bool, device=device).tril()
         real = torch.ones(B, T, dtype=torch.bool, device=device) if attention_mask is None else attention_mask.bool()
         allowed[:, :T, :T] = causal[None] & real[:, None, :]
-        allowed[r_b, T + slot, :T] = torch.arange(T, device=device)[None, :] < root[:, None]
+        allowed[r_b, T + slot, :T] = (torch.arange(T, device=device)[None, :] < root[:, None]) & real[r_b]
         ar = torch.arange(E, device=device)
         allowed[:, T + ar, T + ar] = True  # itself (and an empty slot attends to itself alone)
         # its off-path ancestors, found among the chosen prefixes of its row by (item, level, run)
-        runs_max = max(int(tabs[f"first{lv}"][-1]) for lv in range(L))
-        key = (p * L + n_lv) * runs_max + n_run
+        key = (p * L + n_lv) * self._runs_max + n_run
         sorted_key, order = torch.sort(key)
         for lv in range(L - 2):
             need = (diverge <= lv) & (n_lv > lv)  # an ancestor at level lv is off the path
             if not bool(need.any()):
                 continue
-            want = (p[need] * L + lv) * runs_max + anc[need, lv]
+            want = (p[need] * L + lv) * self._runs_max + anc[need, lv]
             at = torch.searchsorted(sorted_key, want).clamp(max=len(key) - 1)
             if not bool((sorted_key[at] == want).all()):
                 raise AssertionError("an off-path prefix was chosen without its parent")
@@ -404,7 +416,7 @@ class CodeDistiller:
         return hard[~has].sum() + (1 - lam) * hard[has].sum() + lam * T * T * soft_ce.sum()
 
     def branch_loss(self, logits: torch.Tensor, branches: Branches) -> torch.Tensor:
-        """``λ·T²·Σ q(n)·CE(q_T(. | n), p_T(. | n))`` over the off-path prefixes (module docstring).
+        """``λ·T²·Σ q_T(n)·CE(q_T(. | n), p_T(. | n))`` over the off-path prefixes (module docstring).
 
         Args:
             logits: ``[M, V]`` the LM's logits at the prefixes' slots (``branches.rows``, ``branches.slots``).

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agrec.lm.batching import attention_form, attn_implementation, block_causal_mask
+from agrec.lm.batching import attention_form, attn_implementation, block_causal_mask, check_packable
 from agrec.lm.distill import CodeDistiller
 from agrec.lm.finetune import unwrap
 from agrec.lm.item_embedding import item_embedding, item_indexer
@@ -77,11 +77,13 @@ class SupervisedNLL(nn.Module):
         if item_loss < 0:
             raise ValueError(f"item_loss must be >= 0, got {item_loss}")
         self.item_loss = float(item_loss)
-        if distiller is not None and distiller.branch_tokens and not self.fast:
-            raise ValueError(
-                f"lm.distill_branch_tokens needs a plain-head causal LM ({', '.join(sorted(PLAIN_HEAD_ARCHS))}), "
-                f"got {type(base).__name__}"
-            )
+        if distiller is not None and distiller.branch_tokens:
+            if not self.fast:
+                raise ValueError(
+                    f"lm.distill_branch_tokens needs a plain-head causal LM ({', '.join(sorted(PLAIN_HEAD_ARCHS))}), "
+                    f"got {type(base).__name__}"
+                )
+            check_packable(model, "lm.distill_branch_tokens")
         if self.item_loss and (item_embedding(base) is None or not self.fast):
             raise ValueError(
                 f"item_loss needs a plain-head causal LM ({', '.join(sorted(PLAIN_HEAD_ARCHS))}) with an item "
@@ -105,8 +107,8 @@ class SupervisedNLL(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """One forward of a padded batch with the distiller's off-path prefixes appended to its rows
-        (:class:`agrec.lm.distill.Branches`). Returns the rows' own final hidden states ``[B, T, H]`` (what they
-        are without the prefixes) and ``(has, soft, branch loss)``: the path targets and the prefixes' summed
+        (:class:`agrec.lm.distill.Branches`). Returns the rows' own final hidden states ``[B, T, H]`` (the same
+        computation as without the prefixes) and ``(has, soft, branch loss)``: the path targets and the prefixes' summed
         soft loss."""
         distiller = self.distiller
         assert distiller is not None
