@@ -409,10 +409,8 @@ class CodeDistiller:
         has, soft = self.soft_targets(input_ids, labels, logits.shape[-1]) if targets is None else targets
         if soft.shape[0] == 0:
             return hard.sum()
-        T = self.temperature
-        log_p = F.log_softmax(logits[has].float() / T, dim=-1)
-        soft_ce = -(soft * log_p).sum(-1)  # cross-entropy with the soft target (its KL up to a constant)
-        lam = self.weight
+        T, lam = self.temperature, self.weight
+        soft_ce = self._soft_ce(logits[has], soft)
         return hard[~has].sum() + (1 - lam) * hard[has].sum() + lam * T * T * soft_ce.sum()
 
     def branch_loss(self, logits: torch.Tensor, branches: Branches) -> torch.Tensor:
@@ -424,9 +422,12 @@ class CodeDistiller:
         if logits.shape[0] == 0:
             return logits.sum() * 0.0
         T = self.temperature
-        log_p = F.log_softmax(logits.float() / T, dim=-1)
-        ce = -(branches.targets * log_p).sum(-1)
-        return self.weight * T * T * (branches.weights * ce).sum()
+        return self.weight * T * T * (branches.weights * self._soft_ce(logits, branches.targets)).sum()
+
+    def _soft_ce(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``[n]``: the cross-entropy of each soft target ``[n, V]`` under the LM's softmax at temperature ``T`` of
+        ``logits`` ``[n, V]`` (the KL to it up to a constant)."""
+        return -(targets * F.log_softmax(logits.float() / self.temperature, dim=-1)).sum(-1)
 
 
 def _path_tables(tokens: torch.Tensor) -> dict[str, torch.Tensor]:
