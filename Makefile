@@ -95,8 +95,9 @@ docs: setup
 docs-serve: setup
 	$(VENV)/bin/mkdocs serve --strict -a 127.0.0.1:8000
 
+# --durations: the 25 slowest tests in every CI log, to see where the suite's minutes go
 test: setup html-assets browser lint docs
-	$(PY) -m pytest -m "not slow" tests --nbmake notebooks
+	$(PY) -m pytest -m "not slow" --durations=25 tests --nbmake notebooks
 
 test-all: setup html-assets browser lint docs
 	$(PY) -m pytest tests --nbmake notebooks
