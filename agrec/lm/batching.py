@@ -177,14 +177,14 @@ def check_packable(model, what: str | None = None) -> None:
     """A :class:`ConfigError` unless ``model`` takes a custom 4-D attention mask (sdpa or eager); ``what`` names the
     feature that needs it (default: ``lm.batching 'pack'``)."""
     impl = attn_implementation(model)
-    if impl not in PACKABLE_ATTENTION and what is not None:
-        raise ConfigError(
-            f"{what} needs attention that takes a 4-D mask ({' or '.join(PACKABLE_ATTENTION)}); this backbone uses "
-            f"{impl!r}, which does not (flash-attention kernels reject 4-D masks)"
-        )
-    if impl not in PACKABLE_ATTENTION:
-        raise ConfigError(
-            f"lm.batching 'pack' needs attention that takes a 4-D block-diagonal mask "
-            f"({' or '.join(PACKABLE_ATTENTION)}); this backbone uses {impl!r}, which does not "
-            f"(flash-attention kernels reject 4-D masks). Use lm.batching 'bucket' instead."
-        )
+    if impl in PACKABLE_ATTENTION:
+        return
+    # packing's mask is block-diagonal, and padded batches are its alternative
+    packing = what is None
+    need = "lm.batching 'pack'" if packing else what
+    mask = "4-D block-diagonal mask" if packing else "4-D mask"
+    raise ConfigError(
+        f"{need} needs attention that takes a {mask} ({' or '.join(PACKABLE_ATTENTION)}); this backbone uses "
+        f"{impl!r}, which does not (flash-attention kernels reject 4-D masks)"
+        + (". Use lm.batching 'bucket' instead." if packing else "")
+    )
