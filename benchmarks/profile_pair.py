@@ -24,22 +24,24 @@ from pathlib import Path
 
 import numpy as np
 
-from agrec.analysis.significance import paired_test, rank_gains
-from agrec.decode.outcomes import Outcomes, read_outcomes
+from agrec.analysis.significance import paired_test
+from agrec.decode.outcomes import Outcomes, outcome_gains, read_outcomes
 from agrec.errors import AgrecError
+from agrec.run.seeds import SEEDS_DIR
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gap_by_history import write_section  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10")
+KS = (5, 10)
+METRICS = tuple(f"{m}@{k}" for k in KS for m in ("HR", "NDCG"))
 
 
 def seed_reports(report: Path) -> dict[int, Outcomes]:
     """Every seed's outcomes under one profile's report folder (its own seed at the top, others in
     ``seeds/<seed>/``), by seed. A folder without outcomes is left out; one seed found twice is an error."""
     found: dict[int, Outcomes] = {}
-    folders = [report, *sorted(p for p in (report / "seeds").glob("*") if p.is_dir() and p.name.isdigit())]
+    folders = [report, *sorted(p for p in (report / SEEDS_DIR).glob("*") if p.is_dir() and p.name.isdigit())]
     for folder in folders:
         o = read_outcomes(folder, required=False)
         if o is None:
@@ -71,8 +73,8 @@ def paired_rows(a: dict[int, Outcomes], b: dict[int, Outcomes], rows: list[str])
                     raise AgrecError(f"{o.path}: no row {row!r} (rows: {', '.join(o.ranks)})")
     out = []
     for row in rows:
-        gains_a = [rank_gains(a[s].ranks[row]) for s in seeds]
-        gains_b = [rank_gains(b[s].ranks[row]) for s in seeds]
+        gains_a = [outcome_gains(a[s], row, KS) for s in seeds]
+        gains_b = [outcome_gains(b[s], row, KS) for s in seeds]
         for i, label in [*enumerate(seeds), (None, "pooled")]:
             for m in METRICS:
                 ga = np.stack([g[m] for g in gains_a]) if i is None else gains_a[i][m]
