@@ -127,3 +127,29 @@ def test_a_killed_writers_temporaries_carry_its_pid_and_only_they_are_swept(tmp_
         f"removed {left[1]} (3.0 MiB): left by process {pid}, which is gone",
     ]
     assert remove_orphaned_temps(tmp_path, recursive=True) == []
+
+
+def test_the_repository_ignores_a_killed_writers_temporaries_but_not_what_they_become():
+    """A report folder copied while a stage was writing holds its temporary file; `git add reports/` must not take
+    it (one was committed once). The pattern in .gitignore is checked against names this module makes."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from agrec.io import temp_prefix
+
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+
+    def ignored(rel: str) -> bool:
+        done = subprocess.run(["git", "check-ignore", "--no-index", "-q", rel], cwd=root)
+        assert done.returncode in (0, 1), f"git check-ignore failed on {rel}"
+        return done.returncode == 0
+
+    report = "reports/Games/p/seeds/2026"
+    assert ignored(f"{report}/{temp_prefix('04_finetune.ipynb')}4x5jotn4.tmp.ipynb")
+    assert ignored(f"{report}/results/{temp_prefix('decode.json')}k2j3h4g5.tmp.json")
+    assert ignored(f"{report}/{temp_prefix('figures')}a1b2c3d4.tmp")  # a folder written whole
+    for kept in ("04_finetune.ipynb", "results/decode.json", "figures/alpha_curve.png", ".gitkeep"):
+        assert not ignored(f"{report}/{kept}"), kept
