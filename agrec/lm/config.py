@@ -143,6 +143,11 @@ class LMConfig:
     # B >= 0: per training row, the B off-path code prefixes of most teacher mass also distilled, as extra tokens
     # under a tree attention mask, each weighted by its mass (agrec/lm/distill.py); 0 = the observed path alone
     distill_branch_tokens: int = neutral(0)
+    # True: every training row's teacher targets computed once, before the first step, and read from memory after
+    # (agrec/lm/target_cache.py): the teacher's pass, most of a distilled step's CPU, runs once instead of every
+    # epoch, for memory that grows with the rows (on Games' 53,000 rows a few hundred MiB). The same targets up to
+    # the teacher's float rounding in another batch, so a key of its own
+    distill_cache: bool = neutral(False)
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, slower
     # How samples become micro-batches (agrec/lm/batching.py): pad = one right-padded row per sample (the
     # original loop); bucket = batches of similar length; pack = pad's batches packed into rows of
@@ -225,6 +230,8 @@ class LMConfig:
                 f"lm.distill_branch_tokens ({self.distill_branch_tokens}) applies with a teacher only: set "
                 f"lm.distill_teacher (sasrec)"
             )
+        if self.distill_cache and self.distill_teacher == "none":
+            raise ConfigError("lm.distill_cache applies with a teacher only: set lm.distill_teacher (sasrec)")
         if self.distill_teacher != "none" and self.batching == "pack":
             raise ConfigError(
                 "lm.distill_teacher needs one training sequence per row: lm.batching 'pad' or 'bucket', not 'pack'"

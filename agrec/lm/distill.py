@@ -48,6 +48,10 @@ take another kernel; with ``lm.tiny.item_dropout`` the dropout draws cover the e
 the cost is the extra tokens (about linear in them). The logged training loss then holds the branch term too (a
 cross-entropy, so it includes the teacher conditionals' entropy): its curve is not comparable with ``B = 0``'s.
 Codes of one level have no prefix that predicts a further level, so ``B > 0`` is refused there.
+
+With ``cache=True`` (``lm.distill_cache``) a row's targets are computed once and kept (:mod:`agrec.lm.target_cache`):
+:meth:`CodeDistiller.targets` computes the rows it has not seen and assembles every row's from the cache, through the
+same layout (:func:`assemble_branches`) as without it.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ import torch.nn.functional as F
 
 from agrec.lm.item_embedding import ItemIndexer
 from agrec.lm.prompts import IGNORE
+from agrec.lm.target_cache import RowTargets, assemble_rows, row_keys, split_rows
 
 # (items [B, K] project item ids, -1 = padding after the row's last item; rows [P]; positions [P]) -> logits
 # [P, n_items]: for each (row, position) pair, the teacher's scores of the item that follows items 0..position of
@@ -88,6 +93,51 @@ class Branches(NamedTuple):
     weights: torch.Tensor
 
 
+class BranchParts(NamedTuple):
+    """The off-path prefixes of a batch before they are laid out (:func:`assemble_branches`): everything here
+    belongs to one row and is the same whichever rows share its batch. The ``M`` prefixes are in row-major order,
+    each row's in its slots ``0, 1, ...`` (heaviest first).
+
+    ``rows`` / ``slots`` / ``input_ids`` / ``position_ids`` ``[M]``: as in :class:`Branches`, one per prefix.
+    ``roots`` ``[M]``: the position of the observed code each prefix replaces (it attends to the row's keys before
+    it). ``child`` / ``parent`` ``[A]``: the prefixes (into ``M``) and the slot of each one's off-path ancestor in
+    the same row. ``targets`` ``[M, V]`` and ``weights`` ``[M]``: as in :class:`Branches`.
+    """
+
+    rows: torch.Tensor
+    slots: torch.Tensor
+    input_ids: torch.Tensor
+    position_ids: torch.Tensor
+    roots: torch.Tensor
+    child: torch.Tensor
+    parent: torch.Tensor
+    targets: torch.Tensor
+    weights: torch.Tensor
+
+
+def assemble_branches(parts: BranchParts, B: int, T: int, attention_mask: torch.Tensor | None) -> Branches:
+    """Lay out a batch's off-path prefixes (:class:`BranchParts`) after its ``B`` rows of ``T`` tokens: ``E`` slots
+    per row, the most any row uses, and the extended rows' attention (the rows' own causal attention over their
+    real keys; each prefix to the row's keys before its root, to itself and to its off-path ancestors; an empty
+    slot to itself alone). ``attention_mask`` ``[B, T]``: 1 on real tokens (None: all real)."""
+    device = parts.rows.device
+    r_b, slot = parts.rows, parts.slots
+    E = int(slot.max()) + 1 if len(slot) else 0
+    allowed = torch.zeros(B, T + E, T + E, dtype=torch.bool, device=device)
+    causal = torch.ones(T, T, dtype=torch.bool, device=device).tril()
+    real = torch.ones(B, T, dtype=torch.bool, device=device) if attention_mask is None else attention_mask.bool()
+    allowed[:, :T, :T] = causal[None] & real[:, None, :]
+    allowed[r_b, T + slot, :T] = (torch.arange(T, device=device)[None, :] < parts.roots[:, None]) & real[r_b]
+    ar = torch.arange(E, device=device)
+    allowed[:, T + ar, T + ar] = True  # itself (and an empty slot attends to itself alone)
+    allowed[r_b[parts.child], T + slot[parts.child], T + parts.parent] = True
+    tokens = torch.zeros(B, E, dtype=torch.long, device=device)
+    positions = torch.zeros(B, E, dtype=torch.long, device=device)
+    tokens[r_b, slot] = parts.input_ids
+    positions[r_b, slot] = parts.position_ids
+    return Branches(tokens, positions, allowed, r_b, slot, parts.targets, parts.weights)
+
+
 class _Masses(NamedTuple):
     """One teacher pass over a batch: the supervised positions with a teacher target and the teacher's mass of
     every run (prefix + code) of every level, per distilled item."""
@@ -114,6 +164,8 @@ class CodeDistiller:
         weight: λ in ``(0, 1]``, the soft term's share.
         temperature: ``T > 0``.
         branch_tokens: ``B >= 0``, the off-path prefixes distilled per row (module docstring; 0 = none).
+        cache: keep each row's targets after computing them once (:mod:`agrec.lm.target_cache`; ``fill`` computes
+            a set of rows ahead); False computes every batch's anew.
     """
 
     def __init__(
@@ -124,6 +176,7 @@ class CodeDistiller:
         weight: float,
         temperature: float = 1.0,
         branch_tokens: int = 0,
+        cache: bool = False,
     ):
         if branch_tokens < 0:
             raise ValueError(f"off-path prefixes per row (lm.distill_branch_tokens) must be >= 0, got {branch_tokens}")
@@ -147,6 +200,11 @@ class CodeDistiller:
                 f"{self.n_levels} no prefix predicts a further level"
             )
         self._on: dict[torch.device, dict[str, torch.Tensor]] = {}
+        self.vocab_size = int(vocab_size)
+        self.cache: dict[bytes, RowTargets] | None = {} if cache else None
+        self._col_dtype: np.dtype = (
+            np.dtype(np.int16) if self.vocab_size <= np.iinfo(np.int16).max + 1 else np.dtype(np.int32)
+        )
 
     def _at(self, device: torch.device) -> dict[str, torch.Tensor]:
         if device not in self._on:
@@ -278,20 +336,75 @@ class CodeDistiller:
     ) -> tuple[torch.Tensor, torch.Tensor, Branches | None]:
         """:meth:`soft_targets` and, with ``branch_tokens > 0``, the batch's off-path prefixes (:class:`Branches`;
         None without). ``attention_mask`` ``[B, T]`` (1 on real tokens; None: all real) shapes the rows' own
-        attention in :attr:`Branches.allowed`, as the model would build it from the 2-D mask."""
-        m = self._masses(input_ids, labels)
-        if m is None:
-            N = int((labels[:, 1:] != IGNORE).sum())
-            has = torch.zeros(N, dtype=torch.bool, device=input_ids.device)
-            return has, torch.zeros(0, n_logits, device=input_ids.device), None
-        has, soft = self._path_targets(m, n_logits)
-        branches = self._branches(m, input_ids, attention_mask, n_logits) if self.branch_tokens else None
-        return has, soft, branches
+        attention in :attr:`Branches.allowed`, as the model would build it from the 2-D mask. With the cache, the
+        rows not in it are computed (together, as one batch) and every row's targets are read from it."""
+        B, T = input_ids.shape
+        if self.cache is None:
+            m = self._masses(input_ids, labels)
+            if m is None:
+                N = int((labels[:, 1:] != IGNORE).sum())
+                has = torch.zeros(N, dtype=torch.bool, device=input_ids.device)
+                return has, torch.zeros(0, n_logits, device=input_ids.device), None
+            has, soft = self._path_targets(m, n_logits)
+            if not self.branch_tokens:
+                return has, soft, None
+            return has, soft, assemble_branches(self._branches(m, input_ids, n_logits), B, T, attention_mask)
+        keys = row_keys(input_ids, labels)
+        self._fill_rows(input_ids, attention_mask, labels, keys)
+        read, has, soft, parts = assemble_rows(
+            [self.cache[k] for k in keys], n_logits, bool(self.branch_tokens), input_ids.device
+        )
+        if not read:  # no supervised position has a teacher: as without the cache
+            return has, soft, None
+        return has, soft, None if parts is None else assemble_branches(BranchParts(*parts), B, T, attention_mask)
 
-    def _branches(
-        self, m: _Masses, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, n_logits: int
-    ) -> Branches:
-        """Each row's ``branch_tokens`` off-path prefixes of most teacher mass, ready to append (module docstring)."""
+    @torch.no_grad()
+    def fill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor) -> int:
+        """Compute and keep the targets of a batch's rows that the cache lacks (as :meth:`targets` would, without
+        assembling them); returns how many rows were computed."""
+        if self.cache is None:
+            raise ValueError("this distiller keeps no cache (cache=False)")
+        return self._fill_rows(input_ids, attention_mask, labels, row_keys(input_ids, labels))
+
+    def _fill_rows(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor, keys: list[bytes]
+    ) -> int:
+        assert self.cache is not None
+        miss, seen = [], set()
+        for r, k in enumerate(keys):  # each missing key once: equal rows share an entry
+            if k not in self.cache and k not in seen:
+                miss.append(r)
+                seen.add(k)
+        if not miss:
+            return 0
+        sel = torch.tensor(miss, device=input_ids.device)
+        # the missing rows alone, cut to the longest of them (right-padded: what is cut is padding)
+        n = input_ids.shape[1]
+        if attention_mask is not None:
+            n = int(attention_mask[sel].sum(1).max())
+        ids, lab = input_ids[sel, :n], labels[sel, :n]
+        m = self._masses(ids, lab)
+        V = self.vocab_size
+        if m is None:
+            N = int((lab[:, 1:] != IGNORE).sum())
+            none = torch.zeros(N, dtype=torch.bool, device=ids.device)
+            rows = split_rows(lab, none, none, torch.zeros(0, V, device=ids.device), None, self._col_dtype)
+        else:
+            has, soft = self._path_targets(m, V)
+            parts = self._branches(m, ids, V) if self.branch_tokens else None
+            rows = split_rows(lab, m.has, has, soft, parts, self._col_dtype)
+        for r, row in zip(miss, rows, strict=True):
+            self.cache[keys[r]] = row
+        return len(miss)
+
+    @property
+    def cache_nbytes(self) -> int:
+        """The cached targets' array bytes (0 without a cache)."""
+        return 0 if self.cache is None else sum(r.nbytes for r in self.cache.values())
+
+    def _branches(self, m: _Masses, input_ids: torch.Tensor, n_logits: int) -> BranchParts:
+        """Each row's ``branch_tokens`` off-path prefixes of most teacher mass (module docstring), row by row
+        (:class:`BranchParts`; :func:`assemble_branches` lays them out for a batch)."""
         device = input_ids.device
         tabs = self._at(device)
         L, Bt = self.n_levels, self.branch_tokens
@@ -353,17 +466,10 @@ class CodeDistiller:
         )[has_code]
         root = pos_of[r_b, idx[p], diverge]  # the observed code the branch replaces: keys before it are shared
         position = pos_of[r_b, idx[p], n_lv]
-        # the extended rows' attention: the rows' own (causal, real keys), then each prefix's
-        allowed = torch.zeros(B, T + E, T + E, dtype=torch.bool, device=device)
-        causal = torch.ones(T, T, dtype=torch.bool, device=device).tril()
-        real = torch.ones(B, T, dtype=torch.bool, device=device) if attention_mask is None else attention_mask.bool()
-        allowed[:, :T, :T] = causal[None] & real[:, None, :]
-        allowed[r_b, T + slot, :T] = (torch.arange(T, device=device)[None, :] < root[:, None]) & real[r_b]
-        ar = torch.arange(E, device=device)
-        allowed[:, T + ar, T + ar] = True  # itself (and an empty slot attends to itself alone)
         # its off-path ancestors, found among the chosen prefixes of its row by (item, level, run)
         key = (p * L + n_lv) * self._runs_max + n_run
         sorted_key, order = torch.sort(key)
+        child, parent = [], []
         for lv in range(L - 2):
             need = (diverge <= lv) & (n_lv > lv)  # an ancestor at level lv is off the path
             if not bool(need.any()):
@@ -372,22 +478,30 @@ class CodeDistiller:
             at = torch.searchsorted(sorted_key, want).clamp(max=len(key) - 1)
             if not bool((sorted_key[at] == want).all()):
                 raise AssertionError("an off-path prefix was chosen without its parent")
-            allowed[r_b[need], T + slot[need], T + slot[order[at]]] = True
-        tokens = torch.zeros(B, E, dtype=torch.long, device=device)
-        positions = torch.zeros(B, E, dtype=torch.long, device=device)
+            child.append(need.nonzero(as_tuple=True)[0])
+            parent.append(slot[order[at]])
         tok_of = torch.zeros(len(p), dtype=torch.long, device=device)
         for lv in range(L - 1):
             at = n_lv == lv
             tok_of[at] = tabs[f"tok{lv}"][n_run[at]]
-        tokens[r_b, slot] = tok_of
-        positions[r_b, slot] = position
         targets = torch.zeros(len(p), n_logits, device=device)
         for lv in range(L - 1):
             at = (n_lv == lv).nonzero(as_tuple=True)[0]
             if len(at):
                 d, _ = self._conditionals(m, lv + 1, p[at], n_run[at], n_logits)
                 targets[at] = d.float()
-        return Branches(tokens, positions, allowed, r_b, slot, targets, weight.float())
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        return BranchParts(
+            r_b,
+            slot,
+            tok_of,
+            position,
+            root,
+            torch.cat(child) if child else empty,
+            torch.cat(parent) if parent else empty,
+            targets,
+            weight.float(),
+        )
 
     def loss(
         self,

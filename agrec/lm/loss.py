@@ -225,7 +225,11 @@ class SupervisedNLL(nn.Module):
             loss = F.cross_entropy(logits.float(), targets, reduction="sum", label_smoothing=self.label_smoothing)
         else:
             hard = F.cross_entropy(logits.float(), targets, reduction="none", label_smoothing=self.label_smoothing)
-            loss = self.distiller.loss(logits, input_ids, labels, hard, None if extra is None else extra[:2])
+            if extra is not None:
+                soft = extra[:2]
+            else:  # with the mask, as with branches: a cached row is found whatever its batch's padding
+                soft = self.distiller.targets(input_ids, attention_mask, labels, int(logits.shape[-1]))[:2]
+            loss = self.distiller.loss(logits, input_ids, labels, hard, soft)
             if extra is not None:
                 loss = loss + extra[2]
         if not self.item_loss:

@@ -228,6 +228,7 @@ def make_training_job(
             cfg.distill_weight,
             cfg.distill_temperature,
             cfg.distill_branch_tokens,
+            cache=cfg.distill_cache,
         )
     trainer = Trainer(
         build_model,

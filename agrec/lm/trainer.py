@@ -421,6 +421,10 @@ class Trainer:
 
         last: Path | None = ckpt
         done = state.global_step >= total or state.stopped_by_patience
+        if not done and self.distiller is not None and self.distiller.cache is not None:
+            t0 = time.perf_counter()
+            self._fill_teacher_cache()
+            state.train_time_s += time.perf_counter() - t0  # part of what training costs
         stopped_early = False
         for epoch in range(state.epoch, cfg.epochs):
             if done:
@@ -499,6 +503,27 @@ class Trainer:
         selected = self._select(state, last)
         self._prune(state, keep={selected, last})
         return TrainResult(selected=selected, state=state, params=params, precision=self.precision, world=env.world)
+
+    def _fill_teacher_cache(self) -> None:
+        """``lm.distill_cache``: every training row's teacher targets, computed before the first step in fixed
+        batches of rows sorted by length (the same batches, so the same values, when a run resumes)."""
+        assert self.distiller is not None
+        order = np.argsort(self._lengths, kind="stable")
+        bs = self.cfg.batch_size
+        n_batches = -(-len(order) // bs)
+        task = Task("lm teacher", n_batches, "batch", min_interval_s=1.0) if self.env.is_main else None
+        t0, n = time.perf_counter(), 0
+        for b, s in enumerate(range(0, len(order), bs)):
+            n += self.distiller.fill(*self.collate(order[s : s + bs]))
+            if task is not None:
+                task.update(b + 1)
+        if task is not None:
+            task.close()
+        self.log(
+            f"lm: teacher targets of {len(order):,} training rows ({n:,} distinct) computed in "
+            f"{time.perf_counter() - t0:.0f} s and kept "
+            f"({self.distiller.cache_nbytes / 2**20:,.0f} MiB; lm.distill_cache)"
+        )
 
     def _evaluate_epoch(self, state: TrainState, epoch: int, loss_mod: SupervisedNLL, model: Any, task: Any) -> None:
         """The end-of-epoch evaluation row (validation loss and accuracies, the recommendation metrics of
