@@ -423,7 +423,7 @@ class Trainer:
         done = state.global_step >= total or state.stopped_by_patience
         if not done and self.distiller is not None and self.distiller.cache is not None:
             t0 = time.perf_counter()
-            self._fill_teacher_cache()
+            self.fill_teacher_cache()
             state.train_time_s += time.perf_counter() - t0  # part of what training costs
         stopped_early = False
         for epoch in range(state.epoch, cfg.epochs):
@@ -504,7 +504,7 @@ class Trainer:
         self._prune(state, keep={selected, last})
         return TrainResult(selected=selected, state=state, params=params, precision=self.precision, world=env.world)
 
-    def _fill_teacher_cache(self) -> None:
+    def fill_teacher_cache(self) -> None:
         """``lm.distill_cache``: every training row's teacher targets, computed before the first step in fixed
         batches of rows sorted by length (the same batches, so the same values, when a run resumes)."""
         assert self.distiller is not None
