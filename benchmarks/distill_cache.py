@@ -72,6 +72,7 @@ def main() -> None:
     add_set_option(p)
     p.add_argument("--epochs", type=int, default=1, help="epochs whose every batch is compared (from the first)")
     p.add_argument("--time-steps", type=int, default=40, help="training steps timed per variant")
+    p.add_argument("--max-batches", type=int, default=None, help="compare only each epoch's first N batches")
     args = p.parse_args()
     session = open_session(args.config, overrides={"lm.progress": False, **parse_sets(args.sets)})
     profile = session.profile
@@ -119,7 +120,7 @@ def main() -> None:
         per_epoch = []
         worst = 0.0
         for e in range(args.epochs):
-            plan = plain.plan(e)
+            plan = plain.plan(e)[: args.max_batches]
             identical = 0
             for parts in plan:
                 for idx in parts:
@@ -155,7 +156,9 @@ def main() -> None:
         "",
         f"`python benchmarks/distill_cache.py --config {args.config}"
         + "".join(f" --set {s}" for s in args.sets)
-        + f" --epochs {args.epochs} --time-steps {args.time_steps}` at {commit}; {threads} thread(s); "
+        + f" --epochs {args.epochs} --time-steps {args.time_steps}"
+        + ("" if args.max_batches is None else f" --max-batches {args.max_batches}")
+        + f"` at {commit}; {threads} thread(s); "
         f"lm.distill_branch_tokens {cfg.distill_branch_tokens}.",
         "",
         f"- Cache: {n_rows:,} training rows, {n_entries:,} distinct, {mib:,.0f} MiB of targets, filled in "
