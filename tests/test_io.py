@@ -151,5 +151,6 @@ def test_the_repository_ignores_a_killed_writers_temporaries_but_not_what_they_b
     assert ignored(f"{report}/{temp_prefix('04_finetune.ipynb')}4x5jotn4.tmp.ipynb")
     assert ignored(f"{report}/results/{temp_prefix('decode.json')}k2j3h4g5.tmp.json")
     assert ignored(f"{report}/{temp_prefix('figures')}a1b2c3d4.tmp")  # a folder written whole
+    assert ignored(f"{report}/.04_finetune.progress.jsonl")  # a running stage's events (agrec/run/pipeline.py)
     for kept in ("04_finetune.ipynb", "results/decode.json", "figures/alpha_curve.png", ".gitkeep"):
         assert not ignored(f"{report}/{kept}"), kept

@@ -145,7 +145,7 @@ class LMConfig:
     distill_branch_tokens: int = neutral(0)
     # True: every training row's teacher targets computed once, before the first step, and read from memory after
     # (agrec/lm/target_cache.py): the teacher's pass, most of a distilled step's CPU, runs once instead of every
-    # epoch, for memory that grows with the rows (on Games' 53,000 rows a few hundred MiB). The same targets up to
+    # epoch, for memory that grows with the rows (828 MiB for Games' 53,356 rows). The same targets up to
     # the teacher's float rounding in another batch, so a key of its own
     distill_cache: bool = neutral(False)
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, slower
