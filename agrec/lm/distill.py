@@ -340,15 +340,8 @@ class CodeDistiller:
         rows not in it are computed (together, as one batch) and every row's targets are read from it."""
         B, T = input_ids.shape
         if self.cache is None:
-            m = self._masses(input_ids, labels)
-            if m is None:
-                N = int((labels[:, 1:] != IGNORE).sum())
-                has = torch.zeros(N, dtype=torch.bool, device=input_ids.device)
-                return has, torch.zeros(0, n_logits, device=input_ids.device), None
-            has, soft = self._path_targets(m, n_logits)
-            if not self.branch_tokens:
-                return has, soft, None
-            return has, soft, assemble_branches(self._branches(m, input_ids, n_logits), B, T, attention_mask)
+            _, has, soft, parts = self._compute(input_ids, labels, n_logits)
+            return has, soft, None if parts is None else assemble_branches(parts, B, T, attention_mask)
         keys = row_keys(input_ids, labels)
         self._fill_rows(input_ids, attention_mask, labels, keys)
         read, has, soft, parts = assemble_rows(
@@ -383,19 +376,25 @@ class CodeDistiller:
         if attention_mask is not None:
             n = int(attention_mask[sel].sum(1).max())
         ids, lab = input_ids[sel, :n], labels[sel, :n]
-        m = self._masses(ids, lab)
-        V = self.vocab_size
-        if m is None:
-            N = int((lab[:, 1:] != IGNORE).sum())
-            none = torch.zeros(N, dtype=torch.bool, device=ids.device)
-            rows = split_rows(lab, none, none, torch.zeros(0, V, device=ids.device), None, self._col_dtype)
-        else:
-            has, soft = self._path_targets(m, V)
-            parts = self._branches(m, ids, V) if self.branch_tokens else None
-            rows = split_rows(lab, m.has, has, soft, parts, self._col_dtype)
+        teacher_at, has, soft, parts = self._compute(ids, lab, self.vocab_size)
+        rows = split_rows(lab, has if teacher_at is None else teacher_at, has, soft, parts, self._col_dtype)
         for r, row in zip(miss, rows, strict=True):
             self.cache[keys[r]] = row
         return len(miss)
+
+    def _compute(
+        self, input_ids: torch.Tensor, labels: torch.Tensor, n_logits: int
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, BranchParts | None]:
+        """One batch's targets before they are laid out: ``(teacher_at, has, soft, parts)``, ``teacher_at`` ``[N]``
+        the supervised positions the teacher reads (None where it reads none: then ``has`` is all False, ``soft``
+        empty and ``parts`` None), ``parts`` the off-path prefixes (None without ``branch_tokens``)."""
+        m = self._masses(input_ids, labels)
+        if m is None:
+            N = int((labels[:, 1:] != IGNORE).sum())
+            has = torch.zeros(N, dtype=torch.bool, device=input_ids.device)
+            return None, has, torch.zeros(0, n_logits, device=input_ids.device), None
+        has, soft = self._path_targets(m, n_logits)
+        return m.has, has, soft, self._branches(m, input_ids, n_logits) if self.branch_tokens else None
 
     @property
     def cache_nbytes(self) -> int:

@@ -393,6 +393,12 @@ class Trainer:
         runner = ddp or loss_mod
         params_list = [p for _, p in trainable]
 
+        done = state.global_step >= total or state.stopped_by_patience
+        # before the step bar and task start: their rates and ETAs count steps only
+        if not done and self.distiller is not None and self.distiller.cache is not None:
+            t0 = time.perf_counter()
+            self.fill_teacher_cache()
+            state.train_time_s += time.perf_counter() - t0  # part of what training costs
         bar = None
         if env.is_main and cfg.progress:
             from tqdm.auto import tqdm
@@ -420,11 +426,6 @@ class Trainer:
             pending.clear()
 
         last: Path | None = ckpt
-        done = state.global_step >= total or state.stopped_by_patience
-        if not done and self.distiller is not None and self.distiller.cache is not None:
-            t0 = time.perf_counter()
-            self.fill_teacher_cache()
-            state.train_time_s += time.perf_counter() - t0  # part of what training costs
         stopped_early = False
         for epoch in range(state.epoch, cfg.epochs):
             if done:
