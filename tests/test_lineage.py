@@ -309,18 +309,29 @@ def test_the_semantic_id_stage_names_the_package_its_encoder_runs(profile_path):
     assert not any(k.startswith(("package:sentence", "package:gt-all", "package:llm-", "backbone:")) for k in cf)
 
 
-def test_an_edited_implementation_is_noted_but_not_a_reason(profile_path, monkeypatch):
+def test_an_edited_implementation_is_noted_by_file_but_not_a_reason(profile_path, monkeypatch, tmp_path):
+    import shutil
+
     import agrec.run.lineage as lineage
 
+    # the stage's sources from a copy of the package, so that the test can edit, add and remove files
+    pkg = tmp_path / "agrec"
+    shutil.copytree(lineage._package_root() / "data", pkg / "data", ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(lineage, "_package_root", lambda: pkg)
     s = _session(profile_path)
     prepare_data(s)
     rec = s.run.read_record("data")
     assert rec["sources"] == ["data"] and rec["source_digest"] == lineage.source_digest(("data",))
+    assert sorted(rec["source_files"]) == sorted(f"data/{f.name}" for f in (pkg / "data").glob("*.py"))
+    assert rec["source_files"]["data/split.py"] == sha256_file(pkg / "data" / "split.py")[:16]
     assert stage_status(s.profile, s.run, "data").notes == []
-    monkeypatch.setattr(lineage, "source_digest", lambda sources: "0" * 16)
+    (pkg / "data" / "split.py").write_text((pkg / "data" / "split.py").read_text() + "\n# edited\n")
+    (pkg / "data" / "stats.py").unlink()
+    (pkg / "data" / "extra.py").write_text("X = 1\n")
+    (pkg / "data" / "registry.yaml").write_text("not python: not a source\n")
     st = stage_status(s.profile, s.run, "data")
-    assert st.current and st.notes == ["the agrec code of this stage changed since it ran (data); --force "
-                                       "recomputes it"]
+    assert st.current and st.notes == ["the agrec code of this stage changed since it ran (data/extra.py (new), "
+                                       "data/split.py, data/stats.py (removed)); --force recomputes it"]
 
 
 def test_the_lm_stage_covers_the_decoding_that_picks_its_epoch_and_the_teacher_it_distils_from(profile_path):
@@ -341,13 +352,13 @@ def test_a_record_without_its_sources_is_compared_over_what_it_covered_then(prof
     prepare_data(s)
     path = s.run.record_path("data")
     rec = json.loads(path.read_text())
-    del rec["sources"]  # a record written before records listed their sources
+    del rec["sources"], rec["source_files"]  # a record written before records listed their sources
     path.write_text(json.dumps(rec))
     assert stage_status(s.profile, s.run, "data").notes == []
     # its digest is checked over the legacy set, not over today's STAGE_SOURCES (("data",)): a wider legacy set differs
     monkeypatch.setitem(lineage.LEGACY_SOURCES, "data", ("data", "metrics.py"))
     st = stage_status(s.profile, s.run, "data")
-    assert st.current and st.notes == ["the agrec code of this stage changed since it ran (data, metrics.py); "
+    assert st.current and st.notes == ["the agrec code of this stage changed since it ran (in data, metrics.py); "
                                        "--force recomputes it"]
 
 

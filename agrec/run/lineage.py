@@ -118,20 +118,51 @@ def stage_folders(stage: str) -> tuple[str, ...]:
     return (stage, *EXTRA_FOLDERS.get(stage, ()))
 
 
+def _package_root() -> Path:
+    """The folder of the agrec package, whose files a stage's sources name (a function, so a test can point it
+    at a copy)."""
+    return Path(agrec.__file__).parent
+
+
+def _files_of(sources: tuple[str, ...] | list[str]) -> list[Path]:
+    root = _package_root()
+    out: list[Path] = []
+    for rel in sources:
+        base = root / rel
+        out += [base] if base.is_file() else sorted(base.rglob("*.py")) if base.is_dir() else []
+    return out
+
+
 def source_digest(sources: tuple[str, ...] | list[str]) -> str:
     """sha256 (16 hex digits) of the agrec source files ``sources`` (a stage's :func:`stage_sources`).
 
     Recorded with the stage. It is not part of the key (a comment or a refactoring would recompute
     everything); ``agrec status`` notes when it differs, so an edited implementation never goes unnoticed.
     """
-    root = Path(agrec.__file__).parent
+    root = _package_root()
     h = hashlib.sha256()
-    for rel in sources:
-        base = root / rel
-        files = [base] if base.is_file() else sorted(base.rglob("*.py")) if base.is_dir() else []
-        for f in files:
-            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    for f in _files_of(sources):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()[:16]
+
+
+def source_files(sources: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """sha256 (16 hex digits) of each file that ``sources`` cover, by its path under agrec/: recorded beside
+    :func:`source_digest`, so that ``agrec status`` names the files that changed rather than every source."""
+    root = _package_root()
+    return {f.relative_to(root).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()[:16] for f in _files_of(sources)}
+
+
+def _changed_files(recorded: Any, sources: tuple[str, ...]) -> str:
+    """The note's list of what changed: the files whose digest differs from a record's ``source_files`` (added and
+    removed ones marked), or, for a record written before records kept them, the sources it covered."""
+    if isinstance(recorded, dict):
+        now = source_files(sources)
+        changed = sorted(k for k in recorded.keys() | now.keys() if recorded.get(k) != now.get(k))
+        mark = {k: " (new)" if k not in recorded else " (removed)" if k not in now else "" for k in changed}
+        if changed:
+            return ", ".join(k + mark[k] for k in changed)
+    return "in " + ", ".join(sources)
 
 
 def config_key(profile: "Profile", stage: str) -> str:
@@ -351,7 +382,8 @@ def stage_status(
     recorded = rec.get("sources")
     sources = tuple(recorded) if isinstance(recorded, list) else LEGACY_SOURCES.get(stage, ())
     if rec.get("source_digest") not in (None, source_digest(sources)):
-        notes.append(f"the agrec code of this stage changed since it ran ({', '.join(sources)}); --force recomputes it")
+        what = _changed_files(rec.get("source_files"), sources)
+        notes.append(f"the agrec code of this stage changed since it ran ({what}); --force recomputes it")
     res = StageStatus(stage, "current" if not reasons else "stale", reasons, notes, rec.get("digest"))
     memo[stage] = res
     return res

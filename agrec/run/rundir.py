@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from agrec.errors import AgrecError
 from agrec.fingerprint import FingerprintCache, iter_files, sha256_json
 from agrec.io import atomic_write_json, check_format, remove_orphaned_temps, temp_prefix
-from agrec.run.lineage import source_digest, stage_folders, stage_inputs, stage_sources, stage_status
+from agrec.run.lineage import source_digest, source_files, stage_folders, stage_inputs, stage_sources, stage_status
 from agrec.run.provenance import library_versions
 
 if TYPE_CHECKING:
@@ -188,6 +188,7 @@ class RunDir:
             "versions": library_versions(),
             "sources": list(sources),
             "source_digest": source_digest(sources),
+            "source_files": source_files(sources),
             **extra,
         }
         try:
